@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Seal needs to build and test, when missing:
+# libclang (bindgen for RocksDB), softhsm2 (PKCS#11 tests), wrk (benchmarks).
+set -euo pipefail
+need=()
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+dpkg -s softhsm2 >/dev/null 2>&1 || need+=(softhsm2)
+dpkg -s wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}"
+fi

@@ -1,0 +1,2 @@
+//! seal-tuf: the TUF core of Seal in Notary's dialect.
+#![forbid(unsafe_code)]
