@@ -1,2 +1,30 @@
-//! seal-tuf: the TUF core of Seal in Notary's dialect.
+//! seal-tuf: the TUF core of Seal, in Notary's dialect.
+//!
+//! Pure: no IO, no async, no clock (`now` is always an argument).
+//!
+//! * [`cjson`]: canonical JSON byte-identical to Notary's, parsing that
+//!   refuses duplicate keys and non-integers.
+//! * [`keys`]: public keys (`ed25519`, `ecdsa`, `rsa`, `*-x509`), key IDs,
+//!   signature verification bound to the key's type, signing keys.
+//! * [`metadata`]: the signed envelope and the four role types with
+//!   delegations; [`time`] formats times as Notary does.
+//! * [`verify`]: threshold signature checks shared by server and client.
+//! * [`update`]: the server's validation of an upload, one pure function.
+//! * [`generate`]: the next snapshot and timestamp the server signs.
+//! * [`client`]: the client's verification workflow (TOFU or pinning, root
+//!   rotation, timestamp → snapshot → targets → delegations).
 #![forbid(unsafe_code)]
+
+pub mod cjson;
+pub mod client;
+pub mod error;
+pub mod generate;
+pub mod keys;
+pub mod metadata;
+pub mod time;
+pub mod update;
+pub mod verify;
+
+pub use error::{Error, KeyError, UpdateError, UpdateErrorKind};
+pub use keys::{KeyId, KeyType, PrivateKey, PublicKey, Signature};
+pub use metadata::{FileMeta, Root, SignedFile, Snapshot, Targets, Timestamp};

@@ -1,0 +1,275 @@
+//! Errors of seal-tuf. Each variant carries what a reader needs: the role,
+//! the version, the key.
+
+use time::OffsetDateTime;
+
+use crate::keys::{KeyId, KeyType};
+
+/// A key or signature problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key's bytes do not decode as its type says.
+    #[error("malformed key: {0}")]
+    Malformed(String),
+    /// A key type Notary does not know.
+    #[error("unknown key type {0:?}")]
+    UnknownType(String),
+    /// The signature's method does not belong to the key's type.
+    #[error("signature method {method:?} does not match key type {key_type}")]
+    MethodMismatch {
+        /// The trusted key's type.
+        key_type: KeyType,
+        /// The method the signature claimed.
+        method: String,
+    },
+    /// The signature does not verify.
+    #[error("signature by key {0} does not verify")]
+    BadSignature(KeyId),
+}
+
+/// A metadata file that cannot be parsed, does not verify, or breaks a
+/// TUF rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Not JSON, or JSON canonical form cannot carry (floats, duplicate keys).
+    #[error("{role}: malformed JSON: {reason}")]
+    Json {
+        /// The role whose file it is.
+        role: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A field is missing or has the wrong shape.
+    #[error("{role}: invalid field {field}: {reason}")]
+    Field {
+        /// The role whose file it is.
+        role: String,
+        /// The field's path.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `_type` is not what the role requires.
+    #[error("{role}: expected _type {expected}, found {found:?}")]
+    WrongType {
+        /// The role whose file it is.
+        role: String,
+        /// The type the role requires.
+        expected: &'static str,
+        /// The type found.
+        found: String,
+    },
+    /// Not a valid role name.
+    #[error("invalid role name {0:?}")]
+    InvalidRole(String),
+    /// A listed key does not parse or its ID does not match its content.
+    #[error("{role}: key {keyid}: {reason}")]
+    BadKey {
+        /// The role listing the key.
+        role: String,
+        /// The key's ID as listed.
+        keyid: KeyId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file has no signatures at all.
+    #[error("{role}: tuf: data has no signatures")]
+    NoSignatures {
+        /// The role whose file it is.
+        role: String,
+    },
+    /// Fewer valid signatures from distinct trusted keys than the threshold.
+    #[error("{role}: valid signatures did not meet threshold ({valid} of {threshold})")]
+    Threshold {
+        /// The role whose file it is.
+        role: String,
+        /// Distinct trusted keys whose signature verified.
+        valid: usize,
+        /// The threshold.
+        threshold: u32,
+    },
+    /// The file expired.
+    #[error("{role}: metadata expired at {expires}")]
+    Expired {
+        /// The role whose file it is.
+        role: String,
+        /// When it expired.
+        expires: OffsetDateTime,
+    },
+    /// A version lower than one already trusted (rollback).
+    #[error("{role}: version {got} is lower than trusted version {trusted}")]
+    Rollback {
+        /// The role whose file it is.
+        role: String,
+        /// The version trusted so far.
+        trusted: u64,
+        /// The version offered.
+        got: u64,
+    },
+    /// A version whose increment would overflow (Cure53 TUF-01-002).
+    #[error("{role}: version {version} is too large")]
+    VersionTooLarge {
+        /// The role whose file it is.
+        role: String,
+        /// The version.
+        version: u128,
+    },
+    /// The bytes do not match the hashes or length that vouch for them.
+    #[error("{role}: {reason}")]
+    HashMismatch {
+        /// The role whose file it is.
+        role: String,
+        /// Which check failed.
+        reason: String,
+    },
+    /// A file longer than its limit (endless-data attack).
+    #[error("{role}: {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The role whose file it is.
+        role: String,
+        /// Its size, or the size announced.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A role that the metadata above it does not vouch for.
+    #[error("{role}: {reason}")]
+    Untrusted {
+        /// The role.
+        role: String,
+        /// Why it is not trusted.
+        reason: String,
+    },
+    /// A delegation lists a target outside the paths it was delegated.
+    #[error("{role}: target {target:?} is outside the delegated paths")]
+    PathNotDelegated {
+        /// The delegated role.
+        role: String,
+        /// The offending target name.
+        target: String,
+    },
+    /// An x509 root certificate is not acceptable for this GUN.
+    #[error("{role}: certificate of key {keyid}: {reason}")]
+    BadCertificate {
+        /// The role.
+        role: String,
+        /// The key.
+        keyid: KeyId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The role the error is about, when there is one.
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Error::Json { role, .. }
+            | Error::Field { role, .. }
+            | Error::WrongType { role, .. }
+            | Error::BadKey { role, .. }
+            | Error::NoSignatures { role }
+            | Error::Threshold { role, .. }
+            | Error::Expired { role, .. }
+            | Error::Rollback { role, .. }
+            | Error::VersionTooLarge { role, .. }
+            | Error::HashMismatch { role, .. }
+            | Error::TooLarge { role, .. }
+            | Error::Untrusted { role, .. }
+            | Error::PathNotDelegated { role, .. }
+            | Error::BadCertificate { role, .. } => Some(role),
+            Error::InvalidRole(_) => None,
+        }
+    }
+}
+
+/// Notary's classification of an invalid update (the `Name` in the
+/// INVALID_UPDATE error body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateErrorKind {
+    /// `ErrValidation`: the update as a whole is unusable.
+    Validation,
+    /// `ErrBadHierarchy`: a role is missing what it needs (snapshot key, parent).
+    BadHierarchy,
+    /// `ErrBadRoot`
+    BadRoot,
+    /// `ErrBadTargets`
+    BadTargets,
+    /// `ErrBadSnapshot`
+    BadSnapshot,
+}
+
+impl UpdateErrorKind {
+    /// Notary's name for the error, as it appears in the error body.
+    pub fn notary_name(self) -> &'static str {
+        match self {
+            UpdateErrorKind::Validation => "ErrValidation",
+            UpdateErrorKind::BadHierarchy => "ErrBadHierarchy",
+            UpdateErrorKind::BadRoot => "ErrBadRoot",
+            UpdateErrorKind::BadTargets => "ErrBadTargets",
+            UpdateErrorKind::BadSnapshot => "ErrBadSnapshot",
+        }
+    }
+}
+
+/// Why an uploaded update is refused. Maps 1:1 to Notary's answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// 400 INVALID_ROLE: a part's name is not a role.
+    #[error("invalid role {0:?}")]
+    InvalidRole(String),
+    /// 400 MALFORMED_JSON: a part does not parse as JSON.
+    #[error("malformed JSON in {role}: {reason}")]
+    MalformedJson {
+        /// The part's role.
+        role: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// 400 INVALID_UPDATE with Notary's error name and message.
+    #[error("{}: {msg}", kind.notary_name())]
+    Invalid {
+        /// Notary's classification.
+        kind: UpdateErrorKind,
+        /// The role concerned, when there is one.
+        role: Option<String>,
+        /// The message (Notary's `Error.Msg`).
+        msg: String,
+    },
+    /// 400 VERSION: a role's version is not above every stored version.
+    #[error("{role}: version {version} is not above the current version {current}")]
+    OldVersion {
+        /// The role.
+        role: String,
+        /// The uploaded version.
+        version: u64,
+        /// The current stored version.
+        current: u64,
+    },
+}
+
+impl UpdateError {
+    pub(crate) fn invalid(kind: UpdateErrorKind, role: Option<&str>, msg: impl Into<String>) -> Self {
+        UpdateError::Invalid {
+            kind,
+            role: role.map(str::to_owned),
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn from_error(kind: UpdateErrorKind, e: &Error) -> Self {
+        // Notary's own wording where its clients may match on it.
+        let msg = match e {
+            Error::NoSignatures { .. } => "tuf: data has no signatures".to_owned(),
+            other => other.to_string(),
+        };
+        UpdateError::Invalid {
+            kind,
+            role: e.role().map(str::to_owned),
+            msg,
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! Keys and signatures in Notary's dialect.
+//!
+//! Key types `ed25519`, `ecdsa` (P-256), `rsa`, `ecdsa-x509` and `rsa-x509`
+//! (a PEM certificate, leaf first). A key's ID is the sha256 of the
+//! canonical JSON `{"keytype":…,"keyval":{"private":null,"public":…}}`.
+//!
+//! The verification algorithm is chosen by the trusted key's type, never by
+//! the signature's `method` field (NCC 2015): an ed25519 key verifies only
+//! EdDSA, an ECDSA key only raw `r‖s` ECDSA over SHA-256, an RSA key only
+//! RSA-PSS or PKCS#1 v1.5 over SHA-256.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::Signer as _;
+use p256::ecdsa::signature::Verifier as _;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use x509_cert::der::{Decode, Encode};
+use zeroize::Zeroizing;
+
+use crate::cjson::Value;
+use crate::error::KeyError;
+
+/// A key ID: lowercase hex sha256.
+pub type KeyId = String;
+
+/// The key types Notary knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyType {
+    /// `ed25519`: 32 raw public key bytes.
+    Ed25519,
+    /// `ecdsa`: DER SubjectPublicKeyInfo of a P-256 key.
+    Ecdsa,
+    /// `rsa`: DER SubjectPublicKeyInfo of an RSA key.
+    Rsa,
+    /// `ecdsa-x509`: a PEM certificate (bundle) holding a P-256 key.
+    EcdsaX509,
+    /// `rsa-x509`: a PEM certificate (bundle) holding an RSA key.
+    RsaX509,
+}
+
+impl KeyType {
+    /// Notary's name of the key type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ed25519",
+            KeyType::Ecdsa => "ecdsa",
+            KeyType::Rsa => "rsa",
+            KeyType::EcdsaX509 => "ecdsa-x509",
+            KeyType::RsaX509 => "rsa-x509",
+        }
+    }
+
+    /// Parses Notary's name of a key type.
+    pub fn parse(s: &str) -> Option<KeyType> {
+        Some(match s {
+            "ed25519" => KeyType::Ed25519,
+            "ecdsa" => KeyType::Ecdsa,
+            "rsa" => KeyType::Rsa,
+            "ecdsa-x509" => KeyType::EcdsaX509,
+            "rsa-x509" => KeyType::RsaX509,
+            _ => return None,
+        })
+    }
+
+    /// Whether the public part is a certificate.
+    pub fn is_x509(self) -> bool {
+        matches!(self, KeyType::EcdsaX509 | KeyType::RsaX509)
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the leaf certificate of an x509 key says, for the update rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The subject's common name.
+    pub common_name: Option<String>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Signed with a SHA-1 based algorithm.
+    pub sha1_signed: bool,
+    /// RSA modulus size in bits, for RSA keys.
+    pub rsa_bits: Option<usize>,
+    /// The DER SubjectPublicKeyInfo of the certified key.
+    pub spki_der: Vec<u8>,
+}
+
+#[derive(Clone)]
+enum Verifying {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Ecdsa(p256::ecdsa::VerifyingKey),
+    Rsa(rsa::RsaPublicKey),
+}
+
+/// A public key as listed in root.json or a delegation, with its ID.
+#[derive(Clone)]
+pub struct PublicKey {
+    key_type: KeyType,
+    public: Vec<u8>,
+    id: KeyId,
+    verifying: Verifying,
+    cert: Option<CertInfo>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({} {})", self.key_type, self.id)
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_type == other.key_type && self.public == other.public
+    }
+}
+impl Eq for PublicKey {}
+
+/// The key ID of a key of `key_type` with public bytes `public`.
+pub fn key_id(key_type: KeyType, public: &[u8]) -> KeyId {
+    let v = key_json(key_type, public);
+    hex::encode(Sha256::digest(v.to_canonical()))
+}
+
+fn key_json(key_type: KeyType, public: &[u8]) -> Value {
+    Value::object([
+        ("keytype", Value::str(key_type.as_str())),
+        (
+            "keyval",
+            Value::object([("private", Value::Null), ("public", Value::str(B64.encode(public)))]),
+        ),
+    ])
+}
+
+impl PublicKey {
+    /// Builds a key from its type and public bytes (for x509 types, the PEM).
+    pub fn new(key_type: KeyType, public: Vec<u8>) -> Result<PublicKey, KeyError> {
+        let (verifying, cert) = match key_type {
+            KeyType::Ed25519 => {
+                let bytes: [u8; 32] = public
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeyError::Malformed("ed25519 key is not 32 bytes".into()))?;
+                let vk = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|e| KeyError::Malformed(format!("ed25519 key: {e}")))?;
+                (Verifying::Ed25519(vk), None)
+            }
+            KeyType::Ecdsa => (ecdsa_from_spki(&public)?, None),
+            KeyType::Rsa => (rsa_from_spki(&public)?, None),
+            KeyType::EcdsaX509 | KeyType::RsaX509 => {
+                let cert = parse_leaf_cert(&public)?;
+                let verifying = if key_type == KeyType::EcdsaX509 {
+                    ecdsa_from_spki(&cert.spki_der)?
+                } else {
+                    rsa_from_spki(&cert.spki_der)?
+                };
+                (verifying, Some(cert))
+            }
+        };
+        let id = key_id(key_type, &public);
+        Ok(PublicKey {
+            key_type,
+            public,
+            id,
+            verifying,
+            cert,
+        })
+    }
+
+    /// Parses `{"keytype":…,"keyval":{"public":…,"private":…}}`; a private
+    /// part must be null or absent.
+    pub fn from_value(v: &Value) -> Result<PublicKey, KeyError> {
+        let kt = v
+            .get("keytype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| KeyError::Malformed("missing keytype".into()))?;
+        let key_type = KeyType::parse(kt).ok_or_else(|| KeyError::UnknownType(kt.to_owned()))?;
+        let keyval = v
+            .get("keyval")
+            .ok_or_else(|| KeyError::Malformed("missing keyval".into()))?;
+        match keyval.get("private") {
+            None | Some(Value::Null) => {}
+            Some(_) => return Err(KeyError::Malformed("public key carries private material".into())),
+        }
+        let public = keyval
+            .get("public")
+            .and_then(Value::as_str)
+            .ok_or_else(|| KeyError::Malformed("missing keyval.public".into()))?;
+        let public = B64
+            .decode(public)
+            .map_err(|e| KeyError::Malformed(format!("keyval.public is not base64: {e}")))?;
+        PublicKey::new(key_type, public)
+    }
+
+    /// Parses the JSON body Notary serves for `GET <role>.key`.
+    pub fn from_json(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+        let v = Value::parse(bytes).map_err(|e| KeyError::Malformed(e.0))?;
+        PublicKey::from_value(&v)
+    }
+
+    /// The key as metadata lists it (`private` null).
+    pub fn to_value(&self) -> Value {
+        key_json(self.key_type, &self.public)
+    }
+
+    /// The body Notary serves for `GET <role>.key`: Go struct order, public first.
+    pub fn to_notary_key_json(&self) -> Vec<u8> {
+        format!(
+            "{{\"keytype\":\"{}\",\"keyval\":{{\"public\":\"{}\",\"private\":null}}}}",
+            self.key_type,
+            B64.encode(&self.public)
+        )
+        .into_bytes()
+    }
+
+    /// The key ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key type.
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
+    /// The public bytes (for x509 types, the PEM certificate bundle).
+    pub fn public_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// The leaf certificate's facts, for x509 keys.
+    pub fn cert(&self) -> Option<&CertInfo> {
+        self.cert.as_ref()
+    }
+
+    /// The ID Notary's CLI prints for an x509 key: that of the plain key
+    /// inside the certificate. For other keys, the key ID itself.
+    pub fn canonical_id(&self) -> KeyId {
+        match (&self.cert, self.key_type) {
+            (Some(c), KeyType::EcdsaX509) => key_id(KeyType::Ecdsa, &c.spki_der),
+            (Some(c), KeyType::RsaX509) => key_id(KeyType::Rsa, &c.spki_der),
+            _ => self.id.clone(),
+        }
+    }
+
+    /// Verifies `sig` over `msg` with the algorithm this key's type
+    /// dictates. `method` only selects between the two RSA paddings and must
+    /// belong to the key's family.
+    pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> Result<(), KeyError> {
+        let bad = || KeyError::BadSignature(self.id.clone());
+        match &self.verifying {
+            Verifying::Ed25519(vk) => {
+                if method != "eddsa" {
+                    return Err(KeyError::MethodMismatch {
+                        key_type: self.key_type,
+                        method: method.to_owned(),
+                    });
+                }
+                let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
+                vk.verify_strict(msg, &sig).map_err(|_| bad())
+            }
+            Verifying::Ecdsa(vk) => {
+                if method != "ecdsa" {
+                    return Err(KeyError::MethodMismatch {
+                        key_type: self.key_type,
+                        method: method.to_owned(),
+                    });
+                }
+                let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| bad())?;
+                vk.verify(msg, &sig).map_err(|_| bad())
+            }
+            Verifying::Rsa(pk) => {
+                let digest = Sha256::digest(msg);
+                let ok = match method {
+                    "rsapss" => pk.verify(rsa::Pss::new::<Sha256>(), &digest, sig).is_ok(),
+                    "rsapkcs1v15" => pk.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig).is_ok(),
+                    _ => {
+                        return Err(KeyError::MethodMismatch {
+                            key_type: self.key_type,
+                            method: method.to_owned(),
+                        })
+                    }
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+fn ecdsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(der)
+        .map_err(|e| KeyError::Malformed(format!("ecdsa key is not a P-256 SubjectPublicKeyInfo: {e}")))?;
+    Ok(Verifying::Ecdsa(vk))
+}
+
+fn rsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
+    let pk = rsa::RsaPublicKey::from_public_key_der(der)
+        .map_err(|e| KeyError::Malformed(format!("rsa key is not a SubjectPublicKeyInfo: {e}")))?;
+    Ok(Verifying::Rsa(pk))
+}
+
+const OID_CN: &str = "2.5.4.3";
+const SHA1_SIG_OIDS: [&str; 3] = [
+    "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
+    "1.2.840.10045.4.1",    // ecdsa-with-SHA1
+    "1.2.840.10040.4.3",    // dsa-with-sha1
+];
+
+fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
+    let chain =
+        x509_cert::Certificate::load_pem_chain(pem).map_err(|e| KeyError::Malformed(format!("certificate: {e}")))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| KeyError::Malformed("no certificate in PEM".into()))?;
+    let tbs = &leaf.tbs_certificate;
+    let mut common_name = None;
+    for rdn in tbs.subject.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid.to_string() == OID_CN {
+                common_name = any_to_string(&atv.value);
+            }
+        }
+    }
+    let to_time = |t: &x509_cert::time::Time| {
+        let secs = t.to_unix_duration().as_secs();
+        OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+            .map_err(|e| KeyError::Malformed(format!("certificate validity: {e}")))
+    };
+    let not_before = to_time(&tbs.validity.not_before)?;
+    let not_after = to_time(&tbs.validity.not_after)?;
+    let sha1_signed = SHA1_SIG_OIDS.contains(&leaf.signature_algorithm.oid.to_string().as_str());
+    let spki_der = tbs
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| KeyError::Malformed(format!("certificate key: {e}")))?;
+    let rsa_bits = rsa::RsaPublicKey::from_public_key_der(&spki_der)
+        .ok()
+        .map(|k| rsa::traits::PublicKeyParts::size(&k) * 8);
+    Ok(CertInfo {
+        common_name,
+        not_before,
+        not_after,
+        sha1_signed,
+        rsa_bits,
+        spki_der,
+    })
+}
+
+fn any_to_string(any: &x509_cert::der::Any) -> Option<String> {
+    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
+    let der = any.to_der().ok()?;
+    if let Ok(s) = Utf8StringRef::from_der(&der) {
+        return Some(s.as_str().to_owned());
+    }
+    if let Ok(s) = PrintableStringRef::from_der(&der) {
+        return Some(s.as_str().to_owned());
+    }
+    if let Ok(s) = Ia5StringRef::from_der(&der) {
+        return Some(s.as_str().to_owned());
+    }
+    if let Ok(s) = TeletexStringRef::from_der(&der) {
+        return Some(s.as_str().to_owned());
+    }
+    None
+}
+
+/// One signature of a metadata file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The signing key's ID.
+    pub keyid: KeyId,
+    /// `eddsa`, `ecdsa`, `rsapss` or `rsapkcs1v15`.
+    pub method: String,
+    /// The raw signature bytes (base64 in JSON).
+    pub sig: Vec<u8>,
+}
+
+/// A private key the server, signer or client signs with. The secret is
+/// zeroized when the key is dropped.
+pub enum PrivateKey {
+    /// An Ed25519 key.
+    Ed25519(ed25519_dalek::SigningKey),
+    /// An ECDSA P-256 key.
+    Ecdsa(p256::ecdsa::SigningKey),
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({}, <secret>)", self.key_type())
+    }
+}
+
+impl PrivateKey {
+    /// A new random Ed25519 key.
+    pub fn generate_ed25519<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> PrivateKey {
+        PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(rng))
+    }
+
+    /// A new random ECDSA P-256 key.
+    pub fn generate_ecdsa<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> PrivateKey {
+        PrivateKey::Ecdsa(p256::ecdsa::SigningKey::random(rng))
+    }
+
+    /// The public key's type: `ed25519` or `ecdsa`.
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            PrivateKey::Ed25519(_) => KeyType::Ed25519,
+            PrivateKey::Ecdsa(_) => KeyType::Ecdsa,
+        }
+    }
+
+    /// The public half.
+    pub fn public_key(&self) -> PublicKey {
+        let public = match self {
+            PrivateKey::Ed25519(k) => k.verifying_key().to_bytes().to_vec(),
+            PrivateKey::Ecdsa(k) => match k.verifying_key().to_public_key_der() {
+                Ok(der) => der.as_bytes().to_vec(),
+                // Encoding a valid P-256 point cannot fail.
+                Err(_) => Vec::new(),
+            },
+        };
+        let verifying = match self {
+            PrivateKey::Ed25519(k) => Verifying::Ed25519(k.verifying_key()),
+            PrivateKey::Ecdsa(k) => Verifying::Ecdsa(*k.verifying_key()),
+        };
+        let key_type = self.key_type();
+        PublicKey {
+            key_type,
+            id: key_id(key_type, &public),
+            public,
+            verifying,
+            cert: None,
+        }
+    }
+
+    /// Signs `msg` (for metadata: the canonical bytes of `signed`) and
+    /// returns the signature with its method, under `keyid` (which differs
+    /// from the plain key's ID when the key is listed as a certificate).
+    pub fn sign_as(&self, keyid: &str, msg: &[u8]) -> Signature {
+        match self {
+            PrivateKey::Ed25519(k) => Signature {
+                keyid: keyid.to_owned(),
+                method: "eddsa".into(),
+                sig: k.sign(msg).to_bytes().to_vec(),
+            },
+            PrivateKey::Ecdsa(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(msg);
+                Signature {
+                    keyid: keyid.to_owned(),
+                    method: "ecdsa".into(),
+                    sig: sig.to_bytes().to_vec(),
+                }
+            }
+        }
+    }
+
+    /// Signs `msg` under this key's own ID.
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        let id = self.public_key().id;
+        self.sign_as(&id, msg)
+    }
+
+    /// The key as unencrypted PKCS#8 DER (zeroized on drop).
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let doc = match self {
+            PrivateKey::Ed25519(k) => k.to_pkcs8_der(),
+            PrivateKey::Ecdsa(k) => k.to_pkcs8_der(),
+        }
+        .map_err(|e| KeyError::Malformed(format!("pkcs8: {e}")))?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// Reads an unencrypted PKCS#8 DER private key (Ed25519 or P-256).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<PrivateKey, KeyError> {
+        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_der(der) {
+            return Ok(PrivateKey::Ed25519(k));
+        }
+        if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
+            return Ok(PrivateKey::Ecdsa(k));
+        }
+        Err(KeyError::Malformed("not a PKCS#8 Ed25519 or P-256 private key".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixture_timestamp_key_id() {
+        let body = br#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":null}}"#;
+        let k = PublicKey::from_json(body).unwrap();
+        assert_eq!(
+            k.id(),
+            "f483ad6878ad3fca5b5cbacdf4ab77ba9719a156608755b59b1ef156a2aec6d5"
+        );
+        assert_eq!(k.to_notary_key_json(), body.to_vec());
+    }
+
+    #[test]
+    fn sign_and_verify_each_generated_type() {
+        let mut rng = rand::rngs::OsRng;
+        for k in [
+            PrivateKey::generate_ed25519(&mut rng),
+            PrivateKey::generate_ecdsa(&mut rng),
+        ] {
+            let pk = k.public_key();
+            let s = k.sign(b"msg");
+            assert_eq!(s.keyid, pk.id());
+            pk.verify(&s.method, b"msg", &s.sig).unwrap();
+            assert!(pk.verify(&s.method, b"other", &s.sig).is_err());
+            let der = k.to_pkcs8_der().unwrap();
+            let back = PrivateKey::from_pkcs8_der(&der).unwrap();
+            assert_eq!(back.public_key(), pk);
+        }
+    }
+
+    #[test]
+    fn method_field_cannot_pick_the_algorithm() {
+        let mut rng = rand::rngs::OsRng;
+        let k = PrivateKey::generate_ed25519(&mut rng);
+        let s = k.sign(b"m");
+        let err = k.public_key().verify("ecdsa", b"m", &s.sig).unwrap_err();
+        assert!(matches!(err, KeyError::MethodMismatch { .. }));
+        let k = PrivateKey::generate_ecdsa(&mut rng);
+        let s = k.sign(b"m");
+        let err = k.public_key().verify("rsapss", b"m", &s.sig).unwrap_err();
+        assert!(matches!(err, KeyError::MethodMismatch { .. }));
+    }
+
+    #[test]
+    fn private_material_in_a_public_key_is_refused() {
+        let v = Value::parse(br#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":"AAAA"}}"#).unwrap();
+        assert!(PublicKey::from_value(&v).is_err());
+    }
+}

@@ -1,0 +1,880 @@
+//! The metadata model of Notary's TUF dialect: the signed envelope, role
+//! names, and the four role types with delegations.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use sha2::{Digest, Sha256, Sha512};
+use time::OffsetDateTime;
+
+use crate::cjson::Value;
+use crate::error::Error;
+use crate::keys::{KeyId, PublicKey, Signature};
+use crate::time::{format_rfc3339_nano, parse_rfc3339};
+
+/// The root role's name.
+pub const ROOT: &str = "root";
+/// The top-level targets role's name.
+pub const TARGETS: &str = "targets";
+/// The snapshot role's name.
+pub const SNAPSHOT: &str = "snapshot";
+/// The timestamp role's name.
+pub const TIMESTAMP: &str = "timestamp";
+/// The four base roles.
+pub const BASE_ROLES: [&str; 4] = [ROOT, TARGETS, SNAPSHOT, TIMESTAMP];
+
+/// The largest version Seal accepts: its increment still fits the signed
+/// 64-bit integer Notary's clients parse versions into, so a collection can
+/// never be locked at the integer maximum (Cure53 TUF-01-002, NCC 2015).
+pub const MAX_VERSION: u64 = i64::MAX as u64 - 1;
+
+/// Whether `name` is a valid role name: a base role, or `targets/…` made
+/// of `[-a-z0-9_/]`, path-clean, shorter than 256 characters.
+pub fn is_valid_role(name: &str) -> bool {
+    if BASE_ROLES.contains(&name) {
+        return true;
+    }
+    is_delegation(name)
+}
+
+/// Whether `name` is a valid delegated targets role (`targets/…`).
+pub fn is_delegation(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("targets/") else {
+        return false;
+    };
+    name.len() < 256
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+        && rest.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// The role that delegates to `role`: `targets` for `targets/a`,
+/// `targets/a` for `targets/a/b`, none for base roles.
+pub fn parent_role(role: &str) -> Option<&str> {
+    if !is_delegation(role) {
+        return None;
+    }
+    role.rfind('/').map(|i| &role[..i])
+}
+
+/// A metadata file as uploaded or served: its exact bytes, the parsed
+/// `signed` value, the canonical bytes that signatures cover, and the
+/// signatures.
+#[derive(Debug, Clone)]
+pub struct SignedFile {
+    role: String,
+    bytes: Vec<u8>,
+    signed: Value,
+    canonical: Vec<u8>,
+    signatures: Vec<Signature>,
+}
+
+impl SignedFile {
+    /// Parses `{"signed":…,"signatures":[{keyid,method,sig}]}` for `role`.
+    pub fn parse(role: &str, bytes: Vec<u8>) -> Result<SignedFile, Error> {
+        let json_err = |reason: String| Error::Json {
+            role: role.to_owned(),
+            reason,
+        };
+        let top = Value::parse(&bytes).map_err(|e| json_err(e.0))?;
+        let obj = top.as_object().ok_or_else(|| json_err("not a JSON object".into()))?;
+        let signed = obj
+            .get("signed")
+            .filter(|v| v.as_object().is_some())
+            .ok_or_else(|| json_err("missing \"signed\" object".into()))?
+            .clone();
+        let signatures = match obj.get("signatures") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|s| parse_signature(role, s))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(json_err("\"signatures\" is not an array".into())),
+        };
+        let canonical = signed.to_canonical();
+        Ok(SignedFile {
+            role: role.to_owned(),
+            bytes,
+            signed,
+            canonical,
+            signatures,
+        })
+    }
+
+    /// Builds the file Notary would write for `signed` with `signatures`:
+    /// `{"signed":<canonical>,"signatures":[…]}`.
+    pub fn assemble(role: &str, signed: Value, signatures: Vec<Signature>) -> SignedFile {
+        let canonical = signed.to_canonical();
+        let bytes = envelope_bytes(&canonical, &signatures);
+        SignedFile {
+            role: role.to_owned(),
+            bytes,
+            signed,
+            canonical,
+            signatures,
+        }
+    }
+
+    /// The role this file was parsed as.
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// The exact bytes, as uploaded or assembled.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Consumes the file, returning its bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The `signed` value.
+    pub fn signed(&self) -> &Value {
+        &self.signed
+    }
+
+    /// The canonical bytes of `signed`: what the signatures cover.
+    pub fn canonical_signed(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// The signatures.
+    pub fn signatures(&self) -> &[Signature] {
+        &self.signatures
+    }
+
+    /// The file re-serialised from its parts (equal to `bytes()` for a
+    /// file Notary wrote).
+    pub fn reserialize(&self) -> Vec<u8> {
+        envelope_bytes(&self.canonical, &self.signatures)
+    }
+
+    /// The meta entry that vouches for this file (length, sha256, sha512).
+    pub fn file_meta(&self) -> FileMeta {
+        FileMeta::for_bytes(&self.bytes)
+    }
+}
+
+fn envelope_bytes(canonical: &[u8], signatures: &[Signature]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(canonical.len() + 40 + signatures.len() * 200);
+    out.extend_from_slice(b"{\"signed\":");
+    out.extend_from_slice(canonical);
+    out.extend_from_slice(b",\"signatures\":[");
+    for (i, s) in signatures.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Go's struct order: keyid, method, sig. None of the three can
+        // hold characters Go's encoder would escape (validated on parse).
+        out.extend_from_slice(b"{\"keyid\":");
+        Value::str(s.keyid.clone()).write_canonical(&mut out);
+        out.extend_from_slice(b",\"method\":");
+        Value::str(s.method.clone()).write_canonical(&mut out);
+        out.extend_from_slice(b",\"sig\":\"");
+        out.extend_from_slice(B64.encode(&s.sig).as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn parse_signature(role: &str, v: &Value) -> Result<Signature, Error> {
+    let field = |f: &str, reason: &str| Error::Field {
+        role: role.to_owned(),
+        field: format!("signatures.{f}"),
+        reason: reason.to_owned(),
+    };
+    let keyid = v
+        .get("keyid")
+        .and_then(Value::as_str)
+        .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .ok_or_else(|| field("keyid", "missing or not an alphanumeric string"))?;
+    let method = v
+        .get("method")
+        .and_then(Value::as_str)
+        .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .ok_or_else(|| field("method", "missing or not a plain string"))?;
+    let sig = v
+        .get("sig")
+        .and_then(Value::as_str)
+        .ok_or_else(|| field("sig", "missing"))?;
+    let sig = B64.decode(sig).map_err(|_| field("sig", "not base64"))?;
+    Ok(Signature {
+        keyid: keyid.to_owned(),
+        method: method.to_owned(),
+        sig,
+    })
+}
+
+/// Length and hashes of a file, as snapshot and timestamp list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Length in bytes.
+    pub length: i64,
+    /// Hashes by algorithm (`sha256`, `sha512`), raw bytes.
+    pub hashes: BTreeMap<String, Vec<u8>>,
+    /// Opaque `custom` data of a target, kept as given.
+    pub custom: Option<Value>,
+}
+
+impl FileMeta {
+    /// Length, sha256 and sha512 of `bytes`.
+    pub fn for_bytes(bytes: &[u8]) -> FileMeta {
+        let mut hashes = BTreeMap::new();
+        hashes.insert("sha256".to_owned(), Sha256::digest(bytes).to_vec());
+        hashes.insert("sha512".to_owned(), Sha512::digest(bytes).to_vec());
+        FileMeta {
+            length: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            hashes,
+            custom: None,
+        }
+    }
+
+    /// Checks `bytes` against the length and every known hash listed; at
+    /// least one of sha256 and sha512 must be listed.
+    pub fn check(&self, role: &str, bytes: &[u8]) -> Result<(), Error> {
+        let mismatch = |reason: String| Error::HashMismatch {
+            role: role.to_owned(),
+            reason,
+        };
+        if i64::try_from(bytes.len()).ok() != Some(self.length) {
+            return Err(mismatch(format!(
+                "length {} does not match the expected {}",
+                bytes.len(),
+                self.length
+            )));
+        }
+        let mut checked = 0;
+        for (alg, want) in &self.hashes {
+            let got = match alg.as_str() {
+                "sha256" => Sha256::digest(bytes).to_vec(),
+                "sha512" => Sha512::digest(bytes).to_vec(),
+                _ => continue,
+            };
+            if &got != want {
+                return Err(mismatch(format!("{alg} checksum does not match")));
+            }
+            checked += 1;
+        }
+        if checked == 0 {
+            return Err(mismatch("no supported checksum listed".into()));
+        }
+        Ok(())
+    }
+
+    /// The hex sha256, when listed.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.hashes.get("sha256").map(hex::encode)
+    }
+
+    fn parse(role: &str, path: &str, v: &Value) -> Result<FileMeta, Error> {
+        let field = |f: &str, reason: &str| Error::Field {
+            role: role.to_owned(),
+            field: format!("{path}.{f}"),
+            reason: reason.to_owned(),
+        };
+        let length = v
+            .get("length")
+            .and_then(Value::as_int)
+            .and_then(|l| i64::try_from(l).ok())
+            .filter(|l| *l >= 0)
+            .ok_or_else(|| field("length", "missing or not a non-negative integer"))?;
+        let mut hashes = BTreeMap::new();
+        let hv = v
+            .get("hashes")
+            .and_then(Value::as_object)
+            .ok_or_else(|| field("hashes", "missing or not an object"))?;
+        for (alg, h) in hv {
+            let h = h
+                .as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .ok_or_else(|| field("hashes", "hash is not base64"))?;
+            let expect_len = match alg.as_str() {
+                "sha256" => Some(32),
+                "sha512" => Some(64),
+                _ => None,
+            };
+            if expect_len.is_some_and(|n| n != h.len()) {
+                return Err(field("hashes", &format!("{alg} has the wrong length")));
+            }
+            hashes.insert(alg.clone(), h);
+        }
+        if hashes.is_empty() {
+            return Err(field("hashes", "no hashes"));
+        }
+        let custom = match v.get("custom") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(c.clone()),
+        };
+        Ok(FileMeta { length, hashes, custom })
+    }
+
+    /// The JSON value (`custom` omitted when absent, as Notary's omitempty).
+    pub fn to_value(&self) -> Value {
+        let mut m = BTreeMap::new();
+        if let Some(c) = &self.custom {
+            m.insert("custom".to_owned(), c.clone());
+        }
+        m.insert(
+            "hashes".to_owned(),
+            Value::Object(
+                self.hashes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::str(B64.encode(v))))
+                    .collect(),
+            ),
+        );
+        m.insert("length".to_owned(), Value::Int(self.length.into()));
+        Value::Object(m)
+    }
+}
+
+/// Key IDs and threshold of a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleKeys {
+    /// The key IDs that may sign for the role.
+    pub keyids: Vec<KeyId>,
+    /// How many distinct keys must sign.
+    pub threshold: u32,
+}
+
+/// Root metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    /// Version, ≥ 1.
+    pub version: u64,
+    /// Expiry.
+    pub expires: OffsetDateTime,
+    /// Notary writes `false`.
+    pub consistent_snapshot: bool,
+    /// Every key any base role uses.
+    pub keys: BTreeMap<KeyId, PublicKey>,
+    /// The four base roles.
+    pub roles: BTreeMap<String, RoleKeys>,
+}
+
+/// A role delegated by a targets role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegatedRole {
+    /// `targets/…`, a direct child of the delegating role.
+    pub name: String,
+    /// Keys that may sign for it.
+    pub keyids: Vec<KeyId>,
+    /// Distinct keys needed.
+    pub threshold: u32,
+    /// Target name prefixes it may sign for (`""` means all).
+    pub paths: Vec<String>,
+    /// Hex prefixes of the sha256 of target names it may sign for.
+    pub path_hash_prefixes: Vec<String>,
+}
+
+impl DelegatedRole {
+    /// Whether this delegation covers target `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        if self.paths.iter().any(|p| name.starts_with(p.as_str())) {
+            return true;
+        }
+        if self.path_hash_prefixes.is_empty() {
+            return false;
+        }
+        let h = hex::encode(Sha256::digest(name.as_bytes()));
+        self.path_hash_prefixes.iter().any(|p| h.starts_with(p.as_str()))
+    }
+}
+
+/// Delegations of a targets role.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delegations {
+    /// Keys of the delegated roles.
+    pub keys: BTreeMap<KeyId, PublicKey>,
+    /// The delegated roles, in priority order.
+    pub roles: Vec<DelegatedRole>,
+}
+
+/// Targets (or delegated targets) metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    /// Version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: OffsetDateTime,
+    /// Targets by name.
+    pub targets: BTreeMap<String, FileMeta>,
+    /// Delegations to child roles.
+    pub delegations: Delegations,
+}
+
+/// Snapshot metadata: the meta of root, targets and every delegation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: OffsetDateTime,
+    /// Meta by role name.
+    pub meta: BTreeMap<String, FileMeta>,
+}
+
+/// Timestamp metadata: the meta of the current snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timestamp {
+    /// Version.
+    pub version: u64,
+    /// Expiry.
+    pub expires: OffsetDateTime,
+    /// Meta: `snapshot` only.
+    pub meta: BTreeMap<String, FileMeta>,
+}
+
+struct Reader<'a> {
+    role: &'a str,
+    v: &'a Value,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, field: &str, reason: impl Into<String>) -> Error {
+        Error::Field {
+            role: self.role.to_owned(),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn check_type(&self, expected: &'static str) -> Result<(), Error> {
+        match self.v.get("_type").and_then(Value::as_str) {
+            Some(t) if t == expected => Ok(()),
+            other => Err(Error::WrongType {
+                role: self.role.to_owned(),
+                expected,
+                found: other.unwrap_or("").to_owned(),
+            }),
+        }
+    }
+
+    fn version(&self) -> Result<u64, Error> {
+        let v = self
+            .v
+            .get("version")
+            .and_then(Value::as_int)
+            .ok_or_else(|| self.err("version", "missing or not an integer"))?;
+        if v < 0 {
+            return Err(self.err("version", "negative"));
+        }
+        match u64::try_from(v) {
+            Ok(v) if v <= MAX_VERSION => Ok(v),
+            _ => Err(Error::VersionTooLarge {
+                role: self.role.to_owned(),
+                version: v.unsigned_abs(),
+            }),
+        }
+    }
+
+    fn expires(&self) -> Result<OffsetDateTime, Error> {
+        let s = self
+            .v
+            .get("expires")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.err("expires", "missing or not a string"))?;
+        parse_rfc3339(s).ok_or_else(|| self.err("expires", format!("not an RFC 3339 time: {s:?}")))
+    }
+
+    fn object(&self, field: &str) -> Result<&'a BTreeMap<String, Value>, Error> {
+        match self.v.get(field) {
+            Some(Value::Object(m)) => Ok(m),
+            _ => Err(self.err(field, "missing or not an object")),
+        }
+    }
+
+    fn keys(&self, field: &str, m: &BTreeMap<String, Value>) -> Result<BTreeMap<KeyId, PublicKey>, Error> {
+        let mut keys = BTreeMap::new();
+        for (id, kv) in m {
+            let key = PublicKey::from_value(kv).map_err(|e| Error::BadKey {
+                role: self.role.to_owned(),
+                keyid: id.clone(),
+                reason: e.to_string(),
+            })?;
+            if key.id() != id {
+                return Err(Error::BadKey {
+                    role: self.role.to_owned(),
+                    keyid: id.clone(),
+                    reason: format!("{field}: listed ID does not match the key's ID {}", key.id()),
+                });
+            }
+            keys.insert(id.clone(), key);
+        }
+        Ok(keys)
+    }
+}
+
+fn role_keys(r: &Reader<'_>, field: &str, v: &Value) -> Result<RoleKeys, Error> {
+    let keyids = v
+        .get("keyids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| r.err(&format!("{field}.keyids"), "missing or not an array"))?
+        .iter()
+        .map(|k| {
+            k.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| r.err(&format!("{field}.keyids"), "not a string"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let threshold = v
+        .get("threshold")
+        .and_then(Value::as_int)
+        .and_then(|t| u32::try_from(t).ok())
+        .filter(|t| *t >= 1)
+        .ok_or_else(|| r.err(&format!("{field}.threshold"), "missing or below 1"))?;
+    Ok(RoleKeys { keyids, threshold })
+}
+
+fn meta_map(r: &Reader<'_>, field: &str) -> Result<BTreeMap<String, FileMeta>, Error> {
+    r.object(field)?
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), FileMeta::parse(r.role, &format!("{field}.{k}"), v)?)))
+        .collect()
+}
+
+fn strings(r: &Reader<'_>, field: &str, v: Option<&Value>) -> Result<Vec<String>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| r.err(field, "not a string"))
+            })
+            .collect(),
+        Some(_) => Err(r.err(field, "not an array")),
+    }
+}
+
+fn strings_value(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::str(s.clone())).collect())
+}
+
+fn keys_value(keys: &BTreeMap<KeyId, PublicKey>) -> Value {
+    Value::Object(keys.iter().map(|(id, k)| (id.clone(), k.to_value())).collect())
+}
+
+impl Root {
+    /// Parses and checks the structure of a root's `signed` value: all four
+    /// base roles, thresholds ≥ 1, every listed key present.
+    pub fn from_signed(v: &Value) -> Result<Root, Error> {
+        let r = Reader { role: ROOT, v };
+        r.check_type("Root")?;
+        let version = r.version()?;
+        if version < 1 {
+            return Err(r.err("version", "must be at least 1"));
+        }
+        let expires = r.expires()?;
+        let consistent_snapshot = match v.get("consistent_snapshot") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(r.err("consistent_snapshot", "not a boolean")),
+        };
+        let keys = r.keys("keys", r.object("keys")?)?;
+        let mut roles = BTreeMap::new();
+        for (name, rv) in r.object("roles")? {
+            if !BASE_ROLES.contains(&name.as_str()) {
+                return Err(r.err("roles", format!("unknown role {name:?}")));
+            }
+            let rk = role_keys(&r, &format!("roles.{name}"), rv)?;
+            for id in &rk.keyids {
+                if !keys.contains_key(id) {
+                    return Err(r.err(&format!("roles.{name}"), format!("key {id} is not listed in keys")));
+                }
+            }
+            roles.insert(name.clone(), rk);
+        }
+        for base in BASE_ROLES {
+            if !roles.contains_key(base) {
+                return Err(r.err("roles", format!("missing role {base}")));
+            }
+        }
+        Ok(Root {
+            version,
+            expires,
+            consistent_snapshot,
+            keys,
+            roles,
+        })
+    }
+
+    /// The keys and threshold of base role `role`.
+    pub fn role(&self, role: &str) -> Option<&RoleKeys> {
+        self.roles.get(role)
+    }
+
+    /// The public keys listed for base role `role`.
+    pub fn role_key_list(&self, role: &str) -> Vec<&PublicKey> {
+        self.roles
+            .get(role)
+            .map(|rk| rk.keyids.iter().filter_map(|id| self.keys.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The `signed` value Notary would write.
+    pub fn to_value(&self) -> Value {
+        Value::object([
+            ("_type", Value::str("Root")),
+            ("consistent_snapshot", Value::Bool(self.consistent_snapshot)),
+            ("expires", Value::str(format_rfc3339_nano(self.expires))),
+            ("keys", keys_value(&self.keys)),
+            (
+                "roles",
+                Value::Object(
+                    self.roles
+                        .iter()
+                        .map(|(n, rk)| {
+                            (
+                                n.clone(),
+                                Value::object([
+                                    ("keyids", strings_value(&rk.keyids)),
+                                    ("threshold", Value::Int(rk.threshold.into())),
+                                ]),
+                            )
+                        })
+                        .collect(),
+                ),
+            ),
+            ("version", Value::Int(self.version.into())),
+        ])
+    }
+}
+
+impl Targets {
+    /// Parses and checks a targets or delegated role's `signed` value named
+    /// `role`: delegations name only direct children of `role`, with
+    /// thresholds ≥ 1 and listed keys.
+    pub fn from_signed(role: &str, v: &Value) -> Result<Targets, Error> {
+        let r = Reader { role, v };
+        r.check_type("Targets")?;
+        let version = r.version()?;
+        let expires = r.expires()?;
+        let targets = match v.get("targets") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(_) => meta_map(&r, "targets")?,
+        };
+        let delegations = match v.get("delegations") {
+            None | Some(Value::Null) => Delegations::default(),
+            Some(d) => {
+                let dr = Reader { role, v: d };
+                let keys = match d.get("keys") {
+                    None | Some(Value::Null) => BTreeMap::new(),
+                    Some(_) => dr.keys("delegations.keys", dr.object("keys")?)?,
+                };
+                let mut roles = Vec::new();
+                let items = match d.get("roles") {
+                    None | Some(Value::Null) => &[][..],
+                    Some(Value::Array(a)) => a.as_slice(),
+                    Some(_) => return Err(r.err("delegations.roles", "not an array")),
+                };
+                let mut seen = std::collections::BTreeSet::new();
+                for item in items {
+                    let name = item
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| r.err("delegations.roles.name", "missing"))?;
+                    if !is_delegation(name) || parent_role(name) != Some(role) {
+                        return Err(r.err(
+                            "delegations.roles.name",
+                            format!("{name:?} is not a direct child of {role}"),
+                        ));
+                    }
+                    if !seen.insert(name.to_owned()) {
+                        return Err(r.err("delegations.roles.name", format!("{name:?} is delegated twice")));
+                    }
+                    let field = format!("delegations.roles[{name}]");
+                    let rk = role_keys(&r, &field, item)?;
+                    for id in &rk.keyids {
+                        if !keys.contains_key(id) {
+                            return Err(r.err(&field, format!("key {id} is not listed in delegations.keys")));
+                        }
+                    }
+                    let paths = strings(&r, &format!("{field}.paths"), item.get("paths"))?;
+                    let path_hash_prefixes = strings(
+                        &r,
+                        &format!("{field}.path_hash_prefixes"),
+                        item.get("path_hash_prefixes"),
+                    )?;
+                    roles.push(DelegatedRole {
+                        name: name.to_owned(),
+                        keyids: rk.keyids,
+                        threshold: rk.threshold,
+                        paths,
+                        path_hash_prefixes,
+                    });
+                }
+                Delegations { keys, roles }
+            }
+        };
+        Ok(Targets {
+            version,
+            expires,
+            targets,
+            delegations,
+        })
+    }
+
+    /// The delegation of child role `name`, if this role delegates it.
+    pub fn delegation(&self, name: &str) -> Option<&DelegatedRole> {
+        self.delegations.roles.iter().find(|d| d.name == name)
+    }
+
+    /// The `signed` value Notary would write.
+    pub fn to_value(&self) -> Value {
+        let roles = self
+            .delegations
+            .roles
+            .iter()
+            .map(|d| {
+                let mut m = BTreeMap::new();
+                m.insert("keyids".to_owned(), strings_value(&d.keyids));
+                m.insert("name".to_owned(), Value::str(d.name.clone()));
+                if !d.paths.is_empty() {
+                    m.insert("paths".to_owned(), strings_value(&d.paths));
+                }
+                if !d.path_hash_prefixes.is_empty() {
+                    m.insert("path_hash_prefixes".to_owned(), strings_value(&d.path_hash_prefixes));
+                }
+                m.insert("threshold".to_owned(), Value::Int(d.threshold.into()));
+                Value::Object(m)
+            })
+            .collect();
+        Value::object([
+            ("_type", Value::str("Targets")),
+            (
+                "delegations",
+                Value::object([
+                    ("keys", keys_value(&self.delegations.keys)),
+                    ("roles", Value::Array(roles)),
+                ]),
+            ),
+            ("expires", Value::str(format_rfc3339_nano(self.expires))),
+            (
+                "targets",
+                Value::Object(self.targets.iter().map(|(n, m)| (n.clone(), m.to_value())).collect()),
+            ),
+            ("version", Value::Int(self.version.into())),
+        ])
+    }
+}
+
+fn meta_value(meta: &BTreeMap<String, FileMeta>) -> Value {
+    Value::Object(meta.iter().map(|(n, m)| (n.clone(), m.to_value())).collect())
+}
+
+impl Snapshot {
+    /// Parses a snapshot's `signed` value.
+    pub fn from_signed(v: &Value) -> Result<Snapshot, Error> {
+        let r = Reader { role: SNAPSHOT, v };
+        r.check_type("Snapshot")?;
+        Ok(Snapshot {
+            version: r.version()?,
+            expires: r.expires()?,
+            meta: meta_map(&r, "meta")?,
+        })
+    }
+
+    /// The `signed` value Notary would write.
+    pub fn to_value(&self) -> Value {
+        Value::object([
+            ("_type", Value::str("Snapshot")),
+            ("expires", Value::str(format_rfc3339_nano(self.expires))),
+            ("meta", meta_value(&self.meta)),
+            ("version", Value::Int(self.version.into())),
+        ])
+    }
+}
+
+impl Timestamp {
+    /// Parses a timestamp's `signed` value; it must list the snapshot.
+    pub fn from_signed(v: &Value) -> Result<Timestamp, Error> {
+        let r = Reader { role: TIMESTAMP, v };
+        r.check_type("Timestamp")?;
+        let meta = meta_map(&r, "meta")?;
+        if !meta.contains_key(SNAPSHOT) {
+            return Err(r.err("meta", "does not list snapshot"));
+        }
+        Ok(Timestamp {
+            version: r.version()?,
+            expires: r.expires()?,
+            meta,
+        })
+    }
+
+    /// The snapshot's meta entry.
+    pub fn snapshot_meta(&self) -> Option<&FileMeta> {
+        self.meta.get(SNAPSHOT)
+    }
+
+    /// The `signed` value Notary would write.
+    pub fn to_value(&self) -> Value {
+        Value::object([
+            ("_type", Value::str("Timestamp")),
+            ("expires", Value::str(format_rfc3339_nano(self.expires))),
+            ("meta", meta_value(&self.meta)),
+            ("version", Value::Int(self.version.into())),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names() {
+        for ok in [
+            "root",
+            "targets",
+            "snapshot",
+            "timestamp",
+            "targets/a",
+            "targets/a-b_c/d9",
+        ] {
+            assert!(is_valid_role(ok), "{ok}");
+        }
+        for bad in [
+            "bogus",
+            "targets/",
+            "targets//a",
+            "targets/A",
+            "targets/a/",
+            "targets/./a",
+            "targets/..",
+            "Targets",
+            "targets/a b",
+            "",
+        ] {
+            assert!(!is_valid_role(bad), "{bad}");
+        }
+        assert!(!is_valid_role(&format!("targets/{}", "a".repeat(250))));
+        assert_eq!(parent_role("targets/a/b"), Some("targets/a"));
+        assert_eq!(parent_role("targets/a"), Some("targets"));
+        assert_eq!(parent_role("targets"), None);
+    }
+
+    #[test]
+    fn delegation_coverage() {
+        let d = DelegatedRole {
+            name: "targets/r".into(),
+            keyids: vec![],
+            threshold: 1,
+            paths: vec!["releases/".into()],
+            path_hash_prefixes: vec![],
+        };
+        assert!(d.covers("releases/v1"));
+        assert!(!d.covers("other/v1"));
+        let all = DelegatedRole {
+            paths: vec!["".into()],
+            ..d
+        };
+        assert!(all.covers("anything"));
+    }
+}

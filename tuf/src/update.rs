@@ -1,0 +1,523 @@
+//! The server's validation of an update (`POST /v2/<gun>/_trust/tuf/`) as
+//! one pure function of the stored state, the uploaded files, `now` and the
+//! keys the server holds. It follows Notary's rules (shared fixtures,
+//! `VALIDATION.md`) and closes their gaps: delegated paths are enforced,
+//! versions cannot reach the integer maximum, the verification algorithm
+//! comes from the trusted key.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::OffsetDateTime;
+
+use crate::error::{Error, UpdateError, UpdateErrorKind};
+use crate::keys::{KeyId, PublicKey};
+use crate::metadata::{
+    is_delegation, is_valid_role, parent_role, DelegatedRole, Root, SignedFile, Snapshot, Targets, Timestamp, ROOT,
+    SNAPSHOT, TARGETS, TIMESTAMP,
+};
+use crate::verify::{check_expiry, listed_keys, verify_threshold};
+
+/// The public keys the server (its signer) holds for one GUN.
+#[derive(Debug, Clone, Default)]
+pub struct ServerKeys {
+    /// Timestamp keys.
+    pub timestamp: Vec<PublicKey>,
+    /// Snapshot keys (server-managed snapshot).
+    pub snapshot: Vec<PublicKey>,
+}
+
+/// What the server must do to complete an accepted update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotPlan {
+    /// The client uploaded a valid snapshot.
+    Uploaded,
+    /// The server generates the next snapshot and signs it with these keys.
+    Generate {
+        /// Server-held keys the root lists for the snapshot role.
+        key_ids: Vec<KeyId>,
+    },
+}
+
+/// An accepted update.
+#[derive(Debug, Clone)]
+pub struct UpdatePlan {
+    /// The uploaded files that were accepted (an uploaded timestamp is
+    /// ignored, as Notary does), shallowest role first.
+    pub files: Vec<SignedFile>,
+    /// The version of each accepted file, by role.
+    pub versions: BTreeMap<String, u64>,
+    /// How the snapshot is produced.
+    pub snapshot: SnapshotPlan,
+    /// Server-held keys the root lists for the timestamp role.
+    pub timestamp_key_ids: Vec<KeyId>,
+    /// The stored version of every role the validation relied on (None:
+    /// absent). Applying the update must re-check them (compare-and-set).
+    pub expected: Vec<(String, Option<u64>)>,
+}
+
+/// The stored files of one GUN: the current file of each role.
+pub type StoredFiles = BTreeMap<String, Vec<u8>>;
+
+/// Whether `cert_cn` names `gun`: equal, or `prefix*` matching its start.
+fn cn_matches(cn: &str, gun: &str) -> bool {
+    match cn.strip_suffix('*') {
+        Some(prefix) => gun.starts_with(prefix),
+        None => cn == gun,
+    }
+}
+
+/// The root-role keys of `root` that count for `gun`: x509 leaf
+/// certificates whose CN names the GUN, not SHA-1 signed, RSA keys of at
+/// least 2048 bits and, when `now` is given, valid at `now`.
+pub fn valid_root_keys<'a>(root: &'a Root, gun: &str, now: Option<OffsetDateTime>) -> Vec<&'a PublicKey> {
+    root.role_key_list(ROOT)
+        .into_iter()
+        .filter(|k| root_key_problem(k, gun, now).is_none())
+        .collect()
+}
+
+/// Why `key` does not count as a root key for `gun`, if it does not.
+pub fn root_key_problem(key: &PublicKey, gun: &str, now: Option<OffsetDateTime>) -> Option<String> {
+    let Some(cert) = key.cert() else {
+        return Some("root keys must be x509 certificates".into());
+    };
+    match &cert.common_name {
+        Some(cn) if cn_matches(cn, gun) => {}
+        Some(cn) => return Some(format!("certificate CN {cn:?} does not match {gun:?}")),
+        None => return Some("certificate has no CN".into()),
+    }
+    if cert.sha1_signed {
+        return Some("certificate is signed with SHA-1".into());
+    }
+    if cert.rsa_bits.is_some_and(|b| b < 2048) {
+        return Some("certificate's RSA key is shorter than 2048 bits".into());
+    }
+    if let Some(now) = now {
+        if now < cert.not_before {
+            return Some("certificate is not valid yet".into());
+        }
+        if now >= cert.not_after {
+            return Some("certificate has expired".into());
+        }
+    }
+    None
+}
+
+/// Verifies that `file` (a root) is signed by a threshold of its own valid
+/// root certificates for `gun` at `now`.
+pub fn verify_root_self(gun: &str, root: &Root, file: &SignedFile, now: OffsetDateTime) -> Result<(), Error> {
+    let keys = valid_root_keys(root, gun, Some(now));
+    let threshold = root.role(ROOT).map_or(1, |r| r.threshold);
+    if keys.is_empty() {
+        let reason = root
+            .role_key_list(ROOT)
+            .first()
+            .and_then(|k| root_key_problem(k, gun, Some(now)))
+            .unwrap_or_else(|| "no valid root certificates".into());
+        return Err(Error::BadCertificate {
+            role: ROOT.into(),
+            keyid: root
+                .role(ROOT)
+                .and_then(|r| r.keyids.first().cloned())
+                .unwrap_or_default(),
+            reason,
+        });
+    }
+    verify_threshold(file, &keys, threshold).map(|_| ())
+}
+
+/// Verifies that `file` (a new root) is signed by a threshold of the
+/// previous root's root certificates. Their expiry is not checked, so a
+/// collection can rotate away from an expired root certificate.
+pub fn verify_root_by_previous(gun: &str, prev: &Root, file: &SignedFile) -> Result<(), Error> {
+    let keys = valid_root_keys(prev, gun, None);
+    let threshold = prev.role(ROOT).map_or(1, |r| r.threshold);
+    verify_threshold(file, &keys, threshold).map(|_| ())
+}
+
+/// Checks that every target of delegated role `role` lies within the paths
+/// delegated to it and to every ancestor between it and `targets`.
+pub fn check_delegated_paths(role: &str, targets: &Targets, chain: &[&DelegatedRole]) -> Result<(), Error> {
+    for name in targets.targets.keys() {
+        if let Some(_d) = chain.iter().find(|d| !d.covers(name)) {
+            return Err(Error::PathNotDelegated {
+                role: role.to_owned(),
+                target: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn stored_version(stored: &StoredFiles, role: &str) -> Result<Option<u64>, UpdateError> {
+    let Some(bytes) = stored.get(role) else {
+        return Ok(None);
+    };
+    let file =
+        SignedFile::parse(role, bytes.clone()).map_err(|e| UpdateError::from_error(UpdateErrorKind::Validation, &e))?;
+    let v = file
+        .signed()
+        .get("version")
+        .and_then(crate::cjson::Value::as_int)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| {
+            UpdateError::invalid(
+                UpdateErrorKind::Validation,
+                Some(role),
+                "stored metadata has no version",
+            )
+        })?;
+    Ok(Some(v))
+}
+
+fn parse_stored(stored: &StoredFiles, role: &str) -> Result<Option<SignedFile>, UpdateError> {
+    stored
+        .get(role)
+        .map(|b| {
+            SignedFile::parse(role, b.clone()).map_err(|e| UpdateError::from_error(UpdateErrorKind::Validation, &e))
+        })
+        .transpose()
+}
+
+fn depth(role: &str) -> usize {
+    role.matches('/').count()
+}
+
+/// Validates an update to `gun` against the stored files, at `now`, given
+/// the keys the server holds. On success the plan says what to store, what
+/// to generate and which stored versions it relied on.
+pub fn validate_update(
+    gun: &str,
+    stored: &StoredFiles,
+    uploaded: Vec<(String, Vec<u8>)>,
+    now: OffsetDateTime,
+    server_keys: &ServerKeys,
+) -> Result<UpdatePlan, UpdateError> {
+    use UpdateErrorKind::*;
+
+    // 1. Role names and JSON.
+    let mut files: BTreeMap<String, SignedFile> = BTreeMap::new();
+    for (role, bytes) in uploaded {
+        if !is_valid_role(&role) {
+            return Err(UpdateError::InvalidRole(role));
+        }
+        if role == TIMESTAMP {
+            continue; // always generated by the server
+        }
+        let file = SignedFile::parse(&role, bytes).map_err(|e| UpdateError::MalformedJson {
+            role: role.clone(),
+            reason: e.to_string(),
+        })?;
+        if files.insert(role.clone(), file).is_some() {
+            return Err(UpdateError::invalid(
+                Validation,
+                Some(&role),
+                format!("{role} uploaded twice"),
+            ));
+        }
+    }
+    if files.is_empty() {
+        return Err(UpdateError::invalid(Validation, None, "update contains no metadata"));
+    }
+
+    // 2. The stored root, loaded without checking its expiry.
+    let stored_root_file = parse_stored(stored, ROOT)?;
+    let stored_root = stored_root_file
+        .as_ref()
+        .map(|f| Root::from_signed(f.signed()))
+        .transpose()
+        .map_err(|e| UpdateError::from_error(Validation, &e))?;
+
+    // 3. An uploaded root.
+    let root = match files.get(ROOT) {
+        Some(file) => {
+            let new_root = Root::from_signed(file.signed()).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            if let Some(prev) = &stored_root {
+                if new_root.version != prev.version && Some(new_root.version) != prev.version.checked_add(1) {
+                    return Err(UpdateError::invalid(
+                        BadRoot,
+                        Some(ROOT),
+                        format!(
+                            "root version {} must be the current version {} or the next",
+                            new_root.version, prev.version
+                        ),
+                    ));
+                }
+                verify_root_by_previous(gun, prev, file).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            }
+            verify_root_self(gun, &new_root, file, now).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            check_expiry(ROOT, new_root.expires, now).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            new_root
+        }
+        None => stored_root.clone().ok_or_else(|| {
+            UpdateError::invalid(Validation, None, "no pre-existing root and no root provided in update.")
+        })?,
+    };
+
+    // 4. Targets and delegations, shallowest first, each against its parent.
+    let mut targets_roles: Vec<&String> = files.keys().filter(|r| *r == TARGETS || is_delegation(r)).collect();
+    targets_roles.sort_by_key(|r| (depth(r), (*r).clone()));
+    let mut loaded: BTreeMap<String, Targets> = BTreeMap::new();
+    let mut loaded_parents: BTreeMap<String, SignedFile> = BTreeMap::new();
+    let mut chains: BTreeMap<String, Vec<DelegatedRole>> = BTreeMap::new();
+    for role in targets_roles {
+        let file = &files[role];
+        let bad = |e: &Error| UpdateError::from_error(BadTargets, e);
+        let (keys, role_keys, chain) = if role == TARGETS {
+            let rk = root
+                .role(TARGETS)
+                .cloned()
+                .ok_or_else(|| UpdateError::invalid(BadTargets, Some(role), "root lists no targets role"))?;
+            (root.keys.clone(), rk, Vec::new())
+        } else {
+            let parent = parent_role(role).unwrap_or(TARGETS).to_owned();
+            if !loaded.contains_key(&parent) {
+                let Some(pfile) = parse_stored(stored, &parent)? else {
+                    return Err(UpdateError::invalid(
+                        BadTargets,
+                        Some(role),
+                        format!("{role}: parent role {parent} does not exist"),
+                    ));
+                };
+                let parsed = Targets::from_signed(&parent, pfile.signed()).map_err(|e| bad(&e))?;
+                loaded.insert(parent.clone(), parsed);
+                loaded_parents.insert(parent.clone(), pfile);
+                if parent != TARGETS {
+                    // The stored parent's own path restrictions are not
+                    // known here without its ancestors: load the chain.
+                    let mut chain = Vec::new();
+                    let mut child = parent.clone();
+                    while let Some(p) = parent_role(&child).map(str::to_owned) {
+                        let pf = match loaded.get(&p) {
+                            Some(t) => t.clone(),
+                            None => {
+                                let f = parse_stored(stored, &p)?.ok_or_else(|| {
+                                    UpdateError::invalid(
+                                        BadTargets,
+                                        Some(role),
+                                        format!("{role}: ancestor {p} does not exist"),
+                                    )
+                                })?;
+                                Targets::from_signed(&p, f.signed()).map_err(|e| bad(&e))?
+                            }
+                        };
+                        let d = pf.delegation(&child).cloned().ok_or_else(|| {
+                            UpdateError::invalid(BadTargets, Some(role), format!("{child} is not delegated by {p}"))
+                        })?;
+                        chain.push(d);
+                        child = p;
+                    }
+                    chains.insert(parent.clone(), chain);
+                }
+            }
+            let ptargets = &loaded[&parent];
+            let d = ptargets.delegation(role).cloned().ok_or_else(|| {
+                UpdateError::invalid(BadTargets, Some(role), format!("{role} is not delegated by {parent}"))
+            })?;
+            let mut chain = chains.get(&parent).cloned().unwrap_or_default();
+            chain.push(d.clone());
+            let rk = crate::metadata::RoleKeys {
+                keyids: d.keyids.clone(),
+                threshold: d.threshold,
+            };
+            (ptargets.delegations.keys.clone(), rk, chain)
+        };
+        let targets = Targets::from_signed(role, file.signed()).map_err(|e| bad(&e))?;
+        verify_threshold(file, &listed_keys(&keys, &role_keys), role_keys.threshold).map_err(|e| bad(&e))?;
+        check_expiry(role, targets.expires, now).map_err(|e| bad(&e))?;
+        let chain_refs: Vec<&DelegatedRole> = chain.iter().collect();
+        check_delegated_paths(role, &targets, &chain_refs).map_err(|e| bad(&e))?;
+        chains.insert(role.clone(), chain);
+        loaded.insert(role.clone(), targets);
+    }
+
+    // 5 and 6. The snapshot: uploaded and checked, or generated by the server.
+    let snapshot_plan = match files.get(SNAPSHOT) {
+        Some(file) => {
+            let bad = |e: &Error| UpdateError::from_error(BadSnapshot, e);
+            let snap = Snapshot::from_signed(file.signed()).map_err(|e| bad(&e))?;
+            let rk = root
+                .role(SNAPSHOT)
+                .ok_or_else(|| UpdateError::invalid(BadSnapshot, Some(SNAPSHOT), "root lists no snapshot role"))?;
+            verify_threshold(file, &listed_keys(&root.keys, rk), rk.threshold).map_err(|e| bad(&e))?;
+            check_expiry(SNAPSHOT, snap.expires, now).map_err(|e| bad(&e))?;
+            let root_file = files.get(ROOT).or(stored_root_file.as_ref());
+            let involved = root_file
+                .into_iter()
+                .chain(
+                    files
+                        .values()
+                        .filter(|f| f.role() == TARGETS || is_delegation(f.role())),
+                )
+                .chain(loaded_parents.values());
+            for f in involved {
+                let meta = snap.meta.get(f.role()).ok_or_else(|| {
+                    UpdateError::invalid(
+                        BadSnapshot,
+                        Some(SNAPSHOT),
+                        format!("snapshot does not list {}", f.role()),
+                    )
+                })?;
+                meta.check(f.role(), f.bytes()).map_err(|e| {
+                    UpdateError::invalid(BadSnapshot, Some(SNAPSHOT), format!("snapshot entry for {e}"))
+                })?;
+            }
+            SnapshotPlan::Uploaded
+        }
+        None => {
+            let key_ids = server_held(&root, SNAPSHOT, &server_keys.snapshot);
+            if key_ids.is_empty() {
+                return Err(UpdateError::invalid(
+                    BadHierarchy,
+                    Some(SNAPSHOT),
+                    "no snapshot was included in update and server does not hold current snapshot key for repository",
+                ));
+            }
+            SnapshotPlan::Generate { key_ids }
+        }
+    };
+
+    // 7. The timestamp is the server's.
+    let timestamp_key_ids = server_held(&root, TIMESTAMP, &server_keys.timestamp);
+    if timestamp_key_ids.is_empty() {
+        return Err(UpdateError::invalid(
+            BadRoot,
+            Some(TIMESTAMP),
+            "root does not list enough timestamp keys held by the server",
+        ));
+    }
+
+    // 8. Every role's version above the stored one.
+    let mut versions = BTreeMap::new();
+    for (role, file) in &files {
+        let version = version_of(role, file)?;
+        if let Some(current) = stored_version(stored, role)? {
+            if version <= current {
+                return Err(UpdateError::OldVersion {
+                    role: role.clone(),
+                    version,
+                    current,
+                });
+            }
+        }
+        versions.insert(role.clone(), version);
+    }
+
+    let mut relied: BTreeSet<String> = files.keys().cloned().collect();
+    relied.extend([ROOT.to_owned(), SNAPSHOT.to_owned(), TIMESTAMP.to_owned()]);
+    relied.extend(loaded_parents.keys().cloned());
+    for chain in chains.values() {
+        for d in chain {
+            if let Some(p) = parent_role(&d.name) {
+                relied.insert(p.to_owned());
+            }
+        }
+    }
+    let expected = relied
+        .into_iter()
+        .map(|r| Ok((r.clone(), stored_version(stored, &r)?)))
+        .collect::<Result<Vec<_>, UpdateError>>()?;
+
+    let mut ordered: Vec<SignedFile> = files.into_values().collect();
+    ordered.sort_by_key(|f| (role_order(f.role()), depth(f.role()), f.role().to_owned()));
+    Ok(UpdatePlan {
+        files: ordered,
+        versions,
+        snapshot: snapshot_plan,
+        timestamp_key_ids,
+        expected,
+    })
+}
+
+fn role_order(role: &str) -> u8 {
+    match role {
+        ROOT => 0,
+        SNAPSHOT => 2,
+        _ => 1,
+    }
+}
+
+fn version_of(role: &str, file: &SignedFile) -> Result<u64, UpdateError> {
+    file.signed()
+        .get("version")
+        .and_then(crate::cjson::Value::as_int)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| UpdateError::invalid(UpdateErrorKind::Validation, Some(role), "no version"))
+}
+
+/// The IDs of server-held keys the root lists for `role`, provided they
+/// reach the role's threshold; empty otherwise.
+fn server_held(root: &Root, role: &str, held: &[PublicKey]) -> Vec<KeyId> {
+    let Some(rk) = root.role(role) else {
+        return Vec::new();
+    };
+    let ids: Vec<KeyId> = rk
+        .keyids
+        .iter()
+        .filter(|id| held.iter().any(|k| k.id() == id.as_str()))
+        .cloned()
+        .collect();
+    if ids.len() < rk.threshold as usize {
+        return Vec::new();
+    }
+    ids
+}
+
+impl UpdatePlan {
+    /// The next snapshot the server must sign, when it generates one:
+    /// the stored snapshot updated with the accepted files (for a first
+    /// snapshot, every stored role as well).
+    pub fn next_snapshot(
+        &self,
+        stored: &StoredFiles,
+        now: OffsetDateTime,
+        lifetime: time::Duration,
+    ) -> Result<Option<Snapshot>, Error> {
+        if self.snapshot == SnapshotPlan::Uploaded {
+            return Ok(None);
+        }
+        let prev = match stored.get(SNAPSHOT) {
+            Some(b) => Some(Snapshot::from_signed(SignedFile::parse(SNAPSHOT, b.clone())?.signed())?),
+            None => None,
+        };
+        let mut changed: Vec<(&str, &[u8])> = Vec::new();
+        if prev.is_none() {
+            for (role, bytes) in stored {
+                if role != SNAPSHOT && role != TIMESTAMP {
+                    changed.push((role, bytes));
+                }
+            }
+        }
+        for f in &self.files {
+            changed.push((f.role(), f.bytes()));
+        }
+        crate::generate::next_snapshot(prev.as_ref(), &changed, now, lifetime).map(Some)
+    }
+
+    /// The next timestamp, pointing at `snapshot_bytes`.
+    pub fn next_timestamp(
+        &self,
+        stored: &StoredFiles,
+        snapshot_bytes: &[u8],
+        now: OffsetDateTime,
+        lifetime: time::Duration,
+    ) -> Result<Timestamp, Error> {
+        next_timestamp_for(stored, snapshot_bytes, now, lifetime)
+    }
+}
+
+/// The next timestamp of a GUN whose stored files are `stored`.
+pub fn next_timestamp_for(
+    stored: &StoredFiles,
+    snapshot_bytes: &[u8],
+    now: OffsetDateTime,
+    lifetime: time::Duration,
+) -> Result<Timestamp, Error> {
+    let prev = match stored.get(TIMESTAMP) {
+        Some(b) => Some(Timestamp::from_signed(
+            SignedFile::parse(TIMESTAMP, b.clone())?.signed(),
+        )?),
+        None => None,
+    };
+    crate::generate::next_timestamp(prev.as_ref(), snapshot_bytes, now, lifetime)
+}
