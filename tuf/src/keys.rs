@@ -14,7 +14,6 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::Signer as _;
-use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -98,7 +97,9 @@ pub struct CertInfo {
 #[derive(Clone)]
 enum Verifying {
     Ed25519(ed25519_dalek::VerifyingKey),
-    Ecdsa(p256::ecdsa::VerifyingKey),
+    /// The uncompressed SEC1 point of a validated P-256 key; verified with
+    /// ring, whose P-256 is several times faster than the pure-Rust one.
+    Ecdsa(Vec<u8>),
     Rsa(rsa::RsaPublicKey),
 }
 
@@ -268,15 +269,16 @@ impl PublicKey {
                 let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
                 vk.verify_strict(msg, &sig).map_err(|_| bad())
             }
-            Verifying::Ecdsa(vk) => {
+            Verifying::Ecdsa(point) => {
                 if method != "ecdsa" {
                     return Err(KeyError::MethodMismatch {
                         key_type: self.key_type,
                         method: method.to_owned(),
                     });
                 }
-                let sig = p256::ecdsa::Signature::from_slice(sig).map_err(|_| bad())?;
-                vk.verify(msg, &sig).map_err(|_| bad())
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(msg, sig)
+                    .map_err(|_| bad())
             }
             Verifying::Rsa(pk) => {
                 let digest = Sha256::digest(msg);
@@ -303,7 +305,7 @@ impl PublicKey {
 fn ecdsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
     let vk = p256::ecdsa::VerifyingKey::from_public_key_der(der)
         .map_err(|e| KeyError::Malformed(format!("ecdsa key is not a P-256 SubjectPublicKeyInfo: {e}")))?;
-    Ok(Verifying::Ecdsa(vk))
+    Ok(Verifying::Ecdsa(vk.to_encoded_point(false).as_bytes().to_vec()))
 }
 
 fn rsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
@@ -434,7 +436,7 @@ impl PrivateKey {
         };
         let verifying = match self {
             PrivateKey::Ed25519(k) => Verifying::Ed25519(k.verifying_key()),
-            PrivateKey::Ecdsa(k) => Verifying::Ecdsa(*k.verifying_key()),
+            PrivateKey::Ecdsa(k) => Verifying::Ecdsa(k.verifying_key().to_encoded_point(false).as_bytes().to_vec()),
         };
         let key_type = self.key_type();
         PublicKey {

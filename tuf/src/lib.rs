@@ -21,6 +21,8 @@ pub mod error;
 pub mod generate;
 pub mod keys;
 pub mod metadata;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod update;
 pub mod verify;

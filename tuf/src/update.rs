@@ -149,6 +149,23 @@ pub fn check_delegated_paths(role: &str, targets: &Targets, chain: &[&DelegatedR
     Ok(())
 }
 
+/// Stored versions, each file parsed at most once per validation.
+struct VersionCache<'a> {
+    stored: &'a StoredFiles,
+    seen: BTreeMap<String, Option<u64>>,
+}
+
+impl VersionCache<'_> {
+    fn get(&mut self, role: &str) -> Result<Option<u64>, UpdateError> {
+        if let Some(v) = self.seen.get(role) {
+            return Ok(*v);
+        }
+        let v = stored_version(self.stored, role)?;
+        self.seen.insert(role.to_owned(), v);
+        Ok(v)
+    }
+}
+
 fn stored_version(stored: &StoredFiles, role: &str) -> Result<Option<u64>, UpdateError> {
     let Some(bytes) = stored.get(role) else {
         return Ok(None);
@@ -388,10 +405,17 @@ pub fn validate_update(
     }
 
     // 8. Every role's version above the stored one.
+    let mut cache = VersionCache {
+        stored,
+        seen: BTreeMap::new(),
+    };
+    if let Some(r) = &stored_root {
+        cache.seen.insert(ROOT.to_owned(), Some(r.version));
+    }
     let mut versions = BTreeMap::new();
     for (role, file) in &files {
         let version = version_of(role, file)?;
-        if let Some(current) = stored_version(stored, role)? {
+        if let Some(current) = cache.get(role)? {
             if version <= current {
                 return Err(UpdateError::OldVersion {
                     role: role.clone(),
@@ -415,7 +439,7 @@ pub fn validate_update(
     }
     let expected = relied
         .into_iter()
-        .map(|r| Ok((r.clone(), stored_version(stored, &r)?)))
+        .map(|r| Ok((r.clone(), cache.get(&r)?)))
         .collect::<Result<Vec<_>, UpdateError>>()?;
 
     let mut ordered: Vec<SignedFile> = files.into_values().collect();

@@ -1,0 +1,305 @@
+//! Test support (feature `testing`): a throw-away PKI and a builder for
+//! signed repositories in Notary's layout, so tests and benchmarks of every
+//! Seal crate make their own keys and metadata.
+
+use std::collections::BTreeMap;
+
+use time::{Duration, OffsetDateTime};
+
+use crate::cjson::Value;
+use crate::generate::sign;
+use crate::keys::{KeyType, PrivateKey, PublicKey};
+use crate::metadata::{
+    DelegatedRole, Delegations, FileMeta, RoleKeys, Root, Snapshot, Targets, Timestamp, ROOT, SNAPSHOT, TARGETS,
+    TIMESTAMP,
+};
+use crate::update::ServerKeys;
+
+/// A self-signed certificate for `key` (an ECDSA key) with common name `cn`,
+/// valid from `not_before` to `not_after`, as PEM.
+pub fn self_signed_cert(key: &PrivateKey, cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Vec<u8> {
+    let der = key.to_pkcs8_der().expect("pkcs8");
+    let kp = rcgen::KeyPair::try_from(der.as_slice()).expect("key pair");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let cert = params.self_signed(&kp).expect("self-signed certificate");
+    cert.pem().into_bytes()
+}
+
+/// A root key: an ECDSA key and its self-signed certificate for a GUN.
+pub struct RootKey {
+    /// The private key.
+    pub private: PrivateKey,
+    /// The `ecdsa-x509` public key listed in root.json.
+    pub public: PublicKey,
+}
+
+impl RootKey {
+    /// A root key for `gun` whose certificate is valid from `not_before` to `not_after`.
+    pub fn new(gun: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> RootKey {
+        let private = PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
+        let pem = self_signed_cert(&private, gun, not_before, not_after);
+        let public = PublicKey::new(KeyType::EcdsaX509, pem).expect("certificate key");
+        RootKey { private, public }
+    }
+}
+
+/// Keys and metadata of one test collection, signed like Notary's CLI does.
+pub struct TestRepo {
+    /// The GUN.
+    pub gun: String,
+    /// `now` the repository was made at.
+    pub now: OffsetDateTime,
+    /// Root keys (the root role uses all of them with `root_threshold`).
+    pub root_keys: Vec<RootKey>,
+    /// Root role threshold.
+    pub root_threshold: u32,
+    /// Targets key.
+    pub targets: PrivateKey,
+    /// Snapshot key (client-held unless the test hands it to the server).
+    pub snapshot: PrivateKey,
+    /// Timestamp key (the server's).
+    pub timestamp: PrivateKey,
+    /// Delegations of the top-level targets role.
+    pub delegations: Vec<(DelegatedRole, PrivateKey)>,
+}
+
+impl TestRepo {
+    /// A collection with one root certificate valid 10 years, ECDSA
+    /// targets and snapshot keys and an Ed25519 timestamp key.
+    pub fn new(gun: &str, now: OffsetDateTime) -> TestRepo {
+        let mut rng = rand::rngs::OsRng;
+        TestRepo {
+            gun: gun.to_owned(),
+            now,
+            root_keys: vec![RootKey::new(gun, now - Duration::hours(1), now + Duration::days(3650))],
+            root_threshold: 1,
+            targets: PrivateKey::generate_ecdsa(&mut rng),
+            snapshot: PrivateKey::generate_ecdsa(&mut rng),
+            timestamp: PrivateKey::generate_ed25519(&mut rng),
+            delegations: Vec::new(),
+        }
+    }
+
+    /// Adds a delegation `name` (a child of `targets`) with `paths`, signed by a new ECDSA key.
+    pub fn delegate(&mut self, name: &str, paths: &[&str]) {
+        let key = PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
+        let d = DelegatedRole {
+            name: name.to_owned(),
+            keyids: vec![key.public_key().id().to_owned()],
+            threshold: 1,
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            path_hash_prefixes: Vec::new(),
+        };
+        self.delegations.push((d, key));
+    }
+
+    /// The keys the server holds: the timestamp key, and the snapshot key when `server_snapshot`.
+    pub fn server_keys(&self, server_snapshot: bool) -> ServerKeys {
+        ServerKeys {
+            timestamp: vec![self.timestamp.public_key()],
+            snapshot: if server_snapshot {
+                vec![self.snapshot.public_key()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The root metadata at `version`.
+    pub fn root(&self, version: u64) -> Root {
+        let mut keys = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        let root_ids = self.root_keys.iter().map(|k| k.public.id().to_owned()).collect();
+        for k in &self.root_keys {
+            keys.insert(k.public.id().to_owned(), k.public.clone());
+        }
+        roles.insert(
+            ROOT.to_owned(),
+            RoleKeys {
+                keyids: root_ids,
+                threshold: self.root_threshold,
+            },
+        );
+        for (role, key) in [
+            (TARGETS, &self.targets),
+            (SNAPSHOT, &self.snapshot),
+            (TIMESTAMP, &self.timestamp),
+        ] {
+            let pk = key.public_key();
+            roles.insert(
+                role.to_owned(),
+                RoleKeys {
+                    keyids: vec![pk.id().to_owned()],
+                    threshold: 1,
+                },
+            );
+            keys.insert(pk.id().to_owned(), pk);
+        }
+        Root {
+            version,
+            expires: self.now + Duration::days(3650),
+            consistent_snapshot: false,
+            keys,
+            roles,
+        }
+    }
+
+    /// Signs a root `signed` value with every root key.
+    pub fn sign_root(&self, signed: Value) -> Vec<u8> {
+        let keys: Vec<(&PrivateKey, &str)> = self.root_keys.iter().map(|k| (&k.private, k.public.id())).collect();
+        sign(ROOT, signed, &keys).into_bytes()
+    }
+
+    /// root.json at `version`, signed by every root key.
+    pub fn root_file(&self, version: u64) -> Vec<u8> {
+        self.sign_root(self.root(version).to_value())
+    }
+
+    /// The targets metadata at `version` listing `targets` (name, content).
+    pub fn targets_meta(&self, version: u64, targets: &[(&str, &[u8])]) -> Targets {
+        let mut dkeys = BTreeMap::new();
+        for (_, k) in &self.delegations {
+            let pk = k.public_key();
+            dkeys.insert(pk.id().to_owned(), pk);
+        }
+        Targets {
+            version,
+            expires: self.now + Duration::days(1095),
+            targets: targets
+                .iter()
+                .map(|(n, b)| ((*n).to_owned(), FileMeta::for_bytes(b)))
+                .collect(),
+            delegations: Delegations {
+                keys: dkeys,
+                roles: self.delegations.iter().map(|(d, _)| d.clone()).collect(),
+            },
+        }
+    }
+
+    /// targets.json at `version`, signed with the targets key.
+    pub fn targets_file(&self, version: u64, targets: &[(&str, &[u8])]) -> Vec<u8> {
+        let t = self.targets_meta(version, targets);
+        sign(
+            TARGETS,
+            t.to_value(),
+            &[(&self.targets, self.targets.public_key().id())],
+        )
+        .into_bytes()
+    }
+
+    /// A delegated role's file at `version`, signed with its key.
+    pub fn delegation_file(&self, name: &str, version: u64, targets: &[(&str, &[u8])]) -> Vec<u8> {
+        let (_, key) = self
+            .delegations
+            .iter()
+            .find(|(d, _)| d.name == name)
+            .expect("delegation");
+        let t = Targets {
+            version,
+            expires: self.now + Duration::days(1095),
+            targets: targets
+                .iter()
+                .map(|(n, b)| ((*n).to_owned(), FileMeta::for_bytes(b)))
+                .collect(),
+            delegations: Delegations::default(),
+        };
+        sign(name, t.to_value(), &[(key, key.public_key().id())]).into_bytes()
+    }
+
+    /// snapshot.json at `version` listing `files` (role, exact bytes), signed with the snapshot key.
+    pub fn snapshot_file(&self, version: u64, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let s = Snapshot {
+            version,
+            expires: self.now + Duration::days(1095),
+            meta: files
+                .iter()
+                .map(|(r, b)| ((*r).to_owned(), FileMeta::for_bytes(b)))
+                .collect(),
+        };
+        sign(
+            SNAPSHOT,
+            s.to_value(),
+            &[(&self.snapshot, self.snapshot.public_key().id())],
+        )
+        .into_bytes()
+    }
+
+    /// timestamp.json at `version` for `snapshot`, signed with the timestamp key.
+    pub fn timestamp_file(&self, version: u64, snapshot: &[u8]) -> Vec<u8> {
+        let mut meta = BTreeMap::new();
+        meta.insert(SNAPSHOT.to_owned(), FileMeta::for_bytes(snapshot));
+        let t = Timestamp {
+            version,
+            expires: self.now + Duration::days(14),
+            meta,
+        };
+        sign(
+            TIMESTAMP,
+            t.to_value(),
+            &[(&self.timestamp, self.timestamp.public_key().id())],
+        )
+        .into_bytes()
+    }
+
+    /// The first publish as Notary's CLI makes it: root v1, targets v2 and
+    /// snapshot v2 listing `targets`.
+    pub fn first_publish(&self, targets: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        let root = self.root_file(1);
+        let t = self.targets_file(2, targets);
+        let s = self.snapshot_file(2, &[(ROOT, &root), (TARGETS, &t)]);
+        vec![
+            (ROOT.to_owned(), root),
+            (TARGETS.to_owned(), t),
+            (SNAPSHOT.to_owned(), s),
+        ]
+    }
+}
+
+/// Fuzz body: parse `data` as every role's file; must never panic.
+pub fn fuzz_parse(data: &[u8]) {
+    use crate::metadata::{Root, Snapshot, Targets, Timestamp};
+    for role in [ROOT, TARGETS, SNAPSHOT, TIMESTAMP, "targets/a"] {
+        if let Ok(f) = crate::metadata::SignedFile::parse(role, data.to_vec()) {
+            let _ = f.reserialize();
+            let _ = Root::from_signed(f.signed());
+            let _ = Targets::from_signed(role, f.signed());
+            let _ = Snapshot::from_signed(f.signed());
+            let _ = Timestamp::from_signed(f.signed());
+        }
+    }
+    let _ = PublicKey::from_json(data);
+}
+
+/// Fuzz body: validate `data` as an uploaded role (chosen by its first
+/// byte) against `stored`; must never panic.
+pub fn fuzz_validate(
+    stored: &crate::update::StoredFiles,
+    keys: &ServerKeys,
+    gun: &str,
+    now: OffsetDateTime,
+    data: &[u8],
+) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let role = [
+        ROOT,
+        TARGETS,
+        SNAPSHOT,
+        TIMESTAMP,
+        "targets/releases",
+        "targets/releases/x",
+    ][usize::from(sel) % 6];
+    let _ = crate::update::validate_update(gun, stored, vec![(role.to_owned(), rest.to_vec())], now, keys);
+    let _ = crate::update::validate_update(
+        gun,
+        &Default::default(),
+        vec![(role.to_owned(), rest.to_vec())],
+        now,
+        keys,
+    );
+}
