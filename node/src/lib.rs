@@ -19,5 +19,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod multipart;
 pub mod routes;
+pub mod signer;
