@@ -291,7 +291,7 @@ impl ApiError {
 /// Escapes what Go's `encoding/json` escapes and serde_json does not; these
 /// characters can only occur inside JSON strings, so a textual replacement is
 /// exact.
-fn go_escape(json_text: &str) -> String {
+pub(crate) fn go_escape(json_text: &str) -> String {
     let mut out = String::with_capacity(json_text.len());
     for c in json_text.chars() {
         match c {

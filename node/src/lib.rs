@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod multipart;
 pub mod routes;
