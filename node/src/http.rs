@@ -435,6 +435,9 @@ fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -1322,6 +1325,15 @@ mod tests {
             let a = call(backend.clone(), "GET", &format!("/v2/x/_trust/changefeed?{query}")).await;
             assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
             assert_eq!(a.text(), body, "{query}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("/a%2Fb%20c").as_deref(), Some("/a/b c"));
+        assert_eq!(percent_decode("/plain").as_deref(), Some("/plain"));
+        for bad in ["%", "%2", "%+f", "%zz", "%ff"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
         }
     }
 
