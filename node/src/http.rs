@@ -1372,3 +1372,20 @@ mod tests {
         assert_eq!(a.status, StatusCode::OK);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any query string yields a query or INVALID_PARAMETERS, never a panic.
+        #[test]
+        fn changefeed_queries(q in "[a-z_=&;%+0-9-]{0,40}") {
+            match parse_changefeed_query(None, Some(&q)) {
+                Ok(query) => prop_assert!(query.records >= 1),
+                Err(e) => prop_assert_eq!(e.code(), "INVALID_PARAMETERS"),
+            }
+        }
+    }
+}

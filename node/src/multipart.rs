@@ -558,3 +558,45 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bodies never panic the parser, and whatever it accepts
+        /// has valid roles and JSON parts within the limits.
+        #[test]
+        fn arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let limits = UploadLimits { max_body_bytes: 1000, max_parts: 4, max_file_bytes: 200 };
+            if let Ok(files) = parse_upload(Some("multipart/form-data; boundary=b"), &body, &limits) {
+                prop_assert!(files.len() <= 4);
+                for f in files {
+                    prop_assert!(valid_role(&f.role));
+                    prop_assert!(f.bytes.len() <= 200);
+                }
+            }
+        }
+
+        /// Structured bodies with random filenames and contents round-trip.
+        #[test]
+        fn structured_bodies(parts in proptest::collection::vec(
+            ("targets(/[a-z0-9_-]{1,8}){0,3}", "[a-z]{0,20}"), 0..5)) {
+            let mut raw = String::new();
+            for (name, value) in &parts {
+                raw.push_str(&format!(
+                    "--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n\r\n{{\"signed\":{{\"v\":\"{value}\"}}}}\r\n"
+                ));
+            }
+            raw.push_str("--b--\r\n");
+            let files = parse_upload(Some("multipart/form-data; boundary=b"), raw.as_bytes(), &UploadLimits::default()).unwrap();
+            prop_assert_eq!(files.len(), parts.len());
+            for (f, (name, value)) in files.iter().zip(&parts) {
+                prop_assert_eq!(&f.role, name);
+                let expected = format!("{{\"signed\":{{\"v\":\"{value}\"}}}}");
+                prop_assert_eq!(f.bytes.as_slice(), expected.as_bytes());
+            }
+        }
+    }
+}

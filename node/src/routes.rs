@@ -482,3 +482,31 @@ mod tests {
         assert!(!gun_allowed(&p, "quay.io/x"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No path, however odd, makes the parser panic; a parsed GUN is
+        /// always one the router accepts.
+        #[test]
+        fn parse_never_panics(path in "(/v2/)?[a-z0-9/._*%-]{0,80}(/_trust/(tuf/|changefeed))?[a-z0-9/._-]{0,80}",
+                              m in 0usize..5) {
+            let method = [Method::GET, Method::POST, Method::DELETE, Method::PUT, Method::HEAD][m].clone();
+            let route = parse(&method, &path);
+            if let Some(gun) = route.gun() {
+                prop_assert!(valid_gun(gun));
+            }
+            if let Route::GetMetadata { role, role_valid, .. } = &route {
+                prop_assert_eq!(*role_valid, valid_role(role));
+            }
+        }
+
+        #[test]
+        fn valid_role_never_panics(role in "\\PC{0,300}") {
+            let _ = valid_role(&role);
+        }
+    }
+}
