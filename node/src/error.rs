@@ -288,6 +288,21 @@ impl ApiError {
     }
 }
 
+impl From<crate::signer::SignerError> for ApiError {
+    /// Notary answers 500 UNKNOWN when its signer fails; an unreachable
+    /// signer is reported as 503 so that clients retry.
+    fn from(e: crate::signer::SignerError) -> Self {
+        match e {
+            crate::signer::SignerError::Unavailable { message } => ApiError::Unavailable {
+                reason: format!("signer unavailable: {message}"),
+            },
+            other => ApiError::Unknown {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Escapes what Go's `encoding/json` escapes and serde_json does not; these
 /// characters can only occur inside JSON strings, so a textual replacement is
 /// exact.
@@ -507,6 +522,18 @@ pub(crate) mod tests {
             body(too_large),
             "{\"errors\":[{\"code\":\"TOO_LARGE\",\"message\":\"The body of your request is too large.\",\"detail\":{\"limit\":\"limits.max_body_bytes\",\"max\":10}}]}\n"
         );
+    }
+
+    #[test]
+    fn signer_errors_map_to_unknown_or_unavailable() {
+        use crate::signer::SignerError;
+        let e: ApiError = SignerError::KeyNotFound { key_id: "k".into() }.into();
+        assert_eq!((e.status().as_u16(), e.code()), (500, "UNKNOWN"));
+        let e: ApiError = SignerError::Unavailable {
+            message: "down".into(),
+        }
+        .into();
+        assert_eq!((e.status().as_u16(), e.code()), (503, "UNAVAILABLE"));
     }
 
     #[test]

@@ -68,8 +68,12 @@ pub fn boundary_from_content_type(content_type: Option<&str>) -> Result<String, 
         .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
         .map(|(_, v)| v)
         .ok_or_else(|| malformed("no boundary"))?;
-    if boundary.is_empty() || boundary.len() > 200 {
+    // RFC 2046: 1 to 70 characters, none of them a control character.
+    if boundary.is_empty() || boundary.len() > 70 {
         return Err(malformed("bad boundary length"));
+    }
+    if boundary.chars().any(|c| c.is_control()) {
+        return Err(malformed("control character in boundary"));
     }
     Ok(boundary)
 }
@@ -139,14 +143,20 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Finds `needle` in `haystack` from `from`. Candidates are the positions of
+/// the needle's first byte; since a delimiter's first byte (`\n`) never recurs
+/// in it (boundaries hold no newline), the search is linear in the body.
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if from > haystack.len() || needle.is_empty() {
-        return None;
+    let (&first, _) = needle.split_first()?;
+    let mut at = from;
+    while at < haystack.len() {
+        let p = haystack[at..].iter().position(|&b| b == first)? + at;
+        if haystack[p..].starts_with(needle) {
+            return Some(p);
+        }
+        at = p + 1;
     }
-    haystack[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    None
 }
 
 /// Consumes a line ending (CRLF or a bare LF) at `pos`, returning the index
@@ -533,6 +543,25 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn boundaries_are_checked() {
+        let l = UploadLimits::default();
+        let long = format!("multipart/form-data; boundary={}", "b".repeat(71));
+        assert_eq!(
+            parse_upload(Some(&long), b"", &l).unwrap_err().code(),
+            "MALFORMED_UPLOAD"
+        );
+        assert_eq!(
+            parse_upload(Some("multipart/form-data; boundary=\"a\nb\""), b"", &l)
+                .unwrap_err()
+                .code(),
+            "MALFORMED_UPLOAD"
+        );
+        assert_eq!(find(b"xx\n--a\n--b", b"\n--b", 0), Some(6));
+        assert_eq!(find(b"xx\n--a", b"\n--b", 0), None);
+        assert_eq!(find(b"\n--b", b"\n--b", 1), None);
     }
 
     #[test]
