@@ -1347,6 +1347,61 @@ mod tests {
         assert_eq!(rfc3339_nano(t), "2026-11-21T22:54:56Z");
     }
 
+    /// Sends raw HTTP/1.1 bytes to the app served on loopback; returns the
+    /// raw response.
+    async fn raw_exchange(state: AppState, request: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(state)).await.unwrap();
+        });
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        server.abort();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn notary_cli_upload_over_real_http() {
+        let Some((ct, body)) = transcript_post(23) else {
+            return;
+        };
+        let backend = Arc::new(MemBackend::default());
+        let state = AppState::new(backend.clone(), Metrics::new().unwrap());
+        let mut request = format!(
+            "POST /v2/{GUN}/_trust/tuf/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\nContent-Type: {ct}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        let response = raw_exchange(state.clone(), request).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(!response.to_ascii_lowercase().contains("content-type"));
+        let roles: Vec<String> = backend.published.lock().unwrap()[0]
+            .1
+            .iter()
+            .map(|f| f.role.clone())
+            .collect();
+        assert_eq!(roles, ["targets/releases", "snapshot"]);
+
+        let response = raw_exchange(
+            state,
+            b"GET /nonexistent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        )
+        .await;
+        assert!(
+            response.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{response}"
+        );
+        assert!(response.contains("content-type: application/json; charset=utf-8\r\n"));
+        assert!(response.ends_with(
+            "\r\n\r\n{\"errors\":[{\"code\":\"METADATA_NOT_FOUND\",\"message\":\"You have requested metadata that does not exist.\"}]}\n"
+        ));
+    }
+
     struct DenyAll;
     impl AuthHook for DenyAll {
         fn check(&self, _route: &Route, _headers: &HeaderMap) -> Result<(), ApiError> {
