@@ -6,7 +6,8 @@
 //! override `server.http_addr`; when both are set, `SEAL_NODE_` wins. The
 //! environment is an input ([`Env`]), never read here. Relative paths resolve
 //! against the config file's directory (also `auth.options.rootcertbundle`,
-//! which notary-server opens relative to its working directory).
+//! which notary-server opens relative to its working directory). Lists
+//! (`repositories.gun_prefixes`) have no environment override.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -351,6 +352,15 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("signer.passphrase_env", Kind::Str),
     ("signer.keys_dir", Kind::Str),
 ];
+
+/// Collects this process's `SEAL_NODE_*` and `NOTARY_SERVER_*` variables
+/// (skipping non-UTF-8 ones); meant to be called once, by `main`.
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(SEAL_ENV_PREFIX) || k.starts_with(NOTARY_ENV_PREFIX))
+        .collect()
+}
 
 /// The environment variable suffix of a key path.
 fn env_suffix(key: &str) -> String {

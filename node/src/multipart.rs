@@ -194,20 +194,56 @@ fn next_delimiter(body: &[u8], lf_delimiter: &[u8], from: usize) -> Option<(usiz
     }
 }
 
-/// Whether a part is JSON metadata as Notary decodes it: an object whose
-/// `signed` (if present) is an object and whose `signatures` (if present) is
-/// an array or null.
+/// Whether a part is JSON metadata as Notary decodes it into its
+/// `SignedMeta`: an object whose `signed` is an object with a string
+/// `_type`, an integer `version` and an RFC 3339 `expires`, and whose
+/// `signatures` is an array of objects with string `keyid` and `method` and
+/// a base64 `sig` (each member may be absent or null, as Go allows).
 fn is_json_metadata(bytes: &[u8]) -> bool {
-    match serde_json::from_slice::<serde_json::Value>(bytes) {
-        Ok(serde_json::Value::Object(map)) => {
-            let signed_ok = map.get("signed").is_none_or(|v| v.is_object());
-            let sigs_ok = map
-                .get("signatures")
-                .is_none_or(|v| v.is_array() || v.is_null());
-            signed_ok && sigs_ok
+    use serde_json::Value;
+    fn opt(v: Option<&Value>, ok: impl Fn(&Value) -> bool) -> bool {
+        match v {
+            None | Some(Value::Null) => true,
+            Some(v) => ok(v),
         }
-        _ => false,
     }
+    let is_string = |v: &Value| v.is_string();
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(bytes) else {
+        return false;
+    };
+    let signed_ok = opt(map.get("signed"), |signed| {
+        let Value::Object(signed) = signed else {
+            return false;
+        };
+        opt(signed.get("_type"), is_string)
+            && opt(signed.get("version"), |v| v.as_i64().is_some())
+            && opt(signed.get("expires"), |v| {
+                v.as_str().is_some_and(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .is_ok()
+                })
+            })
+    });
+    let signatures_ok = opt(map.get("signatures"), |sigs| {
+        let Value::Array(sigs) = sigs else {
+            return false;
+        };
+        sigs.iter().all(|sig| match sig {
+            Value::Null => true,
+            Value::Object(sig) => {
+                opt(sig.get("keyid"), is_string)
+                    && opt(sig.get("method"), is_string)
+                    && opt(sig.get("sig"), |v| {
+                        v.as_str().is_some_and(|s| {
+                            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, s)
+                                .is_ok()
+                        })
+                    })
+            }
+            _ => false,
+        })
+    });
+    signed_ok && signatures_ok
 }
 
 /// Parses a whole multipart body into role files, checking limits, filenames,
@@ -532,7 +568,21 @@ mod tests {
                 role: "targets".into()
             })
         );
-        for bad in ["[]", "5", r#"{"signed":3}"#, r#"{"signatures":{}}"#, ""] {
+        for bad in [
+            "[]",
+            "5",
+            r#"{"signed":3}"#,
+            r#"{"signatures":{}}"#,
+            "",
+            r#"{"signed":{"_type":1}}"#,
+            r#"{"signed":{"version":"2"}}"#,
+            r#"{"signed":{"version":1.5}}"#,
+            r#"{"signed":{"expires":"tomorrow"}}"#,
+            r#"{"signatures":[5]}"#,
+            r#"{"signatures":[{"keyid":1}]}"#,
+            r#"{"signatures":[{"sig":"not base64!"}]}"#,
+            r#"{"signed":{}} trailing"#,
+        ] {
             assert_eq!(
                 code(parse_upload(
                     Some(CT),
@@ -562,6 +612,18 @@ mod tests {
         assert_eq!(find(b"xx\n--a\n--b", b"\n--b", 0), Some(6));
         assert_eq!(find(b"xx\n--a", b"\n--b", 0), None);
         assert_eq!(find(b"\n--b", b"\n--b", 1), None);
+    }
+
+    #[test]
+    fn json_shapes_notary_accepts() {
+        for ok in [
+            "{}",
+            r#"{"signed":null,"signatures":null}"#,
+            r#"{"signed":{"_type":"Targets","version":2,"expires":"2029-11-21T23:54:55.5Z"},"signatures":[{"keyid":"ab","method":"ecdsa","sig":"AAEC"}]}"#,
+            r#"{"signed":{"expires":"2026-12-05T23:54:56+01:00"},"signatures":[null]}"#,
+        ] {
+            assert!(is_json_metadata(ok.as_bytes()), "{ok}");
+        }
     }
 
     #[test]
