@@ -1,0 +1,1178 @@
+//! The node's configuration: a JSON file with notary-server's keys plus
+//! Seal's own, then environment overrides, parsed once and checked.
+//!
+//! Environment overrides name a scalar key path upper-cased with `.` → `_`:
+//! `SEAL_NODE_SERVER_HTTP_ADDR` or Notary's `NOTARY_SERVER_SERVER_HTTP_ADDR`
+//! override `server.http_addr`; when both are set, `SEAL_NODE_` wins. The
+//! environment is an input ([`Env`]), never read here. Relative paths resolve
+//! against the config file's directory (also `auth.options.rootcertbundle`,
+//! which notary-server opens relative to its working directory). Lists
+//! (`repositories.gun_prefixes`) have no environment override.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cache::{DEFAULT_CONSISTENT_MAX_AGE, DEFAULT_CURRENT_MAX_AGE};
+use crate::multipart::UploadLimits;
+
+/// The environment, as a map from variable name to value.
+pub type Env = BTreeMap<String, String>;
+
+/// Prefix of Seal's environment overrides.
+pub const SEAL_ENV_PREFIX: &str = "SEAL_NODE_";
+/// Prefix of Notary's environment overrides, also honoured.
+pub const NOTARY_ENV_PREFIX: &str = "NOTARY_SERVER_";
+
+/// A configuration error, naming the key path (or file, or variable) at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        message: String,
+    },
+    /// The file is not valid JSON, or a value has the wrong type.
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with the key when known).
+        message: String,
+    },
+    /// An environment override could not be used.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A value is missing or not acceptable.
+    #[error("config key {key}: {message}")]
+    Invalid {
+        /// The key path, for example `trust_service.type`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A listen address: host (empty means every interface) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// The host or IP literal; empty for all interfaces (Go's `:4443`).
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+}
+
+impl ListenAddr {
+    /// Parses `host:port`, `[v6]:port` or `:port`.
+    pub fn parse(s: &str) -> Option<ListenAddr> {
+        let (host, port) = s.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let host = if let Some(inner) = host.strip_prefix('[') {
+            let inner = inner.strip_suffix(']')?;
+            inner.parse::<std::net::Ipv6Addr>().ok()?;
+            inner.to_string()
+        } else {
+            if host.contains(':') || host.contains(char::is_whitespace) {
+                return None;
+            }
+            host.to_string()
+        };
+        Some(ListenAddr { host, port })
+    }
+
+    /// The socket address to bind when the host is an IP literal or empty
+    /// (`None` for a host name, which the caller resolves).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        if self.host.is_empty() {
+            return Some(SocketAddr::from(([0, 0, 0, 0], self.port)));
+        }
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// TLS files of the HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM), `server.tls_cert_file`.
+    pub cert_file: PathBuf,
+    /// Private key (PEM), `server.tls_key_file`.
+    pub key_file: PathBuf,
+}
+
+/// `server.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `server.http_addr`.
+    pub http_addr: ListenAddr,
+    /// `server.tls_cert_file` and `server.tls_key_file`; `None` is plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// `server.client_ca_file`: requires client certificates signed by it.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Which signing service the node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustServiceType {
+    /// The in-process signer.
+    Local,
+    /// A remote signer over gRPC.
+    Remote,
+}
+
+/// Key algorithms a signer can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// Ed25519.
+    Ed25519,
+    /// ECDSA over P-256.
+    Ecdsa,
+    /// RSA (remote signers only).
+    Rsa,
+}
+
+impl KeyAlgorithm {
+    /// Notary's name of the algorithm.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Ed25519 => "ed25519",
+            KeyAlgorithm::Ecdsa => "ecdsa",
+            KeyAlgorithm::Rsa => "rsa",
+        }
+    }
+}
+
+/// `trust_service.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustServiceConfig {
+    /// `trust_service.type`.
+    pub kind: TrustServiceType,
+    /// `trust_service.hostname` (remote).
+    pub hostname: Option<String>,
+    /// `trust_service.port` (remote; Notary writes it as a string).
+    pub port: Option<u16>,
+    /// `trust_service.tls_ca_file`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// `trust_service.tls_client_cert`.
+    pub tls_client_cert: Option<PathBuf>,
+    /// `trust_service.tls_client_key`.
+    pub tls_client_key: Option<PathBuf>,
+    /// `trust_service.key_algorithm` (default: ed25519 for local, ecdsa for remote).
+    pub key_algorithm: KeyAlgorithm,
+}
+
+/// `storage.*` and the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// `storage.backend`. Seal always stores through Raft and RocksDB; Notary's
+    /// names (`memory`, `mysql`, …) are accepted so its configs load.
+    pub backend: String,
+    /// `storage.db_url` (unused by Seal, kept for compatibility).
+    pub db_url: Option<String>,
+    /// `storage.data_dir` or top-level `data_dir` (default `seal-data`).
+    pub data_dir: PathBuf,
+}
+
+/// `logging.level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// One of `debug`, `info`, `warn`, `error` (Notary's `warning`, `fatal`
+    /// and `panic` are accepted as `warn`, `error`, `error`).
+    pub level: String,
+}
+
+/// `auth.options.*` for `auth.type = token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenAuthConfig {
+    /// `auth.options.realm`: the token service URL.
+    pub realm: String,
+    /// `auth.options.service`: the expected audience.
+    pub service: String,
+    /// `auth.options.issuer`: the expected issuer.
+    pub issuer: String,
+    /// `auth.options.rootcertbundle`: CA certificates that sign tokens.
+    pub rootcertbundle: PathBuf,
+}
+
+/// `repositories.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepositoriesConfig {
+    /// `repositories.gun_prefixes`: when non-empty, the only GUN prefixes served.
+    pub gun_prefixes: Vec<String>,
+}
+
+/// `caching.max_age.*`, in seconds (0 disables caching).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachingConfig {
+    /// `caching.max_age.current_metadata` (default 300).
+    pub current_metadata: u64,
+    /// `caching.max_age.consistent_metadata` (default 2592000).
+    pub consistent_metadata: u64,
+}
+
+/// `raft.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// `raft.node_id` (default 1).
+    pub node_id: u64,
+    /// `raft.heartbeat_ms` (default 250).
+    pub heartbeat_ms: u64,
+    /// `raft.election_timeout_min_ms` (default 1000).
+    pub election_timeout_min_ms: u64,
+    /// `raft.election_timeout_max_ms` (default 2000).
+    pub election_timeout_max_ms: u64,
+}
+
+/// `timestamps.*`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimestampsConfig {
+    /// Refresh a timestamp when less than this fraction of its lifetime is
+    /// left (default 0.5).
+    pub refresh_margin_fraction: f64,
+    /// Lifetime of generated timestamps (default 14 days).
+    pub timestamp_lifetime_secs: u64,
+    /// Lifetime of generated snapshots (default 3 years).
+    pub snapshot_lifetime_secs: u64,
+}
+
+/// `signer.*`: the in-process signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerConfig {
+    /// Name of the environment variable holding the key passphrase (default
+    /// `SEAL_SIGNER_PASSPHRASE`); the passphrase itself never sits in a file.
+    pub passphrase_env: String,
+    /// `signer.keys_dir` (default `<data_dir>/keys`).
+    pub keys_dir: PathBuf,
+}
+
+/// The whole, checked node configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// The directory relative paths were resolved against.
+    pub base_dir: PathBuf,
+    /// `server.*`.
+    pub server: ServerConfig,
+    /// `trust_service.*`.
+    pub trust_service: TrustServiceConfig,
+    /// `storage.*`.
+    pub storage: StorageConfig,
+    /// `logging.*`.
+    pub logging: LoggingConfig,
+    /// `auth.*`: `None` when `auth.type` is absent or empty.
+    pub auth: Option<TokenAuthConfig>,
+    /// `repositories.*`.
+    pub repositories: RepositoriesConfig,
+    /// `caching.max_age.*`.
+    pub caching: CachingConfig,
+    /// `raft.*`.
+    pub raft: RaftConfig,
+    /// `limits.*`.
+    pub limits: UploadLimits,
+    /// `timestamps.*`.
+    pub timestamps: TimestampsConfig,
+    /// `signer.*`.
+    pub signer: SignerConfig,
+}
+
+/// The kind of value a scalar key holds, to type environment overrides.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+}
+
+/// Every scalar key an environment variable may override.
+const SCALAR_KEYS: &[(&str, Kind)] = &[
+    ("server.http_addr", Kind::Str),
+    ("server.tls_cert_file", Kind::Str),
+    ("server.tls_key_file", Kind::Str),
+    ("server.client_ca_file", Kind::Str),
+    ("trust_service.type", Kind::Str),
+    ("trust_service.hostname", Kind::Str),
+    ("trust_service.port", Kind::Str),
+    ("trust_service.tls_ca_file", Kind::Str),
+    ("trust_service.tls_client_cert", Kind::Str),
+    ("trust_service.tls_client_key", Kind::Str),
+    ("trust_service.key_algorithm", Kind::Str),
+    ("storage.backend", Kind::Str),
+    ("storage.db_url", Kind::Str),
+    ("storage.data_dir", Kind::Str),
+    ("data_dir", Kind::Str),
+    ("logging.level", Kind::Str),
+    ("auth.type", Kind::Str),
+    ("auth.options.realm", Kind::Str),
+    ("auth.options.service", Kind::Str),
+    ("auth.options.issuer", Kind::Str),
+    ("auth.options.rootcertbundle", Kind::Str),
+    ("caching.max_age.current_metadata", Kind::Int),
+    ("caching.max_age.consistent_metadata", Kind::Int),
+    ("raft.node_id", Kind::Int),
+    ("raft.heartbeat_ms", Kind::Int),
+    ("raft.election_timeout_min_ms", Kind::Int),
+    ("raft.election_timeout_max_ms", Kind::Int),
+    ("limits.max_body_bytes", Kind::Int),
+    ("limits.max_parts", Kind::Int),
+    ("limits.max_file_bytes", Kind::Int),
+    ("timestamps.refresh_margin_fraction", Kind::Float),
+    ("timestamps.timestamp_lifetime_secs", Kind::Int),
+    ("timestamps.snapshot_lifetime_secs", Kind::Int),
+    ("signer.passphrase_env", Kind::Str),
+    ("signer.keys_dir", Kind::Str),
+];
+
+/// Collects this process's `SEAL_NODE_*` and `NOTARY_SERVER_*` variables
+/// (skipping non-UTF-8 ones); meant to be called once, by `main`.
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(SEAL_ENV_PREFIX) || k.starts_with(NOTARY_ENV_PREFIX))
+        .collect()
+}
+
+/// The environment variable suffix of a key path.
+fn env_suffix(key: &str) -> String {
+    key.to_ascii_uppercase().replace('.', "_")
+}
+
+/// Applies environment overrides to the raw JSON tree.
+fn apply_env(root: &mut Value, env: &Env) -> Result<(), ConfigError> {
+    for (key, kind) in SCALAR_KEYS {
+        let suffix = env_suffix(key);
+        let seal = format!("{SEAL_ENV_PREFIX}{suffix}");
+        let notary = format!("{NOTARY_ENV_PREFIX}{suffix}");
+        let (var, raw) = match (env.get(&seal), env.get(&notary)) {
+            (Some(v), _) => (seal, v),
+            (None, Some(v)) => (notary, v),
+            (None, None) => continue,
+        };
+        let value = match kind {
+            Kind::Str => Value::String(raw.clone()),
+            Kind::Int => {
+                raw.trim()
+                    .parse::<u64>()
+                    .map(Value::from)
+                    .map_err(|e| ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("not a non-negative integer: {e}"),
+                    })?
+            }
+            Kind::Float => raw
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    message: "not a number".into(),
+                })?,
+        };
+        set_path(root, key, value).map_err(|message| ConfigError::Env { var, message })?;
+    }
+    Ok(())
+}
+
+fn set_path(root: &mut Value, key: &str, value: Value) -> Result<(), String> {
+    let mut node = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Object(map) = node else {
+            return Err(format!("{} is not an object", parts[..i].join(".")));
+        };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_string(), value);
+            return Ok(());
+        }
+        node = map
+            .entry((*part).to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    Ok(())
+}
+
+// ---- raw file shapes (every field optional) ----
+
+/// A port given as a number or, as Notary writes it, a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPort {
+    Num(u64),
+    Str(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawServer {
+    http_addr: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    client_ca_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawTrust {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    hostname: Option<String>,
+    port: Option<RawPort>,
+    tls_ca_file: Option<String>,
+    tls_client_cert: Option<String>,
+    tls_client_key: Option<String>,
+    key_algorithm: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawStorage {
+    backend: Option<String>,
+    db_url: Option<String>,
+    data_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawLogging {
+    level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawAuthOptions {
+    realm: Option<String>,
+    service: Option<String>,
+    issuer: Option<String>,
+    rootcertbundle: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawAuth {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    options: RawAuthOptions,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawRepositories {
+    gun_prefixes: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawMaxAge {
+    current_metadata: Option<i64>,
+    consistent_metadata: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawCaching {
+    max_age: RawMaxAge,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawRaft {
+    node_id: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    election_timeout_min_ms: Option<u64>,
+    election_timeout_max_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawLimits {
+    max_body_bytes: Option<u64>,
+    max_parts: Option<u64>,
+    max_file_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawTimestamps {
+    refresh_margin_fraction: Option<f64>,
+    timestamp_lifetime_secs: Option<u64>,
+    snapshot_lifetime_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSigner {
+    passphrase_env: Option<String>,
+    keys_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawConfig {
+    server: RawServer,
+    trust_service: RawTrust,
+    storage: RawStorage,
+    data_dir: Option<String>,
+    logging: RawLogging,
+    auth: RawAuth,
+    repositories: RawRepositories,
+    caching: RawCaching,
+    raft: RawRaft,
+    limits: RawLimits,
+    timestamps: RawTimestamps,
+    signer: RawSigner,
+}
+
+/// Treats an empty string as absent (Notary's configs and env use "" for unset).
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+impl NodeConfig {
+    /// Reads the file at `path`, applies the overrides in `env`, and checks it.
+    pub fn load(path: &Path, env: &Env) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Self::from_json(&text, &base, env).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses JSON text (relative paths resolved against `base_dir`), applies
+    /// the overrides in `env`, and checks it.
+    pub fn from_json(text: &str, base_dir: &Path, env: &Env) -> Result<NodeConfig, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            path: PathBuf::from("<config>"),
+            message,
+        };
+        let mut root: Value = serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        if !root.is_object() {
+            return Err(syntax("the top level is not a JSON object".into()));
+        }
+        apply_env(&mut root, env)?;
+        let raw: RawConfig = serde_json::from_value(root).map_err(|e| syntax(e.to_string()))?;
+        Self::check(raw, base_dir)
+    }
+
+    fn check(raw: RawConfig, base: &Path) -> Result<NodeConfig, ConfigError> {
+        let path = |p: Option<String>| non_empty(p).map(|p| resolve(base, &p));
+
+        // server
+        let addr_text = non_empty(raw.server.http_addr)
+            .ok_or_else(|| invalid("server.http_addr", "required"))?;
+        let http_addr = ListenAddr::parse(addr_text.trim()).ok_or_else(|| {
+            invalid(
+                "server.http_addr",
+                format!("{addr_text:?} is not host:port"),
+            )
+        })?;
+        let tls = match (
+            path(raw.server.tls_cert_file),
+            path(raw.server.tls_key_file),
+        ) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "server.tls_key_file",
+                    "required when server.tls_cert_file is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "server.tls_cert_file",
+                    "required when server.tls_key_file is set",
+                ))
+            }
+        };
+        let client_ca_file = path(raw.server.client_ca_file);
+        if client_ca_file.is_some() && tls.is_none() {
+            return Err(invalid(
+                "server.client_ca_file",
+                "client certificates need TLS (server.tls_cert_file and server.tls_key_file)",
+            ));
+        }
+
+        // trust_service
+        let t = raw.trust_service;
+        let kind = match non_empty(t.kind).as_deref().map(str::trim) {
+            Some("local") => TrustServiceType::Local,
+            Some("remote") => TrustServiceType::Remote,
+            None => return Err(invalid("trust_service.type", "required: local or remote")),
+            Some(other) => {
+                return Err(invalid(
+                    "trust_service.type",
+                    format!("unknown type {other:?}: expected local or remote"),
+                ))
+            }
+        };
+        let key_algorithm = match non_empty(t.key_algorithm).as_deref().map(str::trim) {
+            None => match kind {
+                TrustServiceType::Local => KeyAlgorithm::Ed25519,
+                TrustServiceType::Remote => KeyAlgorithm::Ecdsa,
+            },
+            Some("ed25519") => KeyAlgorithm::Ed25519,
+            Some("ecdsa") => KeyAlgorithm::Ecdsa,
+            Some("rsa") => KeyAlgorithm::Rsa,
+            Some(other) => {
+                return Err(invalid(
+                    "trust_service.key_algorithm",
+                    format!("unknown algorithm {other:?}: expected ed25519, ecdsa or rsa"),
+                ))
+            }
+        };
+        if kind == TrustServiceType::Local && key_algorithm == KeyAlgorithm::Rsa {
+            return Err(invalid(
+                "trust_service.key_algorithm",
+                "the local signer supports ed25519 and ecdsa",
+            ));
+        }
+        let port = match t.port {
+            None => None,
+            Some(RawPort::Num(n)) => Some(
+                u16::try_from(n)
+                    .map_err(|_| invalid("trust_service.port", format!("{n} is not a port")))?,
+            ),
+            Some(RawPort::Str(s)) if s.trim().is_empty() => None,
+            Some(RawPort::Str(s)) => Some(
+                s.trim()
+                    .parse::<u16>()
+                    .map_err(|_| invalid("trust_service.port", format!("{s:?} is not a port")))?,
+            ),
+        };
+        let hostname = non_empty(t.hostname);
+        if kind == TrustServiceType::Remote {
+            if hostname.is_none() {
+                return Err(invalid(
+                    "trust_service.hostname",
+                    "required for a remote signer",
+                ));
+            }
+            if port.is_none() {
+                return Err(invalid(
+                    "trust_service.port",
+                    "required for a remote signer",
+                ));
+            }
+        }
+        let tls_client_cert = path(t.tls_client_cert);
+        let tls_client_key = path(t.tls_client_key);
+        match (&tls_client_cert, &tls_client_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "trust_service.tls_client_key",
+                    "required when trust_service.tls_client_cert is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "trust_service.tls_client_cert",
+                    "required when trust_service.tls_client_key is set",
+                ))
+            }
+            _ => {}
+        }
+        let trust_service = TrustServiceConfig {
+            kind,
+            hostname,
+            port,
+            tls_ca_file: path(t.tls_ca_file),
+            tls_client_cert,
+            tls_client_key,
+            key_algorithm,
+        };
+
+        // storage
+        let data_dir = path(raw.storage.data_dir)
+            .or_else(|| path(raw.data_dir))
+            .unwrap_or_else(|| base.join("seal-data"));
+        let storage = StorageConfig {
+            backend: non_empty(raw.storage.backend).unwrap_or_else(|| "rocksdb".into()),
+            db_url: non_empty(raw.storage.db_url),
+            data_dir: data_dir.clone(),
+        };
+
+        // logging
+        let level = match non_empty(raw.logging.level)
+            .map(|l| l.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None => "info".to_string(),
+            Some("debug") => "debug".into(),
+            Some("info") => "info".into(),
+            Some("warn") | Some("warning") => "warn".into(),
+            Some("error") | Some("fatal") | Some("panic") => "error".into(),
+            Some(other) => {
+                return Err(invalid("logging.level", format!("unknown level {other:?}")))
+            }
+        };
+
+        // auth
+        let auth = match non_empty(raw.auth.kind).as_deref().map(str::trim) {
+            None | Some("none") => None,
+            Some("token") => {
+                let o = raw.auth.options;
+                let need = |v: Option<String>, key: &str| {
+                    non_empty(v).ok_or_else(|| invalid(key, "required for auth.type token"))
+                };
+                Some(TokenAuthConfig {
+                    realm: need(o.realm, "auth.options.realm")?,
+                    service: need(o.service, "auth.options.service")?,
+                    issuer: need(o.issuer, "auth.options.issuer")?,
+                    rootcertbundle: resolve(
+                        base,
+                        &need(o.rootcertbundle, "auth.options.rootcertbundle")?,
+                    ),
+                })
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "auth.type",
+                    format!("unknown type {other:?}: expected token"),
+                ))
+            }
+        };
+
+        // caching
+        let age = |v: Option<i64>, default: u64, key: &str| match v {
+            None => Ok(default),
+            Some(n) => u64::try_from(n).map_err(|_| invalid(key, "must not be negative")),
+        };
+        let caching = CachingConfig {
+            current_metadata: age(
+                raw.caching.max_age.current_metadata,
+                DEFAULT_CURRENT_MAX_AGE,
+                "caching.max_age.current_metadata",
+            )?,
+            consistent_metadata: age(
+                raw.caching.max_age.consistent_metadata,
+                DEFAULT_CONSISTENT_MAX_AGE,
+                "caching.max_age.consistent_metadata",
+            )?,
+        };
+
+        // raft
+        let raft = RaftConfig {
+            node_id: raw.raft.node_id.unwrap_or(1),
+            heartbeat_ms: raw.raft.heartbeat_ms.unwrap_or(250),
+            election_timeout_min_ms: raw.raft.election_timeout_min_ms.unwrap_or(1000),
+            election_timeout_max_ms: raw.raft.election_timeout_max_ms.unwrap_or(2000),
+        };
+        if raft.heartbeat_ms == 0 {
+            return Err(invalid("raft.heartbeat_ms", "must be positive"));
+        }
+        if raft.election_timeout_min_ms <= raft.heartbeat_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must exceed raft.heartbeat_ms",
+            ));
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must exceed raft.election_timeout_min_ms",
+            ));
+        }
+
+        // limits
+        let d = UploadLimits::default();
+        let positive = |v: Option<u64>, default: u64, key: &str| match v {
+            None => Ok(default),
+            Some(0) => Err(invalid(key, "must be positive")),
+            Some(n) => Ok(n),
+        };
+        let max_parts = positive(raw.limits.max_parts, d.max_parts as u64, "limits.max_parts")?;
+        let limits = UploadLimits {
+            max_body_bytes: positive(
+                raw.limits.max_body_bytes,
+                d.max_body_bytes,
+                "limits.max_body_bytes",
+            )?,
+            max_parts: usize::try_from(max_parts)
+                .map_err(|_| invalid("limits.max_parts", "too large"))?,
+            max_file_bytes: positive(
+                raw.limits.max_file_bytes,
+                d.max_file_bytes,
+                "limits.max_file_bytes",
+            )?,
+        };
+
+        // timestamps
+        let timestamps = TimestampsConfig {
+            refresh_margin_fraction: raw.timestamps.refresh_margin_fraction.unwrap_or(0.5),
+            timestamp_lifetime_secs: positive(
+                raw.timestamps.timestamp_lifetime_secs,
+                14 * 24 * 3600,
+                "timestamps.timestamp_lifetime_secs",
+            )?,
+            snapshot_lifetime_secs: positive(
+                raw.timestamps.snapshot_lifetime_secs,
+                3 * 365 * 24 * 3600,
+                "timestamps.snapshot_lifetime_secs",
+            )?,
+        };
+        let f = timestamps.refresh_margin_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            return Err(invalid(
+                "timestamps.refresh_margin_fraction",
+                "must lie strictly between 0 and 1",
+            ));
+        }
+
+        // signer
+        let signer = SignerConfig {
+            passphrase_env: non_empty(raw.signer.passphrase_env)
+                .unwrap_or_else(|| "SEAL_SIGNER_PASSPHRASE".into()),
+            keys_dir: path(raw.signer.keys_dir).unwrap_or_else(|| data_dir.join("keys")),
+        };
+
+        Ok(NodeConfig {
+            base_dir: base.to_path_buf(),
+            server: ServerConfig {
+                http_addr,
+                tls,
+                client_ca_file,
+            },
+            trust_service,
+            storage,
+            logging: LoggingConfig { level },
+            auth,
+            repositories: RepositoriesConfig {
+                gun_prefixes: raw.repositories.gun_prefixes,
+            },
+            caching,
+            raft,
+            limits,
+            timestamps,
+            signer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::tests::fixtures_dir;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::from_json(text, Path::new("/etc/seal"), &Env::new())
+    }
+
+    const MINIMAL: &str =
+        r#"{"server":{"http_addr":"127.0.0.1:4443"},"trust_service":{"type":"local"}}"#;
+
+    #[test]
+    fn notary_local_config_parses() {
+        let Some(dir) = fixtures_dir() else { return };
+        let path = dir.join("configs/local/server-http-local-ed25519.json");
+        let c = NodeConfig::load(&path, &Env::new()).unwrap();
+        assert_eq!(
+            c.server.http_addr,
+            ListenAddr {
+                host: "127.0.0.1".into(),
+                port: 4444
+            }
+        );
+        assert_eq!(c.server.tls, None);
+        assert_eq!(c.trust_service.kind, TrustServiceType::Local);
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ed25519);
+        assert_eq!(c.storage.backend, "memory");
+        assert_eq!(c.logging.level, "debug");
+        assert_eq!(c.auth, None);
+        assert_eq!(c.caching.current_metadata, 300);
+        assert_eq!(c.caching.consistent_metadata, 2_592_000);
+        assert_eq!(c.storage.data_dir, dir.join("configs/local/seal-data"));
+    }
+
+    #[test]
+    fn notary_release_config_parses() {
+        let Some(dir) = fixtures_dir() else { return };
+        let path = dir.join("configs/notary-v0.7.0/server-config.json");
+        let c = NodeConfig::load(&path, &Env::new()).unwrap();
+        let base = dir.join("configs/notary-v0.7.0");
+        assert_eq!(c.server.http_addr.host, "");
+        assert_eq!(c.server.http_addr.port, 4443);
+        assert_eq!(
+            c.server.http_addr.socket_addr(),
+            Some("0.0.0.0:4443".parse().unwrap())
+        );
+        assert_eq!(
+            c.server.tls,
+            Some(TlsFiles {
+                cert_file: base.join("./notary-server.crt"),
+                key_file: base.join("./notary-server.key"),
+            })
+        );
+        let t = &c.trust_service;
+        assert_eq!(t.kind, TrustServiceType::Remote);
+        assert_eq!(t.hostname.as_deref(), Some("notarysigner"));
+        assert_eq!(t.port, Some(7899));
+        assert_eq!(t.key_algorithm, KeyAlgorithm::Ecdsa);
+        assert_eq!(t.tls_ca_file, Some(base.join("./root-ca.crt")));
+        assert_eq!(c.storage.backend, "mysql");
+        assert_eq!(
+            c.storage.db_url.as_deref(),
+            Some("server@tcp(mysql:3306)/notaryserver?parseTime=True")
+        );
+    }
+
+    #[test]
+    fn token_auth_config_parses() {
+        let Some(dir) = fixtures_dir() else { return };
+        let path = dir.join("configs/local/server-http-token-auth.json");
+        let c = NodeConfig::load(&path, &Env::new()).unwrap();
+        let auth = c.auth.unwrap();
+        assert_eq!(auth.realm, "http://127.0.0.1:4447/auth/token");
+        assert_eq!(auth.service, "notary-server");
+        assert_eq!(auth.issuer, "anchors-token-issuer");
+        assert_eq!(
+            auth.rootcertbundle,
+            dir.join("configs/local/../../certs/local-test-pki/root-ca.crt")
+        );
+        assert!(auth.rootcertbundle.exists());
+    }
+
+    #[test]
+    fn defaults_and_seal_keys() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.raft.node_id, 1);
+        assert_eq!(c.limits, UploadLimits::default());
+        assert_eq!(c.timestamps.refresh_margin_fraction, 0.5);
+        assert_eq!(c.timestamps.timestamp_lifetime_secs, 1_209_600);
+        assert_eq!(c.timestamps.snapshot_lifetime_secs, 94_608_000);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/etc/seal/seal-data"));
+        assert_eq!(c.signer.keys_dir, PathBuf::from("/etc/seal/seal-data/keys"));
+        assert_eq!(c.signer.passphrase_env, "SEAL_SIGNER_PASSPHRASE");
+
+        let c = parse(
+            r#"{"server":{"http_addr":"[::1]:80"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
+            "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600},
+            "limits":{"max_body_bytes":1000,"max_parts":5,"max_file_bytes":100},
+            "caching":{"max_age":{"current_metadata":0,"consistent_metadata":60}},
+            "repositories":{"gun_prefixes":["docker.io/"]},
+            "signer":{"passphrase_env":"MY_PASS","keys_dir":"keys"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "[::1]:80");
+        assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ecdsa);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/var/seal"));
+        assert_eq!(c.raft.node_id, 3);
+        assert_eq!(
+            c.limits,
+            UploadLimits {
+                max_body_bytes: 1000,
+                max_parts: 5,
+                max_file_bytes: 100
+            }
+        );
+        assert_eq!(c.caching.current_metadata, 0);
+        assert_eq!(c.caching.consistent_metadata, 60);
+        assert_eq!(c.repositories.gun_prefixes, vec!["docker.io/".to_string()]);
+        assert_eq!(c.signer.passphrase_env, "MY_PASS");
+        assert_eq!(c.signer.keys_dir, PathBuf::from("/etc/seal/keys"));
+        // storage.data_dir wins over the top-level key.
+        let c = parse(
+            r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"data_dir":"a","storage":{"data_dir":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.storage.data_dir, PathBuf::from("/etc/seal/b"));
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let e = env(&[
+            ("NOTARY_SERVER_SERVER_HTTP_ADDR", "0.0.0.0:1111"),
+            ("SEAL_NODE_SERVER_HTTP_ADDR", "127.0.0.1:2222"),
+            ("NOTARY_SERVER_LOGGING_LEVEL", "error"),
+            ("SEAL_NODE_RAFT_NODE_ID", "7"),
+            ("SEAL_NODE_TIMESTAMPS_REFRESH_MARGIN_FRACTION", "0.25"),
+            ("NOTARY_SERVER_TRUST_SERVICE_PORT", "9999"),
+            ("NOTARY_SERVER_CACHING_MAX_AGE_CURRENT_METADATA", "0"),
+            ("SEAL_NODE_DATA_DIR", "/data"),
+            ("UNRELATED", "x"),
+        ]);
+        let c = NodeConfig::from_json(MINIMAL, Path::new("/etc/seal"), &e).unwrap();
+        assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:2222");
+        assert_eq!(c.logging.level, "error");
+        assert_eq!(c.raft.node_id, 7);
+        assert_eq!(c.timestamps.refresh_margin_fraction, 0.25);
+        assert_eq!(c.trust_service.port, Some(9999));
+        assert_eq!(c.caching.current_metadata, 0);
+        assert_eq!(c.storage.data_dir, PathBuf::from("/data"));
+
+        let e = env(&[("SEAL_NODE_RAFT_NODE_ID", "seven")]);
+        assert!(matches!(
+            NodeConfig::from_json(MINIMAL, Path::new("/"), &e),
+            Err(ConfigError::Env { var, .. }) if var == "SEAL_NODE_RAFT_NODE_ID"
+        ));
+        // A scalar override into a non-object is refused, not a panic.
+        let e = env(&[("SEAL_NODE_SERVER_HTTP_ADDR", "1.2.3.4:5")]);
+        assert!(matches!(
+            NodeConfig::from_json(r#"{"server":5}"#, Path::new("/"), &e),
+            Err(ConfigError::Env { .. })
+        ));
+    }
+
+    fn invalid_key(text: &str) -> String {
+        match parse(text) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(
+            invalid_key(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"magic"}}"#),
+            "trust_service.type"
+        );
+        assert_eq!(
+            invalid_key(r#"{"server":{"http_addr":":1"}}"#),
+            "trust_service.type"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1","tls_cert_file":"c.pem"},"trust_service":{"type":"local"}}"#
+            ),
+            "server.tls_key_file"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1","tls_key_file":"k.pem"},"trust_service":{"type":"local"}}"#
+            ),
+            "server.tls_cert_file"
+        );
+        for bad in ["nope", "1.2.3.4", "1.2.3.4:99999", "::1:80", "a b:80", ""] {
+            assert_eq!(
+                invalid_key(&format!(
+                    r#"{{"server":{{"http_addr":"{bad}"}},"trust_service":{{"type":"local"}}}}"#
+                )),
+                "server.http_addr",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","port":"7899"}}"#
+            ),
+            "trust_service.hostname"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","hostname":"h","port":"x"}}"#
+            ),
+            "trust_service.port"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local","key_algorithm":"dsa"}}"#
+            ),
+            "trust_service.key_algorithm"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"auth":{"type":"token","options":{"realm":"r"}}}"#
+            ),
+            "auth.options.service"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"caching":{"max_age":{"current_metadata":-1}}}"#
+            ),
+            "caching.max_age.current_metadata"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"limits":{"max_parts":0}}"#
+            ),
+            "limits.max_parts"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"timestamps":{"refresh_margin_fraction":1.5}}"#
+            ),
+            "timestamps.refresh_margin_fraction"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"election_timeout_min_ms":100}}"#
+            ),
+            "raft.election_timeout_min_ms"
+        );
+        assert!(matches!(parse("[1]"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(parse("{"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            parse(r#"{"server":{"http_addr":5}}"#),
+            Err(ConfigError::Syntax { .. })
+        ));
+        assert!(matches!(
+            NodeConfig::load(Path::new("/nonexistent/seal.json"), &Env::new()),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,26 @@
+//! `seal-node`: the library behind Seal's server node.
+//!
+//! It speaks Notary v0.7.0's HTTP API in front of a [`http::Backend`] (the
+//! Raft-replicated store and the TUF core, wired in later):
+//!
+//! * [`routes`] parses request paths into typed routes (GUNs with slashes,
+//!   checksum- and version-named files) and applies `repositories.gun_prefixes`;
+//! * [`multipart`] parses uploads, keeping delegation roles' raw filenames;
+//! * [`http`] is the axum app: limits, headers, changefeed queries, metrics;
+//! * [`error`] maps every error to Notary's status and exact JSON body;
+//! * [`cache`] builds the `Cache-Control` and `Last-Modified` headers;
+//! * [`config`] loads the node's JSON config with environment overrides;
+//! * [`metrics`] holds the Prometheus registry;
+//! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
+//!   in-process [`signer::LocalSigner`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod multipart;
+pub mod routes;
+pub mod signer;

@@ -1,0 +1,207 @@
+//! The node's Prometheus metrics: HTTP traffic per operation (Notary's
+//! operation names), Raft progress, signing latency and timestamp age, and
+//! the text encoder behind `GET /metrics`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// The content type of the text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// Every metric the node exports, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `seal_http_requests_total{operation,code}`.
+    pub http_requests: IntCounterVec,
+    /// `seal_http_request_duration_seconds{operation}`.
+    pub http_duration: HistogramVec,
+    /// `seal_http_request_size_bytes{operation}`.
+    pub http_request_size: HistogramVec,
+    /// `seal_http_response_size_bytes{operation}`.
+    pub http_response_size: HistogramVec,
+    /// `seal_raft_term`: the node's current Raft term.
+    pub raft_term: IntGauge,
+    /// `seal_raft_leader`: the node id of the known leader (0 when unknown).
+    pub raft_leader: IntGauge,
+    /// `seal_raft_commit_index`.
+    pub raft_commit_index: IntGauge,
+    /// `seal_raft_applied_index`.
+    pub raft_applied_index: IntGauge,
+    /// `seal_signing_duration_seconds{role}`.
+    pub signing_duration: HistogramVec,
+    /// `seal_timestamp_age_seconds`: age of the oldest timestamp served.
+    pub timestamp_age: Gauge,
+}
+
+fn size_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(64.0, 4.0, 10).unwrap_or_default()
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "seal_http_requests_total",
+                "HTTP requests by operation and status code.",
+            ),
+            &["operation", "code"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "seal_http_request_duration_seconds",
+                "Time to answer an HTTP request, by operation.",
+            ),
+            &["operation"],
+        )?;
+        let http_request_size = HistogramVec::new(
+            HistogramOpts::new("seal_http_request_size_bytes", "HTTP request body sizes.")
+                .buckets(size_buckets()),
+            &["operation"],
+        )?;
+        let http_response_size = HistogramVec::new(
+            HistogramOpts::new("seal_http_response_size_bytes", "HTTP response body sizes.")
+                .buckets(size_buckets()),
+            &["operation"],
+        )?;
+        let raft_term = IntGauge::new("seal_raft_term", "Current Raft term of this node.")?;
+        let raft_leader = IntGauge::new(
+            "seal_raft_leader",
+            "Node id of the Raft leader this node knows (0: unknown).",
+        )?;
+        let raft_commit_index = IntGauge::new(
+            "seal_raft_commit_index",
+            "Highest Raft log index known committed.",
+        )?;
+        let raft_applied_index = IntGauge::new(
+            "seal_raft_applied_index",
+            "Highest Raft log index applied to the state machine.",
+        )?;
+        let signing_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "seal_signing_duration_seconds",
+                "Time to obtain a signature, by role.",
+            ),
+            &["role"],
+        )?;
+        let timestamp_age = Gauge::new(
+            "seal_timestamp_age_seconds",
+            "Age of the oldest timestamp this node serves.",
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(http_request_size.clone()))?;
+        registry.register(Box::new(http_response_size.clone()))?;
+        registry.register(Box::new(raft_term.clone()))?;
+        registry.register(Box::new(raft_leader.clone()))?;
+        registry.register(Box::new(raft_commit_index.clone()))?;
+        registry.register(Box::new(raft_applied_index.clone()))?;
+        registry.register(Box::new(signing_duration.clone()))?;
+        registry.register(Box::new(timestamp_age.clone()))?;
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            http_request_size,
+            http_response_size,
+            raft_term,
+            raft_leader,
+            raft_commit_index,
+            raft_applied_index,
+            signing_duration,
+            timestamp_age,
+        })
+    }
+
+    /// The registry, for callers that add their own collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records one answered HTTP request.
+    pub fn observe_http(
+        &self,
+        operation: &str,
+        status: u16,
+        elapsed: Duration,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        self.http_requests
+            .with_label_values(&[operation, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[operation])
+            .observe(elapsed.as_secs_f64());
+        self.http_request_size
+            .with_label_values(&[operation])
+            .observe(request_bytes as f64);
+        self.http_response_size
+            .with_label_values(&[operation])
+            .observe(response_bytes as f64);
+    }
+
+    /// A timer for one signature by `role`, recorded when dropped or stopped.
+    pub fn signing_timer(&self, role: &str) -> prometheus::HistogramTimer {
+        self.signing_duration
+            .with_label_values(&[role])
+            .start_timer()
+    }
+
+    /// The signing histogram of one role.
+    pub fn signing_histogram(&self, role: &str) -> Histogram {
+        self.signing_duration.with_label_values(&[role])
+    }
+
+    /// Encodes every metric in the Prometheus text format.
+    pub fn encode(&self) -> Result<Vec<u8>, prometheus::Error> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_every_metric() {
+        let m = Metrics::new().unwrap();
+        m.observe_http("GetRole", 200, Duration::from_millis(3), 0, 495);
+        m.observe_http("GetRole", 404, Duration::from_millis(1), 0, 116);
+        m.raft_term.set(4);
+        m.raft_leader.set(2);
+        m.raft_commit_index.set(10);
+        m.raft_applied_index.set(9);
+        m.signing_histogram("timestamp").observe(0.01);
+        drop(m.signing_timer("snapshot"));
+        m.timestamp_age.set(12.5);
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        for line in [
+            "seal_http_requests_total{code=\"200\",operation=\"GetRole\"} 1",
+            "seal_http_requests_total{code=\"404\",operation=\"GetRole\"} 1",
+            "seal_http_request_duration_seconds_count{operation=\"GetRole\"} 2",
+            "seal_http_request_size_bytes_count{operation=\"GetRole\"} 2",
+            "seal_http_response_size_bytes_sum{operation=\"GetRole\"} 611",
+            "seal_raft_term 4",
+            "seal_raft_leader 2",
+            "seal_raft_commit_index 10",
+            "seal_raft_applied_index 9",
+            "seal_signing_duration_seconds_count{role=\"timestamp\"} 1",
+            "seal_signing_duration_seconds_count{role=\"snapshot\"} 1",
+            "seal_timestamp_age_seconds 12.5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

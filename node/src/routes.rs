@@ -1,0 +1,512 @@
+//! Parsing of request paths into typed routes, as Notary v0.7.0's router
+//! matches them (GUNs with slashes, checksum- and version-named files, key
+//! routes, changefeeds), and the `repositories.gun_prefixes` filter.
+//!
+//! axum's path patterns cannot express `<gun:[^*]+>/_trust/tuf/<role>.json`
+//! with slashes in both parts, so the HTTP layer sends every request to one
+//! fallback handler that calls [`parse`].
+
+use axum::http::Method;
+
+/// The longest role name accepted (exclusive bound, as Notary's).
+pub const MAX_ROLE_LEN: usize = 255;
+
+/// Which file of a role a GET asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataSelector {
+    /// `<role>.json`: the current version.
+    Current,
+    /// `<role>.<hex>.json`: by checksum. Only 64-digit (sha256) checksums are
+    /// indexed; 96 and 128 digits route but are never found.
+    Checksum(String),
+    /// `<version>.<role>.json`: by version; `None` when the digits overflow
+    /// (never found).
+    Version(Option<u64>),
+}
+
+/// A server-held key role: `snapshot` or `timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// The snapshot role.
+    Snapshot,
+    /// The timestamp role.
+    Timestamp,
+}
+
+impl KeyRole {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Snapshot => "snapshot",
+            KeyRole::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// A parsed request route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /v2/`.
+    Ping,
+    /// `POST /v2/<gun>/_trust/tuf/`.
+    Publish {
+        /// The collection.
+        gun: String,
+    },
+    /// `DELETE /v2/<gun>/_trust/tuf/`.
+    DeleteGun {
+        /// The collection.
+        gun: String,
+    },
+    /// `GET` of a metadata file.
+    GetMetadata {
+        /// The collection.
+        gun: String,
+        /// The role as written in the path.
+        role: String,
+        /// `false` when the role has the shape Notary's router accepts but is
+        /// not a valid role name (answered 404 without a lookup).
+        role_valid: bool,
+        /// Which file.
+        selector: MetadataSelector,
+    },
+    /// `GET /v2/<gun>/_trust/tuf/<role>.key`.
+    GetKey {
+        /// The collection.
+        gun: String,
+        /// The key's role.
+        role: KeyRole,
+    },
+    /// `POST /v2/<gun>/_trust/tuf/<role>.key`.
+    RotateKey {
+        /// The collection.
+        gun: String,
+        /// The key's role.
+        role: KeyRole,
+    },
+    /// `GET /v2/<gun>/_trust/changefeed` (`gun: Some`) or `GET /v2/_trust/changefeed`.
+    Changefeed {
+        /// The collection, or `None` for every collection.
+        gun: Option<String>,
+    },
+    /// `GET /_notary_server/health`.
+    Health,
+    /// `GET /metrics`.
+    Metrics,
+    /// Anything else: 404 METADATA_NOT_FOUND without detail.
+    NotFound,
+}
+
+impl Route {
+    /// The operation name used in metrics labels (Notary's handler names).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Route::Ping => "Ping",
+            Route::Publish { .. } => "UpdateTUF",
+            Route::DeleteGun { .. } => "DeleteTUF",
+            Route::GetMetadata { selector, .. } => match selector {
+                MetadataSelector::Current => "GetRole",
+                MetadataSelector::Checksum(_) => "GetRoleByHash",
+                MetadataSelector::Version(_) => "GetRoleByVersion",
+            },
+            Route::GetKey { .. } => "GetKey",
+            Route::RotateKey { .. } => "RotateKey",
+            Route::Changefeed { .. } => "Changefeed",
+            Route::Health => "Health",
+            Route::Metrics => "Metrics",
+            Route::NotFound => "NotFound",
+        }
+    }
+
+    /// The GUN this route acts on, if any.
+    pub fn gun(&self) -> Option<&str> {
+        match self {
+            Route::Publish { gun }
+            | Route::DeleteGun { gun }
+            | Route::GetMetadata { gun, .. }
+            | Route::GetKey { gun, .. }
+            | Route::RotateKey { gun, .. } => Some(gun),
+            Route::Changefeed { gun } => gun.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a method and a (percent-decoded) path into a [`Route`].
+pub fn parse(method: &Method, path: &str) -> Route {
+    match (method.as_str(), path) {
+        ("GET", "/v2/") => return Route::Ping,
+        ("GET", "/_notary_server/health") => return Route::Health,
+        ("GET", "/metrics") => return Route::Metrics,
+        ("GET", "/v2/_trust/changefeed") => return Route::Changefeed { gun: None },
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Route::NotFound;
+    };
+    if let Some(gun) = rest.strip_suffix("/_trust/changefeed") {
+        if *method == Method::GET && valid_gun(gun) {
+            return Route::Changefeed {
+                gun: Some(gun.to_string()),
+            };
+        }
+        // A GUN may itself end in `/_trust/changefeed` and be followed by a
+        // tuf path; fall through to the tuf patterns.
+    }
+    // The GUN pattern is greedy: try the last `/_trust/tuf/` first.
+    const TUF: &str = "/_trust/tuf/";
+    let mut candidates: Vec<usize> = rest.match_indices(TUF).map(|(i, _)| i).collect();
+    candidates.reverse();
+    for at in candidates {
+        let gun = &rest[..at];
+        let file = &rest[at + TUF.len()..];
+        if !valid_gun(gun) {
+            continue;
+        }
+        if let Some(route) = parse_tuf_file(method, gun, file) {
+            return route;
+        }
+    }
+    Route::NotFound
+}
+
+fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
+    let gun = gun.to_string();
+    if file.is_empty() {
+        return match *method {
+            Method::POST => Some(Route::Publish { gun }),
+            Method::DELETE => Some(Route::DeleteGun { gun }),
+            _ => None,
+        };
+    }
+    if let Some(stem) = file.strip_suffix(".key") {
+        let role = match stem {
+            "snapshot" => KeyRole::Snapshot,
+            "timestamp" => KeyRole::Timestamp,
+            _ => return None,
+        };
+        return match *method {
+            Method::GET => Some(Route::GetKey { gun, role }),
+            Method::POST => Some(Route::RotateKey { gun, role }),
+            _ => None,
+        };
+    }
+    if *method != Method::GET {
+        return None;
+    }
+    let stem = file.strip_suffix(".json")?;
+    let metadata = |role: &str, selector| Route::GetMetadata {
+        gun: gun.clone(),
+        role: role.to_string(),
+        role_valid: valid_role(role),
+        selector,
+    };
+    // Notary's order: by checksum, by version, current.
+    if let Some((role, sum)) = stem.rsplit_once('.') {
+        if matches!(sum.len(), 64 | 96 | 128)
+            && sum.bytes().all(|b| b.is_ascii_hexdigit())
+            && route_role_shape(role)
+        {
+            return Some(metadata(
+                role,
+                MetadataSelector::Checksum(sum.to_ascii_lowercase()),
+            ));
+        }
+    }
+    if let Some((version, role)) = stem.split_once('.') {
+        if !version.is_empty()
+            && version.bytes().all(|b| b.is_ascii_digit())
+            && route_role_shape(role)
+        {
+            return Some(metadata(
+                role,
+                MetadataSelector::Version(version.parse::<u64>().ok()),
+            ));
+        }
+    }
+    if route_role_shape(stem) {
+        return Some(metadata(stem, MetadataSelector::Current));
+    }
+    None
+}
+
+/// Notary's router pattern for roles:
+/// `root|targets(?:/[^/\s]+)*|snapshot|timestamp`.
+fn route_role_shape(role: &str) -> bool {
+    match role {
+        "root" | "targets" | "snapshot" | "timestamp" => true,
+        _ => match role.strip_prefix("targets/") {
+            Some(tail) => tail
+                .split('/')
+                .all(|seg| !seg.is_empty() && !seg.chars().any(char::is_whitespace)),
+            None => false,
+        },
+    }
+}
+
+/// A GUN as Notary's router accepts it: non-empty, no `*`.
+pub fn valid_gun(gun: &str) -> bool {
+    !gun.is_empty() && !gun.contains('*')
+}
+
+/// Whether `role` is a valid role name: a base role, or a delegation
+/// `targets/…` matching `^[-a-z0-9_/]+$`, path-clean (no empty, `.` or `..`
+/// segment, no trailing slash), shorter than 256 characters.
+pub fn valid_role(role: &str) -> bool {
+    match role {
+        "root" | "targets" | "snapshot" | "timestamp" => true,
+        _ => {
+            if role.len() > MAX_ROLE_LEN {
+                return false;
+            }
+            let Some(tail) = role.strip_prefix("targets/") else {
+                return false;
+            };
+            role.bytes()
+                .all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
+                && tail.split('/').all(|seg| !seg.is_empty())
+        }
+    }
+}
+
+/// Applies `repositories.gun_prefixes`: `true` when the GUN is allowed (no
+/// prefixes configured, or the GUN starts with one of them).
+pub fn gun_allowed(prefixes: &[String], gun: &str) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| gun.starts_with(p.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUM: &str = "78ef50942a62194c0dea5c8eb002a2bdefb891450d3fb38947606f6b2b8028af";
+
+    fn get(path: &str) -> Route {
+        parse(&Method::GET, path)
+    }
+
+    fn meta(gun: &str, role: &str, selector: MetadataSelector) -> Route {
+        Route::GetMetadata {
+            gun: gun.into(),
+            role: role.into(),
+            role_valid: true,
+            selector,
+        }
+    }
+
+    #[test]
+    fn fixed_routes() {
+        assert_eq!(get("/v2/"), Route::Ping);
+        assert_eq!(get("/_notary_server/health"), Route::Health);
+        assert_eq!(get("/metrics"), Route::Metrics);
+        assert_eq!(
+            get("/v2/_trust/changefeed"),
+            Route::Changefeed { gun: None }
+        );
+        assert_eq!(
+            get("/v2/example.com/a/_trust/changefeed"),
+            Route::Changefeed {
+                gun: Some("example.com/a".into())
+            }
+        );
+        assert_eq!(get("/nonexistent"), Route::NotFound);
+        assert_eq!(get("/v2"), Route::NotFound);
+        assert_eq!(parse(&Method::POST, "/v2/"), Route::NotFound);
+    }
+
+    #[test]
+    fn metadata_routes() {
+        let g = "example.com/interop/app";
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/root.json")),
+            meta(g, "root", MetadataSelector::Current)
+        );
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/snapshot.{SUM}.json")),
+            meta(g, "snapshot", MetadataSelector::Checksum(SUM.into()))
+        );
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/targets/releases.{SUM}.json")),
+            meta(
+                g,
+                "targets/releases",
+                MetadataSelector::Checksum(SUM.into())
+            )
+        );
+        let sha512 = "ab".repeat(64);
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/root.{sha512}.json")),
+            meta(g, "root", MetadataSelector::Checksum(sha512.clone()))
+        );
+        let sha384 = "cd".repeat(48);
+        assert!(matches!(
+            get(&format!("/v2/{g}/_trust/tuf/root.{sha384}.json")),
+            Route::GetMetadata {
+                selector: MetadataSelector::Checksum(_),
+                ..
+            }
+        ));
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/3.root.json")),
+            meta(g, "root", MetadataSelector::Version(Some(3)))
+        );
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/12.targets/releases.json")),
+            meta(g, "targets/releases", MetadataSelector::Version(Some(12)))
+        );
+        assert_eq!(
+            get(&format!(
+                "/v2/{g}/_trust/tuf/99999999999999999999999.root.json"
+            )),
+            meta(g, "root", MetadataSelector::Version(None))
+        );
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/targets/a/b.json")),
+            meta(g, "targets/a/b", MetadataSelector::Current)
+        );
+        // Shape accepted by the router, but not a valid role: routed, marked.
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/targets/A.json")),
+            Route::GetMetadata {
+                gun: g.into(),
+                role: "targets/A".into(),
+                role_valid: false,
+                selector: MetadataSelector::Current
+            }
+        );
+        // Not a role at all: catch-all.
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/bogus.json")),
+            Route::NotFound
+        );
+        assert_eq!(get(&format!("/v2/{g}/_trust/tuf/root")), Route::NotFound);
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/targets/.json")),
+            Route::NotFound
+        );
+        // A short checksum is not a checksum.
+        assert_eq!(
+            get(&format!("/v2/{g}/_trust/tuf/root.abc.json")),
+            Route::NotFound
+        );
+    }
+
+    #[test]
+    fn write_and_key_routes() {
+        let g = "example.com/a";
+        let p = format!("/v2/{g}/_trust/tuf/");
+        assert_eq!(parse(&Method::POST, &p), Route::Publish { gun: g.into() });
+        assert_eq!(
+            parse(&Method::DELETE, &p),
+            Route::DeleteGun { gun: g.into() }
+        );
+        assert_eq!(parse(&Method::GET, &p), Route::NotFound);
+        assert_eq!(
+            get(&format!("{p}timestamp.key")),
+            Route::GetKey {
+                gun: g.into(),
+                role: KeyRole::Timestamp
+            }
+        );
+        assert_eq!(
+            parse(&Method::POST, &format!("{p}snapshot.key")),
+            Route::RotateKey {
+                gun: g.into(),
+                role: KeyRole::Snapshot
+            }
+        );
+        assert_eq!(get(&format!("{p}root.key")), Route::NotFound);
+        assert_eq!(
+            parse(&Method::PUT, &format!("{p}root.json")),
+            Route::NotFound
+        );
+        assert_eq!(
+            parse(&Method::POST, &format!("{p}root.json")),
+            Route::NotFound
+        );
+    }
+
+    #[test]
+    fn guns_with_odd_characters() {
+        assert_eq!(parse(&Method::POST, "/v2/a*b/_trust/tuf/"), Route::NotFound);
+        assert_eq!(parse(&Method::POST, "/v2//_trust/tuf/"), Route::NotFound);
+        assert_eq!(
+            parse(&Method::POST, "/v2/x/_trust/tuf/y/_trust/tuf/"),
+            Route::Publish {
+                gun: "x/_trust/tuf/y".into()
+            }
+        );
+        assert_eq!(get("/v2/x/_trust/tuf/root.json").gun(), Some("x"),);
+    }
+
+    #[test]
+    fn role_validity() {
+        for ok in [
+            "root",
+            "targets",
+            "snapshot",
+            "timestamp",
+            "targets/releases",
+            "targets/a-b_c/d0",
+        ] {
+            assert!(valid_role(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "bogus",
+            "targets/",
+            "targets//a",
+            "targets/a/",
+            "targets/./a",
+            "targets/../a",
+            "targets/A",
+            "targets/a.b",
+            "targets/a b",
+            "Targets",
+            "timestamp/x",
+        ] {
+            assert!(!valid_role(bad), "{bad}");
+        }
+        let long = format!("targets/{}", "a".repeat(247));
+        assert_eq!(long.len(), 255);
+        assert!(valid_role(&long));
+        let too_long = format!("targets/{}", "a".repeat(248));
+        assert!(!valid_role(&too_long));
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(gun_allowed(&[], "anything"));
+        let p = vec!["docker.io/".to_string()];
+        assert!(gun_allowed(&p, "docker.io/library/x"));
+        assert!(!gun_allowed(&p, "quay.io/x"));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No path, however odd, makes the parser panic; a parsed GUN is
+        /// always one the router accepts.
+        #[test]
+        fn parse_never_panics(path in "(/v2/)?[a-z0-9/._*%-]{0,80}(/_trust/(tuf/|changefeed))?[a-z0-9/._-]{0,80}",
+                              m in 0usize..5) {
+            let method = [Method::GET, Method::POST, Method::DELETE, Method::PUT, Method::HEAD][m].clone();
+            let route = parse(&method, &path);
+            if let Some(gun) = route.gun() {
+                prop_assert!(valid_gun(gun));
+            }
+            if let Route::GetMetadata { role, role_valid, .. } = &route {
+                prop_assert_eq!(*role_valid, valid_role(role));
+            }
+        }
+
+        #[test]
+        fn valid_role_never_panics(role in "\\PC{0,300}") {
+            let _ = valid_role(&role);
+        }
+    }
+}
