@@ -13,34 +13,7 @@ use serde_json::{json, Value};
 /// The content type of every error body.
 pub const ERROR_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
-/// The class of a failed update validation, as Notary names it in the
-/// `detail.Name` field of an `INVALID_UPDATE` error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateErrorKind {
-    /// A generic validation failure (for example no root at all).
-    Validation,
-    /// The role hierarchy cannot be completed (for example no snapshot key).
-    BadHierarchy,
-    /// The root is invalid or badly signed.
-    BadRoot,
-    /// A targets or delegation role is invalid or badly signed.
-    BadTargets,
-    /// The snapshot is invalid, badly signed or inconsistent.
-    BadSnapshot,
-}
-
-impl UpdateErrorKind {
-    /// The Go error type name Notary puts in `detail.Name`.
-    pub fn notary_name(self) -> &'static str {
-        match self {
-            UpdateErrorKind::Validation => "ErrValidation",
-            UpdateErrorKind::BadHierarchy => "ErrBadHierarchy",
-            UpdateErrorKind::BadRoot => "ErrBadRoot",
-            UpdateErrorKind::BadTargets => "ErrBadTargets",
-            UpdateErrorKind::BadSnapshot => "ErrBadSnapshot",
-        }
-    }
-}
+pub use seal_tuf::UpdateErrorKind;
 
 /// One action a token must grant, listed in an `UNAUTHORIZED` body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,11 +11,15 @@
 //! * [`cache`] builds the `Cache-Control` and `Last-Modified` headers;
 //! * [`config`] loads the node's JSON config with environment overrides;
 //! * [`metrics`] holds the Prometheus registry;
+//! * [`backend`] is the real backend: Raft reads and writes, seal-tuf
+//!   validation and generation, the timestamp refresher;
+//! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] serves HTTPS;
 //! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
 //!   in-process [`signer::LocalSigner`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -23,4 +27,6 @@ pub mod http;
 pub mod metrics;
 pub mod multipart;
 pub mod routes;
+pub mod server;
 pub mod signer;
+pub mod tls;

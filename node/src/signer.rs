@@ -21,7 +21,6 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::Signer as _;
 use josekit::jwe::{JweHeader, PBES2_HS256_A128KW};
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
 use rand::RngCore;
@@ -120,11 +119,18 @@ impl PublicKeyInfo {
 /// Notary's key id: hex sha256 of the canonical JSON
 /// `{"keytype":"<type>","keyval":{"private":null,"public":"<b64>"}}`.
 pub fn key_id(keytype: &str, public_b64: &str) -> String {
-    let keytype = serde_json::Value::String(keytype.into()).to_string();
-    let public = serde_json::Value::String(public_b64.into()).to_string();
-    let canonical =
-        format!("{{\"keytype\":{keytype},\"keyval\":{{\"private\":null,\"public\":{public}}}}}");
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    let canonical = seal_tuf::cjson::Value::object([
+        ("keytype", seal_tuf::cjson::Value::str(keytype)),
+        (
+            "keyval",
+            seal_tuf::cjson::Value::object([
+                ("private", seal_tuf::cjson::Value::Null),
+                ("public", seal_tuf::cjson::Value::str(public_b64)),
+            ]),
+        ),
+    ])
+    .to_canonical();
+    hex::encode(Sha256::digest(canonical))
 }
 
 /// A key's description, as `GetKeyInfo` returns it.
@@ -189,20 +195,15 @@ pub trait CryptoService: Send + Sync {
     async fn delete_key(&self, key_id: &str) -> Result<(), SignerError>;
 }
 
-/// Private key material; both types zeroize themselves on drop.
-enum PrivateKey {
-    Ed25519(ed25519_dalek::SigningKey),
-    Ecdsa(p256::ecdsa::SigningKey),
-}
+/// Private key material (seal-tuf's keys, zeroized on drop).
+struct PrivateKey(seal_tuf::PrivateKey);
 
 impl PrivateKey {
     fn generate(algorithm: KeyAlgorithm) -> Result<PrivateKey, SignerError> {
         let mut rng = rand::rngs::OsRng;
         match algorithm {
-            KeyAlgorithm::Ed25519 => Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(
-                &mut rng,
-            ))),
-            KeyAlgorithm::Ecdsa => Ok(PrivateKey::Ecdsa(p256::ecdsa::SigningKey::random(&mut rng))),
+            KeyAlgorithm::Ed25519 => Ok(PrivateKey(seal_tuf::PrivateKey::generate_ed25519(&mut rng))),
+            KeyAlgorithm::Ecdsa => Ok(PrivateKey(seal_tuf::PrivateKey::generate_ecdsa(&mut rng))),
             KeyAlgorithm::Rsa => Err(SignerError::UnsupportedAlgorithm {
                 algorithm: "rsa".into(),
             }),
@@ -210,56 +211,33 @@ impl PrivateKey {
     }
 
     fn algorithm(&self) -> KeyAlgorithm {
-        match self {
-            PrivateKey::Ed25519(_) => KeyAlgorithm::Ed25519,
-            PrivateKey::Ecdsa(_) => KeyAlgorithm::Ecdsa,
+        match self.0.key_type() {
+            seal_tuf::KeyType::Ed25519 => KeyAlgorithm::Ed25519,
+            _ => KeyAlgorithm::Ecdsa,
         }
     }
 
     fn public_key(&self) -> Result<Vec<u8>, SignerError> {
-        match self {
-            PrivateKey::Ed25519(k) => Ok(k.verifying_key().to_bytes().to_vec()),
-            PrivateKey::Ecdsa(k) => k
-                .verifying_key()
-                .to_public_key_der()
-                .map(|d| d.as_bytes().to_vec())
-                .map_err(|e| SignerError::Crypto {
-                    message: format!("encoding ECDSA public key: {e}"),
-                }),
-        }
+        Ok(self.0.public_key().public_bytes().to_vec())
     }
 
-    /// The 32 secret bytes (ed25519 seed or P-256 scalar).
-    fn secret_bytes(&self) -> Zeroizing<Vec<u8>> {
-        match self {
-            PrivateKey::Ed25519(k) => Zeroizing::new(k.to_bytes().to_vec()),
-            PrivateKey::Ecdsa(k) => Zeroizing::new(k.to_bytes().to_vec()),
-        }
+    /// The key as PKCS#8 DER.
+    fn secret_bytes(&self) -> Result<Zeroizing<Vec<u8>>, SignerError> {
+        self.0.to_pkcs8_der().map_err(|e| SignerError::Crypto { message: e.to_string() })
     }
 
     fn from_secret_bytes(algorithm: KeyAlgorithm, bytes: &[u8]) -> Option<PrivateKey> {
-        match algorithm {
-            KeyAlgorithm::Ed25519 => {
-                let seed: Zeroizing<[u8; 32]> = Zeroizing::new(bytes.try_into().ok()?);
-                Some(PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
-                    &seed,
-                )))
-            }
-            KeyAlgorithm::Ecdsa => p256::ecdsa::SigningKey::from_slice(bytes)
-                .ok()
-                .map(PrivateKey::Ecdsa),
-            KeyAlgorithm::Rsa => None,
-        }
+        let key = seal_tuf::PrivateKey::from_pkcs8_der(bytes).ok().map(PrivateKey)?;
+        (key.algorithm() == algorithm).then_some(key)
     }
 
     fn sign(&self, message: &[u8]) -> (SignatureMethod, Vec<u8>) {
-        match self {
-            PrivateKey::Ed25519(k) => (SignatureMethod::Eddsa, k.sign(message).to_bytes().to_vec()),
-            PrivateKey::Ecdsa(k) => {
-                let sig: p256::ecdsa::Signature = k.sign(message);
-                (SignatureMethod::Ecdsa, sig.to_bytes().to_vec())
-            }
-        }
+        let s = self.0.sign(message);
+        let method = match self.0.key_type() {
+            seal_tuf::KeyType::Ed25519 => SignatureMethod::Eddsa,
+            _ => SignatureMethod::Ecdsa,
+        };
+        (method, s.sig)
     }
 }
 
@@ -565,7 +543,7 @@ impl CryptoService for LocalSigner {
         let (description, jwe, key) = blocking(move || {
             let key = PrivateKey::generate(algorithm)?;
             let info = PublicKeyInfo::new(key.algorithm(), key.public_key()?);
-            let jwe = encrypt_secret(&inner.passphrase, &key.secret_bytes(), &info.key_id)?;
+            let jwe = encrypt_secret(&inner.passphrase, &key.secret_bytes()?, &info.key_id)?;
             let file = KeyFile {
                 key_id: info.key_id.clone(),
                 algorithm: algorithm.as_str().into(),

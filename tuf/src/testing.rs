@@ -65,6 +65,12 @@ pub struct TestRepo {
     pub timestamp: PrivateKey,
     /// Delegations of the top-level targets role.
     pub delegations: Vec<(DelegatedRole, PrivateKey)>,
+    /// The server's timestamp key, listed in the root instead of `timestamp`
+    /// when set (as `GET timestamp.key` returned it).
+    pub server_timestamp: Option<PublicKey>,
+    /// The server's snapshot key, listed instead of `snapshot` when set
+    /// (after `key rotate snapshot -r`).
+    pub server_snapshot: Option<PublicKey>,
 }
 
 impl TestRepo {
@@ -81,6 +87,8 @@ impl TestRepo {
             snapshot: PrivateKey::generate_ecdsa(&mut rng),
             timestamp: PrivateKey::generate_ed25519(&mut rng),
             delegations: Vec::new(),
+            server_timestamp: None,
+            server_snapshot: None,
         }
     }
 
@@ -124,12 +132,12 @@ impl TestRepo {
                 threshold: self.root_threshold,
             },
         );
-        for (role, key) in [
-            (TARGETS, &self.targets),
-            (SNAPSHOT, &self.snapshot),
-            (TIMESTAMP, &self.timestamp),
+        for (role, key, server) in [
+            (TARGETS, &self.targets, None),
+            (SNAPSHOT, &self.snapshot, self.server_snapshot.as_ref()),
+            (TIMESTAMP, &self.timestamp, self.server_timestamp.as_ref()),
         ] {
-            let pk = key.public_key();
+            let pk = server.cloned().unwrap_or_else(|| key.public_key());
             roles.insert(
                 role.to_owned(),
                 RoleKeys {

@@ -1,0 +1,675 @@
+//! The real [`Backend`]: reads from the locally applied Raft state machine,
+//! validates uploads with seal-tuf, gets signatures from the
+//! [`CryptoService`], and writes only through Raft.
+//!
+//! Every time-dependent decision (expiry checks, new expiries, changefeed
+//! times) is made here, on the leader, before proposing; apply never reads
+//! the clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use seal_raft::{SealRaft, WriteError};
+use seal_storage::{ApplyOutcome, Command, MetaFile};
+use seal_tuf::metadata::{Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TIMESTAMP};
+use seal_tuf::update::{validate_update, ServerKeys, SnapshotPlan, StoredFiles};
+use seal_tuf::{PublicKey, Signature as TufSignature, UpdateError};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::Mutex;
+
+use crate::config::KeyAlgorithm;
+use crate::error::ApiError;
+use crate::http::{Backend, ChangeCategory, ChangeRecord, ChangefeedQuery, Readiness, StoredMetadata};
+use crate::metrics::Metrics;
+use crate::multipart::RoleFile;
+use crate::routes::KeyRole;
+use crate::signer::{CryptoService, PublicKeyInfo, SignatureMethod};
+
+/// Where `now` comes from: one place, so a test build can offset it.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Lifetimes of the metadata the server generates.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLifetimes {
+    /// Timestamp lifetime (Notary: 14 days).
+    pub timestamp: Duration,
+    /// Server-managed snapshot lifetime (Notary: 3 years).
+    pub snapshot: Duration,
+    /// Refresh a timestamp when less than this remains before it expires.
+    pub refresh_margin: Duration,
+}
+
+impl Default for ServerLifetimes {
+    fn default() -> Self {
+        let l = seal_tuf::time::Lifetimes::default();
+        ServerLifetimes {
+            timestamp: l.timestamp,
+            snapshot: l.snapshot,
+            refresh_margin: l.timestamp / 2,
+        }
+    }
+}
+
+/// How often a publish is re-validated when a concurrent one won the
+/// compare-and-set, before answering with the conflict.
+const PUBLISH_ATTEMPTS: usize = 3;
+
+/// The Raft- and seal-tuf-backed implementation of the HTTP [`Backend`].
+pub struct RaftBackend {
+    raft: Arc<SealRaft>,
+    signer: Arc<dyn CryptoService>,
+    clock: Arc<dyn Clock>,
+    lifetimes: ServerLifetimes,
+    key_algorithm: KeyAlgorithm,
+    metrics: Metrics,
+    /// Serialises the leader's read-validate-sign-propose cycles for key
+    /// minting, so two GETs before a root do not mint two keys. Reads never
+    /// take it.
+    key_lock: Mutex<()>,
+}
+
+impl RaftBackend {
+    /// A backend over a running Raft node and a signing service.
+    pub fn new(
+        raft: Arc<SealRaft>,
+        signer: Arc<dyn CryptoService>,
+        clock: Arc<dyn Clock>,
+        lifetimes: ServerLifetimes,
+        key_algorithm: KeyAlgorithm,
+        metrics: Metrics,
+    ) -> RaftBackend {
+        RaftBackend {
+            raft,
+            signer,
+            clock,
+            lifetimes,
+            key_algorithm,
+            metrics,
+            key_lock: Mutex::new(()),
+        }
+    }
+
+    /// The Raft node.
+    pub fn raft(&self) -> &Arc<SealRaft> {
+        &self.raft
+    }
+
+    fn storage_error(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Unknown { reason: e.to_string() }
+    }
+
+    /// Every current file of `gun`.
+    fn stored_files(&self, gun: &str) -> Result<StoredFiles, ApiError> {
+        let reader = self.raft.read();
+        let mut out = BTreeMap::new();
+        for (role, _) in reader.current_versions(gun).map_err(Self::storage_error)? {
+            if let Some((_, bytes)) = reader.current(gun, &role).map_err(Self::storage_error)? {
+                out.insert(role, bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The public keys the server holds for (gun, role): active and pending.
+    fn held_keys(&self, gun: &str, role: &str) -> Result<Vec<PublicKey>, ApiError> {
+        let Some(keys) = self.raft.read().server_key(gun, role).map_err(Self::storage_error)? else {
+            return Ok(Vec::new());
+        };
+        keys.active
+            .iter()
+            .chain(keys.pending.iter())
+            .map(|k| {
+                PublicKey::from_json(&k.public_key_json).map_err(|e| ApiError::Unknown {
+                    reason: format!("stored server key {} for {gun} {role}: {e}", k.key_id),
+                })
+            })
+            .collect()
+    }
+
+    fn server_keys(&self, gun: &str) -> Result<ServerKeys, ApiError> {
+        Ok(ServerKeys {
+            timestamp: self.held_keys(gun, TIMESTAMP)?,
+            snapshot: self.held_keys(gun, SNAPSHOT)?,
+        })
+    }
+
+    /// Signs `signed` for `role` with each of `key_ids` and assembles the file.
+    async fn sign_file(
+        &self,
+        role: &str,
+        signed: seal_tuf::cjson::Value,
+        key_ids: &[String],
+    ) -> Result<SignedFile, ApiError> {
+        let canonical = signed.to_canonical();
+        let started = std::time::Instant::now();
+        let mut sigs = Vec::with_capacity(key_ids.len());
+        for id in key_ids {
+            let s = self.signer.sign(id, &canonical).await.map_err(|e| ApiError::Updating {
+                reason: format!("signing {role} with key {id}: {e}"),
+            })?;
+            sigs.push(TufSignature {
+                keyid: s.key_id,
+                method: match s.method {
+                    SignatureMethod::Eddsa => "eddsa".into(),
+                    SignatureMethod::Ecdsa => "ecdsa".into(),
+                },
+                sig: s.signature,
+            });
+        }
+        self.metrics
+            .signing_histogram(role)
+            .observe(started.elapsed().as_secs_f64());
+        Ok(SignedFile::assemble(role, signed, sigs))
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, ApiError> {
+        self.raft.write(cmd).await.map_err(|e| match e {
+            WriteError::ForwardToLeader { .. } => ApiError::Unavailable {
+                reason: "this node is not the leader and forwarding is not available".into(),
+            },
+            other if other.is_retryable() => ApiError::Unavailable { reason: other.to_string() },
+            other => ApiError::Updating {
+                reason: other.to_string(),
+            },
+        })
+    }
+
+    /// One validate-sign-propose attempt. `Ok(None)` means a concurrent
+    /// update won the compare-and-set: validate again.
+    async fn try_publish(&self, gun: &str, uploads: &[(String, Vec<u8>)]) -> Result<Option<()>, ApiError> {
+        let now = self.clock.now();
+        let stored = self.stored_files(gun)?;
+        let keys = self.server_keys(gun)?;
+        let plan = validate_update(gun, &stored, uploads.to_vec(), now, &keys).map_err(update_error)?;
+
+        let mut files: Vec<MetaFile> = plan
+            .files
+            .iter()
+            .map(|f| MetaFile {
+                role: f.role().to_owned(),
+                version: plan.versions[f.role()],
+                bytes: f.bytes().to_vec(),
+            })
+            .collect();
+        let snapshot_bytes = match &plan.snapshot {
+            SnapshotPlan::Uploaded => files
+                .iter()
+                .find(|f| f.role == SNAPSHOT)
+                .map(|f| f.bytes.clone())
+                .unwrap_or_default(),
+            SnapshotPlan::Generate { key_ids } => {
+                let snap = plan
+                    .next_snapshot(&stored, now, self.lifetimes.snapshot)
+                    .map_err(|e| ApiError::Updating { reason: e.to_string() })?
+                    .ok_or_else(|| ApiError::Updating {
+                        reason: "no snapshot to generate".into(),
+                    })?;
+                let version = snap.version;
+                let file = self.sign_file(SNAPSHOT, snap.to_value(), key_ids).await?;
+                let bytes = file.into_bytes();
+                files.push(MetaFile {
+                    role: SNAPSHOT.into(),
+                    version,
+                    bytes: bytes.clone(),
+                });
+                bytes
+            }
+        };
+        let ts = plan
+            .next_timestamp(&stored, &snapshot_bytes, now, self.lifetimes.timestamp)
+            .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
+        let ts_expires = ts.expires;
+        let ts_version = ts.version;
+        let ts_file = self.sign_file(TIMESTAMP, ts.to_value(), &plan.timestamp_key_ids).await?;
+        files.push(MetaFile {
+            role: TIMESTAMP.into(),
+            version: ts_version,
+            bytes: ts_file.into_bytes(),
+        });
+
+        let new_root = plan
+            .files
+            .iter()
+            .find(|f| f.role() == ROOT)
+            .and_then(|f| Root::from_signed(f.signed()).ok());
+        let cmd = Command::Publish {
+            gun: gun.to_owned(),
+            files,
+            expected: plan.expected.clone(),
+            timestamp_expires_unix_nanos: Some(unix_nanos(ts_expires)),
+            at_unix_nanos: unix_nanos(now),
+        };
+        match self.propose(cmd).await? {
+            ApplyOutcome::Applied => {}
+            ApplyOutcome::Conflict { .. } => return Ok(None),
+            ApplyOutcome::OldVersion {
+                role, version, current, ..
+            } => {
+                return Err(ApiError::OldVersion {
+                    reason: format!("{role} version {version} is not above {current}"),
+                })
+            }
+            ApplyOutcome::Rejected { reason } => return Err(ApiError::Updating { reason }),
+        }
+        // A published root makes the server keys it lists the active ones.
+        if let Some(root) = new_root {
+            self.activate_listed_keys(gun, &root).await?;
+        }
+        Ok(Some(()))
+    }
+
+    async fn activate_listed_keys(&self, gun: &str, root: &Root) -> Result<(), ApiError> {
+        for role in [TIMESTAMP, SNAPSHOT] {
+            let Some(keys) = self.raft.read().server_key(gun, role).map_err(Self::storage_error)? else {
+                continue;
+            };
+            let listed = root.role(role).map(|r| r.keyids.clone()).unwrap_or_default();
+            let active_listed = keys.active.as_ref().is_some_and(|a| listed.contains(&a.key_id));
+            if active_listed {
+                continue;
+            }
+            if let Some(p) = keys.pending.iter().find(|p| listed.contains(&p.key_id)) {
+                self.propose(Command::SetServerKey {
+                    gun: gun.to_owned(),
+                    role: role.to_owned(),
+                    key_id: p.key_id.clone(),
+                    public_key_json: p.public_key_json.clone(),
+                    pending: false,
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a fresh timestamp for `gun` (and a fresh server-managed
+    /// snapshot if it expires within the refresh margin). Used by the
+    /// refresher and when a read finds an expired timestamp.
+    pub async fn refresh_timestamp(&self, gun: &str) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let stored = self.stored_files(gun)?;
+        let (Some(root_bytes), Some(ts_bytes), Some(snap_bytes)) =
+            (stored.get(ROOT), stored.get(TIMESTAMP), stored.get(SNAPSHOT))
+        else {
+            return Ok(()); // deleted meanwhile, or never complete
+        };
+        let parse = |role: &str, b: &Vec<u8>| {
+            SignedFile::parse(role, b.clone()).map_err(|e| ApiError::Unknown {
+                reason: format!("stored {role} of {gun}: {e}"),
+            })
+        };
+        let root = Root::from_signed(parse(ROOT, root_bytes)?.signed()).map_err(Self::storage_error)?;
+        let prev_ts = Timestamp::from_signed(parse(TIMESTAMP, ts_bytes)?.signed()).map_err(Self::storage_error)?;
+        let snap = Snapshot::from_signed(parse(SNAPSHOT, snap_bytes)?.signed()).map_err(Self::storage_error)?;
+        let keys = self.server_keys(gun)?;
+        let held = |role: &str, held: &[PublicKey]| -> Vec<String> {
+            root.role(role)
+                .map(|r| {
+                    r.keyids
+                        .iter()
+                        .filter(|id| held.iter().any(|k| k.id() == id.as_str()))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let ts_keys = held(TIMESTAMP, &keys.timestamp);
+        if ts_keys.is_empty() {
+            return Err(ApiError::NoCryptoService);
+        }
+        let mut files = Vec::new();
+        let mut snapshot_bytes = snap_bytes.clone();
+        let snap_keys = held(SNAPSHOT, &keys.snapshot);
+        if !snap_keys.is_empty() && snap.expires - now <= self.lifetimes.refresh_margin {
+            let next = seal_tuf::generate::next_snapshot(Some(&snap), &[], now, self.lifetimes.snapshot)
+                .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
+            let version = next.version;
+            let file = self.sign_file(SNAPSHOT, next.to_value(), &snap_keys).await?;
+            snapshot_bytes = file.into_bytes();
+            files.push(MetaFile {
+                role: SNAPSHOT.into(),
+                version,
+                bytes: snapshot_bytes.clone(),
+            });
+        }
+        let ts = seal_tuf::generate::next_timestamp(Some(&prev_ts), &snapshot_bytes, now, self.lifetimes.timestamp)
+            .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
+        let (version, expires) = (ts.version, ts.expires);
+        let ts_file = self.sign_file(TIMESTAMP, ts.to_value(), &ts_keys).await?;
+        files.push(MetaFile {
+            role: TIMESTAMP.into(),
+            version,
+            bytes: ts_file.into_bytes(),
+        });
+        let cmd = Command::RefreshTimestamp {
+            gun: gun.to_owned(),
+            files,
+            expected: vec![
+                (TIMESTAMP.to_owned(), Some(prev_ts.version)),
+                (SNAPSHOT.to_owned(), Some(snap.version)),
+            ],
+            timestamp_expires_unix_nanos: unix_nanos(expires),
+            at_unix_nanos: unix_nanos(now),
+        };
+        match self.propose(cmd).await? {
+            // A concurrent publish wrote a newer timestamp: nothing to do.
+            ApplyOutcome::Applied | ApplyOutcome::Conflict { .. } | ApplyOutcome::OldVersion { .. } => Ok(()),
+            ApplyOutcome::Rejected { reason } => Err(ApiError::Updating { reason }),
+        }
+    }
+
+    /// Refreshes every timestamp that expires within the margin; returns how
+    /// many GUNs were due.
+    pub async fn refresh_due(&self, limit: usize) -> usize {
+        let now = self.clock.now();
+        let before = unix_nanos(now + self.lifetimes.refresh_margin);
+        let due = match self.raft.read().due_timestamps(before, limit) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the timestamp expiry index");
+                return 0;
+            }
+        };
+        for (gun, _) in &due {
+            if let Err(e) = self.refresh_timestamp(gun).await {
+                tracing::warn!(gun = %gun, error = %e, "timestamp refresh failed");
+            }
+        }
+        due.len()
+    }
+
+    /// When the next timestamp falls due for refresh, if any is stored.
+    pub fn next_due(&self) -> Option<OffsetDateTime> {
+        let (_, expires) = self.raft.read().due_timestamps(i64::MAX, 1).ok()?.into_iter().next()?;
+        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires)).ok()?;
+        Some(t - self.lifetimes.refresh_margin)
+    }
+
+    async fn mint_key(&self, gun: &str, role: KeyRole, pending: bool) -> Result<PublicKeyInfo, ApiError> {
+        let info = self
+            .signer
+            .create_key(gun, role.as_str(), self.key_algorithm)
+            .await
+            .map_err(|e| ApiError::Unknown { reason: e.to_string() })?;
+        let json = info.to_notary_json().into_bytes();
+        match self
+            .propose(Command::SetServerKey {
+                gun: gun.to_owned(),
+                role: role.as_str().to_owned(),
+                key_id: info.key_id.clone(),
+                public_key_json: json,
+                pending,
+            })
+            .await?
+        {
+            ApplyOutcome::Applied => Ok(info),
+            other => Err(ApiError::Unknown {
+                reason: format!("recording the new {} key: {other:?}", role.as_str()),
+            }),
+        }
+    }
+}
+
+/// Converts a time to Unix nanoseconds, saturating.
+pub fn unix_nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Maps seal-tuf's verdict on an update to Notary's error.
+pub fn update_error(e: UpdateError) -> ApiError {
+    match e {
+        UpdateError::InvalidRole(role) => ApiError::InvalidRole { role },
+        UpdateError::MalformedJson { role, .. } => ApiError::MalformedJson { role },
+        UpdateError::Invalid { kind, msg, .. } => ApiError::InvalidUpdate { kind, msg },
+        UpdateError::OldVersion {
+            role, version, current, ..
+        } => ApiError::OldVersion {
+            reason: format!("{role} version {version} is not above {current}"),
+        },
+        other => ApiError::InvalidUpdate {
+            kind: seal_tuf::UpdateErrorKind::Validation,
+            msg: other.to_string(),
+        },
+    }
+}
+
+fn stored(bytes: Vec<u8>) -> StoredMetadata {
+    StoredMetadata {
+        bytes: Bytes::from(bytes),
+        last_modified: None,
+    }
+}
+
+#[async_trait]
+impl Backend for RaftBackend {
+    fn readiness(&self) -> Readiness {
+        let m = self.raft.metrics();
+        if m.leader.is_none() {
+            return Readiness::Unavailable {
+                reason: "no Raft leader is known".into(),
+            };
+        }
+        Readiness::Ready
+    }
+
+    async fn get_current(&self, gun: &str, role: &str) -> Result<Option<StoredMetadata>, ApiError> {
+        let reader = self.raft.read();
+        let Some((_, bytes)) = reader.current(gun, role).map_err(Self::storage_error)? else {
+            return Ok(None);
+        };
+        if role != TIMESTAMP {
+            return Ok(Some(stored(bytes)));
+        }
+        // Never serve an expired timestamp: regenerate it first, as Notary does.
+        let expired = reader
+            .timestamp_expiry(gun)
+            .map_err(Self::storage_error)?
+            .is_some_and(|exp| exp <= unix_nanos(self.clock.now()));
+        if !expired {
+            return Ok(Some(stored(bytes)));
+        }
+        self.refresh_timestamp(gun).await?;
+        let fresh = self.raft.read().current(gun, role).map_err(Self::storage_error)?;
+        match fresh {
+            Some((_, b)) => Ok(Some(stored(b))),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_by_checksum(
+        &self,
+        gun: &str,
+        role: &str,
+        sha256_hex: &str,
+    ) -> Result<Option<StoredMetadata>, ApiError> {
+        let r = self.raft.read().by_checksum(gun, role, sha256_hex).map_err(Self::storage_error)?;
+        Ok(r.map(stored))
+    }
+
+    async fn get_by_version(&self, gun: &str, role: &str, version: u64) -> Result<Option<StoredMetadata>, ApiError> {
+        let r = self.raft.read().by_version(gun, role, version).map_err(Self::storage_error)?;
+        Ok(r.map(stored))
+    }
+
+    async fn publish(&self, gun: &str, files: Vec<RoleFile>) -> Result<(), ApiError> {
+        let uploads: Vec<(String, Vec<u8>)> = files.into_iter().map(|f| (f.role, f.bytes.to_vec())).collect();
+        for _ in 0..PUBLISH_ATTEMPTS {
+            if self.try_publish(gun, &uploads).await?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(ApiError::OldVersion {
+            reason: format!("concurrent updates to {gun} kept winning; try again"),
+        })
+    }
+
+    async fn delete_gun(&self, gun: &str) -> Result<(), ApiError> {
+        let cmd = Command::DeleteGun {
+            gun: gun.to_owned(),
+            at_unix_nanos: unix_nanos(self.clock.now()),
+        };
+        match self.propose(cmd).await? {
+            ApplyOutcome::Applied => Ok(()),
+            other => Err(ApiError::Unknown {
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+
+    async fn get_key(&self, gun: &str, role: KeyRole) -> Result<PublicKeyInfo, ApiError> {
+        let _guard = self.key_lock.lock().await;
+        let reader = self.raft.read();
+        let keys = reader.server_key(gun, role.as_str()).map_err(Self::storage_error)?;
+        let root = match reader.current(gun, ROOT).map_err(Self::storage_error)? {
+            Some((_, b)) => SignedFile::parse(ROOT, b)
+                .ok()
+                .and_then(|f| Root::from_signed(f.signed()).ok()),
+            None => None,
+        };
+        if let Some(keys) = keys {
+            let candidates = keys.active.iter().chain(keys.pending.iter().rev());
+            let chosen = match &root {
+                // The key the root lists, if the server holds it.
+                Some(root) => {
+                    let listed = root.role(role.as_str()).map(|r| r.keyids.clone()).unwrap_or_default();
+                    candidates.into_iter().find(|k| listed.contains(&k.key_id))
+                }
+                // Before any root: the key handed out before (Notary mints a
+                // new one on every GET; reusing it keeps the key store bounded).
+                None => keys.active.as_ref().or(keys.pending.last()),
+            };
+            if let Some(k) = chosen {
+                let pk = PublicKey::from_json(&k.public_key_json).map_err(Self::storage_error)?;
+                return Ok(public_key_info(&pk));
+            }
+        }
+        self.mint_key(gun, role, false).await
+    }
+
+    async fn rotate_key(&self, gun: &str, role: KeyRole) -> Result<PublicKeyInfo, ApiError> {
+        let _guard = self.key_lock.lock().await;
+        self.mint_key(gun, role, true).await
+    }
+
+    async fn changefeed(&self, query: &ChangefeedQuery) -> Result<Vec<ChangeRecord>, ApiError> {
+        let records = i64::from(query.records);
+        let records = if query.reversed { -records } else { records };
+        let raw = self
+            .raft
+            .read()
+            .changefeed(query.gun.as_deref(), query.change_id, records)
+            .map_err(Self::storage_error)?;
+        raw.into_iter()
+            .map(|r| {
+                Ok(ChangeRecord {
+                    id: r.id.parse().map_err(Self::storage_error)?,
+                    created_at: seal_tuf::time::parse_rfc3339(&r.created_at).ok_or_else(|| ApiError::Unknown {
+                        reason: format!("stored changefeed time {:?}", r.created_at),
+                    })?,
+                    gun: r.gun,
+                    version: r.version,
+                    sha256: r.sha256,
+                    category: match r.category {
+                        seal_storage::ChangeCategory::Update => ChangeCategory::Update,
+                        seal_storage::ChangeCategory::Deletion => ChangeCategory::Deletion,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn health(&self) -> Result<(), BTreeMap<String, String>> {
+        let mut failing = BTreeMap::new();
+        if self.raft.metrics().leader.is_none() {
+            failing.insert("raft".to_owned(), "no leader".to_owned());
+        }
+        if let Err(e) = self.raft.read().current("_health", "root") {
+            failing.insert("storage".to_owned(), e.to_string());
+        }
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(failing)
+        }
+    }
+}
+
+fn public_key_info(pk: &PublicKey) -> PublicKeyInfo {
+    let algorithm = match pk.key_type() {
+        seal_tuf::KeyType::Ed25519 => KeyAlgorithm::Ed25519,
+        seal_tuf::KeyType::Rsa | seal_tuf::KeyType::RsaX509 => KeyAlgorithm::Rsa,
+        _ => KeyAlgorithm::Ecdsa,
+    };
+    PublicKeyInfo::new(algorithm, pk.public_bytes().to_vec())
+}
+
+/// Runs the timestamp refresher until `shutdown` is notified: sleeps until
+/// the next timestamp falls due (at most `max_sleep`, so new publishes with
+/// short lifetimes are seen), refreshes what is due, repeats. Only the
+/// leader refreshes.
+pub async fn run_refresher(backend: Arc<RaftBackend>, max_sleep: StdDuration, shutdown: Arc<tokio::sync::Notify>) {
+    loop {
+        let wait = match backend.next_due() {
+            Some(due) => {
+                let left = due - backend.clock.now();
+                if left.is_negative() {
+                    StdDuration::ZERO
+                } else {
+                    StdDuration::try_from(left).unwrap_or(max_sleep).min(max_sleep)
+                }
+            }
+            None => max_sleep,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.notified() => return,
+        }
+        if !backend.raft.metrics().is_leader {
+            continue;
+        }
+        let n = backend.refresh_due(256).await;
+        if n > 0 {
+            tracing::info!(refreshed = n, "timestamps refreshed");
+        }
+        backend.export_metrics();
+    }
+}
+
+impl RaftBackend {
+    /// Age in seconds of the oldest timestamp stored: its lifetime minus
+    /// what is left of it.
+    fn oldest_timestamp_age(&self) -> Option<f64> {
+        let (_, expires) = self.raft.read().due_timestamps(i64::MAX, 1).ok()?.into_iter().next()?;
+        let left = (expires - unix_nanos(self.clock.now())) as f64 / 1e9;
+        Some(self.lifetimes.timestamp.as_seconds_f64() - left)
+    }
+
+    /// Sets the Raft and timestamp gauges.
+    pub fn export_metrics(&self) {
+        let m = self.raft.metrics();
+        let as_i64 = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).unwrap_or(0);
+        self.metrics.raft_term.set(as_i64(Some(m.term)));
+        self.metrics.raft_leader.set(as_i64(m.leader));
+        self.metrics.raft_commit_index.set(as_i64(m.last_log_index));
+        self.metrics.raft_applied_index.set(as_i64(m.applied_index));
+        if let Some(age) = self.oldest_timestamp_age() {
+            self.metrics.timestamp_age.set(age);
+        }
+    }
+}

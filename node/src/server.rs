@@ -1,0 +1,212 @@
+//! Start-up of a node: open the Raft store, the signer and the backend,
+//! start the timestamp refresher, serve HTTP (or HTTPS) until a signal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use tokio::net::TcpListener;
+use zeroize::Zeroizing;
+
+use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
+use crate::config::{Env, NodeConfig, TrustServiceType};
+use crate::http::{router, AppState};
+use crate::metrics::Metrics;
+use crate::signer::LocalSigner;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error("config: {0}")]
+    Config(String),
+    /// The data directory or key store could not be opened.
+    #[error("{0}")]
+    Storage(String),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The config `seal-node dev` runs with: one node on 127.0.0.1:4443, plain
+/// HTTP, in-process ed25519 signer, data in `data_dir`.
+pub fn dev_config(addr: &str, data_dir: &Path, env: &Env) -> Result<NodeConfig, StartError> {
+    let json = serde_json::json!({
+        "server": {"http_addr": addr},
+        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+        "storage": {"backend": "rocksdb", "data_dir": data_dir.to_string_lossy()},
+        "logging": {"level": "info"},
+    });
+    let cwd = std::env::current_dir().map_err(|e| StartError::Config(e.to_string()))?;
+    NodeConfig::from_json(&json.to_string(), &cwd, env).map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// The signer passphrase: from the environment variable the config names;
+/// in dev mode, when it is unset, one generated and kept in the data
+/// directory (plain text: a development convenience, said loudly).
+fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroizing<String>, StartError> {
+    if let Some(p) = env.get(&config.signer.passphrase_env).filter(|p| !p.is_empty()) {
+        return Ok(Zeroizing::new(p.clone()));
+    }
+    if !dev {
+        return Err(StartError::Config(format!(
+            "the signer passphrase is read from ${}, which is not set",
+            config.signer.passphrase_env
+        )));
+    }
+    let path = config.storage.data_dir.join("dev-signer-passphrase");
+    if let Ok(p) = std::fs::read_to_string(&path) {
+        return Ok(Zeroizing::new(p.trim().to_owned()));
+    }
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let p = hex::encode(bytes);
+    write_private(&path, p.as_bytes()).map_err(|e| StartError::Storage(format!("{}: {e}", path.display())))?;
+    tracing::warn!(
+        path = %path.display(),
+        "dev mode: generated the signer passphrase and stored it in plain text; never use dev mode in production"
+    );
+    Ok(Zeroizing::new(p))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// A started node: its address, backend and a way to stop it.
+pub struct Running {
+    /// The address HTTP is served on.
+    pub addr: SocketAddr,
+    /// The backend.
+    pub backend: Arc<RaftBackend>,
+    shutdown: Arc<tokio::sync::Notify>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Serves until SIGINT or SIGTERM, then shuts down Raft cleanly.
+    pub async fn wait_for_signal(self) -> std::io::Result<()> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = ctrl_c => r?,
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        ctrl_c.await?;
+        tracing::info!("shutting down");
+        self.shutdown.notify_waiters();
+        self.server.abort();
+        Ok(())
+    }
+}
+
+/// Opens everything `config` names and starts serving.
+pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, StartError> {
+    if config.trust_service.kind != TrustServiceType::Local {
+        return Err(StartError::Config(
+            "trust_service.type=remote needs the signer service, which this build does not include yet; use local"
+                .into(),
+        ));
+    }
+    let data_dir: PathBuf = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| StartError::Storage(format!("{}: {e}", data_dir.display())))?;
+    let addr = config
+        .server
+        .http_addr
+        .socket_addr()
+        .ok_or_else(|| StartError::Config(format!("server.http_addr {:?} is not an address", config.server.http_addr)))?;
+
+    let metrics = Metrics::new().map_err(|e| StartError::Config(e.to_string()))?;
+    let mut raft_config = seal_raft::RaftConfig::new(config.raft.node_id, addr.to_string(), data_dir.join("raft"));
+    raft_config.heartbeat_interval = StdDuration::from_millis(config.raft.heartbeat_ms);
+    raft_config.election_timeout_min = StdDuration::from_millis(config.raft.election_timeout_min_ms);
+    raft_config.election_timeout_max = StdDuration::from_millis(config.raft.election_timeout_max_ms);
+    let raft = seal_raft::SealRaft::open(raft_config)
+        .await
+        .map_err(|e| StartError::Storage(format!("raft store: {e}")))?;
+    raft.wait_until_leader(StdDuration::from_secs(10))
+        .await
+        .map_err(|e| StartError::Storage(format!("raft: {e}")))?;
+
+    let passphrase = signer_passphrase(&config, env, dev)?;
+    let keys_dir = if config.signer.keys_dir.is_absolute() {
+        config.signer.keys_dir.clone()
+    } else {
+        data_dir.join(&config.signer.keys_dir)
+    };
+    let signer = LocalSigner::open(&keys_dir, passphrase).map_err(|e| StartError::Storage(e.to_string()))?;
+
+    let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    let ts_life = secs(config.timestamps.timestamp_lifetime_secs);
+    let lifetimes = ServerLifetimes {
+        timestamp: ts_life,
+        snapshot: secs(config.timestamps.snapshot_lifetime_secs),
+        refresh_margin: ts_life * config.timestamps.refresh_margin_fraction,
+    };
+    let backend = Arc::new(RaftBackend::new(
+        Arc::new(raft),
+        Arc::new(signer),
+        Arc::new(SystemClock),
+        lifetimes,
+        config.trust_service.key_algorithm,
+        metrics.clone(),
+    ));
+
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let poll = StdDuration::from_secs(1).min(
+        StdDuration::try_from(lifetimes.refresh_margin / 4).unwrap_or(StdDuration::from_secs(1)),
+    );
+    tokio::spawn(run_refresher(
+        backend.clone(),
+        poll.max(StdDuration::from_millis(50)),
+        shutdown.clone(),
+    ));
+
+    let state = AppState::from_config(&config, backend.clone(), metrics);
+    let app = router(state);
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let server = match &config.server.tls {
+        None => tokio::spawn(async move { axum::serve(listener, app).await }),
+        Some(tls) => {
+            let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file, config.server.client_ca_file.as_deref())
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            tokio::spawn(crate::tls::serve(listener, acceptor, app))
+        }
+    };
+    Ok(Running {
+        addr: local,
+        backend,
+        shutdown,
+        server,
+    })
+}
