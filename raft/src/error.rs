@@ -1,0 +1,98 @@
+//! Error types of `seal-raft`.
+
+use std::path::PathBuf;
+
+/// Errors opening, running or shutting down a [`crate::SealRaft`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The storage layer failed.
+    #[error("storage error in {data_dir}: {source}")]
+    Storage {
+        /// The node's data directory.
+        data_dir: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: seal_storage::Error,
+    },
+    /// A file or directory under the data directory could not be used.
+    #[error("io error on {path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Raft configuration is invalid.
+    #[error("invalid raft config: {reason}")]
+    Config {
+        /// openraft's explanation.
+        reason: String,
+    },
+    /// openraft stopped with a fatal error (storage failure, panic, shutdown).
+    #[error("raft node {node_id} fatal: {reason}")]
+    Fatal {
+        /// This node.
+        node_id: u64,
+        /// openraft's explanation.
+        reason: String,
+    },
+    /// Initializing the single-voter membership failed.
+    #[error("initializing raft node {node_id} failed: {reason}")]
+    Initialize {
+        /// This node.
+        node_id: u64,
+        /// openraft's explanation.
+        reason: String,
+    },
+    /// A wait (for a leader, for shutdown) timed out.
+    #[error("timed out after {millis} ms waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// How long.
+        millis: u64,
+    },
+}
+
+/// Why a [`crate::SealRaft::write`] did not produce an [`seal_storage::ApplyOutcome`].
+///
+/// [`WriteError::is_retryable`] tells apart what the caller may retry (possibly
+/// on another node) from what is fatal for this node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// This node is not the leader; retry on the leader, if known.
+    #[error("not the leader; forward to {leader_id:?} at {leader_addr:?}")]
+    ForwardToLeader {
+        /// The leader's id, if known.
+        leader_id: Option<u64>,
+        /// The leader's address, if known.
+        leader_addr: Option<String>,
+    },
+    /// The Raft node is shutting down or has failed; this node cannot write any more.
+    #[error("raft node {node_id} fatal: {reason}")]
+    Fatal {
+        /// This node.
+        node_id: u64,
+        /// openraft's explanation.
+        reason: String,
+    },
+    /// openraft refused the write for another reason (e.g. a membership change in progress).
+    #[error("raft refused the write: {reason}")]
+    Refused {
+        /// openraft's explanation.
+        reason: String,
+    },
+}
+
+impl WriteError {
+    /// Whether the same write may succeed if retried (later, or on the leader).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            WriteError::ForwardToLeader { .. } | WriteError::Refused { .. }
+        )
+    }
+}

@@ -1,0 +1,28 @@
+//! `seal-raft`: Seal's replication layer on openraft 0.9 (storage-v2 API).
+//!
+//! * [`types`] declares the openraft type configuration ([`TypeConfig`]):
+//!   commands are [`seal_storage::Command`]s and responses
+//!   [`seal_storage::ApplyOutcome`]s; snapshots stream through files.
+//! * [`LogStore`] implements openraft's log storage over the `raft_log` and
+//!   `raft_meta` column families of [`seal_storage::Store`] (fsync'd appends).
+//! * [`StateMachine`] applies committed entries through
+//!   [`seal_storage::Store::apply`] (one atomic write batch each) and builds and
+//!   installs file snapshots.
+//! * [`network`] is the placeholder network of a single voter.
+//! * [`SealRaft`] ties it together: open a data directory, start Raft,
+//!   initialize a fresh single-voter cluster, write commands, read state.
+#![forbid(unsafe_code)]
+
+mod codec;
+pub mod error;
+pub mod log_store;
+pub mod network;
+mod node;
+pub mod state_machine;
+pub mod types;
+
+pub use error::{Error, WriteError};
+pub use log_store::LogStore;
+pub use node::{Metrics, RaftConfig, SealRaft};
+pub use state_machine::StateMachine;
+pub use types::TypeConfig;

@@ -1,0 +1,353 @@
+//! [`StateMachine`]: openraft's state machine over the state-machine column
+//! families, with snapshots streamed through files.
+//!
+//! Snapshot files live in `<data dir>/snapshots/<snapshot id>.snap`; the
+//! metadata of the current one in `<data dir>/snapshots/current.meta`
+//! (written after the file, via a temporary file, fsync and rename, so it never
+//! names a missing or partial file). Older snapshot files are removed once a
+//! newer one is current. Installing a received snapshot first copies it to its
+//! own `.snap` file (fsync'd), then lets [`seal_storage::Store::install_snapshot`]
+//! replace the state machine crash-safely from that file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
+use seal_storage::{Applied, ApplyOutcome, Store};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use crate::codec::{decode, encode, io_err, join_err};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const CURRENT_META: &str = "current.meta";
+const SNAP_EXT: &str = "snap";
+
+fn snap_err(verb: ErrorVerb) -> impl Fn(std::io::Error) -> StorageError {
+    move |e| io_err(ErrorSubject::Snapshot(None), verb, &e)
+}
+
+fn store_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+) -> impl FnOnce(seal_storage::Error) -> StorageError {
+    move |e| io_err(subject, verb, &e)
+}
+
+/// The snapshot directory and the current snapshot's metadata.
+#[derive(Debug)]
+struct Snapshots {
+    dir: PathBuf,
+    current: Mutex<Option<SnapshotMeta>>,
+}
+
+impl Snapshots {
+    fn file(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{SNAP_EXT}"))
+    }
+
+    fn current(&self) -> Option<SnapshotMeta> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Make `meta` current unless a newer snapshot already is; persist it and
+    /// remove the previous current snapshot's file.
+    fn set_current(&self, meta: SnapshotMeta) -> Result<(), StorageError> {
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cur.as_ref() {
+            if c.last_log_id > meta.last_log_id {
+                // A newer snapshot won the race; drop this one's file.
+                remove_quietly(&self.file(&meta.snapshot_id));
+                return Ok(());
+            }
+        }
+        let bytes = encode(&meta, ErrorSubject::Snapshot(Some(meta.signature())))?;
+        let tmp = self.dir.join(format!("{CURRENT_META}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join(CURRENT_META))?;
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(snap_err(ErrorVerb::Write))?;
+        let previous = cur.replace(meta);
+        if let Some(prev) = previous {
+            if cur.as_ref().map(|m| &m.snapshot_id) != Some(&prev.snapshot_id) {
+                // Open handles (a snapshot being sent) keep reading it on Unix.
+                remove_quietly(&self.file(&prev.snapshot_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// At start-up: remove every file except the current snapshot and its metadata
+    /// (older snapshots, partial builds, temporary copies).
+    fn prune(&self) {
+        let keep = self
+            .current()
+            .map(|m| format!("{}.{SNAP_EXT}", m.snapshot_id));
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != CURRENT_META && Some(&name) != keep.as_ref() {
+                remove_quietly(&e.path());
+            }
+        }
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %path.display(), %err, "cannot remove old snapshot file");
+        }
+    }
+}
+
+/// The replicated state machine: applies [`seal_storage::Command`]s, builds and installs snapshots.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    store: Store,
+    snapshots: Arc<Snapshots>,
+}
+
+impl StateMachine {
+    /// Wrap an open store; snapshots go to `snapshot_dir` (created if missing).
+    pub fn new(store: Store, snapshot_dir: &Path) -> Result<StateMachine, std::io::Error> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        let current = match std::fs::read(snapshot_dir.join(CURRENT_META)) {
+            Ok(bytes) => {
+                Some(postcard::from_bytes::<SnapshotMeta>(&bytes).map_err(std::io::Error::other)?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let snapshots = Snapshots {
+            dir: snapshot_dir.to_path_buf(),
+            current: Mutex::new(current),
+        };
+        snapshots.prune();
+        Ok(StateMachine {
+            store,
+            snapshots: Arc::new(snapshots),
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Builds snapshots from a consistent RocksDB snapshot into a file.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    store: Store,
+    snapshots: Arc<Snapshots>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        // The id is unique per build; the applied state comes from the file itself.
+        let tmp_path = self.snapshots.dir.join(format!("building-{nanos}.partial"));
+        let store = self.store.clone();
+        let path = tmp_path.clone();
+        let info = tokio::task::spawn_blocking(move || store.write_snapshot(&path))
+            .await
+            .map_err(|e| join_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?
+            .map_err(store_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        let last_log_id: Option<LogId> = match &info.last_applied {
+            Some(b) => Some(decode(b, ErrorSubject::Snapshot(None))?),
+            None => None,
+        };
+        let last_membership: StoredMembership = match &info.membership {
+            Some(b) => decode(b, ErrorSubject::Snapshot(None))?,
+            None => StoredMembership::default(),
+        };
+        let snapshot_id = match &last_log_id {
+            Some(l) => format!(
+                "{}-{}-{}-{nanos}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
+            None => format!("0-0-0-{nanos}"),
+        };
+        let final_path = self.snapshots.file(&snapshot_id);
+        std::fs::rename(&tmp_path, &final_path).map_err(snap_err(ErrorVerb::Write))?;
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        self.snapshots.set_current(meta.clone())?;
+        let file = tokio::fs::File::open(&final_path)
+            .await
+            .map_err(snap_err(ErrorVerb::Read))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let (applied, membership) = self
+            .store
+            .applied_state()
+            .map_err(store_err(ErrorSubject::StateMachine, ErrorVerb::Read))?;
+        let applied = match applied {
+            Some(b) => Some(decode(&b, ErrorSubject::StateMachine)?),
+            None => None,
+        };
+        let membership = match membership {
+            Some(b) => decode(&b, ErrorSubject::StateMachine)?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let subject = || ErrorSubject::Apply(log_id);
+            let last_applied = encode(&log_id, subject())?;
+            match entry.payload {
+                EntryPayload::Blank => {
+                    self.store
+                        .record_applied(Applied {
+                            last_applied: &last_applied,
+                            membership: None,
+                        })
+                        .map_err(store_err(subject(), ErrorVerb::Write))?;
+                    out.push(ApplyOutcome::Applied);
+                }
+                EntryPayload::Membership(m) => {
+                    let stored = StoredMembership::new(Some(log_id), m);
+                    let membership = encode(&stored, subject())?;
+                    self.store
+                        .record_applied(Applied {
+                            last_applied: &last_applied,
+                            membership: Some(&membership),
+                        })
+                        .map_err(store_err(subject(), ErrorVerb::Write))?;
+                    out.push(ApplyOutcome::Applied);
+                }
+                EntryPayload::Normal(cmd) => {
+                    let outcome = self
+                        .store
+                        .apply(
+                            &cmd,
+                            Applied {
+                                last_applied: &last_applied,
+                                membership: None,
+                            },
+                        )
+                        .map_err(store_err(subject(), ErrorVerb::Write))?;
+                    out.push(outcome);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        // An unlinked temporary file: never left behind, whatever happens.
+        let f = tempfile::tempfile_in(&self.snapshots.dir).map_err(snap_err(ErrorVerb::Write))?;
+        Ok(Box::new(tokio::fs::File::from_std(f)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let io = |verb| {
+            move |e: std::io::Error| {
+                io_err(ErrorSubject::Snapshot(Some(meta.signature())), verb, &e)
+            }
+        };
+        let mut src = *snapshot;
+        src.flush().await.map_err(io(ErrorVerb::Write))?;
+        src.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(io(ErrorVerb::Seek))?;
+        // Keep our own durable copy: it is the current snapshot afterwards and
+        // the source of crash recovery while installing.
+        let final_path = self.snapshots.file(&meta.snapshot_id);
+        let tmp_path = self
+            .snapshots
+            .dir
+            .join(format!("{}.{SNAP_EXT}.tmp", meta.snapshot_id));
+        let mut dst = tokio::fs::File::create(&tmp_path)
+            .await
+            .map_err(io(ErrorVerb::Write))?;
+        tokio::io::copy(&mut src, &mut dst)
+            .await
+            .map_err(io(ErrorVerb::Write))?;
+        dst.sync_all().await.map_err(io(ErrorVerb::Write))?;
+        drop(dst);
+        tokio::fs::rename(&tmp_path, &final_path)
+            .await
+            .map_err(io(ErrorVerb::Write))?;
+
+        let store = self.store.clone();
+        let path = final_path.clone();
+        let info = tokio::task::spawn_blocking(move || store.install_snapshot(&path))
+            .await
+            .map_err(|e| join_err(subject(), ErrorVerb::Write, &e))?
+            .map_err(store_err(subject(), ErrorVerb::Write))?;
+        let installed: Option<LogId> = match &info.last_applied {
+            Some(b) => Some(decode(b, subject())?),
+            None => None,
+        };
+        if installed != meta.last_log_id {
+            tracing::warn!(
+                ?installed,
+                expected = ?meta.last_log_id,
+                "snapshot content's last applied differs from its metadata"
+            );
+        }
+        self.snapshots.set_current(meta.clone())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(meta) = self.snapshots.current() else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snapshots.file(&meta.snapshot_id))
+            .await
+            .map_err(snap_err(ErrorVerb::Read))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}

@@ -1,0 +1,213 @@
+//! Column family names and key encodings.
+//!
+//! Every composite key joins its parts with NUL, which is why GUNs and roles
+//! may not contain NUL. Integers are big-endian so that byte order is numeric
+//! order; signed expiry times are offset by 2^63 so that they sort too.
+
+use crate::error::{Error, Result};
+
+/// Raft log: index (u64 BE) -> serialized entry.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Raft metadata: vote, committed, last purged, install marker.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// State-machine metadata: last applied, membership, changefeed sequence.
+pub const CF_SM_META: &str = "sm_meta";
+/// gun \0 role \0 version BE -> exact file bytes.
+pub const CF_META: &str = "meta";
+/// gun \0 role \0 sha256 hex -> version BE.
+pub const CF_CHECKSUM: &str = "checksum";
+/// gun \0 role -> current version BE.
+pub const CF_CURRENT: &str = "current";
+/// change id BE -> postcard(ChangeRecord).
+pub const CF_CHANGEFEED: &str = "changefeed";
+/// gun \0 change id BE -> empty: the per-GUN changefeed index.
+pub const CF_CHANGEFEED_GUN: &str = "changefeed_gun";
+/// sortable expiry BE \0 gun -> empty: the timestamp due index.
+pub const CF_EXPIRY: &str = "expiry";
+/// gun -> sortable expiry BE of its current timestamp (to move the index entry).
+pub const CF_GUN_EXPIRY: &str = "gun_expiry";
+/// gun \0 role -> postcard(ServerKeys).
+pub const CF_SERVER_KEYS: &str = "server_keys";
+
+/// The state-machine column families, in the (fixed) order used by snapshots and digests.
+pub const SM_CFS: [&str; 9] = [
+    CF_SM_META,
+    CF_META,
+    CF_CHECKSUM,
+    CF_CURRENT,
+    CF_CHANGEFEED,
+    CF_CHANGEFEED_GUN,
+    CF_EXPIRY,
+    CF_GUN_EXPIRY,
+    CF_SERVER_KEYS,
+];
+
+/// Every column family of the database.
+pub const ALL_CFS: [&str; 11] = [
+    CF_RAFT_LOG,
+    CF_RAFT_META,
+    CF_SM_META,
+    CF_META,
+    CF_CHECKSUM,
+    CF_CURRENT,
+    CF_CHANGEFEED,
+    CF_CHANGEFEED_GUN,
+    CF_EXPIRY,
+    CF_GUN_EXPIRY,
+    CF_SERVER_KEYS,
+];
+
+pub(crate) const SM_LAST_APPLIED: &[u8] = b"last_applied";
+pub(crate) const SM_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const SM_CHANGE_SEQ: &[u8] = b"changefeed_seq";
+
+pub(crate) const RM_VOTE: &[u8] = b"vote";
+pub(crate) const RM_COMMITTED: &[u8] = b"committed";
+pub(crate) const RM_LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const RM_INSTALLING: &[u8] = b"sm_installing_from";
+
+/// Check a GUN or role name: non-empty and NUL-free.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidName {
+            what,
+            name: name.to_owned(),
+            reason: "empty",
+        });
+    }
+    if name.contains('\0') {
+        return Err(Error::InvalidName {
+            what,
+            name: name.to_owned(),
+            reason: "contains NUL",
+        });
+    }
+    Ok(())
+}
+
+/// `gun \0`: prefix of every per-GUN key.
+pub(crate) fn gun_prefix(gun: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(gun.len() + 1);
+    k.extend_from_slice(gun.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `gun \0 role`.
+pub(crate) fn gun_role(gun: &str, role: &str) -> Vec<u8> {
+    let mut k = gun_prefix(gun);
+    k.extend_from_slice(role.as_bytes());
+    k
+}
+
+/// `gun \0 role \0 version BE`.
+pub(crate) fn meta_key(gun: &str, role: &str, version: u64) -> Vec<u8> {
+    let mut k = gun_role(gun, role);
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// `gun \0 role \0 sha256hex`.
+pub(crate) fn checksum_key(gun: &str, role: &str, sha256_hex: &str) -> Vec<u8> {
+    let mut k = gun_role(gun, role);
+    k.push(0);
+    k.extend_from_slice(sha256_hex.as_bytes());
+    k
+}
+
+/// Map an i64 to a u64 whose big-endian bytes sort like the i64.
+pub(crate) fn sortable(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1u64 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`sortable`].
+pub(crate) fn unsortable(b: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(b) ^ (1u64 << 63)) as i64
+}
+
+/// `sortable(expires) \0 gun`.
+pub(crate) fn expiry_key(expires: i64, gun: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + gun.len());
+    k.extend_from_slice(&sortable(expires));
+    k.push(0);
+    k.extend_from_slice(gun.as_bytes());
+    k
+}
+
+/// `gun \0 id BE`.
+pub(crate) fn change_gun_key(gun: &str, id: u64) -> Vec<u8> {
+    let mut k = gun_prefix(gun);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Decode an 8-byte big-endian u64 value.
+pub(crate) fn be_u64(cf: &'static str, key: &[u8], v: &[u8]) -> Result<u64> {
+    let arr: [u8; 8] = v.try_into().map_err(|_| Error::Corrupt {
+        cf,
+        key_hex: hex::encode(key),
+        reason: format!("expected 8 bytes, found {}", v.len()),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Format unix nanoseconds like Go's `time.RFC3339Nano` in UTC
+/// (`2026-11-21T23:54:56.210447549Z`, trailing fractional zeros trimmed).
+pub fn rfc3339_nanos(unix_nanos: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nanos)).ok()?;
+    if !(0..=9999).contains(&t.year()) {
+        return None;
+    }
+    let mut s = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let nanos = t.nanosecond();
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_orders_like_i64() {
+        let xs = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
+        for w in xs.windows(2) {
+            assert!(sortable(w[0]) < sortable(w[1]));
+            assert_eq!(unsortable(sortable(w[0])), w[0]);
+        }
+    }
+
+    #[test]
+    fn rfc3339_like_go() {
+        assert_eq!(
+            rfc3339_nanos(1_795_305_296_210_447_549).as_deref(),
+            Some("2026-11-21T23:54:56.210447549Z")
+        );
+        assert_eq!(rfc3339_nanos(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339_nanos(1_500_000_000).as_deref(),
+            Some("1970-01-01T00:00:01.5Z")
+        );
+    }
+
+    #[test]
+    fn names_refuse_nul_and_empty() {
+        assert!(check_name("gun", "a\0b").is_err());
+        assert!(check_name("gun", "").is_err());
+        assert!(check_name("role", "targets/releases").is_ok());
+    }
+}

@@ -1,0 +1,30 @@
+//! `seal-storage`: Seal's on-disk state in one RocksDB instance.
+//!
+//! * [`keys`] names the column families and key encodings (Raft log and
+//!   metadata, and the state machine: metadata files by version, checksum
+//!   index, current versions, changefeed, timestamp-expiry index, server keys).
+//! * [`command`] is the replicated command model ([`Command`], [`ApplyOutcome`]).
+//! * [`Store`] opens the database, offers the byte-level Raft log API used by
+//!   `seal-raft`, and applies commands deterministically, each as one atomic
+//!   write batch (compare-and-set on versions, no clock reads).
+//! * [`Reader`] serves lock-free reads of the state machine.
+//! * [`snapshot`] streams state-machine snapshots to files and installs them
+//!   crash-safely.
+//!
+//! This crate knows nothing of openraft or TUF: the Raft layer passes its log
+//! ids as opaque bytes, and the node validates metadata before proposing.
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod error;
+pub mod keys;
+pub mod snapshot;
+mod store;
+
+pub use command::{
+    ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys,
+};
+pub use error::{Error, Result};
+pub use keys::rfc3339_nanos;
+pub use snapshot::{verify_snapshot, SnapshotInfo};
+pub use store::{Applied, RaftMetaKey, Reader, Store};

@@ -1,0 +1,628 @@
+//! Apply rules, reads, log API and snapshots against a real RocksDB in a tempdir.
+
+use super::*;
+use crate::verify_snapshot;
+
+const T0: i64 = 1_795_305_296_210_447_549; // 2026-11-21T23:54:56.210447549Z
+const DAY: i64 = 86_400_000_000_000;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("db")).expect("open");
+    (dir, store)
+}
+
+fn file(role: &str, version: u64) -> MetaFile {
+    MetaFile {
+        role: role.into(),
+        version,
+        bytes: format!("{{\"role\":\"{role}\",\"v\":{version}}}").into_bytes(),
+    }
+}
+
+fn marker(i: u64) -> Vec<u8> {
+    format!("applied-{i}").into_bytes()
+}
+
+fn apply(store: &Store, i: u64, cmd: &Command) -> ApplyOutcome {
+    let m = marker(i);
+    store
+        .apply(
+            cmd,
+            Applied {
+                last_applied: &m,
+                membership: None,
+            },
+        )
+        .expect("apply")
+}
+
+fn first_publish(gun: &str) -> Command {
+    Command::Publish {
+        gun: gun.into(),
+        files: vec![
+            file("root", 1),
+            file("targets", 2),
+            file("snapshot", 2),
+            file("timestamp", 1),
+        ],
+        expected: vec![
+            ("root".into(), None),
+            ("targets".into(), None),
+            ("snapshot".into(), None),
+            ("timestamp".into(), None),
+        ],
+        timestamp_expires_unix_nanos: Some(T0 + 14 * DAY),
+        at_unix_nanos: T0,
+    }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn publish_writes_meta_checksum_current_changefeed_and_expiry() {
+    let (_d, store) = open();
+    assert_eq!(
+        apply(&store, 1, &first_publish("example.com/app")),
+        ApplyOutcome::Applied
+    );
+    let r = store.reader();
+    let ts = file("timestamp", 1);
+    assert_eq!(
+        r.current("example.com/app", "timestamp").unwrap(),
+        Some((1, ts.bytes.clone()))
+    );
+    assert_eq!(
+        r.by_checksum("example.com/app", "timestamp", &sha(&ts.bytes))
+            .unwrap(),
+        Some((1, ts.bytes.clone()))
+    );
+    assert_eq!(
+        r.by_version("example.com/app", "targets", 2).unwrap(),
+        Some(file("targets", 2).bytes)
+    );
+    assert_eq!(r.by_version("example.com/app", "targets", 1).unwrap(), None);
+    assert_eq!(
+        r.current_versions("example.com/app").unwrap(),
+        vec![
+            ("root".to_string(), 1),
+            ("snapshot".to_string(), 2),
+            ("targets".to_string(), 2),
+            ("timestamp".to_string(), 1)
+        ]
+    );
+    let feed = r.changefeed(None, 0, 0).unwrap();
+    assert_eq!(
+        feed,
+        vec![ChangeRecord {
+            id: "1".into(),
+            created_at: "2026-11-21T23:54:56.210447549Z".into(),
+            gun: "example.com/app".into(),
+            version: 1,
+            sha256: sha(&ts.bytes),
+            category: ChangeCategory::Update,
+        }]
+    );
+    assert_eq!(
+        serde_json::to_string(&feed[0]).unwrap(),
+        format!(
+            "{{\"ID\":\"1\",\"CreatedAt\":\"2026-11-21T23:54:56.210447549Z\",\"GUN\":\"example.com/app\",\"Version\":1,\"SHA256\":\"{}\",\"Category\":\"update\"}}",
+            sha(&ts.bytes)
+        )
+    );
+    assert_eq!(
+        r.timestamp_expiry("example.com/app").unwrap(),
+        Some(T0 + 14 * DAY)
+    );
+    assert_eq!(store.applied_state().unwrap(), (Some(marker(1)), None));
+}
+
+#[test]
+fn conflict_writes_nothing_but_the_applied_marker() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("g"));
+    let before = store.reader().state_digest().unwrap();
+    // Expected targets absent, but it is at 2.
+    let cmd = Command::Publish {
+        gun: "g".into(),
+        files: vec![file("targets", 3), file("timestamp", 2)],
+        expected: vec![("targets".into(), None)],
+        timestamp_expires_unix_nanos: Some(T0 + DAY),
+        at_unix_nanos: T0,
+    };
+    // Same applied marker as before, so any other write would change the digest.
+    assert_eq!(
+        apply(&store, 1, &cmd),
+        ApplyOutcome::Conflict {
+            gun: "g".into(),
+            role: "targets".into(),
+            expected: None,
+            actual: Some(2)
+        }
+    );
+    assert_eq!(store.reader().state_digest().unwrap(), before);
+    // Expected a version on a role that does not exist.
+    let cmd = Command::Publish {
+        gun: "g".into(),
+        files: vec![file("targets/releases", 1)],
+        expected: vec![("targets/releases".into(), Some(1))],
+        timestamp_expires_unix_nanos: None,
+        at_unix_nanos: T0,
+    };
+    assert_eq!(
+        apply(&store, 1, &cmd),
+        ApplyOutcome::Conflict {
+            gun: "g".into(),
+            role: "targets/releases".into(),
+            expected: Some(1),
+            actual: None
+        }
+    );
+    assert_eq!(store.reader().state_digest().unwrap(), before);
+    // A conflict still advances last_applied.
+    apply(&store, 2, &cmd);
+    assert_eq!(store.applied_state().unwrap().0, Some(marker(2)));
+}
+
+#[test]
+fn old_or_equal_version_is_refused_and_writes_nothing() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("g"));
+    let before = store.reader().state_digest().unwrap();
+    for v in [1, 2] {
+        let cmd = Command::Publish {
+            gun: "g".into(),
+            files: vec![file("timestamp", 5), file("targets", v)],
+            expected: vec![("targets".into(), Some(2))],
+            timestamp_expires_unix_nanos: Some(T0),
+            at_unix_nanos: T0,
+        };
+        assert_eq!(
+            apply(&store, 1, &cmd),
+            ApplyOutcome::OldVersion {
+                gun: "g".into(),
+                role: "targets".into(),
+                version: v,
+                current: 2
+            }
+        );
+    }
+    // A new role at version 0 is not above "absent".
+    let cmd = Command::Publish {
+        gun: "g".into(),
+        files: vec![file("targets/x", 0)],
+        expected: vec![],
+        timestamp_expires_unix_nanos: None,
+        at_unix_nanos: T0,
+    };
+    assert!(matches!(
+        apply(&store, 1, &cmd),
+        ApplyOutcome::OldVersion { current: 0, .. }
+    ));
+    assert_eq!(store.reader().state_digest().unwrap(), before);
+    assert_eq!(store.reader().changefeed(None, 0, 0).unwrap().len(), 1);
+}
+
+#[test]
+fn malformed_commands_are_rejected_without_writes() {
+    let (_d, store) = open();
+    let before = {
+        apply(&store, 1, &first_publish("g"));
+        store.reader().state_digest().unwrap()
+    };
+    let bad = [
+        Command::Publish {
+            gun: "g\0x".into(),
+            files: vec![file("targets", 9)],
+            expected: vec![],
+            timestamp_expires_unix_nanos: None,
+            at_unix_nanos: T0,
+        },
+        Command::Publish {
+            gun: "g".into(),
+            files: vec![file("tar\0gets", 9)],
+            expected: vec![],
+            timestamp_expires_unix_nanos: None,
+            at_unix_nanos: T0,
+        },
+        Command::Publish {
+            gun: "g".into(),
+            files: vec![file("targets", 9), file("targets", 10)],
+            expected: vec![],
+            timestamp_expires_unix_nanos: None,
+            at_unix_nanos: T0,
+        },
+        Command::Publish {
+            gun: "g".into(),
+            files: vec![file("timestamp", 9)],
+            expected: vec![],
+            timestamp_expires_unix_nanos: None,
+            at_unix_nanos: T0,
+        },
+        Command::Publish {
+            gun: "g".into(),
+            files: vec![file("targets", 9)],
+            expected: vec![],
+            timestamp_expires_unix_nanos: Some(T0),
+            at_unix_nanos: T0,
+        },
+        Command::Publish {
+            gun: "g".into(),
+            files: vec![],
+            expected: vec![],
+            timestamp_expires_unix_nanos: None,
+            at_unix_nanos: T0,
+        },
+        Command::RefreshTimestamp {
+            gun: "g".into(),
+            files: vec![file("timestamp", 9), file("targets", 9)],
+            expected: vec![],
+            timestamp_expires_unix_nanos: T0,
+            at_unix_nanos: T0,
+        },
+        Command::DeleteGun {
+            gun: "g\0".into(),
+            at_unix_nanos: T0,
+        },
+        Command::SetServerKey {
+            gun: "g".into(),
+            role: "time\0stamp".into(),
+            key_id: "k".into(),
+            public_key_json: b"{}".to_vec(),
+            pending: false,
+        },
+    ];
+    for cmd in &bad {
+        assert!(
+            matches!(apply(&store, 1, cmd), ApplyOutcome::Rejected { .. }),
+            "{cmd:?}"
+        );
+    }
+    assert_eq!(store.reader().state_digest().unwrap(), before);
+}
+
+#[test]
+fn reads_refuse_nul_names_with_a_typed_error() {
+    let (_d, store) = open();
+    let r = store.reader();
+    assert!(matches!(
+        r.current("a\0b", "root"),
+        Err(Error::InvalidName { what: "gun", .. })
+    ));
+    assert!(matches!(
+        r.by_version("a", "ro\0ot", 1),
+        Err(Error::InvalidName { what: "role", .. })
+    ));
+}
+
+#[test]
+fn refresh_moves_the_expiry_index_and_due_scan_is_ordered() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("a")); // expires T0+14d
+    let mut b = first_publish("b");
+    if let Command::Publish {
+        timestamp_expires_unix_nanos,
+        ..
+    } = &mut b
+    {
+        *timestamp_expires_unix_nanos = Some(T0 + 7 * DAY);
+    }
+    apply(&store, 2, &b);
+    let r = store.reader();
+    assert_eq!(r.due_timestamps(T0, 10).unwrap(), vec![]);
+    assert_eq!(
+        r.due_timestamps(T0 + 7 * DAY, 10).unwrap(),
+        vec![("b".to_string(), T0 + 7 * DAY)]
+    );
+    assert_eq!(
+        r.due_timestamps(T0 + 30 * DAY, 10).unwrap(),
+        vec![
+            ("b".to_string(), T0 + 7 * DAY),
+            ("a".to_string(), T0 + 14 * DAY)
+        ]
+    );
+    assert_eq!(r.due_timestamps(T0 + 30 * DAY, 1).unwrap().len(), 1);
+
+    let refresh = Command::RefreshTimestamp {
+        gun: "b".into(),
+        files: vec![file("timestamp", 2), file("snapshot", 3)],
+        expected: vec![("timestamp".into(), Some(1)), ("snapshot".into(), Some(2))],
+        timestamp_expires_unix_nanos: T0 + 21 * DAY,
+        at_unix_nanos: T0 + DAY,
+    };
+    assert_eq!(apply(&store, 3, &refresh), ApplyOutcome::Applied);
+    assert_eq!(
+        r.due_timestamps(T0 + 30 * DAY, 10).unwrap(),
+        vec![
+            ("a".to_string(), T0 + 14 * DAY),
+            ("b".to_string(), T0 + 21 * DAY)
+        ]
+    );
+    assert_eq!(r.timestamp_expiry("b").unwrap(), Some(T0 + 21 * DAY));
+    assert_eq!(r.current("b", "snapshot").unwrap().map(|c| c.0), Some(3));
+    // A refresh racing with a publish loses cleanly.
+    assert!(matches!(
+        apply(&store, 4, &refresh),
+        ApplyOutcome::Conflict { .. }
+    ));
+}
+
+#[test]
+fn delete_gun_removes_everything_and_records_a_deletion_once() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("a"));
+    apply(&store, 2, &first_publish("a/b"));
+    apply(
+        &store,
+        3,
+        &Command::SetServerKey {
+            gun: "a".into(),
+            role: "timestamp".into(),
+            key_id: "k1".into(),
+            public_key_json: b"{\"k\":1}".to_vec(),
+            pending: false,
+        },
+    );
+    let other_before = store.reader().current_versions("a/b").unwrap();
+    let del = Command::DeleteGun {
+        gun: "a".into(),
+        at_unix_nanos: T0 + 1_000,
+    };
+    assert_eq!(apply(&store, 4, &del), ApplyOutcome::Applied);
+    let r = store.reader();
+    assert_eq!(r.current_versions("a").unwrap(), vec![]);
+    assert_eq!(r.current("a", "root").unwrap(), None);
+    assert_eq!(r.by_version("a", "root", 1).unwrap(), None);
+    assert_eq!(
+        r.by_checksum("a", "timestamp", &sha(&file("timestamp", 1).bytes))
+            .unwrap(),
+        None
+    );
+    assert_eq!(r.server_key("a", "timestamp").unwrap(), None);
+    assert_eq!(r.timestamp_expiry("a").unwrap(), None);
+    assert_eq!(
+        r.due_timestamps(i64::MAX, 10).unwrap(),
+        vec![("a/b".to_string(), T0 + 14 * DAY)]
+    );
+    // The GUN "a/b", which shares a textual prefix, is untouched.
+    assert_eq!(r.current_versions("a/b").unwrap(), other_before);
+    let feed = r.changefeed(None, 0, 0).unwrap();
+    assert_eq!(feed.len(), 3);
+    assert_eq!(
+        feed[2],
+        ChangeRecord {
+            id: "3".into(),
+            created_at: "2026-11-21T23:54:56.210448549Z".into(),
+            gun: "a".into(),
+            version: 0,
+            sha256: String::new(),
+            category: ChangeCategory::Deletion,
+        }
+    );
+    // Deleting again (or an unknown GUN) succeeds and records nothing.
+    assert_eq!(apply(&store, 5, &del), ApplyOutcome::Applied);
+    assert_eq!(r.changefeed(None, 0, 0).unwrap().len(), 3);
+    // The GUN can be published again from scratch.
+    assert_eq!(apply(&store, 6, &first_publish("a")), ApplyOutcome::Applied);
+}
+
+#[test]
+fn changefeed_has_notary_paging_semantics() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("a"));
+    apply(&store, 2, &first_publish("b"));
+    for v in 2..=5u64 {
+        let cmd = Command::RefreshTimestamp {
+            gun: "a".into(),
+            files: vec![file("timestamp", v)],
+            expected: vec![("timestamp".into(), Some(v - 1))],
+            timestamp_expires_unix_nanos: T0 + DAY,
+            at_unix_nanos: T0 + v as i64,
+        };
+        assert_eq!(apply(&store, 1 + v, &cmd), ApplyOutcome::Applied);
+    }
+    // ids: 1 a, 2 b, 3..6 a
+    let ids = |recs: Vec<ChangeRecord>| recs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let r = store.reader();
+    assert_eq!(
+        ids(r.changefeed(None, 0, 0).unwrap()),
+        ["1", "2", "3", "4", "5", "6"]
+    );
+    assert_eq!(ids(r.changefeed(None, 2, 2).unwrap()), ["3", "4"]);
+    assert_eq!(
+        ids(r.changefeed(None, 6, 10).unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(r.changefeed(None, -1, 2).unwrap()), ["5", "6"]);
+    assert_eq!(ids(r.changefeed(None, 0, -2).unwrap()), ["5", "6"]);
+    assert_eq!(ids(r.changefeed(None, 4, -2).unwrap()), ["2", "3"]);
+    assert_eq!(
+        ids(r.changefeed(None, 1, -2).unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(r.changefeed(Some("b"), 0, 0).unwrap()), ["2"]);
+    assert_eq!(ids(r.changefeed(Some("a"), 1, 2).unwrap()), ["3", "4"]);
+    assert_eq!(
+        ids(r.changefeed(Some("a"), -1, 3).unwrap()),
+        ["4", "5", "6"]
+    );
+    assert_eq!(ids(r.changefeed(Some("a"), 4, -10).unwrap()), ["1", "3"]);
+    assert_eq!(
+        ids(r.changefeed(Some("nobody"), 0, 0).unwrap()),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn server_keys_pending_then_active() {
+    let (_d, store) = open();
+    let set = |key_id: &str, pending: bool| Command::SetServerKey {
+        gun: "g".into(),
+        role: "timestamp".into(),
+        key_id: key_id.into(),
+        public_key_json: format!("{{\"id\":\"{key_id}\"}}").into_bytes(),
+        pending,
+    };
+    apply(&store, 1, &set("k1", false));
+    apply(&store, 2, &set("k2", true));
+    apply(&store, 3, &set("k2", true)); // idempotent
+    let r = store.reader();
+    let keys = r.server_key("g", "timestamp").unwrap().unwrap();
+    assert_eq!(keys.active.as_ref().unwrap().key_id, "k1");
+    assert_eq!(keys.pending.len(), 1);
+    assert_eq!(keys.pending[0].key_id, "k2");
+    apply(&store, 4, &set("k2", false));
+    let keys = r.server_key("g", "timestamp").unwrap().unwrap();
+    assert_eq!(keys.active.unwrap().public_key_json, b"{\"id\":\"k2\"}");
+    assert!(keys.pending.is_empty());
+    assert_eq!(r.server_key("g", "snapshot").unwrap(), None);
+}
+
+#[test]
+fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let digest = {
+        let store = Store::open(&path).unwrap();
+        apply(&store, 1, &first_publish("g"));
+        store.log_append([(1, b"e1".to_vec())]).unwrap();
+        store
+            .raft_meta_put(RaftMetaKey::Vote, b"vote", true)
+            .unwrap();
+        store.reader().state_digest().unwrap()
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.reader().state_digest().unwrap(), digest);
+    assert_eq!(store.log_last().unwrap(), Some((1, b"e1".to_vec())));
+    assert_eq!(
+        store.raft_meta_get(RaftMetaKey::Vote).unwrap(),
+        Some(b"vote".to_vec())
+    );
+}
+
+#[test]
+fn raft_log_append_read_truncate_purge() {
+    let (_d, store) = open();
+    assert_eq!(store.log_last().unwrap(), None);
+    store
+        .log_append((1..=10u64).map(|i| (i, vec![i as u8])))
+        .unwrap();
+    assert_eq!(
+        store.log_entries(3, Some(5)).unwrap(),
+        vec![(3, vec![3]), (4, vec![4])]
+    );
+    assert_eq!(store.log_entries(9, None).unwrap().len(), 2);
+    store.log_truncate(8).unwrap();
+    assert_eq!(store.log_last().unwrap(), Some((7, vec![7])));
+    store.log_purge(3, b"p3").unwrap();
+    assert_eq!(
+        store.log_entries(0, None).unwrap().first(),
+        Some(&(4, vec![4]))
+    );
+    assert_eq!(store.log_last_purged().unwrap(), Some(b"p3".to_vec()));
+    store.log_purge(7, b"p7").unwrap();
+    assert_eq!(store.log_last().unwrap(), None);
+    store.log_append([(u64::MAX, vec![1])]).unwrap();
+    store.log_truncate(100).unwrap();
+    assert_eq!(store.log_last().unwrap(), None);
+}
+
+#[test]
+fn snapshot_round_trip_gives_the_same_digest() {
+    let (dir, src) = open();
+    apply(&src, 1, &first_publish("a"));
+    apply(&src, 2, &first_publish("b"));
+    src.record_applied(Applied {
+        last_applied: b"applied-3",
+        membership: Some(b"members"),
+    })
+    .unwrap();
+    let snap = dir.path().join("snap-1");
+    let info = src.write_snapshot(&snap).unwrap();
+    assert_eq!(info.last_applied.as_deref(), Some(&b"applied-3"[..]));
+    assert_eq!(info.membership.as_deref(), Some(&b"members"[..]));
+    assert_eq!(verify_snapshot(&snap).unwrap(), info);
+
+    let dst = Store::open(dir.path().join("dst")).unwrap();
+    apply(&dst, 1, &first_publish("stale")); // replaced entirely
+    dst.install_snapshot(&snap).unwrap();
+    assert_eq!(
+        dst.reader().state_digest().unwrap(),
+        src.reader().state_digest().unwrap()
+    );
+    assert_eq!(dst.reader().current_versions("stale").unwrap(), vec![]);
+    assert_eq!(dst.applied_state().unwrap(), src.applied_state().unwrap());
+}
+
+#[test]
+fn corrupt_snapshot_is_refused_before_touching_state() {
+    let (dir, src) = open();
+    apply(&src, 1, &first_publish("a"));
+    let snap = dir.path().join("snap");
+    src.write_snapshot(&snap).unwrap();
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, &bytes).unwrap();
+    let dst = Store::open(dir.path().join("dst")).unwrap();
+    apply(&dst, 1, &first_publish("keep"));
+    let before = dst.reader().state_digest().unwrap();
+    assert!(matches!(
+        dst.install_snapshot(&bad),
+        Err(Error::InvalidSnapshot { .. })
+    ));
+    std::fs::write(&bad, &bytes[..bytes.len() - 40]).unwrap();
+    assert!(matches!(
+        dst.install_snapshot(&bad),
+        Err(Error::InvalidSnapshot { .. })
+    ));
+    assert_eq!(dst.reader().state_digest().unwrap(), before);
+}
+
+#[test]
+fn interrupted_install_is_redone_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Store::open(dir.path().join("src")).unwrap();
+    apply(&src, 1, &first_publish("a"));
+    let snap = dir.path().join("snap");
+    src.write_snapshot(&snap).unwrap();
+    let want = src.reader().state_digest().unwrap();
+
+    let dst_path = dir.path().join("dst");
+    {
+        // Simulate a crash mid-install: marker written, state half cleared.
+        let dst = Store::open(&dst_path).unwrap();
+        apply(&dst, 1, &first_publish("old"));
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            dst.inner.cf(CF_RAFT_META).unwrap(),
+            RM_INSTALLING,
+            snap.to_str().unwrap().as_bytes(),
+        );
+        batch.delete_cf(dst.inner.cf(CF_CURRENT).unwrap(), gun_role("old", "root"));
+        dst.inner.write(batch, true).unwrap();
+    }
+    let dst = Store::open(&dst_path).unwrap();
+    assert_eq!(dst.reader().state_digest().unwrap(), want);
+    assert_eq!(dst.inner.get(CF_RAFT_META, RM_INSTALLING).unwrap(), None);
+    drop(dst);
+
+    // Marker pointing at a vanished file: refuse to open rather than serve half a state.
+    {
+        let dst = Store::open(&dst_path).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            dst.inner.cf(CF_RAFT_META).unwrap(),
+            RM_INSTALLING,
+            dir.path().join("gone").to_str().unwrap().as_bytes(),
+        );
+        dst.inner.write(batch, true).unwrap();
+    }
+    assert!(matches!(
+        Store::open(&dst_path),
+        Err(Error::InstallUnrecoverable { .. })
+    ));
+}
