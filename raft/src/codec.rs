@@ -12,6 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::types::StorageError;
 
 /// Encode a value.
+#[allow(clippy::result_large_err)] // openraft's StorageError is what the trait methods return
 pub(crate) fn encode<T: Serialize>(
     v: &T,
     subject: ErrorSubject<u64>,
@@ -20,6 +21,7 @@ pub(crate) fn encode<T: Serialize>(
 }
 
 /// Decode a value.
+#[allow(clippy::result_large_err)]
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     subject: ErrorSubject<u64>,

@@ -58,6 +58,7 @@ impl Snapshots {
 
     /// Make `meta` current unless a newer snapshot already is; persist it and
     /// remove the previous current snapshot's file.
+    #[allow(clippy::result_large_err)] // openraft's StorageError, returned by the trait methods
     fn set_current(&self, meta: SnapshotMeta) -> Result<(), StorageError> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cur.as_ref() {
@@ -73,7 +74,7 @@ impl Snapshots {
             let mut f = std::fs::File::create(&tmp)?;
             std::io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()?;
-            std::fs::rename(&tmp, self.dir.join(CURRENT_META))?;
+            std::fs::rename(tmp.as_path(), self.dir.join(CURRENT_META))?;
             std::fs::File::open(&self.dir)?.sync_all()
         };
         write().map_err(snap_err(ErrorVerb::Write))?;
@@ -185,14 +186,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             None => format!("0-0-0-{nanos}"),
         };
         let final_path = self.snapshots.file(&snapshot_id);
-        std::fs::rename(&tmp_path, &final_path).map_err(snap_err(ErrorVerb::Write))?;
+        std::fs::rename(tmp_path.as_path(), final_path.as_path())
+            .map_err(snap_err(ErrorVerb::Write))?;
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
             snapshot_id,
         };
         self.snapshots.set_current(meta.clone())?;
-        let file = tokio::fs::File::open(&final_path)
+        let file = tokio::fs::File::open(final_path.as_path())
             .await
             .map_err(snap_err(ErrorVerb::Read))?;
         Ok(Snapshot {
@@ -314,7 +316,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(io(ErrorVerb::Write))?;
         dst.sync_all().await.map_err(io(ErrorVerb::Write))?;
         drop(dst);
-        tokio::fs::rename(&tmp_path, &final_path)
+        tokio::fs::rename(tmp_path.as_path(), final_path.as_path())
             .await
             .map_err(io(ErrorVerb::Write))?;
 

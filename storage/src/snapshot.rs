@@ -141,7 +141,7 @@ impl SnapReader {
         }
     }
 
-    fn next(&mut self) -> Result<Item> {
+    fn next_item(&mut self) -> Result<Item> {
         let mut tag = [0u8; 1];
         self.r.take(&mut tag).map_err(|e| self.io(e))?;
         if tag[0] == END {
@@ -196,7 +196,7 @@ pub fn verify_snapshot(path: &Path) -> Result<SnapshotInfo> {
         sha256: String::new(),
     };
     let mut last: Option<(usize, Vec<u8>)> = None;
-    while let Item::Record(cf, key, value) = sr.next()? {
+    while let Item::Record(cf, key, value) = sr.next_item()? {
         if let Some((lcf, lkey)) = &last {
             if (cf, &key) <= (*lcf, lkey) {
                 return Err(sr.invalid("records out of order"));
@@ -308,7 +308,7 @@ impl Store {
         })?;
         file.sync_all().map_err(io_at(&tmp))?;
         drop(file);
-        std::fs::rename(&tmp, path).map_err(io_at(path))?;
+        std::fs::rename(tmp.as_path(), path).map_err(io_at(path))?;
         sync_parent(path)?;
         Ok(info)
     }
@@ -365,7 +365,7 @@ impl Store {
         }
         let mut sr = SnapReader::open(path)?;
         let mut batch = WriteBatch::default();
-        while let Item::Record(cf, key, value) = sr.next()? {
+        while let Item::Record(cf, key, value) = sr.next_item()? {
             batch.put_cf(self.inner.cf(SM_CFS[cf])?, key, value);
             if batch.size_in_bytes() >= BATCH_BYTES {
                 self.inner.write(std::mem::take(&mut batch), false)?;

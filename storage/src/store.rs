@@ -618,7 +618,7 @@ impl Reader {
             Some(bytes) => Ok(Some((version, bytes))),
             None => Err(Error::Corrupt {
                 cf: CF_META,
-                key_hex: hex::encode(&mkey),
+                key_hex: hex::encode(mkey.as_slice()),
                 reason: "current version has no stored file".into(),
             }),
         }
@@ -672,7 +672,7 @@ impl Reader {
             let role =
                 String::from_utf8(k[prefix.len()..].to_vec()).map_err(|e| Error::Corrupt {
                     cf: CF_CURRENT,
-                    key_hex: hex::encode(&k),
+                    key_hex: hex::encode(&k[..]),
                     reason: e.to_string(),
                 })?;
             out.push((role, be_u64(CF_CURRENT, &k, &v)?));
@@ -809,7 +809,7 @@ impl Reader {
             let (k, _) = item.map_err(rocks("iterate expiry"))?;
             let corrupt = |reason: &str| Error::Corrupt {
                 cf: CF_EXPIRY,
-                key_hex: hex::encode(&k),
+                key_hex: hex::encode(&k[..]),
                 reason: reason.to_owned(),
             };
             if k.len() < 9 || k[8] != 0 {
@@ -841,7 +841,7 @@ impl Reader {
                 .map(Some)
                 .map_err(|e| Error::Corrupt {
                     cf: CF_SERVER_KEYS,
-                    key_hex: hex::encode(&key),
+                    key_hex: hex::encode(key.as_slice()),
                     reason: e.to_string(),
                 }),
         }
@@ -859,9 +859,9 @@ impl Reader {
             for item in snap.iterator_cf(self.inner.cf(name)?, IteratorMode::Start) {
                 let (k, v) = item.map_err(rocks("iterate for digest"))?;
                 h.update((k.len() as u64).to_be_bytes());
-                h.update(&k);
+                h.update(&k[..]);
                 h.update((v.len() as u64).to_be_bytes());
-                h.update(&v);
+                h.update(&v[..]);
             }
         }
         Ok(hex::encode(h.finalize()))

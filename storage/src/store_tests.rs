@@ -493,7 +493,7 @@ fn state_survives_reopen() {
             .unwrap();
         store.reader().state_digest().unwrap()
     };
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(path.as_path()).unwrap();
     assert_eq!(store.reader().state_digest().unwrap(), digest);
     assert_eq!(store.log_last().unwrap(), Some((1, b"e1".to_vec())));
     assert_eq!(
@@ -622,7 +622,7 @@ fn interrupted_install_is_redone_on_open() {
         dst.inner.write(batch, true).unwrap();
     }
     assert!(matches!(
-        Store::open(&dst_path),
+        Store::open(dst_path.as_path()),
         Err(Error::InstallUnrecoverable { .. })
     ));
 }
