@@ -183,7 +183,9 @@ impl RaftBackend {
             WriteError::ForwardToLeader { .. } => ApiError::Unavailable {
                 reason: "this node is not the leader and forwarding is not available".into(),
             },
-            other if other.is_retryable() => ApiError::Unavailable { reason: other.to_string() },
+            other if other.is_retryable() => ApiError::Unavailable {
+                reason: other.to_string(),
+            },
             other => ApiError::Updating {
                 reason: other.to_string(),
             },
@@ -236,7 +238,9 @@ impl RaftBackend {
             .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
         let ts_expires = ts.expires;
         let ts_version = ts.version;
-        let ts_file = self.sign_file(TIMESTAMP, ts.to_value(), &plan.timestamp_key_ids).await?;
+        let ts_file = self
+            .sign_file(TIMESTAMP, ts.to_value(), &plan.timestamp_key_ids)
+            .await?;
         files.push(MetaFile {
             role: TIMESTAMP.into(),
             version: ts_version,
@@ -498,12 +502,20 @@ impl Backend for RaftBackend {
         role: &str,
         sha256_hex: &str,
     ) -> Result<Option<StoredMetadata>, ApiError> {
-        let r = self.raft.read().by_checksum(gun, role, sha256_hex).map_err(Self::storage_error)?;
-        Ok(r.map(stored))
+        let r = self
+            .raft
+            .read()
+            .by_checksum(gun, role, sha256_hex)
+            .map_err(Self::storage_error)?;
+        Ok(r.map(|(_, bytes)| stored(bytes)))
     }
 
     async fn get_by_version(&self, gun: &str, role: &str, version: u64) -> Result<Option<StoredMetadata>, ApiError> {
-        let r = self.raft.read().by_version(gun, role, version).map_err(Self::storage_error)?;
+        let r = self
+            .raft
+            .read()
+            .by_version(gun, role, version)
+            .map_err(Self::storage_error)?;
         Ok(r.map(stored))
     }
 

@@ -41,10 +41,7 @@ impl CachePolicy {
         if self.max_age == 0 {
             "max-age=0, no-cache, no-store".to_string()
         } else if self.must_revalidate {
-            format!(
-                "public, max-age={0}, s-maxage={0}, must-revalidate",
-                self.max_age
-            )
+            format!("public, max-age={0}, s-maxage={0}, must-revalidate", self.max_age)
         } else {
             format!("public, max-age={0}, s-maxage={0}", self.max_age)
         }

@@ -380,15 +380,14 @@ fn apply_env(root: &mut Value, env: &Env) -> Result<(), ConfigError> {
         };
         let value = match kind {
             Kind::Str => Value::String(raw.clone()),
-            Kind::Int => {
-                raw.trim()
-                    .parse::<u64>()
-                    .map(Value::from)
-                    .map_err(|e| ConfigError::Env {
-                        var: var.clone(),
-                        message: format!("not a non-negative integer: {e}"),
-                    })?
-            }
+            Kind::Int => raw
+                .trim()
+                .parse::<u64>()
+                .map(Value::from)
+                .map_err(|e| ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("not a non-negative integer: {e}"),
+                })?,
             Kind::Float => raw
                 .trim()
                 .parse::<f64>()
@@ -613,22 +612,11 @@ impl NodeConfig {
         let path = |p: Option<String>| non_empty(p).map(|p| resolve(base, &p));
 
         // server
-        let addr_text = non_empty(raw.server.http_addr)
-            .ok_or_else(|| invalid("server.http_addr", "required"))?;
-        let http_addr = ListenAddr::parse(addr_text.trim()).ok_or_else(|| {
-            invalid(
-                "server.http_addr",
-                format!("{addr_text:?} is not host:port"),
-            )
-        })?;
-        let tls = match (
-            path(raw.server.tls_cert_file),
-            path(raw.server.tls_key_file),
-        ) {
-            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
-                cert_file,
-                key_file,
-            }),
+        let addr_text = non_empty(raw.server.http_addr).ok_or_else(|| invalid("server.http_addr", "required"))?;
+        let http_addr = ListenAddr::parse(addr_text.trim())
+            .ok_or_else(|| invalid("server.http_addr", format!("{addr_text:?} is not host:port")))?;
+        let tls = match (path(raw.server.tls_cert_file), path(raw.server.tls_key_file)) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles { cert_file, key_file }),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(invalid(
@@ -687,10 +675,9 @@ impl NodeConfig {
         }
         let port = match t.port {
             None => None,
-            Some(RawPort::Num(n)) => Some(
-                u16::try_from(n)
-                    .map_err(|_| invalid("trust_service.port", format!("{n} is not a port")))?,
-            ),
+            Some(RawPort::Num(n)) => {
+                Some(u16::try_from(n).map_err(|_| invalid("trust_service.port", format!("{n} is not a port")))?)
+            }
             Some(RawPort::Str(s)) if s.trim().is_empty() => None,
             Some(RawPort::Str(s)) => Some(
                 s.trim()
@@ -701,16 +688,10 @@ impl NodeConfig {
         let hostname = non_empty(t.hostname);
         if kind == TrustServiceType::Remote {
             if hostname.is_none() {
-                return Err(invalid(
-                    "trust_service.hostname",
-                    "required for a remote signer",
-                ));
+                return Err(invalid("trust_service.hostname", "required for a remote signer"));
             }
             if port.is_none() {
-                return Err(invalid(
-                    "trust_service.port",
-                    "required for a remote signer",
-                ));
+                return Err(invalid("trust_service.port", "required for a remote signer"));
             }
         }
         let tls_client_cert = path(t.tls_client_cert);
@@ -760,9 +741,7 @@ impl NodeConfig {
             Some("info") => "info".into(),
             Some("warn") | Some("warning") => "warn".into(),
             Some("error") | Some("fatal") | Some("panic") => "error".into(),
-            Some(other) => {
-                return Err(invalid("logging.level", format!("unknown level {other:?}")))
-            }
+            Some(other) => return Err(invalid("logging.level", format!("unknown level {other:?}"))),
         };
 
         // auth
@@ -777,18 +756,10 @@ impl NodeConfig {
                     realm: need(o.realm, "auth.options.realm")?,
                     service: need(o.service, "auth.options.service")?,
                     issuer: need(o.issuer, "auth.options.issuer")?,
-                    rootcertbundle: resolve(
-                        base,
-                        &need(o.rootcertbundle, "auth.options.rootcertbundle")?,
-                    ),
+                    rootcertbundle: resolve(base, &need(o.rootcertbundle, "auth.options.rootcertbundle")?),
                 })
             }
-            Some(other) => {
-                return Err(invalid(
-                    "auth.type",
-                    format!("unknown type {other:?}: expected token"),
-                ))
-            }
+            Some(other) => return Err(invalid("auth.type", format!("unknown type {other:?}: expected token"))),
         };
 
         // caching
@@ -820,10 +791,7 @@ impl NodeConfig {
             return Err(invalid("raft.heartbeat_ms", "must be positive"));
         }
         if raft.election_timeout_min_ms <= raft.heartbeat_ms {
-            return Err(invalid(
-                "raft.election_timeout_min_ms",
-                "must exceed raft.heartbeat_ms",
-            ));
+            return Err(invalid("raft.election_timeout_min_ms", "must exceed raft.heartbeat_ms"));
         }
         if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
             return Err(invalid(
@@ -841,18 +809,9 @@ impl NodeConfig {
         };
         let max_parts = positive(raw.limits.max_parts, d.max_parts as u64, "limits.max_parts")?;
         let limits = UploadLimits {
-            max_body_bytes: positive(
-                raw.limits.max_body_bytes,
-                d.max_body_bytes,
-                "limits.max_body_bytes",
-            )?,
-            max_parts: usize::try_from(max_parts)
-                .map_err(|_| invalid("limits.max_parts", "too large"))?,
-            max_file_bytes: positive(
-                raw.limits.max_file_bytes,
-                d.max_file_bytes,
-                "limits.max_file_bytes",
-            )?,
+            max_body_bytes: positive(raw.limits.max_body_bytes, d.max_body_bytes, "limits.max_body_bytes")?,
+            max_parts: usize::try_from(max_parts).map_err(|_| invalid("limits.max_parts", "too large"))?,
+            max_file_bytes: positive(raw.limits.max_file_bytes, d.max_file_bytes, "limits.max_file_bytes")?,
         };
 
         // timestamps
@@ -879,8 +838,7 @@ impl NodeConfig {
 
         // signer
         let signer = SignerConfig {
-            passphrase_env: non_empty(raw.signer.passphrase_env)
-                .unwrap_or_else(|| "SEAL_SIGNER_PASSPHRASE".into()),
+            passphrase_env: non_empty(raw.signer.passphrase_env).unwrap_or_else(|| "SEAL_SIGNER_PASSPHRASE".into()),
             keys_dir: path(raw.signer.keys_dir).unwrap_or_else(|| data_dir.join("keys")),
         };
 
@@ -913,18 +871,14 @@ mod tests {
     use crate::error::tests::fixtures_dir;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
         NodeConfig::from_json(text, Path::new("/etc/seal"), &Env::new())
     }
 
-    const MINIMAL: &str =
-        r#"{"server":{"http_addr":"127.0.0.1:4443"},"trust_service":{"type":"local"}}"#;
+    const MINIMAL: &str = r#"{"server":{"http_addr":"127.0.0.1:4443"},"trust_service":{"type":"local"}}"#;
 
     #[test]
     fn notary_local_config_parses() {
@@ -957,10 +911,7 @@ mod tests {
         let base = dir.join("configs/notary-v0.7.0");
         assert_eq!(c.server.http_addr.host, "");
         assert_eq!(c.server.http_addr.port, 4443);
-        assert_eq!(
-            c.server.http_addr.socket_addr(),
-            Some("0.0.0.0:4443".parse().unwrap())
-        );
+        assert_eq!(c.server.http_addr.socket_addr(), Some("0.0.0.0:4443".parse().unwrap()));
         assert_eq!(
             c.server.tls,
             Some(TlsFiles {
@@ -1091,20 +1042,13 @@ mod tests {
             invalid_key(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"magic"}}"#),
             "trust_service.type"
         );
+        assert_eq!(invalid_key(r#"{"server":{"http_addr":":1"}}"#), "trust_service.type");
         assert_eq!(
-            invalid_key(r#"{"server":{"http_addr":":1"}}"#),
-            "trust_service.type"
-        );
-        assert_eq!(
-            invalid_key(
-                r#"{"server":{"http_addr":":1","tls_cert_file":"c.pem"},"trust_service":{"type":"local"}}"#
-            ),
+            invalid_key(r#"{"server":{"http_addr":":1","tls_cert_file":"c.pem"},"trust_service":{"type":"local"}}"#),
             "server.tls_key_file"
         );
         assert_eq!(
-            invalid_key(
-                r#"{"server":{"http_addr":":1","tls_key_file":"k.pem"},"trust_service":{"type":"local"}}"#
-            ),
+            invalid_key(r#"{"server":{"http_addr":":1","tls_key_file":"k.pem"},"trust_service":{"type":"local"}}"#),
             "server.tls_cert_file"
         );
         for bad in ["nope", "1.2.3.4", "1.2.3.4:99999", "::1:80", "a b:80", ""] {
@@ -1117,21 +1061,15 @@ mod tests {
             );
         }
         assert_eq!(
-            invalid_key(
-                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","port":"7899"}}"#
-            ),
+            invalid_key(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","port":"7899"}}"#),
             "trust_service.hostname"
         );
         assert_eq!(
-            invalid_key(
-                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","hostname":"h","port":"x"}}"#
-            ),
+            invalid_key(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","hostname":"h","port":"x"}}"#),
             "trust_service.port"
         );
         assert_eq!(
-            invalid_key(
-                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local","key_algorithm":"dsa"}}"#
-            ),
+            invalid_key(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local","key_algorithm":"dsa"}}"#),
             "trust_service.key_algorithm"
         );
         assert_eq!(
@@ -1147,9 +1085,7 @@ mod tests {
             "caching.max_age.current_metadata"
         );
         assert_eq!(
-            invalid_key(
-                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"limits":{"max_parts":0}}"#
-            ),
+            invalid_key(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"limits":{"max_parts":0}}"#),
             "limits.max_parts"
         );
         assert_eq!(

@@ -149,10 +149,9 @@ impl ApiError {
             | ApiError::OldVersion { .. }
             | ApiError::InvalidParameters { .. }
             | ApiError::InvalidGun { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Updating { .. }
-            | ApiError::NoStorage
-            | ApiError::NoCryptoService
-            | ApiError::Unknown { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Updating { .. } | ApiError::NoStorage | ApiError::NoCryptoService | ApiError::Unknown { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -190,9 +189,7 @@ impl ApiError {
             ApiError::MalformedUpload { .. } => "The body of your request is malformed.",
             ApiError::NoFilename { .. } => "No file/role name provided.",
             ApiError::InvalidRole { .. } => "The role you are attempting to operate on is invalid.",
-            ApiError::MalformedJson { .. } => {
-                "JSON sent by the client could not be parsed by the server"
-            }
+            ApiError::MalformedJson { .. } => "JSON sent by the client could not be parsed by the server",
             ApiError::InvalidUpdate { .. } => "Update sent by the client is invalid.",
             ApiError::OldVersion { .. } => "A newer version of metadata is already available.",
             ApiError::Updating { .. } => "An error has occurred while updating the TUF repository.",
@@ -200,9 +197,7 @@ impl ApiError {
             ApiError::NoCryptoService => "The server does not have a signing service configured.",
             ApiError::Unknown { .. } => "unknown error",
             ApiError::InvalidParameters { .. } => "The parameters provided are not valid.",
-            ApiError::InvalidGun { .. } => {
-                "The server does not support actions on images of this name."
-            }
+            ApiError::InvalidGun { .. } => "The server does not support actions on images of this name.",
             ApiError::Unauthorized { .. } => "authentication required",
             ApiError::Unavailable { .. } => "The server cannot serve this request right now.",
             ApiError::TooLarge { .. } => "The body of your request is too large.",
@@ -222,9 +217,7 @@ impl ApiError {
             | ApiError::NoCryptoService
             | ApiError::Unknown { .. } => None,
             ApiError::InvalidRole { role } => Some(Value::String(role.clone())),
-            ApiError::InvalidUpdate { kind, msg } => {
-                Some(json!({"Name": kind.notary_name(), "Error": {"Msg": msg}}))
-            }
+            ApiError::InvalidUpdate { kind, msg } => Some(json!({"Name": kind.notary_name(), "Error": {"Msg": msg}})),
             ApiError::InvalidParameters { detail } => Some(match detail {
                 Some(d) => Value::String(d.clone()),
                 None => json!({}),
@@ -236,9 +229,7 @@ impl ApiError {
             ApiError::Unauthorized { access, .. } => Some(Value::Array(
                 access
                     .iter()
-                    .map(|a| {
-                        json!({"Type": a.resource_type, "Class": "", "Name": a.name, "Action": a.action})
-                    })
+                    .map(|a| json!({"Type": a.resource_type, "Class": "", "Name": a.name, "Action": a.action}))
                     .collect(),
             )),
             ApiError::Unavailable { reason } => Some(Value::String(reason.clone())),
@@ -303,10 +294,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, self.body()).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(ERROR_CONTENT_TYPE),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
         if let Some(challenge) = challenge {
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 headers.insert(header::WWW_AUTHENTICATE, value);
@@ -359,9 +347,7 @@ pub(crate) mod tests {
         let resp = err.into_response();
         assert_eq!(resp.status().as_u16(), status, "{description}");
         assert_eq!(resp.headers()[header::CONTENT_TYPE], content_type.as_str());
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
         assert_eq!(std::str::from_utf8(&bytes).unwrap(), body, "{description}");
     }
 
@@ -386,17 +372,11 @@ pub(crate) mod tests {
             ),
             (
                 ApiError::InvalidParameters {
-                    detail: Some(
-                        "invalid records parameter: strconv.ParseInt: parsing \"\": invalid syntax"
-                            .into(),
-                    ),
+                    detail: Some("invalid records parameter: strconv.ParseInt: parsing \"\": invalid syntax".into()),
                 },
                 "changefeed without records param",
             ),
-            (
-                ApiError::InvalidParameters { detail: None },
-                "changefeed bad change_id",
-            ),
+            (ApiError::InvalidParameters { detail: None }, "changefeed bad change_id"),
             (
                 ApiError::InvalidUpdate {
                     kind: UpdateErrorKind::Validation,
@@ -411,16 +391,9 @@ pub(crate) mod tests {
                 },
                 "unsigned targets for existing GUN",
             ),
+            (ApiError::InvalidRole { role: "bogus".into() }, "invalid role filename"),
             (
-                ApiError::InvalidRole {
-                    role: "bogus".into(),
-                },
-                "invalid role filename",
-            ),
-            (
-                ApiError::MalformedJson {
-                    role: "targets".into(),
-                },
+                ApiError::MalformedJson { role: "targets".into() },
                 "malformed JSON part",
             ),
             (
@@ -450,10 +423,7 @@ pub(crate) mod tests {
             challenge: None,
         };
         assert_eq!(err.status().as_u16(), 401);
-        assert_eq!(
-            String::from_utf8(err.body()).unwrap(),
-            ex["body"].as_str().unwrap()
-        );
+        assert_eq!(String::from_utf8(err.body()).unwrap(), ex["body"].as_str().unwrap());
     }
 
     #[test]
@@ -502,18 +472,13 @@ pub(crate) mod tests {
         use crate::signer::SignerError;
         let e: ApiError = SignerError::KeyNotFound { key_id: "k".into() }.into();
         assert_eq!((e.status().as_u16(), e.code()), (500, "UNKNOWN"));
-        let e: ApiError = SignerError::Unavailable {
-            message: "down".into(),
-        }
-        .into();
+        let e: ApiError = SignerError::Unavailable { message: "down".into() }.into();
         assert_eq!((e.status().as_u16(), e.code()), (503, "UNAVAILABLE"));
     }
 
     #[test]
     fn go_escaping_of_html_characters() {
-        let e = ApiError::InvalidRole {
-            role: "<a&b>".into(),
-        };
+        let e = ApiError::InvalidRole { role: "<a&b>".into() };
         assert!(String::from_utf8(e.body())
             .unwrap()
             .contains("\"detail\":\"\\u003ca\\u0026b\\u003e\""));

@@ -115,12 +115,7 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Option<StoredMetadata>, ApiError>;
 
     /// Version `version` of `role`.
-    async fn get_by_version(
-        &self,
-        gun: &str,
-        role: &str,
-        version: u64,
-    ) -> Result<Option<StoredMetadata>, ApiError>;
+    async fn get_by_version(&self, gun: &str, role: &str, version: u64) -> Result<Option<StoredMetadata>, ApiError>;
 
     /// Validates and commits an upload (answer after commit and apply).
     async fn publish(&self, gun: &str, files: Vec<RoleFile>) -> Result<(), ApiError>;
@@ -227,9 +222,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             (e.into_response(), request_len)
         }
     };
-    let response_len = axum::body::HttpBody::size_hint(response.body())
-        .exact()
-        .unwrap_or(0);
+    let response_len = axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0);
     state.metrics.observe_http(
         operation,
         response.status().as_u16(),
@@ -307,19 +300,15 @@ async fn handle(state: &AppState, route: &Route, request: Request) -> Result<Han
                 return Err(ApiError::MetadataNotFound);
             }
             let (found, policy) = match selector {
-                MetadataSelector::Current => {
-                    (backend.get_current(gun, role).await?, state.current_cache)
+                MetadataSelector::Current => (backend.get_current(gun, role).await?, state.current_cache),
+                MetadataSelector::Checksum(sum) if sum.len() == 64 => {
+                    (backend.get_by_checksum(gun, role, sum).await?, state.consistent_cache)
                 }
-                MetadataSelector::Checksum(sum) if sum.len() == 64 => (
-                    backend.get_by_checksum(gun, role, sum).await?,
-                    state.consistent_cache,
-                ),
                 // Only sha256 is indexed.
                 MetadataSelector::Checksum(_) => (None, state.consistent_cache),
-                MetadataSelector::Version(Some(v)) => (
-                    backend.get_by_version(gun, role, *v).await?,
-                    state.consistent_cache,
-                ),
+                MetadataSelector::Version(Some(v)) => {
+                    (backend.get_by_version(gun, role, *v).await?, state.consistent_cache)
+                }
                 MetadataSelector::Version(None) => (None, state.consistent_cache),
             };
             let meta = found.ok_or(ApiError::MetadataNotFound)?;
@@ -344,12 +333,7 @@ async fn handle(state: &AppState, route: &Route, request: Request) -> Result<Han
             ready(backend.as_ref())?;
             let query = parse_changefeed_query(gun.clone(), request.uri().query())?;
             let records = backend.changefeed(&query).await?;
-            Ok(text_response(
-                StatusCode::OK,
-                METADATA_CONTENT_TYPE,
-                &changefeed_body(&records),
-            )
-            .into())
+            Ok(text_response(StatusCode::OK, METADATA_CONTENT_TYPE, &changefeed_body(&records)).into())
         }
         Route::Publish { gun } => {
             let limits = state.limits;
@@ -399,13 +383,7 @@ async fn read_body(body: Body, limits: &UploadLimits) -> Result<Bytes, ApiError>
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
@@ -486,29 +464,19 @@ fn go_quote(s: &str) -> String {
 fn parse_int32(s: &str) -> Result<i64, String> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "strconv.ParseInt: parsing {}: invalid syntax",
-            go_quote(s)
-        ));
+        return Err(format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(s)));
     }
     match s.parse::<i64>() {
         Ok(n) if n >= i64::from(i32::MIN) && n <= i64::from(i32::MAX) => Ok(n),
-        _ => Err(format!(
-            "strconv.ParseInt: parsing {}: value out of range",
-            go_quote(s)
-        )),
+        _ => Err(format!("strconv.ParseInt: parsing {}: value out of range", go_quote(s))),
     }
 }
 
 /// Parses `records` and `change_id` as Notary does.
-pub fn parse_changefeed_query(
-    gun: Option<String>,
-    query: Option<&str>,
-) -> Result<ChangefeedQuery, ApiError> {
-    let records =
-        parse_int32(&query_value(query, "records")).map_err(|e| ApiError::InvalidParameters {
-            detail: Some(format!("invalid records parameter: {e}")),
-        })?;
+pub fn parse_changefeed_query(gun: Option<String>, query: Option<&str>) -> Result<ChangefeedQuery, ApiError> {
+    let records = parse_int32(&query_value(query, "records")).map_err(|e| ApiError::InvalidParameters {
+        detail: Some(format!("invalid records parameter: {e}")),
+    })?;
     let change_id = query_value(query, "change_id");
     let change_id = if change_id.is_empty() {
         0
@@ -582,7 +550,8 @@ mod tests {
     use tower::ServiceExt;
 
     const GUN: &str = "example.com/interop/app";
-    const TS_KEY: &str = r#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":null}}"#;
+    const TS_KEY: &str =
+        r#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":null}}"#;
 
     /// An in-memory backend: (gun, role) → list of versions' bytes.
     #[derive(Default)]
@@ -610,17 +579,11 @@ mod tests {
     impl Backend for MemBackend {
         fn readiness(&self) -> Readiness {
             match &self.unavailable {
-                Some(reason) => Readiness::Unavailable {
-                    reason: reason.clone(),
-                },
+                Some(reason) => Readiness::Unavailable { reason: reason.clone() },
                 None => Readiness::Ready,
             }
         }
-        async fn get_current(
-            &self,
-            gun: &str,
-            role: &str,
-        ) -> Result<Option<StoredMetadata>, ApiError> {
+        async fn get_current(&self, gun: &str, role: &str) -> Result<Option<StoredMetadata>, ApiError> {
             let files = self.files.lock().unwrap();
             Ok(files
                 .get(&(gun.to_string(), role.to_string()))
@@ -639,10 +602,7 @@ mod tests {
             let files = self.files.lock().unwrap();
             Ok(files
                 .get(&(gun.to_string(), role.to_string()))
-                .and_then(|v| {
-                    v.iter()
-                        .find(|b| hex::encode(Sha256::digest(b)) == sha256_hex)
-                })
+                .and_then(|v| v.iter().find(|b| hex::encode(Sha256::digest(b)) == sha256_hex))
                 .map(|b| StoredMetadata {
                     bytes: b.clone(),
                     last_modified: Some(modified()),
@@ -667,10 +627,7 @@ mod tests {
             if let Some(e) = &self.publish_error {
                 return Err(e.clone());
             }
-            self.published
-                .lock()
-                .unwrap()
-                .push((gun.to_string(), files));
+            self.published.lock().unwrap().push((gun.to_string(), files));
             Ok(())
         }
         async fn delete_gun(&self, gun: &str) -> Result<(), ApiError> {
@@ -683,10 +640,7 @@ mod tests {
                 "LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=",
             )
             .unwrap();
-            Ok(PublicKeyInfo::new(
-                crate::config::KeyAlgorithm::Ed25519,
-                public,
-            ))
+            Ok(PublicKeyInfo::new(crate::config::KeyAlgorithm::Ed25519, public))
         }
         async fn rotate_key(&self, gun: &str, role: KeyRole) -> Result<PublicKeyInfo, ApiError> {
             self.get_key(gun, role).await
@@ -753,20 +707,12 @@ mod tests {
             .await
             .unwrap()
             .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer { status, headers, body }
     }
 
     async fn call(backend: Arc<MemBackend>, method: &str, uri: &str) -> Answer {
         let state = AppState::new(backend, Metrics::new().unwrap());
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .unwrap();
+        let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
         call_with(state, request).await
     }
 
@@ -792,17 +738,9 @@ mod tests {
             )
             .await;
             let d = case["description"].as_str().unwrap();
-            assert_eq!(
-                a.status.as_u16() as u64,
-                case["status"].as_u64().unwrap(),
-                "{d}"
-            );
+            assert_eq!(a.status.as_u16() as u64, case["status"].as_u64().unwrap(), "{d}");
             assert_eq!(a.text(), case["body"].as_str().unwrap(), "{d}");
-            assert_eq!(
-                a.header(header::CONTENT_TYPE),
-                case["content_type"].as_str(),
-                "{d}"
-            );
+            assert_eq!(a.header(header::CONTENT_TYPE), case["content_type"].as_str(), "{d}");
         }
     }
 
@@ -814,12 +752,7 @@ mod tests {
         let dir = fixtures_dir().unwrap();
         let backend = Arc::new(backend);
         let ts = fixture_metadata(&dir, "2-final", "timestamp");
-        let a = call(
-            backend.clone(),
-            "GET",
-            &format!("/v2/{GUN}/_trust/tuf/timestamp.json"),
-        )
-        .await;
+        let a = call(backend.clone(), "GET", &format!("/v2/{GUN}/_trust/tuf/timestamp.json")).await;
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.body, ts.to_vec());
         assert_eq!(a.header(header::CONTENT_TYPE), Some("application/json"));
@@ -827,18 +760,12 @@ mod tests {
             a.header(header::CACHE_CONTROL),
             Some("public, max-age=300, s-maxage=300, must-revalidate")
         );
-        assert_eq!(
-            a.header(header::LAST_MODIFIED),
-            Some("Sat, 21 Nov 2026 23:54:56 GMT")
-        );
+        assert_eq!(a.header(header::LAST_MODIFIED), Some("Sat, 21 Nov 2026 23:54:56 GMT"));
 
         // By checksum, as the CLI asks (transcript exchange 8).
         let snap1 = fixture_metadata(&dir, "1-after-first-publish", "snapshot");
         let sum = hex::encode(Sha256::digest(&snap1));
-        assert_eq!(
-            sum,
-            "78ef50942a62194c0dea5c8eb002a2bdefb891450d3fb38947606f6b2b8028af"
-        );
+        assert_eq!(sum, "78ef50942a62194c0dea5c8eb002a2bdefb891450d3fb38947606f6b2b8028af");
         let a = call(
             backend.clone(),
             "GET",
@@ -866,12 +793,7 @@ mod tests {
 
         // By version.
         let root1 = fixture_metadata(&dir, "1-after-first-publish", "root");
-        let a = call(
-            backend.clone(),
-            "GET",
-            &format!("/v2/{GUN}/_trust/tuf/1.root.json"),
-        )
-        .await;
+        let a = call(backend.clone(), "GET", &format!("/v2/{GUN}/_trust/tuf/1.root.json")).await;
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.body, root1.to_vec());
         assert_eq!(
@@ -908,12 +830,7 @@ mod tests {
         )
         .await;
         assert_eq!(a.status, StatusCode::OK);
-        let a = call(
-            Arc::new(MemBackend::default()),
-            "GET",
-            "/v2/%zz/_trust/tuf/root.json",
-        )
-        .await;
+        let a = call(Arc::new(MemBackend::default()), "GET", "/v2/%zz/_trust/tuf/root.json").await;
         assert_eq!(a.status, StatusCode::NOT_FOUND);
     }
 
@@ -930,10 +847,7 @@ mod tests {
             .unwrap();
         let a = call_with(state, req).await;
         assert_eq!(a.status, StatusCode::OK);
-        assert_eq!(
-            a.header(header::CACHE_CONTROL),
-            Some("max-age=0, no-cache, no-store")
-        );
+        assert_eq!(a.header(header::CACHE_CONTROL), Some("max-age=0, no-cache, no-store"));
         assert_eq!(a.header(header::PRAGMA), Some("no-cache"));
     }
 
@@ -945,10 +859,7 @@ mod tests {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .find(|v| v["n"] == n)
             .unwrap();
-        let ct = line["req_headers"]["Content-Type"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ct = line["req_headers"]["Content-Type"].as_str().unwrap().to_string();
         let body = std::fs::read(dir.join(format!("transcript/bodies/{n:04}-req.bin"))).unwrap();
         Some((ct, body))
     }
@@ -997,13 +908,7 @@ mod tests {
         if cases.is_empty() {
             return;
         }
-        let find = |d: &str| {
-            cases
-                .iter()
-                .find(|c| c["description"] == d)
-                .unwrap()
-                .clone()
-        };
+        let find = |d: &str| cases.iter().find(|c| c["description"] == d).unwrap().clone();
         let uri = format!("/v2/{GUN}/_trust/tuf/");
         let backend = Arc::new(MemBackend::default());
         let state = AppState::new(backend.clone(), Metrics::new().unwrap());
@@ -1021,16 +926,10 @@ mod tests {
         assert_eq!(a.text(), c["body"].as_str().unwrap());
 
         let a = call_with(state.clone(), post(&uri, ct, part("bogus", "{}"))).await;
-        assert_eq!(
-            a.text(),
-            find("invalid role filename")["body"].as_str().unwrap()
-        );
+        assert_eq!(a.text(), find("invalid role filename")["body"].as_str().unwrap());
 
         let a = call_with(state.clone(), post(&uri, ct, part("targets", "{nope"))).await;
-        assert_eq!(
-            a.text(),
-            find("malformed JSON part")["body"].as_str().unwrap()
-        );
+        assert_eq!(a.text(), find("malformed JSON part")["body"].as_str().unwrap());
         assert!(backend.published.lock().unwrap().is_empty());
 
         // Validation errors come from the backend and keep their body.
@@ -1054,10 +953,7 @@ mod tests {
         let c = find("targets without any root");
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
         assert_eq!(a.text(), c["body"].as_str().unwrap());
-        assert_eq!(
-            a.header(header::CONTENT_TYPE),
-            Some("application/json; charset=utf-8")
-        );
+        assert_eq!(a.header(header::CONTENT_TYPE), Some("application/json; charset=utf-8"));
     }
 
     #[tokio::test]
@@ -1118,11 +1014,7 @@ mod tests {
             ("DELETE", "/v2/quay.io/x/_trust/tuf/"),
             ("GET", "/v2/quay.io/x/_trust/changefeed?records=1"),
         ] {
-            let req = Request::builder()
-                .method(method)
-                .uri(path)
-                .body(Body::empty())
-                .unwrap();
+            let req = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
             let a = call_with(state.clone(), req).await;
             assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {path}");
             assert_eq!(
@@ -1148,28 +1040,13 @@ mod tests {
     #[tokio::test]
     async fn keys_delete_ping_health() {
         let backend = Arc::new(MemBackend::default());
-        let a = call(
-            backend.clone(),
-            "GET",
-            "/v2/example.com/a/_trust/tuf/timestamp.key",
-        )
-        .await;
+        let a = call(backend.clone(), "GET", "/v2/example.com/a/_trust/tuf/timestamp.key").await;
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.text(), TS_KEY);
-        let a = call(
-            backend.clone(),
-            "POST",
-            "/v2/example.com/a/_trust/tuf/snapshot.key",
-        )
-        .await;
+        let a = call(backend.clone(), "POST", "/v2/example.com/a/_trust/tuf/snapshot.key").await;
         assert_eq!(a.status, StatusCode::OK);
         assert_eq!(a.text(), TS_KEY);
-        let a = call(
-            backend.clone(),
-            "GET",
-            "/v2/example.com/a/_trust/tuf/root.key",
-        )
-        .await;
+        let a = call(backend.clone(), "GET", "/v2/example.com/a/_trust/tuf/root.key").await;
         assert_eq!(a.status, StatusCode::NOT_FOUND);
 
         let a = call(backend.clone(), "DELETE", "/v2/example.com/a/_trust/tuf/").await;
@@ -1183,19 +1060,13 @@ mod tests {
         assert_eq!((a.status, a.text()), (StatusCode::OK, "{}"));
 
         let sick = Arc::new(MemBackend {
-            unhealthy: Some(BTreeMap::from([(
-                "raft".to_string(),
-                "no leader".to_string(),
-            )])),
+            unhealthy: Some(BTreeMap::from([("raft".to_string(), "no leader".to_string())])),
             ..MemBackend::default()
         });
         let a = call(sick, "GET", "/_notary_server/health").await;
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(a.text(), "{\"raft\":\"no leader\"}");
-        assert_eq!(
-            a.header(header::CONTENT_TYPE),
-            Some("application/json; charset=utf-8")
-        );
+        assert_eq!(a.header(header::CONTENT_TYPE), Some("application/json; charset=utf-8"));
 
         let a = call(backend, "GET", "/metrics").await;
         assert_eq!(a.status, StatusCode::OK);
@@ -1221,14 +1092,8 @@ mod tests {
             );
         }
         // Liveness endpoints still answer.
-        assert_eq!(
-            call(backend.clone(), "GET", "/v2/").await.status,
-            StatusCode::OK
-        );
-        assert_eq!(
-            call(backend, "GET", "/metrics").await.status,
-            StatusCode::OK
-        );
+        assert_eq!(call(backend.clone(), "GET", "/v2/").await.status, StatusCode::OK);
+        assert_eq!(call(backend, "GET", "/metrics").await.status, StatusCode::OK);
     }
 
     fn parse_fixture_changes(text: &str) -> Vec<ChangeRecord> {
@@ -1259,10 +1124,8 @@ mod tests {
     #[tokio::test]
     async fn changefeed_body_matches_fixture() {
         let Some(dir) = fixtures_dir() else { return };
-        let text = std::fs::read_to_string(
-            dir.join("metadata/example.com_interop_app/2-final/changefeed.json"),
-        )
-        .unwrap();
+        let text =
+            std::fs::read_to_string(dir.join("metadata/example.com_interop_app/2-final/changefeed.json")).unwrap();
         let backend = Arc::new(MemBackend {
             changes: parse_fixture_changes(&text),
             ..MemBackend::default()
@@ -1297,12 +1160,7 @@ mod tests {
             ("records=%2B7&change_id=", (0, 7, false)),
         ] {
             backend.queries.lock().unwrap().clear();
-            let a = call(
-                backend.clone(),
-                "GET",
-                &format!("/v2/_trust/changefeed?{query}"),
-            )
-            .await;
+            let a = call(backend.clone(), "GET", &format!("/v2/_trust/changefeed?{query}")).await;
             assert_eq!(a.status, StatusCode::OK, "{query}");
             assert_eq!(a.text(), "{\"count\":0,\"records\":[]}");
             let q = backend.queries.lock().unwrap()[0].clone();
@@ -1392,10 +1250,7 @@ mod tests {
             b"GET /nonexistent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
         )
         .await;
-        assert!(
-            response.starts_with("HTTP/1.1 404 Not Found\r\n"),
-            "{response}"
-        );
+        assert!(response.starts_with("HTTP/1.1 404 Not Found\r\n"), "{response}");
         assert!(response.contains("content-type: application/json; charset=utf-8\r\n"));
         assert!(response.ends_with(
             "\r\n\r\n{\"errors\":[{\"code\":\"METADATA_NOT_FOUND\",\"message\":\"You have requested metadata that does not exist.\"}]}\n"
@@ -1419,10 +1274,7 @@ mod tests {
         let req = |p: &str| Request::builder().uri(p).body(Body::empty()).unwrap();
         let a = call_with(state.clone(), req("/v2/")).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            a.header(header::WWW_AUTHENTICATE),
-            Some("Bearer realm=\"x\"")
-        );
+        assert_eq!(a.header(header::WWW_AUTHENTICATE), Some("Bearer realm=\"x\""));
         let a = call_with(state, req("/_notary_server/health")).await;
         assert_eq!(a.status, StatusCode::OK);
     }

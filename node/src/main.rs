@@ -12,7 +12,11 @@ use seal_node::config::{process_env, NodeConfig};
 use seal_node::server::{dev_config, start};
 
 #[derive(Parser)]
-#[command(name = "seal-node", version, about = "Seal server node: a Notary-compatible trust server on Raft")]
+#[command(
+    name = "seal-node",
+    version,
+    about = "Seal server node: a Notary-compatible trust server on Raft"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -40,7 +44,10 @@ enum Cmd {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -62,6 +69,12 @@ fn main() -> ExitCode {
             }
         },
     };
+    // The signer passphrase variable is named by the config; read it here,
+    // once, with the rest of the environment.
+    let mut env = env;
+    if let Ok(p) = std::env::var(&config.signer.passphrase_env) {
+        env.insert(config.signer.passphrase_env.clone(), p);
+    }
     init_logging(&config.logging.level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The content type of the text exposition format.
@@ -61,13 +60,11 @@ impl Metrics {
             &["operation"],
         )?;
         let http_request_size = HistogramVec::new(
-            HistogramOpts::new("seal_http_request_size_bytes", "HTTP request body sizes.")
-                .buckets(size_buckets()),
+            HistogramOpts::new("seal_http_request_size_bytes", "HTTP request body sizes.").buckets(size_buckets()),
             &["operation"],
         )?;
         let http_response_size = HistogramVec::new(
-            HistogramOpts::new("seal_http_response_size_bytes", "HTTP response body sizes.")
-                .buckets(size_buckets()),
+            HistogramOpts::new("seal_http_response_size_bytes", "HTTP response body sizes.").buckets(size_buckets()),
             &["operation"],
         )?;
         let raft_term = IntGauge::new("seal_raft_term", "Current Raft term of this node.")?;
@@ -75,19 +72,13 @@ impl Metrics {
             "seal_raft_leader",
             "Node id of the Raft leader this node knows (0: unknown).",
         )?;
-        let raft_commit_index = IntGauge::new(
-            "seal_raft_commit_index",
-            "Highest Raft log index known committed.",
-        )?;
+        let raft_commit_index = IntGauge::new("seal_raft_commit_index", "Highest Raft log index known committed.")?;
         let raft_applied_index = IntGauge::new(
             "seal_raft_applied_index",
             "Highest Raft log index applied to the state machine.",
         )?;
         let signing_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "seal_signing_duration_seconds",
-                "Time to obtain a signature, by role.",
-            ),
+            HistogramOpts::new("seal_signing_duration_seconds", "Time to obtain a signature, by role."),
             &["role"],
         )?;
         let timestamp_age = Gauge::new(
@@ -149,9 +140,7 @@ impl Metrics {
 
     /// A timer for one signature by `role`, recorded when dropped or stopped.
     pub fn signing_timer(&self, role: &str) -> prometheus::HistogramTimer {
-        self.signing_duration
-            .with_label_values(&[role])
-            .start_timer()
+        self.signing_duration.with_label_values(&[role]).start_timer()
     }
 
     /// The signing histogram of one role.
@@ -198,10 +187,7 @@ mod tests {
             "seal_signing_duration_seconds_count{role=\"snapshot\"} 1",
             "seal_timestamp_age_seconds 12.5",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
     }
 }

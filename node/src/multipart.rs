@@ -42,9 +42,7 @@ pub struct RoleFile {
 }
 
 fn malformed(reason: impl Into<String>) -> ApiError {
-    ApiError::MalformedUpload {
-        reason: reason.into(),
-    }
+    ApiError::MalformedUpload { reason: reason.into() }
 }
 
 /// Extracts the boundary from a `Content-Type` header value, requiring
@@ -55,13 +53,8 @@ pub fn boundary_from_content_type(content_type: Option<&str>) -> Result<String, 
         Some((m, p)) => (m, p),
         None => (value, ""),
     };
-    if !media_type
-        .trim()
-        .eq_ignore_ascii_case("multipart/form-data")
-    {
-        return Err(malformed(format!(
-            "Content-Type {value:?} is not multipart/form-data"
-        )));
+    if !media_type.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return Err(malformed(format!("Content-Type {value:?} is not multipart/form-data")));
     }
     let boundary = parse_params(params)
         .into_iter()
@@ -183,11 +176,7 @@ fn next_delimiter(body: &[u8], lf_delimiter: &[u8], from: usize) -> Option<(usiz
         let closes = body.get(after..after + 2) == Some(b"--");
         let opens = matches!(body.get(q), Some(b'\r') | Some(b'\n'));
         if closes || opens {
-            let end = if p > from && body[p - 1] == b'\r' {
-                p - 1
-            } else {
-                p
-            };
+            let end = if p > from && body[p - 1] == b'\r' { p - 1 } else { p };
             return Some((end, after));
         }
         search = p + 1;
@@ -219,8 +208,7 @@ fn is_json_metadata(bytes: &[u8]) -> bool {
             && opt(signed.get("version"), |v| v.as_i64().is_some())
             && opt(signed.get("expires"), |v| {
                 v.as_str().is_some_and(|s| {
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .is_ok()
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
                 })
             })
     });
@@ -235,8 +223,7 @@ fn is_json_metadata(bytes: &[u8]) -> bool {
                     && opt(sig.get("method"), is_string)
                     && opt(sig.get("sig"), |v| {
                         v.as_str().is_some_and(|s| {
-                            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, s)
-                                .is_ok()
+                            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, s).is_ok()
                         })
                     })
             }
@@ -248,11 +235,7 @@ fn is_json_metadata(bytes: &[u8]) -> bool {
 
 /// Parses a whole multipart body into role files, checking limits, filenames,
 /// roles and JSON in Notary's order.
-pub fn parse_upload(
-    content_type: Option<&str>,
-    body: &[u8],
-    limits: &UploadLimits,
-) -> Result<Vec<RoleFile>, ApiError> {
+pub fn parse_upload(content_type: Option<&str>, body: &[u8], limits: &UploadLimits) -> Result<Vec<RoleFile>, ApiError> {
     let boundary = boundary_from_content_type(content_type)?;
     if body.len() as u64 > limits.max_body_bytes {
         return Err(ApiError::TooLarge {
@@ -321,8 +304,8 @@ pub fn parse_upload(
 
         // Content up to the next delimiter (CRLF, or a bare LF from lax
         // clients) that is followed by `--`, padding or a newline.
-        let (content_end, next) = next_delimiter(body, &lf_delimiter, pos)
-            .ok_or_else(|| malformed("part without closing boundary"))?;
+        let (content_end, next) =
+            next_delimiter(body, &lf_delimiter, pos).ok_or_else(|| malformed("part without closing boundary"))?;
         let content = &body[pos..content_end];
         pos = next;
 
@@ -336,10 +319,7 @@ pub fn parse_upload(
                     .map(|(_, v)| v)
             })
             .unwrap_or_default();
-        let role = filename
-            .strip_suffix(".json")
-            .unwrap_or(&filename)
-            .to_string();
+        let role = filename.strip_suffix(".json").unwrap_or(&filename).to_string();
         if role.is_empty() {
             return Err(ApiError::NoFilename { part: files.len() });
         }
@@ -399,21 +379,14 @@ mod tests {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .find(|v| v["n"] == n)
             .unwrap();
-        let ct = line["req_headers"]["Content-Type"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ct = line["req_headers"]["Content-Type"].as_str().unwrap().to_string();
         let expected = line["req_body"]["multipart_parts"]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| {
                 let disp = p["disposition"].as_str().unwrap();
-                let f = disp
-                    .split("filename=\"")
-                    .nth(1)
-                    .unwrap()
-                    .trim_end_matches('"');
+                let f = disp.split("filename=\"").nth(1).unwrap().trim_end_matches('"');
                 (f.to_string(), p["len"].as_u64().unwrap())
             })
             .collect();
@@ -507,9 +480,7 @@ mod tests {
 
     #[test]
     fn preamble_lf_and_quoted_boundary() {
-        let raw = format!(
-            "preamble\n--b/1\nContent-Disposition: form-data; filename=root\n\n{META}\n--b/1--"
-        );
+        let raw = format!("preamble\n--b/1\nContent-Disposition: form-data; filename=root\n\n{META}\n--b/1--");
         let files = parse_upload(
             Some("Multipart/Form-Data; boundary=\"b/1\""),
             raw.as_bytes(),
@@ -533,13 +504,9 @@ mod tests {
             code(parse_upload(Some("multipart/form-data"), b"{}", &l)),
             "MALFORMED_UPLOAD"
         );
-        assert_eq!(
-            code(parse_upload(Some(CT), b"garbage", &l)),
-            "MALFORMED_UPLOAD"
-        );
+        assert_eq!(code(parse_upload(Some(CT), b"garbage", &l)), "MALFORMED_UPLOAD");
         // Truncated: no closing delimiter.
-        let truncated =
-            format!("--XyZ\r\nContent-Disposition: form-data; filename=\"root\"\r\n\r\n{META}");
+        let truncated = format!("--XyZ\r\nContent-Disposition: form-data; filename=\"root\"\r\n\r\n{META}");
         assert_eq!(
             code(parse_upload(Some(CT), truncated.as_bytes(), &l)),
             "MALFORMED_UPLOAD"
@@ -554,9 +521,7 @@ mod tests {
         );
         assert_eq!(
             parse_upload(Some(CT), &body(&[part(Some("bogus"), "not json")]), &l),
-            Err(ApiError::InvalidRole {
-                role: "bogus".into()
-            })
+            Err(ApiError::InvalidRole { role: "bogus".into() })
         );
         assert_eq!(
             parse_upload(
@@ -564,9 +529,7 @@ mod tests {
                 &body(&[part(Some("root"), META), part(Some("targets"), "{not json")]),
                 &l
             ),
-            Err(ApiError::MalformedJson {
-                role: "targets".into()
-            })
+            Err(ApiError::MalformedJson { role: "targets".into() })
         );
         for bad in [
             "[]",
@@ -584,11 +547,7 @@ mod tests {
             r#"{"signed":{}} trailing"#,
         ] {
             assert_eq!(
-                code(parse_upload(
-                    Some(CT),
-                    &body(&[part(Some("targets"), bad)]),
-                    &l
-                )),
+                code(parse_upload(Some(CT), &body(&[part(Some("targets"), bad)]), &l)),
                 "MALFORMED_JSON",
                 "{bad}"
             );

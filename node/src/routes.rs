@@ -203,25 +203,13 @@ fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
     };
     // Notary's order: by checksum, by version, current.
     if let Some((role, sum)) = stem.rsplit_once('.') {
-        if matches!(sum.len(), 64 | 96 | 128)
-            && sum.bytes().all(|b| b.is_ascii_hexdigit())
-            && route_role_shape(role)
-        {
-            return Some(metadata(
-                role,
-                MetadataSelector::Checksum(sum.to_ascii_lowercase()),
-            ));
+        if matches!(sum.len(), 64 | 96 | 128) && sum.bytes().all(|b| b.is_ascii_hexdigit()) && route_role_shape(role) {
+            return Some(metadata(role, MetadataSelector::Checksum(sum.to_ascii_lowercase())));
         }
     }
     if let Some((version, role)) = stem.split_once('.') {
-        if !version.is_empty()
-            && version.bytes().all(|b| b.is_ascii_digit())
-            && route_role_shape(role)
-        {
-            return Some(metadata(
-                role,
-                MetadataSelector::Version(version.parse::<u64>().ok()),
-            ));
+        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) && route_role_shape(role) {
+            return Some(metadata(role, MetadataSelector::Version(version.parse::<u64>().ok())));
         }
     }
     if route_role_shape(stem) {
@@ -299,10 +287,7 @@ mod tests {
         assert_eq!(get("/v2/"), Route::Ping);
         assert_eq!(get("/_notary_server/health"), Route::Health);
         assert_eq!(get("/metrics"), Route::Metrics);
-        assert_eq!(
-            get("/v2/_trust/changefeed"),
-            Route::Changefeed { gun: None }
-        );
+        assert_eq!(get("/v2/_trust/changefeed"), Route::Changefeed { gun: None });
         assert_eq!(
             get("/v2/example.com/a/_trust/changefeed"),
             Route::Changefeed {
@@ -327,11 +312,7 @@ mod tests {
         );
         assert_eq!(
             get(&format!("/v2/{g}/_trust/tuf/targets/releases.{SUM}.json")),
-            meta(
-                g,
-                "targets/releases",
-                MetadataSelector::Checksum(SUM.into())
-            )
+            meta(g, "targets/releases", MetadataSelector::Checksum(SUM.into()))
         );
         let sha512 = "ab".repeat(64);
         assert_eq!(
@@ -355,9 +336,7 @@ mod tests {
             meta(g, "targets/releases", MetadataSelector::Version(Some(12)))
         );
         assert_eq!(
-            get(&format!(
-                "/v2/{g}/_trust/tuf/99999999999999999999999.root.json"
-            )),
+            get(&format!("/v2/{g}/_trust/tuf/99999999999999999999999.root.json")),
             meta(g, "root", MetadataSelector::Version(None))
         );
         assert_eq!(
@@ -375,20 +354,11 @@ mod tests {
             }
         );
         // Not a role at all: catch-all.
-        assert_eq!(
-            get(&format!("/v2/{g}/_trust/tuf/bogus.json")),
-            Route::NotFound
-        );
+        assert_eq!(get(&format!("/v2/{g}/_trust/tuf/bogus.json")), Route::NotFound);
         assert_eq!(get(&format!("/v2/{g}/_trust/tuf/root")), Route::NotFound);
-        assert_eq!(
-            get(&format!("/v2/{g}/_trust/tuf/targets/.json")),
-            Route::NotFound
-        );
+        assert_eq!(get(&format!("/v2/{g}/_trust/tuf/targets/.json")), Route::NotFound);
         // A short checksum is not a checksum.
-        assert_eq!(
-            get(&format!("/v2/{g}/_trust/tuf/root.abc.json")),
-            Route::NotFound
-        );
+        assert_eq!(get(&format!("/v2/{g}/_trust/tuf/root.abc.json")), Route::NotFound);
     }
 
     #[test]
@@ -396,10 +366,7 @@ mod tests {
         let g = "example.com/a";
         let p = format!("/v2/{g}/_trust/tuf/");
         assert_eq!(parse(&Method::POST, &p), Route::Publish { gun: g.into() });
-        assert_eq!(
-            parse(&Method::DELETE, &p),
-            Route::DeleteGun { gun: g.into() }
-        );
+        assert_eq!(parse(&Method::DELETE, &p), Route::DeleteGun { gun: g.into() });
         assert_eq!(parse(&Method::GET, &p), Route::NotFound);
         assert_eq!(
             get(&format!("{p}timestamp.key")),
@@ -416,14 +383,8 @@ mod tests {
             }
         );
         assert_eq!(get(&format!("{p}root.key")), Route::NotFound);
-        assert_eq!(
-            parse(&Method::PUT, &format!("{p}root.json")),
-            Route::NotFound
-        );
-        assert_eq!(
-            parse(&Method::POST, &format!("{p}root.json")),
-            Route::NotFound
-        );
+        assert_eq!(parse(&Method::PUT, &format!("{p}root.json")), Route::NotFound);
+        assert_eq!(parse(&Method::POST, &format!("{p}root.json")), Route::NotFound);
     }
 
     #[test]

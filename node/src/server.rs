@@ -133,11 +133,12 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     }
     let data_dir: PathBuf = config.storage.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| StartError::Storage(format!("{}: {e}", data_dir.display())))?;
-    let addr = config
-        .server
-        .http_addr
-        .socket_addr()
-        .ok_or_else(|| StartError::Config(format!("server.http_addr {:?} is not an address", config.server.http_addr)))?;
+    let addr = config.server.http_addr.socket_addr().ok_or_else(|| {
+        StartError::Config(format!(
+            "server.http_addr {:?} is not an address",
+            config.server.http_addr
+        ))
+    })?;
 
     let metrics = Metrics::new().map_err(|e| StartError::Config(e.to_string()))?;
     let mut raft_config = seal_raft::RaftConfig::new(config.raft.node_id, addr.to_string(), data_dir.join("raft"));
@@ -176,9 +177,8 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     ));
 
     let shutdown = Arc::new(tokio::sync::Notify::new());
-    let poll = StdDuration::from_secs(1).min(
-        StdDuration::try_from(lifetimes.refresh_margin / 4).unwrap_or(StdDuration::from_secs(1)),
-    );
+    let poll = StdDuration::from_secs(1)
+        .min(StdDuration::try_from(lifetimes.refresh_margin / 4).unwrap_or(StdDuration::from_secs(1)));
     tokio::spawn(run_refresher(
         backend.clone(),
         poll.max(StdDuration::from_millis(50)),

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use josekit::jwe::{JweHeader, PBES2_HS256_A128KW};
-use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+use p256::pkcs8::DecodePublicKey;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -178,12 +178,7 @@ pub struct Signature {
 #[async_trait]
 pub trait CryptoService: Send + Sync {
     /// Creates a key for `role` of `gun`.
-    async fn create_key(
-        &self,
-        gun: &str,
-        role: &str,
-        algorithm: KeyAlgorithm,
-    ) -> Result<PublicKeyInfo, SignerError>;
+    async fn create_key(&self, gun: &str, role: &str, algorithm: KeyAlgorithm) -> Result<PublicKeyInfo, SignerError>;
 
     /// Describes a key.
     async fn get_key(&self, key_id: &str) -> Result<KeyDescription, SignerError>;
@@ -223,7 +218,9 @@ impl PrivateKey {
 
     /// The key as PKCS#8 DER.
     fn secret_bytes(&self) -> Result<Zeroizing<Vec<u8>>, SignerError> {
-        self.0.to_pkcs8_der().map_err(|e| SignerError::Crypto { message: e.to_string() })
+        self.0
+            .to_pkcs8_der()
+            .map_err(|e| SignerError::Crypto { message: e.to_string() })
     }
 
     fn from_secret_bytes(algorithm: KeyAlgorithm, bytes: &[u8]) -> Option<PrivateKey> {
@@ -304,9 +301,7 @@ fn encrypt_secret(passphrase: &[u8], secret: &[u8], key_id: &str) -> Result<Stri
     let crypto = |e: josekit::JoseError| SignerError::Crypto {
         message: format!("encrypting key {key_id}: {e}"),
     };
-    let mut encrypter = PBES2_HS256_A128KW
-        .encrypter_from_bytes(passphrase)
-        .map_err(crypto)?;
+    let mut encrypter = PBES2_HS256_A128KW.encrypter_from_bytes(passphrase).map_err(crypto)?;
     encrypter.set_salt_len(PBES2_SALT_LEN);
     encrypter.set_iter_count(PBES2_ITERATIONS);
     let mut salt = [0u8; PBES2_SALT_LEN];
@@ -323,19 +318,12 @@ fn encrypt_secret(passphrase: &[u8], secret: &[u8], key_id: &str) -> Result<Stri
         )
         .map_err(crypto)?;
     header
-        .set_claim(
-            "p2c",
-            Some(serde_json::Value::from(PBES2_ITERATIONS as u64)),
-        )
+        .set_claim("p2c", Some(serde_json::Value::from(PBES2_ITERATIONS as u64)))
         .map_err(crypto)?;
     josekit::jwe::serialize_compact(secret, &header, &encrypter).map_err(crypto)
 }
 
-fn decrypt_secret(
-    passphrase: &[u8],
-    jwe: &str,
-    key_id: &str,
-) -> Result<Zeroizing<Vec<u8>>, SignerError> {
+fn decrypt_secret(passphrase: &[u8], jwe: &str, key_id: &str) -> Result<Zeroizing<Vec<u8>>, SignerError> {
     let bad = |message: String| SignerError::BadKeyFile {
         key_id: key_id.to_string(),
         message,
@@ -390,11 +378,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SignerError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SignerError> + Send + 'static,
 ) -> Result<T, SignerError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SignerError::Crypto {
-            message: format!("signer task failed: {e}"),
-        })?
+    tokio::task::spawn_blocking(f).await.map_err(|e| SignerError::Crypto {
+        message: format!("signer task failed: {e}"),
+    })?
 }
 
 impl LocalSigner {
@@ -422,11 +408,10 @@ impl LocalSigner {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|e| storage_err(&path, e))?;
-            let file: KeyFile =
-                serde_json::from_str(&text).map_err(|e| SignerError::BadKeyFile {
-                    key_id: id.to_string(),
-                    message: e.to_string(),
-                })?;
+            let file: KeyFile = serde_json::from_str(&text).map_err(|e| SignerError::BadKeyFile {
+                key_id: id.to_string(),
+                message: e.to_string(),
+            })?;
             let description = describe(&file)?;
             if description.info.key_id != id {
                 return Err(SignerError::BadKeyFile {
@@ -478,11 +463,9 @@ impl LocalSigner {
         let id = key_id.to_string();
         let private = blocking(move || {
             let secret = decrypt_secret(&inner.passphrase, &jwe, &id)?;
-            let key = PrivateKey::from_secret_bytes(algorithm, &secret).ok_or_else(|| {
-                SignerError::BadKeyFile {
-                    key_id: id.clone(),
-                    message: "invalid private key bytes".into(),
-                }
+            let key = PrivateKey::from_secret_bytes(algorithm, &secret).ok_or_else(|| SignerError::BadKeyFile {
+                key_id: id.clone(),
+                message: "invalid private key bytes".into(),
             })?;
             if PublicKeyInfo::new(algorithm, key.public_key()?).key_id != id {
                 return Err(SignerError::BadKeyFile {
@@ -512,9 +495,7 @@ fn describe(file: &KeyFile) -> Result<KeyDescription, SignerError> {
         message: message.to_string(),
     };
     let algorithm = parse_algorithm(&file.algorithm).ok_or_else(|| bad("unknown algorithm"))?;
-    let public = B64
-        .decode(&file.public)
-        .map_err(|_| bad("public key is not base64"))?;
+    let public = B64.decode(&file.public).map_err(|_| bad("public key is not base64"))?;
     match algorithm {
         KeyAlgorithm::Ed25519 if public.len() != 32 => return Err(bad("bad ed25519 public key")),
         KeyAlgorithm::Ecdsa if p256::PublicKey::from_public_key_der(&public).is_err() => {
@@ -531,12 +512,7 @@ fn describe(file: &KeyFile) -> Result<KeyDescription, SignerError> {
 
 #[async_trait]
 impl CryptoService for LocalSigner {
-    async fn create_key(
-        &self,
-        gun: &str,
-        role: &str,
-        algorithm: KeyAlgorithm,
-    ) -> Result<PublicKeyInfo, SignerError> {
+    async fn create_key(&self, gun: &str, role: &str, algorithm: KeyAlgorithm) -> Result<PublicKeyInfo, SignerError> {
         let inner = self.inner.clone();
         let gun = gun.to_string();
         let role = role.to_string();
@@ -552,9 +528,7 @@ impl CryptoService for LocalSigner {
                 public: B64.encode(&info.public_key),
                 private_jwe: jwe.clone(),
             };
-            let text = serde_json::to_vec_pretty(&file).map_err(|e| SignerError::Crypto {
-                message: e.to_string(),
-            })?;
+            let text = serde_json::to_vec_pretty(&file).map_err(|e| SignerError::Crypto { message: e.to_string() })?;
             write_atomic(&inner.dir.join(format!("{}.json", info.key_id)), &text)?;
             Ok((KeyDescription { info, gun, role }, jwe, key))
         })
@@ -619,7 +593,8 @@ mod tests {
     use crate::error::tests::fixtures_dir;
     use ed25519_dalek::Verifier as _;
 
-    const FIXTURE_TS_KEY: &str = r#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":null}}"#;
+    const FIXTURE_TS_KEY: &str =
+        r#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":null}}"#;
 
     fn pass() -> Zeroizing<String> {
         Zeroizing::new("correct horse".to_string())
@@ -631,9 +606,7 @@ mod tests {
             key_id("ed25519", "LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ="),
             "f483ad6878ad3fca5b5cbacdf4ab77ba9719a156608755b59b1ef156a2aec6d5"
         );
-        let public = B64
-            .decode("LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=")
-            .unwrap();
+        let public = B64.decode("LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=").unwrap();
         let info = PublicKeyInfo::new(KeyAlgorithm::Ed25519, public);
         assert_eq!(
             info.key_id,
@@ -652,10 +625,9 @@ mod tests {
     #[test]
     fn ecdsa_key_ids_and_der_match_fixture_root() {
         let Some(dir) = fixtures_dir() else { return };
-        let text = std::fs::read_to_string(
-            dir.join("metadata/example.com_interop_app/1-after-first-publish/root.json"),
-        )
-        .unwrap();
+        let text =
+            std::fs::read_to_string(dir.join("metadata/example.com_interop_app/1-after-first-publish/root.json"))
+                .unwrap();
         let root: serde_json::Value = serde_json::from_str(&text).unwrap();
         let mut ecdsa_seen = 0;
         for (id, key) in root["signed"]["keys"].as_object().unwrap() {
@@ -689,36 +661,26 @@ mod tests {
             .to_notary_json()
             .starts_with("{\"keytype\":\"ecdsa\",\"keyval\":{\"public\":\"MFkw"));
         assert!(matches!(
-            signer
-                .create_key("example.com/a", "timestamp", KeyAlgorithm::Rsa)
-                .await,
+            signer.create_key("example.com/a", "timestamp", KeyAlgorithm::Rsa).await,
             Err(SignerError::UnsupportedAlgorithm { .. })
         ));
 
         let msg = b"{\"_type\":\"Timestamp\"}";
         let sig = signer.sign(&ed.key_id, msg).await.unwrap();
         assert_eq!(sig.method.as_str(), "eddsa");
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&ed.public_key[..].try_into().unwrap())
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&ed.public_key[..].try_into().unwrap()).unwrap();
+        vk.verify(msg, &ed25519_dalek::Signature::from_slice(&sig.signature).unwrap())
             .unwrap();
-        vk.verify(
-            msg,
-            &ed25519_dalek::Signature::from_slice(&sig.signature).unwrap(),
-        )
-        .unwrap();
 
         let sig = signer.sign(&ec.key_id, msg).await.unwrap();
         assert_eq!(sig.method.as_str(), "ecdsa");
         assert_eq!(sig.signature.len(), 64);
         let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&ec.public_key).unwrap();
-        vk.verify(
-            msg,
-            &p256::ecdsa::Signature::from_slice(&sig.signature).unwrap(),
-        )
-        .unwrap();
+        vk.verify(msg, &p256::ecdsa::Signature::from_slice(&sig.signature).unwrap())
+            .unwrap();
 
         // The file holds no private key in clear, and a JWE with the set parameters.
-        let file_text =
-            std::fs::read_to_string(dir.path().join(format!("{}.json", ed.key_id))).unwrap();
+        let file_text = std::fs::read_to_string(dir.path().join(format!("{}.json", ed.key_id))).unwrap();
         let file: KeyFile = serde_json::from_str(&file_text).unwrap();
         let header_b64 = file.private_jwe.split('.').next().unwrap();
         let header: serde_json::Value = serde_json::from_slice(
@@ -747,11 +709,8 @@ mod tests {
         assert_eq!(d.gun, "example.com/a");
         assert_eq!(d.role, "timestamp");
         let sig = signer.sign(&ec.key_id, msg).await.unwrap();
-        vk.verify(
-            msg,
-            &p256::ecdsa::Signature::from_slice(&sig.signature).unwrap(),
-        )
-        .unwrap();
+        vk.verify(msg, &p256::ecdsa::Signature::from_slice(&sig.signature).unwrap())
+            .unwrap();
 
         // A wrong passphrase indexes the keys but cannot sign.
         let wrong = LocalSigner::open(dir.path(), Zeroizing::new("nope".into())).unwrap();

@@ -45,9 +45,19 @@ fn client_view(node: &Node, now: OffsetDateTime) -> Repo {
     let snap_sum = repo.timestamp().unwrap().snapshot_meta().unwrap().sha256_hex().unwrap();
     let snap = node.get(&tuf(&format!("snapshot.{snap_sum}.json")));
     ok(&snap, "snapshot by checksum");
-    assert_eq!(snap.header("cache-control"), Some("public, max-age=2592000, s-maxage=2592000"));
+    assert_eq!(
+        snap.header("cache-control"),
+        Some("public, max-age=2592000, s-maxage=2592000")
+    );
     repo.update_snapshot(snap.body, now).unwrap();
-    let roles: Vec<String> = repo.snapshot().unwrap().meta.keys().filter(|r| r.starts_with("targets")).cloned().collect();
+    let roles: Vec<String> = repo
+        .snapshot()
+        .unwrap()
+        .meta
+        .keys()
+        .filter(|r| r.starts_with("targets"))
+        .cloned()
+        .collect();
     let mut sorted = roles.clone();
     sorted.sort_by_key(|r| r.matches('/').count());
     for role in sorted {
@@ -106,11 +116,17 @@ fn notary_cli_session_replayed_against_seal_node() {
     repo.delegate("targets/releases", &[""]);
     let t3 = repo.targets_file(3, &[("v1", V1)]);
     let s3 = repo.snapshot_file(3, &[("root", &first[0].1), ("targets", &t3)]);
-    ok(&node.publish(GUN, &[("targets".into(), t3.clone()), ("snapshot".into(), s3)]), "delegation add");
+    ok(
+        &node.publish(GUN, &[("targets".into(), t3.clone()), ("snapshot".into(), s3)]),
+        "delegation add",
+    );
 
     // delegation publish: targets/releases v1 + snapshot v4 (filename with a slash)
     let rel1 = repo.delegation_file("targets/releases", 1, &[("v2", V2)]);
-    let s4 = repo.snapshot_file(4, &[("root", &first[0].1), ("targets", &t3), ("targets/releases", &rel1)]);
+    let s4 = repo.snapshot_file(
+        4,
+        &[("root", &first[0].1), ("targets", &t3), ("targets/releases", &rel1)],
+    );
     ok(
         &node.publish(GUN, &[("targets/releases".into(), rel1), ("snapshot".into(), s4)]),
         "delegation publish",
@@ -124,7 +140,11 @@ fn notary_cli_session_replayed_against_seal_node() {
     repo.server_snapshot = Some(PublicKey::from_json(&new_key.body).unwrap());
     let root2 = repo.root_file(2);
     ok(&node.publish(GUN, &[("root".into(), root2)]), "root v2");
-    assert_eq!(node.get(&tuf("snapshot.key")).body, new_key.body, "the root-listed key is served");
+    assert_eq!(
+        node.get(&tuf("snapshot.key")).body,
+        new_key.body,
+        "the root-listed key is served"
+    );
     let view = client_view(&node, now);
     assert_eq!(view.root().unwrap().version, 2);
     assert_eq!(view.snapshot().unwrap().version, 5, "server-generated snapshot");
@@ -197,8 +217,11 @@ fn every_bad_upload_is_refused_and_changes_nothing() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["errors"][0]["detail"]["Name"], "ErrBadTargets");
 
-    // old version: targets v2 again
-    let r = node.publish(GUN, &[("targets".into(), repo.targets_file(2, &[("v1", V1)]))]);
+    // old version: targets v2 again, with a valid new snapshot
+    let root = node.get(&tuf("root.json")).body;
+    let t2 = repo.targets_file(2, &[("v1", V1)]);
+    let s3 = repo.snapshot_file(3, &[("root", &root), ("targets", &t2)]);
+    let r = node.publish(GUN, &[("targets".into(), t2), ("snapshot".into(), s3)]);
     assert_eq!((r.status, r.error_code()), (400, "VERSION".into()), "{}", r.text());
 
     // missing root on a new GUN: Notary's exact body
@@ -232,7 +255,19 @@ fn kill_dash_9_loses_nothing_acknowledged() {
     // More acknowledged writes, then SIGKILL right after the last answer.
     for v in 3..8 {
         let t = repo.targets_file(v, &[("v1", V1), ("n", format!("{v}").as_bytes())]);
-        ok(&node.publish(GUN, &[("targets".into(), t.clone()), ("snapshot".into(), repo.snapshot_file(v, &[("root", &node.get(&tuf("root.json")).body), ("targets", &t)]))]), "publish");
+        ok(
+            &node.publish(
+                GUN,
+                &[
+                    ("targets".into(), t.clone()),
+                    (
+                        "snapshot".into(),
+                        repo.snapshot_file(v, &[("root", &node.get(&tuf("root.json")).body), ("targets", &t)]),
+                    ),
+                ],
+            ),
+            "publish",
+        );
     }
     let before = current(&node);
     let feed_before = node.get("/v2/_trust/changefeed?records=100").body;
@@ -245,7 +280,10 @@ fn kill_dash_9_loses_nothing_acknowledged() {
     // And it keeps accepting writes.
     let t8 = repo.targets_file(8, &[]);
     let s8 = repo.snapshot_file(8, &[("root", &before["root"]), ("targets", &t8)]);
-    ok(&node.publish(GUN, &[("targets".into(), t8), ("snapshot".into(), s8)]), "publish after restart");
+    ok(
+        &node.publish(GUN, &[("targets".into(), t8), ("snapshot".into(), s8)]),
+        "publish after restart",
+    );
 }
 
 #[test]

@@ -13,19 +13,13 @@ use crate::types::StorageError;
 
 /// Encode a value.
 #[allow(clippy::result_large_err)] // openraft's StorageError is what the trait methods return
-pub(crate) fn encode<T: Serialize>(
-    v: &T,
-    subject: ErrorSubject<u64>,
-) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn encode<T: Serialize>(v: &T, subject: ErrorSubject<u64>) -> Result<Vec<u8>, StorageError> {
     postcard::to_allocvec(v).map_err(|e| io_err(subject, ErrorVerb::Write, &e))
 }
 
 /// Decode a value.
 #[allow(clippy::result_large_err)]
-pub(crate) fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    subject: ErrorSubject<u64>,
-) -> Result<T, StorageError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], subject: ErrorSubject<u64>) -> Result<T, StorageError> {
     postcard::from_bytes(bytes).map_err(|e| io_err(subject, ErrorVerb::Read, &e))
 }
 
@@ -41,10 +35,6 @@ pub(crate) fn io_err<E: std::error::Error + 'static>(
 }
 
 /// Map a blocking task's join failure.
-pub(crate) fn join_err(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-    e: &tokio::task::JoinError,
-) -> StorageError {
+pub(crate) fn join_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: &tokio::task::JoinError) -> StorageError {
     io_err(subject, verb, e)
 }

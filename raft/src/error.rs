@@ -90,9 +90,6 @@ pub enum WriteError {
 impl WriteError {
     /// Whether the same write may succeed if retried (later, or on the leader).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            WriteError::ForwardToLeader { .. } | WriteError::Refused { .. }
-        )
+        matches!(self, WriteError::ForwardToLeader { .. } | WriteError::Refused { .. })
     }
 }

@@ -26,10 +26,7 @@ impl LogStore {
     }
 }
 
-fn rerr(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-) -> impl FnOnce(seal_storage::Error) -> StorageError {
+fn rerr(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl FnOnce(seal_storage::Error) -> StorageError {
     move |e| io_err(subject, verb, &e)
 }
 
@@ -136,21 +133,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
         for entry in entries {
-            rows.push((
-                entry.log_id.index,
-                encode(&entry, ErrorSubject::Log(entry.log_id))?,
-            ));
+            rows.push((entry.log_id.index, encode(&entry, ErrorSubject::Log(entry.log_id))?));
         }
         let store = self.store.clone();
         // One batch, written with sync (fsync'd WAL), off the async workers.

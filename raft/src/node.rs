@@ -67,9 +67,7 @@ impl RaftConfig {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| Error::Config {
-            reason: e.to_string(),
-        })
+        .map_err(|e| Error::Config { reason: e.to_string() })
     }
 }
 
@@ -150,12 +148,10 @@ impl SealRaft {
             .map_err(|e| fatal(&e))?;
         if !raft.is_initialized().await.map_err(|e| fatal(&e))? {
             let members = BTreeMap::from([(node_id, BasicNode::new(config.addr.clone()))]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| Error::Initialize {
-                    node_id,
-                    reason: e.to_string(),
-                })?;
+            raft.initialize(members).await.map_err(|e| Error::Initialize {
+                node_id,
+                reason: e.to_string(),
+            })?;
         }
         Ok(SealRaft {
             raft,
@@ -172,15 +168,11 @@ impl SealRaft {
     pub async fn write(&self, command: Command) -> Result<ApplyOutcome, WriteError> {
         match self.raft.client_write(command).await {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::ForwardToLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(WriteError::Refused {
-                reason: e.to_string(),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(WriteError::ForwardToLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
             }),
+            Err(RaftError::APIError(e)) => Err(WriteError::Refused { reason: e.to_string() }),
             Err(RaftError::Fatal(f)) => Err(WriteError::Fatal {
                 node_id: self.node_id,
                 reason: f.to_string(),
@@ -235,21 +227,14 @@ impl SealRaft {
     /// Returns the snapshot's last index.
     pub async fn snapshot(&self, timeout: Duration) -> Result<Option<u64>, Error> {
         let applied = self.metrics().applied_index;
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| Error::Fatal {
-                node_id: self.node_id,
-                reason: e.to_string(),
-            })?;
+        self.raft.trigger().snapshot().await.map_err(|e| Error::Fatal {
+            node_id: self.node_id,
+            reason: e.to_string(),
+        })?;
         let m = self
             .raft
             .wait(Some(timeout))
-            .metrics(
-                move |m| m.snapshot.map(|l| l.index) >= applied,
-                "snapshot built",
-            )
+            .metrics(move |m| m.snapshot.map(|l| l.index) >= applied, "snapshot built")
             .await
             .map_err(|_| Error::Timeout {
                 what: "snapshot",
@@ -263,10 +248,7 @@ impl SealRaft {
     /// directory locked).
     pub async fn shutdown(self) -> Result<(), Error> {
         let SealRaft {
-            raft,
-            store,
-            node_id,
-            ..
+            raft, store, node_id, ..
         } = self;
         raft.shutdown().await.map_err(|e| Error::Fatal {
             node_id,

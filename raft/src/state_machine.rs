@@ -19,9 +19,7 @@ use seal_storage::{Applied, ApplyOutcome, Store};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::codec::{decode, encode, io_err, join_err};
-use crate::types::{
-    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const CURRENT_META: &str = "current.meta";
 const SNAP_EXT: &str = "snap";
@@ -30,10 +28,7 @@ fn snap_err(verb: ErrorVerb) -> impl Fn(std::io::Error) -> StorageError {
     move |e| io_err(ErrorSubject::Snapshot(None), verb, &e)
 }
 
-fn store_err(
-    subject: ErrorSubject<u64>,
-    verb: ErrorVerb,
-) -> impl FnOnce(seal_storage::Error) -> StorageError {
+fn store_err(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl FnOnce(seal_storage::Error) -> StorageError {
     move |e| io_err(subject, verb, &e)
 }
 
@@ -50,10 +45,7 @@ impl Snapshots {
     }
 
     fn current(&self) -> Option<SnapshotMeta> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Make `meta` current unless a newer snapshot already is; persist it and
@@ -91,9 +83,7 @@ impl Snapshots {
     /// At start-up: remove every file except the current snapshot and its metadata
     /// (older snapshots, partial builds, temporary copies).
     fn prune(&self) {
-        let keep = self
-            .current()
-            .map(|m| format!("{}.{SNAP_EXT}", m.snapshot_id));
+        let keep = self.current().map(|m| format!("{}.{SNAP_EXT}", m.snapshot_id));
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -126,9 +116,7 @@ impl StateMachine {
     pub fn new(store: Store, snapshot_dir: &Path) -> Result<StateMachine, std::io::Error> {
         std::fs::create_dir_all(snapshot_dir)?;
         let current = match std::fs::read(snapshot_dir.join(CURRENT_META)) {
-            Ok(bytes) => {
-                Some(postcard::from_bytes::<SnapshotMeta>(&bytes).map_err(std::io::Error::other)?)
-            }
+            Ok(bytes) => Some(postcard::from_bytes::<SnapshotMeta>(&bytes).map_err(std::io::Error::other)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
@@ -179,15 +167,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             None => StoredMembership::default(),
         };
         let snapshot_id = match &last_log_id {
-            Some(l) => format!(
-                "{}-{}-{}-{nanos}",
-                l.leader_id.term, l.leader_id.node_id, l.index
-            ),
+            Some(l) => format!("{}-{}-{}-{nanos}", l.leader_id.term, l.leader_id.node_id, l.index),
             None => format!("0-0-0-{nanos}"),
         };
         let final_path = self.snapshots.file(&snapshot_id);
-        std::fs::rename(tmp_path.as_path(), final_path.as_path())
-            .map_err(snap_err(ErrorVerb::Write))?;
+        std::fs::rename(tmp_path.as_path(), final_path.as_path()).map_err(snap_err(ErrorVerb::Write))?;
         let meta = SnapshotMeta {
             last_log_id,
             last_membership,
@@ -291,11 +275,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let io = |verb| {
-            move |e: std::io::Error| {
-                io_err(ErrorSubject::Snapshot(Some(meta.signature())), verb, &e)
-            }
-        };
+        let io = |verb| move |e: std::io::Error| io_err(ErrorSubject::Snapshot(Some(meta.signature())), verb, &e);
         let mut src = *snapshot;
         src.flush().await.map_err(io(ErrorVerb::Write))?;
         src.seek(std::io::SeekFrom::Start(0))
@@ -304,13 +284,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Keep our own durable copy: it is the current snapshot afterwards and
         // the source of crash recovery while installing.
         let final_path = self.snapshots.file(&meta.snapshot_id);
-        let tmp_path = self
-            .snapshots
-            .dir
-            .join(format!("{}.{SNAP_EXT}.tmp", meta.snapshot_id));
-        let mut dst = tokio::fs::File::create(&tmp_path)
-            .await
-            .map_err(io(ErrorVerb::Write))?;
+        let tmp_path = self.snapshots.dir.join(format!("{}.{SNAP_EXT}.tmp", meta.snapshot_id));
+        let mut dst = tokio::fs::File::create(&tmp_path).await.map_err(io(ErrorVerb::Write))?;
         tokio::io::copy(&mut src, &mut dst)
             .await
             .map_err(io(ErrorVerb::Write))?;

@@ -23,10 +23,8 @@ fn file(role: &str, version: u64) -> MetaFile {
     MetaFile {
         role: role.into(),
         version,
-        bytes: format!(
-            "{{\"signed\":{{\"_type\":\"{role}\",\"version\":{version}}},\"pad\":\"\u{0}\u{ff}\"}}"
-        )
-        .into_bytes(),
+        bytes: format!("{{\"signed\":{{\"_type\":\"{role}\",\"version\":{version}}},\"pad\":\"\u{0}\u{ff}\"}}")
+            .into_bytes(),
     }
 }
 
@@ -52,10 +50,7 @@ async fn writes_survive_shutdown_and_reopen_byte_identical() {
     let node = open(dir.path()).await;
     for v in 1..=3 {
         let expected = if v == 1 { None } else { Some(v - 1) };
-        assert_eq!(
-            node.write(publish("g/a", v, expected)).await,
-            Ok(ApplyOutcome::Applied)
-        );
+        assert_eq!(node.write(publish("g/a", v, expected)).await, Ok(ApplyOutcome::Applied));
     }
     assert_eq!(
         node.write(Command::SetServerKey {
@@ -98,10 +93,7 @@ async fn writes_survive_shutdown_and_reopen_byte_identical() {
     assert!(node.metrics().term >= before.term);
     let m = node.raft().metrics().borrow().membership_config.clone();
     assert_eq!(m.membership().voter_ids().collect::<Vec<_>>(), vec![1]);
-    assert_eq!(
-        node.write(publish("g/a", 4, Some(3))).await,
-        Ok(ApplyOutcome::Applied)
-    );
+    assert_eq!(node.write(publish("g/a", 4, Some(3))).await, Ok(ApplyOutcome::Applied));
     drop(r); // a Reader keeps the database open
     node.shutdown().await.unwrap();
 }
@@ -110,10 +102,7 @@ async fn writes_survive_shutdown_and_reopen_byte_identical() {
 async fn conflict_and_old_version_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    assert_eq!(
-        node.write(publish("g", 1, None)).await,
-        Ok(ApplyOutcome::Applied)
-    );
+    assert_eq!(node.write(publish("g", 1, None)).await, Ok(ApplyOutcome::Applied));
     let versions = node.read().current_versions("g").unwrap();
     let r = node.read();
     let feed = r.changefeed(None, 0, 0).unwrap();
@@ -140,10 +129,7 @@ async fn conflict_and_old_version_change_nothing() {
     assert_eq!(r.current_versions("g").unwrap(), versions);
     assert_eq!(r.changefeed(None, 0, 0).unwrap(), feed);
     assert_eq!(r.due_timestamps(i64::MAX, 10).unwrap(), due);
-    assert_eq!(
-        r.current("g", "targets").unwrap(),
-        Some((1, file("targets", 1).bytes))
-    );
+    assert_eq!(r.current("g", "targets").unwrap(), Some((1, file("targets", 1).bytes)));
     drop(r);
     node.shutdown().await.unwrap();
 }
@@ -157,10 +143,7 @@ async fn snapshot_then_reopen_recovers_from_snapshot_and_log() {
     node.wait_until_leader(WAIT).await.unwrap();
     for v in 1..=5 {
         let expected = if v == 1 { None } else { Some(v - 1) };
-        assert_eq!(
-            node.write(publish("s", v, expected)).await,
-            Ok(ApplyOutcome::Applied)
-        );
+        assert_eq!(node.write(publish("s", v, expected)).await, Ok(ApplyOutcome::Applied));
     }
     let snap_index = node.snapshot(WAIT).await.unwrap();
     assert_eq!(snap_index, node.metrics().applied_index);
@@ -169,10 +152,7 @@ async fn snapshot_then_reopen_recovers_from_snapshot_and_log() {
         .metrics(|m| m.purged.is_some(), "log purged after snapshot")
         .await
         .unwrap();
-    assert_eq!(
-        node.write(publish("s", 6, Some(5))).await,
-        Ok(ApplyOutcome::Applied)
-    );
+    assert_eq!(node.write(publish("s", 6, Some(5))).await, Ok(ApplyOutcome::Applied));
     let digest = node.read().state_digest().unwrap();
     node.shutdown().await.unwrap();
     {
@@ -184,10 +164,7 @@ async fn snapshot_then_reopen_recovers_from_snapshot_and_log() {
 
     let node = SealRaft::open(cfg).await.unwrap();
     node.wait_until_leader(WAIT).await.unwrap();
-    assert_eq!(
-        node.read().current("s", "timestamp").unwrap().map(|c| c.0),
-        Some(6)
-    );
+    assert_eq!(node.read().current("s", "timestamp").unwrap().map(|c| c.0), Some(6));
     assert_eq!(node.read().changefeed(Some("s"), -1, 2).unwrap().len(), 2);
     node.shutdown().await.unwrap();
 }
@@ -232,20 +209,11 @@ async fn snapshot_installed_into_a_fresh_store_has_the_same_digest() {
     }
     let outcomes = src.apply(entries).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == ApplyOutcome::Applied));
-    let built = src
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = src.get_snapshot_builder().await.build_snapshot().await.unwrap();
     assert_eq!(built.meta.last_log_id, Some(log_id(21)));
 
     // Ship it as openraft would: read the leader's file, write into the receiver's.
-    let mut current = src
-        .get_current_snapshot()
-        .await
-        .unwrap()
-        .expect("current snapshot");
+    let mut current = src.get_current_snapshot().await.unwrap().expect("current snapshot");
     let mut bytes = Vec::new();
     current.snapshot.read_to_end(&mut bytes).await.unwrap();
 
@@ -264,13 +232,8 @@ async fn snapshot_installed_into_a_fresh_store_has_the_same_digest() {
     let (applied, membership) = dst.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(21)));
     assert_eq!(membership.log_id(), &Some(log_id(1)));
-    assert_eq!(
-        dst.get_current_snapshot().await.unwrap().unwrap().meta,
-        current.meta
-    );
+    assert_eq!(dst.get_current_snapshot().await.unwrap().unwrap().meta, current.meta);
     // Only the current snapshot file (and its metadata) remain.
-    let files = std::fs::read_dir(dir.path().join("b/snapshots"))
-        .unwrap()
-        .count();
+    let files = std::fs::read_dir(dir.path().join("b/snapshots")).unwrap().count();
     assert_eq!(files, 2);
 }

@@ -8,13 +8,10 @@ use seal_storage::Store;
 struct Builder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
-    async fn build(
-        &self,
-    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("db")).expect("open store");
-        let sm =
-            StateMachine::new(store.clone(), &dir.path().join("snapshots")).expect("state machine");
+        let sm = StateMachine::new(store.clone(), &dir.path().join("snapshots")).expect("state machine");
         Ok((dir, LogStore::new(store), sm))
     }
 }

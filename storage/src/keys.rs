@@ -198,10 +198,7 @@ mod tests {
             Some("2026-11-21T23:54:56.210447549Z")
         );
         assert_eq!(rfc3339_nanos(0).as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(
-            rfc3339_nanos(1_500_000_000).as_deref(),
-            Some("1970-01-01T00:00:01.5Z")
-        );
+        assert_eq!(rfc3339_nanos(1_500_000_000).as_deref(), Some("1970-01-01T00:00:01.5Z"));
     }
 
     #[test]

@@ -21,9 +21,7 @@ pub mod keys;
 pub mod snapshot;
 mod store;
 
-pub use command::{
-    ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys,
-};
+pub use command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
 pub use error::{Error, Result};
 pub use keys::rfc3339_nanos;
 pub use snapshot::{verify_snapshot, SnapshotInfo};

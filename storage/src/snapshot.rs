@@ -23,9 +23,7 @@ use rocksdb::{IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use crate::error::{rocks, Error, Result};
-use crate::keys::{
-    CF_RAFT_META, CF_SM_META, RM_INSTALLING, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP,
-};
+use crate::keys::{CF_RAFT_META, CF_SM_META, RM_INSTALLING, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
 use crate::store::Store;
 
 const MAGIC: &[u8; 9] = b"SEALSNAP1";
@@ -168,10 +166,7 @@ impl SnapReader {
     fn finish(mut self) -> Result<(String, u64)> {
         let computed = std::mem::take(&mut self.r.hasher).finalize();
         let mut trailer = [0u8; 32];
-        self.r
-            .inner
-            .read_exact(&mut trailer)
-            .map_err(|e| self.io(e))?;
+        self.r.inner.read_exact(&mut trailer).map_err(|e| self.io(e))?;
         if trailer[..] != computed[..] {
             return Err(self.invalid("checksum mismatch"));
         }
@@ -232,9 +227,7 @@ fn sync_parent(path: &Path) -> Result<()> {
         } else {
             dir
         };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_at(dir))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))?;
     }
     Ok(())
 }
@@ -324,11 +317,7 @@ impl Store {
         })?;
         let _guard = self.inner.lock();
         let mut marker = WriteBatch::default();
-        marker.put_cf(
-            self.inner.cf(CF_RAFT_META)?,
-            RM_INSTALLING,
-            path_str.as_bytes(),
-        );
+        marker.put_cf(self.inner.cf(CF_RAFT_META)?, RM_INSTALLING, path_str.as_bytes());
         self.inner.write(marker, true)?;
         self.refill_from(path)?;
         Ok(info)

@@ -4,14 +4,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rocksdb::{
-    ColumnFamily, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamily, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use sha2::{Digest, Sha256};
 
-use crate::command::{
-    ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys,
-};
+use crate::command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
 use crate::error::{rocks, Error, Result};
 use crate::keys::*;
 
@@ -55,17 +51,13 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {
-        self.db
-            .cf_handle(name)
-            .ok_or(Error::MissingColumnFamily { cf: name })
+        self.db.cf_handle(name).ok_or(Error::MissingColumnFamily { cf: name })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
         // A poisoned lock only means another writer panicked; the database
         // itself is consistent because every write is one batch.
-        self.write_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -112,17 +104,13 @@ pub struct Reader {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.inner.path)
-            .finish()
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
     }
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("path", &self.inner.path)
-            .finish()
+        f.debug_struct("Reader").field("path", &self.inner.path).finish()
     }
 }
 
@@ -337,9 +325,7 @@ impl Store {
                 *at_unix_nanos,
                 true,
             )?,
-            Command::DeleteGun { gun, at_unix_nanos } => {
-                self.apply_delete(&mut batch, gun, *at_unix_nanos)?
-            }
+            Command::DeleteGun { gun, at_unix_nanos } => self.apply_delete(&mut batch, gun, *at_unix_nanos)?,
             Command::SetServerKey {
                 gun,
                 role,
@@ -378,11 +364,7 @@ impl Store {
             reason: e.to_string(),
         })?;
         batch.put_cf(self.inner.cf(CF_CHANGEFEED)?, id.to_be_bytes(), bytes);
-        batch.put_cf(
-            self.inner.cf(CF_CHANGEFEED_GUN)?,
-            change_gun_key(&record.gun, id),
-            b"",
-        );
+        batch.put_cf(self.inner.cf(CF_CHANGEFEED_GUN)?, change_gun_key(&record.gun, id), b"");
         batch.put_cf(self.inner.cf(CF_SM_META)?, SM_CHANGE_SEQ, id.to_be_bytes());
         Ok(())
     }
@@ -519,9 +501,7 @@ impl Store {
     /// successful no-op apart from removing any server keys minted for it.
     fn apply_delete(&self, batch: &mut WriteBatch, gun: &str, at: i64) -> Result<ApplyOutcome> {
         if let Err(e) = check_name("gun", gun) {
-            return Ok(ApplyOutcome::Rejected {
-                reason: e.to_string(),
-            });
+            return Ok(ApplyOutcome::Rejected { reason: e.to_string() });
         }
         let Some(created_at) = rfc3339_nanos(at) else {
             return Ok(ApplyOutcome::Rejected {
@@ -563,9 +543,7 @@ impl Store {
         pending: bool,
     ) -> Result<ApplyOutcome> {
         if let Err(e) = check_name("gun", gun).and_then(|()| check_name("role", role)) {
-            return Ok(ApplyOutcome::Rejected {
-                reason: e.to_string(),
-            });
+            return Ok(ApplyOutcome::Rejected { reason: e.to_string() });
         }
         if key_id.is_empty() {
             return Ok(ApplyOutcome::Rejected {
@@ -611,10 +589,7 @@ impl Reader {
         };
         let version = be_u64(CF_CURRENT, &key, &v)?;
         let mkey = meta_key(gun, role, version);
-        match snap
-            .get_cf(self.inner.cf(CF_META)?, &mkey)
-            .map_err(rocks("get meta"))?
-        {
+        match snap.get_cf(self.inner.cf(CF_META)?, &mkey).map_err(rocks("get meta"))? {
             Some(bytes) => Ok(Some((version, bytes))),
             None => Err(Error::Corrupt {
                 cf: CF_META,
@@ -625,12 +600,7 @@ impl Reader {
     }
 
     /// Version and bytes of the (gun, role) file whose sha256 is `sha256_hex` (lower-case hex).
-    pub fn by_checksum(
-        &self,
-        gun: &str,
-        role: &str,
-        sha256_hex: &str,
-    ) -> Result<Option<(u64, Vec<u8>)>> {
+    pub fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<(u64, Vec<u8>)>> {
         check_name("gun", gun)?;
         check_name("role", role)?;
         let snap = self.inner.db.snapshot();
@@ -669,12 +639,11 @@ impl Reader {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let role =
-                String::from_utf8(k[prefix.len()..].to_vec()).map_err(|e| Error::Corrupt {
-                    cf: CF_CURRENT,
-                    key_hex: hex::encode(&k[..]),
-                    reason: e.to_string(),
-                })?;
+            let role = String::from_utf8(k[prefix.len()..].to_vec()).map_err(|e| Error::Corrupt {
+                cf: CF_CURRENT,
+                key_hex: hex::encode(&k[..]),
+                reason: e.to_string(),
+            })?;
             out.push((role, be_u64(CF_CURRENT, &k, &v)?));
         }
         Ok(out)
@@ -704,12 +673,7 @@ impl Reader {
     /// (no bound when `change_id <= 0`, so `-1` means "from the end"); like
     /// Notary, this page is then returned in ascending ID order. `gun` filters
     /// by collection through a per-GUN index.
-    pub fn changefeed(
-        &self,
-        gun: Option<&str>,
-        change_id: i64,
-        records: i64,
-    ) -> Result<Vec<ChangeRecord>> {
+    pub fn changefeed(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<ChangeRecord>> {
         if let Some(g) = gun {
             check_name("gun", g)?;
         }
@@ -747,9 +711,7 @@ impl Reader {
                 k
             };
             if change_id != 1 {
-                for item in
-                    snap.iterator_cf(index_cf, IteratorMode::From(&start, Direction::Reverse))
-                {
+                for item in snap.iterator_cf(index_cf, IteratorMode::From(&start, Direction::Reverse)) {
                     let (k, _) = item.map_err(rocks("iterate changefeed"))?;
                     if !k.starts_with(&prefix) || ids.len() >= limit {
                         break;
@@ -792,11 +754,7 @@ impl Reader {
     /// GUNs whose current timestamp expires at or before `before_unix_nanos`,
     /// soonest first, at most `limit`. Cost is proportional to the result, not to
     /// the number of GUNs (index scan).
-    pub fn due_timestamps(
-        &self,
-        before_unix_nanos: i64,
-        limit: usize,
-    ) -> Result<Vec<(String, i64)>> {
+    pub fn due_timestamps(&self, before_unix_nanos: i64, limit: usize) -> Result<Vec<(String, i64)>> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
@@ -837,13 +795,11 @@ impl Reader {
         let key = gun_role(gun, role);
         match self.inner.get(CF_SERVER_KEYS, &key)? {
             None => Ok(None),
-            Some(v) => postcard::from_bytes(&v)
-                .map(Some)
-                .map_err(|e| Error::Corrupt {
-                    cf: CF_SERVER_KEYS,
-                    key_hex: hex::encode(key.as_slice()),
-                    reason: e.to_string(),
-                }),
+            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|e| Error::Corrupt {
+                cf: CF_SERVER_KEYS,
+                key_hex: hex::encode(key.as_slice()),
+                reason: e.to_string(),
+            }),
         }
     }
 

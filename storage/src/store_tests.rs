@@ -75,8 +75,7 @@ fn publish_writes_meta_checksum_current_changefeed_and_expiry() {
         Some((1, ts.bytes.clone()))
     );
     assert_eq!(
-        r.by_checksum("example.com/app", "timestamp", &sha(&ts.bytes))
-            .unwrap(),
+        r.by_checksum("example.com/app", "timestamp", &sha(&ts.bytes)).unwrap(),
         Some((1, ts.bytes.clone()))
     );
     assert_eq!(
@@ -112,10 +111,7 @@ fn publish_writes_meta_checksum_current_changefeed_and_expiry() {
             sha(&ts.bytes)
         )
     );
-    assert_eq!(
-        r.timestamp_expiry("example.com/app").unwrap(),
-        Some(T0 + 14 * DAY)
-    );
+    assert_eq!(r.timestamp_expiry("example.com/app").unwrap(), Some(T0 + 14 * DAY));
     assert_eq!(store.applied_state().unwrap(), (Some(marker(1)), None));
 }
 
@@ -318,10 +314,7 @@ fn refresh_moves_the_expiry_index_and_due_scan_is_ordered() {
     );
     assert_eq!(
         r.due_timestamps(T0 + 30 * DAY, 10).unwrap(),
-        vec![
-            ("b".to_string(), T0 + 7 * DAY),
-            ("a".to_string(), T0 + 14 * DAY)
-        ]
+        vec![("b".to_string(), T0 + 7 * DAY), ("a".to_string(), T0 + 14 * DAY)]
     );
     assert_eq!(r.due_timestamps(T0 + 30 * DAY, 1).unwrap().len(), 1);
 
@@ -335,18 +328,12 @@ fn refresh_moves_the_expiry_index_and_due_scan_is_ordered() {
     assert_eq!(apply(&store, 3, &refresh), ApplyOutcome::Applied);
     assert_eq!(
         r.due_timestamps(T0 + 30 * DAY, 10).unwrap(),
-        vec![
-            ("a".to_string(), T0 + 14 * DAY),
-            ("b".to_string(), T0 + 21 * DAY)
-        ]
+        vec![("a".to_string(), T0 + 14 * DAY), ("b".to_string(), T0 + 21 * DAY)]
     );
     assert_eq!(r.timestamp_expiry("b").unwrap(), Some(T0 + 21 * DAY));
     assert_eq!(r.current("b", "snapshot").unwrap().map(|c| c.0), Some(3));
     // A refresh racing with a publish loses cleanly.
-    assert!(matches!(
-        apply(&store, 4, &refresh),
-        ApplyOutcome::Conflict { .. }
-    ));
+    assert!(matches!(apply(&store, 4, &refresh), ApplyOutcome::Conflict { .. }));
 }
 
 #[test]
@@ -426,33 +413,18 @@ fn changefeed_has_notary_paging_semantics() {
     // ids: 1 a, 2 b, 3..6 a
     let ids = |recs: Vec<ChangeRecord>| recs.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let r = store.reader();
-    assert_eq!(
-        ids(r.changefeed(None, 0, 0).unwrap()),
-        ["1", "2", "3", "4", "5", "6"]
-    );
+    assert_eq!(ids(r.changefeed(None, 0, 0).unwrap()), ["1", "2", "3", "4", "5", "6"]);
     assert_eq!(ids(r.changefeed(None, 2, 2).unwrap()), ["3", "4"]);
-    assert_eq!(
-        ids(r.changefeed(None, 6, 10).unwrap()),
-        Vec::<String>::new()
-    );
+    assert_eq!(ids(r.changefeed(None, 6, 10).unwrap()), Vec::<String>::new());
     assert_eq!(ids(r.changefeed(None, -1, 2).unwrap()), ["5", "6"]);
     assert_eq!(ids(r.changefeed(None, 0, -2).unwrap()), ["5", "6"]);
     assert_eq!(ids(r.changefeed(None, 4, -2).unwrap()), ["2", "3"]);
-    assert_eq!(
-        ids(r.changefeed(None, 1, -2).unwrap()),
-        Vec::<String>::new()
-    );
+    assert_eq!(ids(r.changefeed(None, 1, -2).unwrap()), Vec::<String>::new());
     assert_eq!(ids(r.changefeed(Some("b"), 0, 0).unwrap()), ["2"]);
     assert_eq!(ids(r.changefeed(Some("a"), 1, 2).unwrap()), ["3", "4"]);
-    assert_eq!(
-        ids(r.changefeed(Some("a"), -1, 3).unwrap()),
-        ["4", "5", "6"]
-    );
+    assert_eq!(ids(r.changefeed(Some("a"), -1, 3).unwrap()), ["4", "5", "6"]);
     assert_eq!(ids(r.changefeed(Some("a"), 4, -10).unwrap()), ["1", "3"]);
-    assert_eq!(
-        ids(r.changefeed(Some("nobody"), 0, 0).unwrap()),
-        Vec::<String>::new()
-    );
+    assert_eq!(ids(r.changefeed(Some("nobody"), 0, 0).unwrap()), Vec::<String>::new());
 }
 
 #[test]
@@ -488,39 +460,26 @@ fn state_survives_reopen() {
         let store = Store::open(&path).unwrap();
         apply(&store, 1, &first_publish("g"));
         store.log_append([(1, b"e1".to_vec())]).unwrap();
-        store
-            .raft_meta_put(RaftMetaKey::Vote, b"vote", true)
-            .unwrap();
+        store.raft_meta_put(RaftMetaKey::Vote, b"vote", true).unwrap();
         store.reader().state_digest().unwrap()
     };
     let store = Store::open(path.as_path()).unwrap();
     assert_eq!(store.reader().state_digest().unwrap(), digest);
     assert_eq!(store.log_last().unwrap(), Some((1, b"e1".to_vec())));
-    assert_eq!(
-        store.raft_meta_get(RaftMetaKey::Vote).unwrap(),
-        Some(b"vote".to_vec())
-    );
+    assert_eq!(store.raft_meta_get(RaftMetaKey::Vote).unwrap(), Some(b"vote".to_vec()));
 }
 
 #[test]
 fn raft_log_append_read_truncate_purge() {
     let (_d, store) = open();
     assert_eq!(store.log_last().unwrap(), None);
-    store
-        .log_append((1..=10u64).map(|i| (i, vec![i as u8])))
-        .unwrap();
-    assert_eq!(
-        store.log_entries(3, Some(5)).unwrap(),
-        vec![(3, vec![3]), (4, vec![4])]
-    );
+    store.log_append((1..=10u64).map(|i| (i, vec![i as u8]))).unwrap();
+    assert_eq!(store.log_entries(3, Some(5)).unwrap(), vec![(3, vec![3]), (4, vec![4])]);
     assert_eq!(store.log_entries(9, None).unwrap().len(), 2);
     store.log_truncate(8).unwrap();
     assert_eq!(store.log_last().unwrap(), Some((7, vec![7])));
     store.log_purge(3, b"p3").unwrap();
-    assert_eq!(
-        store.log_entries(0, None).unwrap().first(),
-        Some(&(4, vec![4]))
-    );
+    assert_eq!(store.log_entries(0, None).unwrap().first(), Some(&(4, vec![4])));
     assert_eq!(store.log_last_purged().unwrap(), Some(b"p3".to_vec()));
     store.log_purge(7, b"p7").unwrap();
     assert_eq!(store.log_last().unwrap(), None);
@@ -570,15 +529,9 @@ fn corrupt_snapshot_is_refused_before_touching_state() {
     let dst = Store::open(dir.path().join("dst")).unwrap();
     apply(&dst, 1, &first_publish("keep"));
     let before = dst.reader().state_digest().unwrap();
-    assert!(matches!(
-        dst.install_snapshot(&bad),
-        Err(Error::InvalidSnapshot { .. })
-    ));
+    assert!(matches!(dst.install_snapshot(&bad), Err(Error::InvalidSnapshot { .. })));
     std::fs::write(&bad, &bytes[..bytes.len() - 40]).unwrap();
-    assert!(matches!(
-        dst.install_snapshot(&bad),
-        Err(Error::InvalidSnapshot { .. })
-    ));
+    assert!(matches!(dst.install_snapshot(&bad), Err(Error::InvalidSnapshot { .. })));
     assert_eq!(dst.reader().state_digest().unwrap(), before);
 }
 

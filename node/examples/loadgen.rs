@@ -1,0 +1,127 @@
+//! Load tool for the node benchmarks (docs/benchmarks.md).
+//!
+//! * `loadgen seed <addr> <gun>` publishes a collection (root, targets with
+//!   20 targets, snapshot; the server's timestamp) and prints the paths to
+//!   read: `timestamp.json`, `targets.json` and the checksum-named snapshot.
+//! * `loadgen publish <addr> <guns> <threads> <seconds>` seeds `guns`
+//!   collections, then publishes new targets+snapshot versions to them from
+//!   `threads` threads for `seconds`, and prints publishes/s and latency
+//!   percentiles. Each publish is a new HTTP connection, as Notary's CLI does.
+
+#[path = "../tests/common/http.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use seal_tuf::testing::TestRepo;
+use seal_tuf::PublicKey;
+use time::OffsetDateTime;
+
+fn seed(addr: &str, gun: &str) -> TestRepo {
+    let key = common::request(addr, "GET", &format!("/v2/{gun}/_trust/tuf/timestamp.key"), &[], &[]);
+    assert_eq!(key.status, 200, "timestamp.key: {}", key.text());
+    let mut repo = TestRepo::new(gun, OffsetDateTime::now_utc());
+    repo.server_timestamp = Some(PublicKey::from_json(&key.body).expect("key"));
+    let contents: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("v{i}.0.0"), format!("release {i}").into_bytes()))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = contents.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let (ct, body) = common::multipart(&repo.first_publish(&refs));
+    let r = common::request(
+        addr,
+        "POST",
+        &format!("/v2/{gun}/_trust/tuf/"),
+        &[("Content-Type", &ct)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "publish: {}", r.text());
+    repo
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("seed") => {
+            let (addr, gun) = (&args[2], &args[3]);
+            seed(addr, gun);
+            let ts = common::request(addr, "GET", &format!("/v2/{gun}/_trust/tuf/timestamp.json"), &[], &[]);
+            let f = seal_tuf::SignedFile::parse("timestamp", ts.body).expect("timestamp");
+            let t = seal_tuf::Timestamp::from_signed(f.signed()).expect("timestamp");
+            let sum = t.snapshot_meta().and_then(|m| m.sha256_hex()).expect("snapshot sum");
+            println!("/v2/{gun}/_trust/tuf/timestamp.json");
+            println!("/v2/{gun}/_trust/tuf/targets.json");
+            println!("/v2/{gun}/_trust/tuf/snapshot.{sum}.json");
+        }
+        Some("publish") => {
+            let addr = args[2].clone();
+            let guns: usize = args[3].parse().expect("guns");
+            let threads: usize = args[4].parse().expect("threads");
+            let secs: u64 = args[5].parse().expect("seconds");
+            let prefix = format!("bench.example.com/{}", std::process::id());
+            let repos: Vec<Arc<Mutex<(TestRepo, u64, Vec<u8>)>>> = (0..guns)
+                .map(|i| {
+                    let gun = format!("{prefix}/g{i}");
+                    let repo = seed(&addr, &gun);
+                    let root = common::request(&addr, "GET", &format!("/v2/{gun}/_trust/tuf/root.json"), &[], &[]).body;
+                    Arc::new(Mutex::new((repo, 2u64, root)))
+                })
+                .collect();
+            let repos = Arc::new(repos);
+            let next = Arc::new(AtomicU64::new(0));
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (repos, next, addr) = (repos.clone(), next.clone(), addr.clone());
+                    std::thread::spawn(move || {
+                        let mut lat = Vec::new();
+                        while Instant::now() < deadline {
+                            let i = next.fetch_add(1, Ordering::Relaxed) as usize % repos.len();
+                            // One publish at a time per GUN: versions are per collection.
+                            let mut g = repos[i].lock().expect("lock");
+                            let version = g.1 + 1;
+                            let t = g.0.targets_file(version, &[("v", format!("{version}").as_bytes())]);
+                            let s = g.0.snapshot_file(version, &[("root", &g.2), ("targets", &t)]);
+                            let (ct, body) = common::multipart(&[("targets".into(), t), ("snapshot".into(), s)]);
+                            let path = format!("/v2/{}/_trust/tuf/", g.0.gun);
+                            let start = Instant::now();
+                            let r = common::request(&addr, "POST", &path, &[("Content-Type", &ct)], &body);
+                            lat.push(start.elapsed());
+                            assert_eq!(r.status, 200, "publish: {}", r.text());
+                            g.1 = version;
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let started = Instant::now();
+            let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().expect("thread")).collect();
+            let elapsed = started.elapsed().as_secs_f64();
+            all.sort();
+            println!(
+                "publishes: {} in {:.1} s = {:.1}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} GUNs, {} threads)",
+                all.len(),
+                elapsed,
+                all.len() as f64 / elapsed,
+                percentile(&all, 0.50).as_secs_f64() * 1e3,
+                percentile(&all, 0.99).as_secs_f64() * 1e3,
+                all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+                guns,
+                threads
+            );
+        }
+        _ => {
+            eprintln!("usage: loadgen seed <addr> <gun> | loadgen publish <addr> <guns> <threads> <seconds>");
+            std::process::exit(2);
+        }
+    }
+}
