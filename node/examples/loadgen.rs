@@ -40,6 +40,13 @@ fn seed(addr: &str, gun: &str) -> TestRepo {
     repo
 }
 
+/// One benchmarked collection: its keys, current targets version, root bytes.
+struct Collection {
+    repo: TestRepo,
+    version: u64,
+    root: Vec<u8>,
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -68,12 +75,12 @@ fn main() {
             let threads: usize = args[4].parse().expect("threads");
             let secs: u64 = args[5].parse().expect("seconds");
             let prefix = format!("bench.example.com/{}", std::process::id());
-            let repos: Vec<Arc<Mutex<(TestRepo, u64, Vec<u8>)>>> = (0..guns)
+            let repos: Vec<Arc<Mutex<Collection>>> = (0..guns)
                 .map(|i| {
                     let gun = format!("{prefix}/g{i}");
                     let repo = seed(&addr, &gun);
                     let root = common::request(&addr, "GET", &format!("/v2/{gun}/_trust/tuf/root.json"), &[], &[]).body;
-                    Arc::new(Mutex::new((repo, 2u64, root)))
+                    Arc::new(Mutex::new(Collection { repo, version: 2, root }))
                 })
                 .collect();
             let repos = Arc::new(repos);
@@ -88,16 +95,16 @@ fn main() {
                             let i = next.fetch_add(1, Ordering::Relaxed) as usize % repos.len();
                             // One publish at a time per GUN: versions are per collection.
                             let mut g = repos[i].lock().expect("lock");
-                            let version = g.1 + 1;
-                            let t = g.0.targets_file(version, &[("v", format!("{version}").as_bytes())]);
-                            let s = g.0.snapshot_file(version, &[("root", &g.2), ("targets", &t)]);
+                            let version = g.version + 1;
+                            let t = g.repo.targets_file(version, &[("v", format!("{version}").as_bytes())]);
+                            let s = g.repo.snapshot_file(version, &[("root", &g.root), ("targets", &t)]);
                             let (ct, body) = common::multipart(&[("targets".into(), t), ("snapshot".into(), s)]);
-                            let path = format!("/v2/{}/_trust/tuf/", g.0.gun);
+                            let path = format!("/v2/{}/_trust/tuf/", g.repo.gun);
                             let start = Instant::now();
                             let r = common::request(&addr, "POST", &path, &[("Content-Type", &ct)], &body);
                             lat.push(start.elapsed());
                             assert_eq!(r.status, 200, "publish: {}", r.text());
-                            g.1 = version;
+                            g.version = version;
                         }
                         lat
                     })

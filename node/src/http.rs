@@ -498,24 +498,7 @@ pub fn parse_changefeed_query(gun: Option<String>, query: Option<&str>) -> Resul
 
 /// Go's RFC 3339 with nanoseconds, trailing zeros trimmed (`time.RFC3339Nano`).
 pub fn rfc3339_nano(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
+    seal_tuf::time::format_rfc3339_nano(t)
 }
 
 /// The changefeed body: `{"count":N,"records":[…]}` as Notary writes it.

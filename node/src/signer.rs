@@ -638,7 +638,10 @@ mod tests {
                 ecdsa_seen += 1;
                 let der = B64.decode(public).unwrap();
                 let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&der).unwrap();
-                assert_eq!(vk.to_public_key_der().unwrap().as_bytes(), &der[..]);
+                assert_eq!(
+                    p256::pkcs8::EncodePublicKey::to_public_key_der(&vk).unwrap().as_bytes(),
+                    &der[..]
+                );
             }
         }
         assert!(ecdsa_seen > 0);

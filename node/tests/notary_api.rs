@@ -319,3 +319,70 @@ fn timestamps_are_refreshed_before_they_expire() {
     // Every refreshed timestamp verifies as a client sees it.
     client_view(&node, OffsetDateTime::now_utc());
 }
+
+/// `serve` with `server.tls_cert_file`/`tls_key_file`: the API over HTTPS
+/// (rustls), checked by a rustls client that trusts only the test CA.
+#[test]
+fn serves_https_with_the_configured_certificate() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("node.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("node.key"), key.serialize_pem()).unwrap();
+    let config = serde_json::json!({
+        "server": {"tls_cert_file": "node.crt", "tls_key_file": "node.key"},
+        "storage": {"backend": "rocksdb"},
+        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+    });
+    // Readiness is probed over plain HTTP by the launcher; probe TLS here instead.
+    let node = common::Node::serve_unprobed(dir.path(), config);
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let get = |path: &str| -> std::io::Result<String> {
+        let tcp = std::net::TcpStream::connect(&node.addr)?;
+        let conn = rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap())
+            .map_err(std::io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        match tls.read_to_string(&mut out) {
+            Ok(_) => Ok(out),
+            // Some servers close without close_notify; what was read is the answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => Ok(out),
+            Err(e) => Err(e),
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = loop {
+        match get("/v2/") {
+            Ok(a) => break a,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("no HTTPS answer: {e}"),
+        }
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("{}"), "{answer}");
+    let missing = get(&tuf("root.json")).unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    // Plain HTTP to the TLS port gets no API answer.
+    assert!(common::try_request(&node.addr, "GET", "/v2/", &[], &[]).map_or(true, |r| r.status != 200));
+}

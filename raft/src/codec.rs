@@ -12,13 +12,11 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::types::StorageError;
 
 /// Encode a value.
-#[allow(clippy::result_large_err)] // openraft's StorageError is what the trait methods return
 pub(crate) fn encode<T: Serialize>(v: &T, subject: ErrorSubject<u64>) -> Result<Vec<u8>, StorageError> {
     postcard::to_allocvec(v).map_err(|e| io_err(subject, ErrorVerb::Write, &e))
 }
 
 /// Decode a value.
-#[allow(clippy::result_large_err)]
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], subject: ErrorSubject<u64>) -> Result<T, StorageError> {
     postcard::from_bytes(bytes).map_err(|e| io_err(subject, ErrorVerb::Read, &e))
 }

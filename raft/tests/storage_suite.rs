@@ -17,6 +17,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // the suite's own error type
 fn openraft_storage_suite() -> Result<(), StorageError<u64>> {
     Suite::test_all(Builder)
 }

@@ -159,23 +159,7 @@ pub fn rfc3339_nanos(unix_nanos: i64) -> Option<String> {
     if !(0..=9999).contains(&t.year()) {
         return None;
     }
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    Some(s)
+    Some(seal_tuf::time::format_rfc3339_nano(t))
 }
 
 #[cfg(test)]

@@ -87,6 +87,9 @@ impl Inner {
     }
 }
 
+/// Serialized last applied log id and last membership, each absent until first recorded.
+pub type AppliedState = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The database: one RocksDB directory with the column families listed in [`crate::keys`].
 ///
 /// Cloning is cheap (shared handle). Writes to the state machine are serialised
@@ -259,7 +262,7 @@ impl Store {
     // ----------------------------------------------------------- state machine
 
     /// Serialized (last applied log id, last membership) recorded by the latest apply.
-    pub fn applied_state(&self) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    pub fn applied_state(&self) -> Result<AppliedState> {
         Ok((
             self.inner.get(CF_SM_META, SM_LAST_APPLIED)?,
             self.inner.get(CF_SM_META, SM_MEMBERSHIP)?,

@@ -54,15 +54,39 @@ impl Node {
         Node::spawn(args, addr, data_dir)
     }
 
-    fn spawn(args: Vec<String>, addr: String, data_dir: &Path) -> Node {
-        let child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-            .args(&args)
+    /// Like [`Node::serve`] but without the plain-HTTP readiness probe (for TLS).
+    pub fn serve_unprobed(data_dir: &Path, mut json: serde_json::Value) -> Node {
+        let addr = format!("127.0.0.1:{}", free_port());
+        json["server"]["http_addr"] = serde_json::Value::String(addr.clone());
+        json["storage"]["data_dir"] = serde_json::Value::String(data_dir.join("data").to_string_lossy().into_owned());
+        let config = data_dir.join("config.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+        let args = vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.to_string_lossy().into_owned(),
+        ];
+        let child = Node::command(&args).spawn().expect("start seal-node");
+        Node {
+            child,
+            addr,
+            data_dir: data_dir.to_owned(),
+            args,
+        }
+    }
+
+    fn command(args: &[String]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seal-node"));
+        c.args(args)
             .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
             .env("SEAL_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start seal-node");
+            .stderr(Stdio::inherit());
+        c
+    }
+
+    fn spawn(args: Vec<String>, addr: String, data_dir: &Path) -> Node {
+        let child = Node::command(&args).spawn().expect("start seal-node");
         let mut node = Node {
             child,
             addr,
@@ -97,15 +121,7 @@ impl Node {
 
     /// Starts the same command again (same address and data).
     pub fn restart(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-            .args(&self.args)
-            .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
-            .env("SEAL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("restart seal-node");
-        self.child = child;
+        self.child = Node::command(&self.args).spawn().expect("restart seal-node");
         self.wait_ready();
     }
 
