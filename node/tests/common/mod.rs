@@ -11,6 +11,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Writes `json` as the node's config with a free port and a data dir
+/// under `data_dir`; returns the `serve` arguments and the address.
+fn write_config(data_dir: &Path, mut json: serde_json::Value) -> (Vec<String>, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    json["server"]["http_addr"] = serde_json::Value::String(addr.clone());
+    json["storage"]["data_dir"] = serde_json::Value::String(data_dir.join("data").to_string_lossy().into_owned());
+    std::fs::create_dir_all(data_dir).unwrap();
+    let config = data_dir.join("config.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let args = vec![
+        "serve".to_owned(),
+        "--config".to_owned(),
+        config.to_string_lossy().into_owned(),
+    ];
+    (args, addr)
+}
+
 /// A running `seal-node` process.
 pub struct Node {
     pub child: Child,
@@ -39,33 +56,14 @@ impl Node {
 
     /// `seal-node serve --config <file>` with a config written from `json`
     /// (its `server.http_addr` is set to a free port).
-    pub fn serve(data_dir: &Path, mut json: serde_json::Value) -> Node {
-        let addr = format!("127.0.0.1:{}", free_port());
-        json["server"]["http_addr"] = serde_json::Value::String(addr.clone());
-        json["storage"]["data_dir"] = serde_json::Value::String(data_dir.join("data").to_string_lossy().into_owned());
-        std::fs::create_dir_all(data_dir).unwrap();
-        let config = data_dir.join("config.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
-        let args = vec![
-            "serve".to_owned(),
-            "--config".to_owned(),
-            config.to_string_lossy().into_owned(),
-        ];
+    pub fn serve(data_dir: &Path, json: serde_json::Value) -> Node {
+        let (args, addr) = write_config(data_dir, json);
         Node::spawn(args, addr, data_dir)
     }
 
     /// Like [`Node::serve`] but without the plain-HTTP readiness probe (for TLS).
-    pub fn serve_unprobed(data_dir: &Path, mut json: serde_json::Value) -> Node {
-        let addr = format!("127.0.0.1:{}", free_port());
-        json["server"]["http_addr"] = serde_json::Value::String(addr.clone());
-        json["storage"]["data_dir"] = serde_json::Value::String(data_dir.join("data").to_string_lossy().into_owned());
-        let config = data_dir.join("config.json");
-        std::fs::write(&config, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
-        let args = vec![
-            "serve".to_owned(),
-            "--config".to_owned(),
-            config.to_string_lossy().into_owned(),
-        ];
+    pub fn serve_unprobed(data_dir: &Path, json: serde_json::Value) -> Node {
+        let (args, addr) = write_config(data_dir, json);
         let child = Node::command(&args).spawn().expect("start seal-node");
         Node {
             child,
