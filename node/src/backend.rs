@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use seal_raft::{SealRaft, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use seal_tuf::metadata::{Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TIMESTAMP};
-use seal_tuf::update::{validate_update, ServerKeys, SnapshotPlan, StoredFiles};
+use seal_tuf::update::{server_held, validate_update, ServerKeys, SnapshotPlan, StoredFiles};
 use seal_tuf::{PublicKey, Signature as TufSignature, UpdateError};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
@@ -322,24 +322,13 @@ impl RaftBackend {
         let prev_ts = Timestamp::from_signed(parse(TIMESTAMP, ts_bytes)?.signed()).map_err(Self::storage_error)?;
         let snap = Snapshot::from_signed(parse(SNAPSHOT, snap_bytes)?.signed()).map_err(Self::storage_error)?;
         let keys = self.server_keys(gun)?;
-        let held = |role: &str, held: &[PublicKey]| -> Vec<String> {
-            root.role(role)
-                .map(|r| {
-                    r.keyids
-                        .iter()
-                        .filter(|id| held.iter().any(|k| k.id() == id.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let ts_keys = held(TIMESTAMP, &keys.timestamp);
+        let ts_keys = server_held(&root, TIMESTAMP, &keys.timestamp);
         if ts_keys.is_empty() {
             return Err(ApiError::NoCryptoService);
         }
         let mut files = Vec::new();
         let mut snapshot_bytes = snap_bytes.clone();
-        let snap_keys = held(SNAPSHOT, &keys.snapshot);
+        let snap_keys = server_held(&root, SNAPSHOT, &keys.snapshot);
         if !snap_keys.is_empty() && snap.expires - now <= self.lifetimes.refresh_margin {
             let next = seal_tuf::generate::next_snapshot(Some(&snap), &[], now, self.lifetimes.snapshot)
                 .map_err(|e| ApiError::Updating { reason: e.to_string() })?;

@@ -42,20 +42,8 @@ pub const SM_CFS: [&str; 9] = [
     CF_SERVER_KEYS,
 ];
 
-/// Every column family of the database.
-pub const ALL_CFS: [&str; 11] = [
-    CF_RAFT_LOG,
-    CF_RAFT_META,
-    CF_SM_META,
-    CF_META,
-    CF_CHECKSUM,
-    CF_CURRENT,
-    CF_CHANGEFEED,
-    CF_CHANGEFEED_GUN,
-    CF_EXPIRY,
-    CF_GUN_EXPIRY,
-    CF_SERVER_KEYS,
-];
+/// The Raft column families; with [`SM_CFS`], every column family of the database.
+pub const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
 
 pub(crate) const SM_LAST_APPLIED: &[u8] = b"last_applied";
 pub(crate) const SM_MEMBERSHIP: &[u8] = b"membership";

@@ -33,7 +33,7 @@ const MAX_KEY: u32 = 1 << 16;
 const MAX_VALUE: u32 = 1 << 30;
 
 /// What a snapshot file holds, as found while writing or verifying it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnapshotInfo {
     /// Serialized last applied log id stored in the snapshot (`sm_meta`).
     pub last_applied: Option<Vec<u8>>,
@@ -183,13 +183,7 @@ impl SnapReader {
 /// Read a snapshot file end to end, checking its structure and checksum.
 pub fn verify_snapshot(path: &Path) -> Result<SnapshotInfo> {
     let mut sr = SnapReader::open(path)?;
-    let mut info = SnapshotInfo {
-        last_applied: None,
-        membership: None,
-        records: 0,
-        bytes: 0,
-        sha256: String::new(),
-    };
+    let mut info = SnapshotInfo::default();
     let mut last: Option<(usize, Vec<u8>)> = None;
     while let Item::Record(cf, key, value) = sr.next_item()? {
         if let Some((lcf, lkey)) = &last {
@@ -245,13 +239,7 @@ impl Store {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let mut info = SnapshotInfo {
-            last_applied: None,
-            membership: None,
-            records: 0,
-            bytes: 0,
-            sha256: String::new(),
-        };
+        let mut info = SnapshotInfo::default();
         w.put(MAGIC).map_err(io_at(&tmp))?;
         let snap = self.inner.db.snapshot();
         for (i, name) in SM_CFS.iter().enumerate() {

@@ -129,7 +129,7 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
-        let db = DB::open_cf(&opts, &path, ALL_CFS).map_err(rocks("open"))?;
+        let db = DB::open_cf(&opts, &path, RAFT_CFS.iter().chain(SM_CFS.iter())).map_err(rocks("open"))?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,

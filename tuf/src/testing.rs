@@ -29,6 +29,14 @@ pub fn self_signed_cert(key: &PrivateKey, cn: &str, not_before: OffsetDateTime, 
     cert.pem().into_bytes()
 }
 
+/// Meta entries (length, sha256, sha512) for named byte strings.
+fn meta_of(files: &[(&str, &[u8])]) -> BTreeMap<String, FileMeta> {
+    files
+        .iter()
+        .map(|(n, b)| ((*n).to_owned(), FileMeta::for_bytes(b)))
+        .collect()
+}
+
 /// A root key: an ECDSA key and its self-signed certificate for a GUN.
 pub struct RootKey {
     /// The private key.
@@ -177,10 +185,7 @@ impl TestRepo {
         Targets {
             version,
             expires: self.now + Duration::days(1095),
-            targets: targets
-                .iter()
-                .map(|(n, b)| ((*n).to_owned(), FileMeta::for_bytes(b)))
-                .collect(),
+            targets: meta_of(targets),
             delegations: Delegations {
                 keys: dkeys,
                 roles: self.delegations.iter().map(|(d, _)| d.clone()).collect(),
@@ -209,10 +214,7 @@ impl TestRepo {
         let t = Targets {
             version,
             expires: self.now + Duration::days(1095),
-            targets: targets
-                .iter()
-                .map(|(n, b)| ((*n).to_owned(), FileMeta::for_bytes(b)))
-                .collect(),
+            targets: meta_of(targets),
             delegations: Delegations::default(),
         };
         sign(name, t.to_value(), &[(key, key.public_key().id())]).into_bytes()
@@ -223,10 +225,7 @@ impl TestRepo {
         let s = Snapshot {
             version,
             expires: self.now + Duration::days(1095),
-            meta: files
-                .iter()
-                .map(|(r, b)| ((*r).to_owned(), FileMeta::for_bytes(b)))
-                .collect(),
+            meta: meta_of(files),
         };
         sign(
             SNAPSHOT,

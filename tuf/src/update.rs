@@ -471,7 +471,7 @@ fn version_of(role: &str, file: &SignedFile) -> Result<u64, UpdateError> {
 
 /// The IDs of server-held keys the root lists for `role`, provided they
 /// reach the role's threshold; empty otherwise.
-fn server_held(root: &Root, role: &str, held: &[PublicKey]) -> Vec<KeyId> {
+pub fn server_held(root: &Root, role: &str, held: &[PublicKey]) -> Vec<KeyId> {
     let Some(rk) = root.role(role) else {
         return Vec::new();
     };
