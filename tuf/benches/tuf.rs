@@ -35,6 +35,16 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // One ECDSA P-256 signature check (ring), the unit cost of validation.
+    let signed = SignedFile::parse("targets", targets.clone()).unwrap();
+    let sig = signed.signatures()[0].clone();
+    c.bench_function("verify one ECDSA P-256 signature", |b| {
+        b.iter(|| {
+            tkey.verify(&sig.method, black_box(signed.canonical_signed()), &sig.sig)
+                .unwrap()
+        })
+    });
+
     // A first publish: root (x509 root key) + targets + snapshot, all ECDSA.
     let upload = repo.first_publish(&refs);
     let keys = repo.server_keys(false);
