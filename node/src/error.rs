@@ -313,7 +313,7 @@ pub(crate) mod tests {
     pub(crate) fn fixtures_dir() -> Option<PathBuf> {
         let dir = std::env::var_os("SEAL_NOTARY_FIXTURES")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures/notary"));
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"));
         if dir.is_dir() {
             Some(dir)
         } else {
@@ -323,6 +323,20 @@ pub(crate) mod tests {
             );
             None
         }
+    }
+
+    /// Exchange `n` of the Notary CLI transcript: its `http.jsonl` line and
+    /// the exact request body.
+    pub(crate) fn transcript_exchange(n: u64) -> Option<(serde_json::Value, Vec<u8>)> {
+        let dir = fixtures_dir()?;
+        let jsonl = std::fs::read_to_string(dir.join("transcript/http.jsonl")).unwrap();
+        let line = jsonl
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["n"] == n)
+            .unwrap();
+        let body = std::fs::read(dir.join(format!("transcript/bodies/{n:04}-req.bin"))).unwrap();
+        Some((line, body))
     }
 
     fn fixture_case(description: &str) -> Option<(u16, String, String)> {

@@ -834,16 +834,9 @@ mod tests {
         assert_eq!(a.header(header::PRAGMA), Some("no-cache"));
     }
 
-    fn transcript_post(n: u32) -> Option<(String, Vec<u8>)> {
-        let dir = fixtures_dir()?;
-        let jsonl = std::fs::read_to_string(dir.join("transcript/http.jsonl")).unwrap();
-        let line = jsonl
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|v| v["n"] == n)
-            .unwrap();
+    fn transcript_post(n: u64) -> Option<(String, Vec<u8>)> {
+        let (line, body) = crate::error::tests::transcript_exchange(n)?;
         let ct = line["req_headers"]["Content-Type"].as_str().unwrap().to_string();
-        let body = std::fs::read(dir.join(format!("transcript/bodies/{n:04}-req.bin"))).unwrap();
         Some((ct, body))
     }
 

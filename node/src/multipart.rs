@@ -345,7 +345,7 @@ pub fn parse_upload(content_type: Option<&str>, body: &[u8], limits: &UploadLimi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::tests::fixtures_dir;
+    use crate::error::tests::transcript_exchange;
 
     const CT: &str = "multipart/form-data; boundary=XyZ";
 
@@ -372,13 +372,7 @@ mod tests {
 
     /// Loads exchange `n` of the Notary CLI transcript.
     fn transcript_upload(n: u64) -> Option<Upload> {
-        let dir = fixtures_dir()?;
-        let jsonl = std::fs::read_to_string(dir.join("transcript/http.jsonl")).unwrap();
-        let line = jsonl
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|v| v["n"] == n)
-            .unwrap();
+        let (line, body) = transcript_exchange(n)?;
         let ct = line["req_headers"]["Content-Type"].as_str().unwrap().to_string();
         let expected = line["req_body"]["multipart_parts"]
             .as_array()
@@ -390,7 +384,6 @@ mod tests {
                 (f.to_string(), p["len"].as_u64().unwrap())
             })
             .collect();
-        let body = std::fs::read(dir.join(format!("transcript/bodies/{n:04}-req.bin"))).unwrap();
         Some((ct, body, expected))
     }
 
