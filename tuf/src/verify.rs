@@ -47,11 +47,6 @@ pub fn listed_keys<'a>(keys: &'a BTreeMap<KeyId, PublicKey>, role_keys: &RoleKey
     role_keys.keyids.iter().filter_map(|id| keys.get(id)).collect()
 }
 
-/// Checks `file` against the keys and threshold a parent lists for it.
-pub fn verify_role(file: &SignedFile, keys: &BTreeMap<KeyId, PublicKey>, role_keys: &RoleKeys) -> Result<usize, Error> {
-    verify_threshold(file, &listed_keys(keys, role_keys), role_keys.threshold)
-}
-
 /// Refuses metadata that expired at or before `now`.
 pub fn check_expiry(role: &str, expires: OffsetDateTime, now: OffsetDateTime) -> Result<(), Error> {
     if expires <= now {
