@@ -178,6 +178,31 @@ impl Repo {
         Ok(())
     }
 
+    /// Installs the root this client verified on an earlier run (its local
+    /// cache) as the trust anchor. It must still be signed by a threshold of
+    /// its own valid (or pinned) root keys, but it may have expired: an
+    /// expired cached root is only a starting point to verify the newer root
+    /// the server offers, and [`Repo::lookup`] refuses to answer while the
+    /// trusted root is expired.
+    pub fn load_trusted_root(&mut self, bytes: Vec<u8>, now: OffsetDateTime) -> Result<(), Error> {
+        self.check_size(ROOT, bytes.len(), self.limits.root)?;
+        let file = SignedFile::parse(ROOT, bytes)?;
+        let root = Root::from_signed(file.signed())?;
+        self.check_floor(ROOT, root.version)?;
+        self.pinned_root_ok(&root, &file, now)?;
+        self.set_floor(ROOT, root.version);
+        self.root = Some((root, file));
+        self.timestamp = None;
+        self.snapshot = None;
+        self.targets.clear();
+        Ok(())
+    }
+
+    /// The trusted root file's exact bytes, if any.
+    pub fn root_bytes(&self) -> Option<&[u8]> {
+        self.root.as_ref().map(|(_, f)| f.bytes())
+    }
+
     fn trusted_root(&self) -> Result<&Root, Error> {
         self.root.as_ref().map(|(r, _)| r).ok_or_else(|| Error::Untrusted {
             role: ROOT.into(),

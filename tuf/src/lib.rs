@@ -15,6 +15,8 @@
 //!   rotation, timestamp → snapshot → targets → delegations).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "certs")]
+pub mod certs;
 pub mod cjson;
 pub mod client;
 pub mod error;

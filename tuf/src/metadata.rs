@@ -271,7 +271,9 @@ impl FileMeta {
         self.hashes.get("sha256").map(hex::encode)
     }
 
-    fn parse(role: &str, path: &str, v: &Value) -> Result<FileMeta, Error> {
+    /// Parses a file meta entry (`length`, `hashes`, optional `custom`)
+    /// found at `path` in `role`'s file.
+    pub fn parse(role: &str, path: &str, v: &Value) -> Result<FileMeta, Error> {
         let field = |f: &str, reason: &str| Error::Field {
             role: role.to_owned(),
             field: format!("{path}.{f}"),

@@ -15,20 +15,6 @@ use crate::metadata::{
 };
 use crate::update::ServerKeys;
 
-/// A self-signed certificate for `key` (an ECDSA key) with common name `cn`,
-/// valid from `not_before` to `not_after`, as PEM.
-pub fn self_signed_cert(key: &PrivateKey, cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Vec<u8> {
-    let der = key.to_pkcs8_der().expect("pkcs8");
-    let kp = rcgen::KeyPair::try_from(der.as_slice()).expect("key pair");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    params.not_before = not_before;
-    params.not_after = not_after;
-    let cert = params.self_signed(&kp).expect("self-signed certificate");
-    cert.pem().into_bytes()
-}
-
 /// Meta entries (length, sha256, sha512) for named byte strings.
 fn meta_of(files: &[(&str, &[u8])]) -> BTreeMap<String, FileMeta> {
     files
@@ -49,7 +35,7 @@ impl RootKey {
     /// A root key for `gun` whose certificate is valid from `not_before` to `not_after`.
     pub fn new(gun: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> RootKey {
         let private = PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
-        let pem = self_signed_cert(&private, gun, not_before, not_after);
+        let pem = crate::certs::self_signed_cert(&private, gun, not_before, not_after).expect("root certificate");
         let public = PublicKey::new(KeyType::EcdsaX509, pem).expect("certificate key");
         RootKey { private, public }
     }

@@ -1,0 +1,13 @@
+//! Seal's client: the library behind the `seal` CLI, which speaks Notary's
+//! command set. A trust directory holds the encrypted private keys
+//! (`private/`), the last verified metadata of each collection and its
+//! staged changes (`tuf/<gun>/metadata`, `tuf/<gun>/changelist`), laid out as
+//! Notary lays them out so an existing `~/.notary` works unchanged.
+
+pub mod changelist;
+pub mod config;
+pub mod error;
+pub mod keystore;
+pub mod layout;
+pub mod remote;
+pub mod repo;

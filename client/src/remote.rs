@@ -1,0 +1,361 @@
+//! The Notary server HTTP API as a client sees it: metadata downloads with
+//! size limits, the multipart upload, key fetch and rotation, deletion.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use seal_tuf::PublicKey;
+
+use crate::error::ClientError;
+
+/// How to reach the server.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteConfig {
+    /// Base URL, e.g. `https://notary.example.com:4443`.
+    pub url: String,
+    /// Extra CA certificate(s) (PEM) to trust for the server's certificate.
+    pub root_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    pub tls_key: Option<PathBuf>,
+    /// Do not verify the server's certificate (development only).
+    pub skip_tls_verify: bool,
+}
+
+/// A connection to one server.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+/// Notary's error body, as much as the client reads of it.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    detail: serde_json::Value,
+}
+
+fn read_file(p: &PathBuf) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(p).map_err(ClientError::io(p))
+}
+
+/// The one TLS provider used by every Seal process.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Remote {
+    /// A client for the server `config` names.
+    pub fn new(config: &RemoteConfig) -> Result<Remote, ClientError> {
+        install_crypto_provider();
+        let url = config.url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ClientError::Invalid(format!(
+                "server URL {url:?} must start with http:// or https://"
+            )));
+        }
+        let mut b = reqwest::blocking::Client::builder()
+            .user_agent(concat!("seal/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &config.root_ca {
+            let pem = read_file(ca)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ClientError::Invalid(format!("{}: not a PEM certificate bundle: {e}", ca.display())))?;
+            b = b.tls_certs_merge(certs);
+        }
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => {
+                let mut pem = read_file(c)?;
+                pem.push(b'\n');
+                pem.extend(read_file(k)?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    ClientError::Invalid(format!("client certificate {} / key {}: {e}", c.display(), k.display()))
+                })?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ClientError::Invalid(
+                    "a client certificate needs both --tlscert and --tlskey".into(),
+                ))
+            }
+        }
+        if config.skip_tls_verify {
+            b = b.tls_danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| ClientError::Invalid(format!("HTTP client: {e}")))?;
+        Ok(Remote {
+            base: url.to_owned(),
+            http,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn tuf_url(&self, gun: &str, name: &str) -> String {
+        format!("{}/v2/{gun}/_trust/tuf/{name}", self.base)
+    }
+
+    fn offline(&self, e: reqwest::Error) -> ClientError {
+        let mut reason = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            reason = format!("{reason}: {s}");
+            src = s.source();
+        }
+        ClientError::Offline {
+            server: self.base.clone(),
+            reason,
+        }
+    }
+
+    fn server_error(status: u16, body: &[u8]) -> ClientError {
+        // Notary's client reads only the first KiB of an error body.
+        let body = &body[..body.len().min(1024)];
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) if !b.errors.is_empty() => {
+                let e = &b.errors[0];
+                let detail = match &e.detail {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::Object(o) if o.is_empty() => String::new(),
+                    serde_json::Value::Object(o) => match (o.get("Name"), o.get("Error").and_then(|e| e.get("Msg"))) {
+                        (Some(serde_json::Value::String(n)), Some(serde_json::Value::String(m))) => {
+                            format!(": {n}: {m}")
+                        }
+                        _ => format!(": {}", e.detail),
+                    },
+                    serde_json::Value::String(s) => format!(": {s}"),
+                    other => format!(": {other}"),
+                };
+                ClientError::Server {
+                    status,
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                    detail,
+                }
+            }
+            _ => ClientError::Server {
+                status,
+                code: "UNKNOWN".into(),
+                message: String::from_utf8_lossy(body).trim().chars().take(200).collect(),
+                detail: String::new(),
+            },
+        }
+    }
+
+    /// Reads at most `limit` bytes of a successful body; more is an error
+    /// (endless data attack).
+    fn body_within(&self, resp: reqwest::blocking::Response, what: &str, limit: u64) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        resp.take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| ClientError::Offline {
+                server: self.base.clone(),
+                reason: format!("reading {what}: {e}"),
+            })?;
+        if out.len() as u64 > limit {
+            return Err(ClientError::Tuf(seal_tuf::Error::TooLarge {
+                role: what.to_owned(),
+                size: out.len() as u64,
+                limit,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn error_of(&self, resp: reqwest::blocking::Response) -> ClientError {
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        let _ = resp.take(1024).read_to_end(&mut body);
+        Self::server_error(status, &body)
+    }
+
+    /// `GET /v2/`: is the server there (200 or 401 both count, as Notary's
+    /// client accepts both)?
+    pub fn ping(&self) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/v2/", self.base))
+            .send()
+            .map_err(|e| self.offline(e))?;
+        match resp.status().as_u16() {
+            200 | 401 => Ok(()),
+            _ => Err(self.error_of(resp)),
+        }
+    }
+
+    /// Downloads `name` (`root.json`, `snapshot.<sha256>.json`,
+    /// `2.root.json`…) of `gun`, at most `limit` bytes. `None` on 404.
+    pub fn get_meta(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>, ClientError> {
+        let resp = self
+            .http
+            .get(self.tuf_url(gun, name))
+            .send()
+            .map_err(|e| self.offline(e))?;
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(self.error_of(resp)),
+        }
+        if let Some(len) = resp.content_length() {
+            if len > limit {
+                return Err(ClientError::Tuf(seal_tuf::Error::TooLarge {
+                    role: role_of(name).to_owned(),
+                    size: len,
+                    limit,
+                }));
+            }
+        }
+        self.body_within(resp, role_of(name), limit).map(Some)
+    }
+
+    /// Uploads `files` (role, bytes) in one multipart request, as Notary's
+    /// client does: one part per role, `name="files"`, `filename="<role>"`.
+    pub fn publish(&self, gun: &str, files: &[(String, Vec<u8>)]) -> Result<(), ClientError> {
+        let boundary = format!("seal{}", hex::encode(rand::random::<[u8; 16]>()));
+        let mut body = Vec::new();
+        for (role, bytes) in files {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"files\"; filename=\"{role}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .http
+            .post(self.tuf_url(gun, ""))
+            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .map_err(|e| self.offline(e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.error_of(resp))
+        }
+    }
+
+    fn key_request(&self, gun: &str, role: &str, rotate: bool) -> Result<PublicKey, ClientError> {
+        let url = self.tuf_url(gun, &format!("{role}.key"));
+        let req = if rotate {
+            self.http.post(url)
+        } else {
+            self.http.get(url)
+        };
+        let resp = req.send().map_err(|e| self.offline(e))?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp));
+        }
+        let body = self.body_within(resp, &format!("{role}.key"), 1 << 20)?;
+        PublicKey::from_json(&body)
+            .map_err(|e| ClientError::Invalid(format!("the server's {role} key is not a valid key: {e}")))
+    }
+
+    /// The server-held key of `role` (timestamp or snapshot).
+    pub fn get_key(&self, gun: &str, role: &str) -> Result<PublicKey, ClientError> {
+        self.key_request(gun, role, false)
+    }
+
+    /// Asks the server for a new key for `role`; it takes effect once a
+    /// root listing it is published.
+    pub fn rotate_key(&self, gun: &str, role: &str) -> Result<PublicKey, ClientError> {
+        self.key_request(gun, role, true)
+    }
+
+    /// Deletes all of `gun`'s trust data on the server.
+    pub fn delete(&self, gun: &str) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .delete(self.tuf_url(gun, ""))
+            .send()
+            .map_err(|e| self.offline(e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.error_of(resp))
+        }
+    }
+}
+
+/// The role a metadata file name is for: `snapshot.<sha256>.json`,
+/// `2.root.json` and `targets/a.json` name `snapshot`, `root`, `targets/a`.
+fn role_of(name: &str) -> &str {
+    let base = name.strip_suffix(".json").unwrap_or(name);
+    if let Some((role, sum)) = base.rsplit_once('.') {
+        if sum.len() >= 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return role;
+        }
+    }
+    if let Some((v, role)) = base.split_once('.') {
+        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            return role;
+        }
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_map_to_roles() {
+        let sum = "ab".repeat(32);
+        assert_eq!(role_of(&format!("snapshot.{sum}.json")), "snapshot");
+        assert_eq!(role_of("2.root.json"), "root");
+        assert_eq!(role_of("targets/a.json"), "targets/a");
+        assert_eq!(role_of("timestamp.json"), "timestamp");
+    }
+
+    #[test]
+    fn notary_error_bodies_become_one_line() {
+        let body = br#"{"errors":[{"code":"INVALID_UPDATE","message":"Update sent by the client is invalid.","detail":{"Name":"ErrBadTargets","Error":{"Msg":"no signatures"}}}]}"#;
+        let e = Remote::server_error(400, body).to_string();
+        assert_eq!(
+            e,
+            "server answered 400: INVALID_UPDATE: Update sent by the client is invalid.: ErrBadTargets: no signatures"
+        );
+        let e = Remote::server_error(
+            404,
+            br#"{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}"#,
+        )
+        .to_string();
+        assert!(e.ends_with("does not exist."), "{e}");
+        let e = Remote::server_error(502, b"<html>bad gateway</html>").to_string();
+        assert!(e.contains("502") && e.contains("bad gateway"), "{e}");
+    }
+
+    #[test]
+    fn urls_must_name_a_scheme() {
+        let bad = RemoteConfig {
+            url: "notary.example.com".into(),
+            ..RemoteConfig::default()
+        };
+        assert!(Remote::new(&bad).is_err());
+    }
+}

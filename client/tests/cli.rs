@@ -1,0 +1,298 @@
+//! The `seal` binary against a real seal-node: Notary's CLI session from
+//! the fixtures' transcript, a second trust directory, root key rotation,
+//! a delegation published by a client holding only the delegation key, and
+//! the failures a user must see clearly.
+
+mod common;
+
+use common::{Node, Seal};
+
+const GUN: &str = "example.com/interop/app";
+
+/// A delegation key pair made the way the fixtures' README made it with
+/// openssl: an unencrypted EC private key and a self-signed certificate.
+fn delegation_pair(seal: &Seal, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+    let key = seal_tuf::PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
+    let now = time::OffsetDateTime::now_utc();
+    let cert = seal_tuf::certs::self_signed_cert(
+        &key,
+        name,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(365),
+    )
+    .expect("certificate");
+    let der = key.to_pkcs8_der().expect("pkcs8");
+    let sk = p256::SecretKey::from_pkcs8_der(&der).expect("p256 key");
+    let pem = sk.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).expect("pem");
+    (
+        seal.file(&format!("{name}.key"), pem.as_bytes()),
+        seal.file(&format!("{name}.crt"), &cert),
+    )
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+#[test]
+fn notary_cli_session_end_to_end() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let v1 = a.file("v1.txt", b"version one data\n");
+    let v2 = a.file("v2.txt", b"version two data, a bit more\n");
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_owned();
+
+    a.ok(&["init", GUN]);
+    let out = a.ok(&["add", GUN, "v1", &p(&v1)]).stdout;
+    assert_eq!(
+        out.trim(),
+        format!("Addition of target \"v1\" to repository \"{GUN}\" staged for next publish.")
+    );
+    let out = a.ok(&["publish", GUN]).stdout;
+    assert!(
+        out.contains(&format!("Successfully published changes for repository {GUN}")),
+        "{out}"
+    );
+
+    let list = a.ok(&["list", GUN]).stdout;
+    let d1 = sha256_hex(b"version one data\n");
+    assert!(list.starts_with("NAME"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["v1", &d1, "17", "targets"]),
+        "{list}"
+    );
+    assert_eq!(a.ok(&["lookup", GUN, "v1"]).stdout.trim(), format!("v1 sha256:{d1} 17"));
+
+    // Delegation: import the key, delegate with all paths, publish.
+    let (rkey, rcert) = delegation_pair(&a, "releases");
+    a.ok(&["key", "import", &p(&rkey), "--role", "targets/releases"]);
+    let out = a
+        .ok(&[
+            "delegation",
+            "add",
+            "-p",
+            GUN,
+            "targets/releases",
+            &p(&rcert),
+            "--all-paths",
+        ])
+        .stdout;
+    assert!(
+        out.contains("with paths [\"\" <all paths>]") && out.contains("Successfully published"),
+        "{out}"
+    );
+    let dl = a.ok(&["delegation", "list", GUN]).stdout;
+    assert!(
+        dl.contains("targets/releases") && dl.contains("\"\" <all paths>"),
+        "{dl}"
+    );
+
+    a.ok(&["add", GUN, "v2", &p(&v2), "--roles", "targets/releases"]);
+    a.ok(&["publish", GUN]);
+    let list = a.ok(&["list", GUN]).stdout;
+    let d2 = sha256_hex(b"version two data, a bit more\n");
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["v2", &d2, "29", "targets/releases"]),
+        "{list}"
+    );
+
+    // A second trust directory sees the same targets (trust on first use).
+    let b = Seal::new(&node.url);
+    assert_eq!(b.ok(&["list", GUN]).stdout, list);
+    assert_eq!(b.ok(&["lookup", GUN, "v2"]).stdout.trim(), format!("v2 sha256:{d2} 29"));
+
+    // The snapshot key moves to the server; the old local one is gone.
+    let out = a.ok(&["key", "rotate", GUN, "snapshot", "-r"]).stdout;
+    assert_eq!(
+        out.trim(),
+        format!("Successfully rotated snapshot key for repository {GUN}")
+    );
+    assert!(!a.ok(&["key", "list"]).stdout.contains("snapshot"));
+    assert_eq!(a.ok(&["list", GUN]).stdout, list);
+
+    a.ok(&["remove", GUN, "v1"]);
+    assert!(a.ok(&["status", GUN]).stdout.contains("delete"));
+    a.ok(&["publish", GUN]);
+    let list = a.ok(&["list", GUN]).stdout;
+    assert!(!list.contains("v1 ") && list.contains("v2"), "{list}");
+
+    let out = a.ok(&["witness", "-p", GUN, "targets/releases"]).stdout;
+    assert!(
+        out.contains("\t- targets/releases") && out.contains("Successfully published"),
+        "{out}"
+    );
+    assert_eq!(a.ok(&["list", GUN]).stdout, list);
+    // The other client follows the root rotation and the new versions.
+    assert_eq!(b.ok(&["list", GUN]).stdout, list);
+
+    // verify: content on stdin, printed back when it matches.
+    let r = a.run_with_stdin(&["verify", GUN, "v2"], b"version two data, a bit more\n");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "version two data, a bit more\n"),
+        "{}",
+        r.stderr
+    );
+    let r = a.run_with_stdin(&["verify", GUN, "v2"], b"tampered\n");
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("does not match target v2"), "{}", r.stderr);
+
+    let out = a.ok(&["delete", GUN, "--remote"]).stdout;
+    assert!(
+        out.contains("Successfully deleted local and remote trust data"),
+        "{out}"
+    );
+    let r = a.fails(&["list", GUN]);
+    assert!(
+        r.stderr.contains(&format!("does not have trust data for {GUN}")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn root_key_rotation_is_followed_by_other_clients() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let b = Seal::new(&node.url);
+    let f = a.file("t.txt", b"payload");
+    a.ok(&["init", "-p", "example.com/rot"]);
+    a.ok(&["add", "-p", "example.com/rot", "t", f.to_str().unwrap()]);
+    let before = b.ok(&["list", "example.com/rot"]).stdout;
+
+    let old_root: Vec<String> = root_key_ids(&a);
+    a.ok(&["key", "rotate", "example.com/rot", "root"]);
+    let new_root = root_key_ids(&a);
+    assert_eq!(new_root.len(), 2, "old and new root keys are both kept locally");
+    assert!(old_root.iter().all(|k| new_root.contains(k)));
+
+    // B trusted root v1; it verifies v2 through the chain and keeps working.
+    assert_eq!(b.ok(&["list", "example.com/rot"]).stdout, before);
+    a.ok(&["add", "-p", "example.com/rot", "u", f.to_str().unwrap()]);
+    assert!(b.ok(&["list", "example.com/rot"]).stdout.contains("u "));
+    let root = std::fs::read(b.dir().join("tuf/example.com/rot/metadata/root.json")).unwrap();
+    let root = seal_tuf::SignedFile::parse("root", root).unwrap();
+    assert_eq!(seal_tuf::Root::from_signed(root.signed()).unwrap().version, 2);
+}
+
+fn root_key_ids(s: &Seal) -> Vec<String> {
+    s.ok(&["key", "list"])
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("root "))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_delegate_publishes_with_only_the_delegation_key() {
+    let node = Node::start();
+    let owner = Seal::new(&node.url);
+    let delegate = Seal::new(&node.url);
+    let gun = "example.com/delegated";
+    owner.ok(&["init", "-p", gun]);
+    owner.ok(&["key", "rotate", gun, "snapshot", "-r"]);
+    let (key, cert) = delegation_pair(&delegate, "ci");
+    owner.ok(&[
+        "delegation",
+        "add",
+        "-p",
+        gun,
+        "targets/ci",
+        cert.to_str().unwrap(),
+        "--paths",
+        "builds/",
+    ]);
+
+    delegate.ok(&["key", "import", key.to_str().unwrap(), "--role", "targets/ci"]);
+    let f = delegate.file("b.bin", b"build output");
+    // Outside the delegated paths: refused locally, nothing uploaded.
+    delegate.ok(&["add", gun, "other/x", f.to_str().unwrap(), "--roles", "targets/ci"]);
+    let r = delegate.fails(&["publish", gun]);
+    assert!(
+        r.stderr.contains("outside the paths delegated to targets/ci"),
+        "{}",
+        r.stderr
+    );
+    delegate.ok(&["reset", gun, "--all"]);
+
+    delegate.ok(&[
+        "add",
+        "-p",
+        gun,
+        "builds/1",
+        f.to_str().unwrap(),
+        "--roles",
+        "targets/ci",
+    ]);
+    let list = owner.ok(&["list", gun]).stdout;
+    assert!(list.contains("builds/1") && list.contains("targets/ci"), "{list}");
+    // The delegate cannot touch the top-level targets role.
+    delegate.ok(&["add", gun, "top", f.to_str().unwrap()]);
+    let r = delegate.fails(&["publish", gun]);
+    assert!(r.stderr.contains("no private key for role targets"), "{}", r.stderr);
+    assert!(
+        delegate.ok(&["status", gun]).stdout.contains("top"),
+        "a failed publish keeps the changelist"
+    );
+}
+
+#[test]
+fn failures_are_one_clear_line_and_change_nothing() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let gun = "example.com/errors";
+    a.ok(&["init", "-p", gun]);
+    let f = a.file("t.txt", b"x");
+
+    // Wrong passphrase: nothing is published, the change stays staged.
+    a.ok(&["add", gun, "t", f.to_str().unwrap()]);
+    let mut env = a.env.clone();
+    for (k, v) in env.iter_mut() {
+        if k == "NOTARY_TARGETS_PASSPHRASE" {
+            *v = "not the passphrase".into();
+        }
+    }
+    let a_wrong = Seal {
+        server: a.server.clone(),
+        trust: tempfile::TempDir::new().unwrap(),
+        env,
+    };
+    copy_dir(a.dir(), a_wrong.dir());
+    let r = a_wrong.fails(&["publish", gun]);
+    assert!(r.stderr.to_lowercase().contains("passphrase"), "{}", r.stderr);
+    assert!(a_wrong.ok(&["status", gun]).stdout.contains(" t"));
+    a.fails(&["lookup", gun, "t"]);
+
+    // Offline server.
+    let offline = Seal::new("http://127.0.0.1:9");
+    let r = offline.fails(&["list", gun]);
+    assert!(r.stderr.contains("unreachable"), "{}", r.stderr);
+
+    // The server's refusal shows Notary's error code.
+    let r = a.fails(&["list", "example.com/never"]);
+    assert!(r.stderr.contains("does not have trust data"), "{}", r.stderr);
+    let r = a.fails(&["lookup", gun, "missing"]);
+    assert!(r.stderr.contains("missing"), "{}", r.stderr);
+    let r = a.fails(&["add", gun, "x", "/nonexistent/file"]);
+    assert!(r.stderr.contains("/nonexistent/file"), "{}", r.stderr);
+    let r = a.fails(&["list", "../escape"]);
+    assert!(r.stderr.contains("not a valid collection name"), "{}", r.stderr);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&t).unwrap();
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}

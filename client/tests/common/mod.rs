@@ -1,0 +1,253 @@
+//! Test support: a real seal-node serving over HTTP on real RocksDB (run in
+//! this process), the `seal` binary run as a real process, and a static HTTP
+//! server that serves whatever bytes a test gives it (a malicious server).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// A seal-node on 127.0.0.1 with its data in a temporary directory.
+pub struct Node {
+    pub url: String,
+    runtime: tokio::runtime::Runtime,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let data = tempfile::tempdir().expect("data dir");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let env = seal_node::config::Env::new();
+        let config = seal_node::server::dev_config("127.0.0.1:0", data.path(), &env).expect("config");
+        let running = runtime
+            .block_on(seal_node::server::start(config, &env, true))
+            .expect("node starts");
+        let url = format!("http://{}", running.addr);
+        std::mem::forget(running);
+        Node {
+            url,
+            runtime,
+            _data: data,
+        }
+    }
+}
+
+/// Passphrases for every role, as the fixtures' README gives them.
+pub fn passphrase_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("NOTARY_ROOT_PASSPHRASE", "rootpass"),
+        ("NOTARY_TARGETS_PASSPHRASE", "targetspass"),
+        ("NOTARY_SNAPSHOT_PASSPHRASE", "snapshotpass"),
+        ("NOTARY_DELEGATION_PASSPHRASE", "delegpass"),
+    ]
+}
+
+/// One trust directory talking to one server through the `seal` binary.
+pub struct Seal {
+    pub server: String,
+    pub trust: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+/// What a `seal` run did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Seal {
+    pub fn new(server: &str) -> Seal {
+        Seal {
+            server: server.to_owned(),
+            trust: tempfile::tempdir().expect("trust dir"),
+            env: passphrase_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.trust.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seal"));
+        c.arg("-s")
+            .arg(&self.server)
+            .arg("-d")
+            .arg(self.trust.path())
+            .args(args);
+        c.env_clear();
+        c.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        c.env("HOME", self.trust.path());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `seal <args>`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run seal"))
+    }
+
+    /// Runs `seal <args>` with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut c = self.command(args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn seal");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        Run::from(child.wait_with_output().expect("wait seal"))
+    }
+
+    /// Runs `seal <args>` and insists it succeeds.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "seal {args:?} failed\nstdout: {}\nstderr: {}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    /// Runs `seal <args>` and insists it fails with a one-line message.
+    pub fn fails(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_ne!(r.code, 0, "seal {args:?} should fail\nstdout: {}", r.stdout);
+        assert!(
+            r.stderr.starts_with("* fatal: ") && r.stderr.trim_end().lines().count() == 1,
+            "seal {args:?}: expected one fatal line, got {:?}",
+            r.stderr
+        );
+        r
+    }
+
+    /// Writes a file in the trust dir's parent and returns its path.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.trust.path().join(name);
+        std::fs::write(&p, bytes).expect("write file");
+        p
+    }
+}
+
+/// The Notary fixtures, if present.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("SEAL_NOTARY_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"),
+        PathBuf::from,
+    );
+    if dir.join("README.md").exists() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: Notary fixtures not found at {}", dir.display());
+        None
+    }
+}
+
+/// A server that answers GET requests from a map of paths to bytes (404
+/// otherwise) and records the paths asked for. Tests change the map to
+/// play a malicious or broken server.
+pub struct StaticServer {
+    pub url: String,
+    pub files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl StaticServer {
+    pub fn start() -> StaticServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let files: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, r) = (files.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut content_length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        content_length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; content_length];
+                let _ = reader.read_exact(&mut body);
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_owned();
+                let path = parts.next().unwrap_or("").to_owned();
+                r.lock().unwrap().push(format!("{method} {path}"));
+                let found = if path == "/v2/" {
+                    Some(b"{}".to_vec())
+                } else if method == "GET" {
+                    f.lock().unwrap().get(&path).cloned()
+                } else {
+                    None
+                };
+                let (status, body) = match found {
+                    Some(b) => ("200 OK", b),
+                    None => (
+                        "404 Not Found",
+                        br#"{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}"#.to_vec(),
+                    ),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        StaticServer { url, files, requests }
+    }
+
+    /// Serves `bytes` as `<role>.json` of `gun`, and under its checksum name.
+    pub fn put(&self, gun: &str, role: &str, bytes: &[u8]) {
+        use sha2::Digest as _;
+        let sha = hex::encode(sha2::Sha256::digest(bytes));
+        let mut f = self.files.lock().unwrap();
+        f.insert(format!("/v2/{gun}/_trust/tuf/{role}.json"), bytes.to_vec());
+        f.insert(format!("/v2/{gun}/_trust/tuf/{role}.{sha}.json"), bytes.to_vec());
+    }
+
+    /// Serves `bytes` at exactly `path`.
+    pub fn put_path(&self, path: &str, bytes: &[u8]) {
+        self.files.lock().unwrap().insert(path.to_owned(), bytes.to_vec());
+    }
+}
