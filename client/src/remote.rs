@@ -253,8 +253,13 @@ impl Remote {
             .body(body)
             .send()
             .map_err(|e| self.offline(e))?;
+        self.success(resp).map(drop)
+    }
+
+    /// The response if it is a success, else the server's error.
+    fn success(&self, resp: reqwest::blocking::Response) -> Result<reqwest::blocking::Response, ClientError> {
         if resp.status().is_success() {
-            Ok(())
+            Ok(resp)
         } else {
             Err(self.error_of(resp))
         }
@@ -267,10 +272,7 @@ impl Remote {
         } else {
             self.http.get(url)
         };
-        let resp = req.send().map_err(|e| self.offline(e))?;
-        if !resp.status().is_success() {
-            return Err(self.error_of(resp));
-        }
+        let resp = self.success(req.send().map_err(|e| self.offline(e))?)?;
         let body = self.body_within(resp, &format!("{role}.key"), 1 << 20)?;
         PublicKey::from_json(&body)
             .map_err(|e| ClientError::Invalid(format!("the server's {role} key is not a valid key: {e}")))
@@ -294,11 +296,7 @@ impl Remote {
             .delete(self.tuf_url(gun, ""))
             .send()
             .map_err(|e| self.offline(e))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(self.error_of(resp))
-        }
+        self.success(resp).map(drop)
     }
 }
 

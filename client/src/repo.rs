@@ -95,6 +95,28 @@ struct Working {
     published: bool,
 }
 
+impl Working {
+    /// Current state, nothing changed yet.
+    fn new(
+        root: Root,
+        targets: BTreeMap<String, Targets>,
+        snapshot: Option<Snapshot>,
+        files: BTreeMap<String, Vec<u8>>,
+        published: bool,
+    ) -> Working {
+        Working {
+            root,
+            root_dirty: false,
+            targets,
+            dirty: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            snapshot,
+            files,
+            published,
+        }
+    }
+}
+
 /// How long what the client signs lives (Notary's defaults).
 fn lifetimes() -> Lifetimes {
     Lifetimes::default()
@@ -489,16 +511,10 @@ impl Repository {
             keys,
             roles,
         };
-        let mut w = Working {
-            root,
-            root_dirty: true,
-            targets: BTreeMap::from([(TARGETS.to_owned(), empty_targets(self.now))]),
-            dirty: BTreeSet::from([TARGETS.to_owned()]),
-            removed: BTreeSet::new(),
-            snapshot: None,
-            files: BTreeMap::new(),
-            published: false,
-        };
+        let targets = BTreeMap::from([(TARGETS.to_owned(), empty_targets(self.now))]);
+        let mut w = Working::new(root, targets, None, BTreeMap::new(), false);
+        w.root_dirty = true;
+        w.dirty.insert(TARGETS.to_owned());
         self.sign_working(&mut w, pass)?;
         self.dir.clear_meta()?;
         self.cache(&w.files)
@@ -593,16 +609,7 @@ impl Repository {
                     .keys()
                     .filter_map(|r| v.repo.targets(r).map(|t| (r.clone(), t.clone())))
                     .collect();
-                Ok(Working {
-                    root,
-                    root_dirty: false,
-                    targets,
-                    dirty: BTreeSet::new(),
-                    removed: BTreeSet::new(),
-                    snapshot: v.repo.snapshot().cloned(),
-                    files: v.files,
-                    published: true,
-                })
+                Ok(Working::new(root, targets, v.repo.snapshot().cloned(), v.files, true))
             }
             Err(ClientError::NotFound { .. }) => self.local_working(),
             Err(e) => Err(e),
@@ -629,16 +636,7 @@ impl Repository {
             }
             None => None,
         };
-        Ok(Working {
-            root,
-            root_dirty: false,
-            targets,
-            dirty: BTreeSet::new(),
-            removed: BTreeSet::new(),
-            snapshot,
-            files,
-            published: false,
-        })
+        Ok(Working::new(root, targets, snapshot, files, false))
     }
 
     fn apply(&self, w: &mut Working, change: &Change) -> Result<(), ClientError> {

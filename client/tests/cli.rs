@@ -296,3 +296,170 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn more_commands_addhash_delegation_removal_and_key_files() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let gun = "example.com/more";
+    a.ok(&["init", "-p", gun]);
+
+    // addhash: a target known only by its hashes and size.
+    let sum = sha256_hex(b"remote artifact");
+    a.ok(&["addhash", "-p", gun, "art", "15", "--sha256", &sum]);
+    assert_eq!(
+        a.ok(&["lookup", gun, "art"]).stdout.trim(),
+        format!("art sha256:{sum} 15")
+    );
+    let r = a.fails(&["addhash", gun, "bad", "1", "--sha256", "abc"]);
+    assert!(r.stderr.contains("64 hex digits"), "{}", r.stderr);
+
+    // status and reset.
+    let f = a.file("x.txt", b"x");
+    a.ok(&["add", gun, "x", f.to_str().unwrap()]);
+    a.ok(&["add", gun, "y", f.to_str().unwrap()]);
+    let st = a.ok(&["status", gun]).stdout;
+    assert!(st.contains("create") && st.contains(" x") && st.contains(" y"), "{st}");
+    a.ok(&["reset", gun, "-n", "0"]);
+    let st = a.ok(&["status", gun]).stdout;
+    assert!(!st.contains(" x\n") && st.contains(" y"), "{st}");
+    a.ok(&["reset", gun, "--all"]);
+    assert!(a.ok(&["status", gun]).stdout.contains("No unpublished changes"));
+
+    // A delegation added, then removed entirely.
+    let (_, cert) = delegation_pair(&a, "team");
+    a.ok(&[
+        "delegation",
+        "add",
+        "-p",
+        gun,
+        "targets/team",
+        cert.to_str().unwrap(),
+        "--paths",
+        "team/",
+    ]);
+    assert!(a.ok(&["delegation", "list", gun]).stdout.contains("targets/team"));
+    a.fails(&["delegation", "remove", gun, "targets/team"]);
+    a.ok(&["delegation", "remove", "-y", "-p", gun, "targets/team"]);
+    assert!(a.ok(&["delegation", "list", gun]).stdout.contains("No delegations"));
+
+    // key generate -o writes an encrypted key Seal can import; export
+    // returns the stored bytes; remove drops the file.
+    let prefix = a.dir().join("gen");
+    a.ok(&[
+        "key",
+        "generate",
+        "ecdsa",
+        "--role",
+        "targets/team",
+        "-o",
+        prefix.to_str().unwrap(),
+    ]);
+    let pem = std::fs::read_to_string(prefix.with_extension("key")).unwrap();
+    assert!(
+        pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\nrole: targets/team\n"),
+        "{pem}"
+    );
+    assert!(std::fs::read_to_string(prefix.with_extension("pub"))
+        .unwrap()
+        .contains("BEGIN PUBLIC KEY"));
+    let b = Seal::new(&node.url);
+    b.ok(&["key", "import", prefix.with_extension("key").to_str().unwrap()]);
+    let list = b.ok(&["key", "list"]).stdout;
+    let id = list
+        .lines()
+        .find(|l| l.starts_with("targets/team"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("imported key listed")
+        .to_owned();
+    let out = b.dir().join("export.pem");
+    b.ok(&["key", "export", "--key", &id, "-o", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(b.dir().join(format!("private/{id}.key"))).unwrap()
+    );
+    b.ok(&["key", "remove", "-y", &id]);
+    assert!(!b.ok(&["key", "list"]).stdout.contains(&id));
+    b.fails(&["key", "remove", "-y", &id]);
+}
+
+#[test]
+fn https_with_a_custom_ca() {
+    let Some(fx) = common::fixtures() else { return };
+    let pki = fx.join("certs/local-test-pki");
+    let node = Node::start_tls(&pki.join("notary-server.crt"), &pki.join("notary-server.key"));
+    let a = Seal::new(&node.url);
+    // Without the CA the server's certificate is not trusted.
+    let r = a.fails(&["init", "example.com/tls"]);
+    assert!(r.stderr.contains("unreachable"), "{}", r.stderr);
+    let ca = pki.join("root-ca.crt");
+    a.ok(&["--tlscacert", ca.to_str().unwrap(), "init", "-p", "example.com/tls"]);
+    // The same through the config file, with a path relative to it.
+    std::fs::copy(&ca, a.dir().join("ca.crt")).unwrap();
+    std::fs::write(
+        a.dir().join("config.json"),
+        format!(r#"{{"remote_server":{{"url":"{}","root_ca":"ca.crt"}}}}"#, node.url),
+    )
+    .unwrap();
+    let r = a.run(&["list", "example.com/tls"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn notarys_trust_directory_keys_are_read() {
+    let Some(fx) = common::fixtures() else { return };
+    let a = Seal::new("http://127.0.0.1:9");
+    let private = a.dir().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    let keys = fx.join("keys/example.com_interop_app");
+    for e in std::fs::read_dir(&keys).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().len() == 68 {
+            std::fs::copy(&p, private.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let list = a.ok(&["key", "list"]).stdout;
+    for (role, id) in [
+        (
+            "root",
+            "ebdd8e3b6b65e2638700ae9e64b6de9a95853acb8242cecf882a4ed3ec518bba",
+        ),
+        (
+            "targets",
+            "0ba3b4050c97cad994d8e58936e0ee45136b9711105b8f202cdfab5500621701",
+        ),
+        (
+            "targets/releases",
+            "e2069a2d6863a8a5e1f061d8f9549ff3678315ffe94e3d8c89331c16480d1fd8",
+        ),
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(role) && l.contains(id)),
+            "{role} {id} not in\n{list}"
+        );
+    }
+    // The passphrase check is real: passwd with the right old passphrase
+    // re-encrypts, a wrong one is refused.
+    let r = a.run(&[
+        "key",
+        "passwd",
+        "0ba3b4050c97cad994d8e58936e0ee45136b9711105b8f202cdfab5500621701",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut wrong = Seal::new("http://127.0.0.1:9");
+    wrong.env = vec![("NOTARY_TARGETS_PASSPHRASE".into(), "nope".into())];
+    std::fs::create_dir_all(wrong.dir().join("private")).unwrap();
+    std::fs::copy(
+        keys.join("0ba3b4050c97cad994d8e58936e0ee45136b9711105b8f202cdfab5500621701.key"),
+        wrong
+            .dir()
+            .join("private/0ba3b4050c97cad994d8e58936e0ee45136b9711105b8f202cdfab5500621701.key"),
+    )
+    .unwrap();
+    let r = wrong.fails(&[
+        "key",
+        "passwd",
+        "0ba3b4050c97cad994d8e58936e0ee45136b9711105b8f202cdfab5500621701",
+    ]);
+    assert!(r.stderr.contains("passphrase"), "{}", r.stderr);
+}

@@ -20,6 +20,15 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
+        Node::start_with(None)
+    }
+
+    /// A node serving HTTPS with `cert` (chain) and `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Node {
+        Node::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Node {
         let data = tempfile::tempdir().expect("data dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -27,11 +36,21 @@ impl Node {
             .build()
             .expect("runtime");
         let env = seal_node::config::Env::new();
-        let config = seal_node::server::dev_config("127.0.0.1:0", data.path(), &env).expect("config");
+        let mut json = serde_json::json!({
+            "server": {"http_addr": "127.0.0.1:0"},
+            "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+            "storage": {"backend": "rocksdb", "data_dir": data.path()},
+        });
+        if let Some((cert, key)) = tls {
+            json["server"]["tls_cert_file"] = serde_json::json!(cert);
+            json["server"]["tls_key_file"] = serde_json::json!(key);
+        }
+        let config = seal_node::config::NodeConfig::from_json(&json.to_string(), data.path(), &env).expect("config");
         let running = runtime
             .block_on(seal_node::server::start(config, &env, true))
             .expect("node starts");
-        let url = format!("http://{}", running.addr);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", running.addr);
         std::mem::forget(running);
         Node {
             url,
