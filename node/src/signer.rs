@@ -21,22 +21,12 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use josekit::jwe::{JweHeader, PBES2_HS256_A128KW};
 use p256::pkcs8::DecodePublicKey;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::config::KeyAlgorithm;
-
-/// PBKDF2 iterations for key files.
-pub const PBES2_ITERATIONS: usize = 600_000;
-/// PBES2 salt length in bytes.
-pub const PBES2_SALT_LEN: usize = 16;
-/// Refuse key files asking for more iterations than this (a corrupted or
-/// hostile file must not stall the node).
-const MAX_PBES2_ITERATIONS: u64 = 10_000_000;
 
 /// An error of a signing service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -298,56 +288,18 @@ fn is_key_id(s: &str) -> bool {
 }
 
 fn encrypt_secret(passphrase: &[u8], secret: &[u8], key_id: &str) -> Result<String, SignerError> {
-    let crypto = |e: josekit::JoseError| SignerError::Crypto {
-        message: format!("encrypting key {key_id}: {e}"),
-    };
-    let mut encrypter = PBES2_HS256_A128KW.encrypter_from_bytes(passphrase).map_err(crypto)?;
-    encrypter.set_salt_len(PBES2_SALT_LEN);
-    encrypter.set_iter_count(PBES2_ITERATIONS);
-    let mut salt = [0u8; PBES2_SALT_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let mut header = JweHeader::new();
-    header.set_content_encryption("A256GCM");
-    header.set_key_id(key_id);
-    header
-        .set_claim(
-            "p2s",
-            Some(serde_json::Value::String(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(salt),
-            )),
-        )
-        .map_err(crypto)?;
-    header
-        .set_claim("p2c", Some(serde_json::Value::from(PBES2_ITERATIONS as u64)))
-        .map_err(crypto)?;
-    josekit::jwe::serialize_compact(secret, &header, &encrypter).map_err(crypto)
+    seal_signer::software::encrypt_secret(passphrase, secret, key_id, seal_signer::software::PBES2_ITERATIONS).map_err(
+        |e| SignerError::Crypto {
+            message: format!("encrypting key {key_id}: {e}"),
+        },
+    )
 }
 
 fn decrypt_secret(passphrase: &[u8], jwe: &str, key_id: &str) -> Result<Zeroizing<Vec<u8>>, SignerError> {
-    let bad = |message: String| SignerError::BadKeyFile {
+    seal_signer::software::decrypt_secret(passphrase, jwe).map_err(|e| SignerError::BadKeyFile {
         key_id: key_id.to_string(),
-        message,
-    };
-    // Check the header before any key derivation.
-    let header_b64 = jwe.split('.').next().unwrap_or_default();
-    let header_bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|e| bad(format!("JWE header: {e}")))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header_bytes).map_err(|e| bad(format!("JWE header: {e}")))?;
-    if header["alg"] != "PBES2-HS256+A128KW" || header["enc"] != "A256GCM" {
-        return Err(bad("unexpected JWE algorithms".into()));
-    }
-    match header["p2c"].as_u64() {
-        Some(n) if (1000..=MAX_PBES2_ITERATIONS).contains(&n) => {}
-        _ => return Err(bad("unacceptable PBES2 iteration count".into())),
-    }
-    let decrypter = PBES2_HS256_A128KW
-        .decrypter_from_bytes(passphrase)
-        .map_err(|e| bad(e.to_string()))?;
-    let (payload, _) = josekit::jwe::deserialize_compact(jwe, &decrypter)
-        .map_err(|_| bad("cannot decrypt (wrong passphrase or corrupted file)".into()))?;
-    Ok(Zeroizing::new(payload))
+        message: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename),

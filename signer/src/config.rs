@@ -1,0 +1,230 @@
+//! The signer's configuration file (JSON, Notary-signer style):
+//!
+//! ```json
+//! {"server": {"grpc_addr": "0.0.0.0:7899", "tls_cert_file": "signer.crt", "tls_key_file": "signer.key",
+//!             "client_ca_file": "nodes-ca.crt"},
+//!  "storage": {"data_dir": "/var/lib/seal-signer"},
+//!  "default_alias": "main", "aliases": ["previous"],
+//!  "key_backend": {"type": "software"},
+//!  "policy": {"max_timestamp_lifetime_secs": 1209600, "max_snapshot_lifetime_secs": 94608000, "clock_skew_secs": 300},
+//!  "logging": {"level": "info"}}
+//! ```
+//!
+//! `key_backend` may instead be `{"type": "pkcs11", "module": "/usr/lib/softhsm/libsofthsm2.so",
+//! "token_label": "seal", "pin_file": "pin.txt"}` (or `"pin_env": "SEAL_SIGNER_PIN"`). Mutual TLS
+//! is mandatory: the three TLS files must be given. Relative paths resolve
+//! against the file's directory. Passphrases for software keys come from
+//! `SEAL_SIGNER_<ALIAS>` (or Notary's `NOTARY_SIGNER_<ALIAS>`), never from
+//! the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The config as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    /// Listening and TLS.
+    pub server: ServerSection,
+    /// Where the signer's database lives.
+    pub storage: StorageSection,
+    /// The alias new software keys are encrypted under.
+    #[serde(default = "default_alias")]
+    pub default_alias: String,
+    /// Older aliases whose keys must stay readable.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Where new keys are made.
+    #[serde(default)]
+    pub key_backend: KeyBackendSection,
+    /// The signing policy's limits.
+    #[serde(default)]
+    pub policy: PolicySection,
+    /// Logging.
+    #[serde(default)]
+    pub logging: LoggingSection,
+}
+
+fn default_alias() -> String {
+    "main".into()
+}
+
+/// `server`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// gRPC listening address.
+    pub grpc_addr: SocketAddr,
+    /// Certificate chain.
+    pub tls_cert_file: PathBuf,
+    /// Private key.
+    pub tls_key_file: PathBuf,
+    /// CA whose certificates clients must present.
+    pub client_ca_file: PathBuf,
+}
+
+/// `storage`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// The RocksDB directory.
+    pub data_dir: PathBuf,
+}
+
+/// `key_backend`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum KeyBackendSection {
+    /// Keys in software, JOSE-encrypted in the database.
+    #[default]
+    Software,
+    /// Keys in an HSM.
+    Pkcs11 {
+        /// The PKCS#11 module.
+        module: PathBuf,
+        /// The token's label.
+        token_label: String,
+        /// A file holding the user PIN.
+        #[serde(default)]
+        pin_file: Option<PathBuf>,
+        /// An environment variable holding the user PIN.
+        #[serde(default)]
+        pin_env: Option<String>,
+    },
+}
+
+/// `policy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Longest timestamp lifetime signed.
+    #[serde(default = "ts_life")]
+    pub max_timestamp_lifetime_secs: u64,
+    /// Longest snapshot lifetime signed.
+    #[serde(default = "snap_life")]
+    pub max_snapshot_lifetime_secs: u64,
+    /// Clock skew tolerated.
+    #[serde(default = "skew")]
+    pub clock_skew_secs: u64,
+}
+
+fn ts_life() -> u64 {
+    14 * 86_400
+}
+fn snap_life() -> u64 {
+    3 * 365 * 86_400
+}
+fn skew() -> u64 {
+    300
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            max_timestamp_lifetime_secs: ts_life(),
+            max_snapshot_lifetime_secs: snap_life(),
+            clock_skew_secs: skew(),
+        }
+    }
+}
+
+impl PolicySection {
+    /// As the policy takes it.
+    pub fn to_policy(&self) -> crate::policy::PolicyConfig {
+        let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
+        crate::policy::PolicyConfig {
+            max_timestamp_lifetime: secs(self.max_timestamp_lifetime_secs),
+            max_snapshot_lifetime: secs(self.max_snapshot_lifetime_secs),
+            clock_skew: secs(self.clock_skew_secs),
+        }
+    }
+}
+
+/// `logging`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSection {
+    /// `error`, `warn`, `info`, `debug`.
+    #[serde(default = "info")]
+    pub level: String,
+}
+
+fn info() -> String {
+    "info".into()
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection { level: info() }
+    }
+}
+
+fn resolve(p: &mut PathBuf, base: &Path) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl SignerConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<SignerConfig, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut c: SignerConfig = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        resolve(&mut c.server.tls_cert_file, base);
+        resolve(&mut c.server.tls_key_file, base);
+        resolve(&mut c.server.client_ca_file, base);
+        resolve(&mut c.storage.data_dir, base);
+        if let KeyBackendSection::Pkcs11 { module, pin_file, .. } = &mut c.key_backend {
+            resolve(module, base);
+            if let Some(p) = pin_file {
+                resolve(p, base);
+            }
+        }
+        if c.default_alias.is_empty() || !c.default_alias.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "default_alias {:?} must be letters, digits or _",
+                c.default_alias
+            ));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_backends_and_resolves_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("signer.json");
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
+                "storage":{"data_dir":"data"}}"#,
+        )
+        .unwrap();
+        let c = SignerConfig::load(&p).unwrap();
+        assert_eq!(c.server.tls_cert_file, d.path().join("s.crt"));
+        assert!(matches!(c.key_backend, KeyBackendSection::Software));
+        assert_eq!(c.default_alias, "main");
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
+                "storage":{"data_dir":"data"},"key_backend":{"type":"pkcs11","module":"/m.so","token_label":"t","pin_env":"PIN"}}"#,
+        )
+        .unwrap();
+        let c = SignerConfig::load(&p).unwrap();
+        assert!(matches!(c.key_backend, KeyBackendSection::Pkcs11 { .. }));
+        // Mutual TLS is not optional.
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key"},"storage":{"data_dir":"d"}}"#,
+        )
+        .unwrap();
+        assert!(SignerConfig::load(&p).unwrap_err().contains("client_ca_file"));
+    }
+}

@@ -1,0 +1,19 @@
+//! Seal's signer: holds the server-managed timestamp and snapshot keys so
+//! that server nodes never hold private keys, and checks what it signs.
+
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod metrics;
+pub mod pkcs11;
+pub mod policy;
+pub mod server;
+pub mod service;
+pub mod software;
+pub mod store;
+pub mod tls;
+
+/// Installs ring as the process's rustls provider (Seal uses one provider).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,178 @@
+//! Start-up of a signer: open the store and key backends, serve the gRPC
+//! services and the health service over mutual TLS with reloadable
+//! certificates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use seal_proto::signer::key_management_server::KeyManagementServer;
+use seal_proto::signer::signer_server::SignerServer;
+use tokio::net::TcpListener;
+
+use crate::backend::KeyBackend;
+use crate::config::{KeyBackendSection, SignerConfig};
+use crate::metrics::Metrics;
+use crate::pkcs11::{Pkcs11Backend, Pkcs11Config};
+use crate::service::{KeyManagementService, SignerCore, SignerService};
+use crate::software::{Passphrases, SoftwareBackend};
+use crate::store::Store;
+use crate::tls::{ReloadableAcceptor, TlsFiles};
+
+/// The key backends a signer uses.
+pub type Backends = Vec<Arc<dyn KeyBackend>>;
+
+/// A running signer.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The services' state.
+    pub core: Arc<SignerCore>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn wait_for_signal(self) -> std::io::Result<()> {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = ctrl_c => r?,
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        ctrl_c.await?;
+        tracing::info!("shutting down");
+        self.stop().await;
+        Ok(())
+    }
+}
+
+/// The key backends `config` asks for. Software keys stay readable whenever
+/// a passphrase for the default alias is set, so a signer can move to an
+/// HSM and keep signing with the keys it made before.
+pub fn backends(
+    config: &SignerConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Backends, &'static str), String> {
+    let mut out: Backends = Vec::new();
+    let software = Passphrases::from_env(&config.default_alias, &config.aliases, env);
+    match &config.key_backend {
+        KeyBackendSection::Software => {
+            out.push(Arc::new(SoftwareBackend::new(software.map_err(|e| e.to_string())?)));
+            Ok((out, "software"))
+        }
+        KeyBackendSection::Pkcs11 {
+            module,
+            token_label,
+            pin_file,
+            pin_env,
+        } => {
+            let pin =
+                Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env).map_err(|e| e.to_string())?;
+            let hsm = Pkcs11Backend::open(Pkcs11Config {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                pin,
+            })
+            .map_err(|e| e.to_string())?;
+            out.push(Arc::new(hsm));
+            if let Ok(p) = software {
+                out.push(Arc::new(SoftwareBackend::new(p)));
+            }
+            Ok((out, "pkcs11"))
+        }
+    }
+}
+
+/// Opens everything `config` names and starts serving.
+pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Running, String> {
+    crate::install_crypto_provider();
+    std::fs::create_dir_all(&config.storage.data_dir)
+        .map_err(|e| format!("{}: {e}", config.storage.data_dir.display()))?;
+    let store = Arc::new(Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?);
+    let (backends, new_keys) = backends(config, env)?;
+    let metrics = Metrics::new().map_err(|e| e.to_string())?;
+    let core = Arc::new(SignerCore::new(
+        store,
+        backends,
+        new_keys,
+        config.policy.to_policy(),
+        metrics,
+    )?);
+
+    let acceptor = ReloadableAcceptor::new(TlsFiles {
+        cert: config.server.tls_cert_file.clone(),
+        key: config.server.tls_key_file.clone(),
+        client_ca: Some(config.server.client_ca_file.clone()),
+        alpn: vec![b"h2".to_vec()],
+    })
+    .map_err(|e| e.to_string())?;
+    acceptor.spawn_reloader(Duration::from_secs(5));
+
+    let listener = TcpListener::bind(config.server.grpc_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.grpc_addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let (_health_reporter, health_service) = seal_proto::signer_health_reporter().await;
+    let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
+    let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut accept_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(%e, "accept failed");
+                        continue;
+                    }
+                },
+                _ = accept_shutdown.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let tls = acceptor.get();
+            let tx = conn_tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(%peer, %e, "TLS handshake refused"),
+                    Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(KeyManagementServer::new(KeyManagementService(core.clone())))
+        .add_service(SignerServer::new(SignerService(core.clone())));
+    let task = tokio::spawn(async move {
+        let signal = async move {
+            let _ = shutdown_rx.changed().await;
+        };
+        if let Err(e) = server.serve_with_incoming_shutdown(incoming, signal).await {
+            tracing::error!(%e, "gRPC server failed");
+        }
+    });
+    tracing::info!(%addr, backend = new_keys, "seal-signer serving gRPC over mutual TLS");
+    Ok(Running {
+        addr,
+        core,
+        shutdown,
+        task,
+    })
+}

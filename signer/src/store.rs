@@ -1,0 +1,207 @@
+//! The signer's own RocksDB: key records (public key, GUN, role, backend
+//! and the backend's handle — for software keys the encrypted key, never a
+//! plaintext one) and the per-key high-water mark of the signing policy.
+//! Every write is synced before the caller goes on: a signature never
+//! leaves before its high-water mark is durable.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::HighWater;
+
+const CF_KEYS: &str = "keys";
+const CF_HIGH_WATER: &str = "high_water";
+
+/// A key the signer holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The TUF key ID.
+    pub key_id: String,
+    /// The collection it was made for.
+    pub gun: String,
+    /// The role it was made for.
+    pub role: String,
+    /// `ecdsa` or `ed25519`.
+    pub algorithm: String,
+    /// The public key as TUF lists it.
+    #[serde(with = "b64")]
+    pub public: Vec<u8>,
+    /// The backend holding the private key (`software`, `pkcs11`).
+    pub backend: String,
+    /// The backend's handle.
+    #[serde(with = "b64")]
+    pub handle: Vec<u8>,
+}
+
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("signer store: {0}")]
+pub struct StoreError(String);
+
+fn err(op: &str) -> impl FnOnce(rocksdb::Error) -> StoreError + '_ {
+    move |e| StoreError(format!("{op}: {e}"))
+}
+
+/// The signer's database.
+pub struct Store {
+    db: DB,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = [CF_KEYS, CF_HIGH_WATER]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(err("open"))?;
+        Ok(Store { db })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError(format!("column family {name} missing")))
+    }
+
+    fn put_synced(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf(cf)?, key, value, &wo).map_err(err("write"))
+    }
+
+    /// Saves `record`.
+    pub fn put_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(record).map_err(|e| StoreError(e.to_string()))?;
+        self.put_synced(CF_KEYS, record.key_id.as_bytes(), &v)
+    }
+
+    /// The key `key_id`, if held.
+    pub fn key(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match self
+            .db
+            .get_cf(self.cf(CF_KEYS)?, key_id.as_bytes())
+            .map_err(err("read"))?
+        {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError(format!("key record {key_id}: {e}"))),
+        }
+    }
+
+    /// Every key held.
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_KEYS)?, rocksdb::IteratorMode::Start) {
+            let (_, v) = item.map_err(err("iterate"))?;
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError(format!("key record: {e}")))?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets the key `key_id` and its high-water mark.
+    pub fn delete_key(&self, key_id: &str) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(self.cf(CF_KEYS)?, key_id.as_bytes());
+        batch.delete_cf(self.cf(CF_HIGH_WATER)?, key_id.as_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(err("delete"))
+    }
+
+    /// The last signature made with `key_id`.
+    pub fn high_water(&self, key_id: &str) -> Result<Option<HighWater>, StoreError> {
+        let Some(v) = self
+            .db
+            .get_cf(self.cf(CF_HIGH_WATER)?, key_id.as_bytes())
+            .map_err(err("read"))?
+        else {
+            return Ok(None);
+        };
+        if v.len() != 40 {
+            return Err(StoreError(format!("high-water mark of {key_id} is corrupt")));
+        }
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&v[..8]);
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(&v[8..]);
+        Ok(Some(HighWater {
+            version: u64::from_be_bytes(version),
+            content_sha256: sha,
+        }))
+    }
+
+    /// Records (durably) the last signature made with `key_id`.
+    pub fn set_high_water(&self, key_id: &str, hw: &HighWater) -> Result<(), StoreError> {
+        let mut v = hw.version.to_be_bytes().to_vec();
+        v.extend_from_slice(&hw.content_sha256);
+        self.put_synced(CF_HIGH_WATER, key_id.as_bytes(), &v)
+    }
+}
+
+impl KeyRecord {
+    /// The public key as base64 (for logs and Notary's key JSON).
+    pub fn public_b64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.public)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_marks_survive_a_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let r = KeyRecord {
+            key_id: "ab".repeat(32),
+            gun: "g".into(),
+            role: "timestamp".into(),
+            algorithm: "ecdsa".into(),
+            public: vec![1, 2, 3],
+            backend: "software".into(),
+            handle: b"jwe".to_vec(),
+        };
+        {
+            let s = Store::open(d.path()).unwrap();
+            s.put_key(&r).unwrap();
+            s.set_high_water(
+                &r.key_id,
+                &HighWater {
+                    version: 7,
+                    content_sha256: [9; 32],
+                },
+            )
+            .unwrap();
+        }
+        let s = Store::open(d.path()).unwrap();
+        assert_eq!(s.key(&r.key_id).unwrap().unwrap(), r);
+        assert_eq!(s.keys().unwrap(), vec![r.clone()]);
+        assert_eq!(s.high_water(&r.key_id).unwrap().unwrap().version, 7);
+        s.delete_key(&r.key_id).unwrap();
+        assert!(s.key(&r.key_id).unwrap().is_none());
+        assert!(s.high_water(&r.key_id).unwrap().is_none());
+    }
+}

@@ -1,0 +1,321 @@
+//! seal-signer as a real process over mutual TLS: key management, signing
+//! checked by the policy, refusals, certificates that are not trusted,
+//! high-water marks that survive a restart, and no plaintext key at rest.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use seal_signer::client::{ClientConfig, ClientError, SignerClient};
+use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS};
+use seal_tuf::{FileMeta, Snapshot, Timestamp};
+use time::OffsetDateTime;
+
+/// A CA and certificates it signs, written as PEM files in `dir`.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &Path, name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} CA"));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.crt")), cert.pem()).unwrap();
+        Pki {
+            dir: dir.to_owned(),
+            ca: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    fn ca_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}-ca.crt"))
+    }
+
+    /// A leaf for localhost/127.0.0.1, usable as server and client.
+    fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+struct Signer {
+    child: Child,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Signer {
+    fn start(config: &Path) -> Signer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("SEAL_SIGNER_MAIN", "a signer passphrase for tests")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn seal-signer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("seal-signer did not start: {line:?}"));
+        Signer {
+            child,
+            port,
+            config: config.to_owned(),
+        }
+    }
+
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        // Same port: rewrite the config.
+        let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
+        c["server"]["grpc_addr"] = serde_json::json!(format!("127.0.0.1:{port}"));
+        std::fs::write(&self.config, c.to_string()).unwrap();
+        *self = Signer::start(&self.config);
+    }
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(port: u16, ca: &Path, cert: &Path, key: &Path) -> SignerClient {
+    SignerClient::new(&ClientConfig {
+        hostname: "localhost".into(),
+        port,
+        ca_file: ca.to_owned(),
+        cert_file: cert.to_owned(),
+        key_file: key.to_owned(),
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap()
+}
+
+fn timestamp(version: u64, life: time::Duration) -> Vec<u8> {
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert(
+        SNAPSHOT.to_owned(),
+        FileMeta::for_bytes(format!("snapshot {version}").as_bytes()),
+    );
+    Timestamp {
+        version,
+        expires: OffsetDateTime::now_utc() + life,
+        meta,
+    }
+    .to_value()
+    .to_canonical()
+}
+
+fn snapshot(version: u64) -> Vec<u8> {
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert(ROOT.to_owned(), FileMeta::for_bytes(b"root"));
+    meta.insert(TARGETS.to_owned(), FileMeta::for_bytes(b"targets"));
+    Snapshot {
+        version,
+        expires: OffsetDateTime::now_utc() + time::Duration::days(30),
+        meta,
+    }
+    .to_value()
+    .to_canonical()
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if let Ok(b) = std::fs::read(&p) {
+            if b.windows(needle.len()).any(|w| w == needle) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn software_keys_over_mutual_tls_with_the_signing_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "seal");
+    let rogue = Pki::new(dir.path(), "rogue");
+    let (server_cert, server_key) = pki.leaf("signer");
+    let (node_cert, node_key) = pki.leaf("node");
+    let (rogue_cert, rogue_key) = rogue.leaf("intruder");
+    let data = dir.path().join("data");
+    let config = dir.path().join("signer.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": server_cert, "tls_key_file": server_key,
+                       "client_ca_file": pki.ca_file("seal")},
+            "storage": {"data_dir": data},
+            "default_alias": "main",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut signer = Signer::start(&config);
+    let ca = pki.ca_file("seal");
+    let c = client(signer.port, &ca, &node_cert, &node_key);
+
+    let gun = "example.com/app";
+    let ts_key = c.create_key("ecdsa", gun, "timestamp").await.unwrap();
+    let info = c.get_key_info(&ts_key.key_id).await.unwrap();
+    assert_eq!(
+        (info.role.as_deref(), info.public.as_slice()),
+        (Some("timestamp"), ts_key.public.as_slice())
+    );
+    let public = seal_tuf::PublicKey::new(seal_tuf::KeyType::Ecdsa, ts_key.public.clone()).unwrap();
+    assert_eq!(public.id(), ts_key.key_id);
+
+    // A fresh timestamp is signed, and the signature verifies as a client
+    // would check it.
+    let t1 = timestamp(1, time::Duration::days(14));
+    let s = c.sign(&ts_key.key_id, &t1, Some(gun), Some("timestamp")).await.unwrap();
+    assert_eq!(s.method, "ecdsa");
+    public.verify("ecdsa", &t1, &s.signature).unwrap();
+    let t2 = timestamp(2, time::Duration::days(14));
+    c.sign(&ts_key.key_id, &t2, None, None).await.unwrap();
+
+    // The policy's refusals.
+    let refused = |r: Result<_, ClientError>| match r {
+        Err(ClientError::Refused { message, high_water }) => (message, high_water),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let (m, hw) = refused(
+        c.sign(&ts_key.key_id, &timestamp(1, time::Duration::days(1)), None, None)
+            .await,
+    );
+    assert!(m.contains("not above"), "{m}");
+    assert_eq!(hw, Some(2));
+    let (m, _) = refused(
+        c.sign(&ts_key.key_id, &timestamp(3, time::Duration::days(400)), None, None)
+            .await,
+    );
+    assert!(m.contains("beyond"), "{m}");
+    let (m, _) = refused(c.sign(&ts_key.key_id, &snapshot(3), None, None).await);
+    assert!(m.contains("role"), "{m}");
+    let (m, _) = refused(
+        c.sign(
+            &ts_key.key_id,
+            &timestamp(3, time::Duration::days(1)),
+            Some("example.com/other"),
+            None,
+        )
+        .await,
+    );
+    assert!(m.contains("example.com/other"), "{m}");
+    let (m, _) = refused(c.sign(&ts_key.key_id, b"arbitrary bytes", None, None).await);
+    assert!(m.contains("canonical JSON"), "{m}");
+    assert!(matches!(
+        c.sign(&"0".repeat(64), &t2, None, None).await,
+        Err(ClientError::NotFound(_))
+    ));
+
+    // Ed25519 snapshot keys work too.
+    let snap_key = c.create_key("ed25519", gun, "snapshot").await.unwrap();
+    let s1 = snapshot(1);
+    let s = c
+        .sign(&snap_key.key_id, &s1, Some(gun), Some("snapshot"))
+        .await
+        .unwrap();
+    seal_tuf::PublicKey::new(seal_tuf::KeyType::Ed25519, snap_key.public.clone())
+        .unwrap()
+        .verify("eddsa", &s1, &s.signature)
+        .unwrap();
+    assert!(c.create_key("rsa", gun, "timestamp").await.is_err());
+
+    // A client whose certificate another CA signed is refused, as is the
+    // right CA's client without the node certificate's key... and a client
+    // with no certificate at all cannot even connect.
+    let intruder = client(signer.port, &ca, &rogue_cert, &rogue_key);
+    assert!(intruder.create_key("ecdsa", gun, "timestamp").await.is_err());
+    assert!(intruder
+        .sign(&ts_key.key_id, &timestamp(9, time::Duration::days(1)), None, None)
+        .await
+        .is_err());
+
+    // A restart keeps keys and high-water marks.
+    signer.restart();
+    let c = client(signer.port, &ca, &node_cert, &node_key);
+    let (_, hw) = refused(
+        c.sign(&ts_key.key_id, &timestamp(2, time::Duration::days(1)), None, None)
+            .await,
+    );
+    assert_eq!(hw, Some(2));
+    let t3 = timestamp(3, time::Duration::days(14));
+    public
+        .verify(
+            "ecdsa",
+            &t3,
+            &c.sign(&ts_key.key_id, &t3, None, None).await.unwrap().signature,
+        )
+        .unwrap();
+    c.delete_key(&snap_key.key_id).await.unwrap();
+    assert!(matches!(
+        c.get_key_info(&snap_key.key_id).await,
+        Err(ClientError::NotFound(_))
+    ));
+    drop(signer);
+
+    // Keys at rest: decrypt the stored key with the passphrase, then look
+    // for its plaintext in every file of the signer's database.
+    let store = seal_signer::store::Store::open(&data).unwrap();
+    let record = store.key(&ts_key.key_id).unwrap().unwrap();
+    let der = seal_signer::software::decrypt_secret(
+        b"a signer passphrase for tests",
+        std::str::from_utf8(&record.handle).unwrap(),
+    )
+    .unwrap();
+    let private = seal_tuf::PrivateKey::from_pkcs8_der(&der).unwrap();
+    assert_eq!(private.public_key().id(), ts_key.key_id);
+    drop(store);
+    assert!(
+        files_containing(&data, &der).is_empty(),
+        "plaintext PKCS#8 key found at rest"
+    );
+    // Nor the bare private scalar.
+    use p256::pkcs8::DecodePrivateKey as _;
+    let scalar = p256::SecretKey::from_pkcs8_der(&der).unwrap().to_bytes();
+    assert!(
+        files_containing(&data, &scalar).is_empty(),
+        "private scalar found at rest"
+    );
+}
