@@ -105,17 +105,7 @@ pub struct Running {
 impl Running {
     /// Serves until SIGINT or SIGTERM, then shuts down Raft cleanly.
     pub async fn wait_for_signal(self) -> std::io::Result<()> {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = ctrl_c => r?,
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        ctrl_c.await?;
+        seal_signer::server::shutdown_signal().await?;
         tracing::info!("shutting down");
         self.shutdown.notify_waiters();
         self.server.abort();

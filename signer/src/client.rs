@@ -87,6 +87,18 @@ pub struct RemoteKey {
     pub role: Option<String>,
 }
 
+impl RemoteKey {
+    fn new(info: Option<seal_proto::signer::KeyInfo>, public: Vec<u8>, role: Option<String>) -> RemoteKey {
+        let info = info.unwrap_or_default();
+        RemoteKey {
+            key_id: info.key_id.map(|k| k.id).unwrap_or_default(),
+            algorithm: info.algorithm.map(|a| a.algorithm).unwrap_or_default(),
+            public,
+            role,
+        }
+    }
+}
+
 /// A signature from the signer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSignature {
@@ -141,13 +153,7 @@ impl SignerClient {
             .await
             .map_err(status_error)?
             .into_inner();
-        let info = r.key_info.unwrap_or_default();
-        Ok(RemoteKey {
-            key_id: info.key_id.map(|k| k.id).unwrap_or_default(),
-            algorithm: info.algorithm.map(|a| a.algorithm).unwrap_or_default(),
-            public: r.public_key,
-            role: None,
-        })
+        Ok(RemoteKey::new(r.key_info, r.public_key, None))
     }
 
     /// `GetKeyInfo`.
@@ -159,13 +165,7 @@ impl SignerClient {
             .await
             .map_err(status_error)?
             .into_inner();
-        let info = r.key_info.unwrap_or_default();
-        Ok(RemoteKey {
-            key_id: info.key_id.map(|k| k.id).unwrap_or_default(),
-            algorithm: info.algorithm.map(|a| a.algorithm).unwrap_or_default(),
-            public: r.public_key,
-            role: Some(r.role),
-        })
+        Ok(RemoteKey::new(r.key_info, r.public_key, Some(r.role)))
     }
 
     /// `DeleteKey`.

@@ -21,8 +21,9 @@
 //!   several cores sign in parallel, which one `Mutex<Session>` would not.
 //! * **Recovery.** A leased session is logged in again if the token logged
 //!   out (without that, private keys are merely invisible and a sign would
-//!   wrongly answer "not found"); a session the module reports as closed or
-//!   invalid is discarded and the call retried once on a fresh session.
+//!   wrongly answer "not found"); when the module reports a session closed or
+//!   invalid, it and the idle sessions are closed and the call is retried
+//!   once on a fresh session.
 //!
 //! The PIN is only held in zeroized memory, and no error or log line carries
 //! it or any key material.
@@ -227,11 +228,8 @@ impl KeyBackend for Pkcs11Backend {
     }
 
     fn generate(&self, algorithm: Algorithm, label: &str) -> Result<NewKey, BackendError> {
-        let mut id = [0u8; ID_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        self.token.run("generating a key", |session| {
-            generate_in(session, algorithm, label, &id)
-        })
+        self.token
+            .run("generating a key", |session| generate_in(session, algorithm, label))
     }
 
     fn sign(&self, algorithm: Algorithm, handle: &[u8], message: &[u8]) -> Result<Vec<u8>, BackendError> {
@@ -307,6 +305,12 @@ impl From<CkError> for OpError {
     }
 }
 
+impl From<BackendError> for OpError {
+    fn from(e: BackendError) -> OpError {
+        OpError::Backend(e)
+    }
+}
+
 impl Token {
     /// Runs `op` on a leased, logged-in session; retries once on a fresh
     /// session if the module says the session or the login is gone.
@@ -323,6 +327,11 @@ impl Token {
                 Err(OpError::Ck(e)) => {
                     let dead = session_is_dead(&e);
                     lease.healthy = !dead;
+                    if dead {
+                        // Whatever killed this session (a token reset, an
+                        // HSM restart) most likely killed the idle ones too.
+                        self.close_idle();
+                    }
                     let logged_out = matches!(e, CkError::Pkcs11(RvError::UserNotLoggedIn, _));
                     if !retried && (dead || logged_out) {
                         tracing::warn!(token = %self.label, error = %describe(&e), "PKCS#11 session lost; retrying");
@@ -384,6 +393,16 @@ impl Token {
         Ok(lease)
     }
 
+    /// Closes every idle session.
+    fn close_idle(&self) {
+        let mut pool = lock(&self.pool);
+        let idle = std::mem::take(&mut pool.idle);
+        pool.open -= idle.len();
+        drop(pool);
+        drop(idle);
+        self.freed.notify_all();
+    }
+
     /// Opens a read-write session, finding the token's slot again if the
     /// module no longer knows the old one.
     fn open_session(&self) -> Result<Session, BackendError> {
@@ -424,7 +443,12 @@ impl Token {
     }
 }
 
-fn generate_in(session: &Session, algorithm: Algorithm, label: &str, id: &[u8]) -> Result<NewKey, OpError> {
+/// Makes a key pair under a fresh random `CKA_ID` (fresh on a retry too, so
+/// that a half-made pair can never share the ID of the one returned).
+fn generate_in(session: &Session, algorithm: Algorithm, label: &str) -> Result<NewKey, OpError> {
+    let mut id = [0u8; ID_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let id = id.as_slice();
     let (mechanism, key_type, params): (Mechanism, KeyType, &[&[u8]]) = match algorithm {
         Algorithm::Ecdsa => (Mechanism::EccKeyPairGen, KeyType::EC, &[P256_PARAMS]),
         Algorithm::Ed25519 => (
@@ -541,12 +565,6 @@ fn check_private_key(session: &Session, private: ObjectHandle) -> Result<(), OpE
             "the token did not make the private key persistent, private, sensitive and non-extractable: {attrs:?}"
         ))
         .into())
-    }
-}
-
-impl From<BackendError> for OpError {
-    fn from(e: BackendError) -> OpError {
-        OpError::Backend(e)
     }
 }
 

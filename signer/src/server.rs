@@ -41,21 +41,27 @@ impl Running {
 
     /// Serves until SIGINT or SIGTERM.
     pub async fn wait_for_signal(self) -> std::io::Result<()> {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = ctrl_c => r?,
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        ctrl_c.await?;
+        shutdown_signal().await?;
         tracing::info!("shutting down");
         self.stop().await;
         Ok(())
     }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = ctrl_c => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await?;
+    Ok(())
 }
 
 /// The key backends `config` asks for. Software keys stay readable whenever

@@ -23,7 +23,14 @@ use zeroize::Zeroizing;
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "2468-user-pin";
 const SO_PIN: &str = "1357-so-pin";
-const TOKENS: [&str; 6] = ["seal-sign", "seal-restart", "seal-pin", "seal-delete", "seal-concurrent", "seal-relogin"];
+const TOKENS: [&str; 6] = [
+    "seal-sign",
+    "seal-restart",
+    "seal-pin",
+    "seal-delete",
+    "seal-concurrent",
+    "seal-relogin",
+];
 const ALGORITHMS: [Algorithm; 2] = [Algorithm::Ecdsa, Algorithm::Ed25519];
 
 struct SoftHsm {
@@ -60,10 +67,23 @@ impl SoftHsm {
     fn init_token(&self, label: &str) {
         let out = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &self.conf)
-            .args(["--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                PIN,
+                "--so-pin",
+                SO_PIN,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "softhsm2-util: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -148,7 +168,11 @@ fn generates_in_token_and_signs_like_notary() {
         assert!(public.verify(method(algorithm), b"other", &signature).is_err());
 
         // The key is of one algorithm only.
-        let other = if algorithm == Algorithm::Ecdsa { Algorithm::Ed25519 } else { Algorithm::Ecdsa };
+        let other = if algorithm == Algorithm::Ecdsa {
+            Algorithm::Ed25519
+        } else {
+            Algorithm::Ecdsa
+        };
         let err = backend.sign(other, &key.handle, message).unwrap_err();
         assert!(matches!(err, BackendError::NotFound(_)), "{err}");
 
@@ -156,10 +180,17 @@ fn generates_in_token_and_signs_like_notary() {
         let rounds = 200u32;
         let start = Instant::now();
         let signatures: Vec<Vec<u8>> = (0..rounds)
-            .map(|i| backend.sign(algorithm, &key.handle, format!("message {i}").as_bytes()).unwrap())
+            .map(|i| {
+                backend
+                    .sign(algorithm, &key.handle, format!("message {i}").as_bytes())
+                    .unwrap()
+            })
             .collect();
         let each = start.elapsed() / rounds;
-        println!("softhsm {} sign: {each:?} per signature ({rounds} in a row)", algorithm.as_str());
+        println!(
+            "softhsm {} sign: {each:?} per signature ({rounds} in a row)",
+            algorithm.as_str()
+        );
         for (i, signature) in signatures.iter().enumerate() {
             verify(algorithm, &key, format!("message {i}").as_bytes(), signature);
         }
@@ -172,10 +203,16 @@ fn generates_in_token_and_signs_like_notary() {
 fn check_objects(token: &str, key: &NewKey, label: &str) {
     let session = inspect(token);
     let private = session
-        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(key.handle.clone())])
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Id(key.handle.clone()),
+        ])
         .unwrap();
     let public = session
-        .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(key.handle.clone())])
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Id(key.handle.clone()),
+        ])
         .unwrap();
     assert_eq!((private.len(), public.len()), (1, 1));
     let attrs = session
@@ -274,14 +311,26 @@ fn delete_then_sign_is_not_found() {
 
         backend.delete(&key.handle).unwrap();
         let err = backend.sign(algorithm, &key.handle, b"after").unwrap_err();
-        assert!(matches!(&err, BackendError::NotFound(m) if m.contains(&hex::encode(&key.handle))), "{err}");
+        assert!(
+            matches!(&err, BackendError::NotFound(m) if m.contains(&hex::encode(&key.handle))),
+            "{err}"
+        );
         let err = backend.delete(&key.handle).unwrap_err();
         assert!(matches!(err, BackendError::NotFound(_)), "{err}");
 
         // Both objects are gone; the other key is untouched.
         let session = inspect("seal-delete");
-        assert!(session.find_objects(&[Attribute::Id(key.handle.clone())]).unwrap().is_empty());
-        assert_eq!(session.find_objects(&[Attribute::Id(keep.handle.clone())]).unwrap().len(), 2);
+        assert!(session
+            .find_objects(&[Attribute::Id(key.handle.clone())])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            session
+                .find_objects(&[Attribute::Id(keep.handle.clone())])
+                .unwrap()
+                .len(),
+            2
+        );
         drop(session);
         backend.sign(algorithm, &keep.handle, b"kept").unwrap();
     }
@@ -321,7 +370,12 @@ fn concurrent_signing() {
         for (thread, signatures) in signed.iter().enumerate() {
             for (i, signature) in signatures {
                 let (algorithm, key) = &keys[(thread + i) % keys.len()];
-                verify(*algorithm, key, format!("thread {thread} message {i}").as_bytes(), signature);
+                verify(
+                    *algorithm,
+                    key,
+                    format!("thread {thread} message {i}").as_bytes(),
+                    signature,
+                );
             }
         }
         println!(
