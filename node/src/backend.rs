@@ -26,7 +26,7 @@ use crate::http::{Backend, ChangeCategory, ChangeRecord, ChangefeedQuery, Readin
 use crate::metrics::Metrics;
 use crate::multipart::RoleFile;
 use crate::routes::KeyRole;
-use crate::signer::{CryptoService, PublicKeyInfo, SignatureMethod};
+use crate::signer::{CryptoService, PublicKeyInfo, SignatureMethod, SignerError};
 
 /// Where `now` comes from: one place, so a test build can offset it.
 pub trait Clock: Send + Sync + 'static {
@@ -160,9 +160,11 @@ impl RaftBackend {
         let started = std::time::Instant::now();
         let mut sigs = Vec::with_capacity(key_ids.len());
         for id in key_ids {
-            let s = self.signer.sign(id, &canonical).await.map_err(|e| ApiError::Updating {
-                reason: format!("signing {role} with key {id}: {e}"),
-            })?;
+            let s = self
+                .signer
+                .sign(id, &canonical)
+                .await
+                .map_err(|e| signing_error(role, id, e))?;
             sigs.push(TufSignature {
                 keyid: s.key_id,
                 method: match s.method {
@@ -399,7 +401,14 @@ impl RaftBackend {
             .signer
             .create_key(gun, role.as_str(), self.key_algorithm)
             .await
-            .map_err(|e| ApiError::Unknown { reason: e.to_string() })?;
+            .map_err(|e| match e {
+                SignerError::Unavailable { message } => ApiError::Unavailable {
+                    reason: format!("the signer is unavailable: {message}"),
+                },
+                other => ApiError::Unknown {
+                    reason: other.to_string(),
+                },
+            })?;
         let json = info.to_notary_json().into_bytes();
         match self
             .propose(Command::SetServerKey {
@@ -438,6 +447,19 @@ pub fn update_error(e: UpdateError) -> ApiError {
         other => ApiError::InvalidUpdate {
             kind: seal_tuf::UpdateErrorKind::Validation,
             msg: other.to_string(),
+        },
+    }
+}
+
+/// A signing failure: 503 while the signer is unreachable (the client may
+/// retry), 500 otherwise.
+fn signing_error(role: &str, key_id: &str, e: SignerError) -> ApiError {
+    match e {
+        SignerError::Unavailable { message } => ApiError::Unavailable {
+            reason: format!("the signer is unavailable: {message}"),
+        },
+        other => ApiError::Updating {
+            reason: format!("signing {role} with key {key_id}: {other}"),
         },
     }
 }

@@ -26,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod multipart;
+pub mod remote_signer;
 pub mod routes;
 pub mod server;
 pub mod signer;

@@ -13,7 +13,8 @@ use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
 use crate::config::{Env, NodeConfig, TrustServiceType};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
-use crate::signer::LocalSigner;
+use crate::remote_signer::RemoteSigner;
+use crate::signer::{CryptoService, LocalSigner};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +116,6 @@ impl Running {
 
 /// Opens everything `config` names and starts serving.
 pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, StartError> {
-    if config.trust_service.kind != TrustServiceType::Local {
-        return Err(StartError::Config(
-            "trust_service.type=remote needs the signer service, which this build does not include yet; use local"
-                .into(),
-        ));
-    }
     let data_dir: PathBuf = config.storage.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| StartError::Storage(format!("{}: {e}", data_dir.display())))?;
     let addr = config.server.http_addr.socket_addr().ok_or_else(|| {
@@ -142,13 +137,18 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         .await
         .map_err(|e| StartError::Storage(format!("raft: {e}")))?;
 
-    let passphrase = signer_passphrase(&config, env, dev)?;
-    let keys_dir = if config.signer.keys_dir.is_absolute() {
-        config.signer.keys_dir.clone()
-    } else {
-        data_dir.join(&config.signer.keys_dir)
+    let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
+        TrustServiceType::Local => {
+            let passphrase = signer_passphrase(&config, env, dev)?;
+            let keys_dir = if config.signer.keys_dir.is_absolute() {
+                config.signer.keys_dir.clone()
+            } else {
+                data_dir.join(&config.signer.keys_dir)
+            };
+            Arc::new(LocalSigner::open(&keys_dir, passphrase).map_err(|e| StartError::Storage(e.to_string()))?)
+        }
+        TrustServiceType::Remote => Arc::new(RemoteSigner::new(&config.trust_service).map_err(StartError::Config)?),
     };
-    let signer = LocalSigner::open(&keys_dir, passphrase).map_err(|e| StartError::Storage(e.to_string()))?;
 
     let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
     let ts_life = secs(config.timestamps.timestamp_lifetime_secs);
@@ -159,7 +159,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     };
     let backend = Arc::new(RaftBackend::new(
         Arc::new(raft),
-        Arc::new(signer),
+        signer,
         Arc::new(SystemClock),
         lifetimes,
         config.trust_service.key_algorithm,

@@ -11,6 +11,8 @@ pub mod server;
 pub mod service;
 pub mod software;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 
 /// Installs ring as the process's rustls provider (Seal uses one provider).

@@ -8,59 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use seal_signer::client::{ClientConfig, ClientError, SignerClient};
+use seal_signer::testing::TestPki;
 use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS};
 use seal_tuf::{FileMeta, Snapshot, Timestamp};
 use time::OffsetDateTime;
-
-/// A CA and certificates it signs, written as PEM files in `dir`.
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(dir: &Path, name: &str) -> Pki {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} CA"));
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}-ca.crt")), cert.pem()).unwrap();
-        Pki {
-            dir: dir.to_owned(),
-            ca: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    fn ca_file(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}-ca.crt"))
-    }
-
-    /// A leaf for localhost/127.0.0.1, usable as server and client.
-    fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let (c, k) = (
-            self.dir.join(format!("{name}.crt")),
-            self.dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
 
 struct Signer {
     child: Child,
@@ -173,8 +124,8 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "seal");
-    let rogue = Pki::new(dir.path(), "rogue");
+    let pki = TestPki::new(dir.path(), "seal");
+    let rogue = TestPki::new(dir.path(), "rogue");
     let (server_cert, server_key) = pki.leaf("signer");
     let (node_cert, node_key) = pki.leaf("node");
     let (rogue_cert, rogue_key) = rogue.leaf("intruder");
@@ -184,7 +135,7 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
         &config,
         serde_json::json!({
             "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": server_cert, "tls_key_file": server_key,
-                       "client_ca_file": pki.ca_file("seal")},
+                       "client_ca_file": pki.ca_file()},
             "storage": {"data_dir": data},
             "default_alias": "main",
         })
@@ -192,7 +143,7 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     )
     .unwrap();
     let mut signer = Signer::start(&config);
-    let ca = pki.ca_file("seal");
+    let ca = pki.ca_file();
     let c = client(signer.port, &ca, &node_cert, &node_key);
 
     let gun = "example.com/app";

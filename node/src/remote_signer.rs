@@ -1,0 +1,116 @@
+//! `trust_service.type = "remote"`: the node's keys live in a signer
+//! service (seal-signer, or Notary's notary-signer) reached over gRPC with
+//! mutual TLS. The node never holds these private keys.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use seal_signer::client::{ClientConfig, ClientError, SignerClient};
+
+use crate::config::{KeyAlgorithm, TrustServiceConfig};
+use crate::signer::{CryptoService, KeyDescription, PublicKeyInfo, Signature, SignatureMethod, SignerError};
+
+/// The per-call deadline: a signer that does not answer in time is treated
+/// as down (writes answer 503) rather than holding requests.
+pub const SIGNER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`CryptoService`] backed by a remote signer.
+pub struct RemoteSigner {
+    client: SignerClient,
+}
+
+fn signer_error(e: ClientError) -> SignerError {
+    match e {
+        ClientError::NotFound(key_id) => SignerError::KeyNotFound { key_id },
+        ClientError::Unavailable(message) => SignerError::Unavailable { message },
+        other => SignerError::Crypto {
+            message: other.to_string(),
+        },
+    }
+}
+
+fn parse_algorithm(name: &str) -> Result<KeyAlgorithm, SignerError> {
+    match name {
+        "ed25519" => Ok(KeyAlgorithm::Ed25519),
+        "ecdsa" => Ok(KeyAlgorithm::Ecdsa),
+        "rsa" => Ok(KeyAlgorithm::Rsa),
+        other => Err(SignerError::UnsupportedAlgorithm {
+            algorithm: other.to_owned(),
+        }),
+    }
+}
+
+impl RemoteSigner {
+    /// A client for the signer `config` names (`hostname`, `port`,
+    /// `tls_ca_file`, `tls_client_cert`, `tls_client_key`, all required).
+    pub fn new(config: &TrustServiceConfig) -> Result<RemoteSigner, String> {
+        let need = |what: &str| format!("trust_service.{what} is required for a remote signer");
+        let client = SignerClient::new(&ClientConfig {
+            hostname: config.hostname.clone().ok_or_else(|| need("hostname"))?,
+            port: config.port.ok_or_else(|| need("port"))?,
+            ca_file: config.tls_ca_file.clone().ok_or_else(|| need("tls_ca_file"))?,
+            cert_file: config.tls_client_cert.clone().ok_or_else(|| need("tls_client_cert"))?,
+            key_file: config.tls_client_key.clone().ok_or_else(|| need("tls_client_key"))?,
+            timeout: SIGNER_TIMEOUT,
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(RemoteSigner { client })
+    }
+}
+
+#[async_trait]
+impl CryptoService for RemoteSigner {
+    async fn create_key(&self, gun: &str, role: &str, algorithm: KeyAlgorithm) -> Result<PublicKeyInfo, SignerError> {
+        let k = self
+            .client
+            .create_key(algorithm.as_str(), gun, role)
+            .await
+            .map_err(signer_error)?;
+        let info = PublicKeyInfo::new(parse_algorithm(&k.algorithm)?, k.public);
+        if info.key_id != k.key_id {
+            return Err(SignerError::Crypto {
+                message: format!(
+                    "the signer named key {} but its public key has ID {}",
+                    k.key_id, info.key_id
+                ),
+            });
+        }
+        Ok(info)
+    }
+
+    async fn get_key(&self, key_id: &str) -> Result<KeyDescription, SignerError> {
+        let k = self.client.get_key_info(key_id).await.map_err(signer_error)?;
+        Ok(KeyDescription {
+            info: PublicKeyInfo::new(parse_algorithm(&k.algorithm)?, k.public),
+            // Notary's GetKeyInfo does not say which collection a key is for.
+            gun: String::new(),
+            role: k.role.unwrap_or_default(),
+        })
+    }
+
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Signature, SignerError> {
+        let s = self
+            .client
+            .sign(key_id, message, None, None)
+            .await
+            .map_err(signer_error)?;
+        let method = match s.method.as_str() {
+            "eddsa" => SignatureMethod::Eddsa,
+            "ecdsa" => SignatureMethod::Ecdsa,
+            other => {
+                return Err(SignerError::UnsupportedAlgorithm {
+                    algorithm: other.to_owned(),
+                })
+            }
+        };
+        Ok(Signature {
+            key_id: key_id.to_owned(),
+            method,
+            signature: s.signature,
+        })
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<(), SignerError> {
+        self.client.delete_key(key_id).await.map_err(signer_error)
+    }
+}
