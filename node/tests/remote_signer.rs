@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use common::Node;
-use seal_signer::testing::TestPki;
+use seal_signer::testing::{spawn_signer, TestPki};
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use time::OffsetDateTime;
@@ -31,21 +30,7 @@ fn signer_binary() -> PathBuf {
 }
 
 fn start_signer(config: &Path) -> Child {
-    let mut child = Command::new(signer_binary())
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("SEAL_SIGNER_MAIN", "remote signer test passphrase")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn seal-signer");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "seal-signer did not start: {line:?}");
-    child
+    spawn_signer(&signer_binary(), config, "remote signer test passphrase").0
 }
 
 fn tuf(path: &str) -> String {

@@ -1,7 +1,9 @@
 //! Test support (feature `testing`): a throw-away PKI whose certificates
 //! work for mutual TLS between Seal's processes.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// A CA writing PEM files into a directory, and the leaves it signs.
 pub struct TestPki {
@@ -55,4 +57,30 @@ impl TestPki {
         std::fs::write(&k, key.serialize_pem()).expect("write key");
         (c, k)
     }
+}
+
+/// Starts the `seal-signer` binary `bin` with `config`, the default alias's
+/// passphrase set to `passphrase`; returns the process and the port it
+/// listens on once it says so.
+pub fn spawn_signer(bin: &Path, config: &Path, passphrase: &str) -> (Child, u16) {
+    let mut child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("SEAL_SIGNER_MAIN", passphrase)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn seal-signer");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read seal-signer's first line");
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("seal-signer did not start: {line:?}"));
+    (child, port)
 }

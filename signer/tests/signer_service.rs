@@ -2,13 +2,12 @@
 //! checked by the policy, refusals, certificates that are not trusted,
 //! high-water marks that survive a restart, and no plaintext key at rest.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use seal_signer::client::{ClientConfig, ClientError, SignerClient};
-use seal_signer::testing::TestPki;
+use seal_signer::testing::{spawn_signer, TestPki};
 use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS};
 use seal_tuf::{FileMeta, Snapshot, Timestamp};
 use time::OffsetDateTime;
@@ -21,25 +20,11 @@ struct Signer {
 
 impl Signer {
     fn start(config: &Path) -> Signer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seal-signer"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("SEAL_SIGNER_MAIN", "a signer passphrase for tests")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn seal-signer");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("seal-signer did not start: {line:?}"));
+        let (child, port) = spawn_signer(
+            Path::new(env!("CARGO_BIN_EXE_seal-signer")),
+            config,
+            "a signer passphrase for tests",
+        );
         Signer {
             child,
             port,
