@@ -279,14 +279,12 @@ enum KeyCmd {
 struct Ctx {
     settings: Settings,
     verbose: bool,
+    // One source per command: a passphrase typed once is not asked again.
+    pass: std::cell::RefCell<EnvOrPrompt>,
 }
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
-}
-
-fn passphrases() -> EnvOrPrompt {
-    EnvOrPrompt::new(|k| std::env::var(k).ok(), std::io::stdin().is_terminal())
 }
 
 fn load_settings(cli: &Cli) -> Result<Settings, ClientError> {
@@ -347,7 +345,7 @@ fn publish(ctx: &Ctx, gun: &str, auto: bool) -> Result<(), ClientError> {
     } else {
         println!("Pushing changes to {gun}");
     }
-    if r.publish(&mut passphrases())? {
+    if r.publish(&mut *ctx.pass.borrow_mut())? {
         println!("Successfully published changes for repository {gun}");
     } else {
         println!("No unpublished changes for {gun}");
@@ -457,10 +455,24 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// Prints `rows` under `headers` (between blank lines when `padded`, as
+/// Notary does for some listings), or `empty` between blank lines.
+fn print_table(empty: &str, headers: &[&str], rows: impl Iterator<Item = Vec<String>>, padded: bool) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    if rows.is_empty() {
+        println!("\n{empty}\n");
+    } else if padded {
+        println!("\n{}\n", table(headers, &rows));
+    } else {
+        println!("{}", table(headers, &rows));
+    }
+}
+
 fn run(cli: Cli) -> Result<(), ClientError> {
     let ctx = Ctx {
         settings: load_settings(&cli)?,
         verbose: cli.verbose || cli.debug,
+        pass: std::cell::RefCell::new(EnvOrPrompt::from_process_env()),
     };
     if ctx.verbose {
         eprintln!(
@@ -476,7 +488,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             root_cert,
             publish: p,
         } => {
-            repo(&ctx, &gun)?.init(root_key.as_deref(), root_cert.as_deref(), &mut passphrases())?;
+            repo(&ctx, &gun)?.init(root_key.as_deref(), root_cert.as_deref(), &mut *ctx.pass.borrow_mut())?;
             if p {
                 publish(&ctx, &gun, true)?;
             }
@@ -535,22 +547,20 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Publish { gun } => publish(&ctx, &gun, false)?,
         Command::List { gun, roles } => {
             let targets = repo(&ctx, &gun)?.list_targets(&roles)?;
-            if targets.is_empty() {
-                println!("\nNo targets present in this repository.\n");
-            } else {
-                let rows: Vec<Vec<String>> = targets
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            t.name.clone(),
-                            t.meta.sha256_hex().unwrap_or_default(),
-                            t.meta.length.to_string(),
-                            t.role.clone(),
-                        ]
-                    })
-                    .collect();
-                println!("{}", table(&["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"], &rows));
-            }
+            let rows = targets.iter().map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.meta.sha256_hex().unwrap_or_default(),
+                    t.meta.length.to_string(),
+                    t.role.clone(),
+                ]
+            });
+            print_table(
+                "No targets present in this repository.",
+                &["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"],
+                rows,
+                false,
+            );
         }
         Command::Lookup { gun, target } => {
             let t = repo(&ctx, &gun)?.lookup(&target)?;
@@ -742,22 +752,20 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
         }
         DelegationCmd::List { gun } => {
             let ds = repo(ctx, &gun)?.list_delegations()?;
-            if ds.is_empty() {
-                println!("\nNo delegations present in this repository.\n");
-            } else {
-                let rows: Vec<Vec<String>> = ds
-                    .iter()
-                    .map(|d| {
-                        vec![
-                            d.role.name.clone(),
-                            paths_text(&d.role.paths),
-                            d.canonical_ids.join(", "),
-                            d.role.threshold.to_string(),
-                        ]
-                    })
-                    .collect();
-                println!("\n{}\n", table(&["ROLE", "PATHS", "KEY IDS", "THRESHOLD"], &rows));
-            }
+            let rows = ds.iter().map(|d| {
+                vec![
+                    d.role.name.clone(),
+                    paths_text(&d.role.paths),
+                    d.canonical_ids.join(", "),
+                    d.role.threshold.to_string(),
+                ]
+            });
+            print_table(
+                "No delegations present in this repository.",
+                &["ROLE", "PATHS", "KEY IDS", "THRESHOLD"],
+                rows,
+                true,
+            );
         }
         DelegationCmd::Purge { gun, keys, publish: p } => {
             let r = repo(ctx, &gun)?;
@@ -798,22 +806,21 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
     match cmd {
         KeyCmd::List => {
             let keys = store.list()?;
-            if keys.is_empty() {
-                println!("\nNo signing keys found.\n");
-            } else {
-                let rows: Vec<Vec<String>> = keys
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            k.role.clone(),
-                            k.gun.clone().unwrap_or_default(),
-                            k.id.clone(),
-                            ctx.settings.trust_dir.join("private").display().to_string(),
-                        ]
-                    })
-                    .collect();
-                println!("\n{}\n", table(&["ROLE", "GUN", "KEY ID", "LOCATION"], &rows));
-            }
+            let location = store.dir().display().to_string();
+            let rows = keys.iter().map(|k| {
+                vec![
+                    k.role.clone(),
+                    k.gun.clone().unwrap_or_default(),
+                    k.id.clone(),
+                    location.clone(),
+                ]
+            });
+            print_table(
+                "No signing keys found.",
+                &["ROLE", "GUN", "KEY ID", "LOCATION"],
+                rows,
+                true,
+            );
         }
         KeyCmd::Generate {
             algorithm,
@@ -832,12 +839,12 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
             let id = key.public_key().id().to_owned();
             match output {
                 None => {
-                    store.add(&key, &role, None, &mut passphrases())?;
+                    store.add(&key, &role, None, &mut *ctx.pass.borrow_mut())?;
                     println!("Generated new {} {role} key with keyID: {id}", key.key_type());
                 }
                 Some(prefix) => {
                     use seal_client::keystore::{PassphraseSource as _, Purpose};
-                    let pass = passphrases().passphrase(&role, &id, None, Purpose::Create, 0)?;
+                    let pass = ctx.pass.borrow_mut().passphrase(&role, &id, None, Purpose::Create, 0)?;
                     let pem = seal_client::keystore::encrypt_pem(&key, &pass, &role, None)?;
                     let key_path = prefix.with_extension("key");
                     let pub_path = prefix.with_extension("pub");
@@ -866,7 +873,7 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
             role,
             server_managed,
         } => {
-            let k = repo(ctx, &gun)?.rotate_key(&role, server_managed, &mut passphrases())?;
+            let k = repo(ctx, &gun)?.rotate_key(&role, server_managed, &mut *ctx.pass.borrow_mut())?;
             if ctx.verbose {
                 eprintln!("new {role} key {}", k.id());
             }
@@ -878,7 +885,7 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
             }
             for f in &files {
                 let pem = std::fs::read(f).map_err(ClientError::io(f))?;
-                let k = store.import_pem(&pem, role.as_deref(), gun.as_deref(), &mut passphrases())?;
+                let k = store.import_pem(&pem, role.as_deref(), gun.as_deref(), &mut *ctx.pass.borrow_mut())?;
                 if ctx.verbose {
                     eprintln!("imported {} as {} key {}", f.display(), k.role, k.id);
                 }
@@ -919,7 +926,11 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
             println!("Deleted {} ({} key)", k.id, k.role);
         }
         KeyCmd::Passwd { keyid } => {
-            store.change_passphrase(&keyid, &mut passphrases(), &mut passphrases())?;
+            store.change_passphrase(
+                &keyid,
+                &mut *ctx.pass.borrow_mut(),
+                &mut EnvOrPrompt::from_process_env(),
+            )?;
             println!("Successfully updated passphrase for key ID: {keyid}");
         }
     }

@@ -198,15 +198,29 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
         .unwrap();
     assert!(c.create_key("rsa", gun, "timestamp").await.is_err());
 
-    // A client whose certificate another CA signed is refused, as is the
-    // right CA's client without the node certificate's key... and a client
-    // with no certificate at all cannot even connect.
+    // A client whose certificate another CA signed is refused.
     let intruder = client(signer.port, &ca, &rogue_cert, &rogue_key);
     assert!(intruder.create_key("ecdsa", gun, "timestamp").await.is_err());
     assert!(intruder
         .sign(&ts_key.key_id, &timestamp(9, time::Duration::days(1)), None, None)
         .await
         .is_err());
+    // So is a client with no certificate at all.
+    let anonymous = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", signer.port))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca).unwrap()))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect_lazy();
+    let anonymous_answer = seal_proto::signer::key_management_client::KeyManagementClient::new(anonymous)
+        .get_key_info(seal_proto::signer::KeyId {
+            id: ts_key.key_id.clone(),
+        })
+        .await;
+    assert!(anonymous_answer.is_err(), "a client without a certificate was served");
 
     // A restart keeps keys and high-water marks.
     signer.restart();

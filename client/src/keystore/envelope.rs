@@ -265,6 +265,20 @@ pub(super) fn rsa_unsupported() -> KeyDerError {
     KeyDerError::Unsupported("RSA private keys (Seal signs with ECDSA P-256 or Ed25519 keys)".into())
 }
 
+/// PBES2 parameters as Notary reads them: PBKDF2 with no PRF field
+/// (HMAC-SHA1), then AES-256-CBC.
+pub(super) fn notary_params<'a>(salt: &'a [u8], iv: &'a [u8; AES_BLOCK], iterations: u32) -> pbes2::Parameters<'a> {
+    pbes2::Parameters {
+        kdf: pbes2::Kdf::Pbkdf2(pbes2::Pbkdf2Params {
+            salt,
+            iteration_count: iterations,
+            key_length: None,
+            prf: pbes2::Pbkdf2Prf::HmacWithSha1,
+        }),
+        encryption: pbes2::EncryptionScheme::Aes256Cbc { iv },
+    }
+}
+
 /// Encrypts PKCS#8 DER into an `EncryptedPrivateKeyInfo` DER: PBES2,
 /// PBKDF2-HMAC-SHA1 (no PRF field) with a random salt of [`SALT_LEN`]
 /// bytes, AES-256-CBC with a random IV.
@@ -273,15 +287,7 @@ pub(super) fn encrypt(plain: &[u8], passphrase: &[u8], iterations: u32) -> Resul
     let mut iv = [0u8; AES_BLOCK];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     rand::rngs::OsRng.fill_bytes(&mut iv);
-    let params = pbes2::Parameters {
-        kdf: pbes2::Kdf::Pbkdf2(pbes2::Pbkdf2Params {
-            salt: &salt,
-            iteration_count: iterations,
-            key_length: None,
-            prf: pbes2::Pbkdf2Prf::HmacWithSha1,
-        }),
-        encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: &iv },
-    };
+    let params = notary_params(&salt, &iv, iterations);
     let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + AES_BLOCK));
     buf.extend_from_slice(plain);
     buf.resize(plain.len() + AES_BLOCK, 0);
@@ -450,15 +456,7 @@ mod tests {
     /// dummy block (no key derivation is run to build it).
     fn with_iterations(iterations: u32) -> Vec<u8> {
         let (salt, iv, block) = ([1u8; 16], [2u8; 16], [3u8; 16]);
-        let params = pbes2::Parameters {
-            kdf: pbes2::Kdf::Pbkdf2(pbes2::Pbkdf2Params {
-                salt: &salt,
-                iteration_count: iterations,
-                key_length: None,
-                prf: pbes2::Pbkdf2Prf::HmacWithSha1,
-            }),
-            encryption: pbes2::EncryptionScheme::Aes256Cbc { iv: &iv },
-        };
+        let params = notary_params(&salt, &iv, iterations);
         pkcs8::EncryptedPrivateKeyInfo {
             encryption_algorithm: params.into(),
             encrypted_data: &block,
