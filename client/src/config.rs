@@ -151,7 +151,12 @@ mod tests {
     #[test]
     fn notarys_own_client_config_parses() {
         let dir = std::env::var_os("SEAL_NOTARY_FIXTURES").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"),
+            || {
+                PathBuf::from(
+                    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+                )
+                .join("../../shared/fixtures/notary")
+            },
             PathBuf::from,
         );
         let p = dir.join("configs/notary-v0.7.0/client-config.json");

@@ -22,11 +22,14 @@ use tokio::sync::Mutex;
 
 use crate::config::KeyAlgorithm;
 use crate::error::ApiError;
-use crate::http::{Backend, ChangeCategory, ChangeRecord, ChangefeedQuery, Readiness, StoredMetadata};
+use crate::http::{Backend, ChangeCategory, ChangeRecord, ChangefeedQuery, Health, Readiness, StoredMetadata};
 use crate::metrics::Metrics;
 use crate::multipart::RoleFile;
 use crate::routes::KeyRole;
-use crate::signer::{CryptoService, PublicKeyInfo, SignatureMethod, SignerError};
+use crate::signer::{CryptoService, PublicKeyInfo, SignScope, SignerError};
+
+/// Notary's name for the health check of the trust service (the signer).
+pub const TRUST_OPERATIONAL: &str = "Trust operational";
 
 /// Where `now` comes from: one place, so a test build can offset it.
 pub trait Clock: Send + Sync + 'static {
@@ -149,35 +152,61 @@ impl RaftBackend {
         })
     }
 
-    /// Signs `signed` for `role` with each of `key_ids` and assembles the file.
+    /// Signs `signed` (`role` metadata of `gun`) with each of `key_ids`
+    /// and assembles the file; returns it with its version.
+    ///
+    /// A Seal signer refuses a version at or below the last one it signed
+    /// with a key. That happens when a signature was made but the write
+    /// carrying it never committed (the leader lost its term, the process
+    /// died): the stored version is then behind the signer's. The metadata
+    /// is regenerated just above the signer's high-water mark, so the node
+    /// does not stay stuck on a version the signer will never sign again.
     async fn sign_file(
         &self,
+        gun: &str,
         role: &str,
-        signed: seal_tuf::cjson::Value,
+        mut signed: seal_tuf::cjson::Value,
         key_ids: &[String],
-    ) -> Result<SignedFile, ApiError> {
-        let canonical = signed.to_canonical();
+    ) -> Result<(SignedFile, u64), ApiError> {
         let started = std::time::Instant::now();
-        let mut sigs = Vec::with_capacity(key_ids.len());
-        for id in key_ids {
-            let s = self
-                .signer
-                .sign(id, &canonical)
-                .await
-                .map_err(|e| signing_error(role, id, e))?;
-            sigs.push(TufSignature {
-                keyid: s.key_id,
-                method: match s.method {
-                    SignatureMethod::Eddsa => "eddsa".into(),
-                    SignatureMethod::Ecdsa => "ecdsa".into(),
-                },
-                sig: s.signature,
-            });
+        let scope = SignScope { gun, role };
+        let mut skips = 0;
+        'attempt: loop {
+            let version = signed_version(&signed).ok_or_else(|| ApiError::Updating {
+                reason: format!("generated {role} metadata has no version"),
+            })?;
+            let canonical = signed.to_canonical();
+            let mut sigs = Vec::with_capacity(key_ids.len());
+            for id in key_ids {
+                match self.signer.sign(id, &canonical, scope).await {
+                    Ok(s) => sigs.push(TufSignature {
+                        keyid: s.key_id,
+                        method: s.method.as_str().to_owned(),
+                        sig: s.signature,
+                    }),
+                    Err(SignerError::Refused {
+                        high_water: Some(high_water),
+                        message,
+                    }) if skips < key_ids.len() && high_water >= version => {
+                        let next = high_water.checked_add(1).ok_or_else(|| ApiError::Updating {
+                            reason: format!("the signer's last {role} version for key {id} is the largest possible"),
+                        })?;
+                        tracing::warn!(
+                            gun, role, key_id = %id, version, high_water, %message,
+                            "the signer already signed this version; regenerating above it"
+                        );
+                        set_signed_version(&mut signed, next);
+                        skips += 1;
+                        continue 'attempt;
+                    }
+                    Err(e) => return Err(signing_error(role, id, e)),
+                }
+            }
+            self.metrics
+                .signing_histogram(role)
+                .observe(started.elapsed().as_secs_f64());
+            return Ok((SignedFile::assemble(role, signed, sigs), version));
         }
-        self.metrics
-            .signing_histogram(role)
-            .observe(started.elapsed().as_secs_f64());
-        Ok(SignedFile::assemble(role, signed, sigs))
     }
 
     async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, ApiError> {
@@ -224,8 +253,7 @@ impl RaftBackend {
                     .ok_or_else(|| ApiError::Updating {
                         reason: "no snapshot to generate".into(),
                     })?;
-                let version = snap.version;
-                let file = self.sign_file(SNAPSHOT, snap.to_value(), key_ids).await?;
+                let (file, version) = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids).await?;
                 let bytes = file.into_bytes();
                 files.push(MetaFile {
                     role: SNAPSHOT.into(),
@@ -239,9 +267,8 @@ impl RaftBackend {
             .next_timestamp(&stored, &snapshot_bytes, now, self.lifetimes.timestamp)
             .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
         let ts_expires = ts.expires;
-        let ts_version = ts.version;
-        let ts_file = self
-            .sign_file(TIMESTAMP, ts.to_value(), &plan.timestamp_key_ids)
+        let (ts_file, ts_version) = self
+            .sign_file(gun, TIMESTAMP, ts.to_value(), &plan.timestamp_key_ids)
             .await?;
         files.push(MetaFile {
             role: TIMESTAMP.into(),
@@ -334,8 +361,7 @@ impl RaftBackend {
         if !snap_keys.is_empty() && snap.expires - now <= self.lifetimes.refresh_margin {
             let next = seal_tuf::generate::next_snapshot(Some(&snap), &[], now, self.lifetimes.snapshot)
                 .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
-            let version = next.version;
-            let file = self.sign_file(SNAPSHOT, next.to_value(), &snap_keys).await?;
+            let (file, version) = self.sign_file(gun, SNAPSHOT, next.to_value(), &snap_keys).await?;
             snapshot_bytes = file.into_bytes();
             files.push(MetaFile {
                 role: SNAPSHOT.into(),
@@ -345,8 +371,8 @@ impl RaftBackend {
         }
         let ts = seal_tuf::generate::next_timestamp(Some(&prev_ts), &snapshot_bytes, now, self.lifetimes.timestamp)
             .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
-        let (version, expires) = (ts.version, ts.expires);
-        let ts_file = self.sign_file(TIMESTAMP, ts.to_value(), &ts_keys).await?;
+        let expires = ts.expires;
+        let (ts_file, version) = self.sign_file(gun, TIMESTAMP, ts.to_value(), &ts_keys).await?;
         files.push(MetaFile {
             role: TIMESTAMP.into(),
             version,
@@ -425,6 +451,18 @@ impl RaftBackend {
                 reason: format!("recording the new {} key: {other:?}", role.as_str()),
             }),
         }
+    }
+}
+
+/// The `version` of a `signed` object.
+fn signed_version(signed: &seal_tuf::cjson::Value) -> Option<u64> {
+    signed.get("version")?.as_int()?.try_into().ok()
+}
+
+/// Sets the `version` of a `signed` object.
+fn set_signed_version(signed: &mut seal_tuf::cjson::Value, version: u64) {
+    if let seal_tuf::cjson::Value::Object(fields) = signed {
+        fields.insert("version".to_owned(), seal_tuf::cjson::Value::Int(i128::from(version)));
     }
 }
 
@@ -617,19 +655,18 @@ impl Backend for RaftBackend {
             .collect()
     }
 
-    async fn health(&self) -> Result<(), BTreeMap<String, String>> {
-        let mut failing = BTreeMap::new();
+    async fn health(&self) -> Health {
+        let mut health = Health::default();
         if self.raft.metrics().leader.is_none() {
-            failing.insert("raft".to_owned(), "no leader".to_owned());
+            health.failing.insert("raft".to_owned(), "no leader".to_owned());
         }
         if let Err(e) = self.raft.read().current("_health", "root") {
-            failing.insert("storage".to_owned(), e.to_string());
+            health.failing.insert("storage".to_owned(), e.to_string());
         }
-        if failing.is_empty() {
-            Ok(())
-        } else {
-            Err(failing)
+        if let Err(e) = self.signer.operational() {
+            health.degraded.insert(TRUST_OPERATIONAL.to_owned(), e);
         }
+        health
     }
 }
 

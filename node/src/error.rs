@@ -313,7 +313,12 @@ pub(crate) mod tests {
     pub(crate) fn fixtures_dir() -> Option<PathBuf> {
         let dir = std::env::var_os("SEAL_NOTARY_FIXTURES")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"));
+            .unwrap_or_else(|| {
+                PathBuf::from(
+                    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+                )
+                .join("../../shared/fixtures/notary")
+            });
         if dir.is_dir() {
             Some(dir)
         } else {

@@ -132,8 +132,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Changefeed records matching `query`.
     async fn changefeed(&self, query: &ChangefeedQuery) -> Result<Vec<ChangeRecord>, ApiError>;
 
-    /// `Ok` when healthy, else the failing checks and their errors.
-    async fn health(&self) -> Result<(), BTreeMap<String, String>>;
+    /// The node's checks: what fails and what is degraded.
+    async fn health(&self) -> Health;
+}
+
+/// The outcome of the health checks, each named as Notary names it.
+///
+/// A failing check (no Raft leader, storage unreadable) makes the node
+/// unhealthy: 503 with the failures. A degraded check (`Trust operational`:
+/// the signer is down, so reads work and writes answer 503) is reported with
+/// 200, as Notary treats an unreachable signer: a load balancer keeps the
+/// node for reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Failing checks and their errors.
+    pub failing: BTreeMap<String, String>,
+    /// Degraded checks and their errors.
+    pub degraded: BTreeMap<String, String>,
 }
 
 /// The hook where authentication plugs in (none is configured yet).
@@ -275,13 +290,17 @@ async fn handle(state: &AppState, route: &Route, request: Request) -> Result<Han
     let backend = &state.backend;
     match route {
         Route::Ping => Ok(text_response(StatusCode::OK, "text/plain; charset=utf-8", "{}").into()),
-        Route::Health => Ok(match backend.health().await {
-            Ok(()) => json_utf8(StatusCode::OK, "{}".to_string()).into(),
-            Err(failures) => {
-                let body = serde_json::to_string(&failures).unwrap_or_else(|_| "{}".into());
-                json_utf8(StatusCode::SERVICE_UNAVAILABLE, go_escape(&body)).into()
-            }
-        }),
+        Route::Health => {
+            let Health { mut failing, degraded } = backend.health().await;
+            let status = if failing.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            failing.extend(degraded);
+            let body = serde_json::to_string(&failing).unwrap_or_else(|_| "{}".into());
+            Ok(json_utf8(status, go_escape(&body)).into())
+        }
         Route::Metrics => {
             let body = state.metrics.encode().map_err(|e| ApiError::Unknown {
                 reason: format!("encoding metrics: {e}"),
@@ -546,7 +565,7 @@ mod tests {
         changes: Vec<ChangeRecord>,
         publish_error: Option<ApiError>,
         unavailable: Option<String>,
-        unhealthy: Option<BTreeMap<String, String>>,
+        health: Health,
     }
 
     fn modified() -> OffsetDateTime {
@@ -632,11 +651,8 @@ mod tests {
             self.queries.lock().unwrap().push(query.clone());
             Ok(self.changes.clone())
         }
-        async fn health(&self) -> Result<(), BTreeMap<String, String>> {
-            match &self.unhealthy {
-                Some(f) => Err(f.clone()),
-                None => Ok(()),
-            }
+        async fn health(&self) -> Health {
+            self.health.clone()
         }
     }
 
@@ -1035,13 +1051,35 @@ mod tests {
         let a = call(backend.clone(), "GET", "/_notary_server/health").await;
         assert_eq!((a.status, a.text()), (StatusCode::OK, "{}"));
 
+        let degraded = BTreeMap::from([("Trust operational".to_string(), "signer unavailable".to_string())]);
+        let a = call(
+            Arc::new(MemBackend {
+                health: Health {
+                    failing: BTreeMap::new(),
+                    degraded: degraded.clone(),
+                },
+                ..MemBackend::default()
+            }),
+            "GET",
+            "/_notary_server/health",
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.text(), "{\"Trust operational\":\"signer unavailable\"}");
+
         let sick = Arc::new(MemBackend {
-            unhealthy: Some(BTreeMap::from([("raft".to_string(), "no leader".to_string())])),
+            health: Health {
+                failing: BTreeMap::from([("raft".to_string(), "no leader".to_string())]),
+                degraded,
+            },
             ..MemBackend::default()
         });
         let a = call(sick, "GET", "/_notary_server/health").await;
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(a.text(), "{\"raft\":\"no leader\"}");
+        assert_eq!(
+            a.text(),
+            "{\"Trust operational\":\"signer unavailable\",\"raft\":\"no leader\"}"
+        );
         assert_eq!(a.header(header::CONTENT_TYPE), Some("application/json; charset=utf-8"));
 
         let a = call(backend, "GET", "/metrics").await;

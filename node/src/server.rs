@@ -13,7 +13,7 @@ use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
 use crate::config::{Env, NodeConfig, TrustServiceType};
 use crate::http::{router, AppState};
 use crate::metrics::Metrics;
-use crate::remote_signer::RemoteSigner;
+use crate::remote_signer::{run_health_probe, RemoteSigner};
 use crate::signer::{CryptoService, LocalSigner};
 
 /// Why a node could not start.
@@ -137,6 +137,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         .await
         .map_err(|e| StartError::Storage(format!("raft: {e}")))?;
 
+    let shutdown = Arc::new(tokio::sync::Notify::new());
     let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
         TrustServiceType::Local => {
             let passphrase = signer_passphrase(&config, env, dev)?;
@@ -147,7 +148,11 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
             };
             Arc::new(LocalSigner::open(&keys_dir, passphrase).map_err(|e| StartError::Storage(e.to_string()))?)
         }
-        TrustServiceType::Remote => Arc::new(RemoteSigner::new(&config.trust_service).map_err(StartError::Config)?),
+        TrustServiceType::Remote => {
+            let remote = Arc::new(RemoteSigner::new(&config.trust_service).map_err(StartError::Config)?);
+            tokio::spawn(run_health_probe(remote.clone(), shutdown.clone()));
+            remote
+        }
     };
 
     let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
@@ -166,7 +171,6 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         metrics.clone(),
     ));
 
-    let shutdown = Arc::new(tokio::sync::Notify::new());
     let poll = StdDuration::from_secs(1)
         .min(StdDuration::try_from(lifetimes.refresh_margin / 4).unwrap_or(StdDuration::from_secs(1)));
     tokio::spawn(run_refresher(

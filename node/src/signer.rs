@@ -66,11 +66,21 @@ pub enum SignerError {
         /// What failed.
         message: String,
     },
-    /// The service is unreachable or refused (remote signers).
+    /// The service is unreachable (remote signers).
     #[error("signer unavailable: {message}")]
     Unavailable {
         /// Why.
         message: String,
+    },
+    /// The signer's policy refused to sign (a Seal signer checks what it
+    /// signs). `high_water` is the last version it signed with that key,
+    /// when it said: metadata regenerated above it will be signed.
+    #[error("signer refused: {message}")]
+    Refused {
+        /// The signer's reason.
+        message: String,
+        /// The last version the signer signed with the key.
+        high_water: Option<u64>,
     },
 }
 
@@ -164,6 +174,17 @@ pub struct Signature {
     pub signature: Vec<u8>,
 }
 
+/// What a signature is for: the collection and role of the metadata being
+/// signed. A remote Seal signer checks them against the key; local signing
+/// ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignScope<'a> {
+    /// The GUN.
+    pub gun: &'a str,
+    /// The role (`timestamp` or `snapshot`).
+    pub role: &'a str,
+}
+
 /// A service that creates server-held keys and signs with them.
 #[async_trait]
 pub trait CryptoService: Send + Sync {
@@ -174,10 +195,16 @@ pub trait CryptoService: Send + Sync {
     async fn get_key(&self, key_id: &str) -> Result<KeyDescription, SignerError>;
 
     /// Signs `message` (the canonical JSON of a `signed` section) with a key.
-    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Signature, SignerError>;
+    async fn sign(&self, key_id: &str, message: &[u8], scope: SignScope<'_>) -> Result<Signature, SignerError>;
 
     /// Deletes a key; deleting an unknown key is not an error.
     async fn delete_key(&self, key_id: &str) -> Result<(), SignerError>;
+
+    /// `Err` with the reason while the service cannot sign (health shows
+    /// the node degraded). A local signer is always operational.
+    fn operational(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Private key material (seal-tuf's keys, zeroized on drop).
@@ -507,7 +534,7 @@ impl CryptoService for LocalSigner {
             })
     }
 
-    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<Signature, SignerError> {
+    async fn sign(&self, key_id: &str, message: &[u8], _scope: SignScope<'_>) -> Result<Signature, SignerError> {
         let key = self.private(key_id).await?;
         let (method, signature) = key.sign(message);
         Ok(Signature {
@@ -544,6 +571,11 @@ mod tests {
     use super::*;
     use crate::error::tests::fixtures_dir;
     use ed25519_dalek::Verifier as _;
+
+    const SCOPE: SignScope<'static> = SignScope {
+        gun: "example.com/app",
+        role: "timestamp",
+    };
 
     const FIXTURE_TS_KEY: &str =
         r#"{"keytype":"ed25519","keyval":{"public":"LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=","private":null}}"#;
@@ -621,13 +653,13 @@ mod tests {
         ));
 
         let msg = b"{\"_type\":\"Timestamp\"}";
-        let sig = signer.sign(&ed.key_id, msg).await.unwrap();
+        let sig = signer.sign(&ed.key_id, msg, SCOPE).await.unwrap();
         assert_eq!(sig.method.as_str(), "eddsa");
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&ed.public_key[..].try_into().unwrap()).unwrap();
         vk.verify(msg, &ed25519_dalek::Signature::from_slice(&sig.signature).unwrap())
             .unwrap();
 
-        let sig = signer.sign(&ec.key_id, msg).await.unwrap();
+        let sig = signer.sign(&ec.key_id, msg, SCOPE).await.unwrap();
         assert_eq!(sig.method.as_str(), "ecdsa");
         assert_eq!(sig.signature.len(), 64);
         let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&ec.public_key).unwrap();
@@ -663,14 +695,14 @@ mod tests {
         assert_eq!(d.info, ed);
         assert_eq!(d.gun, "example.com/a");
         assert_eq!(d.role, "timestamp");
-        let sig = signer.sign(&ec.key_id, msg).await.unwrap();
+        let sig = signer.sign(&ec.key_id, msg, SCOPE).await.unwrap();
         vk.verify(msg, &p256::ecdsa::Signature::from_slice(&sig.signature).unwrap())
             .unwrap();
 
         // A wrong passphrase indexes the keys but cannot sign.
         let wrong = LocalSigner::open(dir.path(), Zeroizing::new("nope".into())).unwrap();
         assert!(matches!(
-            wrong.sign(&ed.key_id, msg).await,
+            wrong.sign(&ed.key_id, msg, SCOPE).await,
             Err(SignerError::BadKeyFile { .. })
         ));
 
@@ -681,7 +713,7 @@ mod tests {
             Err(SignerError::KeyNotFound { .. })
         ));
         assert!(matches!(
-            signer.sign(&ed.key_id, msg).await,
+            signer.sign(&ed.key_id, msg, SCOPE).await,
             Err(SignerError::KeyNotFound { .. })
         ));
         assert!(!dir.path().join(format!("{}.json", ed.key_id)).exists());

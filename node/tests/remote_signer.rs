@@ -1,21 +1,27 @@
 //! seal-node with `trust_service.type = "remote"`: its timestamp keys live
-//! in a real seal-signer process reached over mutual TLS. Publishing and
-//! timestamp signing go through the signer; while the signer is down,
-//! reads are still served and writes answer 503 with Notary's error body;
-//! when it returns, writes work again.
+//! in a real seal-signer process reached over mutual TLS, with software keys
+//! or keys inside a SoftHSM2 token. Publishing and timestamp signing go
+//! through the signer; while the signer is down, reads are still served,
+//! writes answer 503 with Notary's error body and health shows the node
+//! degraded; when it returns, writes work again. A signer that already
+//! signed a higher version (a write that never committed) makes the node
+//! regenerate above it instead of failing forever.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use common::Node;
-use seal_signer::testing::{spawn_signer, TestPki};
+use seal_signer::client::{ClientConfig, SignerClient};
+use seal_signer::testing::{spawn_signer_with_env, TestPki};
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use time::OffsetDateTime;
 
-const GUN: &str = "example.com/remote";
+const PASSPHRASE: &str = "remote signer test passphrase";
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// The seal-signer binary cargo built beside this test.
 fn signer_binary() -> PathBuf {
@@ -29,93 +35,294 @@ fn signer_binary() -> PathBuf {
     bin
 }
 
-fn start_signer(config: &Path) -> Child {
-    spawn_signer(&signer_binary(), config, "remote signer test passphrase").0
+fn tuf(gun: &str, path: &str) -> String {
+    format!("/v2/{gun}/_trust/tuf/{path}")
 }
 
-fn tuf(path: &str) -> String {
-    format!("/v2/{GUN}/_trust/tuf/{path}")
+/// A signer process, killed when dropped (also when a test fails).
+struct Signer(Child);
+
+impl Signer {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A signer configuration and the node-side TLS material to reach it.
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    port: u16,
+    signer_config: PathBuf,
+    node_cert: PathBuf,
+    node_key: PathBuf,
+    signer_env: Vec<(&'static str, PathBuf)>,
+}
+
+impl Setup {
+    /// A signer with `key_backend` (software when `None`).
+    fn new(key_backend: Option<serde_json::Value>, signer_env: Vec<(&'static str, PathBuf)>) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path(), "seal");
+        let (signer_cert, signer_key) = pki.leaf("signer");
+        let (node_cert, node_key) = pki.leaf("node");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let signer_config = dir.path().join("signer.json");
+        let mut config = serde_json::json!({
+            "server": {"grpc_addr": format!("127.0.0.1:{port}"), "tls_cert_file": signer_cert,
+                       "tls_key_file": signer_key, "client_ca_file": pki.ca_file()},
+            "storage": {"data_dir": dir.path().join("signer-data")},
+        });
+        if let Some(b) = key_backend {
+            config["key_backend"] = b;
+        }
+        std::fs::write(&signer_config, config.to_string()).unwrap();
+        Setup {
+            dir,
+            pki,
+            port,
+            signer_config,
+            node_cert,
+            node_key,
+            signer_env,
+        }
+    }
+
+    fn start_signer(&self) -> Signer {
+        let env: Vec<(&str, &Path)> = self.signer_env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        Signer(spawn_signer_with_env(&signer_binary(), &self.signer_config, PASSPHRASE, &env).0)
+    }
+
+    /// A node using the signer, its keys of `algorithm`; `timestamps` is
+    /// its `timestamps` config section.
+    fn start_node(&self, algorithm: &str, timestamps: serde_json::Value) -> Node {
+        Node::serve(
+            &self.dir.path().join("node"),
+            serde_json::json!({
+                "server": {},
+                "trust_service": {"type": "remote", "hostname": "localhost", "port": self.port.to_string(),
+                                  "tls_ca_file": self.pki.ca_file(), "tls_client_cert": self.node_cert,
+                                  "tls_client_key": self.node_key, "key_algorithm": algorithm},
+                "storage": {"backend": "rocksdb"},
+                "timestamps": timestamps,
+            }),
+        )
+    }
+
+    /// A gRPC client with the node's certificate (to act as another node).
+    fn client(&self) -> SignerClient {
+        SignerClient::new(&ClientConfig {
+            hostname: "localhost".into(),
+            port: self.port,
+            ca_file: self.pki.ca_file(),
+            cert_file: self.node_cert.clone(),
+            key_file: self.node_key.clone(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+}
+
+/// Fetches the node's timestamp key and publishes a first version of `gun`.
+fn first_publish(node: &Node, gun: &str) -> (TestRepo, PublicKey) {
+    let key = node.get(&tuf(gun, "timestamp.key"));
+    assert_eq!(key.status, 200, "{}", key.text());
+    let ts_key = PublicKey::from_json(&key.body).unwrap();
+    let mut repo = TestRepo::new(gun, OffsetDateTime::now_utc());
+    repo.server_timestamp = Some(ts_key.clone());
+    let r = node.publish(gun, &repo.first_publish(&[("v1", b"one")]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    (repo, ts_key)
+}
+
+/// The served timestamp, checked against `key`.
+fn served_timestamp(node: &Node, gun: &str, key: &PublicKey) -> seal_tuf::Timestamp {
+    let ts = node.get(&tuf(gun, "timestamp.json"));
+    assert_eq!(ts.status, 200, "{}", ts.text());
+    let file = seal_tuf::SignedFile::parse("timestamp", ts.body.clone()).unwrap();
+    seal_tuf::verify::verify_threshold(&file, &[key], 1).unwrap();
+    seal_tuf::Timestamp::from_signed(file.signed()).unwrap()
+}
+
+/// A later targets + snapshot update of `repo` listing `n` targets.
+fn update(repo: &TestRepo, version: u64) -> Vec<(String, Vec<u8>)> {
+    let root = repo.root_file(1);
+    let t = repo.targets_file(version, &[("v1", b"one"), ("v2", b"two")]);
+    let s = repo.snapshot_file(version, &[("root", &root), ("targets", &t)]);
+    vec![("targets".to_owned(), t), ("snapshot".to_owned(), s)]
 }
 
 #[test]
 fn a_node_signs_through_a_remote_signer_and_survives_its_absence() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "seal");
-    let (signer_cert, signer_key) = pki.leaf("signer");
-    let (node_cert, node_key) = pki.leaf("node");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let signer_config = dir.path().join("signer.json");
-    std::fs::write(
-        &signer_config,
-        serde_json::json!({
-            "server": {"grpc_addr": format!("127.0.0.1:{port}"), "tls_cert_file": signer_cert,
-                       "tls_key_file": signer_key, "client_ca_file": pki.ca_file()},
-            "storage": {"data_dir": dir.path().join("signer-data")},
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let mut signer = start_signer(&signer_config);
-
-    let node = Node::serve(
-        &dir.path().join("node"),
-        serde_json::json!({
-            "server": {},
-            "trust_service": {"type": "remote", "hostname": "localhost", "port": port.to_string(),
-                              "tls_ca_file": pki.ca_file(), "tls_client_cert": node_cert,
-                              "tls_client_key": node_key, "key_algorithm": "ecdsa"},
-            "storage": {"backend": "rocksdb"},
-        }),
-    );
+    const GUN: &str = "example.com/remote";
+    let setup = Setup::new(None, Vec::new());
+    let mut signer = setup.start_signer();
+    let node = setup.start_node("ecdsa", serde_json::json!({}));
 
     // The timestamp key is made by the signer; the node holds no private key.
-    let key = node.get(&tuf("timestamp.key"));
-    assert_eq!(key.status, 200, "{}", key.text());
-    let ts_key = PublicKey::from_json(&key.body).unwrap();
+    let (repo, ts_key) = first_publish(&node, GUN);
     assert_eq!(ts_key.key_type(), seal_tuf::KeyType::Ecdsa);
-    let now = OffsetDateTime::now_utc();
-    let mut repo = TestRepo::new(GUN, now);
-    repo.server_timestamp = Some(ts_key.clone());
-    let r = node.publish(GUN, &repo.first_publish(&[("v1", b"one")]));
-    assert_eq!(r.status, 200, "{}", r.text());
+    let ts = node.get(&tuf(GUN, "timestamp.json"));
+    served_timestamp(&node, GUN, &ts_key);
+    let health = node.get("/_notary_server/health");
+    assert_eq!((health.status, health.text()), (200, "{}".to_owned()));
 
-    // The timestamp the node serves is signed by the signer's key.
-    let ts = node.get(&tuf("timestamp.json"));
-    assert_eq!(ts.status, 200);
-    let file = seal_tuf::SignedFile::parse("timestamp", ts.body.clone()).unwrap();
-    seal_tuf::verify::verify_threshold(&file, &[&ts_key], 1).unwrap();
-
-    // Signer down: reads still served, writes 503 with Notary's body.
-    signer.kill().unwrap();
-    signer.wait().unwrap();
-    assert_eq!(node.get(&tuf("timestamp.json")).status, 200);
-    assert_eq!(node.get(&tuf("root.json")).status, 200);
-    let root = repo.root_file(1);
-    let t3 = repo.targets_file(3, &[("v1", b"one"), ("v2", b"two")]);
-    let s3 = repo.snapshot_file(3, &[("root", &root), ("targets", &t3)]);
-    let update = vec![("targets".to_owned(), t3.clone()), ("snapshot".to_owned(), s3.clone())];
-    let r = node.publish(GUN, &update);
+    // Signer down: reads still served, writes 503 with Notary's body, and
+    // health says the trust service is not operational (still 200: the
+    // node serves reads).
+    signer.kill();
+    assert_eq!(node.get(&tuf(GUN, "timestamp.json")).status, 200);
+    assert_eq!(node.get(&tuf(GUN, "root.json")).status, 200);
+    let r = node.publish(GUN, &update(&repo, 3));
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.error_code(), "UNAVAILABLE");
     assert_eq!(
-        node.get(&tuf("timestamp.json")).body,
+        node.get(&tuf(GUN, "timestamp.json")).body,
         ts.body,
         "a refused write changes nothing"
     );
+    let health = node.get("/_notary_server/health");
+    assert_eq!(health.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
+    assert!(
+        body["Trust operational"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("signer unavailable")),
+        "{body}"
+    );
 
-    // Signer back: the same update goes through.
-    let mut signer = start_signer(&signer_config);
-    let r = node.publish(GUN, &update);
+    // Signer back: the same update goes through and health recovers.
+    let _signer = setup.start_signer();
+    let r = node.publish(GUN, &update(&repo, 3));
     assert_eq!(r.status, 200, "{}", r.text());
-    let ts2 = node.get(&tuf("timestamp.json"));
-    let file = seal_tuf::SignedFile::parse("timestamp", ts2.body.clone()).unwrap();
-    seal_tuf::verify::verify_threshold(&file, &[&ts_key], 1).unwrap();
-    let t = seal_tuf::Timestamp::from_signed(file.signed()).unwrap();
-    assert!(t.version > 1);
-    let _ = signer.kill();
-    let _ = signer.wait();
+    assert!(served_timestamp(&node, GUN, &ts_key).version > 1);
+    let health = node.get("/_notary_server/health");
+    assert_eq!((health.status, health.text()), (200, "{}".to_owned()));
+}
+
+#[test]
+fn a_node_regenerates_above_versions_the_signer_already_signed() {
+    const GUN: &str = "example.com/high-water";
+    let setup = Setup::new(None, Vec::new());
+    let _signer = setup.start_signer();
+    let node = setup.start_node("ed25519", serde_json::json!({}));
+    let (repo, ts_key) = first_publish(&node, GUN);
+    assert_eq!(served_timestamp(&node, GUN, &ts_key).version, 1);
+
+    // Another node (a former leader whose write never committed) had
+    // version 50 of this GUN's timestamp signed.
+    let now = OffsetDateTime::now_utc();
+    let mut orphan = seal_tuf::generate::next_timestamp(None, b"{}", now, time::Duration::days(1)).unwrap();
+    orphan.version = 50;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        setup
+            .client()
+            .sign(
+                ts_key.id(),
+                &orphan.to_value().to_canonical(),
+                Some(GUN),
+                Some("timestamp"),
+            )
+            .await
+    })
+    .unwrap();
+
+    // The node's next timestamp (version 2) is refused; it regenerates as 51.
+    let r = node.publish(GUN, &update(&repo, 3));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(served_timestamp(&node, GUN, &ts_key).version, 51);
+    // And continues from there.
+    let r = node.publish(GUN, &update(&repo, 4));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(served_timestamp(&node, GUN, &ts_key).version, 52);
+}
+
+/// A SoftHSM2 token in a temporary directory, or `None` (with a message)
+/// when SoftHSM2 is not installed.
+fn softhsm_token(dir: &Path, label: &str, pin: &str) -> Option<PathBuf> {
+    let util = Command::new("softhsm2-util").arg("--version").output();
+    if !Path::new(SOFTHSM_MODULE).exists() || !util.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: SoftHSM2 is not installed ({SOFTHSM_MODULE}, softhsm2-util); `apt-get install softhsm2`");
+        return None;
+    }
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            "1357-so",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(conf)
+}
+
+#[test]
+fn a_node_publishes_and_refreshes_timestamps_with_keys_in_an_hsm() {
+    const GUN: &str = "example.com/hsm";
+    let hsm = tempfile::tempdir().unwrap();
+    let Some(conf) = softhsm_token(hsm.path(), "seal-node-test", "8642") else {
+        return;
+    };
+    let pin_file = hsm.path().join("pin");
+    std::fs::write(&pin_file, "8642\n").unwrap();
+    let setup = Setup::new(
+        Some(serde_json::json!({"type": "pkcs11", "module": SOFTHSM_MODULE,
+                                "token_label": "seal-node-test", "pin_file": pin_file})),
+        vec![("SOFTHSM2_CONF", conf)],
+    );
+    let _signer = setup.start_signer();
+    // Six-second timestamps, refreshed when half their life is left.
+    let node = setup.start_node(
+        "ecdsa",
+        serde_json::json!({"timestamp_lifetime_secs": 6, "refresh_margin_fraction": 0.5}),
+    );
+    let (repo, ts_key) = first_publish(&node, GUN);
+    let first = served_timestamp(&node, GUN, &ts_key);
+    let r = node.publish(GUN, &update(&repo, 3));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let published = served_timestamp(&node, GUN, &ts_key);
+    assert!(published.version > first.version);
+
+    // The refresher re-signs the timestamp through the HSM before it expires.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ts = served_timestamp(&node, GUN, &ts_key);
+        assert!(ts.expires > OffsetDateTime::now_utc(), "served an expired timestamp");
+        if ts.version > published.version {
+            assert!(ts.expires > published.expires);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the timestamp was not refreshed");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

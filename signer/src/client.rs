@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use seal_proto::health::pb::health_check_response::ServingStatus;
+use seal_proto::health::pb::health_client::HealthClient;
+use seal_proto::health::pb::HealthCheckRequest;
 use seal_proto::signer::key_management_client::KeyManagementClient;
 use seal_proto::signer::signer_client::SignerClient as PbSignerClient;
 use seal_proto::signer::{CreateKeyRequest, KeyId, SignatureRequest};
@@ -115,6 +118,7 @@ pub struct RemoteSignature {
 pub struct SignerClient {
     keys: KeyManagementClient<Channel>,
     signer: PbSignerClient<Channel>,
+    health: HealthClient<Channel>,
 }
 
 impl SignerClient {
@@ -136,8 +140,33 @@ impl SignerClient {
         let channel = endpoint.connect_lazy();
         Ok(SignerClient {
             keys: KeyManagementClient::new(channel.clone()),
-            signer: PbSignerClient::new(channel),
+            signer: PbSignerClient::new(channel.clone()),
+            health: HealthClient::new(channel),
         })
+    }
+
+    /// Asks the signer's `grpc.health.v1.Health` whether both of Notary's
+    /// signer services are serving.
+    pub async fn check_health(&self) -> Result<(), ClientError> {
+        for service in [
+            seal_proto::HEALTH_SERVICE_KEY_MANAGEMENT,
+            seal_proto::HEALTH_SERVICE_SIGNER,
+        ] {
+            let status = self
+                .health
+                .clone()
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .status;
+            if status != ServingStatus::Serving as i32 {
+                return Err(ClientError::Unavailable(format!("{service} is not serving")));
+            }
+        }
+        Ok(())
     }
 
     /// `CreateKey`.

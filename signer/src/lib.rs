@@ -1,6 +1,7 @@
 //! Seal's signer: holds the server-managed timestamp and snapshot keys so
 //! that server nodes never hold private keys, and checks what it signs.
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod config;

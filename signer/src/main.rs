@@ -1,4 +1,6 @@
-//! `seal-signer serve --config signer.json`: the signer service.
+//! `seal-signer serve --config signer.json`: the signer service;
+//! `seal-signer rewrap --config signer.json`: re-encrypts software keys
+//! under the default alias (with the signer stopped).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,18 +26,46 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Re-encrypt every software key under `default_alias` (after an alias
+    /// rotation; the passphrases of the old aliases must still be set).
+    /// Run it while the signer is stopped.
+    Rewrap {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn load(path: &std::path::Path) -> Result<seal_signer::config::SignerConfig, ExitCode> {
+    seal_signer::config::SignerConfig::load(path).map_err(|e| {
+        eprintln!("seal-signer: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            let config = match seal_signer::config::SignerConfig::load(&config) {
+        Command::Rewrap { config } => {
+            let config = match load(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("seal-signer: {e}");
-                    return ExitCode::FAILURE;
+                Err(code) => return code,
+            };
+            match seal_signer::admin::rewrap(&config, &|k: &str| std::env::var(k).ok()) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("seal-signer: rewrap: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve { config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -8,7 +8,7 @@
 //! high-water mark is in the `x-seal-high-water` response metadata so an
 //! honest node can skip a version that was signed but never committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use seal_proto::signer::{
@@ -36,8 +36,8 @@ pub struct SignerCore {
     new_keys: &'static str,
     policy: PolicyConfig,
     metrics: Metrics,
-    // Check, sign and record the high-water mark as one step.
-    sign_lock: tokio::sync::Mutex<()>,
+    // Per key: check, sign and record the high-water mark as one step.
+    sign_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SignerCore {
@@ -62,8 +62,14 @@ impl SignerCore {
             new_keys,
             policy,
             metrics,
-            sign_lock: tokio::sync::Mutex::new(()),
+            sign_locks: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The lock that serialises signing with `key_id`.
+    fn sign_lock(&self, key_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.sign_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(key_id.to_owned()).or_default().clone()
     }
 
     /// The metrics.
@@ -200,7 +206,8 @@ impl Signer for SignerService {
             gun: record.gun.clone(),
             role: record.role.clone(),
         };
-        let _guard = core.sign_lock.lock().await;
+        let lock = core.sign_lock(&id);
+        let _guard = lock.lock().await;
         let last = core
             .store
             .high_water(&id)
@@ -224,11 +231,17 @@ impl Signer for SignerService {
         let handle = record.handle.clone();
         let content = req.content;
         let started = std::time::Instant::now();
-        let sig = blocking(move || backend.sign(algorithm, &handle, &content).map_err(backend_status)).await?;
-        // Durable before the signature leaves.
-        core.store
-            .set_high_water(&id, &approved.high_water)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let store = core.store.clone();
+        let key_id = id.clone();
+        let sig = blocking(move || {
+            let sig = backend.sign(algorithm, &handle, &content).map_err(backend_status)?;
+            // Durable before the signature leaves.
+            store
+                .set_high_water(&key_id, &approved.high_water)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok(sig)
+        })
+        .await?;
         core.metrics.signed(&record.backend, started.elapsed());
         let method = match algorithm {
             Algorithm::Ecdsa => "ecdsa",

@@ -63,9 +63,16 @@ impl TestPki {
 /// passphrase set to `passphrase`; returns the process and the port it
 /// listens on once it says so.
 pub fn spawn_signer(bin: &Path, config: &Path, passphrase: &str) -> (Child, u16) {
+    spawn_signer_with_env(bin, config, passphrase, &[])
+}
+
+/// Like [`spawn_signer`], with more environment variables (for example
+/// `SOFTHSM2_CONF` for a PKCS#11 backend).
+pub fn spawn_signer_with_env(bin: &Path, config: &Path, passphrase: &str, env: &[(&str, &Path)]) -> (Child, u16) {
     let mut child = Command::new(bin)
         .args(["serve", "--config"])
         .arg(config)
+        .envs(env.iter().copied())
         .env("SEAL_SIGNER_MAIN", passphrase)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -16,7 +16,7 @@ const GUN: &str = "example.com/attacks/app";
 const NOW: OffsetDateTime = datetime!(2026-11-22 12:00:00 UTC);
 
 fn read(path: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let p = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
         .join("../fixtures/tuf-attacks")
         .join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

@@ -22,7 +22,10 @@ const NOW: OffsetDateTime = datetime!(2026-11-22 00:00:00 UTC);
 fn fixtures() -> Option<PathBuf> {
     let dir = match std::env::var_os("SEAL_NOTARY_FIXTURES") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"),
+        None => {
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+                .join("../../shared/fixtures/notary")
+        }
     };
     if dir.join("README.md").exists() {
         Some(dir)

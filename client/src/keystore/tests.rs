@@ -1,7 +1,7 @@
 //! Key store tests: Notary's fixture keys, round trips checked with the
 //! openssl binary, imports, passphrase handling, damaged files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -26,7 +26,10 @@ const FIXTURE_KEYS: [(&str, &str, &str, Option<&str>); 3] = [
 fn fixture_keys_dir() -> Option<PathBuf> {
     let base = std::env::var_os("SEAL_NOTARY_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+                .join("../../shared/fixtures/notary")
+        });
     let dir = base.join("keys/example.com_interop_app");
     if dir.is_dir() {
         Some(dir)

@@ -180,7 +180,10 @@ impl Seal {
 /// The Notary fixtures, if present.
 pub fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("SEAL_NOTARY_FIXTURES").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"),
+        || {
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+                .join("../../shared/fixtures/notary")
+        },
         PathBuf::from,
     );
     if dir.join("README.md").exists() {
