@@ -4,6 +4,7 @@
 //! staged changes (`tuf/<gun>/metadata`, `tuf/<gun>/changelist`), laid out as
 //! Notary lays them out so an existing `~/.notary` works unchanged.
 
+pub mod auth;
 pub mod changelist;
 pub mod config;
 pub mod error;

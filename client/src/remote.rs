@@ -3,10 +3,12 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use seal_tuf::PublicKey;
 
+use crate::auth::{Challenge, CredentialSource, EnvOrPromptCredentials, TokenAuth};
 use crate::error::ClientError;
 
 /// How to reach the server.
@@ -29,6 +31,7 @@ pub struct RemoteConfig {
 pub struct Remote {
     base: String,
     http: reqwest::blocking::Client,
+    auth: TokenAuth,
 }
 
 /// Notary's error body, as much as the client reads of it.
@@ -103,7 +106,42 @@ impl Remote {
         Ok(Remote {
             base: url.to_owned(),
             http,
+            auth: TokenAuth::new(Arc::new(EnvOrPromptCredentials::from_process_env())),
         })
+    }
+
+    /// Uses `source` for the credentials a token service asks for.
+    pub fn with_credentials(mut self, source: Arc<dyn CredentialSource>) -> Remote {
+        self.auth = TokenAuth::new(source);
+        self
+    }
+
+    /// Sends the request `build` makes. A cached token for `scope` (the
+    /// scope the server is expected to ask for) goes along; a token
+    /// challenge is answered once, with a token from its realm.
+    fn send(
+        &self,
+        scope: &str,
+        build: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let mut req = build();
+        if let Some(token) = self.auth.cached(scope) {
+            req = req.bearer_auth(token.as_str());
+        }
+        let resp = req.send().map_err(|e| self.offline(e))?;
+        if resp.status().as_u16() != 401 {
+            return Ok(resp);
+        }
+        let Some(challenge) = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Challenge::parse)
+        else {
+            return Ok(resp);
+        };
+        let token = self.auth.token(&self.http, &challenge)?;
+        build().bearer_auth(token.as_str()).send().map_err(|e| self.offline(e))
     }
 
     /// The server's base URL.
@@ -206,11 +244,8 @@ impl Remote {
     /// Downloads `name` (`root.json`, `snapshot.<sha256>.json`,
     /// `2.root.json`…) of `gun`, at most `limit` bytes. `None` on 404.
     pub fn get_meta(&self, gun: &str, name: &str, limit: u64) -> Result<Option<Vec<u8>>, ClientError> {
-        let resp = self
-            .http
-            .get(self.tuf_url(gun, name))
-            .send()
-            .map_err(|e| self.offline(e))?;
+        let url = self.tuf_url(gun, name);
+        let resp = self.send(&format!("repository:{gun}:pull"), || self.http.get(&url))?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
@@ -246,13 +281,13 @@ impl Remote {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let resp = self
-            .http
-            .post(self.tuf_url(gun, ""))
-            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
-            .body(body)
-            .send()
-            .map_err(|e| self.offline(e))?;
+        let url = self.tuf_url(gun, "");
+        let resp = self.send(&format!("repository:{gun}:push,pull"), || {
+            self.http
+                .post(&url)
+                .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+                .body(body.clone())
+        })?;
         self.success(resp).map(drop)
     }
 
@@ -267,12 +302,12 @@ impl Remote {
 
     fn key_request(&self, gun: &str, role: &str, rotate: bool) -> Result<PublicKey, ClientError> {
         let url = self.tuf_url(gun, &format!("{role}.key"));
-        let req = if rotate {
-            self.http.post(url)
+        let resp = if rotate {
+            self.send(&format!("repository:{gun}:*"), || self.http.post(&url))?
         } else {
-            self.http.get(url)
+            self.send(&format!("repository:{gun}:push,pull"), || self.http.get(&url))?
         };
-        let resp = self.success(req.send().map_err(|e| self.offline(e))?)?;
+        let resp = self.success(resp)?;
         let body = self.body_within(resp, &format!("{role}.key"), 1 << 20)?;
         PublicKey::from_json(&body)
             .map_err(|e| ClientError::Invalid(format!("the server's {role} key is not a valid key: {e}")))
@@ -291,11 +326,8 @@ impl Remote {
 
     /// Deletes all of `gun`'s trust data on the server.
     pub fn delete(&self, gun: &str) -> Result<(), ClientError> {
-        let resp = self
-            .http
-            .delete(self.tuf_url(gun, ""))
-            .send()
-            .map_err(|e| self.offline(e))?;
+        let url = self.tuf_url(gun, "");
+        let resp = self.send(&format!("repository:{gun}:*"), || self.http.delete(&url))?;
         self.success(resp).map(drop)
     }
 }

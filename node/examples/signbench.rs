@@ -113,22 +113,24 @@ fn main() {
     let pki = TestPki::new(dir.path(), "bench");
     let port = start_signer(dir.path(), &pki);
     let (cert, key) = pki.leaf("node");
-    let client = SignerClient::new(&ClientConfig {
-        hostname: "localhost".into(),
-        port,
-        ca_file: pki.ca_file(),
-        cert_file: cert,
-        key_file: key,
-        timeout: seal_node::remote_signer::SIGNER_TIMEOUT,
-    })
-    .expect("client");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("client runtime");
-    let client = Arc::new(client);
     rt.block_on(async {
+        // The channel needs the runtime: build the client inside it.
+        let client = Arc::new(
+            SignerClient::new(&ClientConfig {
+                hostname: "localhost".into(),
+                port,
+                ca_file: pki.ca_file(),
+                cert_file: cert,
+                key_file: key,
+                timeout: seal_node::remote_signer::SIGNER_TIMEOUT,
+            })
+            .expect("client"),
+        );
         for algorithm in ["ed25519", "ecdsa"] {
             run(&client, algorithm, signs, tasks).await;
         }

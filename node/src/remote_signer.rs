@@ -15,6 +15,27 @@ use crate::signer::{CryptoService, KeyDescription, PublicKeyInfo, SignScope, Sig
 /// as down (writes answer 503) rather than holding requests.
 pub const SIGNER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A call that fails because the signer could not be reached (a signer
+/// restarting, a dropped connection) is tried once more after this pause,
+/// so every call is bounded by two deadlines and the pause. Key creation is
+/// not retried: it is not idempotent. A retried `Sign` is safe: the signing
+/// policy signs identical content again.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+async fn retry_once<T, F, Fut>(call: F) -> Result<T, ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    match call().await {
+        Err(ClientError::Unavailable(_)) => {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            call().await
+        }
+        other => other,
+    }
+}
+
 /// How often the node asks the signer's health service whether it serves,
 /// so health turns degraded (and back) without waiting for a write.
 pub const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(10);
@@ -117,7 +138,7 @@ impl CryptoService for RemoteSigner {
     }
 
     async fn get_key(&self, key_id: &str) -> Result<KeyDescription, SignerError> {
-        let k = self.observe(self.client.get_key_info(key_id).await)?;
+        let k = self.observe(retry_once(|| self.client.get_key_info(key_id)).await)?;
         Ok(KeyDescription {
             info: PublicKeyInfo::new(parse_algorithm(&k.algorithm)?, k.public),
             // Notary's GetKeyInfo does not say which collection a key is for.
@@ -127,11 +148,8 @@ impl CryptoService for RemoteSigner {
     }
 
     async fn sign(&self, key_id: &str, message: &[u8], scope: SignScope<'_>) -> Result<Signature, SignerError> {
-        let s = self.observe(
-            self.client
-                .sign(key_id, message, Some(scope.gun), Some(scope.role))
-                .await,
-        )?;
+        let s =
+            self.observe(retry_once(|| self.client.sign(key_id, message, Some(scope.gun), Some(scope.role))).await)?;
         let method = match s.method.as_str() {
             "eddsa" => SignatureMethod::Eddsa,
             "ecdsa" => SignatureMethod::Ecdsa,
@@ -149,7 +167,7 @@ impl CryptoService for RemoteSigner {
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<(), SignerError> {
-        self.observe(self.client.delete_key(key_id).await)
+        self.observe(retry_once(|| self.client.delete_key(key_id)).await)
     }
 
     fn operational(&self) -> Result<(), String> {

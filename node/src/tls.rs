@@ -16,7 +16,12 @@ pub use seal_signer::tls::TlsError;
 
 /// Builds the acceptor from PEM files (HTTP/2 and HTTP/1.1 offered).
 pub fn acceptor(cert_file: &Path, key_file: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor, TlsError> {
-    let mut config = seal_signer::tls::server_config(cert_file, key_file, client_ca)?;
+    let mut config = seal_signer::tls::server_config(
+        cert_file,
+        key_file,
+        client_ca,
+        &seal_signer::tls::AllowedNames::default(),
+    )?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -63,6 +63,11 @@ pub struct ServerSection {
     pub tls_key_file: PathBuf,
     /// CA whose certificates clients must present.
     pub client_ca_file: PathBuf,
+    /// Names (certificate CN or DNS SAN; `prefix*` allowed) a client
+    /// certificate must carry: the server nodes'. Empty: any certificate
+    /// `client_ca_file` signed.
+    #[serde(default)]
+    pub allowed_client_names: Vec<String>,
 }
 
 /// `storage`.

@@ -17,7 +17,7 @@ use crate::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use crate::service::{KeyManagementService, SignerCore, SignerService};
 use crate::software::{Passphrases, SoftwareBackend};
 use crate::store::Store;
-use crate::tls::{ReloadableAcceptor, TlsFiles};
+use crate::tls::{AllowedNames, ReloadableAcceptor, TlsFiles};
 
 /// The key backends a signer uses.
 pub type Backends = Vec<Arc<dyn KeyBackend>>;
@@ -121,6 +121,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         cert: config.server.tls_cert_file.clone(),
         key: config.server.tls_key_file.clone(),
         client_ca: Some(config.server.client_ca_file.clone()),
+        allowed_client_names: AllowedNames(config.server.allowed_client_names.clone()),
         alpn: vec![b"h2".to_vec()],
     })
     .map_err(|e| e.to_string())?;

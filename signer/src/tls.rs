@@ -49,12 +49,116 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The names a client certificate may carry (its subject CN or a DNS
+/// subject alternative name): exact, or a prefix ending in `*`. Empty
+/// allows every certificate the client CA signed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedNames(pub Vec<String>);
+
+impl AllowedNames {
+    /// Whether the certificate `der` carries an allowed name.
+    pub fn permits(&self, der: &[u8]) -> bool {
+        self.0.is_empty() || certificate_names(der).iter().any(|n| self.permits_name(n))
+    }
+
+    fn permits_name(&self, name: &str) -> bool {
+        self.0.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        })
+    }
+}
+
+const OID_CN: &str = "2.5.4.3";
+
+/// A certificate's subject common names and DNS alternative names.
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_cert::der::Decode as _;
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let tbs = &cert.tbs_certificate;
+    let mut names = Vec::new();
+    for atv in tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
+        if atv.oid.to_string() == OID_CN {
+            if let Ok(s) = std::str::from_utf8(atv.value.value()) {
+                names.push(s.to_owned());
+            }
+        }
+    }
+    if let Ok(Some((_, san))) = tbs.get::<x509_cert::ext::pkix::SubjectAltName>() {
+        for n in san.0 {
+            if let x509_cert::ext::pkix::name::GeneralName::DnsName(d) = n {
+                names.push(d.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Verifies client certificates with `inner` (the chain to the client CA),
+/// then requires an allowed name.
+#[derive(Debug)]
+struct AllowListVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: AllowedNames,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AllowListVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if !self.allowed.permits(end_entity) {
+            tracing::warn!(
+                names = ?certificate_names(end_entity),
+                "refused a client certificate whose names are not on the allow-list"
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// A server configuration: `cert_file` (chain) and `key_file`, and when
-/// `client_ca` is given, client certificates signed by it are required.
+/// `client_ca` is given, client certificates signed by it (and carrying a
+/// name `allowed` permits) are required.
 pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
     client_ca: Option<&Path>,
+    allowed: &AllowedNames,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = load_certs(cert_file)?;
@@ -69,7 +173,14 @@ pub fn server_config(
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider)
                     .build()
                     .map_err(|e| err(ca, e))?;
-            builder.with_client_cert_verifier(verifier)
+            if allowed.0.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(AllowListVerifier {
+                    inner: verifier,
+                    allowed: allowed.clone(),
+                }))
+            }
         }
     };
     builder.with_single_cert(certs, key).map_err(|e| err(key_file, e))
@@ -84,13 +195,20 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// CA for client certificates (mutual TLS) if any.
     pub client_ca: Option<PathBuf>,
+    /// Names client certificates must carry (empty: any the CA signed).
+    pub allowed_client_names: AllowedNames,
     /// ALPN protocols to offer (`h2` for gRPC).
     pub alpn: Vec<Vec<u8>>,
 }
 
 impl TlsFiles {
     fn build(&self) -> Result<TlsAcceptor, TlsError> {
-        let mut config = server_config(&self.cert, &self.key, self.client_ca.as_deref())?;
+        let mut config = server_config(
+            &self.cert,
+            &self.key,
+            self.client_ca.as_deref(),
+            &self.allowed_client_names,
+        )?;
         config.alpn_protocols = self.alpn.clone();
         Ok(TlsAcceptor::from(Arc::new(config)))
     }

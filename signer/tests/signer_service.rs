@@ -114,13 +114,15 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     let (server_cert, server_key) = pki.leaf("signer");
     let (node_cert, node_key) = pki.leaf("node");
     let (rogue_cert, rogue_key) = rogue.leaf("intruder");
+    // Signed by the right CA, but not a server node.
+    let (other_cert, other_key) = pki.leaf("registry-frontend");
     let data = dir.path().join("data");
     let config = dir.path().join("signer.json");
     std::fs::write(
         &config,
         serde_json::json!({
             "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": server_cert, "tls_key_file": server_key,
-                       "client_ca_file": pki.ca_file()},
+                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["node*"]},
             "storage": {"data_dir": data},
             "default_alias": "main",
         })
@@ -205,6 +207,9 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
         .sign(&ts_key.key_id, &timestamp(9, time::Duration::days(1)), None, None)
         .await
         .is_err());
+    // So is one the right CA signed whose name is not on the allow-list.
+    let other = client(signer.port, &ca, &other_cert, &other_key);
+    assert!(other.get_key_info(&ts_key.key_id).await.is_err());
     // So is a client with no certificate at all.
     let anonymous = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", signer.port))
         .unwrap()

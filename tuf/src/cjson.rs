@@ -67,7 +67,11 @@ impl Value {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(true) => out.extend_from_slice(b"true"),
             Value::Bool(false) => out.extend_from_slice(b"false"),
-            Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            Value::Int(i) => {
+                use std::io::Write as _;
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{i}");
+            }
             Value::String(s) => write_string(s, out),
             Value::Array(items) => {
                 out.push(b'[');

@@ -78,13 +78,13 @@ impl SignedFile {
             role: role.to_owned(),
             reason,
         };
-        let top = Value::parse(&bytes).map_err(|e| json_err(e.0))?;
-        let obj = top.as_object().ok_or_else(|| json_err("not a JSON object".into()))?;
+        let Value::Object(mut obj) = Value::parse(&bytes).map_err(|e| json_err(e.0))? else {
+            return Err(json_err("not a JSON object".into()));
+        };
         let signed = obj
-            .get("signed")
+            .remove("signed")
             .filter(|v| v.as_object().is_some())
-            .ok_or_else(|| json_err("missing \"signed\" object".into()))?
-            .clone();
+            .ok_or_else(|| json_err("missing \"signed\" object".into()))?;
         let signatures = match obj.get("signatures") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
