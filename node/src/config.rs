@@ -224,6 +224,9 @@ pub struct TokenAuthConfig {
     pub issuer: String,
     /// `auth.options.rootcertbundle`: CA certificates that sign tokens.
     pub rootcertbundle: PathBuf,
+    /// `auth.options.anonymous_read` (Seal's; default false, as Notary):
+    /// routes that only need `pull` are served without a token.
+    pub anonymous_read: bool,
 }
 
 /// `repositories.*`.
@@ -312,6 +315,7 @@ enum Kind {
     Str,
     Int,
     Float,
+    Bool,
 }
 
 /// Every scalar key an environment variable may override.
@@ -337,6 +341,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("auth.options.service", Kind::Str),
     ("auth.options.issuer", Kind::Str),
     ("auth.options.rootcertbundle", Kind::Str),
+    ("auth.options.anonymous_read", Kind::Bool),
     ("caching.max_age.current_metadata", Kind::Int),
     ("caching.max_age.consistent_metadata", Kind::Int),
     ("raft.node_id", Kind::Int),
@@ -398,6 +403,16 @@ fn apply_env(root: &mut Value, env: &Env) -> Result<(), ConfigError> {
                     var: var.clone(),
                     message: "not a number".into(),
                 })?,
+            Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Value::Bool(true),
+                "false" | "0" => Value::Bool(false),
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: "not a boolean (true or false)".into(),
+                    })
+                }
+            },
         };
         set_path(root, key, value).map_err(|message| ConfigError::Env { var, message })?;
     }
@@ -475,6 +490,7 @@ struct RawAuthOptions {
     service: Option<String>,
     issuer: Option<String>,
     rootcertbundle: Option<String>,
+    anonymous_read: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -757,6 +773,7 @@ impl NodeConfig {
                     service: need(o.service, "auth.options.service")?,
                     issuer: need(o.issuer, "auth.options.issuer")?,
                     rootcertbundle: resolve(base, &need(o.rootcertbundle, "auth.options.rootcertbundle")?),
+                    anonymous_read: o.anonymous_read.unwrap_or(false),
                 })
             }
             Some(other) => return Err(invalid("auth.type", format!("unknown type {other:?}: expected token"))),
@@ -946,6 +963,25 @@ mod tests {
             dir.join("configs/local/../../certs/local-test-pki/root-ca.crt")
         );
         assert!(auth.rootcertbundle.exists());
+        assert!(!auth.anonymous_read);
+    }
+
+    #[test]
+    fn anonymous_read_option() {
+        let text = r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"auth":{"type":"token",
+            "options":{"realm":"r","service":"s","issuer":"i","rootcertbundle":"roots.pem","anonymous_read":true}}}"#;
+        let c = parse(text).unwrap();
+        let auth = c.auth.unwrap();
+        assert!(auth.anonymous_read);
+        assert_eq!(auth.rootcertbundle, PathBuf::from("/etc/seal/roots.pem"));
+        let e = env(&[("SEAL_NODE_AUTH_OPTIONS_ANONYMOUS_READ", "false")]);
+        let c = NodeConfig::from_json(text, Path::new("/etc/seal"), &e).unwrap();
+        assert!(!c.auth.unwrap().anonymous_read);
+        let e = env(&[("NOTARY_SERVER_AUTH_OPTIONS_ANONYMOUS_READ", "yes please")]);
+        assert!(matches!(
+            NodeConfig::from_json(text, Path::new("/etc/seal"), &e),
+            Err(ConfigError::Env { var, .. }) if var == "NOTARY_SERVER_AUTH_OPTIONS_ANONYMOUS_READ"
+        ));
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub struct Health {
     pub degraded: BTreeMap<String, String>,
 }
 
-/// The hook where authentication plugs in (none is configured yet).
+/// The hook where authentication plugs in: `auth::TokenAuth` when `auth.type = "token"`.
 pub trait AuthHook: Send + Sync + 'static {
     /// Allows the request, or answers with an error (typically 401).
     fn check(&self, route: &Route, headers: &HeaderMap) -> Result<(), ApiError>;

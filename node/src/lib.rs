@@ -10,6 +10,9 @@
 //! * [`error`] maps every error to Notary's status and exact JSON body;
 //! * [`cache`] builds the `Cache-Control` and `Last-Modified` headers;
 //! * [`config`] loads the node's JSON config with environment overrides;
+//! * [`auth`] is token authentication (`auth.type = "token"`, Docker
+//!   registry v2 tokens as Notary checks them) behind [`http::AuthHook`];
+//!   [`token_server`] is a small token issuer for development and tests;
 //! * [`metrics`] holds the Prometheus registry;
 //! * [`backend`] is the real backend: Raft reads and writes, seal-tuf
 //!   validation and generation, the timestamp refresher;
@@ -19,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod backend;
 pub mod cache;
 pub mod config;
@@ -31,3 +35,4 @@ pub mod routes;
 pub mod server;
 pub mod signer;
 pub mod tls;
+pub mod token_server;

@@ -9,9 +9,10 @@ use std::time::Duration as StdDuration;
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
+use crate::auth::TokenAuth;
 use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
 use crate::config::{Env, NodeConfig, TrustServiceType};
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, AuthHook};
 use crate::metrics::Metrics;
 use crate::remote_signer::{run_health_probe, RemoteSigner};
 use crate::signer::{CryptoService, LocalSigner};
@@ -125,6 +126,22 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         ))
     })?;
 
+    // Token auth first: a bad root bundle stops start-up before anything opens.
+    let auth: Option<Arc<dyn AuthHook>> = match &config.auth {
+        None => None,
+        Some(auth_config) => {
+            let auth = TokenAuth::from_config(auth_config).map_err(|e| StartError::Config(e.to_string()))?;
+            tracing::info!(
+                realm = %auth_config.realm,
+                service = %auth_config.service,
+                issuer = %auth_config.issuer,
+                anonymous_read = auth_config.anonymous_read,
+                "token authentication on"
+            );
+            Some(Arc::new(auth))
+        }
+    };
+
     let metrics = Metrics::new().map_err(|e| StartError::Config(e.to_string()))?;
     let mut raft_config = seal_raft::RaftConfig::new(config.raft.node_id, addr.to_string(), data_dir.join("raft"));
     raft_config.heartbeat_interval = StdDuration::from_millis(config.raft.heartbeat_ms);
@@ -179,7 +196,8 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         shutdown.clone(),
     ));
 
-    let state = AppState::from_config(&config, backend.clone(), metrics);
+    let mut state = AppState::from_config(&config, backend.clone(), metrics);
+    state.auth = auth;
     let app = router(state);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
         addr: addr.to_string(),

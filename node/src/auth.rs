@@ -1,0 +1,1428 @@
+//! Token authentication as Notary v0.7.0 does it: the Docker registry v2
+//! token specification (`auth.type = "token"`).
+//!
+//! A request must carry `Authorization: Bearer <JWT>`. Without one it gets
+//! 401 `UNAUTHORIZED` with a challenge naming the token service and the
+//! scope the route needs:
+//!
+//! ```text
+//! WWW-Authenticate: Bearer realm="<realm>",service="<service>",scope="repository:<gun>:push,pull"
+//! ```
+//!
+//! and `,error="invalid_token"` when the token does not verify, or
+//! `,error="insufficient_scope"` when it verifies but does not grant the
+//! access. The scope per route ([`required_access`]) is Notary's: `pull` for
+//! reads, `push,pull` for a publish and for `GET` of a server-held key, `*`
+//! for deleting a collection and rotating a key, `registry:catalog:*` for
+//! `/v2/` and the global changefeed.
+//!
+//! A token is accepted when ([`TokenAuth::verify`]):
+//!
+//! * its `alg` is one of [`ALLOWED_ALGORITHMS`] (never `none` nor an HMAC)
+//!   and matches the type of the signing key;
+//! * the signing key is the leaf of the header's `x5c` chain, and that
+//!   chain leads (rustls-webpki path building, any extended key usage, each
+//!   certificate valid now) to a certificate of `auth.options.rootcertbundle`;
+//!   or, without `x5c`, the header's `kid` names (as Docker's libtrust key
+//!   ids do) the public key of a certificate in that bundle;
+//! * the signature verifies (josekit);
+//! * `iss` is the configured issuer, `aud` (a string or an array) contains the
+//!   configured service, `exp` is present, and `exp`/`nbf` hold with
+//!   [`LEEWAY_SECS`] of leeway;
+//! * its `access` claim (`[{type, name, actions}]`) grants every action the
+//!   route needs (an action `*` grants every action).
+//!
+//! With `auth.options.anonymous_read`, routes that only need `pull` are
+//! served without a token (a token that is sent must still verify). The
+//! verification is a pure function of the token, the configuration and
+//! `now`; [`AuthHook::check`] supplies the system clock.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, HeaderMap};
+use base64::Engine as _;
+use josekit::jws::JwsVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use serde_json::{Map, Value};
+use sha2::Digest as _;
+use x509_cert::der::{Decode as _, Encode as _};
+
+use crate::config::TokenAuthConfig;
+use crate::error::{AccessItem, ApiError};
+use crate::http::AuthHook;
+use crate::routes::Route;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds (Docker's leeway).
+pub const LEEWAY_SECS: i64 = 60;
+
+/// The JWS algorithms a token may be signed with. `none` and the HMAC
+/// algorithms are never accepted.
+pub const ALLOWED_ALGORITHMS: &[&str] = &[
+    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+];
+
+/// Longest token accepted, in bytes (a three-certificate RSA chain in
+/// `x5c` is about 5 KiB).
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// Most certificates accepted in an `x5c` header.
+pub const MAX_CHAIN_LEN: usize = 8;
+
+/// Why a token was refused; the client only sees `error="invalid_token"`,
+/// the node logs this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWS with a JSON header and payload.
+    #[error("malformed token: {reason}")]
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Longer than [`MAX_TOKEN_LEN`].
+    #[error("token longer than {MAX_TOKEN_LEN} bytes")]
+    TooLarge,
+    /// The `alg` header is absent, `none`, an HMAC or otherwise not allowed.
+    #[error("signature algorithm {alg:?} is not accepted")]
+    UnsupportedAlgorithm {
+        /// The `alg` header as received.
+        alg: String,
+    },
+    /// The header has neither `x5c` nor `kid`.
+    #[error("the token header names no signing key (x5c or kid)")]
+    NoSigningKey,
+    /// The `kid` header names no certificate of the root bundle.
+    #[error("key id {kid:?} names no certificate of the root bundle")]
+    UnknownKeyId {
+        /// The `kid` header.
+        kid: String,
+    },
+    /// The `x5c` chain does not lead to a root of the bundle.
+    #[error("untrusted certificate chain: {reason}")]
+    UntrustedChain {
+        /// What path building reported.
+        reason: String,
+    },
+    /// The `alg` header does not fit the signing key.
+    #[error("algorithm {alg} does not match the signing key ({key})")]
+    AlgorithmKeyMismatch {
+        /// The `alg` header.
+        alg: String,
+        /// The key's type.
+        key: KeyKind,
+    },
+    /// The signing key is of a type tokens cannot be signed with.
+    #[error("unsupported signing key: {reason}")]
+    UnsupportedKey {
+        /// What the key is.
+        reason: String,
+    },
+    /// The signature does not verify.
+    #[error("bad signature: {reason}")]
+    BadSignature {
+        /// josekit's message.
+        reason: String,
+    },
+    /// `iss` is not the configured issuer.
+    #[error("issuer {found:?} is not the configured issuer")]
+    WrongIssuer {
+        /// The `iss` claim, if any.
+        found: Option<String>,
+    },
+    /// `aud` does not contain the configured service.
+    #[error("audience {found:?} does not contain the configured service")]
+    WrongAudience {
+        /// The audiences in the token.
+        found: Vec<String>,
+    },
+    /// There is no `exp` claim.
+    #[error("the token has no exp claim")]
+    MissingExpiry,
+    /// `exp` (plus leeway) is past.
+    #[error("token expired at {exp} (now {now})")]
+    Expired {
+        /// The `exp` claim.
+        exp: i64,
+        /// The time of the check.
+        now: i64,
+    },
+    /// `nbf` (minus leeway) is still ahead.
+    #[error("token not valid before {nbf} (now {now})")]
+    NotYetValid {
+        /// The `nbf` claim.
+        nbf: i64,
+        /// The time of the check.
+        now: i64,
+    },
+    /// A claim has the wrong shape.
+    #[error("claim {claim}: {reason}")]
+    BadClaim {
+        /// The claim's name.
+        claim: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn malformed(reason: impl Into<String>) -> TokenError {
+    TokenError::Malformed { reason: reason.into() }
+}
+
+/// Why a [`TokenAuth`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthConfigError {
+    /// The root bundle could not be read.
+    #[error("auth.options.rootcertbundle {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        message: String,
+    },
+    /// The root bundle holds no PEM certificate.
+    #[error("auth.options.rootcertbundle {path}: no PEM certificate found")]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate of the root bundle is unusable.
+    #[error("auth.options.rootcertbundle {path}: certificate {index}: {message}")]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the file, from 0.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The type of a token signing key, from its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ECDSA over P-256: `ES256`.
+    EcdsaP256,
+    /// ECDSA over P-384: `ES384`.
+    EcdsaP384,
+    /// RSA: `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`.
+    Rsa,
+    /// Ed25519: `EdDSA`.
+    Ed25519,
+}
+
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_ED25519: &str = "1.3.101.112";
+
+impl KeyKind {
+    /// The kind of the key in a `SubjectPublicKeyInfo`.
+    pub fn of_spki(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Result<KeyKind, TokenError> {
+        let unsupported = |reason: String| TokenError::UnsupportedKey { reason };
+        match spki.algorithm.oid.to_string().as_str() {
+            OID_RSA => Ok(KeyKind::Rsa),
+            OID_ED25519 => Ok(KeyKind::Ed25519),
+            OID_EC_PUBLIC_KEY => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())
+                    .ok_or_else(|| unsupported("EC key without a named curve".into()))?;
+                match curve.to_string().as_str() {
+                    OID_P256 => Ok(KeyKind::EcdsaP256),
+                    OID_P384 => Ok(KeyKind::EcdsaP384),
+                    other => Err(unsupported(format!("EC curve {other}"))),
+                }
+            }
+            other => Err(unsupported(format!("key algorithm {other}"))),
+        }
+    }
+
+    /// Whether a token of algorithm `alg` may be signed with this kind of key.
+    pub fn allows(self, alg: &str) -> bool {
+        match self {
+            KeyKind::EcdsaP256 => alg == "ES256",
+            KeyKind::EcdsaP384 => alg == "ES384",
+            KeyKind::Rsa => matches!(alg, "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512"),
+            KeyKind::Ed25519 => alg == "EdDSA",
+        }
+    }
+
+    /// The algorithm Seal's token server signs with for this kind of key.
+    pub fn signing_algorithm(self) -> &'static str {
+        match self {
+            KeyKind::EcdsaP256 => "ES256",
+            KeyKind::EcdsaP384 => "ES384",
+            KeyKind::Rsa => "RS256",
+            KeyKind::Ed25519 => "EdDSA",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyKind::EcdsaP256 => "ECDSA P-256",
+            KeyKind::EcdsaP384 => "ECDSA P-384",
+            KeyKind::Rsa => "RSA",
+            KeyKind::Ed25519 => "Ed25519",
+        })
+    }
+}
+
+/// A josekit verifier of `alg` for the key in `spki_der`.
+pub fn verifier_for(alg: &str, spki_der: &[u8]) -> Result<Box<dyn JwsVerifier>, TokenError> {
+    use josekit::jws::{EdDSA, ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512};
+    let v: Result<Box<dyn JwsVerifier>, josekit::JoseError> = match alg {
+        "ES256" => ES256.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "ES384" => ES384.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "RS256" => RS256.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "RS384" => RS384.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "RS512" => RS512.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "PS256" => PS256.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "PS384" => PS384.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "PS512" => PS512.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        "EdDSA" => EdDSA.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
+        other => return Err(TokenError::UnsupportedAlgorithm { alg: other.into() }),
+    };
+    v.map_err(|e| TokenError::UnsupportedKey { reason: e.to_string() })
+}
+
+/// Docker's libtrust key id of a public key: the first 240 bits of the
+/// SHA-256 of its DER `SubjectPublicKeyInfo`, in base32, in groups of four
+/// characters joined by `:`.
+pub fn libtrust_key_id(spki_der: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digest = sha2::Sha256::digest(spki_der);
+    // 30 bytes = 240 bits = 48 base32 characters, no padding.
+    let mut chars = Vec::with_capacity(48);
+    for chunk in digest[..30].chunks(5) {
+        let mut n: u64 = 0;
+        for b in chunk {
+            n = (n << 8) | u64::from(*b);
+        }
+        for i in (0..8).rev() {
+            chars.push(ALPHABET[((n >> (i * 5)) & 31) as usize]);
+        }
+    }
+    chars
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The access a route needs, in Notary's order (empty: no token needed).
+pub fn required_access(route: &Route) -> Vec<AccessItem> {
+    let item = |resource_type: &str, name: &str, action: &str| AccessItem {
+        resource_type: resource_type.into(),
+        name: name.into(),
+        action: action.into(),
+    };
+    match route {
+        Route::Ping | Route::Changefeed { gun: None } => vec![item("registry", "catalog", "*")],
+        Route::GetMetadata { gun, .. } | Route::Changefeed { gun: Some(gun) } => {
+            vec![item("repository", gun, "pull")]
+        }
+        Route::Publish { gun } | Route::GetKey { gun, .. } => {
+            vec![item("repository", gun, "push"), item("repository", gun, "pull")]
+        }
+        Route::DeleteGun { gun } | Route::RotateKey { gun, .. } => vec![item("repository", gun, "*")],
+        Route::Health | Route::Metrics | Route::NotFound => Vec::new(),
+    }
+}
+
+/// The challenge's `scope` value: `type:name:action,action` per resource,
+/// resources separated by spaces, in order of first appearance.
+pub fn scope_param(access: &[AccessItem]) -> String {
+    let mut resources: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for a in access {
+        match resources
+            .iter_mut()
+            .find(|(t, n, _)| *t == a.resource_type && *n == a.name)
+        {
+            Some((_, _, actions)) => {
+                if !actions.contains(&a.action.as_str()) {
+                    actions.push(&a.action)
+                }
+            }
+            None => resources.push((&a.resource_type, &a.name, vec![&a.action])),
+        }
+    }
+    resources
+        .iter()
+        .map(|(t, n, actions)| format!("{t}:{n}:{}", actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes `s` as Go's `%q` does (the challenge is built with it).
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The error parameter of a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeError {
+    /// No token was sent (no `error` parameter).
+    TokenRequired,
+    /// `error="invalid_token"`.
+    InvalidToken,
+    /// `error="insufficient_scope"`.
+    InsufficientScope,
+}
+
+/// One grant of a token's `access` claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `type`: `repository` or `registry`.
+    pub resource_type: String,
+    /// `name`: the GUN, or `catalog`.
+    pub name: String,
+    /// `actions`: `pull`, `push`, `*`, …
+    pub actions: Vec<String>,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// `sub`, if any.
+    pub subject: Option<String>,
+    /// `exp`.
+    pub expires_at: i64,
+    /// The `access` claim.
+    pub access: Vec<Grant>,
+}
+
+impl VerifiedToken {
+    /// Whether the token grants `item` (`*` in a grant grants every action).
+    pub fn grants(&self, item: &AccessItem) -> bool {
+        self.access.iter().any(|g| {
+            g.resource_type == item.resource_type
+                && g.name == item.name
+                && g.actions.iter().any(|a| a == &item.action || a == "*")
+        })
+    }
+}
+
+/// A root-bundle certificate whose key a `kid` header may name.
+struct TrustedKey {
+    kid: String,
+    kind: KeyKind,
+    spki_der: Vec<u8>,
+}
+
+/// A root-bundle certificate's exact bytes and validity.
+struct Root {
+    der: Vec<u8>,
+    not_before: u64,
+    not_after: u64,
+}
+
+/// The token authenticator: [`AuthHook`] for `auth.type = "token"`.
+pub struct TokenAuth {
+    realm: String,
+    service: String,
+    issuer: String,
+    anonymous_read: bool,
+    anchors: Vec<TrustAnchor<'static>>,
+    roots: Vec<Root>,
+    trusted_keys: Vec<TrustedKey>,
+}
+
+impl std::fmt::Debug for TokenAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAuth")
+            .field("realm", &self.realm)
+            .field("service", &self.service)
+            .field("issuer", &self.issuer)
+            .field("anonymous_read", &self.anonymous_read)
+            .field("roots", &self.roots.len())
+            .finish()
+    }
+}
+
+/// Accepts any extended key usage (Go's `x509.ExtKeyUsageAny`, as Docker
+/// verifies token chains), but still requires the extension to parse.
+struct AnyExtendedKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        for id in iter {
+            id?;
+        }
+        Ok(())
+    }
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A NumericDate claim: an integer or a fraction of seconds.
+fn numeric_date(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<i64>, TokenError> {
+    match claims.get(claim) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| Some(f.floor() as i64))
+                .ok_or_else(|| TokenError::BadClaim {
+                    claim,
+                    reason: format!("{n} is not a time"),
+                }),
+        },
+        Some(other) => Err(TokenError::BadClaim {
+            claim,
+            reason: format!("{other} is not a number"),
+        }),
+    }
+}
+
+fn parse_access(claims: &Map<String, Value>) -> Result<Vec<Grant>, TokenError> {
+    let bad = |reason: &str| TokenError::BadClaim {
+        claim: "access",
+        reason: reason.into(),
+    };
+    let entries = match claims.get("access") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(bad("not an array")),
+    };
+    let mut grants = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Object(o) = e else {
+            return Err(bad("an entry is not an object"));
+        };
+        let text = |key: &str| match o.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(bad(&format!("an entry's {key} is not a string"))),
+        };
+        let actions = match o.get("actions") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("an action is not a string"))?,
+            Some(_) => return Err(bad("an entry's actions is not an array")),
+        };
+        grants.push(Grant {
+            resource_type: text("type")?,
+            name: text("name")?,
+            actions,
+        });
+    }
+    Ok(grants)
+}
+
+/// The bearer token of `Authorization`, if the header has the form
+/// `Bearer <token>` (scheme case-insensitive, one space, as Docker splits it).
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let parts: Vec<&str> = text.split(' ').collect();
+    match parts.as_slice() {
+        [scheme, token] if scheme.eq_ignore_ascii_case("bearer") => Some((*token).to_owned()),
+        _ => None,
+    }
+}
+
+impl TokenAuth {
+    /// Builds the authenticator from `auth.options`, reading the root bundle.
+    pub fn from_config(config: &TokenAuthConfig) -> Result<TokenAuth, AuthConfigError> {
+        let pem = std::fs::read(&config.rootcertbundle).map_err(|e| AuthConfigError::Read {
+            path: config.rootcertbundle.clone(),
+            message: e.to_string(),
+        })?;
+        Self::new(config, &pem, &config.rootcertbundle)
+    }
+
+    /// Builds the authenticator from `auth.options` and the root bundle's
+    /// PEM text (`source` names it in errors).
+    pub fn new(config: &TokenAuthConfig, root_pem: &[u8], source: &Path) -> Result<TokenAuth, AuthConfigError> {
+        let bad = |index: usize, message: String| AuthConfigError::BadCertificate {
+            path: source.to_path_buf(),
+            index,
+            message,
+        };
+        let mut anchors = Vec::new();
+        let mut roots = Vec::new();
+        let mut trusted_keys = Vec::new();
+        for (index, cert) in CertificateDer::pem_slice_iter(root_pem).enumerate() {
+            let cert = cert.map_err(|e| bad(index, format!("PEM: {e}")))?;
+            let anchor = webpki::anchor_from_trusted_cert(&cert)
+                .map_err(|e| bad(index, format!("not a usable trust anchor: {e}")))?
+                .to_owned();
+            let parsed = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|e| bad(index, e.to_string()))?;
+            let validity = &parsed.tbs_certificate.validity;
+            let spki = &parsed.tbs_certificate.subject_public_key_info;
+            let spki_der = spki.to_der().map_err(|e| bad(index, e.to_string()))?;
+            // A root whose key cannot sign tokens still anchors chains.
+            if let Ok(kind) = KeyKind::of_spki(spki) {
+                trusted_keys.push(TrustedKey {
+                    kid: libtrust_key_id(&spki_der),
+                    kind,
+                    spki_der,
+                });
+            }
+            anchors.push(anchor);
+            roots.push(Root {
+                der: cert.as_ref().to_vec(),
+                not_before: validity.not_before.to_unix_duration().as_secs(),
+                not_after: validity.not_after.to_unix_duration().as_secs(),
+            });
+        }
+        if roots.is_empty() {
+            return Err(AuthConfigError::NoCertificate {
+                path: source.to_path_buf(),
+            });
+        }
+        Ok(TokenAuth {
+            realm: config.realm.clone(),
+            service: config.service.clone(),
+            issuer: config.issuer.clone(),
+            anonymous_read: config.anonymous_read,
+            anchors,
+            roots,
+            trusted_keys,
+        })
+    }
+
+    /// The `WWW-Authenticate` value for `access` and `error`.
+    pub fn challenge(&self, access: &[AccessItem], error: ChallengeError) -> String {
+        let mut s = format!(
+            "Bearer realm={},service={}",
+            go_quote(&self.realm),
+            go_quote(&self.service)
+        );
+        let scope = scope_param(access);
+        if !scope.is_empty() {
+            s.push_str(",scope=");
+            s.push_str(&go_quote(&scope));
+        }
+        match error {
+            ChallengeError::TokenRequired => {}
+            ChallengeError::InvalidToken => s.push_str(",error=\"invalid_token\""),
+            ChallengeError::InsufficientScope => s.push_str(",error=\"insufficient_scope\""),
+        }
+        s
+    }
+
+    fn unauthorized(&self, access: Vec<AccessItem>, error: ChallengeError) -> ApiError {
+        let challenge = self.challenge(&access, error);
+        ApiError::Unauthorized {
+            access,
+            challenge: Some(challenge),
+        }
+    }
+
+    /// Allows or refuses a request for `route` with `headers` at `now`.
+    pub fn authorize(&self, route: &Route, headers: &HeaderMap, now: SystemTime) -> Result<(), ApiError> {
+        let needed = required_access(route);
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let anonymous = self.anonymous_read
+            && needed
+                .iter()
+                .all(|a| a.resource_type == "repository" && a.action == "pull");
+        let Some(token) = bearer_token(headers) else {
+            if anonymous {
+                return Ok(());
+            }
+            return Err(self.unauthorized(needed, ChallengeError::TokenRequired));
+        };
+        let verified = match self.verify(&token, now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(route = route.operation(), error = %e, "token refused");
+                return Err(self.unauthorized(needed, ChallengeError::InvalidToken));
+            }
+        };
+        if anonymous || needed.iter().all(|a| verified.grants(a)) {
+            Ok(())
+        } else {
+            tracing::debug!(
+                route = route.operation(),
+                subject = verified.subject.as_deref().unwrap_or(""),
+                scope = %scope_param(&needed),
+                "token lacks the access the route needs"
+            );
+            Err(self.unauthorized(needed, ChallengeError::InsufficientScope))
+        }
+    }
+
+    /// Verifies `token` at `now`: signature, chain, issuer, audience,
+    /// validity; returns its claims.
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<VerifiedToken, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        let now_secs = unix_secs(now);
+        let header_b64 = token.split('.').next().unwrap_or("");
+        if token.split('.').count() != 3 {
+            return Err(malformed("not three dot-separated parts"));
+        }
+        let header_json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|e| malformed(format!("header: {e}")))?;
+        let header: Map<String, Value> =
+            serde_json::from_slice(&header_json).map_err(|e| malformed(format!("header: {e}")))?;
+        let alg = match header.get("alg") {
+            Some(Value::String(a)) => a.clone(),
+            Some(other) => return Err(TokenError::UnsupportedAlgorithm { alg: other.to_string() }),
+            None => return Err(TokenError::UnsupportedAlgorithm { alg: String::new() }),
+        };
+        if !ALLOWED_ALGORITHMS.contains(&alg.as_str()) {
+            return Err(TokenError::UnsupportedAlgorithm { alg });
+        }
+
+        let (kind, spki_der) = match (header.get("x5c"), header.get("kid")) {
+            (Some(x5c), _) => self.verify_chain(x5c, now)?,
+            (None, Some(Value::String(kid))) => {
+                let key = self
+                    .trusted_keys
+                    .iter()
+                    .find(|k| &k.kid == kid)
+                    .ok_or_else(|| TokenError::UnknownKeyId { kid: kid.clone() })?;
+                (key.kind, key.spki_der.clone())
+            }
+            _ => return Err(TokenError::NoSigningKey),
+        };
+        if !kind.allows(&alg) {
+            return Err(TokenError::AlgorithmKeyMismatch { alg, key: kind });
+        }
+        let verifier = verifier_for(&alg, &spki_der)?;
+        let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier.as_ref())
+            .map_err(|e| TokenError::BadSignature { reason: e.to_string() })?;
+        let claims = payload.claims_set();
+
+        let issuer = claims.get("iss").and_then(Value::as_str);
+        if issuer != Some(self.issuer.as_str()) {
+            return Err(TokenError::WrongIssuer {
+                found: issuer.map(str::to_owned),
+            });
+        }
+        let audiences: Vec<String> = match claims.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        if !audiences.iter().any(|a| a == &self.service) {
+            return Err(TokenError::WrongAudience { found: audiences });
+        }
+        let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingExpiry)?;
+        if now_secs > exp.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::Expired { exp, now: now_secs });
+        }
+        if let Some(nbf) = numeric_date(claims, "nbf")? {
+            if now_secs < nbf.saturating_sub(LEEWAY_SECS) {
+                return Err(TokenError::NotYetValid { nbf, now: now_secs });
+            }
+        }
+        Ok(VerifiedToken {
+            subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+            expires_at: exp,
+            access: parse_access(claims)?,
+        })
+    }
+
+    /// Verifies an `x5c` header up to a root; returns the leaf's key.
+    fn verify_chain(&self, x5c: &Value, now: SystemTime) -> Result<(KeyKind, Vec<u8>), TokenError> {
+        let untrusted = |reason: String| TokenError::UntrustedChain { reason };
+        let Value::Array(entries) = x5c else {
+            return Err(malformed("x5c is not an array"));
+        };
+        if entries.is_empty() || entries.len() > MAX_CHAIN_LEN {
+            return Err(malformed(format!(
+                "x5c holds {} certificates (1 to {MAX_CHAIN_LEN} accepted)",
+                entries.len()
+            )));
+        }
+        let mut ders = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let b64 = e
+                .as_str()
+                .ok_or_else(|| malformed(format!("x5c[{i}] is not a string")))?;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|err| malformed(format!("x5c[{i}]: {err}")))?;
+            ders.push(CertificateDer::from(der));
+        }
+        let leaf_der = &ders[0];
+        let leaf = x509_cert::Certificate::from_der(leaf_der.as_ref())
+            .map_err(|e| untrusted(format!("leaf certificate: {e}")))?;
+        let now_secs = u64::try_from(unix_secs(now)).unwrap_or(0);
+        if let Some(root) = self.roots.iter().find(|r| r.der == leaf_der.as_ref()) {
+            // The signing certificate is itself in the bundle: trusted as is,
+            // when valid now (Go's verifier accepts such a one-certificate chain).
+            if now_secs < root.not_before || now_secs > root.not_after {
+                return Err(untrusted("the signing certificate (a root) is not valid now".into()));
+            }
+        } else {
+            let end_entity =
+                webpki::EndEntityCert::try_from(leaf_der).map_err(|e| untrusted(format!("leaf certificate: {e}")))?;
+            end_entity
+                .verify_for_usage(
+                    webpki::ALL_VERIFICATION_ALGS,
+                    &self.anchors,
+                    &ders[1..],
+                    UnixTime::since_unix_epoch(Duration::from_secs(now_secs)),
+                    AnyExtendedKeyUsage,
+                    None,
+                    None,
+                )
+                .map_err(|e| untrusted(e.to_string()))?;
+        }
+        let spki = &leaf.tbs_certificate.subject_public_key_info;
+        let kind = KeyKind::of_spki(spki)?;
+        let spki_der = spki.to_der().map_err(|e| untrusted(format!("leaf key: {e}")))?;
+        Ok((kind, spki_der))
+    }
+}
+
+impl AuthHook for TokenAuth {
+    fn check(&self, route: &Route, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.authorize(route, headers, SystemTime::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{KeyRole, MetadataSelector};
+    use axum::http::{HeaderValue, Method};
+    use josekit::jws::{JwsHeader, JwsSigner};
+    use serde_json::json;
+
+    const REALM: &str = "http://127.0.0.1:4447/auth/token";
+    const SERVICE: &str = "notary-server";
+    const ISSUER: &str = "anchors-token-issuer";
+    /// 2026-11-22T00:00:00Z.
+    const NOW: i64 = 1_795_305_600;
+
+    fn at(secs: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap())
+    }
+
+    fn config(anonymous_read: bool) -> TokenAuthConfig {
+        TokenAuthConfig {
+            realm: REALM.into(),
+            service: SERVICE.into(),
+            issuer: ISSUER.into(),
+            rootcertbundle: PathBuf::from("roots.pem"),
+            anonymous_read,
+        }
+    }
+
+    /// A CA and a leaf signing key of `alg` (rcgen), the leaf's chain and key.
+    struct Pki {
+        ca_pem: String,
+        leaf_der: Vec<u8>,
+        key_pem: String,
+        jws_alg: &'static str,
+    }
+
+    fn ca_params(name: &str) -> rcgen::CertificateParams {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        params
+    }
+
+    fn pki(alg: &'static rcgen::SignatureAlgorithm, jws_alg: &'static str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let params = ca_params("token CA");
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(rcgen::DnType::CommonName, "token signer");
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        Pki {
+            ca_pem: ca_cert.pem(),
+            leaf_der: leaf_cert.der().to_vec(),
+            key_pem: leaf_key.serialize_pem(),
+            jws_alg,
+        }
+    }
+
+    fn auth_with(pem: &str, anonymous_read: bool) -> TokenAuth {
+        TokenAuth::new(&config(anonymous_read), pem.as_bytes(), Path::new("roots.pem")).unwrap()
+    }
+
+    fn signer(alg: &str, key_pem: &str) -> Box<dyn JwsSigner> {
+        use josekit::jws::{EdDSA, ES256, ES384, RS256};
+        match alg {
+            "ES256" => Box::new(ES256.signer_from_pem(key_pem).unwrap()),
+            "ES384" => Box::new(ES384.signer_from_pem(key_pem).unwrap()),
+            "RS256" => Box::new(RS256.signer_from_pem(key_pem).unwrap()),
+            "EdDSA" => {
+                let der = crate::token_server::ed25519_pkcs8_v1(key_pem.as_bytes()).unwrap();
+                Box::new(EdDSA.signer_from_der(&*der).unwrap())
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    fn claims(access: Value) -> Map<String, Value> {
+        json!({"iss": ISSUER, "sub": "alice", "aud": SERVICE, "exp": NOW + 300, "nbf": NOW - 10,
+               "iat": NOW - 10, "jti": "1", "access": access})
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn push_pull(gun: &str) -> Value {
+        json!([{"type": "repository", "name": gun, "actions": ["push", "pull"]}])
+    }
+
+    /// A compact JWS over `claims` with `header` members, signed by `key_pem`.
+    fn sign(alg: &str, key_pem: &str, header: &[(&str, Value)], claims: &Map<String, Value>) -> String {
+        let mut h = JwsHeader::new();
+        h.set_token_type("JWT");
+        for (k, v) in header {
+            h.set_claim(k, Some(v.clone())).unwrap();
+        }
+        let payload = josekit::jwt::JwtPayload::from_map(claims.clone()).unwrap();
+        josekit::jwt::encode_with_signer(&payload, &h, signer(alg, key_pem).as_ref()).unwrap()
+    }
+
+    fn x5c(ders: &[&[u8]]) -> Value {
+        Value::Array(
+            ders.iter()
+                .map(|d| Value::String(base64::engine::general_purpose::STANDARD.encode(d)))
+                .collect(),
+        )
+    }
+
+    fn token_for(pki: &Pki, claims: &Map<String, Value>) -> String {
+        sign(pki.jws_alg, &pki.key_pem, &[("x5c", x5c(&[&pki.leaf_der]))], claims)
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        h
+    }
+
+    fn publish(gun: &str) -> Route {
+        Route::Publish { gun: gun.into() }
+    }
+
+    fn get_root(gun: &str) -> Route {
+        Route::GetMetadata {
+            gun: gun.into(),
+            role: "root".into(),
+            role_valid: true,
+            selector: MetadataSelector::Current,
+        }
+    }
+
+    fn challenge_of(e: ApiError) -> String {
+        match e {
+            ApiError::Unauthorized { challenge: Some(c), .. } => c,
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scopes_per_route_are_notarys() {
+        let g = "example.com/a";
+        let cases: Vec<(Route, &str)> = vec![
+            (Route::Ping, "registry:catalog:*"),
+            (Route::Changefeed { gun: None }, "registry:catalog:*"),
+            (get_root(g), "repository:example.com/a:pull"),
+            (
+                Route::GetMetadata {
+                    gun: g.into(),
+                    role: "snapshot".into(),
+                    role_valid: true,
+                    selector: MetadataSelector::Version(Some(2)),
+                },
+                "repository:example.com/a:pull",
+            ),
+            (
+                Route::Changefeed { gun: Some(g.into()) },
+                "repository:example.com/a:pull",
+            ),
+            (publish(g), "repository:example.com/a:push,pull"),
+            (
+                Route::GetKey {
+                    gun: g.into(),
+                    role: KeyRole::Timestamp,
+                },
+                "repository:example.com/a:push,pull",
+            ),
+            (
+                Route::RotateKey {
+                    gun: g.into(),
+                    role: KeyRole::Snapshot,
+                },
+                "repository:example.com/a:*",
+            ),
+            (Route::DeleteGun { gun: g.into() }, "repository:example.com/a:*"),
+        ];
+        for (route, scope) in cases {
+            assert_eq!(scope_param(&required_access(&route)), scope, "{route:?}");
+        }
+        for open in [Route::Health, Route::Metrics, Route::NotFound] {
+            assert!(required_access(&open).is_empty());
+        }
+    }
+
+    #[test]
+    fn challenges_match_the_notary_fixture() {
+        let Some(dir) = crate::error::tests::fixtures_dir() else {
+            return;
+        };
+        let text = std::fs::read_to_string(dir.join("errors/auth-challenges.json")).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let p = pki(&rcgen::PKCS_ECDSA_P256_SHA256, "ES256");
+        let auth = auth_with(&p.ca_pem, false);
+        let mut checked = 0;
+        for ex in v["exchanges"].as_array().unwrap() {
+            let method = Method::from_bytes(ex["method"].as_str().unwrap().as_bytes()).unwrap();
+            let path = ex["path"].as_str().unwrap();
+            let route = crate::routes::parse(&method, path.split('?').next().unwrap());
+            let mut headers = HeaderMap::new();
+            if let Some(a) = ex["authorization"].as_str() {
+                headers.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+            }
+            let result = auth.authorize(&route, &headers, at(NOW));
+            match ex["www_authenticate"].as_str() {
+                None => assert!(result.is_ok(), "{path}"),
+                Some(expected) => {
+                    let err = result.unwrap_err();
+                    assert_eq!(String::from_utf8(err.body()).unwrap(), ex["body"].as_str().unwrap());
+                    assert_eq!(challenge_of(err), expected, "{method} {path}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 9);
+    }
+
+    #[test]
+    fn go_quoting() {
+        assert_eq!(go_quote("a"), "\"a\"");
+        assert_eq!(go_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(go_quote("a\nb\u{1}"), "\"a\\nb\\x01\"");
+        assert_eq!(go_quote("é"), "\"é\"");
+    }
+
+    #[test]
+    fn bearer_header_forms() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(bearer_token(&h("Bearer abc")), Some("abc".into()));
+        assert_eq!(bearer_token(&h("bearer abc")), Some("abc".into()));
+        assert_eq!(bearer_token(&h("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(bearer_token(&h("Bearer  abc")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn valid_tokens_of_each_key_type_grant_their_access() {
+        for (alg, jws_alg) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, "ES256"),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, "ES384"),
+            (&rcgen::PKCS_ED25519, "EdDSA"),
+        ] {
+            let p = pki(alg, jws_alg);
+            let auth = auth_with(&p.ca_pem, false);
+            let token = token_for(&p, &claims(push_pull("example.com/a")));
+            let v = auth.verify(&token, at(NOW)).unwrap();
+            assert_eq!(v.subject.as_deref(), Some("alice"));
+            assert_eq!(v.expires_at, NOW + 300);
+            auth.authorize(&publish("example.com/a"), &bearer(&token), at(NOW))
+                .unwrap();
+            auth.authorize(&get_root("example.com/a"), &bearer(&token), at(NOW))
+                .unwrap();
+            let e = auth
+                .authorize(&publish("example.com/b"), &bearer(&token), at(NOW))
+                .unwrap_err();
+            assert_eq!(
+                challenge_of(e),
+                format!(
+                    "Bearer realm=\"{REALM}\",service=\"{SERVICE}\",scope=\"repository:example.com/b:push,pull\",error=\"insufficient_scope\""
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_rsa_token_through_an_intermediate_verifies() {
+        // Openssl-made chain of the fixtures: root → intermediate → leaf (RSA 2048).
+        let Some(dir) = crate::error::tests::fixtures_dir() else {
+            return;
+        };
+        let pki_dir = dir.join("certs/local-test-pki");
+        let root = std::fs::read_to_string(pki_dir.join("root-ca.crt")).unwrap();
+        let bundle = std::fs::read(pki_dir.join("notary-server.crt")).unwrap();
+        let chain: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&bundle)
+            .map(|c| c.unwrap().as_ref().to_vec())
+            .collect();
+        assert_eq!(chain.len(), 2, "leaf and intermediate");
+        let key = std::fs::read_to_string(pki_dir.join("notary-server.key")).unwrap();
+        let auth = auth_with(&root, false);
+        let refs: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+        let c = claims(push_pull("example.com/a"));
+        let token = sign("RS256", &key, &[("x5c", x5c(&refs))], &c);
+        auth.verify(&token, at(NOW)).unwrap();
+        // Without the intermediate, no path to the root.
+        let token = sign("RS256", &key, &[("x5c", x5c(&refs[..1]))], &c);
+        assert!(matches!(
+            auth.verify(&token, at(NOW)),
+            Err(TokenError::UntrustedChain { .. })
+        ));
+    }
+
+    #[test]
+    fn each_claim_is_checked() {
+        let p = pki(&rcgen::PKCS_ECDSA_P256_SHA256, "ES256");
+        let auth = auth_with(&p.ca_pem, false);
+        let verify = |c: &Map<String, Value>| auth.verify(&token_for(&p, c), at(NOW));
+        let with = |key: &str, value: Value| {
+            let mut c = claims(push_pull("example.com/a"));
+            c.insert(key.into(), value);
+            c
+        };
+        let without = |key: &str| {
+            let mut c = claims(push_pull("example.com/a"));
+            c.remove(key);
+            c
+        };
+
+        assert!(matches!(
+            verify(&with("iss", json!("someone-else"))),
+            Err(TokenError::WrongIssuer { found: Some(_) })
+        ));
+        assert!(matches!(
+            verify(&without("iss")),
+            Err(TokenError::WrongIssuer { found: None })
+        ));
+        assert!(matches!(
+            verify(&with("aud", json!("other-service"))),
+            Err(TokenError::WrongAudience { .. })
+        ));
+        assert!(matches!(verify(&without("aud")), Err(TokenError::WrongAudience { .. })));
+        verify(&with("aud", json!(["other-service", SERVICE]))).unwrap();
+        assert!(matches!(
+            verify(&with("aud", json!(["a", "b"]))),
+            Err(TokenError::WrongAudience { .. })
+        ));
+
+        // exp: required; 60 s of leeway, not more.
+        assert_eq!(verify(&without("exp")), Err(TokenError::MissingExpiry));
+        verify(&with("exp", json!(NOW - LEEWAY_SECS))).unwrap();
+        assert_eq!(
+            verify(&with("exp", json!(NOW - LEEWAY_SECS - 1))),
+            Err(TokenError::Expired {
+                exp: NOW - LEEWAY_SECS - 1,
+                now: NOW
+            })
+        );
+        // nbf: optional; 60 s of leeway, not more.
+        verify(&without("nbf")).unwrap();
+        verify(&with("nbf", json!(NOW + LEEWAY_SECS))).unwrap();
+        assert_eq!(
+            verify(&with("nbf", json!(NOW + LEEWAY_SECS + 1))),
+            Err(TokenError::NotYetValid {
+                nbf: NOW + LEEWAY_SECS + 1,
+                now: NOW
+            })
+        );
+
+        // access: shapes.
+        assert!(matches!(
+            verify(&with("access", json!("all"))),
+            Err(TokenError::BadClaim { claim: "access", .. })
+        ));
+        assert!(matches!(
+            verify(&with(
+                "access",
+                json!([{"type": "repository", "name": 5, "actions": []}])
+            )),
+            Err(TokenError::BadClaim { claim: "access", .. })
+        ));
+        assert!(verify(&without("access")).unwrap().access.is_empty());
+    }
+
+    #[test]
+    fn access_is_matched_per_action() {
+        let p = pki(&rcgen::PKCS_ECDSA_P256_SHA256, "ES256");
+        let auth = auth_with(&p.ca_pem, false);
+        let g = "example.com/a";
+        let check = |access: Value, route: Route| {
+            let token = token_for(&p, &claims(access));
+            auth.authorize(&route, &bearer(&token), at(NOW))
+        };
+        let pull_only = json!([{"type": "repository", "name": g, "actions": ["pull"]}]);
+        let star = json!([{"type": "repository", "name": g, "actions": ["*"]}]);
+        check(pull_only.clone(), get_root(g)).unwrap();
+        assert!(check(pull_only, publish(g)).is_err());
+        // push,pull does not grant `*` (delete); `*` grants everything.
+        assert!(check(push_pull(g), Route::DeleteGun { gun: g.into() }).is_err());
+        check(star.clone(), Route::DeleteGun { gun: g.into() }).unwrap();
+        check(star.clone(), publish(g)).unwrap();
+        // A grant for the GUN is not one for the catalog, nor for another type.
+        assert!(check(star, Route::Ping).is_err());
+        check(
+            json!([{"type": "registry", "name": "catalog", "actions": ["*"]}]),
+            Route::Changefeed { gun: None },
+        )
+        .unwrap();
+        assert!(check(json!([{"type": "registry", "name": g, "actions": ["*"]}]), publish(g)).is_err());
+    }
+
+    #[test]
+    fn signatures_chains_and_algorithms_are_checked() {
+        let p = pki(&rcgen::PKCS_ECDSA_P256_SHA256, "ES256");
+        let auth = auth_with(&p.ca_pem, false);
+        let c = claims(push_pull("example.com/a"));
+        let good = token_for(&p, &c);
+
+        // Tampered payload: the signature no longer verifies.
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut forged = c.clone();
+        forged.insert("access".into(), push_pull("example.com/b"));
+        let forged_payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert!(matches!(
+            auth.verify(&tampered, at(NOW)),
+            Err(TokenError::BadSignature { .. })
+        ));
+
+        // A chain from another CA.
+        let rogue = pki(&rcgen::PKCS_ECDSA_P256_SHA256, "ES256");
+        assert!(matches!(
+            auth.verify(&token_for(&rogue, &c), at(NOW)),
+            Err(TokenError::UntrustedChain { .. })
+        ));
+
+        // alg none, HS256, a mismatched alg, no key at all.
+        let none = format!(
+            "{}.{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert_eq!(
+            auth.verify(&none, at(NOW)),
+            Err(TokenError::UnsupportedAlgorithm { alg: "none".into() })
+        );
+        let hs = format!(
+            "{}.{}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            parts[1],
+            parts[2]
+        );
+        assert!(matches!(
+            auth.verify(&hs, at(NOW)),
+            Err(TokenError::UnsupportedAlgorithm { .. })
+        ));
+        let ed = pki(&rcgen::PKCS_ED25519, "EdDSA");
+        let ed_auth = auth_with(&ed.ca_pem, false);
+        // An Ed25519 signature presented as ES256 over the Ed25519 chain.
+        let t = token_for(&ed, &c);
+        let t_parts: Vec<&str> = t.split('.').collect();
+        let mut h: Map<String, Value> = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t_parts[0])
+                .unwrap(),
+        )
+        .unwrap();
+        h.insert("alg".into(), json!("ES256"));
+        let relabelled = format!(
+            "{}.{}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&h).unwrap()),
+            t_parts[1],
+            t_parts[2]
+        );
+        assert_eq!(
+            ed_auth.verify(&relabelled, at(NOW)),
+            Err(TokenError::AlgorithmKeyMismatch {
+                alg: "ES256".into(),
+                key: KeyKind::Ed25519
+            })
+        );
+        let bare = sign("ES256", &p.key_pem, &[], &c);
+        assert_eq!(auth.verify(&bare, at(NOW)), Err(TokenError::NoSigningKey));
+
+        // Garbage.
+        for bad in ["abc.def.ghi", "", "a.b", "....", "e30.e30.e30"] {
+            assert!(auth.verify(bad, at(NOW)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            auth.verify(&"a".repeat(MAX_TOKEN_LEN + 1), at(NOW)),
+            Err(TokenError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn chain_certificates_must_be_valid_now() {
+        // A leaf that expired in 2021 under a CA valid until 2036.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let params = ca_params("token CA");
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        let auth = auth_with(&ca_cert.pem(), false);
+        let token_at = |t: i64| {
+            let mut c = claims(push_pull("g"));
+            c.insert("exp".into(), json!(t + 300));
+            c.insert("nbf".into(), json!(t - 10));
+            sign(
+                "ES256",
+                &leaf_key.serialize_pem(),
+                &[("x5c", x5c(&[leaf_cert.der()]))],
+                &c,
+            )
+        };
+        assert!(matches!(
+            auth.verify(&token_at(NOW), at(NOW)),
+            Err(TokenError::UntrustedChain { .. })
+        ));
+        // The same chain while the leaf was valid (2020-09-13).
+        let then = 1_600_000_000;
+        auth.verify(&token_at(then), at(then)).unwrap();
+    }
+
+    #[test]
+    fn a_root_may_sign_tokens_itself_by_x5c_or_kid() {
+        // A self-signed signing certificate listed in the bundle (a common
+        // registry set-up), named by x5c or by its libtrust key id.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = ca_params("self-signed token signer");
+        params.is_ca = rcgen::IsCa::NoCa;
+        let cert = params.self_signed(&key).unwrap();
+        let auth = auth_with(&cert.pem(), false);
+        let c = claims(push_pull("example.com/a"));
+        let by_x5c = sign("ES256", &key.serialize_pem(), &[("x5c", x5c(&[cert.der()]))], &c);
+        auth.verify(&by_x5c, at(NOW)).unwrap();
+        let parsed = x509_cert::Certificate::from_der(cert.der()).unwrap();
+        let kid = libtrust_key_id(&parsed.tbs_certificate.subject_public_key_info.to_der().unwrap());
+        assert_eq!(kid.len(), 12 * 4 + 11);
+        assert!(kid
+            .split(':')
+            .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))));
+        let by_kid = sign("ES256", &key.serialize_pem(), &[("kid", json!(kid))], &c);
+        auth.verify(&by_kid, at(NOW)).unwrap();
+        let unknown = sign("ES256", &key.serialize_pem(), &[("kid", json!("AAAA:BBBB"))], &c);
+        assert!(matches!(
+            auth.verify(&unknown, at(NOW)),
+            Err(TokenError::UnknownKeyId { .. })
+        ));
+        // A key signing under a kid of another key does not verify.
+        let other = rcgen::KeyPair::generate().unwrap();
+        let wrong = sign("ES256", &other.serialize_pem(), &[("kid", json!(kid))], &c);
+        assert!(matches!(
+            auth.verify(&wrong, at(NOW)),
+            Err(TokenError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn libtrust_key_id_encoding() {
+        // Base32 of the first 30 bytes of sha256(""), grouped by four
+        // (computed independently with Python's base64.b32encode).
+        let id = libtrust_key_id(b"");
+        assert_eq!(id, "4OYM:IQUY:7QOB:JGX3:6TEJ:S35Z:EQT2:4QPE:MSNZ:GTFE:SWMR:W6CS");
+    }
+
+    #[test]
+    fn anonymous_read_lets_pulls_through_only() {
+        let p = pki(&rcgen::PKCS_ECDSA_P256_SHA256, "ES256");
+        let g = "example.com/a";
+        let none = HeaderMap::new();
+        let closed = auth_with(&p.ca_pem, false);
+        assert_eq!(
+            challenge_of(closed.authorize(&get_root(g), &none, at(NOW)).unwrap_err()),
+            format!("Bearer realm=\"{REALM}\",service=\"{SERVICE}\",scope=\"repository:example.com/a:pull\"")
+        );
+        let open = auth_with(&p.ca_pem, true);
+        open.authorize(&get_root(g), &none, at(NOW)).unwrap();
+        open.authorize(&Route::Changefeed { gun: Some(g.into()) }, &none, at(NOW))
+            .unwrap();
+        for route in [
+            publish(g),
+            Route::GetKey {
+                gun: g.into(),
+                role: KeyRole::Timestamp,
+            },
+            Route::DeleteGun { gun: g.into() },
+            Route::Ping,
+            Route::Changefeed { gun: None },
+        ] {
+            assert!(open.authorize(&route, &none, at(NOW)).is_err(), "{route:?}");
+        }
+        // A token that is sent must verify, even for an anonymous read.
+        let e = open
+            .authorize(&get_root(g), &bearer("abc.def.ghi"), at(NOW))
+            .unwrap_err();
+        assert!(challenge_of(e).ends_with(",error=\"invalid_token\""));
+        // A valid token without the access still reads anonymously.
+        let token = token_for(&p, &claims(push_pull("example.com/other")));
+        open.authorize(&get_root(g), &bearer(&token), at(NOW)).unwrap();
+    }
+
+    #[test]
+    fn root_bundles_are_checked() {
+        let err = TokenAuth::new(&config(false), b"not a certificate", Path::new("x.pem")).unwrap_err();
+        assert_eq!(err, AuthConfigError::NoCertificate { path: "x.pem".into() });
+        assert!(err.to_string().contains("x.pem"));
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            TokenAuth::new(&config(false), garbage.as_bytes(), Path::new("x.pem")),
+            Err(AuthConfigError::BadCertificate { index: 0, .. })
+        ));
+        let mut c = config(false);
+        c.rootcertbundle = PathBuf::from("/nonexistent/roots.pem");
+        assert!(matches!(TokenAuth::from_config(&c), Err(AuthConfigError::Read { .. })));
+    }
+}
