@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Node, Seal};
+use common::{Node, Seal, TokenServer};
 
 const GUN: &str = "example.com/interop/app";
 
@@ -39,7 +39,55 @@ fn sha256_hex(b: &[u8]) -> String {
 #[test]
 fn notary_cli_session_end_to_end() {
     let node = Node::start();
-    let a = Seal::new(&node.url);
+    full_session(&node.url, &[]);
+}
+
+#[test]
+fn the_session_passes_with_token_auth_and_needs_credentials_to_write() {
+    let tokens = TokenServer::start(
+        "alice",
+        "correct horse battery",
+        serde_json::json!([{"type": "repository", "name": "example.com/*", "actions": ["*", "push", "pull"]}]),
+        serde_json::json!([{"name": "example.com/*", "actions": ["pull"]}]),
+    );
+    let node = Node::start_with_auth(tokens.node_auth());
+    let auth = base64_of("alice:correct horse battery");
+    full_session(&node.url, &[("SEAL_AUTH", &auth)]);
+
+    // Without credentials: reads get an anonymous token, writes fail in one line.
+    let other = "example.com/interop/other";
+    let owner = Seal::new(&node.url).with_env("NOTARY_AUTH", &auth);
+    owner.ok(&["init", other]);
+    let v = owner.file("v.txt", b"v");
+    owner.ok(&["add", other, "v", v.to_str().unwrap()]);
+    owner.ok(&["publish", other]);
+    let reader = Seal::new(&node.url);
+    assert!(reader.ok(&["list", other]).stdout.contains('v'));
+    // Writing (here: init, which fetches the server's timestamp key with
+    // push access) needs credentials.
+    let r = reader.fails(&["init", "example.com/interop/third"]);
+    assert!(r.stderr.contains("SEAL_AUTH"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    // Wrong credentials are refused by the token service.
+    let wrong = Seal::new(&node.url).with_env("SEAL_AUTH", &base64_of("alice:wrong"));
+    let r = wrong.fails(&["init", "example.com/interop/fourth"]);
+    assert!(r.stderr.contains("refused the credentials of alice"), "{}", r.stderr);
+    // A user's token does not reach outside its GUNs.
+    let outside = Seal::new(&node.url).with_env("SEAL_AUTH", &auth);
+    let r = outside.fails(&["init", "other.org/app"]);
+    assert!(r.stderr.contains("401") && r.stderr.contains("UNAUTHORIZED"), "{}", r.stderr);
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Notary's CLI session against the server at `url`, each trust directory
+/// run with `env` added.
+fn full_session(url: &str, env: &[(&str, &str)]) {
+    let client = || env.iter().fold(Seal::new(url), |s, (k, v)| s.with_env(k, v));
+    let a = client();
     let v1 = a.file("v1.txt", b"version one data\n");
     let v2 = a.file("v2.txt", b"version two data, a bit more\n");
     let p = |x: &std::path::Path| x.to_str().unwrap().to_owned();
@@ -101,7 +149,7 @@ fn notary_cli_session_end_to_end() {
     );
 
     // A second trust directory sees the same targets (trust on first use).
-    let b = Seal::new(&node.url);
+    let b = client();
     assert_eq!(b.ok(&["list", GUN]).stdout, list);
     assert_eq!(b.ok(&["lookup", GUN, "v2"]).stdout.trim(), format!("v2 sha256:{d2} 29"));
 

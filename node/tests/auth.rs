@@ -284,7 +284,10 @@ fn token_server_config(pki: &Pki, alice_hash: &str) -> Value {
 fn fixtures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("SEAL_NOTARY_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+                .join("../../shared/fixtures/notary")
+        });
     if dir.is_dir() {
         Some(dir)
     } else {

@@ -20,15 +20,20 @@ pub struct Node {
 
 impl Node {
     pub fn start() -> Node {
-        Node::start_with(None)
+        Node::start_with(None, None)
     }
 
     /// A node serving HTTPS with `cert` (chain) and `key`.
     pub fn start_tls(cert: &Path, key: &Path) -> Node {
-        Node::start_with(Some((cert, key)))
+        Node::start_with(Some((cert, key)), None)
     }
 
-    fn start_with(tls: Option<(&Path, &Path)>) -> Node {
+    /// A node with the `auth` config section `auth`.
+    pub fn start_with_auth(auth: serde_json::Value) -> Node {
+        Node::start_with(None, Some(auth))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>, auth: Option<serde_json::Value>) -> Node {
         let data = tempfile::tempdir().expect("data dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -45,6 +50,9 @@ impl Node {
             json["server"]["tls_cert_file"] = serde_json::json!(cert);
             json["server"]["tls_key_file"] = serde_json::json!(key);
         }
+        if let Some(auth) = auth {
+            json["auth"] = auth;
+        }
         let config = seal_node::config::NodeConfig::from_json(&json.to_string(), data.path(), &env).expect("config");
         let running = runtime
             .block_on(seal_node::server::start(config, &env, true))
@@ -57,6 +65,65 @@ impl Node {
             runtime,
             _data: data,
         }
+    }
+}
+
+/// seal-node's development token server on 127.0.0.1, signing with a
+/// certificate from its own CA, knowing one user with `access` rules, and
+/// granting `anonymous` rules without credentials.
+pub struct TokenServer {
+    pub realm: String,
+    pub ca_file: PathBuf,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    pub const ISSUER: &'static str = "seal-test-issuer";
+    pub const SERVICE: &'static str = "seal-test-service";
+
+    pub fn start(user: &str, password: &str, access: serde_json::Value, anonymous: serde_json::Value) -> TokenServer {
+        let dir = tempfile::tempdir().expect("token dir");
+        let pki = seal_signer::testing::TestPki::new(dir.path(), "tokens");
+        let (cert, key) = pki.leaf("token-signer");
+        let hash = seal_node::token_server::hash_password(password).expect("hash");
+        let mut users = serde_json::Map::new();
+        users.insert(
+            user.to_owned(),
+            serde_json::json!({"password_hash": hash, "access": access}),
+        );
+        let json = serde_json::json!({
+            "server": {"http_addr": "127.0.0.1:0"},
+            "issuer": TokenServer::ISSUER, "service": TokenServer::SERVICE,
+            "signing_key": key, "certificate_chain": cert, "token_lifetime_secs": 600,
+            "users": users, "anonymous": anonymous,
+        });
+        let config =
+            seal_node::token_server::TokenServerConfig::from_json(&json.to_string(), dir.path()).expect("config");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let running = runtime
+            .block_on(seal_node::token_server::start(config))
+            .expect("token server starts");
+        let realm = running.realm();
+        std::mem::forget(running);
+        TokenServer {
+            realm,
+            ca_file: pki.ca_file(),
+            _runtime: runtime,
+            _dir: dir,
+        }
+    }
+
+    /// The node's `auth` section for this token server.
+    pub fn node_auth(&self) -> serde_json::Value {
+        serde_json::json!({"type": "token", "options": {
+            "realm": self.realm, "service": TokenServer::SERVICE, "issuer": TokenServer::ISSUER,
+            "rootcertbundle": self.ca_file,
+        }})
     }
 }
 
@@ -104,6 +171,12 @@ impl Seal {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
         }
+    }
+
+    /// The same client with one more environment variable.
+    pub fn with_env(mut self, name: &str, value: &str) -> Seal {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn dir(&self) -> &Path {
