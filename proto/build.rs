@@ -1,4 +1,4 @@
-//! Generates the tonic client and server code for `signer.proto`.
+//! Generates the tonic client and server code for `signer.proto` and `raft.proto`.
 //!
 //! `protoc` comes from `protoc-bin-vendored`, so no system package is needed.
 
@@ -8,9 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // it here races with nothing.
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=signer.proto");
+    println!("cargo:rerun-if-changed=raft.proto");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["signer.proto"], &["."])?;
+        .compile_protos(&["signer.proto", "raft.proto"], &["."])?;
     Ok(())
 }

@@ -75,7 +75,11 @@ fn the_session_passes_with_token_auth_and_needs_credentials_to_write() {
     // A user's token does not reach outside its GUNs.
     let outside = Seal::new(&node.url).with_env("SEAL_AUTH", &auth);
     let r = outside.fails(&["init", "other.org/app"]);
-    assert!(r.stderr.contains("401") && r.stderr.contains("UNAUTHORIZED"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("401") && r.stderr.contains("UNAUTHORIZED"),
+        "{}",
+        r.stderr
+    );
 }
 
 fn base64_of(s: &str) -> String {

@@ -1,6 +1,6 @@
 //! seal-proto: Seal's gRPC interfaces, as `.proto` files and the tonic code generated from them.
 //!
-//! Today it holds the signer API; the threshold peer API, the Raft transport and cluster admin
+//! Today it holds the signer API and the Raft transport; the threshold peer API and cluster admin
 //! will get their own `.proto` files and modules here.
 //!
 //! * [`signer`]: the signer API of notary-signer v0.7 (`signer.proto`, protobuf package `proto`),
@@ -10,6 +10,11 @@
 //!   `signer::signer_server`, the clients in `signer::key_management_client` and
 //!   `signer::signer_client`, the messages (`CreateKeyRequest`, `PublicKey`, `KeyId`, ...) at
 //!   `signer::*`.
+//! * [`raft`]: the transport between the Raft nodes of one cluster (`raft.proto`, protobuf package
+//!   `seal.raft.v1`): service `seal.raft.v1.Raft` with `AppendEntries`, `Vote` and
+//!   `InstallSnapshot` (one call per snapshot chunk). The messages frame openraft's own requests and
+//!   responses, encoded by `seal-raft` (see [`raft::PayloadFormat`]); the server is
+//!   `raft::raft_server`, the client `raft::raft_client`.
 //! * [`health`]: the standard `grpc.health.v1.Health` service (a re-export of `tonic-health`),
 //!   and [`HEALTH_SERVICES`]: the service names a Notary-compatible signer reports under it.
 //!
@@ -47,6 +52,16 @@ pub mod signer {
     //! Rust ones by prost: message `KeyID` is [`KeyId`], fields `keyID`, `ID` and `publicKey` are
     //! `key_id`, `id` and `public_key`.
     tonic::include_proto!("proto");
+}
+
+pub mod raft {
+    //! Seal's Raft transport (protobuf package `seal.raft.v1`), generated from `raft.proto`.
+    //!
+    //! The full method paths are `/seal.raft.v1.Raft/AppendEntries`, `/seal.raft.v1.Raft/Vote` and
+    //! `/seal.raft.v1.Raft/InstallSnapshot`. Every call carries a [`RaftRequest`] (the encoded
+    //! openraft request, its [`PayloadFormat`], the target node id and the sender's) and answers a
+    //! [`RaftReply`] holding either the encoded response or the encoded Raft error.
+    tonic::include_proto!("seal.raft.v1");
 }
 
 /// The standard `grpc.health.v1.Health` service (server, client and messages): `tonic-health`.
@@ -264,6 +279,39 @@ mod tests {
             "proto.Signer",
             "the name tonic routes on"
         );
+    }
+
+    #[test]
+    fn raft_service_name_and_message_bytes() {
+        use super::raft::{raft_reply, raft_server, PayloadFormat, RaftReply, RaftRequest};
+        use tonic::server::NamedService;
+        assert_eq!(raft_server::SERVICE_NAME, "seal.raft.v1.Raft");
+        assert_eq!(<raft_server::RaftServer<()> as NamedService>::NAME, "seal.raft.v1.Raft");
+        // payload = 1 (bytes), format = 2, target = 3, sender = 4 (varints).
+        check(
+            &RaftRequest {
+                payload: vec![7, 8],
+                format: PayloadFormat::PostcardOpenraftV09 as i32,
+                target: 2,
+                sender: 300,
+            },
+            &[0x0a, 2, 7, 8, 0x10, 1, 0x18, 2, 0x20, 0xac, 0x02],
+        );
+        // The reply's oneof: ok = 1, error = 2; a member is sent even when empty.
+        check(
+            &RaftReply {
+                result: Some(raft_reply::Result::Ok(vec![1])),
+            },
+            &[0x0a, 1, 1],
+        );
+        check(
+            &RaftReply {
+                result: Some(raft_reply::Result::Error(Vec::new())),
+            },
+            &[0x12, 0],
+        );
+        // An unset format decodes as unspecified, which a receiver refuses.
+        assert_eq!(RaftRequest::default().format(), PayloadFormat::Unspecified);
     }
 
     #[test]

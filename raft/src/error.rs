@@ -46,6 +46,26 @@ pub enum Error {
         /// openraft's explanation.
         reason: String,
     },
+    /// The cluster's TLS material could not be loaded or is unusable.
+    #[error("raft TLS: {what} {path:?}: {reason}")]
+    Tls {
+        /// Which piece: `CA certificate`, `certificate`, `private key`, `certificate and key`, or
+        /// `configuration`.
+        what: &'static str,
+        /// The file concerned, if one.
+        path: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The Raft gRPC server could not listen on its address.
+    #[error("cannot listen for raft RPCs on {addr:?}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A wait (for a leader, for shutdown) timed out.
     #[error("timed out after {millis} ms waiting for {what}")]
     Timeout {
@@ -91,5 +111,82 @@ impl WriteError {
     /// Whether the same write may succeed if retried (later, or on the leader).
     pub fn is_retryable(&self) -> bool {
         matches!(self, WriteError::ForwardToLeader { .. } | WriteError::Refused { .. })
+    }
+}
+
+/// Why a membership operation ([`crate::SealRaft::initialize`], [`crate::SealRaft::add_learner`],
+/// [`crate::SealRaft::change_membership`]) did not happen.
+///
+/// [`MembershipError::is_retryable`] tells apart what may succeed later or on another node from a
+/// request that is wrong in itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// This node is not the leader; retry on the leader, if known.
+    #[error("not the leader; forward to {leader_id:?} at {leader_addr:?}")]
+    ForwardToLeader {
+        /// The leader's id, if known.
+        leader_id: Option<u64>,
+        /// The leader's address, if known.
+        leader_addr: Option<String>,
+    },
+    /// Another membership change is not finished yet; retry once it is.
+    #[error("a membership change is in progress: {reason}")]
+    InProgress {
+        /// openraft's explanation (the log ids concerned).
+        reason: String,
+    },
+    /// `initialize` on a node that already has a log or a vote: the cluster exists.
+    #[error("raft node {node_id} is already initialized: {reason}")]
+    AlreadyInitialized {
+        /// This node.
+        node_id: u64,
+        /// openraft's explanation (its last log id and vote).
+        reason: String,
+    },
+    /// `initialize` with a membership that does not contain this node.
+    #[error("raft node {node_id} is not among the initial members {members:?}")]
+    NotInMembers {
+        /// This node.
+        node_id: u64,
+        /// The ids that were given.
+        members: Vec<u64>,
+    },
+    /// The new membership has no voter.
+    #[error("a membership needs at least one voter")]
+    EmptyMembership,
+    /// A node to make a voter is not a learner yet: add it as a learner first.
+    #[error("node {node_id} is not a learner: add it as a learner before making it a voter")]
+    LearnerNotFound {
+        /// The node concerned.
+        node_id: u64,
+    },
+    /// A node's Raft address is not `host:port`.
+    #[error("node {node_id}: invalid raft address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The node concerned.
+        node_id: u64,
+        /// The address given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The Raft node is shutting down or has failed.
+    #[error("raft node {node_id} fatal: {reason}")]
+    Fatal {
+        /// This node.
+        node_id: u64,
+        /// openraft's explanation.
+        reason: String,
+    },
+}
+
+impl MembershipError {
+    /// Whether the same request may succeed if retried (later, or on the leader).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            MembershipError::ForwardToLeader { .. } | MembershipError::InProgress { .. }
+        )
     }
 }

@@ -9,8 +9,14 @@
 //!   [`seal_storage::Store::apply`] (one atomic write batch each) and builds and
 //!   installs file snapshots.
 //! * [`network`] is the placeholder network of a single voter.
-//! * [`SealRaft`] ties it together: open a data directory, start Raft,
-//!   initialize a fresh single-voter cluster, write commands, read state.
+//! * [`grpc`] is the network of a cluster: openraft's RPCs over tonic gRPC
+//!   with mutual TLS (`seal-proto`'s `seal.raft.v1.Raft` service), client and
+//!   server side.
+//! * [`SealRaft`] ties it together: open a data directory, start Raft, and
+//!   either initialize a fresh single-voter cluster ([`SealRaft::open`]) or
+//!   join a multi-node cluster over gRPC ([`SealRaft::open_cluster`], then
+//!   [`SealRaft::initialize`], [`SealRaft::add_learner`],
+//!   [`SealRaft::change_membership`]); write commands, read state.
 #![forbid(unsafe_code)]
 // openraft's storage traits return its `StorageError` (over 200 bytes) by value;
 // boxing it in our helpers would only move the allocation, not remove it.
@@ -18,13 +24,15 @@
 
 mod codec;
 pub mod error;
+pub mod grpc;
 pub mod log_store;
 pub mod network;
 mod node;
 pub mod state_machine;
 pub mod types;
 
-pub use error::{Error, WriteError};
+pub use error::{Error, MembershipError, WriteError};
+pub use grpc::ClusterTls;
 pub use log_store::LogStore;
 pub use node::{Metrics, RaftConfig, SealRaft};
 pub use state_machine::StateMachine;

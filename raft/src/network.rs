@@ -1,10 +1,10 @@
 //! The Raft network of a single-voter node: every RPC fails as unreachable.
 //!
 //! A single voter never sends RPCs, so this is only reached after a membership
-//! change that adds nodes. The multi-node transport (Raft over tonic gRPC with
-//! mutual TLS, in `seal-proto`) is a later piece of work and will replace this
-//! factory; until then a multi-node membership cannot make progress, and each
-//! attempt reports which node could not be reached.
+//! change that adds nodes to a node opened with [`crate::SealRaft::open`]; such
+//! a membership cannot make progress, and each attempt reports which node could
+//! not be reached. Multi-node clusters are opened with
+//! [`crate::SealRaft::open_cluster`], which uses [`crate::grpc::GrpcNetwork`].
 
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};

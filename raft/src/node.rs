@@ -1,26 +1,34 @@
 //! [`SealRaft`]: a running Raft node over one data directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::network::RaftNetworkFactory;
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use seal_storage::{ApplyOutcome, Command, Reader, Store};
 
-use crate::error::{Error, WriteError};
+use crate::error::{Error, MembershipError, WriteError};
+use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
 use crate::state_machine::StateMachine;
-use crate::types::Raft;
+use crate::types::{Raft, TypeConfig};
+
+/// How long [`SealRaft::shutdown`] waits for open Raft connections to finish.
+const SERVER_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How to run a node. Built once from the node's configuration and handed down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftConfig {
     /// This node's id.
     pub node_id: u64,
-    /// This node's Raft address, recorded in the membership.
+    /// This node's Raft address. A single node ([`SealRaft::open`]) records it in its membership;
+    /// a cluster node ([`SealRaft::open_cluster`]) listens on it for Raft RPCs (`host:port`; port
+    /// 0 picks a free one), and the membership records whatever address its peers were given.
     pub addr: String,
     /// Data directory: the RocksDB database is `db/`, snapshots are `snapshots/`.
     pub data_dir: PathBuf,
@@ -34,11 +42,20 @@ pub struct RaftConfig {
     pub snapshot_logs_since_last: Option<u64>,
     /// Log entries kept after a snapshot, for lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
+    /// Largest snapshot chunk sent in one `InstallSnapshot` RPC, in bytes.
+    pub snapshot_max_chunk_size: u64,
+    /// Deadline of one `InstallSnapshot` RPC; for the last chunk it includes installing the
+    /// snapshot on the receiver, so it must cover that for the largest state expected.
+    pub install_snapshot_timeout: Duration,
+    /// Largest Raft RPC message sent or accepted, in bytes; must exceed the chunk size. An
+    /// append-entries batch over it is split; a single entry over it cannot be replicated.
+    pub max_rpc_message_bytes: usize,
 }
 
 impl RaftConfig {
     /// Defaults suited to a LAN: 50 ms heartbeats, 150-300 ms elections, a
-    /// snapshot every 10,000 entries keeping 1,000.
+    /// snapshot every 10,000 entries keeping 1,000; snapshots sent in 3 MiB chunks with
+    /// 10 s per chunk; RPC messages up to 64 MiB.
     pub fn new(node_id: u64, addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> RaftConfig {
         RaftConfig {
             node_id,
@@ -49,11 +66,29 @@ impl RaftConfig {
             election_timeout_max: Duration::from_millis(300),
             snapshot_logs_since_last: Some(10_000),
             max_in_snapshot_log_to_keep: 1_000,
+            snapshot_max_chunk_size: 3 * 1024 * 1024,
+            install_snapshot_timeout: Duration::from_secs(10),
+            max_rpc_message_bytes: 64 * 1024 * 1024,
         }
     }
 
     fn openraft_config(&self) -> Result<openraft::Config, Error> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if self.snapshot_max_chunk_size == 0 {
+            return Err(Error::Config {
+                reason: "snapshot_max_chunk_size must be positive".into(),
+            });
+        }
+        // A chunk travels with its snapshot metadata (the membership) and framing.
+        let needed = self.snapshot_max_chunk_size.saturating_add(64 * 1024);
+        if (self.max_rpc_message_bytes as u64) < needed {
+            return Err(Error::Config {
+                reason: format!(
+                    "max_rpc_message_bytes ({}) must exceed snapshot_max_chunk_size ({}) by at least 64 KiB",
+                    self.max_rpc_message_bytes, self.snapshot_max_chunk_size
+                ),
+            });
+        }
         openraft::Config {
             cluster_name: "seal".into(),
             heartbeat_interval: ms(self.heartbeat_interval),
@@ -64,6 +99,8 @@ impl RaftConfig {
                 None => SnapshotPolicy::Never,
             },
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            snapshot_max_chunk_size: self.snapshot_max_chunk_size,
+            install_snapshot_timeout: ms(self.install_snapshot_timeout),
             ..Default::default()
         }
         .validate()
@@ -96,6 +133,8 @@ pub struct SealRaft {
     store: Store,
     node_id: u64,
     data_dir: PathBuf,
+    /// The Raft gRPC server of a cluster node.
+    server: Option<ServerHandle>,
 }
 
 impl std::fmt::Debug for SealRaft {
@@ -103,6 +142,7 @@ impl std::fmt::Debug for SealRaft {
         f.debug_struct("SealRaft")
             .field("node_id", &self.node_id)
             .field("data_dir", &self.data_dir)
+            .field("listen_addr", &self.listen_addr())
             .finish()
     }
 }
@@ -115,37 +155,12 @@ impl SealRaft {
     /// Re-opening an existing directory recovers the vote, the log and the
     /// state machine and does not re-initialize.
     pub async fn open(config: RaftConfig) -> Result<SealRaft, Error> {
-        let oconfig = Arc::new(config.openraft_config()?);
-        let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
-            path: data_dir.clone(),
-            source,
-        })?;
-        let db_dir = data_dir.join("db");
-        let store = tokio::task::spawn_blocking(move || Store::open(db_dir))
-            .await
-            .map_err(|e| Error::Fatal {
-                node_id: config.node_id,
-                reason: format!("opening the store panicked: {e}"),
-            })?
-            .map_err(|source| Error::Storage {
-                data_dir: data_dir.clone(),
-                source,
-            })?;
-        let snap_dir = data_dir.join("snapshots");
-        let sm = StateMachine::new(store.clone(), &snap_dir).map_err(|source| Error::Io {
-            path: snap_dir.clone(),
-            source,
-        })?;
-        let log = LogStore::new(store.clone());
+        let (raft, store) = start(&config, NoNetwork).await?;
         let node_id = config.node_id;
         let fatal = |e: &dyn std::fmt::Display| Error::Fatal {
             node_id,
             reason: e.to_string(),
         };
-        let raft = Raft::new(node_id, oconfig, NoNetwork, log, sm)
-            .await
-            .map_err(|e| fatal(&e))?;
         if !raft.is_initialized().await.map_err(|e| fatal(&e))? {
             let members = BTreeMap::from([(node_id, BasicNode::new(config.addr.clone()))]);
             raft.initialize(members).await.map_err(|e| Error::Initialize {
@@ -157,8 +172,126 @@ impl SealRaft {
             raft,
             store,
             node_id,
-            data_dir,
+            data_dir: config.data_dir,
+            server: None,
         })
+    }
+
+    /// Open the data directory as a node of a multi-node cluster: start Raft with the gRPC
+    /// transport over mutual TLS ([`crate::grpc`]) and serve Raft RPCs on `config.addr`
+    /// ([`SealRaft::listen_addr`] tells the address actually bound).
+    ///
+    /// Unlike [`SealRaft::open`] this never initializes a membership: a new cluster is formed by
+    /// calling [`SealRaft::initialize`] on one of its nodes, and further nodes join through
+    /// [`SealRaft::add_learner`] and [`SealRaft::change_membership`] on the leader. Re-opening an
+    /// existing directory recovers the membership with the log.
+    pub async fn open_cluster(config: RaftConfig, tls: ClusterTls) -> Result<SealRaft, Error> {
+        let material = tls.load()?;
+        let listener = tokio::net::TcpListener::bind(config.addr.as_str())
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.addr.clone(),
+                source,
+            })?;
+        let network = GrpcNetwork::with_material(config.node_id, material.clone(), config.max_rpc_message_bytes);
+        let (raft, store) = start(&config, network).await?;
+        let service = RaftService::new(raft.clone(), config.node_id);
+        let server = match ServerHandle::spawn(listener, &config.addr, service, &material, config.max_rpc_message_bytes)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
+        };
+        Ok(SealRaft {
+            raft,
+            store,
+            node_id: config.node_id,
+            data_dir: config.data_dir,
+            server: Some(server),
+        })
+    }
+
+    /// The address the Raft gRPC server listens on (cluster nodes only).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(ServerHandle::addr)
+    }
+
+    /// Form a new cluster: record `members` (node id -> Raft address `host:port`) as the first
+    /// membership, all voters. Call it on one node only, which must be among `members`; the
+    /// others learn the membership from the leader that is then elected.
+    pub async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), MembershipError> {
+        if members.is_empty() {
+            return Err(MembershipError::EmptyMembership);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, addr) in members {
+            check_addr(id, &addr)?;
+            nodes.insert(id, BasicNode::new(addr));
+        }
+        let ids: Vec<u64> = nodes.keys().copied().collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(MembershipError::AlreadyInitialized {
+                node_id: self.node_id,
+                reason: e.to_string(),
+            }),
+            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => Err(MembershipError::NotInMembers {
+                node_id: e.node_id,
+                members: ids,
+            }),
+            Err(RaftError::Fatal(f)) => Err(MembershipError::Fatal {
+                node_id: self.node_id,
+                reason: f.to_string(),
+            }),
+        }
+    }
+
+    /// Add node `id` at Raft address `addr` as a learner (a non-voting replica) and return the
+    /// log index of the membership entry. With `blocking`, also wait until the leader believes the
+    /// learner's log has caught up; that waits as long as the learner cannot be reached, so bound
+    /// it with a timeout. Adding an existing member does not change its address.
+    pub async fn add_learner(&self, id: u64, addr: impl Into<String>, blocking: bool) -> Result<u64, MembershipError> {
+        let addr = addr.into();
+        check_addr(id, &addr)?;
+        self.raft
+            .add_learner(id, BasicNode::new(addr), blocking)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(|e| self.membership_error(e))
+    }
+
+    /// Make exactly `voters` the voters (through a joint configuration) and return the log index
+    /// of the final membership entry. Every new voter must already be a learner; voters left out
+    /// are removed from the cluster (not kept as learners); learners stay learners.
+    pub async fn change_membership(&self, voters: BTreeSet<u64>) -> Result<u64, MembershipError> {
+        if voters.is_empty() {
+            return Err(MembershipError::EmptyMembership);
+        }
+        self.raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(|e| self.membership_error(e))
+    }
+
+    fn membership_error(&self, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> MembershipError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::ForwardToLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+                ChangeMembershipError::InProgress(p) => MembershipError::InProgress { reason: p.to_string() },
+                ChangeMembershipError::EmptyMembership(_) => MembershipError::EmptyMembership,
+                ChangeMembershipError::LearnerNotFound(l) => MembershipError::LearnerNotFound { node_id: l.node_id },
+            },
+            RaftError::Fatal(f) => MembershipError::Fatal {
+                node_id: self.node_id,
+                reason: f.to_string(),
+            },
+        }
     }
 
     /// Propose a command and wait until it is committed and applied here.
@@ -243,13 +376,21 @@ impl SealRaft {
         Ok(m.snapshot.map(|l| l.index))
     }
 
-    /// Stop Raft and release the database (waiting up to 10 s for openraft's
-    /// tasks to drop their handles; [`Reader`]s still held elsewhere keep the
+    /// Stop serving Raft RPCs (cluster nodes: refuse new ones, close the listener, give open
+    /// connections up to 5 s), stop Raft and release the database (waiting up to 10 s for
+    /// openraft's tasks to drop their handles; [`Reader`]s still held elsewhere keep the
     /// directory locked).
     pub async fn shutdown(self) -> Result<(), Error> {
         let SealRaft {
-            raft, store, node_id, ..
+            raft,
+            store,
+            node_id,
+            server,
+            ..
         } = self;
+        if let Some(server) = server {
+            server.stop(SERVER_SHUTDOWN_GRACE).await;
+        }
         raft.shutdown().await.map_err(|e| Error::Fatal {
             node_id,
             reason: format!("raft task failed while shutting down: {e}"),
@@ -267,4 +408,50 @@ impl SealRaft {
         }
         Ok(())
     }
+}
+
+/// Open the store under `config.data_dir` and start Raft over `network`.
+async fn start<N: RaftNetworkFactory<TypeConfig>>(config: &RaftConfig, network: N) -> Result<(Raft, Store), Error> {
+    let oconfig = Arc::new(config.openraft_config()?);
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let db_dir = data_dir.join("db");
+    let node_id = config.node_id;
+    let store = tokio::task::spawn_blocking(move || Store::open(db_dir))
+        .await
+        .map_err(|e| Error::Fatal {
+            node_id,
+            reason: format!("opening the store panicked: {e}"),
+        })?
+        .map_err(|source| Error::Storage {
+            data_dir: data_dir.clone(),
+            source,
+        })?;
+    let snap_dir = data_dir.join("snapshots");
+    let sm = StateMachine::new(store.clone(), &snap_dir).map_err(|source| Error::Io {
+        path: snap_dir.clone(),
+        source,
+    })?;
+    let log = LogStore::new(store.clone());
+    let raft = Raft::new(node_id, oconfig, network, log, sm)
+        .await
+        .map_err(|e| Error::Fatal {
+            node_id,
+            reason: e.to_string(),
+        })?;
+    Ok((raft, store))
+}
+
+/// Check that `addr` is a usable Raft address for node `id`.
+fn check_addr(id: u64, addr: &str) -> Result<(), MembershipError> {
+    peer_host(addr)
+        .map(|_| ())
+        .map_err(|reason| MembershipError::InvalidAddress {
+            node_id: id,
+            addr: addr.to_string(),
+            reason,
+        })
 }

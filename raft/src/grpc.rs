@@ -1,0 +1,939 @@
+//! The Raft transport between the nodes of a cluster: openraft's RPCs over tonic gRPC with mutual TLS.
+//!
+//! # Wire format
+//!
+//! The service is `seal.raft.v1.Raft` (`seal-proto`'s `raft.proto`): `AppendEntries`, `Vote` and
+//! `InstallSnapshot`, each taking a `RaftRequest` and answering a `RaftReply`. The openraft request
+//! travels in `RaftRequest.payload` as its `postcard` encoding (the serde representation openraft
+//! 0.9 derives with its `serde` feature; the same compact format the log store uses), tagged with
+//! [`PayloadFormat::PostcardOpenraftV09`]. The reply holds either the encoded openraft response
+//! (`ok`) or the encoded `RaftError` the receiving Raft returned (`error`), so the sender gets its
+//! peer's answer exactly: a higher vote (inside the responses), a snapshot mismatch, a stopped
+//! node. A request also names the node id it is meant for: a node refuses one addressed to
+//! another id (a stale address in the membership).
+//!
+//! Snapshots use openraft 0.9's chunked transfer: the default `RaftNetwork::full_snapshot` reads
+//! the snapshot file in chunks of `snapshot_max_chunk_size` bytes and sends one `InstallSnapshot`
+//! call per chunk; the receiver hands each to `Raft::install_snapshot`, which reassembles the file
+//! and installs it after the last one.
+//!
+//! # Errors the sender sees
+//!
+//! * the receiving Raft's own error: `RPCError::RemoteError`, with the decoded `RaftError`;
+//! * no connection, a refused TLS handshake, a node shutting down (`UNAVAILABLE`), a connection
+//!   closed under the request (`CANCELLED`: also how a peer refusing our certificate after a TLS 1.3
+//!   handshake shows), a node that is not the one addressed (`FAILED_PRECONDITION`), or any other
+//!   status whose cause is the connection (a TLS alert surfaces as `UNKNOWN` "transport error"):
+//!   `RPCError::Unreachable`, so openraft backs off ([`RaftNetwork::backoff`]: 50 ms doubling up to 1 s) instead of retrying at once;
+//! * no answer within the RPC's `RPCOption::hard_ttl()` (also sent as the gRPC deadline), or
+//!   `DEADLINE_EXCEEDED`: `RPCError::Timeout`;
+//! * an append-entries request whose encoding exceeds the message limit:
+//!   `RPCError::PayloadTooLarge` with a hint of half as many entries, so openraft splits the batch;
+//! * anything else (an undecodable reply, another gRPC status): `RPCError::Network`.
+//!
+//! # TLS
+//!
+//! Every node holds a certificate and key signed by the cluster's CA ([`ClusterTls`]). The server
+//! requires a client certificate chaining to that CA; the client trusts only that CA (no system
+//! roots) and checks the server's certificate against the host part of the peer's Raft address
+//! (a DNS name or an IP address, which must be among the certificate's subject alternative names).
+//! rustls with the ring provider does both, through tonic's `tls-ring` feature.
+//!
+//! # Connections
+//!
+//! [`GrpcNetwork`] keeps one lazily connected tonic channel per target node and hands a clone to
+//! every client openraft asks for (openraft creates one per heartbeat round and per replication
+//! stream); HTTP/2 multiplexes them over one connection, which reconnects by itself after a
+//! failure. HTTP/2 keep-alive pings notice a silently dead peer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use seal_proto::raft::raft_client::RaftClient;
+use seal_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
+use seal_proto::raft::{raft_reply, PayloadFormat, RaftReply, RaftRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::{Code, Request, Response, Status};
+
+use crate::error::Error;
+use crate::types::{Raft, TypeConfig};
+
+/// How long establishing a TCP connection to a peer may take (the TLS handshake is bounded by the
+/// RPC's own deadline).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Interval of HTTP/2 keep-alive pings on a peer connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// A peer that does not answer a keep-alive ping within this is considered gone.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the server waits for a client's TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// First sleep after a peer was unreachable; it doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Longest sleep between attempts to reach an unreachable peer.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Upper bound of what a `RaftRequest` adds around its payload (field tags, lengths, ids).
+const REQUEST_FRAMING: usize = 64;
+
+/// The cluster's mutual-TLS material: three PEM files.
+///
+/// All three are mandatory: a node accepts Raft RPCs only from peers presenting a certificate
+/// signed by `ca_file`, and sends them only to peers presenting one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTls {
+    /// The cluster CA's certificate (PEM); the only trust anchor for peers.
+    pub ca_file: PathBuf,
+    /// This node's certificate (PEM, optionally followed by intermediates), signed by the CA.
+    /// Used both as server and as client certificate, so its subject alternative names must
+    /// include the host of this node's Raft address.
+    pub cert_file: PathBuf,
+    /// This node's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+impl ClusterTls {
+    /// Read and check the three files: the CA file holds usable CA certificates, the key parses,
+    /// and this node's certificate chains to the CA (valid now, usable for client
+    /// authentication), so that a wrong file fails the start with its name rather than every RPC.
+    pub(crate) fn load(&self) -> Result<TlsMaterial, Error> {
+        let tls_err = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |reason: String| Error::Tls {
+                what,
+                path: Some(path.clone()),
+                reason,
+            }
+        };
+        let ca_err = tls_err("CA certificate", &self.ca_file);
+        let cert_err = tls_err("certificate", &self.cert_file);
+        let key_err = tls_err("private key", &self.key_file);
+
+        let ca_pem = std::fs::read(&self.ca_file).map_err(|e| ca_err(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pem_certificates(&ca_pem).map_err(&ca_err)? {
+            roots
+                .add(cert)
+                .map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
+        }
+        let cert_pem = std::fs::read(&self.cert_file).map_err(|e| cert_err(e.to_string()))?;
+        let chain = pem_certificates(&cert_pem).map_err(&cert_err)?;
+        let key_pem = std::fs::read(&self.key_file).map_err(|e| key_err(e.to_string()))?;
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| key_err(format!("no usable PEM private key: {e}")))?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| ca_err(e.to_string()))?;
+        verifier
+            .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+            .map_err(|e| {
+                cert_err(format!(
+                    "not accepted under the cluster CA {}: {e}",
+                    self.ca_file.display()
+                ))
+            })?;
+
+        let material = TlsMaterial {
+            ca: Certificate::from_pem(ca_pem),
+            identity: Identity::from_pem(cert_pem, key_pem),
+        };
+        // Build both sides once now (this checks, e.g., that the key is usable with the certificate).
+        let bad = |side: &str, e: &dyn std::error::Error| Error::Tls {
+            what: "certificate and key",
+            path: Some(self.key_file.clone()),
+            reason: format!("{side}: {}", error_chain(e)),
+        };
+        Server::builder()
+            .tls_config(material.server_config())
+            .map_err(|e| bad("as a server", &e))?;
+        Endpoint::from_static("https://localhost")
+            .tls_config(material.client_config("localhost"))
+            .map_err(|e| bad("as a client", &e))?;
+        Ok(material)
+    }
+}
+
+/// The certificates of a PEM file, at least one.
+fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("unreadable PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate".into());
+    }
+    Ok(certs)
+}
+
+/// Loaded TLS material: the CA certificate and this node's identity.
+#[derive(Clone)]
+pub(crate) struct TlsMaterial {
+    ca: Certificate,
+    identity: Identity,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial").finish_non_exhaustive()
+    }
+}
+
+impl TlsMaterial {
+    fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.identity.clone())
+            .client_ca_root(self.ca.clone())
+            .client_auth_optional(false)
+            .timeout(TLS_HANDSHAKE_TIMEOUT)
+    }
+
+    fn client_config(&self, server_name: &str) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+            .domain_name(server_name)
+    }
+}
+
+/// The host part of a Raft address `host:port` (`[v6]:port` for IPv6), as TLS checks it.
+pub(crate) fn peer_host(addr: &str) -> Result<&str, String> {
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| "expected host:port".to_string())?;
+    port.parse::<u16>().map_err(|_| format!("invalid port {port:?}"))?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .ok_or_else(|| "unbalanced '[' in host".to_string())?,
+        None if host.contains(':') => return Err("an IPv6 address must be written [addr]:port".into()),
+        None => host,
+    };
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    if let Some(c) = host.chars().find(|c| c.is_whitespace() || "/@?#[]".contains(*c)) {
+        return Err(format!("unexpected {c:?} in host (give host:port, no scheme or path)"));
+    }
+    Ok(host)
+}
+
+/// Why an RPC to a peer failed on this side of the wire (openraft gets it wrapped in
+/// `Unreachable`, `Timeout` or `NetworkError`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The peer's address from the membership cannot be used.
+    #[error("node {target}: invalid raft address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The target node.
+        target: u64,
+        /// Its address from the membership.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The call failed with a gRPC status (no connection, TLS refused, refused by the peer).
+    #[error("{rpc} to node {target} at {addr}: {code:?}: {detail}")]
+    Status {
+        /// The RPC.
+        rpc: &'static str,
+        /// The target node.
+        target: u64,
+        /// Its address.
+        addr: String,
+        /// The gRPC status code.
+        code: Code,
+        /// The status message and its causes.
+        detail: String,
+    },
+    /// The request could not be encoded.
+    #[error("{rpc} to node {target}: cannot encode the request: {reason}")]
+    Encode {
+        /// The RPC.
+        rpc: &'static str,
+        /// The target node.
+        target: u64,
+        /// The encoder's explanation.
+        reason: String,
+    },
+    /// The peer's reply could not be decoded.
+    #[error("{rpc} to node {target} at {addr}: undecodable reply: {reason}")]
+    Decode {
+        /// The RPC.
+        rpc: &'static str,
+        /// The target node.
+        target: u64,
+        /// Its address.
+        addr: String,
+        /// The decoder's explanation.
+        reason: String,
+    },
+    /// An append-entries request larger than the message limit, with a single entry (so it cannot
+    /// be split).
+    #[error("{rpc} to node {target}: {size} bytes exceed the {limit}-byte raft message limit")]
+    TooLarge {
+        /// The RPC.
+        rpc: &'static str,
+        /// The target node.
+        target: u64,
+        /// The encoded size.
+        size: usize,
+        /// The limit (`RaftConfig::max_rpc_message_bytes`).
+        limit: usize,
+    },
+}
+
+fn rpc_name(rpc: RPCTypes) -> &'static str {
+    match rpc {
+        RPCTypes::AppendEntries => "AppendEntries",
+        RPCTypes::Vote => "Vote",
+        RPCTypes::InstallSnapshot => "InstallSnapshot",
+    }
+}
+
+/// A status's message followed by its chain of causes (where the TLS or connection error is).
+fn status_detail(status: &Status) -> String {
+    let mut out = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        source = e.source();
+    }
+    out
+}
+
+/// Whether a status was caused by the transport (connection, TLS) rather than sent by the peer.
+fn is_connection_failure(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The network factory of a cluster node: gRPC clients over mutual TLS, one channel per target.
+#[derive(Debug, Clone)]
+pub struct GrpcNetwork {
+    inner: Arc<NetworkInner>,
+}
+
+#[derive(Debug)]
+struct NetworkInner {
+    node_id: u64,
+    tls: TlsMaterial,
+    max_message_bytes: usize,
+    /// target id -> (address the channel was made for, channel).
+    channels: Mutex<HashMap<u64, (String, Channel)>>,
+}
+
+impl GrpcNetwork {
+    /// A network for node `node_id`, loading (and checking) the TLS files. `max_message_bytes`
+    /// bounds every message sent or received.
+    pub fn new(node_id: u64, tls: &ClusterTls, max_message_bytes: usize) -> Result<GrpcNetwork, Error> {
+        Ok(GrpcNetwork::with_material(node_id, tls.load()?, max_message_bytes))
+    }
+
+    pub(crate) fn with_material(node_id: u64, tls: TlsMaterial, max_message_bytes: usize) -> GrpcNetwork {
+        GrpcNetwork {
+            inner: Arc::new(NetworkInner {
+                node_id,
+                tls,
+                max_message_bytes,
+                channels: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The channel to `target` at `addr`: the cached one if it was made for the same address,
+    /// otherwise a new lazily connected one.
+    fn channel(&self, target: u64, addr: &str) -> Result<Channel, TransportError> {
+        let mut channels = self.inner.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((a, ch)) = channels.get(&target) {
+            if a == addr {
+                return Ok(ch.clone());
+            }
+        }
+        let invalid = |reason: String| TransportError::InvalidAddress {
+            target,
+            addr: addr.to_string(),
+            reason,
+        };
+        let host = peer_host(addr).map_err(invalid)?;
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| invalid(error_chain(&e)))?
+            .tls_config(self.inner.tls.client_config(host))
+            .map_err(|e| invalid(error_chain(&e)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        channels.insert(target, (addr.to_string(), channel.clone()));
+        Ok(channel)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = GrpcClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> GrpcClient {
+        let limit = self.inner.max_message_bytes;
+        let client = self.channel(target, &node.addr).map(|ch| {
+            RaftClient::new(ch)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit)
+        });
+        GrpcClient {
+            node_id: self.inner.node_id,
+            target,
+            node: node.clone(),
+            client,
+            max_message_bytes: limit,
+        }
+    }
+}
+
+/// A client for one target node; see [`GrpcNetwork`].
+#[derive(Debug, Clone)]
+pub struct GrpcClient {
+    node_id: u64,
+    target: u64,
+    node: BasicNode,
+    /// `Err` when the target's address is unusable: every RPC then fails as unreachable.
+    client: Result<RaftClient<Channel>, TransportError>,
+    max_message_bytes: usize,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl GrpcClient {
+    fn encode<T: Serialize, E: std::error::Error>(&self, rpc: RPCTypes, req: &T) -> RpcResult<Vec<u8>, E> {
+        postcard::to_allocvec(req).map_err(|e| {
+            RPCError::Network(NetworkError::new(&TransportError::Encode {
+                rpc: rpc_name(rpc),
+                target: self.target,
+                reason: e.to_string(),
+            }))
+        })
+    }
+
+    /// Send one encoded request and decode the reply.
+    async fn call<Resp, E>(&self, rpc: RPCTypes, payload: Vec<u8>, ttl: Duration) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+        };
+        let mut request = Request::new(RaftRequest {
+            payload,
+            format: PayloadFormat::PostcardOpenraftV09 as i32,
+            target: self.target,
+            sender: self.node_id,
+        });
+        // Sent as the gRPC deadline, so the peer gives up too.
+        request.set_timeout(ttl);
+        let call = async move {
+            match rpc {
+                RPCTypes::AppendEntries => client.append_entries(request).await,
+                RPCTypes::Vote => client.vote(request).await,
+                RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, call).await {
+            Err(_) => return Err(self.timeout(rpc, ttl)),
+            Ok(Err(status)) => return Err(self.status_error(rpc, ttl, &status)),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let decode_err = |reason: String| {
+            RPCError::Network(NetworkError::new(&TransportError::Decode {
+                rpc: rpc_name(rpc),
+                target: self.target,
+                addr: self.node.addr.clone(),
+                reason,
+            }))
+        };
+        match reply.result {
+            Some(raft_reply::Result::Ok(bytes)) => {
+                postcard::from_bytes(&bytes).map_err(|e| decode_err(format!("response: {e}")))
+            }
+            Some(raft_reply::Result::Error(bytes)) => {
+                let err: RaftError<u64, E> =
+                    postcard::from_bytes(&bytes).map_err(|e| decode_err(format!("error: {e}")))?;
+                Err(RPCError::RemoteError(RemoteError::new_with_node(
+                    self.target,
+                    self.node.clone(),
+                    err,
+                )))
+            }
+            None => Err(decode_err("neither a response nor an error".into())),
+        }
+    }
+
+    fn timeout<E: std::error::Error>(&self, rpc: RPCTypes, ttl: Duration) -> RPCError<u64, BasicNode, E> {
+        RPCError::Timeout(Timeout {
+            action: rpc,
+            id: self.node_id,
+            target: self.target,
+            timeout: ttl,
+        })
+    }
+
+    fn status_error<E: std::error::Error>(
+        &self,
+        rpc: RPCTypes,
+        ttl: Duration,
+        status: &Status,
+    ) -> RPCError<u64, BasicNode, E> {
+        let err = TransportError::Status {
+            rpc: rpc_name(rpc),
+            target: self.target,
+            addr: self.node.addr.clone(),
+            code: status.code(),
+            detail: status_detail(status),
+        };
+        match status.code() {
+            // No connection, TLS refused, the peer shutting down, or another node at that address;
+            // `CANCELLED` is the connection closing under the request, which is how a peer that
+            // refuses our certificate after a TLS 1.3 handshake shows: openraft should back off
+            // rather than retry at once.
+            Code::Unavailable | Code::Cancelled | Code::FailedPrecondition => {
+                RPCError::Unreachable(Unreachable::new(&err))
+            }
+            Code::DeadlineExceeded => self.timeout(rpc, ttl),
+            // Any other status caused by the connection itself (tonic reports e.g. a TLS alert
+            // from the peer as `UNKNOWN` "transport error").
+            _ if is_connection_failure(status) => RPCError::Unreachable(Unreachable::new(&err)),
+            _ => RPCError::Network(NetworkError::new(&err)),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for GrpcClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let payload = self.encode(RPCTypes::AppendEntries, &rpc)?;
+        if payload.len().saturating_add(REQUEST_FRAMING) > self.max_message_bytes {
+            let n = rpc.entries.len() as u64;
+            if n > 1 {
+                return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(n / 2)));
+            }
+            return Err(RPCError::Network(NetworkError::new(&TransportError::TooLarge {
+                rpc: rpc_name(RPCTypes::AppendEntries),
+                target: self.target,
+                size: payload.len(),
+                limit: self.max_message_bytes,
+            })));
+        }
+        self.call(RPCTypes::AppendEntries, payload, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+        let payload = self.encode(RPCTypes::InstallSnapshot, &rpc)?;
+        self.call(RPCTypes::InstallSnapshot, payload, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let payload = self.encode(RPCTypes::Vote, &rpc)?;
+        self.call(RPCTypes::Vote, payload, option.hard_ttl()).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new((0u32..).map(|i| BACKOFF_MIN.saturating_mul(1 << i.min(5)).min(BACKOFF_MAX)))
+    }
+}
+
+/// The server side: hands each RPC to the local [`Raft`].
+///
+/// Refuses (with `UNAVAILABLE`) everything once [`RaftService::close`] was called, and refuses
+/// (with `FAILED_PRECONDITION`) requests addressed to another node id.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft,
+    node_id: u64,
+    open: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for RaftService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftService")
+            .field("node_id", &self.node_id)
+            .field("open", &self.open.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl RaftService {
+    /// Serve RPCs for `raft`, the Raft of node `node_id`.
+    pub fn new(raft: Raft, node_id: u64) -> RaftService {
+        RaftService {
+            raft,
+            node_id,
+            open: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// From now on refuse every RPC (this and every clone), e.g. while the node shuts down:
+    /// connections still open then cannot reach the stopping Raft.
+    pub fn close(&self) {
+        self.open.store(false, Ordering::SeqCst);
+    }
+
+    /// The tonic service, with `max_message_bytes` as the limit of every message.
+    pub fn into_server(self, max_message_bytes: usize) -> RaftServer<RaftService> {
+        RaftServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+
+    /// Check a request and decode its payload.
+    fn accept<T: DeserializeOwned>(&self, rpc: RPCTypes, request: Request<RaftRequest>) -> Result<T, Status> {
+        if !self.open.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(format!(
+                "raft node {} is shutting down",
+                self.node_id
+            )));
+        }
+        let req = request.into_inner();
+        if req.format() != PayloadFormat::PostcardOpenraftV09 {
+            return Err(Status::invalid_argument(format!(
+                "{}: unsupported payload format {}",
+                rpc_name(rpc),
+                req.format
+            )));
+        }
+        if req.target != self.node_id {
+            return Err(Status::failed_precondition(format!(
+                "{} from node {} meant for node {}, but this is node {}",
+                rpc_name(rpc),
+                req.sender,
+                req.target,
+                self.node_id
+            )));
+        }
+        postcard::from_bytes(&req.payload).map_err(|e| {
+            Status::invalid_argument(format!(
+                "{} from node {}: undecodable request: {e}",
+                rpc_name(rpc),
+                req.sender
+            ))
+        })
+    }
+}
+
+/// Encode the local Raft's answer.
+fn reply<T: Serialize, E: Serialize>(rpc: RPCTypes, res: Result<T, E>) -> Result<Response<RaftReply>, Status> {
+    let encoded = match &res {
+        Ok(v) => postcard::to_allocvec(v).map(raft_reply::Result::Ok),
+        Err(e) => postcard::to_allocvec(e).map(raft_reply::Result::Error),
+    };
+    let result = encoded.map_err(|e| Status::internal(format!("{}: cannot encode the reply: {e}", rpc_name(rpc))))?;
+    Ok(Response::new(RaftReply { result: Some(result) }))
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req: AppendEntriesRequest<TypeConfig> = self.accept(RPCTypes::AppendEntries, request)?;
+        reply(RPCTypes::AppendEntries, self.raft.append_entries(req).await)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req: VoteRequest<u64> = self.accept(RPCTypes::Vote, request)?;
+        reply(RPCTypes::Vote, self.raft.vote(req).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req: InstallSnapshotRequest<TypeConfig> = self.accept(RPCTypes::InstallSnapshot, request)?;
+        reply(RPCTypes::InstallSnapshot, self.raft.install_snapshot(req).await)
+    }
+}
+
+/// A running Raft gRPC server.
+#[derive(Debug)]
+pub(crate) struct ServerHandle {
+    addr: SocketAddr,
+    service: RaftService,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Serve `service` over mutual TLS on `listener` (bound to `configured_addr`).
+    pub(crate) fn spawn(
+        listener: TcpListener,
+        configured_addr: &str,
+        service: RaftService,
+        tls: &TlsMaterial,
+        max_message_bytes: usize,
+    ) -> Result<ServerHandle, Error> {
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: configured_addr.to_string(),
+            source,
+        })?;
+        let mut builder = Server::builder()
+            .tls_config(tls.server_config())
+            .map_err(|e| Error::Tls {
+                what: "configuration",
+                path: None,
+                reason: error_chain(&e),
+            })?
+            .tcp_nodelay(true);
+        let router = builder.add_service(service.clone().into_server(max_message_bytes));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let node_id = service.node_id;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(async move {
+            let signal = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                tracing::error!(node_id, error = %error_chain(&e), "raft gRPC server failed");
+            }
+        });
+        tracing::info!(node_id, %addr, "serving raft RPCs over mutual TLS");
+        Ok(ServerHandle {
+            addr,
+            service,
+            stop,
+            task,
+        })
+    }
+
+    /// The address the server listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Refuse further RPCs, stop accepting connections, and wait up to `grace` for open ones to
+    /// finish (then abandon them: they can only get refusals).
+    pub(crate) async fn stop(self, grace: Duration) {
+        let ServerHandle {
+            addr,
+            service,
+            stop,
+            mut task,
+        } = self;
+        service.close();
+        let _ = stop.send(());
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(%addr, "raft gRPC connections still open after shutdown; abandoning them");
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_hosts() {
+        assert_eq!(peer_host("127.0.0.1:7001"), Ok("127.0.0.1"));
+        assert_eq!(peer_host("node-1.seal.internal:7001"), Ok("node-1.seal.internal"));
+        assert_eq!(peer_host("[::1]:7001"), Ok("::1"));
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:70000",
+            ":7001",
+            "::1:7001",
+            "[::1:7001",
+            "https://n1:7001",
+            "n1/x:7001",
+            "a b:1",
+        ] {
+            assert!(peer_host(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    fn client() -> GrpcClient {
+        GrpcClient {
+            node_id: 1,
+            target: 2,
+            node: BasicNode::new("127.0.0.1:1"),
+            client: Err(TransportError::InvalidAddress {
+                target: 2,
+                addr: "x".into(),
+                reason: "test".into(),
+            }),
+            max_message_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_what_openraft_should_do() {
+        let c = client();
+        let ttl = Duration::from_millis(50);
+        let map = |s: Status| c.status_error::<RaftError<u64>>(RPCTypes::Vote, ttl, &s);
+        for s in [
+            Status::unavailable("connection refused"),
+            Status::cancelled("connection closed"),
+            Status::failed_precondition("meant for node 5"),
+            // What tonic makes of a TLS alert: UNKNOWN, with the transport error as its source.
+            Status::from_error(Box::new(std::io::Error::other("received fatal alert: UnknownCA"))),
+        ] {
+            let e = map(s.clone());
+            assert!(matches!(e, RPCError::Unreachable(_)), "{s:?} -> {e:?}");
+        }
+        assert!(matches!(
+            map(Status::deadline_exceeded("late")),
+            RPCError::Timeout(Timeout { action: RPCTypes::Vote, id: 1, target: 2, timeout }) if timeout == ttl
+        ));
+        for s in [
+            Status::invalid_argument("undecodable"),
+            Status::internal("x"),
+            Status::unknown("x"),
+        ] {
+            let e = map(s.clone());
+            assert!(matches!(e, RPCError::Network(_)), "{s:?} -> {e:?}");
+        }
+        let text = map(Status::unavailable("connection refused")).to_string();
+        assert!(text.contains("Vote to node 2 at 127.0.0.1:1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_address_is_unreachable() {
+        let mut c = client();
+        let err = c
+            .vote(
+                VoteRequest {
+                    vote: openraft::Vote::new(1, 1),
+                    last_log_id: None,
+                },
+                RPCOption::new(Duration::from_millis(50)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_append_entries_batch_is_split() {
+        use openraft::{CommittedLeaderId, EntryPayload, LogId};
+        let entry = |i: u64| crate::types::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Blank,
+        };
+        let req = |n: u64| AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries: (1..=n).map(entry).collect(),
+        };
+        let mut c = client();
+        c.max_message_bytes = REQUEST_FRAMING + 16;
+        let opt = RPCOption::new(Duration::from_millis(50));
+        match c.append_entries(req(40), opt.clone()).await {
+            Err(RPCError::PayloadTooLarge(p)) => assert_eq!(p.entries_hint(), 20),
+            other => panic!("{other:?}"),
+        }
+        c.max_message_bytes = REQUEST_FRAMING;
+        let err = c.append_entries(req(1), opt).await.unwrap_err();
+        assert!(err.to_string().contains("raft message limit"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        let client = client();
+        let delays: Vec<Duration> = client.backoff().take(8).collect();
+        let ms: Vec<u128> = delays.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [50, 100, 200, 400, 800, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn raft_errors_round_trip_through_the_wire_encoding() {
+        use openraft::error::{Fatal, SnapshotMismatch};
+        use openraft::SnapshotSegmentId;
+        let stopped: RaftError<u64> = RaftError::Fatal(Fatal::Stopped);
+        let bytes = postcard::to_allocvec(&stopped).unwrap();
+        assert_eq!(postcard::from_bytes::<RaftError<u64>>(&bytes).unwrap(), stopped);
+
+        let mismatch: RaftError<u64, InstallSnapshotError> =
+            RaftError::APIError(InstallSnapshotError::SnapshotMismatch(SnapshotMismatch {
+                expect: SnapshotSegmentId {
+                    id: "s1".into(),
+                    offset: 0,
+                },
+                got: SnapshotSegmentId {
+                    id: "s1".into(),
+                    offset: 4096,
+                },
+            }));
+        let bytes = postcard::to_allocvec(&mismatch).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<RaftError<u64, InstallSnapshotError>>(&bytes).unwrap(),
+            mismatch
+        );
+    }
+
+    #[test]
+    fn higher_vote_round_trips_in_responses() {
+        use openraft::{CommittedLeaderId, LogId, Vote};
+        let higher = Vote::new_committed(9, 3);
+        let resp: AppendEntriesResponse<u64> = AppendEntriesResponse::HigherVote(higher);
+        let bytes = postcard::to_allocvec(&resp).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<AppendEntriesResponse<u64>>(&bytes).unwrap(),
+            resp
+        );
+
+        let vote = VoteResponse {
+            vote: higher,
+            vote_granted: false,
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(9, 3), 42)),
+        };
+        let bytes = postcard::to_allocvec(&vote).unwrap();
+        assert_eq!(postcard::from_bytes::<VoteResponse<u64>>(&bytes).unwrap(), vote);
+    }
+}
