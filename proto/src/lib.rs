@@ -1,7 +1,7 @@
 //! seal-proto: Seal's gRPC interfaces, as `.proto` files and the tonic code generated from them.
 //!
-//! Today it holds the signer API and the Raft transport; the threshold peer API and cluster admin
-//! will get their own `.proto` files and modules here.
+//! Today it holds the signer API, the Raft transport and cluster administration; the threshold
+//! peer API will get its own `.proto` file and module here.
 //!
 //! * [`signer`]: the signer API of notary-signer v0.7 (`signer.proto`, protobuf package `proto`),
 //!   byte-compatible with Notary so that a Notary server can use a Seal signer and a Seal node can
@@ -14,7 +14,8 @@
 //!   `seal.raft.v1`): service `seal.raft.v1.Raft` with `AppendEntries`, `Vote` and
 //!   `InstallSnapshot` (one call per snapshot chunk). The messages frame openraft's own requests and
 //!   responses, encoded by `seal-raft` (see [`raft::PayloadFormat`]); the server is
-//!   `raft::raft_server`, the client `raft::raft_client`.
+//!   `raft::raft_server`, the client `raft::raft_client`. The same file declares the cluster admin
+//!   service `seal.raft.v1.ClusterAdmin` and the write-forwarding service `seal.raft.v1.Forwarding`.
 //! * [`health`]: the standard `grpc.health.v1.Health` service (a re-export of `tonic-health`),
 //!   and [`HEALTH_SERVICES`]: the service names a Notary-compatible signer reports under it.
 //!
@@ -44,6 +45,8 @@
 //!   code here is transport-agnostic and the TLS setup lives in `seal-signer` and `seal-node`.
 #![forbid(unsafe_code)]
 
+pub mod peer;
+
 pub mod signer {
     //! Notary-signer v0.7 signer API (protobuf package `proto`), generated from `signer.proto`.
     //!
@@ -61,6 +64,12 @@ pub mod raft {
     //! `/seal.raft.v1.Raft/InstallSnapshot`. Every call carries a [`RaftRequest`] (the encoded
     //! openraft request, its [`PayloadFormat`], the target node id and the sender's) and answers a
     //! [`RaftReply`] holding either the encoded response or the encoded Raft error.
+    //!
+    //! The same package holds the cluster's administration service `seal.raft.v1.ClusterAdmin`
+    //! (`Init`, `AddLearner`, `Promote`, `Remove`, `Status`; server `cluster_admin_server`, client
+    //! `cluster_admin_client`) and `seal.raft.v1.Forwarding` (`Forward`: a client's HTTP request
+    //! sent from a follower to the leader; `forwarding_server`, `forwarding_client`), both served on
+    //! the Raft port.
     tonic::include_proto!("seal.raft.v1");
 }
 

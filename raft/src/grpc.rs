@@ -65,6 +65,7 @@ use openraft::BasicNode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use seal_proto::peer::AllowedNames;
 use seal_proto::raft::raft_client::RaftClient;
 use seal_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use seal_proto::raft::{raft_reply, PayloadFormat, RaftReply, RaftRequest};
@@ -602,6 +603,7 @@ pub struct RaftService {
     raft: Raft,
     node_id: u64,
     open: Arc<AtomicBool>,
+    allowed: AllowedNames,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -620,7 +622,15 @@ impl RaftService {
             raft,
             node_id,
             open: Arc::new(AtomicBool::new(true)),
+            allowed: AllowedNames::default(),
         }
+    }
+
+    /// Serves only peers whose certificate carries a name `allowed`
+    /// permits (the cluster CA may also sign other services' certificates).
+    pub fn allowing(mut self, allowed: AllowedNames) -> RaftService {
+        self.allowed = allowed;
+        self
     }
 
     /// From now on refuse every RPC (this and every clone), e.g. while the node shuts down:
@@ -643,6 +653,10 @@ impl RaftService {
                 "raft node {} is shutting down",
                 self.node_id
             )));
+        }
+        if let Err(refused) = self.allowed.check_request(&request) {
+            tracing::warn!(rpc = rpc_name(rpc), reason = refused.message(), "refused a Raft peer");
+            return Err(refused);
         }
         let req = request.into_inner();
         if req.format() != PayloadFormat::PostcardOpenraftV09 {

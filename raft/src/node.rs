@@ -50,6 +50,10 @@ pub struct RaftConfig {
     /// Largest Raft RPC message sent or accepted, in bytes; must exceed the chunk size. An
     /// append-entries batch over it is split; a single entry over it cannot be replicated.
     pub max_rpc_message_bytes: usize,
+    /// Names (certificate CN or DNS SAN, `prefix*` allowed) a peer's
+    /// certificate must carry for its Raft RPCs to be served; empty: any
+    /// certificate the cluster CA signed.
+    pub allowed_peer_names: seal_proto::peer::AllowedNames,
 }
 
 impl RaftConfig {
@@ -69,6 +73,7 @@ impl RaftConfig {
             snapshot_max_chunk_size: 3 * 1024 * 1024,
             install_snapshot_timeout: Duration::from_secs(10),
             max_rpc_message_bytes: 64 * 1024 * 1024,
+            allowed_peer_names: seal_proto::peer::AllowedNames::default(),
         }
     }
 
@@ -195,7 +200,7 @@ impl SealRaft {
             })?;
         let network = GrpcNetwork::with_material(config.node_id, material.clone(), config.max_rpc_message_bytes);
         let (raft, store) = start(&config, network).await?;
-        let service = RaftService::new(raft.clone(), config.node_id);
+        let service = RaftService::new(raft.clone(), config.node_id).allowing(config.allowed_peer_names.clone());
         let server = match ServerHandle::spawn(listener, &config.addr, service, &material, config.max_rpc_message_bytes)
         {
             Ok(s) => s,

@@ -460,6 +460,41 @@ fn raw_vote(target: u64, sender: u64, vote: &VoteRequest<u64>) -> RaftRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_the_ca_signed_but_not_on_the_allow_list_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let pki = root.path().join("pki");
+    let ca = Ca::new("seal test cluster CA");
+    let nodes = start_voters(root.path(), &ca, 1, |c| {
+        c.allowed_peer_names = seal_proto::peer::AllowedNames(vec!["node*".into()]);
+    })
+    .await;
+    let leader = &nodes[0];
+    let leader_addr = addr_of(leader);
+    let term = leader.metrics().term;
+
+    // A cluster node is answered.
+    let node = ca.node_tls(&pki, "node7");
+    let reply = raw_client(&node, &leader_addr, true)
+        .vote(raw_vote(1, 7, &vote_at(0, 7)))
+        .await
+        .expect("an allowed peer is answered");
+    assert!(reply.into_inner().result.is_some());
+
+    // Another service holding a certificate from the same CA is refused by
+    // the service, and its vote at a much higher term never reaches Raft.
+    let frontend = ca.node_tls(&pki, "registry-frontend");
+    let status = raw_client(&frontend, &leader_addr, true)
+        .vote(raw_vote(1, 9, &vote_at(term + 100, 9)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("registry-frontend"), "{status:?}");
+    let m = leader.metrics();
+    assert!(m.is_leader && m.term == term, "the refused vote reached raft: {m:?}");
+    shutdown_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     let root = tempfile::tempdir().unwrap();
     let pki = root.path().join("pki");

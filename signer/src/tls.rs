@@ -49,52 +49,7 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The names a client certificate may carry (its subject CN or a DNS
-/// subject alternative name): exact, or a prefix ending in `*`. Empty
-/// allows every certificate the client CA signed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedNames(pub Vec<String>);
-
-impl AllowedNames {
-    /// Whether the certificate `der` carries an allowed name.
-    pub fn permits(&self, der: &[u8]) -> bool {
-        self.0.is_empty() || certificate_names(der).iter().any(|n| self.permits_name(n))
-    }
-
-    fn permits_name(&self, name: &str) -> bool {
-        self.0.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        })
-    }
-}
-
-const OID_CN: &str = "2.5.4.3";
-
-/// A certificate's subject common names and DNS alternative names.
-pub fn certificate_names(der: &[u8]) -> Vec<String> {
-    use x509_cert::der::Decode as _;
-    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
-        return Vec::new();
-    };
-    let tbs = &cert.tbs_certificate;
-    let mut names = Vec::new();
-    for atv in tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
-        if atv.oid.to_string() == OID_CN {
-            if let Ok(s) = std::str::from_utf8(atv.value.value()) {
-                names.push(s.to_owned());
-            }
-        }
-    }
-    if let Ok(Some((_, san))) = tbs.get::<x509_cert::ext::pkix::SubjectAltName>() {
-        for n in san.0 {
-            if let x509_cert::ext::pkix::name::GeneralName::DnsName(d) = n {
-                names.push(d.to_string());
-            }
-        }
-    }
-    names
-}
+pub use seal_proto::peer::{certificate_names, AllowedNames};
 
 /// Verifies client certificates with `inner` (the chain to the client CA),
 /// then requires an allowed name.
