@@ -1,4 +1,5 @@
-//! Generates the tonic client and server code for `signer.proto` and `raft.proto`.
+//! Generates the tonic client and server code for `signer.proto`, `raft.proto` and
+//! `threshold.proto`.
 //!
 //! `protoc` comes from `protoc-bin-vendored`, so no system package is needed.
 
@@ -9,9 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=signer.proto");
     println!("cargo:rerun-if-changed=raft.proto");
+    println!("cargo:rerun-if-changed=threshold.proto");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["signer.proto", "raft.proto"], &["."])?;
+        .compile_protos(&["signer.proto", "raft.proto", "threshold.proto"], &["."])?;
     Ok(())
 }

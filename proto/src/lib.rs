@@ -1,7 +1,7 @@
 //! seal-proto: Seal's gRPC interfaces, as `.proto` files and the tonic code generated from them.
 //!
-//! Today it holds the signer API, the Raft transport and cluster administration; the threshold
-//! peer API will get its own `.proto` file and module here.
+//! It holds the signer API, the threshold peer API between signers, the Raft transport and
+//! cluster administration.
 //!
 //! * [`signer`]: the signer API of notary-signer v0.7 (`signer.proto`, protobuf package `proto`),
 //!   byte-compatible with Notary so that a Notary server can use a Seal signer and a Seal node can
@@ -16,6 +16,9 @@
 //!   responses, encoded by `seal-raft` (see [`raft::PayloadFormat`]); the server is
 //!   `raft::raft_server`, the client `raft::raft_client`. The same file declares the cluster admin
 //!   service `seal.raft.v1.ClusterAdmin` and the write-forwarding service `seal.raft.v1.Forwarding`.
+//! * [`threshold`]: the peer protocol between threshold-configured signers (`threshold.proto`,
+//!   package `seal.threshold.v1`): FROST DKG and signing rounds carrying frost-ed25519's
+//!   serialized packages.
 //! * [`health`]: the standard `grpc.health.v1.Health` service (a re-export of `tonic-health`),
 //!   and [`HEALTH_SERVICES`]: the service names a Notary-compatible signer reports under it.
 //!
@@ -71,6 +74,14 @@ pub mod raft {
     //! sent from a follower to the leader; `forwarding_server`, `forwarding_client`), both served on
     //! the Raft port.
     tonic::include_proto!("seal.raft.v1");
+}
+
+pub mod threshold {
+    //! Seal's threshold peer protocol (protobuf package `seal.threshold.v1`), generated from
+    //! `threshold.proto`: service `seal.threshold.v1.ThresholdPeer` between seal-signer nodes
+    //! (FROST DKG rounds, signing rounds 1 and 2, status). The server is
+    //! `threshold::threshold_peer_server`, the client `threshold::threshold_peer_client`.
+    tonic::include_proto!("seal.threshold.v1");
 }
 
 /// The standard `grpc.health.v1.Health` service (server, client and messages): `tonic-health`.

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! `key_backend` may instead be `{"type": "pkcs11", "module": "/usr/lib/softhsm/libsofthsm2.so",
-//! "token_label": "seal", "pin_file": "pin.txt"}` (or `"pin_env": "SEAL_SIGNER_PIN"`). Mutual TLS
+//! "token_label": "seal", "pin_file": "pin.txt"}` (or `"pin_env": "SEAL_SIGNER_PIN"`), or
+//! `{"type": "threshold", "threshold": 2, "self_id": 1, "peers": [{"id": 2, "addr": "signer2:7899",
+//! "name": "signer2"}, {"id": 3, "addr": "signer3:7899"}]}` (FROST shares; see `threshold`). Mutual TLS
 //! is mandatory: the three TLS files must be given. Relative paths resolve
 //! against the file's directory. Passphrases for software keys come from
 //! `SEAL_SIGNER_<ALIAS>` (or Notary's `NOTARY_SIGNER_<ALIAS>`), never from
@@ -98,6 +100,74 @@ pub enum KeyBackendSection {
         #[serde(default)]
         pin_env: Option<String>,
     },
+    /// Ed25519 keys as FROST shares over this signer and its peers; any
+    /// `threshold` of them sign together. Shares are JOSE-encrypted under
+    /// the default alias, as software keys are.
+    Threshold {
+        /// k: signers needed for a signature.
+        threshold: u16,
+        /// This signer's identifier (1..=65535, unique in the cluster).
+        self_id: u16,
+        /// The other signers.
+        peers: Vec<PeerSection>,
+        /// Deadline of one signing-round call to a peer, in milliseconds.
+        #[serde(default = "peer_timeout_ms")]
+        peer_timeout_ms: u64,
+        /// Deadline of one DKG-round call to a peer, in milliseconds.
+        #[serde(default = "dkg_timeout_ms")]
+        dkg_timeout_ms: u64,
+    },
+}
+
+/// One peer of a threshold signer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// Its identifier.
+    pub id: u16,
+    /// `host:port` of its gRPC server (`host` is the TLS name checked).
+    pub addr: String,
+    /// A name (certificate CN or DNS SAN) its client certificate must
+    /// carry when it calls this signer's peer service.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn peer_timeout_ms() -> u64 {
+    2_000
+}
+fn dkg_timeout_ms() -> u64 {
+    30_000
+}
+
+impl KeyBackendSection {
+    /// The threshold backend's settings, if that is the backend.
+    pub fn threshold_config(&self) -> Option<crate::threshold::ThresholdConfig> {
+        let KeyBackendSection::Threshold {
+            threshold,
+            self_id,
+            peers,
+            peer_timeout_ms,
+            dkg_timeout_ms,
+        } = self
+        else {
+            return None;
+        };
+        Some(crate::threshold::ThresholdConfig {
+            min_signers: *threshold,
+            self_id: *self_id,
+            peers: peers
+                .iter()
+                .map(|p| crate::threshold::Peer {
+                    id: p.id,
+                    addr: p.addr.clone(),
+                    name: p.name.clone(),
+                })
+                .collect(),
+            peer_timeout: std::time::Duration::from_millis(*peer_timeout_ms),
+            dkg_timeout: std::time::Duration::from_millis(*dkg_timeout_ms),
+        })
+    }
 }
 
 /// `policy`.
@@ -188,6 +258,9 @@ impl SignerConfig {
                 resolve(p, base);
             }
         }
+        if let Some(t) = c.key_backend.threshold_config() {
+            t.validate()?;
+        }
         if c.default_alias.is_empty() || !c.default_alias.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!(
                 "default_alias {:?} must be letters, digits or _",
@@ -224,6 +297,33 @@ mod tests {
         .unwrap();
         let c = SignerConfig::load(&p).unwrap();
         assert!(matches!(c.key_backend, KeyBackendSection::Pkcs11 { .. }));
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
+                "storage":{"data_dir":"data"},"key_backend":{"type":"threshold","threshold":2,"self_id":1,
+                "peers":[{"id":2,"addr":"localhost:1","name":"s2"},{"id":3,"addr":"localhost:2"}]}}"#,
+        )
+        .unwrap();
+        let t = SignerConfig::load(&p).unwrap().key_backend.threshold_config().unwrap();
+        assert_eq!((t.min_signers, t.self_id, t.max_signers()), (2, 1, 3));
+        assert_eq!(t.peer_timeout, std::time::Duration::from_secs(2));
+        // k above n, and duplicate ids, are refused.
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
+                "storage":{"data_dir":"data"},"key_backend":{"type":"threshold","threshold":3,"self_id":1,
+                "peers":[{"id":2,"addr":"localhost:1"}]}}"#,
+        )
+        .unwrap();
+        assert!(SignerConfig::load(&p).unwrap_err().contains("threshold 3"));
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
+                "storage":{"data_dir":"data"},"key_backend":{"type":"threshold","threshold":2,"self_id":1,
+                "peers":[{"id":1,"addr":"localhost:1"}]}}"#,
+        )
+        .unwrap();
+        assert!(SignerConfig::load(&p).unwrap_err().contains("distinct"));
         // Mutual TLS is not optional.
         std::fs::write(
             &p,

@@ -1,5 +1,12 @@
 //! Seal's signer: holds the server-managed timestamp and snapshot keys so
 //! that server nodes never hold private keys, and checks what it signs.
+//!
+//! [`service`] serves the Notary-compatible gRPC API over [`store`]'s key
+//! records, applying [`policy`] before every signature; keys live in a
+//! [`backend`]: [`software`] (JWE-encrypted), [`pkcs11`] (an HSM), or
+//! [`threshold`] (FROST shares over several signers, which talk through the
+//! peer protocol in `seal_proto::threshold`). [`server`] starts it all from
+//! [`config`]; [`client`] is what server nodes use to call a signer.
 
 pub mod admin;
 pub mod backend;
@@ -14,6 +21,7 @@ pub mod software;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod threshold;
 pub mod tls;
 
 /// Installs ring as the process's rustls provider (Seal uses one provider).

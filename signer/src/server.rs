@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use seal_proto::signer::key_management_server::KeyManagementServer;
 use seal_proto::signer::signer_server::SignerServer;
+use seal_proto::threshold::threshold_peer_server::ThresholdPeerServer;
 use tokio::net::TcpListener;
 
 use crate::backend::KeyBackend;
@@ -15,8 +16,9 @@ use crate::config::{KeyBackendSection, SignerConfig};
 use crate::metrics::Metrics;
 use crate::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use crate::service::{KeyManagementService, SignerCore, SignerService};
-use crate::software::{Passphrases, SoftwareBackend};
+use crate::software::{Passphrases, SoftwareBackend, PBES2_ITERATIONS};
 use crate::store::Store;
+use crate::threshold::{GrpcPeers, ThresholdBackend, ThresholdPeerService};
 use crate::tls::{AllowedNames, ReloadableAcceptor, TlsFiles};
 
 /// The key backends a signer uses.
@@ -98,6 +100,12 @@ pub fn backends(
             }
             Ok((out, "pkcs11"))
         }
+        KeyBackendSection::Threshold { .. } => {
+            // New keys are threshold keys (see `start`); software keys made
+            // before stay usable.
+            out.push(Arc::new(SoftwareBackend::new(software.map_err(|e| e.to_string())?)));
+            Ok((out, "software"))
+        }
     }
 }
 
@@ -109,13 +117,35 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
     let store = Arc::new(Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?);
     let (backends, new_keys) = backends(config, env)?;
     let metrics = Metrics::new().map_err(|e| e.to_string())?;
-    let core = Arc::new(SignerCore::new(
-        store,
-        backends,
-        new_keys,
-        config.policy.to_policy(),
-        metrics,
-    )?);
+    let mut core = SignerCore::new(store.clone(), backends, new_keys, config.policy.to_policy(), metrics)?;
+    let mut threshold = None;
+    if let Some(t) = config.key_backend.threshold_config() {
+        let passphrases =
+            Passphrases::from_env(&config.default_alias, &config.aliases, env).map_err(|e| e.to_string())?;
+        let transport = GrpcPeers::new(
+            &t.peers,
+            &config.server.client_ca_file,
+            &config.server.tls_cert_file,
+            &config.server.tls_key_file,
+            t.peer_timeout,
+        )?;
+        if t.peers.iter().any(|p| p.name.is_none()) {
+            tracing::warn!(
+                "threshold peers without a \"name\": any certificate the client CA signed may call the peer service as them"
+            );
+        }
+        let backend = Arc::new(ThresholdBackend::new(
+            t,
+            store,
+            passphrases,
+            PBES2_ITERATIONS,
+            config.policy.to_policy(),
+        )?);
+        backend.set_transport(Arc::new(transport));
+        core = core.with_threshold(backend.clone());
+        threshold = Some(backend);
+    }
+    let core = Arc::new(core);
 
     let acceptor = ReloadableAcceptor::new(TlsFiles {
         cert: config.server.tls_cert_file.clone(),
@@ -166,7 +196,8 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(KeyManagementServer::new(KeyManagementService(core.clone())))
-        .add_service(SignerServer::new(SignerService(core.clone())));
+        .add_service(SignerServer::new(SignerService(core.clone())))
+        .add_optional_service(threshold.map(|t| ThresholdPeerServer::new(ThresholdPeerService::new(t))));
     let task = tokio::spawn(async move {
         let signal = async move {
             let _ = shutdown_rx.changed().await;
@@ -175,7 +206,12 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
             tracing::error!(%e, "gRPC server failed");
         }
     });
-    tracing::info!(%addr, backend = new_keys, "seal-signer serving gRPC over mutual TLS");
+    let backend = if config.key_backend.threshold_config().is_some() {
+        crate::threshold::BACKEND_NAME
+    } else {
+        new_keys
+    };
+    tracing::info!(%addr, backend, "seal-signer serving gRPC over mutual TLS");
     Ok(Running {
         addr,
         core,

@@ -21,6 +21,7 @@ use crate::backend::{Algorithm, BackendError, KeyBackend};
 use crate::metrics::Metrics;
 use crate::policy::{self, Claimed, KeyScope, PolicyConfig};
 use crate::store::{KeyRecord, Store};
+use crate::threshold::{ThresholdBackend, BACKEND_NAME as THRESHOLD};
 
 /// Request metadata a Seal node sends with `Sign`: the GUN it signs for.
 pub const GUN_HEADER: &str = "x-seal-gun";
@@ -38,6 +39,8 @@ pub struct SignerCore {
     metrics: Metrics,
     // Per key: check, sign and record the high-water mark as one step.
     sign_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    // When set, new keys are FROST threshold keys made with the peers.
+    threshold: Option<Arc<ThresholdBackend>>,
 }
 
 impl SignerCore {
@@ -63,7 +66,26 @@ impl SignerCore {
             policy,
             metrics,
             sign_locks: std::sync::Mutex::new(HashMap::new()),
+            threshold: None,
         })
+    }
+
+    /// Makes new keys as FROST threshold keys with `threshold`'s peers, and
+    /// signs with them (keys of the other backends stay usable).
+    pub fn with_threshold(mut self, threshold: Arc<ThresholdBackend>) -> SignerCore {
+        self.threshold = Some(threshold);
+        self
+    }
+
+    /// The threshold backend, if configured.
+    pub fn threshold(&self) -> Option<&Arc<ThresholdBackend>> {
+        self.threshold.as_ref()
+    }
+
+    fn threshold_backend(&self) -> Result<Arc<ThresholdBackend>, Status> {
+        self.threshold
+            .clone()
+            .ok_or_else(|| Status::internal("key backend \"threshold\" is not configured on this signer"))
     }
 
     /// The lock that serialises signing with `key_id`.
@@ -101,6 +123,19 @@ fn key_info(r: &KeyRecord) -> KeyInfo {
     }
 }
 
+/// A policy refusal as the gRPC status Seal's signers answer with:
+/// `FailedPrecondition`, with the high-water mark in [`HIGH_WATER_HEADER`]
+/// for a version refusal.
+pub(crate) fn refusal_status(refusal: &policy::Refusal) -> Status {
+    let mut status = Status::failed_precondition(format!("signing policy: {refusal}"));
+    if let policy::Refusal::NotNewer { high_water, .. } = refusal {
+        if let Ok(v) = high_water.to_string().parse() {
+            status.metadata_mut().insert(HIGH_WATER_HEADER, v);
+        }
+    }
+    status
+}
+
 fn backend_status(e: BackendError) -> Status {
     match e {
         BackendError::NotFound(m) => Status::not_found(m),
@@ -133,6 +168,18 @@ impl KeyManagement for KeyManagementService {
             return Err(Status::invalid_argument("a key needs a gun and a role"));
         }
         let core = self.0.clone();
+        if let Some(threshold) = core.threshold.clone() {
+            let (key_id, public) = threshold
+                .create_key(algorithm, &req.gun, &req.role)
+                .await
+                .map_err(|e| e.into_status())?;
+            let record = core.record(&key_id)?;
+            tracing::info!(key_id = %record.key_id, gun = %record.gun, role = %record.role, backend = THRESHOLD, "created key");
+            return Ok(Response::new(PbPublicKey {
+                key_info: Some(key_info(&record)),
+                public_key: public,
+            }));
+        }
         let backend = core.backend(core.new_keys)?;
         let label = format!("{}/{}", req.gun, req.role);
         let new = blocking(move || backend.generate(algorithm, &label).map_err(backend_status)).await?;
@@ -161,9 +208,14 @@ impl KeyManagement for KeyManagementService {
             // Notary's signer answers success for a key it does not hold.
             return Ok(Response::new(Void {}));
         };
-        let backend = self.0.backend(&record.backend)?;
-        let handle = record.handle.clone();
-        blocking(move || backend.delete(&handle).map_err(backend_status)).await?;
+        if record.backend == THRESHOLD {
+            // Only this signer's share goes; the other signers keep theirs.
+            self.0.threshold_backend()?.forget(&id);
+        } else {
+            let backend = self.0.backend(&record.backend)?;
+            let handle = record.handle.clone();
+            blocking(move || backend.delete(&handle).map_err(backend_status)).await?;
+        }
         self.0
             .store
             .delete_key(&id)
@@ -218,19 +270,33 @@ impl Signer for SignerService {
             Err(refusal) => {
                 core.metrics.refused(refusal.reason());
                 tracing::warn!(key_id = %id, gun = %record.gun, role = %record.role, %refusal, "refused to sign");
-                let mut status = Status::failed_precondition(format!("signing policy: {refusal}"));
-                if let policy::Refusal::NotNewer { high_water, .. } = refusal {
-                    if let Ok(v) = high_water.to_string().parse() {
-                        status.metadata_mut().insert(HIGH_WATER_HEADER, v);
-                    }
-                }
-                return Err(status);
+                return Err(refusal_status(&refusal));
             }
         };
+        let started = std::time::Instant::now();
+        if record.backend == THRESHOLD {
+            // Every participant (this signer too) checks the policy again and
+            // records its own high-water mark before it contributes a share.
+            let sig = core
+                .threshold_backend()?
+                .sign(&record, &claimed, &req.content)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(key_id = %id, %e, "threshold signing failed");
+                    e.into_status()
+                })?;
+            core.metrics.signed(THRESHOLD, started.elapsed());
+            return Ok(Response::new(PbSignature {
+                key_info: Some(key_info(&record)),
+                algorithm: Some(PbAlgorithm {
+                    algorithm: "eddsa".to_owned(),
+                }),
+                content: sig,
+            }));
+        }
         let backend = core.backend(&record.backend)?;
         let handle = record.handle.clone();
         let content = req.content;
-        let started = std::time::Instant::now();
         let store = core.store.clone();
         let key_id = id.clone();
         let sig = blocking(move || {

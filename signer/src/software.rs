@@ -124,6 +124,16 @@ impl Passphrases {
         })
     }
 
+    /// The alias new secrets are encrypted under.
+    pub(crate) fn default_alias(&self) -> &str {
+        &self.default_alias
+    }
+
+    /// The passphrase of `alias`, if configured.
+    pub(crate) fn get(&self, alias: &str) -> Option<&Zeroizing<String>> {
+        self.by_alias.get(alias)
+    }
+
     /// Reads the passphrase of each alias from `SEAL_SIGNER_<ALIAS>` or
     /// Notary's `NOTARY_SIGNER_<ALIAS>` through `env`; aliases without one
     /// are left out.

@@ -1,0 +1,1572 @@
+//! The threshold key backend: Ed25519 keys that exist only as FROST shares
+//! (frost-ed25519, RFC 9591) spread over the n signers of a cluster, any k
+//! of which sign together. The result is an ordinary Ed25519 signature.
+//!
+//! * **Key generation** ([`ThresholdBackend::create_key`]) is FROST's DKG
+//!   with all n signers, no trusted dealer: the signer a client called
+//!   coordinates three rounds (`DkgRound1`, `DkgRound2`, `DkgFinish` of
+//!   `seal.threshold.v1.ThresholdPeer`). Round-1 packages are public and
+//!   relayed by the coordinator; round-2 packages are secret and go from
+//!   each participant straight to their recipient (`DkgDeliver`), so the
+//!   coordinator never sees another signer's secret material. Each signer
+//!   stores its key package JWE-encrypted (as software keys are) in its own
+//!   store, with the public key package and the key record.
+//! * **Signing** ([`ThresholdBackend::sign`]): the coordinator takes fresh
+//!   commitments from itself and the first k−1 peers that answer within the
+//!   peer timeout, sends the signing package (holding the whole message) to
+//!   those k, and aggregates. Every participant, the coordinator included,
+//!   runs the signing policy against its own durable high-water mark before
+//!   producing a share and records the mark before the share leaves.
+//!   Invalid shares are identified (FROST cheater detection), logged, and
+//!   the session is retried without the culprit; the aggregate is checked
+//!   with `ed25519_dalek::VerifyingKey::verify_strict` before it is returned.
+//! * **Nonces** are made per session with the OS RNG, kept only in memory,
+//!   removed when the signing package for their session arrives (used or
+//!   refused) and dropped after [`NONCE_TTL`]: none survives a crash, so none
+//!   can be used twice.
+//!
+//! How calls reach other signers is behind [`PeerTransport`]: [`GrpcPeers`]
+//! (mutual TLS with the signer's own certificate) in production, direct
+//! calls in unit tests. [`ThresholdPeerService`] serves the peer protocol.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use frost_ed25519 as frost;
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frost_ed25519::Identifier;
+use rand::RngCore as _;
+use seal_proto::threshold::threshold_peer_client::ThresholdPeerClient;
+use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
+use seal_proto::threshold::{
+    DkgDeliverRequest, DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse, DkgRound1Request, DkgRound1Response,
+    DkgRound2Request, DkgRound2Response, SignCommitRequest, SignCommitResponse, SignShareRequest, SignShareResponse,
+    StatusRequest, StatusResponse,
+};
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
+
+use crate::backend::Algorithm;
+use crate::policy::{self, Claimed, KeyScope, PolicyConfig};
+use crate::service::HIGH_WATER_HEADER;
+use crate::software::{decrypt_secret, encrypt_secret, jwe_kid, Passphrases};
+use crate::store::{KeyRecord, Store};
+use crate::tls::AllowedNames;
+
+/// The backend's name in key records, config and metrics.
+pub const BACKEND_NAME: &str = "threshold";
+/// How long unused signing nonces are kept.
+pub const NONCE_TTL: Duration = Duration::from_secs(60);
+/// How long an unfinished DKG session is kept.
+pub const DKG_TTL: Duration = Duration::from_secs(300);
+/// The most signing sessions a participant holds nonces for at once.
+pub const MAX_NONCE_SESSIONS: usize = 4096;
+/// The most DKG sessions a participant keeps at once.
+pub const MAX_DKG_SESSIONS: usize = 64;
+/// Signing sessions tried before giving up (each retry leaves out the
+/// participants that failed or cheated in the previous one).
+pub const MAX_SIGN_ATTEMPTS: usize = 3;
+
+/// One other signer of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its FROST identifier (1..=65535), unique in the cluster.
+    pub id: u16,
+    /// `host:port` of its gRPC server; `host` is also the TLS name checked.
+    pub addr: String,
+    /// A name its certificate must carry (CN or DNS SAN); when set, calls
+    /// claiming to come from `id` must present it.
+    pub name: Option<String>,
+}
+
+/// The threshold backend's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThresholdConfig {
+    /// k: signers needed for a signature (at least 2).
+    pub min_signers: u16,
+    /// This signer's FROST identifier.
+    pub self_id: u16,
+    /// The n−1 other signers.
+    pub peers: Vec<Peer>,
+    /// Deadline of a signing round call to one peer.
+    pub peer_timeout: Duration,
+    /// Deadline of a DKG round call to one peer.
+    pub dkg_timeout: Duration,
+}
+
+impl ThresholdConfig {
+    /// n: the number of signers holding shares.
+    pub fn max_signers(&self) -> u16 {
+        u16::try_from(self.peers.len() + 1).unwrap_or(u16::MAX)
+    }
+
+    /// Every participant's identifier, sorted.
+    pub fn participants(&self) -> Vec<u16> {
+        let mut all: Vec<u16> = self.peers.iter().map(|p| p.id).collect();
+        all.push(self.self_id);
+        all.sort_unstable();
+        all
+    }
+
+    /// Checks identifiers and k against n.
+    pub fn validate(&self) -> Result<(), String> {
+        let all = self.participants();
+        if all.contains(&0) {
+            return Err("threshold: identifiers start at 1".into());
+        }
+        if all.windows(2).any(|w| w[0] == w[1]) {
+            return Err("threshold: self_id and the peers' ids must be distinct".into());
+        }
+        let n = all.len();
+        if n > 255 {
+            return Err("threshold: at most 255 signers".into());
+        }
+        if self.min_signers < 2 || usize::from(self.min_signers) > n {
+            return Err(format!(
+                "threshold: threshold {} must be between 2 and the number of signers ({n})",
+                self.min_signers
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a threshold operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ThresholdError {
+    /// The backend only makes Ed25519 keys.
+    #[error("the threshold key backend makes only ed25519 keys (FROST); {0} is not supported")]
+    Unsupported(&'static str),
+    /// Fewer signers answered than the operation needs.
+    #[error("{operation} needs {needed} signers, {reachable} answered: {details}")]
+    Unavailable {
+        /// `DKG` or `signing`.
+        operation: &'static str,
+        /// Signers needed.
+        needed: usize,
+        /// Signers that answered.
+        reachable: usize,
+        /// Why the others did not.
+        details: String,
+    },
+    /// A signer's policy refused the message.
+    #[error("signer {signer} refused: {message}")]
+    Refused {
+        /// The refusing signer's identifier.
+        signer: u16,
+        /// Its reason.
+        message: String,
+        /// Its high-water mark, when it said.
+        high_water: Option<u64>,
+    },
+    /// The key is unknown here.
+    #[error("threshold key {0} not found")]
+    NotFound(String),
+    /// Signers disagree, or sent something malformed.
+    #[error("threshold protocol failure: {0}")]
+    Protocol(String),
+    /// Storage, encryption or another local failure.
+    #[error("threshold backend: {0}")]
+    Internal(String),
+}
+
+impl ThresholdError {
+    /// As a gRPC status for the signer's clients.
+    pub fn into_status(self) -> Status {
+        match &self {
+            ThresholdError::Unsupported(_) => Status::unknown(self.to_string()),
+            ThresholdError::Unavailable { .. } => Status::unavailable(self.to_string()),
+            ThresholdError::Refused { high_water, .. } => {
+                // The participant's message already starts with "signing policy:".
+                let mut s = Status::failed_precondition(self.to_string());
+                if let Some(v) = high_water.and_then(|h| h.to_string().parse().ok()) {
+                    s.metadata_mut().insert(HIGH_WATER_HEADER, v);
+                }
+                s
+            }
+            ThresholdError::NotFound(_) => Status::not_found(self.to_string()),
+            ThresholdError::Protocol(_) | ThresholdError::Internal(_) => Status::internal(self.to_string()),
+        }
+    }
+}
+
+fn internal(context: &str) -> impl FnOnce(String) -> Status + '_ {
+    move |e| Status::internal(format!("{context}: {e}"))
+}
+
+/// What a threshold key's record keeps as its handle (JSON): the
+/// participant's key package encrypted as the software backend encrypts
+/// keys, and the public material needed to aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdHandle {
+    /// frost `KeyPackage` (this signer's share), JWE compact.
+    pub share_jwe: String,
+    /// frost `PublicKeyPackage` (verifying shares and group key), base64.
+    pub public_package: String,
+    /// This signer's identifier when the key was made.
+    pub self_id: u16,
+    /// k.
+    pub min_signers: u16,
+    /// Every holder's identifier.
+    pub participants: Vec<u16>,
+}
+
+impl ThresholdHandle {
+    /// Parses a record's handle.
+    pub fn decode(handle: &[u8]) -> Result<ThresholdHandle, ThresholdError> {
+        serde_json::from_slice(handle).map_err(|e| ThresholdError::Internal(format!("threshold key handle: {e}")))
+    }
+
+    /// The public key package.
+    pub fn public_package(&self) -> Result<PublicKeyPackage, ThresholdError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.public_package)
+            .map_err(|e| ThresholdError::Internal(format!("public key package: {e}")))?;
+        PublicKeyPackage::deserialize(&bytes).map_err(|e| ThresholdError::Internal(format!("public key package: {e}")))
+    }
+}
+
+fn identifier(id: u16) -> Result<Identifier, Status> {
+    Identifier::try_from(id).map_err(|e| Status::invalid_argument(format!("participant id {id}: {e}")))
+}
+
+fn id16(id: u32) -> Result<u16, Status> {
+    u16::try_from(id).map_err(|_| Status::invalid_argument(format!("participant id {id} out of range")))
+}
+
+fn random_session_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn nonempty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// How a coordinator or participant reaches another signer.
+#[tonic::async_trait]
+pub trait PeerTransport: Send + Sync {
+    /// `DkgRound1` on `to`.
+    async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, Status>;
+    /// `DkgRound2` on `to`.
+    async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, Status>;
+    /// `DkgDeliver` on `to`.
+    async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status>;
+    /// `DkgFinish` on `to`.
+    async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status>;
+    /// `SignCommit` on `to`.
+    async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status>;
+    /// `SignShare` on `to`.
+    async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status>;
+}
+
+/// The production transport: one lazily connected gRPC channel per peer,
+/// mutual TLS with this signer's own certificate.
+pub struct GrpcPeers {
+    clients: BTreeMap<u16, ThresholdPeerClient<Channel>>,
+}
+
+impl GrpcPeers {
+    /// Channels to `peers`, trusting `ca_file` for their certificates and
+    /// presenting `cert_file`/`key_file`; `connect_timeout` bounds each
+    /// connection attempt.
+    pub fn new(
+        peers: &[Peer],
+        ca_file: &Path,
+        cert_file: &Path,
+        key_file: &Path,
+        connect_timeout: Duration,
+    ) -> Result<GrpcPeers, String> {
+        crate::install_crypto_provider();
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let ca = read(ca_file)?;
+        let (cert, key) = (read(cert_file)?, read(key_file)?);
+        let mut clients = BTreeMap::new();
+        for peer in peers {
+            let host = match peer.addr.rsplit_once(':') {
+                Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+                None => return Err(format!("peer {}: address {:?} is not host:port", peer.id, peer.addr)),
+            };
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca.clone()))
+                .identity(Identity::from_pem(cert.clone(), key.clone()))
+                .domain_name(host.to_owned());
+            let channel = Endpoint::from_shared(format!("https://{}", peer.addr))
+                .and_then(|e| e.tls_config(tls))
+                .map_err(|e| format!("peer {} at {}: {e}", peer.id, peer.addr))?
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            clients.insert(peer.id, ThresholdPeerClient::new(channel));
+        }
+        Ok(GrpcPeers { clients })
+    }
+
+    fn client(&self, to: u16) -> Result<ThresholdPeerClient<Channel>, Status> {
+        self.clients
+            .get(&to)
+            .cloned()
+            .ok_or_else(|| Status::internal(format!("peer {to} is not configured")))
+    }
+}
+
+#[tonic::async_trait]
+impl PeerTransport for GrpcPeers {
+    async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, Status> {
+        Ok(self.client(to)?.dkg_round1(req).await?.into_inner())
+    }
+    async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
+        Ok(self.client(to)?.dkg_round2(req).await?.into_inner())
+    }
+    async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status> {
+        Ok(self.client(to)?.dkg_deliver(req).await?.into_inner())
+    }
+    async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
+        Ok(self.client(to)?.dkg_finish(req).await?.into_inner())
+    }
+    async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
+        Ok(self.client(to)?.sign_commit(req).await?.into_inner())
+    }
+    async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status> {
+        Ok(self.client(to)?.sign_share(req).await?.into_inner())
+    }
+}
+
+enum DkgState {
+    /// After part 1: the secret package and our own round-1 package.
+    Round1(frost::keys::dkg::round1::SecretPackage, Vec<u8>),
+    /// After part 2: the secret package and the others' round-1 packages.
+    Round2(
+        frost::keys::dkg::round2::SecretPackage,
+        BTreeMap<Identifier, frost::keys::dkg::round1::Package>,
+    ),
+    /// Being worked on (taken out of the map).
+    Busy,
+}
+
+struct DkgSession {
+    gun: String,
+    role: String,
+    participants: Vec<u16>,
+    state: DkgState,
+    /// Round-2 packages received from the others (may arrive before our own part 2).
+    received: BTreeMap<Identifier, frost::keys::dkg::round2::Package>,
+    created: Instant,
+}
+
+struct NonceEntry {
+    key_id: String,
+    nonces: frost::round1::SigningNonces,
+    commitments: frost::round1::SigningCommitments,
+    created: Instant,
+}
+
+/// A signer's part in the threshold scheme: participant in every DKG and
+/// signing session, and coordinator of the ones its own clients start.
+pub struct ThresholdBackend {
+    config: ThresholdConfig,
+    store: Arc<Store>,
+    passphrases: Passphrases,
+    iterations: u64,
+    policy: PolicyConfig,
+    transport: OnceLock<Arc<dyn PeerTransport>>,
+    dkg: Mutex<HashMap<String, DkgSession>>,
+    nonces: Mutex<HashMap<String, NonceEntry>>,
+    shares: Mutex<HashMap<String, Arc<KeyPackage>>>,
+    // Serialises policy check, share and high-water mark of participants.
+    participant: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("threshold task failed: {e}")))?
+}
+
+impl ThresholdBackend {
+    /// A backend keeping shares in `store`, encrypted under `passphrases`'
+    /// default alias with `iterations` PBES2 rounds. Call
+    /// [`ThresholdBackend::set_transport`] before use.
+    pub fn new(
+        config: ThresholdConfig,
+        store: Arc<Store>,
+        passphrases: Passphrases,
+        iterations: u64,
+        policy: PolicyConfig,
+    ) -> Result<ThresholdBackend, String> {
+        config.validate()?;
+        Ok(ThresholdBackend {
+            config,
+            store,
+            passphrases,
+            iterations,
+            policy,
+            transport: OnceLock::new(),
+            dkg: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(HashMap::new()),
+            shares: Mutex::new(HashMap::new()),
+            participant: Mutex::new(()),
+        })
+    }
+
+    /// Sets how peers are reached (once).
+    pub fn set_transport(&self, transport: Arc<dyn PeerTransport>) {
+        let _ = self.transport.set(transport);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ThresholdConfig {
+        &self.config
+    }
+
+    fn transport(&self) -> Result<&Arc<dyn PeerTransport>, Status> {
+        self.transport
+            .get()
+            .ok_or_else(|| Status::internal("threshold peer transport not set"))
+    }
+
+    // ---------------------------------------------------------------- coordinator: DKG
+
+    /// Runs a DKG with every signer for a key of `gun`/`role`; returns the
+    /// key ID and the group public key (32 bytes).
+    pub async fn create_key(
+        self: &Arc<Self>,
+        algorithm: Algorithm,
+        gun: &str,
+        role: &str,
+    ) -> Result<(String, Vec<u8>), ThresholdError> {
+        if algorithm != Algorithm::Ed25519 {
+            return Err(ThresholdError::Unsupported(algorithm.as_str()));
+        }
+        let participants = self.config.participants();
+        let n = participants.len();
+        let session_id = random_session_id();
+        let me = self.config.self_id;
+        let unavailable = |reachable: usize, details: String| ThresholdError::Unavailable {
+            operation: "key generation (DKG)",
+            needed: n,
+            reachable,
+            details,
+        };
+        tracing::info!(%session_id, gun, role, k = self.config.min_signers, n, "starting DKG");
+
+        // Round 1: everyone's public package.
+        let req = DkgRound1Request {
+            session_id: session_id.clone(),
+            coordinator: u32::from(me),
+            gun: gun.to_owned(),
+            role: role.to_owned(),
+            min_signers: u32::from(self.config.min_signers),
+            participants: participants.iter().map(|p| u32::from(*p)).collect(),
+        };
+        let results = self
+            .all(&participants, self.config.dkg_timeout, move |b, to| {
+                let req = req.clone();
+                async move {
+                    if to == b.config.self_id {
+                        b.dkg_round1(req).await
+                    } else {
+                        b.transport()?.dkg_round1(to, req).await
+                    }
+                }
+            })
+            .await;
+        let (ok, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(unavailable(ok.len(), failed));
+        }
+        let round1_packages: HashMap<u32, Vec<u8>> = ok.into_iter().map(|(id, r)| (u32::from(id), r.package)).collect();
+
+        // Round 2: each participant sends its secret packages directly to their recipients.
+        let req = DkgRound2Request {
+            session_id: session_id.clone(),
+            coordinator: u32::from(me),
+            round1_packages,
+        };
+        let results = self
+            .all(&participants, self.config.dkg_timeout, move |b, to| {
+                let req = req.clone();
+                async move {
+                    if to == b.config.self_id {
+                        b.dkg_round2(req).await
+                    } else {
+                        b.transport()?.dkg_round2(to, req).await
+                    }
+                }
+            })
+            .await;
+        let (ok, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(unavailable(ok.len(), failed));
+        }
+
+        // Round 3: everyone derives and stores its share; all must agree on the group key.
+        let req = DkgFinishRequest {
+            session_id: session_id.clone(),
+            coordinator: u32::from(me),
+        };
+        let results = self
+            .all(&participants, self.config.dkg_timeout, move |b, to| {
+                let req = req.clone();
+                async move {
+                    if to == b.config.self_id {
+                        b.dkg_finish(req).await
+                    } else {
+                        b.transport()?.dkg_finish(to, req).await
+                    }
+                }
+            })
+            .await;
+        let (ok, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(unavailable(ok.len(), failed));
+        }
+        let mut keys: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
+        for (_, r) in ok {
+            keys.insert((r.key_id, r.group_public_key));
+        }
+        if keys.len() != 1 {
+            return Err(ThresholdError::Protocol(format!(
+                "signers derived {} different group keys in DKG session {session_id}",
+                keys.len()
+            )));
+        }
+        let (key_id, public) = keys.into_iter().next().unwrap_or_default();
+        tracing::info!(%session_id, %key_id, gun, role, "DKG complete");
+        Ok((key_id, public))
+    }
+
+    /// Runs `call` for every id in `ids` concurrently, each bounded by `timeout`.
+    async fn all<T, F, Fut>(self: &Arc<Self>, ids: &[u16], timeout: Duration, call: F) -> Vec<(u16, Result<T, Status>)>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Self>, u16) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        let mut set = tokio::task::JoinSet::new();
+        for &id in ids {
+            let fut = call(self.clone(), id);
+            set.spawn(async move { (id, with_timeout(timeout, fut).await) });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::error!(%e, "threshold peer call task failed"),
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
+        out
+    }
+
+    // ---------------------------------------------------------------- coordinator: signing
+
+    /// Signs `content` with the threshold key `record`, coordinating k
+    /// signers; returns the 64-byte Ed25519 signature, verified.
+    pub async fn sign(
+        self: &Arc<Self>,
+        record: &KeyRecord,
+        claimed: &Claimed,
+        content: &[u8],
+    ) -> Result<Vec<u8>, ThresholdError> {
+        let handle = ThresholdHandle::decode(&record.handle)?;
+        let public_package = handle.public_package()?;
+        let group_key: [u8; 32] = record
+            .public
+            .as_slice()
+            .try_into()
+            .map_err(|_| ThresholdError::Internal(format!("key {}: public key is not 32 bytes", record.key_id)))?;
+        let group_key = ed25519_dalek::VerifyingKey::from_bytes(&group_key)
+            .map_err(|e| ThresholdError::Internal(format!("key {}: {e}", record.key_id)))?;
+        let needed = usize::from(handle.min_signers);
+        let me = self.config.self_id;
+        let by_identifier: BTreeMap<Identifier, u16> = handle
+            .participants
+            .iter()
+            .filter_map(|p| Identifier::try_from(*p).ok().map(|i| (i, *p)))
+            .collect();
+        let mut excluded: BTreeSet<u16> = BTreeSet::new();
+        let mut last_error = None;
+        for attempt in 0..MAX_SIGN_ATTEMPTS {
+            let session_id = random_session_id();
+            // Round 1: our own commitments first, then the first k-1 peers that answer.
+            let commit = SignCommitRequest {
+                session_id: session_id.clone(),
+                coordinator: u32::from(me),
+                key_id: record.key_id.clone(),
+            };
+            let own = self
+                .sign_commit(commit.clone())
+                .await
+                .map_err(|s| ThresholdError::Internal(format!("own commitments: {}", s.message())))?;
+            let mut commitments = BTreeMap::new();
+            commitments.insert(
+                identifier(me).map_err(status_internal)?,
+                decode_commitments(&own.commitments)?,
+            );
+            let mut chosen = vec![me];
+            let mut failures = Vec::new();
+            let candidates: Vec<u16> = handle
+                .participants
+                .iter()
+                .copied()
+                .filter(|p| *p != me && !excluded.contains(p))
+                .collect();
+            let mut set = tokio::task::JoinSet::new();
+            for to in candidates {
+                let (b, req, timeout) = (self.clone(), commit.clone(), self.config.peer_timeout);
+                set.spawn(async move {
+                    let r = match b.transport() {
+                        Ok(t) => with_timeout(timeout, t.sign_commit(to, req)).await,
+                        Err(e) => Err(e),
+                    };
+                    (to, r)
+                });
+            }
+            while chosen.len() < needed {
+                let Some(joined) = set.join_next().await else { break };
+                let Ok((to, r)) = joined else { continue };
+                match r.and_then(|r| {
+                    decode_commitments(&r.commitments).map_err(|e| Status::invalid_argument(e.to_string()))
+                }) {
+                    Ok(c) => {
+                        commitments.insert(identifier(to).map_err(status_internal)?, c);
+                        chosen.push(to);
+                    }
+                    Err(s) => {
+                        tracing::warn!(peer = to, code = ?s.code(), message = s.message(), "peer skipped in signing round 1");
+                        failures.push(format!("signer {to}: {}", s.message()));
+                    }
+                }
+            }
+            // Slower peers are not waited for; their nonces expire unused.
+            set.abort_all();
+            if chosen.len() < needed {
+                let excluded_note = if excluded.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left out after failing earlier: {excluded:?}")
+                };
+                return Err(ThresholdError::Unavailable {
+                    operation: "threshold signing",
+                    needed,
+                    reachable: chosen.len(),
+                    details: format!("{}{excluded_note}", failures.join("; ")),
+                });
+            }
+
+            // Round 2: the signing package, with the message, to the k chosen.
+            let package = frost::SigningPackage::new(commitments, content);
+            let package_bytes = package
+                .serialize()
+                .map_err(|e| ThresholdError::Internal(format!("signing package: {e}")))?;
+            let share_req = SignShareRequest {
+                session_id: session_id.clone(),
+                coordinator: u32::from(me),
+                key_id: record.key_id.clone(),
+                signing_package: package_bytes,
+                claimed_gun: claimed.gun.clone().unwrap_or_default(),
+                claimed_role: claimed.role.clone().unwrap_or_default(),
+            };
+            let results = self
+                .all(&chosen, self.config.peer_timeout, move |b, to| {
+                    let req = share_req.clone();
+                    async move {
+                        if to == b.config.self_id {
+                            b.sign_share(req).await
+                        } else {
+                            b.transport()?.sign_share(to, req).await
+                        }
+                    }
+                })
+                .await;
+            let mut shares = BTreeMap::new();
+            let mut retry = false;
+            for (from, r) in results {
+                match r {
+                    Ok(r) => match frost::round2::SignatureShare::deserialize(&r.share) {
+                        Ok(s) => {
+                            shares.insert(identifier(from).map_err(status_internal)?, s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = from, %e, "peer sent a malformed signature share");
+                            excluded.insert(from);
+                            retry = true;
+                        }
+                    },
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                        return Err(ThresholdError::Refused {
+                            signer: from,
+                            message: s.message().to_owned(),
+                            high_water: s
+                                .metadata()
+                                .get(HIGH_WATER_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok()),
+                        });
+                    }
+                    Err(s) => {
+                        tracing::warn!(peer = from, code = ?s.code(), message = s.message(), "peer failed in signing round 2");
+                        if from == me {
+                            return Err(ThresholdError::Internal(format!(
+                                "own signature share: {}",
+                                s.message()
+                            )));
+                        }
+                        failures.push(format!("signer {from}: {}", s.message()));
+                        excluded.insert(from);
+                        retry = true;
+                    }
+                }
+            }
+            if retry {
+                last_error = Some(ThresholdError::Unavailable {
+                    operation: "threshold signing",
+                    needed,
+                    reachable: shares.len(),
+                    details: failures.join("; "),
+                });
+                tracing::info!(
+                    attempt,
+                    ?excluded,
+                    "retrying threshold signing without the failed signers"
+                );
+                continue;
+            }
+            let signature = match frost::aggregate_custom(
+                &package,
+                &shares,
+                &public_package,
+                frost::CheaterDetection::AllCheaters,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    let culprits: Vec<u16> = e
+                        .culprits()
+                        .iter()
+                        .filter_map(|c| by_identifier.get(c).copied())
+                        .collect();
+                    if culprits.is_empty() {
+                        return Err(ThresholdError::Protocol(format!("aggregation failed: {e}")));
+                    }
+                    for c in &culprits {
+                        tracing::error!(signer = c, key_id = %record.key_id, %session_id, "signer sent an invalid signature share");
+                    }
+                    excluded.extend(culprits.iter().copied());
+                    last_error = Some(ThresholdError::Protocol(format!(
+                        "signers {culprits:?} sent invalid signature shares"
+                    )));
+                    continue;
+                }
+            };
+            let bytes = signature
+                .serialize()
+                .map_err(|e| ThresholdError::Internal(format!("signature: {e}")))?;
+            let sig = ed25519_dalek::Signature::from_slice(&bytes)
+                .map_err(|e| ThresholdError::Protocol(format!("aggregate signature: {e}")))?;
+            group_key
+                .verify_strict(content, &sig)
+                .map_err(|e| ThresholdError::Protocol(format!("aggregate signature does not verify: {e}")))?;
+            tracing::debug!(key_id = %record.key_id, signers = ?chosen, "threshold signature made");
+            return Ok(bytes);
+        }
+        Err(last_error.unwrap_or_else(|| ThresholdError::Protocol("threshold signing failed".into())))
+    }
+
+    // ---------------------------------------------------------------- participant
+
+    fn sweep_dkg(sessions: &mut HashMap<String, DkgSession>) {
+        sessions.retain(|_, s| s.created.elapsed() < DKG_TTL);
+    }
+
+    /// DKG round 1 on this participant.
+    pub async fn dkg_round1(self: &Arc<Self>, req: DkgRound1Request) -> Result<DkgRound1Response, Status> {
+        let mut participants = Vec::new();
+        for p in &req.participants {
+            participants.push(id16(*p)?);
+        }
+        participants.sort_unstable();
+        participants.dedup();
+        if participants != self.config.participants() {
+            return Err(Status::invalid_argument(format!(
+                "DKG participants {participants:?} differ from this signer's cluster {:?}",
+                self.config.participants()
+            )));
+        }
+        if req.min_signers != u32::from(self.config.min_signers) {
+            return Err(Status::invalid_argument(format!(
+                "DKG threshold {} differs from this signer's {}",
+                req.min_signers, self.config.min_signers
+            )));
+        }
+        if req.gun.is_empty() || req.role.is_empty() || req.session_id.is_empty() || req.session_id.len() > 64 {
+            return Err(Status::invalid_argument("a DKG session needs an id, a gun and a role"));
+        }
+        let me = identifier(self.config.self_id)?;
+        let (secret, package) = frost::keys::dkg::part1(
+            me,
+            self.config.max_signers(),
+            self.config.min_signers,
+            rand::rngs::OsRng,
+        )
+        .map_err(|e| Status::internal(format!("DKG part 1: {e}")))?;
+        let package = package.serialize().map_err(|e| internal("DKG part 1")(e.to_string()))?;
+        let mut sessions = lock(&self.dkg);
+        Self::sweep_dkg(&mut sessions);
+        if sessions.len() >= MAX_DKG_SESSIONS {
+            return Err(Status::resource_exhausted("too many DKG sessions in progress"));
+        }
+        if sessions.contains_key(&req.session_id) {
+            return Err(Status::already_exists(format!("DKG session {} exists", req.session_id)));
+        }
+        sessions.insert(
+            req.session_id.clone(),
+            DkgSession {
+                gun: req.gun,
+                role: req.role,
+                participants,
+                state: DkgState::Round1(secret, package.clone()),
+                received: BTreeMap::new(),
+                created: Instant::now(),
+            },
+        );
+        Ok(DkgRound1Response { package })
+    }
+
+    /// DKG round 2 on this participant: part 2, then direct delivery of each
+    /// secret package to its recipient.
+    pub async fn dkg_round2(self: &Arc<Self>, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
+        let me = self.config.self_id;
+        let (secret, own, participants) = {
+            let mut sessions = lock(&self.dkg);
+            let s = sessions
+                .get_mut(&req.session_id)
+                .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+            match std::mem::replace(&mut s.state, DkgState::Busy) {
+                DkgState::Round1(secret, own) => (secret, own, s.participants.clone()),
+                other => {
+                    s.state = other;
+                    return Err(Status::failed_precondition("DKG session is not in round 1"));
+                }
+            }
+        };
+        let mut others = BTreeMap::new();
+        for p in &participants {
+            let bytes = req
+                .round1_packages
+                .get(&u32::from(*p))
+                .ok_or_else(|| Status::invalid_argument(format!("round-1 package of signer {p} missing")))?;
+            if *p == me {
+                if *bytes != own {
+                    return Err(Status::invalid_argument(
+                        "the coordinator relayed a different round-1 package of ours",
+                    ));
+                }
+                continue;
+            }
+            let pkg = frost::keys::dkg::round1::Package::deserialize(bytes)
+                .map_err(|e| Status::invalid_argument(format!("round-1 package of signer {p}: {e}")))?;
+            others.insert(identifier(*p)?, pkg);
+        }
+        let (secret2, outgoing) = frost::keys::dkg::part2(secret, &others)
+            .map_err(|e| Status::invalid_argument(format!("DKG part 2 (culprits {:?}): {e}", e.culprits())))?;
+        {
+            let mut sessions = lock(&self.dkg);
+            let s = sessions
+                .get_mut(&req.session_id)
+                .ok_or_else(|| Status::not_found(format!("DKG session {} expired", req.session_id)))?;
+            s.state = DkgState::Round2(secret2, others);
+        }
+        let by_identifier: BTreeMap<Identifier, u16> = participants
+            .iter()
+            .filter_map(|p| Identifier::try_from(*p).ok().map(|i| (i, *p)))
+            .collect();
+        let mut deliveries = Vec::new();
+        for (to_ident, package) in outgoing {
+            let to = *by_identifier
+                .get(&to_ident)
+                .ok_or_else(|| Status::internal("round-2 package for an unknown participant"))?;
+            let bytes = package
+                .serialize()
+                .map_err(|e| internal("round-2 package")(e.to_string()))?;
+            deliveries.push((to, bytes));
+        }
+        let session_id = req.session_id.clone();
+        let results = self
+            .all(
+                &deliveries.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+                self.config.dkg_timeout,
+                move |b, to| {
+                    let package = deliveries
+                        .iter()
+                        .find(|(t, _)| *t == to)
+                        .map(|(_, p)| p.clone())
+                        .unwrap_or_default();
+                    let req = DkgDeliverRequest {
+                        session_id: session_id.clone(),
+                        from: u32::from(me),
+                        package,
+                    };
+                    async move { b.transport()?.dkg_deliver(to, req).await }
+                },
+            )
+            .await;
+        let (_, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(Status::unavailable(format!("round-2 delivery failed: {failed}")));
+        }
+        Ok(DkgRound2Response {})
+    }
+
+    /// A round-2 package from another participant.
+    pub async fn dkg_deliver(self: &Arc<Self>, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status> {
+        let from = id16(req.from)?;
+        let package = frost::keys::dkg::round2::Package::deserialize(&req.package)
+            .map_err(|e| Status::invalid_argument(format!("round-2 package from signer {from}: {e}")))?;
+        let mut sessions = lock(&self.dkg);
+        let s = sessions
+            .get_mut(&req.session_id)
+            .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+        if from == self.config.self_id || !s.participants.contains(&from) {
+            return Err(Status::permission_denied(format!(
+                "signer {from} is not a participant of this DKG"
+            )));
+        }
+        let ident = identifier(from)?;
+        if s.received.contains_key(&ident) {
+            return Err(Status::already_exists(format!(
+                "round-2 package from signer {from} already received"
+            )));
+        }
+        s.received.insert(ident, package);
+        Ok(DkgDeliverResponse {})
+    }
+
+    /// DKG round 3 on this participant: derive, encrypt and store the share.
+    pub async fn dkg_finish(self: &Arc<Self>, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
+        let session = lock(&self.dkg)
+            .remove(&req.session_id)
+            .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+        let DkgState::Round2(secret2, round1) = &session.state else {
+            return Err(Status::failed_precondition("DKG session is not in round 2"));
+        };
+        let (key_package, public_package) = frost::keys::dkg::part3(secret2, round1, &session.received)
+            .map_err(|e| Status::invalid_argument(format!("DKG part 3 (culprits {:?}): {e}", e.culprits())))?;
+        let public = public_package
+            .verifying_key()
+            .serialize()
+            .map_err(|e| internal("group key")(e.to_string()))?;
+        let key_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
+        let me = self.clone();
+        let gun = session.gun.clone();
+        let role = session.role.clone();
+        let participants = session.participants.clone();
+        let (kid, public2) = (key_id.clone(), public.clone());
+        blocking(move || {
+            let serialized = Zeroizing::new(
+                key_package
+                    .serialize()
+                    .map_err(|e| internal("key package")(e.to_string()))?,
+            );
+            let alias = me.passphrases.default_alias();
+            let passphrase = me
+                .passphrases
+                .get(alias)
+                .ok_or_else(|| Status::unavailable(format!("no passphrase for alias {alias:?}")))?;
+            let share_jwe = encrypt_secret(passphrase.as_bytes(), &serialized, alias, me.iterations)
+                .map_err(|e| internal("encrypting the share")(e.to_string()))?;
+            let handle = ThresholdHandle {
+                share_jwe,
+                public_package: base64::engine::general_purpose::STANDARD.encode(
+                    public_package
+                        .serialize()
+                        .map_err(|e| internal("public key package")(e.to_string()))?,
+                ),
+                self_id: me.config.self_id,
+                min_signers: *key_package.min_signers(),
+                participants,
+            };
+            let record = KeyRecord {
+                key_id: kid.clone(),
+                gun,
+                role,
+                algorithm: Algorithm::Ed25519.as_str().to_owned(),
+                public: public2,
+                backend: BACKEND_NAME.to_owned(),
+                handle: serde_json::to_vec(&handle).map_err(|e| internal("key handle")(e.to_string()))?,
+            };
+            me.store
+                .put_key(&record)
+                .map_err(|e| internal("storing the share")(e.to_string()))?;
+            lock(&me.shares).insert(kid, Arc::new(key_package));
+            Ok(())
+        })
+        .await?;
+        tracing::info!(%key_id, gun = %session.gun, role = %session.role, "stored threshold key share");
+        Ok(DkgFinishResponse {
+            group_public_key: public,
+            key_id,
+        })
+    }
+
+    /// The decrypted key package of `record` (cached).
+    fn key_package(&self, record: &KeyRecord) -> Result<Arc<KeyPackage>, Status> {
+        if let Some(k) = lock(&self.shares).get(&record.key_id) {
+            return Ok(k.clone());
+        }
+        let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
+        let alias = jwe_kid(&handle.share_jwe).map_err(|e| Status::internal(e.to_string()))?;
+        let passphrase = self.passphrases.get(&alias).ok_or_else(|| {
+            Status::unavailable(format!(
+                "threshold share of {} is encrypted under alias {alias:?}, whose passphrase is not set",
+                record.key_id
+            ))
+        })?;
+        let bytes = decrypt_secret(passphrase.as_bytes(), &handle.share_jwe)
+            .map_err(|e| Status::unavailable(format!("threshold share of {}: {e}", record.key_id)))?;
+        let package = Arc::new(
+            KeyPackage::deserialize(&bytes)
+                .map_err(|e| Status::internal(format!("threshold share of {}: {e}", record.key_id)))?,
+        );
+        lock(&self.shares).insert(record.key_id.clone(), package.clone());
+        Ok(package)
+    }
+
+    fn threshold_record(&self, key_id: &str) -> Result<KeyRecord, Status> {
+        let record = self
+            .store
+            .key(key_id)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::not_found(format!("key {key_id} not found")))?;
+        if record.backend != BACKEND_NAME {
+            return Err(Status::invalid_argument(format!("key {key_id} is not a threshold key")));
+        }
+        Ok(record)
+    }
+
+    /// Signing round 1 on this participant: fresh nonces, kept in memory.
+    pub async fn sign_commit(self: &Arc<Self>, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
+        if req.session_id.is_empty() || req.session_id.len() > 64 {
+            return Err(Status::invalid_argument("bad signing session id"));
+        }
+        let me = self.clone();
+        let key_id = req.key_id.clone();
+        let package = blocking(move || {
+            let record = me.threshold_record(&key_id)?;
+            me.key_package(&record)
+        })
+        .await?;
+        let (nonces, commitments) = frost::round1::commit(package.signing_share(), &mut rand::rngs::OsRng);
+        let bytes = commitments
+            .serialize()
+            .map_err(|e| internal("commitments")(e.to_string()))?;
+        let mut map = lock(&self.nonces);
+        map.retain(|_, e| e.created.elapsed() < NONCE_TTL);
+        if map.len() >= MAX_NONCE_SESSIONS {
+            return Err(Status::resource_exhausted("too many signing sessions in progress"));
+        }
+        if map.contains_key(&req.session_id) {
+            return Err(Status::already_exists("signing session exists"));
+        }
+        map.insert(
+            req.session_id,
+            NonceEntry {
+                key_id: req.key_id,
+                nonces,
+                commitments,
+                created: Instant::now(),
+            },
+        );
+        Ok(SignCommitResponse { commitments: bytes })
+    }
+
+    /// Signing round 2 on this participant: consume the session's nonces,
+    /// apply the policy to the message, record the high-water mark, answer
+    /// with a share.
+    pub async fn sign_share(self: &Arc<Self>, req: SignShareRequest) -> Result<SignShareResponse, Status> {
+        // Taken out first: whatever happens next, these nonces are never used again.
+        let entry = lock(&self.nonces)
+            .remove(&req.session_id)
+            .filter(|e| e.created.elapsed() < NONCE_TTL)
+            .ok_or_else(|| Status::aborted(format!("no live signing session {}", req.session_id)))?;
+        if entry.key_id != req.key_id {
+            return Err(Status::invalid_argument("signing session was opened for another key"));
+        }
+        let package = frost::SigningPackage::deserialize(&req.signing_package)
+            .map_err(|e| Status::invalid_argument(format!("signing package: {e}")))?;
+        let me_ident = identifier(self.config.self_id)?;
+        if package.signing_commitments().get(&me_ident) != Some(&entry.commitments) {
+            return Err(Status::invalid_argument(
+                "the signing package does not carry our commitments",
+            ));
+        }
+        let me = self.clone();
+        let share = blocking(move || {
+            let record = me.threshold_record(&req.key_id)?;
+            let key_package = me.key_package(&record)?;
+            let claimed = Claimed {
+                gun: nonempty(&req.claimed_gun),
+                role: nonempty(&req.claimed_role),
+            };
+            let scope = KeyScope {
+                gun: record.gun.clone(),
+                role: record.role.clone(),
+            };
+            let _guard = lock(&me.participant);
+            let last = me
+                .store
+                .high_water(&record.key_id)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let now = time::OffsetDateTime::now_utc();
+            let approved = policy::check(&scope, &claimed, package.message(), last.as_ref(), now, &me.policy)
+                .map_err(|refusal| {
+                    tracing::warn!(key_id = %record.key_id, coordinator = req.coordinator, %refusal, "refused a threshold signature share");
+                    crate::service::refusal_status(&refusal)
+                })?;
+            let share = frost::round2::sign(&package, &entry.nonces, &key_package)
+                .map_err(|e| Status::invalid_argument(format!("signature share: {e}")))?;
+            // Durable before the share leaves.
+            me.store
+                .set_high_water(&record.key_id, &approved.high_water)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok(share.serialize())
+        })
+        .await?;
+        Ok(SignShareResponse { share })
+    }
+
+    /// This participant's identifiers and the threshold keys it holds.
+    pub fn status(&self) -> Result<StatusResponse, Status> {
+        let key_ids = self
+            .store
+            .keys()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .filter(|r| r.backend == BACKEND_NAME)
+            .map(|r| r.key_id)
+            .collect();
+        Ok(StatusResponse {
+            self_id: u32::from(self.config.self_id),
+            min_signers: u32::from(self.config.min_signers),
+            max_signers: u32::from(self.config.max_signers()),
+            key_ids,
+        })
+    }
+
+    /// Forgets the cached share of `key_id` (its record is deleted by the caller).
+    pub fn forget(&self, key_id: &str) {
+        lock(&self.shares).remove(key_id);
+    }
+}
+
+fn status_internal(s: Status) -> ThresholdError {
+    ThresholdError::Internal(s.message().to_owned())
+}
+
+fn decode_commitments(bytes: &[u8]) -> Result<frost::round1::SigningCommitments, ThresholdError> {
+    frost::round1::SigningCommitments::deserialize(bytes)
+        .map_err(|e| ThresholdError::Protocol(format!("malformed commitments: {e}")))
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Successes, and the failures as one message.
+fn split<T>(results: Vec<(u16, Result<T, Status>)>) -> (Vec<(u16, T)>, String) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (id, r) in results {
+        match r {
+            Ok(v) => ok.push((id, v)),
+            Err(s) => failed.push(format!("signer {id}: {:?}: {}", s.code(), s.message())),
+        }
+    }
+    (ok, failed.join("; "))
+}
+
+/// The `seal.threshold.v1.ThresholdPeer` service: authenticates the
+/// calling signer by its certificate, then runs the participant's part.
+#[derive(Clone)]
+pub struct ThresholdPeerService {
+    backend: Arc<ThresholdBackend>,
+    names: BTreeMap<u16, String>,
+}
+
+impl ThresholdPeerService {
+    /// Serves `backend`'s participant side.
+    pub fn new(backend: Arc<ThresholdBackend>) -> ThresholdPeerService {
+        let names = backend
+            .config
+            .peers
+            .iter()
+            .filter_map(|p| p.name.clone().map(|n| (p.id, n)))
+            .collect();
+        ThresholdPeerService { backend, names }
+    }
+
+    /// When peer names are configured: the caller must carry the name of
+    /// the peer it claims to be (`claimed`), or of some peer.
+    fn check<T>(&self, request: &Request<T>, claimed: Option<u32>) -> Result<(), Status> {
+        if self.names.is_empty() {
+            return Ok(());
+        }
+        let names = match claimed
+            .and_then(|c| u16::try_from(c).ok())
+            .and_then(|c| self.names.get(&c))
+        {
+            Some(n) => vec![n.clone()],
+            None if claimed.is_some() => {
+                return Err(Status::permission_denied(format!(
+                    "signer {:?} has no configured certificate name",
+                    claimed
+                )))
+            }
+            None => self.names.values().cloned().collect(),
+        };
+        AllowedNames(names).check_request(request)
+    }
+}
+
+#[tonic::async_trait]
+impl ThresholdPeer for ThresholdPeerService {
+    async fn dkg_round1(&self, request: Request<DkgRound1Request>) -> Result<Response<DkgRound1Response>, Status> {
+        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.backend.dkg_round1(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn dkg_round2(&self, request: Request<DkgRound2Request>) -> Result<Response<DkgRound2Response>, Status> {
+        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.backend.dkg_round2(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn dkg_deliver(&self, request: Request<DkgDeliverRequest>) -> Result<Response<DkgDeliverResponse>, Status> {
+        self.check(&request, Some(request.get_ref().from))?;
+        self.backend.dkg_deliver(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn dkg_finish(&self, request: Request<DkgFinishRequest>) -> Result<Response<DkgFinishResponse>, Status> {
+        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.backend.dkg_finish(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn sign_commit(&self, request: Request<SignCommitRequest>) -> Result<Response<SignCommitResponse>, Status> {
+        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.backend.sign_commit(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn sign_share(&self, request: Request<SignShareRequest>) -> Result<Response<SignShareResponse>, Status> {
+        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.backend.sign_share(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.check(&request, None)?;
+        self.backend.status().map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Weak;
+
+    use seal_tuf::metadata::SNAPSHOT;
+    use seal_tuf::{FileMeta, Timestamp};
+
+    /// Direct calls between in-process backends, with switches for dead
+    /// signers and a signer whose shares are corrupted on the way.
+    #[derive(Default)]
+    struct Local {
+        nodes: Mutex<BTreeMap<u16, Weak<ThresholdBackend>>>,
+        down: Mutex<BTreeSet<u16>>,
+        corrupt: Mutex<BTreeSet<u16>>,
+    }
+
+    impl Local {
+        fn node(&self, to: u16) -> Result<Arc<ThresholdBackend>, Status> {
+            if lock(&self.down).contains(&to) {
+                return Err(Status::unavailable(format!("signer {to} is down")));
+            }
+            lock(&self.nodes)
+                .get(&to)
+                .and_then(Weak::upgrade)
+                .ok_or_else(|| Status::unavailable(format!("signer {to} unknown")))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl PeerTransport for Local {
+        async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, Status> {
+            self.node(to)?.dkg_round1(req).await
+        }
+        async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
+            self.node(to)?.dkg_round2(req).await
+        }
+        async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status> {
+            self.node(to)?.dkg_deliver(req).await
+        }
+        async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
+            self.node(to)?.dkg_finish(req).await
+        }
+        async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
+            self.node(to)?.sign_commit(req).await
+        }
+        async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status> {
+            let mut r = self.node(to)?.sign_share(req).await?;
+            if lock(&self.corrupt).contains(&to) {
+                r.share[0] ^= 1;
+            }
+            Ok(r)
+        }
+    }
+
+    struct Cluster {
+        _dirs: Vec<tempfile::TempDir>,
+        nodes: BTreeMap<u16, Arc<ThresholdBackend>>,
+        stores: BTreeMap<u16, Arc<Store>>,
+        net: Arc<Local>,
+    }
+
+    fn cluster(k: u16, n: u16) -> Cluster {
+        let net = Arc::new(Local::default());
+        let (mut dirs, mut nodes, mut stores) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
+        for id in 1..=n {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            let passphrases = Passphrases::new(
+                "main",
+                BTreeMap::from([("main".to_owned(), Zeroizing::new(format!("passphrase {id}")))]),
+            )
+            .unwrap();
+            let config = ThresholdConfig {
+                min_signers: k,
+                self_id: id,
+                peers: (1..=n)
+                    .filter(|p| *p != id)
+                    .map(|p| Peer {
+                        id: p,
+                        addr: format!("localhost:{p}"),
+                        name: None,
+                    })
+                    .collect(),
+                peer_timeout: Duration::from_secs(2),
+                dkg_timeout: Duration::from_secs(10),
+            };
+            let b = Arc::new(
+                ThresholdBackend::new(config, store.clone(), passphrases, 1000, PolicyConfig::default()).unwrap(),
+            );
+            b.set_transport(net.clone());
+            lock(&net.nodes).insert(id, Arc::downgrade(&b));
+            dirs.push(dir);
+            nodes.insert(id, b);
+            stores.insert(id, store);
+        }
+        Cluster {
+            _dirs: dirs,
+            nodes,
+            stores,
+            net,
+        }
+    }
+
+    fn timestamp(version: u64) -> Vec<u8> {
+        let mut meta = BTreeMap::new();
+        meta.insert(
+            SNAPSHOT.to_owned(),
+            FileMeta::for_bytes(format!("s{version}").as_bytes()),
+        );
+        Timestamp {
+            version,
+            expires: time::OffsetDateTime::now_utc() + time::Duration::days(7),
+            meta,
+        }
+        .to_value()
+        .to_canonical()
+    }
+
+    fn verify(public: &[u8], msg: &[u8], sig: &[u8]) {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(public.try_into().unwrap()).unwrap();
+        key.verify_strict(msg, &ed25519_dalek::Signature::from_slice(sig).unwrap())
+            .unwrap();
+        seal_tuf::PublicKey::new(seal_tuf::KeyType::Ed25519, public.to_vec())
+            .unwrap()
+            .verify("eddsa", msg, sig)
+            .unwrap();
+    }
+
+    async fn make_key(c: &Cluster, via: u16) -> KeyRecord {
+        let (key_id, public) = c.nodes[&via]
+            .create_key(Algorithm::Ed25519, "example.com/app", "timestamp")
+            .await
+            .unwrap();
+        assert_eq!(public.len(), 32);
+        c.stores[&via].key(&key_id).unwrap().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dkg_gives_every_signer_a_share_of_one_key_and_k_of_n_sign() {
+        let c = cluster(2, 3);
+        let record = make_key(&c, 1).await;
+        let mut signing_shares = Vec::new();
+        for (id, store) in &c.stores {
+            let r = store.key(&record.key_id).unwrap().expect("every signer holds the key");
+            assert_eq!(
+                (r.public.as_slice(), r.backend.as_str()),
+                (record.public.as_slice(), BACKEND_NAME)
+            );
+            let handle = ThresholdHandle::decode(&r.handle).unwrap();
+            assert_eq!(handle.share_jwe.split('.').count(), 5, "share stored as JWE compact");
+            assert_eq!((handle.self_id, handle.min_signers), (*id, 2));
+            let plain = decrypt_secret(format!("passphrase {id}").as_bytes(), &handle.share_jwe).unwrap();
+            let kp = KeyPackage::deserialize(&plain).unwrap();
+            signing_shares.push(kp.signing_share().serialize());
+            assert_eq!(kp.verifying_key().serialize().unwrap(), record.public);
+        }
+        // Three different shares; none is the group secret (its public key would match).
+        signing_shares.sort();
+        signing_shares.dedup();
+        assert_eq!(signing_shares.len(), 3);
+
+        // Any signer coordinates; the result is an ordinary Ed25519 signature.
+        for (via, version) in [(2u16, 1u64), (1, 2), (3, 3)] {
+            let msg = timestamp(version);
+            let sig = c.nodes[&via].sign(&record, &Claimed::default(), &msg).await.unwrap();
+            assert_eq!(sig.len(), 64);
+            verify(&record.public, &msg, &sig);
+        }
+        // One signer down: still signs.
+        lock(&c.net.down).insert(3);
+        let msg = timestamp(4);
+        verify(
+            &record.public,
+            &msg,
+            &c.nodes[&1].sign(&record, &Claimed::default(), &msg).await.unwrap(),
+        );
+        // The policy of every participant refuses a lower version.
+        let e = c.nodes[&1]
+            .sign(&record, &Claimed::default(), &timestamp(2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ThresholdError::Refused {
+                    high_water: Some(4),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Two down: fails cleanly.
+        lock(&c.net.down).insert(2);
+        let e = c.nodes[&1]
+            .sign(&record, &Claimed::default(), &timestamp(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ThresholdError::Unavailable {
+                    needed: 2,
+                    reachable: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.into_status().code(), tonic::Code::Unavailable);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalid_share_is_identified_and_left_out() {
+        let c = cluster(2, 3);
+        let record = make_key(&c, 3).await;
+        lock(&c.net.corrupt).insert(3);
+        // With 2 and 3 reachable the coordinator ends up without the cheater.
+        for version in 1..=4 {
+            let msg = timestamp(version);
+            verify(
+                &record.public,
+                &msg,
+                &c.nodes[&1].sign(&record, &Claimed::default(), &msg).await.unwrap(),
+            );
+        }
+        // With only the cheater left, signing fails, naming it.
+        lock(&c.net.down).insert(2);
+        let e = c.nodes[&1]
+            .sign(&record, &Claimed::default(), &timestamp(9))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains('3'), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nonces_are_used_once_and_packages_are_checked() {
+        let c = cluster(2, 3);
+        let record = make_key(&c, 2).await;
+        let (a, b) = (&c.nodes[&1], &c.nodes[&2]);
+        let commit = |s: &str| SignCommitRequest {
+            session_id: s.into(),
+            coordinator: 1,
+            key_id: record.key_id.clone(),
+        };
+        let ca = a.sign_commit(commit("s1")).await.unwrap();
+        let cb = b.sign_commit(commit("s1")).await.unwrap();
+        let commitments = BTreeMap::from([
+            (identifier(1).unwrap(), decode_commitments(&ca.commitments).unwrap()),
+            (identifier(2).unwrap(), decode_commitments(&cb.commitments).unwrap()),
+        ]);
+        let msg = timestamp(1);
+        let package = frost::SigningPackage::new(commitments, &msg).serialize().unwrap();
+        let share = |session: &str, package: Vec<u8>| SignShareRequest {
+            session_id: session.into(),
+            coordinator: 1,
+            key_id: record.key_id.clone(),
+            signing_package: package,
+            claimed_gun: String::new(),
+            claimed_role: String::new(),
+        };
+        b.sign_share(share("s1", package.clone())).await.unwrap();
+        // The same session again: its nonces are gone.
+        let e = b.sign_share(share("s1", package.clone())).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Aborted);
+        // A package without our commitments is refused (and consumes the session).
+        b.sign_commit(commit("s2")).await.unwrap();
+        let e = b.sign_share(share("s2", package)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        // A policy refusal: not metadata.
+        let cb = b.sign_commit(commit("s3")).await.unwrap();
+        let commitments = BTreeMap::from([
+            (identifier(1).unwrap(), decode_commitments(&ca.commitments).unwrap()),
+            (identifier(2).unwrap(), decode_commitments(&cb.commitments).unwrap()),
+        ]);
+        let package = frost::SigningPackage::new(commitments, b"anything")
+            .serialize()
+            .unwrap();
+        let e = b.sign_share(share("s3", package)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        // ECDSA is refused with a clear error.
+        let e = a.create_key(Algorithm::Ecdsa, "g", "timestamp").await.unwrap_err();
+        assert_eq!(e, ThresholdError::Unsupported("ecdsa"));
+        assert_eq!(e.into_status().code(), tonic::Code::Unknown);
+    }
+}
