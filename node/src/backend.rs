@@ -211,9 +211,7 @@ impl RaftBackend {
 
     async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, ApiError> {
         self.raft.write(cmd).await.map_err(|e| match e {
-            WriteError::ForwardToLeader { .. } => ApiError::Unavailable {
-                reason: "this node is not the leader and forwarding is not available".into(),
-            },
+            WriteError::ForwardToLeader { leader_id, .. } => ApiError::NotLeader { leader: leader_id },
             other if other.is_retryable() => ApiError::Unavailable {
                 reason: other.to_string(),
             },

@@ -245,8 +245,28 @@ pub struct CachingConfig {
     pub consistent_metadata: u64,
 }
 
+/// One initial voter of `raft.bootstrap`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BootstrapMember {
+    /// Its `raft.node_id`.
+    pub id: u64,
+    /// Its `raft.addr`.
+    pub raft_addr: String,
+}
+
+/// `raft.tls_*`: the cluster's mutual TLS (all three set together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTlsFiles {
+    /// `raft.tls_ca_file`: the cluster CA certificate.
+    pub ca_file: PathBuf,
+    /// `raft.tls_cert_file`: this node's certificate, signed by the CA.
+    pub cert_file: PathBuf,
+    /// `raft.tls_key_file`: this node's private key.
+    pub key_file: PathBuf,
+}
+
 /// `raft.*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftConfig {
     /// `raft.node_id` (default 1).
     pub node_id: u64,
@@ -256,6 +276,14 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     /// `raft.election_timeout_max_ms` (default 2000).
     pub election_timeout_max_ms: u64,
+    /// `raft.addr`: the Raft gRPC address (listened on and given to peers). Set: the node runs in
+    /// cluster mode; unset: a single self-initialized voter.
+    pub addr: Option<String>,
+    /// `raft.tls_*`: required in cluster mode.
+    pub tls: Option<RaftTlsFiles>,
+    /// `raft.bootstrap`: the initial voters of a new cluster (empty: join through `cluster` admin
+    /// commands). The member with the lowest id initializes the cluster if it is uninitialized.
+    pub bootstrap: Vec<BootstrapMember>,
 }
 
 /// `timestamps.*`.
@@ -348,6 +376,10 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("raft.heartbeat_ms", Kind::Int),
     ("raft.election_timeout_min_ms", Kind::Int),
     ("raft.election_timeout_max_ms", Kind::Int),
+    ("raft.addr", Kind::Str),
+    ("raft.tls_ca_file", Kind::Str),
+    ("raft.tls_cert_file", Kind::Str),
+    ("raft.tls_key_file", Kind::Str),
     ("limits.max_body_bytes", Kind::Int),
     ("limits.max_parts", Kind::Int),
     ("limits.max_file_bytes", Kind::Int),
@@ -527,6 +559,11 @@ struct RawRaft {
     heartbeat_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
+    addr: Option<String>,
+    tls_ca_file: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    bootstrap: Vec<BootstrapMember>,
 }
 
 #[derive(Deserialize, Default)]
@@ -798,11 +835,57 @@ impl NodeConfig {
         };
 
         // raft
+        let raft_addr = non_empty(raw.raft.addr).map(|a| a.trim().to_owned());
+        let raft_tls = match (
+            path(raw.raft.tls_ca_file),
+            path(raw.raft.tls_cert_file),
+            path(raw.raft.tls_key_file),
+        ) {
+            (Some(ca_file), Some(cert_file), Some(key_file)) => Some(RaftTlsFiles {
+                ca_file,
+                cert_file,
+                key_file,
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "raft.tls_ca_file",
+                    "raft.tls_ca_file, raft.tls_cert_file and raft.tls_key_file go together",
+                ))
+            }
+        };
+        if raft_addr.is_some() && raft_tls.is_none() {
+            return Err(invalid(
+                "raft.tls_ca_file",
+                "required (with raft.tls_cert_file and raft.tls_key_file) when raft.addr is set",
+            ));
+        }
+        if raft_addr.is_none() && !raw.raft.bootstrap.is_empty() {
+            return Err(invalid("raft.bootstrap", "needs raft.addr (cluster mode)"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &raw.raft.bootstrap {
+            if !seen.insert(m.id) {
+                return Err(invalid("raft.bootstrap", format!("node id {} appears twice", m.id)));
+            }
+            if m.raft_addr
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(
+                    "raft.bootstrap",
+                    format!("node {}: raft_addr {:?} is not host:port", m.id, m.raft_addr),
+                ));
+            }
+        }
         let raft = RaftConfig {
             node_id: raw.raft.node_id.unwrap_or(1),
             heartbeat_ms: raw.raft.heartbeat_ms.unwrap_or(250),
             election_timeout_min_ms: raw.raft.election_timeout_min_ms.unwrap_or(1000),
             election_timeout_max_ms: raw.raft.election_timeout_max_ms.unwrap_or(2000),
+            addr: raft_addr,
+            tls: raft_tls,
+            bootstrap: raw.raft.bootstrap,
         };
         if raft.heartbeat_ms == 0 {
             return Err(invalid("raft.heartbeat_ms", "must be positive"));
@@ -1063,6 +1146,51 @@ mod tests {
             NodeConfig::from_json(r#"{"server":5}"#, Path::new("/"), &e),
             Err(ConfigError::Env { .. })
         ));
+    }
+
+    #[test]
+    fn cluster_keys_resolve_relative_to_the_config_and_are_checked() {
+        let c = NodeConfig::from_json(
+            r#"{"server":{"http_addr":":4443"},"trust_service":{"type":"local"},"raft":{"node_id":2,
+                "addr":"127.0.0.1:7002","tls_ca_file":"ca.crt","tls_cert_file":"n2.crt","tls_key_file":"/abs/n2.key",
+                "bootstrap":[{"id":1,"raft_addr":"127.0.0.1:7001"},{"id":2,"raft_addr":"127.0.0.1:7002"}]}}"#,
+            Path::new("/etc/seal"),
+            &Env::new(),
+        )
+        .unwrap();
+        assert_eq!(c.raft.addr.as_deref(), Some("127.0.0.1:7002"));
+        let tls = c.raft.tls.unwrap();
+        assert_eq!(tls.ca_file, PathBuf::from("/etc/seal/ca.crt"));
+        assert_eq!(tls.key_file, PathBuf::from("/abs/n2.key"));
+        assert_eq!(c.raft.bootstrap.len(), 2);
+        assert_eq!(c.raft.bootstrap[0].raft_addr, "127.0.0.1:7001");
+
+        let base = r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":"#;
+        let key = |raft: &str| invalid_key(&format!("{base}{raft}}}"));
+        assert_eq!(key(r#"{"addr":"127.0.0.1:7001"}"#), "raft.tls_ca_file");
+        assert_eq!(key(r#"{"tls_ca_file":"ca.crt"}"#), "raft.tls_ca_file");
+        assert_eq!(
+            key(r#"{"bootstrap":[{"id":1,"raft_addr":"127.0.0.1:7001"}]}"#),
+            "raft.bootstrap"
+        );
+        let tls = r#""addr":"127.0.0.1:7001","tls_ca_file":"a","tls_cert_file":"b","tls_key_file":"c""#;
+        assert_eq!(
+            key(&format!(
+                r#"{{{tls},"bootstrap":[{{"id":1,"raft_addr":"x:1"}},{{"id":1,"raft_addr":"y:1"}}]}}"#
+            )),
+            "raft.bootstrap"
+        );
+        assert_eq!(
+            key(&format!(r#"{{{tls},"bootstrap":[{{"id":1,"raft_addr":"nohost"}}]}}"#)),
+            "raft.bootstrap"
+        );
+        assert!(
+            parse(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"}}"#)
+                .unwrap()
+                .raft
+                .addr
+                .is_none()
+        );
     }
 
     fn invalid_key(text: &str) -> String {

@@ -126,6 +126,15 @@ pub enum ApiError {
         /// Why, sent as detail.
         reason: String,
     },
+    /// 503 UNAVAILABLE: a write reached a node that is not the Raft leader
+    /// (it was not proposed). The response carries the [`NotLeader`]
+    /// extension, so that the cluster layer can send the request on to the
+    /// leader instead.
+    #[error("not the leader; the leader is {leader:?}")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<u64>,
+    },
     /// 413 TOO_LARGE: an upload exceeds a configured limit.
     #[error("upload exceeds {limit} = {max}")]
     TooLarge {
@@ -153,7 +162,7 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -175,7 +184,7 @@ impl ApiError {
             ApiError::InvalidParameters { .. } => "INVALID_PARAMETERS",
             ApiError::InvalidGun { .. } => "INVALID_GUN",
             ApiError::Unauthorized { .. } => "UNAUTHORIZED",
-            ApiError::Unavailable { .. } => "UNAVAILABLE",
+            ApiError::Unavailable { .. } | ApiError::NotLeader { .. } => "UNAVAILABLE",
             ApiError::TooLarge { .. } => "TOO_LARGE",
         }
     }
@@ -199,7 +208,9 @@ impl ApiError {
             ApiError::InvalidParameters { .. } => "The parameters provided are not valid.",
             ApiError::InvalidGun { .. } => "The server does not support actions on images of this name.",
             ApiError::Unauthorized { .. } => "authentication required",
-            ApiError::Unavailable { .. } => "The server cannot serve this request right now.",
+            ApiError::Unavailable { .. } | ApiError::NotLeader { .. } => {
+                "The server cannot serve this request right now."
+            }
             ApiError::TooLarge { .. } => "The body of your request is too large.",
         }
     }
@@ -233,6 +244,7 @@ impl ApiError {
                     .collect(),
             )),
             ApiError::Unavailable { reason } => Some(Value::String(reason.clone())),
+            ApiError::NotLeader { .. } => Some(Value::String(self.to_string())),
             ApiError::TooLarge { limit, max } => Some(json!({"limit": limit, "max": max})),
         }
     }
@@ -285,6 +297,10 @@ pub(crate) fn go_escape(json_text: &str) -> String {
     out
 }
 
+/// Response extension of an [`ApiError::NotLeader`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotLeader;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -292,6 +308,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { challenge, .. } => challenge.clone(),
             _ => None,
         };
+        let not_leader = matches!(self, ApiError::NotLeader { .. });
         let mut response = (status, self.body()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
@@ -299,6 +316,9 @@ impl IntoResponse for ApiError {
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
+        }
+        if not_leader {
+            response.extensions_mut().insert(NotLeader);
         }
         response
     }

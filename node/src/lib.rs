@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;

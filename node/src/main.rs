@@ -3,6 +3,8 @@
 //! * `seal-node dev` — one node, no config: plain HTTP on 127.0.0.1:4443,
 //!   data in `./seal-data`, in-process signer. For development only.
 //! * `seal-node serve --config <file>` — a node from a Notary-style JSON config.
+//! * `seal-node cluster init|add-learner|promote|remove|status --addr <raft addr> --ca … --cert …
+//!   --key …` — administer a cluster (see docs/cluster.md).
 //! * `seal-node token-server --config <file>` — a token issuer for
 //!   DEVELOPMENT and tests (`auth.type = "token"`); `seal-node token-server
 //!   hash-password` hashes a password (read from stdin) for its users file.
@@ -46,6 +48,122 @@ enum Cmd {
     /// Run the development token issuer (Docker registry v2 tokens for
     /// `auth.type = "token"`). A development and test tool: not for production.
     TokenServer(TokenServerArgs),
+    /// Administer a cluster through one node's Raft address (mutual TLS with the cluster CA).
+    Cluster(ClusterArgs),
+}
+
+#[derive(Args)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    action: ClusterCmd,
+    /// The Raft address (`host:port`) of the node to ask.
+    #[arg(long, global = true)]
+    addr: Option<String>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// A certificate signed by the cluster CA (PEM).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Form a new cluster on the node asked, which must be among the members.
+    Init {
+        /// An initial voter, `id=host:port` (repeat for each).
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+    },
+    /// Add a node as a learner (a read replica catching up with the log).
+    AddLearner {
+        /// Its node id.
+        #[arg(long)]
+        id: u64,
+        /// Its Raft address.
+        #[arg(long)]
+        raft_addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Its node id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Remove a voter or learner.
+    Remove {
+        /// Its node id.
+        #[arg(long)]
+        id: u64,
+    },
+    /// Show the leader, the term and every member's replication progress.
+    Status,
+}
+
+fn cluster_main(args: ClusterArgs) -> ExitCode {
+    use seal_raft::{AdminClient, ClusterTls};
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("seal-node cluster: {e}");
+        ExitCode::FAILURE
+    };
+    let (Some(addr), Some(ca_file), Some(cert_file), Some(key_file)) = (args.addr, args.ca, args.cert, args.key) else {
+        return fail(&"--addr, --ca, --cert and --key are required");
+    };
+    let tls = ClusterTls {
+        ca_file,
+        cert_file,
+        key_file,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let client = match AdminClient::new(&addr, &tls) {
+            Ok(c) => c,
+            Err(e) => return fail(&e),
+        };
+        let done = |r: Result<seal_raft::admin::AdminAnswer, seal_raft::AdminError>, what: &str| match r {
+            Ok(a) => {
+                println!("{what} (node {}, log index {})", a.answered_by, a.log_index);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+        match args.action {
+            ClusterCmd::Init { members } => {
+                let mut map = std::collections::BTreeMap::new();
+                for m in &members {
+                    let parsed = m
+                        .split_once('=')
+                        .and_then(|(id, a)| Some((id.trim().parse::<u64>().ok()?, a.trim().to_owned())));
+                    match parsed {
+                        Some((id, a)) => {
+                            map.insert(id, a);
+                        }
+                        None => return fail(&format!("--member {m:?}: expected id=host:port")),
+                    }
+                }
+                done(client.init(&map).await, "cluster initialized")
+            }
+            ClusterCmd::AddLearner { id, raft_addr } => done(
+                client.add_learner(id, &raft_addr).await,
+                &format!("node {id} added as a learner"),
+            ),
+            ClusterCmd::Promote { id } => done(client.promote(id).await, &format!("node {id} is a voter")),
+            ClusterCmd::Remove { id } => done(client.remove(id).await, &format!("node {id} removed")),
+            ClusterCmd::Status => match client.status().await {
+                Ok(s) => {
+                    print!("{}", seal_node::cluster::format_status(&s));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
+        }
+    })
 }
 
 #[derive(Args)]
@@ -161,6 +279,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::TokenServer(args) => return token_server_main(args),
+        Cmd::Cluster(args) => return cluster_main(args),
     };
     // The signer passphrase variable is named by the config; read it here,
     // once, with the rest of the environment.

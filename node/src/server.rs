@@ -11,7 +11,8 @@ use zeroize::Zeroizing;
 
 use crate::auth::TokenAuth;
 use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
-use crate::config::{Env, NodeConfig, TrustServiceType};
+use crate::cluster::{forward_layer, Forwarder, RouterHandler};
+use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType};
 use crate::http::{router, AppState, AuthHook};
 use crate::metrics::Metrics;
 use crate::remote_signer::{run_health_probe, RemoteSigner};
@@ -115,6 +116,48 @@ impl Running {
     }
 }
 
+/// Opens the Raft store of a cluster node (serving Raft, cluster admin and write forwarding on
+/// `raft.addr`) and, when `raft.bootstrap` names this node as its lowest id and the store was never
+/// initialized, forms the cluster. Other nodes wait for the leader to reach them.
+async fn open_cluster(
+    config: &NodeConfig,
+    raft_config: seal_raft::RaftConfig,
+    tls: &RaftTlsFiles,
+) -> Result<seal_raft::SealRaft, StartError> {
+    let addr = raft_config.addr.clone();
+    let tls = seal_raft::ClusterTls {
+        ca_file: tls.ca_file.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+    };
+    let raft = seal_raft::SealRaft::open_cluster_with_admin(raft_config, tls)
+        .await
+        .map_err(|e| StartError::Storage(format!("raft store: {e}")))?;
+    tracing::info!(node_id = config.raft.node_id, raft_addr = %addr, "cluster mode");
+    let first = config.raft.bootstrap.iter().map(|m| m.id).min();
+    if first == Some(config.raft.node_id) {
+        let initialized = raft
+            .raft()
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Storage(format!("raft: {e}")))?;
+        if !initialized {
+            let members = config
+                .raft
+                .bootstrap
+                .iter()
+                .map(|m| (m.id, m.raft_addr.clone()))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(members = ?config.raft.bootstrap, "formed a new cluster from raft.bootstrap"),
+                Err(seal_raft::MembershipError::AlreadyInitialized { .. }) => {}
+                Err(e) => return Err(StartError::Config(format!("raft.bootstrap: {e}"))),
+            }
+        }
+    }
+    Ok(raft)
+}
+
 /// Opens everything `config` names and starts serving.
 pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, StartError> {
     let data_dir: PathBuf = config.storage.data_dir.clone();
@@ -147,12 +190,22 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     raft_config.heartbeat_interval = StdDuration::from_millis(config.raft.heartbeat_ms);
     raft_config.election_timeout_min = StdDuration::from_millis(config.raft.election_timeout_min_ms);
     raft_config.election_timeout_max = StdDuration::from_millis(config.raft.election_timeout_max_ms);
-    let raft = seal_raft::SealRaft::open(raft_config)
-        .await
-        .map_err(|e| StartError::Storage(format!("raft store: {e}")))?;
-    raft.wait_until_leader(StdDuration::from_secs(10))
-        .await
-        .map_err(|e| StartError::Storage(format!("raft: {e}")))?;
+    let raft = match (&config.raft.addr, &config.raft.tls) {
+        (Some(raft_addr), Some(tls)) => {
+            raft_config.addr = raft_addr.clone();
+            open_cluster(&config, raft_config, tls).await?
+        }
+        _ => {
+            let raft = seal_raft::SealRaft::open(raft_config)
+                .await
+                .map_err(|e| StartError::Storage(format!("raft store: {e}")))?;
+            raft.wait_until_leader(StdDuration::from_secs(10))
+                .await
+                .map_err(|e| StartError::Storage(format!("raft: {e}")))?;
+            raft
+        }
+    };
+    let cluster_mode = config.raft.addr.is_some();
 
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
@@ -199,6 +252,14 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let mut state = AppState::from_config(&config, backend.clone(), metrics);
     state.auth = auth;
     let app = router(state);
+    let app = if cluster_mode {
+        let raft = backend.raft().clone();
+        raft.set_forward_handler(Arc::new(RouterHandler::new(app.clone())));
+        let forwarder = Forwarder::new(raft, config.raft.node_id, config.limits.max_body_bytes);
+        app.layer(axum::middleware::from_fn_with_state(forwarder, forward_layer))
+    } else {
+        app
+    };
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
         addr: addr.to_string(),
         source,

@@ -161,6 +161,18 @@ pub enum MembershipError {
         /// The node concerned.
         node_id: u64,
     },
+    /// The node to change is not in the membership.
+    #[error("node {node_id} is not a member of the cluster")]
+    NotAMember {
+        /// The node concerned.
+        node_id: u64,
+    },
+    /// The node to promote is a voter already.
+    #[error("node {node_id} is already a voter")]
+    AlreadyVoter {
+        /// The node concerned.
+        node_id: u64,
+    },
     /// A node's Raft address is not `host:port`.
     #[error("node {node_id}: invalid raft address {addr:?}: {reason}")]
     InvalidAddress {

@@ -8,7 +8,7 @@
 //! * [`StateMachine`] applies committed entries through
 //!   [`seal_storage::Store::apply`] (one atomic write batch each) and builds and
 //!   installs file snapshots.
-//! * [`network`] is the placeholder network of a single voter.
+//! * [`network`] is the placeholder network of a single-node deployment ([`SealRaft::open`]).
 //! * [`grpc`] is the network of a cluster: openraft's RPCs over tonic gRPC
 //!   with mutual TLS (`seal-proto`'s `seal.raft.v1.Raft` service), client and
 //!   server side.
@@ -17,11 +17,15 @@
 //!   join a multi-node cluster over gRPC ([`SealRaft::open_cluster`], then
 //!   [`SealRaft::initialize`], [`SealRaft::add_learner`],
 //!   [`SealRaft::change_membership`]); write commands, read state.
+//! * [`admin`] serves the cluster admin API (`seal.raft.v1.ClusterAdmin`) and write forwarding
+//!   (`seal.raft.v1.Forwarding`) on the Raft port ([`SealRaft::open_cluster_with_admin`]), and
+//!   is the client of both ([`AdminClient`]).
 #![forbid(unsafe_code)]
 // openraft's storage traits return its `StorageError` (over 200 bytes) by value;
 // boxing it in our helpers would only move the allocation, not remove it.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 mod codec;
 pub mod error;
 pub mod grpc;
@@ -31,6 +35,7 @@ mod node;
 pub mod state_machine;
 pub mod types;
 
+pub use admin::{AdminClient, AdminError, ForwardHandler};
 pub use error::{Error, MembershipError, WriteError};
 pub use grpc::ClusterTls;
 pub use log_store::LogStore;

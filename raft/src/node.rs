@@ -11,6 +11,7 @@ use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use seal_storage::{ApplyOutcome, Command, Reader, Store};
 
+use crate::admin::{AdminClient, AdminError, AdminService, AdminShared, AdminTls, ClusterServer, ForwardHandler};
 use crate::error::{Error, MembershipError, WriteError};
 use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
 use crate::log_store::LogStore;
@@ -139,7 +140,111 @@ pub struct SealRaft {
     node_id: u64,
     data_dir: PathBuf,
     /// The Raft gRPC server of a cluster node.
-    server: Option<ServerHandle>,
+    server: Option<Served>,
+    /// The admin and forwarding state of a node opened with [`SealRaft::open_cluster_with_admin`].
+    admin: Option<Arc<AdminShared>>,
+}
+
+/// Which gRPC server a cluster node runs.
+#[derive(Debug)]
+enum Served {
+    /// The Raft transport alone ([`SealRaft::open_cluster`]).
+    Raft(ServerHandle),
+    /// The Raft transport with the admin and forwarding services ([`SealRaft::open_cluster_with_admin`]).
+    Cluster(ClusterServer),
+}
+
+impl Served {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Served::Raft(s) => s.addr(),
+            Served::Cluster(s) => s.addr(),
+        }
+    }
+
+    async fn stop(self, grace: Duration) {
+        match self {
+            Served::Raft(s) => s.stop(grace).await,
+            Served::Cluster(s) => s.stop(grace).await,
+        }
+    }
+}
+
+/// Membership operations over a Raft handle, shared by [`SealRaft`] and the admin service.
+pub(crate) struct Membership {
+    raft: Raft,
+    node_id: u64,
+}
+
+impl Membership {
+    pub(crate) fn new(raft: Raft, node_id: u64) -> Membership {
+        Membership { raft, node_id }
+    }
+
+    /// See [`SealRaft::initialize`].
+    pub(crate) async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), MembershipError> {
+        if members.is_empty() {
+            return Err(MembershipError::EmptyMembership);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, addr) in members {
+            check_addr(id, &addr)?;
+            nodes.insert(id, BasicNode::new(addr));
+        }
+        let ids: Vec<u64> = nodes.keys().copied().collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(MembershipError::AlreadyInitialized {
+                node_id: self.node_id,
+                reason: e.to_string(),
+            }),
+            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => Err(MembershipError::NotInMembers {
+                node_id: e.node_id,
+                members: ids,
+            }),
+            Err(RaftError::Fatal(f)) => Err(MembershipError::Fatal {
+                node_id: self.node_id,
+                reason: f.to_string(),
+            }),
+        }
+    }
+
+    /// See [`SealRaft::add_learner`].
+    pub(crate) async fn add_learner(&self, id: u64, addr: String, blocking: bool) -> Result<u64, MembershipError> {
+        check_addr(id, &addr)?;
+        self.raft
+            .add_learner(id, BasicNode::new(addr), blocking)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(|e| membership_error(self.node_id, e))
+    }
+
+    /// Apply one membership change and return the log index of the final membership entry.
+    pub(crate) async fn change(&self, change: ChangeMembers<u64, BasicNode>) -> Result<u64, MembershipError> {
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(|e| membership_error(self.node_id, e))
+    }
+}
+
+fn membership_error(node_id: u64, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::ForwardToLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => MembershipError::InProgress { reason: p.to_string() },
+            ChangeMembershipError::EmptyMembership(_) => MembershipError::EmptyMembership,
+            ChangeMembershipError::LearnerNotFound(l) => MembershipError::LearnerNotFound { node_id: l.node_id },
+        },
+        RaftError::Fatal(f) => MembershipError::Fatal {
+            node_id,
+            reason: f.to_string(),
+        },
+    }
 }
 
 impl std::fmt::Debug for SealRaft {
@@ -179,6 +284,7 @@ impl SealRaft {
             node_id,
             data_dir: config.data_dir,
             server: None,
+            admin: None,
         })
     }
 
@@ -214,43 +320,117 @@ impl SealRaft {
             store,
             node_id: config.node_id,
             data_dir: config.data_dir,
-            server: Some(server),
+            server: Some(Served::Raft(server)),
+            admin: None,
         })
+    }
+
+    /// Like [`SealRaft::open_cluster`], and also serve the cluster admin service
+    /// (`seal.raft.v1.ClusterAdmin`) and write forwarding (`seal.raft.v1.Forwarding`) on the same
+    /// port and mutual TLS ([`crate::admin`]). Forwarded requests are answered `UNAVAILABLE` until
+    /// [`SealRaft::set_forward_handler`] registers what runs them.
+    pub async fn open_cluster_with_admin(config: RaftConfig, tls: ClusterTls) -> Result<SealRaft, Error> {
+        let material = tls.load()?;
+        let admin_tls = AdminTls::read(&tls).map_err(|e| Error::Tls {
+            what: "certificate and key",
+            path: None,
+            reason: e.to_string(),
+        })?;
+        let listener = tokio::net::TcpListener::bind(config.addr.as_str())
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.addr.clone(),
+                source,
+            })?;
+        let network = GrpcNetwork::with_material(config.node_id, material, config.max_rpc_message_bytes);
+        let (raft, store) = start(&config, network).await?;
+        let raft_service = RaftService::new(raft.clone(), config.node_id).allowing(config.allowed_peer_names.clone());
+        let shared = AdminShared::new(
+            raft.clone(),
+            config.node_id,
+            admin_tls.clone(),
+            config.max_rpc_message_bytes,
+            config.allowed_peer_names.clone(),
+        );
+        let admin = AdminService::new(shared.clone());
+        let server = match ClusterServer::spawn(
+            listener,
+            &config.addr,
+            raft_service,
+            admin,
+            &admin_tls,
+            config.max_rpc_message_bytes,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = raft.shutdown().await;
+                return Err(e);
+            }
+        };
+        Ok(SealRaft {
+            raft,
+            store,
+            node_id: config.node_id,
+            data_dir: config.data_dir,
+            server: Some(Served::Cluster(server)),
+            admin: Some(shared),
+        })
+    }
+
+    /// Register what runs HTTP requests forwarded to this node while it leads (nodes opened with
+    /// [`SealRaft::open_cluster_with_admin`]). Returns `false` if there is no admin service or a
+    /// handler was registered before.
+    pub fn set_forward_handler(&self, handler: Arc<dyn ForwardHandler>) -> bool {
+        self.admin.as_ref().is_some_and(|a| a.set_handler(handler))
+    }
+
+    /// The leader this node knows of: its id and, if the membership has it, its Raft address.
+    pub fn leader(&self) -> Option<(u64, Option<String>)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone());
+        Some((id, addr))
+    }
+
+    /// Wait up to `timeout` until some leader is known; return its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a known leader")
+            .await
+            .ok()
+            .and_then(|m| m.current_leader)
+    }
+
+    /// Send a client's HTTP request to the node at Raft address `leader_addr` to run there
+    /// (nodes opened with [`SealRaft::open_cluster_with_admin`]).
+    pub async fn forward(
+        &self,
+        leader_addr: &str,
+        mut request: seal_proto::raft::HttpRequest,
+    ) -> Result<seal_proto::raft::HttpResponse, AdminError> {
+        let admin = self.admin.as_ref().ok_or_else(|| AdminError::Address {
+            addr: leader_addr.to_string(),
+            reason: "this node runs no cluster admin service".into(),
+        })?;
+        request.sender = self.node_id;
+        let client: AdminClient = admin.client(leader_addr)?;
+        client.forward(request).await
     }
 
     /// The address the Raft gRPC server listens on (cluster nodes only).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.server.as_ref().map(ServerHandle::addr)
+        self.server.as_ref().map(Served::addr)
     }
 
     /// Form a new cluster: record `members` (node id -> Raft address `host:port`) as the first
     /// membership, all voters. Call it on one node only, which must be among `members`; the
     /// others learn the membership from the leader that is then elected.
     pub async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), MembershipError> {
-        if members.is_empty() {
-            return Err(MembershipError::EmptyMembership);
-        }
-        let mut nodes = BTreeMap::new();
-        for (id, addr) in members {
-            check_addr(id, &addr)?;
-            nodes.insert(id, BasicNode::new(addr));
-        }
-        let ids: Vec<u64> = nodes.keys().copied().collect();
-        match self.raft.initialize(nodes).await {
-            Ok(()) => Ok(()),
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(MembershipError::AlreadyInitialized {
-                node_id: self.node_id,
-                reason: e.to_string(),
-            }),
-            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => Err(MembershipError::NotInMembers {
-                node_id: e.node_id,
-                members: ids,
-            }),
-            Err(RaftError::Fatal(f)) => Err(MembershipError::Fatal {
-                node_id: self.node_id,
-                reason: f.to_string(),
-            }),
-        }
+        Membership::new(self.raft.clone(), self.node_id)
+            .initialize(members)
+            .await
     }
 
     /// Add node `id` at Raft address `addr` as a learner (a non-voting replica) and return the
@@ -258,13 +438,9 @@ impl SealRaft {
     /// learner's log has caught up; that waits as long as the learner cannot be reached, so bound
     /// it with a timeout. Adding an existing member does not change its address.
     pub async fn add_learner(&self, id: u64, addr: impl Into<String>, blocking: bool) -> Result<u64, MembershipError> {
-        let addr = addr.into();
-        check_addr(id, &addr)?;
-        self.raft
-            .add_learner(id, BasicNode::new(addr), blocking)
+        Membership::new(self.raft.clone(), self.node_id)
+            .add_learner(id, addr.into(), blocking)
             .await
-            .map(|r| r.log_id.index)
-            .map_err(|e| self.membership_error(e))
     }
 
     /// Make exactly `voters` the voters (through a joint configuration) and return the log index
@@ -274,29 +450,9 @@ impl SealRaft {
         if voters.is_empty() {
             return Err(MembershipError::EmptyMembership);
         }
-        self.raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+        Membership::new(self.raft.clone(), self.node_id)
+            .change(ChangeMembers::ReplaceAllVoters(voters))
             .await
-            .map(|r| r.log_id.index)
-            .map_err(|e| self.membership_error(e))
-    }
-
-    fn membership_error(&self, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> MembershipError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::ForwardToLeader {
-                leader_id: f.leader_id,
-                leader_addr: f.leader_node.map(|n| n.addr),
-            },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
-                ChangeMembershipError::InProgress(p) => MembershipError::InProgress { reason: p.to_string() },
-                ChangeMembershipError::EmptyMembership(_) => MembershipError::EmptyMembership,
-                ChangeMembershipError::LearnerNotFound(l) => MembershipError::LearnerNotFound { node_id: l.node_id },
-            },
-            RaftError::Fatal(f) => MembershipError::Fatal {
-                node_id: self.node_id,
-                reason: f.to_string(),
-            },
-        }
     }
 
     /// Propose a command and wait until it is committed and applied here.

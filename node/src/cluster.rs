@@ -1,0 +1,378 @@
+//! Cluster mode of a node: write forwarding to the leader and the `cluster` admin commands' output.
+//!
+//! # Write forwarding
+//!
+//! [`forward_layer`] wraps the HTTP router of a cluster node. A request that may write (any method
+//! but `GET`, `HEAD`, `OPTIONS`) is run locally when this node leads; otherwise its body is read
+//! (within `limits.max_body_bytes`) and the whole request — method, path and query, headers,
+//! body — is sent over the Raft port's `seal.raft.v1.Forwarding` service to the leader, which runs
+//! it through its own router (authentication included, [`RouterHandler`]) and returns the
+//! response; the client gets that response unchanged, plus an `X-Seal-Forwarded-To` header
+//! naming the leader. A read that turns out to need a write (a key minted on first `GET`, an
+//! expired timestamp regenerated) answers [`ApiError::NotLeader`] locally and is then sent to the
+//! leader the same way.
+//!
+//! While no leader is known (an election), or the leader cannot be reached, or it refuses with
+//! `not_leader` (it lost leadership before running the request), the request waits and tries again
+//! for up to [`FORWARD_BOUND`], then answers 503 with Notary's `UNAVAILABLE` body. Nothing is
+//! retried once a leader may have run it: a request whose outcome is unknown (the connection broke
+//! under it) answers 503 as well.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use seal_raft::admin::{BoxFuture, ClusterStatus, ForwardedRequest, ForwardedResponse, HttpHeader};
+use seal_raft::{ForwardHandler, SealRaft};
+use tower::ServiceExt as _;
+
+use crate::error::{ApiError, NotLeader};
+
+/// How long a request waits for a reachable leader before answering 503.
+pub const FORWARD_BOUND: Duration = Duration::from_secs(5);
+/// Response header naming the leader a request was forwarded to.
+pub const FORWARDED_TO: &str = "x-seal-forwarded-to";
+
+/// Headers that describe one connection, not the request: never copied across a forward.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "proxy-connection"
+    )
+}
+
+/// The state of [`forward_layer`].
+#[derive(Clone)]
+pub struct Forwarder {
+    raft: Arc<SealRaft>,
+    node_id: u64,
+    max_body_bytes: u64,
+    bound: Duration,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").field("node_id", &self.node_id).finish()
+    }
+}
+
+/// Where a request should run.
+enum Route {
+    /// Here: this node leads.
+    Local,
+    /// The leader's answer.
+    Forwarded(Response),
+}
+
+impl Forwarder {
+    /// Forwarding for node `node_id` over `raft`, reading bodies up to `max_body_bytes`.
+    pub fn new(raft: Arc<SealRaft>, node_id: u64, max_body_bytes: u64) -> Forwarder {
+        Forwarder {
+            raft,
+            node_id,
+            max_body_bytes,
+            bound: FORWARD_BOUND,
+        }
+    }
+
+    fn unavailable(&self, reason: String) -> Response {
+        tracing::warn!(node_id = self.node_id, %reason, "request not forwarded");
+        ApiError::Unavailable { reason }.into_response()
+    }
+
+    /// Send `request` to the leader, waiting for one up to the bound. `Local` when this node
+    /// leads (and `may_run_here`).
+    async fn send(&self, request: ForwardedRequest, may_run_here: bool) -> Route {
+        let deadline = Instant::now() + self.bound;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Route::Forwarded(
+                    self.unavailable(format!("no reachable Raft leader within {} s", self.bound.as_secs())),
+                );
+            }
+            if self.raft.wait_for_leader(remaining).await.is_none() {
+                continue;
+            }
+            let Some((leader, addr)) = self.raft.leader() else {
+                continue;
+            };
+            if leader == self.node_id {
+                if may_run_here {
+                    return Route::Local;
+                }
+                // Led here now, but the local attempt already said "not the leader": let the
+                // client retry rather than run it twice.
+                return Route::Forwarded(self.unavailable("leadership changed during the request; retry".into()));
+            }
+            let Some(addr) = addr else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            match self.raft.forward(&addr, request.clone()).await {
+                Ok(r) if r.not_leader => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(r) => return Route::Forwarded(into_response(r, leader)),
+                Err(e) if e.is_unreachable() => {
+                    tracing::debug!(leader, %addr, error = %e, "leader unreachable; waiting for a new one");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Route::Forwarded(self.unavailable(format!(
+                        "forwarding to the leader (node {leader}) failed; the request's outcome is unknown: {e}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The proto form of a request's head and `body`.
+fn to_forwarded(parts: &axum::http::request::Parts, body: Bytes) -> ForwardedRequest {
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    ForwardedRequest {
+        method: parts.method.as_str().to_owned(),
+        uri,
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(n, _)| !hop_by_hop(n.as_str()))
+            .map(|(n, v)| HttpHeader {
+                name: n.as_str().to_owned(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect(),
+        body: body.to_vec(),
+        sender: 0,
+    }
+}
+
+/// The leader's answer as this node's response.
+fn into_response(r: ForwardedResponse, leader: u64) -> Response {
+    let status = u16::try_from(r.status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::new(Body::from(r.body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for h in r.headers {
+        if hop_by_hop(&h.name) || h.name == "content-length" {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(h.name.as_str()), HeaderValue::from_bytes(&h.value)) {
+            headers.append(n, v);
+        }
+    }
+    headers.insert(FORWARDED_TO, HeaderValue::from(leader));
+    response
+}
+
+/// Axum middleware of a cluster node: see the module documentation.
+pub async fn forward_layer(State(fw): State<Forwarder>, request: Request, next: Next) -> Response {
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !writes {
+        let (parts, body) = request.into_parts();
+        let head = to_forwarded(&parts, Bytes::new());
+        let response = next.run(Request::from_parts(parts, body)).await;
+        if response.extensions().get::<NotLeader>().is_none() {
+            return response;
+        }
+        return match fw.send(head, false).await {
+            Route::Forwarded(r) => r,
+            Route::Local => response,
+        };
+    }
+    if fw.raft.metrics().is_leader {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let limit = usize::try_from(fw.max_body_bytes).unwrap_or(usize::MAX);
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return ApiError::TooLarge {
+                limit: "limits.max_body_bytes",
+                max: fw.max_body_bytes,
+            }
+            .into_response()
+        }
+        Err(e) => {
+            return ApiError::MalformedUpload {
+                reason: format!("reading body: {e}"),
+            }
+            .into_response()
+        }
+    };
+    match fw.send(to_forwarded(&parts, body.clone()), true).await {
+        Route::Forwarded(r) => r,
+        Route::Local => next.run(Request::from_parts(parts, Body::from(body))).await,
+    }
+}
+
+/// Runs requests forwarded to this node (the leader) through its HTTP router.
+#[derive(Clone)]
+pub struct RouterHandler {
+    router: Router,
+}
+
+impl RouterHandler {
+    /// A handler over `router` (the node's router without [`forward_layer`]).
+    pub fn new(router: Router) -> RouterHandler {
+        RouterHandler { router }
+    }
+
+    async fn run(&self, req: ForwardedRequest) -> Result<ForwardedResponse, ApiError> {
+        let bad = |e: &dyn std::fmt::Display| ApiError::MalformedUpload {
+            reason: format!("forwarded request: {e}"),
+        };
+        let mut builder = Request::builder().method(req.method.as_str()).uri(req.uri.as_str());
+        for h in &req.headers {
+            builder = builder.header(h.name.as_str(), h.value.as_slice());
+        }
+        let request = builder.body(Body::from(req.body)).map_err(|e| bad(&e))?;
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| ApiError::Unknown {
+                reason: format!("reading the response to a forwarded request: {e}"),
+            })?;
+        Ok(ForwardedResponse {
+            not_leader: false,
+            status: u32::from(parts.status.as_u16()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| HttpHeader {
+                    name: n.as_str().to_owned(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+            body: body.to_vec(),
+        })
+    }
+}
+
+impl ForwardHandler for RouterHandler {
+    fn handle(&self, request: ForwardedRequest) -> BoxFuture<'_, ForwardedResponse> {
+        Box::pin(async move {
+            match self.run(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let status = u32::from(e.status().as_u16());
+                    let response = e.into_response();
+                    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                        .await
+                        .unwrap_or_default();
+                    ForwardedResponse {
+                        not_leader: false,
+                        status,
+                        headers: vec![HttpHeader {
+                            name: "content-type".into(),
+                            value: b"application/json".to_vec(),
+                        }],
+                        body: body.to_vec(),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// `seal-node cluster status` output: the leader and term, then one row per member.
+pub fn format_status(s: &ClusterStatus) -> String {
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let mut out = format!(
+        "answered by: node {}\nleader: {}\nterm: {}\nlast log index: {}\napplied index: {}\n",
+        s.answered_by,
+        s.leader_id.map_or_else(|| "none".to_owned(), |l| format!("node {l}")),
+        s.term,
+        opt(s.last_log_index),
+        opt(s.applied_index),
+    );
+    out.push_str(&format!(
+        "{:<6} {:<24} {:<8} {:<8} {:<10} {:<6}\n",
+        "ID", "RAFT ADDR", "ROLE", "LEADER", "MATCHED", "LAG"
+    ));
+    for m in &s.members {
+        out.push_str(&format!(
+            "{:<6} {:<24} {:<8} {:<8} {:<10} {:<6}\n",
+            m.id,
+            m.raft_addr,
+            if m.voter { "voter" } else { "learner" },
+            if s.leader_id == Some(m.id) { "*" } else { "" },
+            opt(m.matched_index),
+            opt(m.lag),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seal_raft::admin::MemberState;
+
+    #[test]
+    fn status_table_names_every_member_and_the_leader() {
+        let s = ClusterStatus {
+            answered_by: 2,
+            leader_id: Some(2),
+            term: 3,
+            last_log_index: Some(10),
+            applied_index: Some(10),
+            members: vec![
+                MemberState {
+                    id: 1,
+                    raft_addr: "127.0.0.1:7001".into(),
+                    voter: true,
+                    matched_index: Some(9),
+                    lag: Some(1),
+                },
+                MemberState {
+                    id: 2,
+                    raft_addr: "127.0.0.1:7002".into(),
+                    voter: true,
+                    matched_index: Some(10),
+                    lag: Some(0),
+                },
+                MemberState {
+                    id: 4,
+                    raft_addr: "127.0.0.1:7004".into(),
+                    voter: false,
+                    matched_index: None,
+                    lag: None,
+                },
+            ],
+        };
+        let text = format_status(&s);
+        assert!(text.contains("leader: node 2"), "{text}");
+        let rows: Vec<&str> = text.lines().skip(6).collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        assert!(rows[0].starts_with("1 ") && rows[0].contains("voter") && rows[0].contains(" 1"));
+        assert!(rows[1].contains('*'));
+        assert!(rows[2].contains("learner") && rows[2].contains('-'));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_not_copied() {
+        assert!(hop_by_hop("transfer-encoding"));
+        assert!(!hop_by_hop("authorization"));
+        assert!(!hop_by_hop("content-type"));
+    }
+}
