@@ -284,6 +284,10 @@ pub struct RaftConfig {
     /// `raft.bootstrap`: the initial voters of a new cluster (empty: join through `cluster` admin
     /// commands). The member with the lowest id initializes the cluster if it is uninitialized.
     pub bootstrap: Vec<BootstrapMember>,
+    /// `raft.allowed_peer_names`: names (certificate CN or DNS SAN, `prefix*` allowed) a peer's
+    /// certificate must carry for the Raft, admin and forwarding services to serve it; empty:
+    /// any certificate the cluster CA signed.
+    pub allowed_peer_names: Vec<String>,
 }
 
 /// `timestamps.*`.
@@ -564,6 +568,7 @@ struct RawRaft {
     tls_cert_file: Option<String>,
     tls_key_file: Option<String>,
     bootstrap: Vec<BootstrapMember>,
+    allowed_peer_names: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -860,6 +865,13 @@ impl NodeConfig {
                 "required (with raft.tls_cert_file and raft.tls_key_file) when raft.addr is set",
             ));
         }
+        if raft_addr.is_some() && trust_service.kind == TrustServiceType::Local {
+            return Err(invalid(
+                "trust_service.type",
+                "cluster mode (raft.addr) needs trust_service.type = remote: local keys live on one node, \
+                 so no other node could sign its collections' timestamps after it fails",
+            ));
+        }
         if raft_addr.is_none() && !raw.raft.bootstrap.is_empty() {
             return Err(invalid("raft.bootstrap", "needs raft.addr (cluster mode)"));
         }
@@ -886,6 +898,7 @@ impl NodeConfig {
             addr: raft_addr,
             tls: raft_tls,
             bootstrap: raw.raft.bootstrap,
+            allowed_peer_names: raw.raft.allowed_peer_names,
         };
         if raft.heartbeat_ms == 0 {
             return Err(invalid("raft.heartbeat_ms", "must be positive"));
@@ -1151,9 +1164,11 @@ mod tests {
     #[test]
     fn cluster_keys_resolve_relative_to_the_config_and_are_checked() {
         let c = NodeConfig::from_json(
-            r#"{"server":{"http_addr":":4443"},"trust_service":{"type":"local"},"raft":{"node_id":2,
+            r#"{"server":{"http_addr":":4443"},"trust_service":{"type":"remote","hostname":"signer","port":"7899",
+                "tls_ca_file":"ca.crt","tls_client_cert":"n2.crt","tls_client_key":"n2.key"},"raft":{"node_id":2,
                 "addr":"127.0.0.1:7002","tls_ca_file":"ca.crt","tls_cert_file":"n2.crt","tls_key_file":"/abs/n2.key",
-                "bootstrap":[{"id":1,"raft_addr":"127.0.0.1:7001"},{"id":2,"raft_addr":"127.0.0.1:7002"}]}}"#,
+                "bootstrap":[{"id":1,"raft_addr":"127.0.0.1:7001"},{"id":2,"raft_addr":"127.0.0.1:7002"}],
+                "allowed_peer_names":["seal-node-*"]}}"#,
             Path::new("/etc/seal"),
             &Env::new(),
         )
@@ -1164,8 +1179,10 @@ mod tests {
         assert_eq!(tls.key_file, PathBuf::from("/abs/n2.key"));
         assert_eq!(c.raft.bootstrap.len(), 2);
         assert_eq!(c.raft.bootstrap[0].raft_addr, "127.0.0.1:7001");
+        assert_eq!(c.raft.allowed_peer_names, ["seal-node-*"]);
 
-        let base = r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":"#;
+        let base = r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","hostname":"signer","port":"7899",
+            "tls_ca_file":"a","tls_client_cert":"b","tls_client_key":"c"},"raft":"#;
         let key = |raft: &str| invalid_key(&format!("{base}{raft}}}"));
         assert_eq!(key(r#"{"addr":"127.0.0.1:7001"}"#), "raft.tls_ca_file");
         assert_eq!(key(r#"{"tls_ca_file":"ca.crt"}"#), "raft.tls_ca_file");
@@ -1191,6 +1208,10 @@ mod tests {
                 .addr
                 .is_none()
         );
+        // A cluster cannot sign with per-node local keys.
+        let local = r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"addr":"127.0.0.1:7001",
+            "tls_ca_file":"a","tls_cert_file":"b","tls_key_file":"c"}}"#;
+        assert_eq!(invalid_key(local), "trust_service.type");
     }
 
     fn invalid_key(text: &str) -> String {

@@ -190,6 +190,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     raft_config.heartbeat_interval = StdDuration::from_millis(config.raft.heartbeat_ms);
     raft_config.election_timeout_min = StdDuration::from_millis(config.raft.election_timeout_min_ms);
     raft_config.election_timeout_max = StdDuration::from_millis(config.raft.election_timeout_max_ms);
+    raft_config.allowed_peer_names = seal_signer::tls::AllowedNames(config.raft.allowed_peer_names.clone());
     let raft = match (&config.raft.addr, &config.raft.tls) {
         (Some(raft_addr), Some(tls)) => {
             raft_config.addr = raft_addr.clone();

@@ -1,7 +1,8 @@
 //! Three real `seal-node` processes forming a Raft cluster on loopback (mutual TLS from
-//! `TestPki`, own data directories): formation from `raft.bootstrap`, a publish through a
-//! follower served by every node, `cluster status`, kill -9 of the leader, and a learner added
-//! with `cluster add-learner` catching up.
+//! `TestPki`, own data directories) and signing through one seal-signer process: formation from
+//! `raft.bootstrap`, a publish through a follower served by every node, `cluster status`, kill -9
+//! of the leader, a new version of the same collection published and timestamped by the new
+//! leader, and a learner added with `cluster add-learner` catching up.
 
 mod common;
 
@@ -10,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{try_request, Node};
-use seal_signer::testing::TestPki;
+use common::{signer_binary, try_request, Node};
+use seal_signer::testing::{spawn_signer, TestPki};
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use time::OffsetDateTime;
@@ -26,12 +27,42 @@ struct Tls {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    signer_port: u16,
+}
+
+/// The signer every node uses, killed when dropped.
+struct Signer(std::process::Child);
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_signer(dir: &Path, pki: &TestPki) -> (Signer, u16) {
+    let (cert, key) = pki.leaf("signer");
+    let config = dir.join("signer.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": cert, "tls_key_file": key,
+                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["seal-node"]},
+            "storage": {"data_dir": dir.join("signer-data")},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (child, port) = spawn_signer(&signer_binary(), &config, "cluster test passphrase");
+    (Signer(child), port)
 }
 
 fn config(id: u64, raft_addr: &str, tls: &Tls, bootstrap: &[(u64, String)]) -> serde_json::Value {
     serde_json::json!({
         "server": {},
-        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+        "trust_service": {"type": "remote", "hostname": "localhost", "port": tls.signer_port.to_string(),
+                          "tls_ca_file": tls.ca, "tls_client_cert": tls.cert, "tls_client_key": tls.key,
+                          "key_algorithm": "ed25519"},
         "storage": {"backend": "rocksdb"},
         "raft": {
             "node_id": id,
@@ -42,6 +73,7 @@ fn config(id: u64, raft_addr: &str, tls: &Tls, bootstrap: &[(u64, String)]) -> s
             "tls_ca_file": tls.ca,
             "tls_cert_file": tls.cert,
             "tls_key_file": tls.key,
+            "allowed_peer_names": ["seal-node"],
             "bootstrap": bootstrap.iter().map(|(id, a)| serde_json::json!({"id": id, "raft_addr": a})).collect::<Vec<_>>(),
         },
     })
@@ -98,8 +130,8 @@ fn tuf(gun: &str, path: &str) -> String {
     format!("/v2/{gun}/_trust/tuf/{path}")
 }
 
-/// Publishes a new collection `gun` through `node`; returns its first root's bytes.
-fn publish_new(node: &Node, gun: &str) -> Vec<u8> {
+/// Publishes a new collection `gun` through `node`; returns it and its first root's bytes.
+fn publish_new(node: &Node, gun: &str) -> (TestRepo, Vec<u8>) {
     let now = OffsetDateTime::now_utc();
     let key = node.get(&tuf(gun, "timestamp.key"));
     assert_eq!(key.status, 200, "timestamp.key: {}", key.text());
@@ -108,7 +140,8 @@ fn publish_new(node: &Node, gun: &str) -> Vec<u8> {
     let first = repo.first_publish(&[("v1", b"payload\n")]);
     let r = node.publish(gun, &first);
     assert_eq!(r.status, 200, "publish {gun} through {}: {}", node.addr, r.text());
-    first[0].1.clone()
+    let root = first[0].1.clone();
+    (repo, root)
 }
 
 fn served_everywhere(nodes: &[&Node], gun: &str, root: &[u8]) {
@@ -129,10 +162,12 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path(), "cluster");
     let (cert, key) = pki.leaf("seal-node");
+    let (_signer, signer_port) = start_signer(dir.path(), &pki);
     let tls = Tls {
         ca: pki.ca_file(),
         cert,
         key,
+        signer_port,
     };
     let raft: Vec<String> = (0..4).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let bootstrap: Vec<(u64, String)> = (1..=3).map(|i| (i, raft[i as usize - 1].clone())).collect();
@@ -167,7 +202,7 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
 
     // A publish through a follower is forwarded to the leader and served by every node.
     let follower = (0..3).find(|i| *i as u64 + 1 != leader).unwrap();
-    let root = publish_new(&nodes[follower], "example.com/cluster/one");
+    let (repo, root) = publish_new(&nodes[follower], "example.com/cluster/one");
     served_everywhere(&nodes.iter().collect::<Vec<_>>(), "example.com/cluster/one", &root);
 
     // kill -9 the leader: a new leader is elected among the survivors, publishes through them
@@ -181,12 +216,30 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
     assert_ne!(new_leader, leader);
     for (k, &i) in survivors.iter().enumerate() {
         let gun = format!("example.com/cluster/after-{k}");
-        let root = publish_new(&nodes[i], &gun);
+        let (_, root) = publish_new(&nodes[i], &gun);
         let alive: Vec<&Node> = survivors.iter().map(|&j| &nodes[j]).collect();
         served_everywhere(&alive, &gun, &root);
     }
     let alive: Vec<&Node> = survivors.iter().map(|&j| &nodes[j]).collect();
     served_everywhere(&alive, "example.com/cluster/one", &root);
+
+    // The collection published before the failover takes a new version through a survivor: the
+    // new leader signs its snapshot-referencing timestamp with the shared signer's key.
+    let gun = "example.com/cluster/one";
+    let t3 = repo.targets_file(3, &[("v1", b"payload\n"), ("v2", b"more\n")]);
+    let s3 = repo.snapshot_file(3, &[("root", &root), ("targets", &t3)]);
+    let r = nodes[survivors[1]].publish(gun, &[("targets".to_owned(), t3), ("snapshot".to_owned(), s3)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ts_key = repo.server_timestamp.clone().unwrap();
+    for node in &alive {
+        eventually(&format!("{gun} timestamp v>1 on {}", node.addr), || {
+            let r = try_request(&node.addr, "GET", &tuf(gun, "timestamp.json"), &[], &[]).ok()?;
+            let file = seal_tuf::SignedFile::parse("timestamp", r.body).ok()?;
+            seal_tuf::verify::verify_threshold(&file, &[&ts_key], 1).ok()?;
+            let ts = seal_tuf::Timestamp::from_signed(file.signed()).ok()?;
+            (ts.version > 1).then_some(())
+        });
+    }
 
     // A fourth node joins as a learner through `cluster add-learner` (asked of a survivor, which
     // forwards to the leader if needed) and catches up.

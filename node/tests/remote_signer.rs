@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::Node;
+use common::{signer_binary, Node};
 use seal_signer::client::{ClientConfig, SignerClient};
 use seal_signer::testing::{spawn_signer_with_env, TestPki};
 use seal_tuf::testing::TestRepo;
@@ -22,18 +22,6 @@ use time::OffsetDateTime;
 
 const PASSPHRASE: &str = "remote signer test passphrase";
 const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-
-/// The seal-signer binary cargo built beside this test.
-fn signer_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("seal-signer");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p seal-signer` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 fn tuf(gun: &str, path: &str) -> String {
     format!("/v2/{gun}/_trust/tuf/{path}")

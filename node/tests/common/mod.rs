@@ -148,3 +148,15 @@ impl Drop for Node {
         let _ = self.child.wait();
     }
 }
+
+/// The seal-signer binary cargo built beside this test.
+pub fn signer_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("seal-signer");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p seal-signer` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
