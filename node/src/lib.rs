@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod local_cluster;
 pub mod metrics;
 pub mod multipart;
 pub mod remote_signer;

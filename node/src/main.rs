@@ -50,6 +50,17 @@ enum Cmd {
     TokenServer(TokenServerArgs),
     /// Administer a cluster through one node's Raft address (mutual TLS with the cluster CA).
     Cluster(ClusterArgs),
+    /// Start a cluster on loopback for trying Seal out: 3 voters, 1 learner and a signer, with
+    /// generated certificates, all under one directory; runs until Ctrl-C. Not for production.
+    LocalCluster {
+        /// Directory for certificates, configs, data and logs (reused if it exists).
+        #[arg(long, default_value = "./seal-local-cluster")]
+        dir: PathBuf,
+        /// The signer's port; node i listens on base+i (HTTP) and base+10+i (Raft). 0 picks free
+        /// ports (remembered in the directory).
+        #[arg(long, default_value_t = 4450)]
+        base_port: u16,
+    },
 }
 
 #[derive(Args)]
@@ -280,6 +291,16 @@ fn main() -> ExitCode {
         },
         Cmd::TokenServer(args) => return token_server_main(args),
         Cmd::Cluster(args) => return cluster_main(args),
+        Cmd::LocalCluster { dir, base_port } => {
+            let options = seal_node::local_cluster::LocalClusterOptions { dir, base_port };
+            return match seal_node::local_cluster::run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("seal-node local-cluster: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     // The signer passphrase variable is named by the config; read it here,
     // once, with the rest of the environment.
