@@ -464,6 +464,11 @@ fn set_signed_version(signed: &mut seal_tuf::cjson::Value, version: u64) {
     }
 }
 
+/// Seconds from `now_nanos` until `expires_nanos` (Unix nanoseconds); negative once past.
+fn seconds_until(expires_nanos: i64, now_nanos: i64) -> f64 {
+    (i128::from(expires_nanos) - i128::from(now_nanos)) as f64 / 1e9
+}
+
 /// Converts a time to Unix nanoseconds, saturating.
 pub fn unix_nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
@@ -680,8 +685,10 @@ fn public_key_info(pk: &PublicKey) -> PublicKeyInfo {
 /// Runs the timestamp refresher until `shutdown` is notified: sleeps until
 /// the next timestamp falls due (at most `max_sleep`, so new publishes with
 /// short lifetimes are seen), refreshes what is due, repeats. Only the
-/// leader refreshes.
+/// leader refreshes; a node that is not the leader also wakes the moment it
+/// becomes one, so a new leader resumes refreshing at once after a failover.
 pub async fn run_refresher(backend: Arc<RaftBackend>, max_sleep: StdDuration, shutdown: Arc<tokio::sync::Notify>) {
+    let mut was_leader = backend.raft.metrics().is_leader;
     loop {
         let wait = match backend.next_due() {
             Some(due) => {
@@ -694,16 +701,28 @@ pub async fn run_refresher(backend: Arc<RaftBackend>, max_sleep: StdDuration, sh
             }
             None => max_sleep,
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.notified() => return,
+        if was_leader {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.notified() => return,
+            }
+        } else {
+            // Not leading: sleep the full interval, but wake as soon as this node is elected.
+            tokio::select! {
+                r = backend.raft.wait_until_leader(max_sleep) => {
+                    if r.is_ok() {
+                        tracing::info!("became the Raft leader; refreshing due timestamps now");
+                    }
+                }
+                _ = shutdown.notified() => return,
+            }
         }
-        if !backend.raft.metrics().is_leader {
-            continue;
-        }
-        let n = backend.refresh_due(256).await;
-        if n > 0 {
-            tracing::info!(refreshed = n, "timestamps refreshed");
+        was_leader = backend.raft.metrics().is_leader;
+        if was_leader {
+            let n = backend.refresh_due(256).await;
+            if n > 0 {
+                tracing::info!(refreshed = n, "timestamps refreshed");
+            }
         }
         backend.export_metrics();
     }
@@ -729,5 +748,40 @@ impl RaftBackend {
         if let Some(age) = self.oldest_timestamp_age() {
             self.metrics.timestamp_age.set(age);
         }
+        let remaining = if m.is_leader {
+            self.min_timestamp_remaining().unwrap_or(f64::NAN)
+        } else {
+            f64::NAN
+        };
+        self.metrics.timestamp_min_remaining.set(remaining);
+    }
+
+    /// Seconds left before the soonest-expiring stored timestamp expires (negative once expired),
+    /// from the expiry index the refresher uses.
+    fn min_timestamp_remaining(&self) -> Option<f64> {
+        let (_, expires) = self.raft.read().due_timestamps(i64::MAX, 1).ok()?.into_iter().next()?;
+        Some(seconds_until(expires, unix_nanos(self.clock.now())))
+    }
+
+    /// The version of `role` of `gun` this node has applied, if any.
+    pub fn current_version(&self, gun: &str, role: &str) -> Result<Option<u64>, ApiError> {
+        Ok(self
+            .raft
+            .read()
+            .current(gun, role)
+            .map_err(Self::storage_error)?
+            .map(|(v, _)| v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_until_is_signed_and_does_not_overflow() {
+        assert_eq!(seconds_until(3_500_000_000, 1_000_000_000), 2.5);
+        assert_eq!(seconds_until(1_000_000_000, 3_000_000_000), -2.0);
+        assert!(seconds_until(i64::MAX, i64::MIN) > 0.0);
     }
 }

@@ -12,6 +12,27 @@
 //! expired timestamp regenerated) answers [`ApiError::NotLeader`] locally and is then sent to the
 //! leader the same way.
 //!
+//! # Reads
+//!
+//! [`read_layer`] wraps the router of every node (inside [`forward_layer`], so it also runs on
+//! requests forwarded to the leader). Before a read of metadata, keys or the changefeed it
+//! checks the node's freshness ([`ReadGate`]):
+//!
+//! * by default, a cluster node serves from its local state only while that state is within
+//!   `raft.max_staleness_ms` of the leader's ([`seal_raft::ReadState::staleness`]); beyond it the
+//!   answer is 503 `UNAVAILABLE`, never stale data;
+//! * `?consistent` or `X-Seal-Consistency: linearizable` asks for a linearizable read: the leader
+//!   confirms its leadership with a quorum (openraft's ReadIndex) and waits until it has applied
+//!   the read index; a follower or learner forwards such a read to the leader;
+//! * `X-Seal-Min-Version: N` on a metadata `GET` (current file) asks for at least version N of
+//!   that role: a follower waits up to [`MIN_VERSION_WAIT`] for its applied state to reach it,
+//!   then forwards to the leader; the leader confirms its leadership and answers 404
+//!   `METADATA_NOT_FOUND` if it has no version N or above.
+//!
+//! Every response carries `X-Seal-Applied-Index` and `X-Seal-Last-Contact` (milliseconds since
+//! this node last heard from the leader; 0 on the leader; absent before it ever heard from one)
+//! of the node whose state produced it: a forwarded request carries the leader's.
+//!
 //! While no leader is known (an election), or the leader cannot be reached, or it refuses with
 //! `not_leader` (it lost leadership before running the request), the request waits and tries again
 //! for up to [`FORWARD_BOUND`], then answers 503 with Notary's `UNAVAILABLE` body. Nothing is
@@ -29,15 +50,28 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use seal_raft::admin::{BoxFuture, ClusterStatus, ForwardedRequest, ForwardedResponse, HttpHeader};
-use seal_raft::{ForwardHandler, SealRaft};
+use seal_raft::{ForwardHandler, ReadState, SealRaft, WriteError};
 use tower::ServiceExt as _;
 
+use crate::backend::RaftBackend;
 use crate::error::{ApiError, NotLeader};
+use crate::routes::{self, MetadataSelector, Route as ApiRoute};
 
 /// How long a request waits for a reachable leader before answering 503.
 pub const FORWARD_BOUND: Duration = Duration::from_secs(5);
 /// Response header naming the leader a request was forwarded to.
 pub const FORWARDED_TO: &str = "x-seal-forwarded-to";
+
+/// Response header: the last Raft log index applied by the node that produced the response.
+pub const APPLIED_INDEX: &str = "x-seal-applied-index";
+/// Response header: milliseconds since that node last heard from the leader (0 on the leader).
+pub const LAST_CONTACT: &str = "x-seal-last-contact";
+/// Request header asking for a read's consistency; `linearizable` is the one value understood.
+pub const CONSISTENCY: &str = "x-seal-consistency";
+/// Request header: serve at least this version of the requested role.
+pub const MIN_VERSION: &str = "x-seal-min-version";
+/// How long a node that has not applied the version a client asked for waits before forwarding.
+pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(2);
 
 /// Headers that describe one connection, not the request: never copied across a forward.
 fn hop_by_hop(name: &str) -> bool {
@@ -181,6 +215,12 @@ fn into_response(r: ForwardedResponse, leader: u64) -> Response {
 
 /// Axum middleware of a cluster node: see the module documentation.
 pub async fn forward_layer(State(fw): State<Forwarder>, request: Request, next: Next) -> Response {
+    let mut response = forward_or_run(&fw, request, next).await;
+    stamp(fw.raft.read_state(), &mut response);
+    response
+}
+
+async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Response {
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !writes {
         let (parts, body) = request.into_parts();
@@ -218,6 +258,192 @@ pub async fn forward_layer(State(fw): State<Forwarder>, request: Request, next: 
     match fw.send(to_forwarded(&parts, body.clone()), true).await {
         Route::Forwarded(r) => r,
         Route::Local => next.run(Request::from_parts(parts, Body::from(body))).await,
+    }
+}
+
+/// Adds [`APPLIED_INDEX`] and [`LAST_CONTACT`] from `state` unless the response already has them
+/// (a forwarded response carries the leader's).
+fn stamp(state: ReadState, response: &mut Response) {
+    let headers = response.headers_mut();
+    if !headers.contains_key(APPLIED_INDEX) {
+        headers.insert(APPLIED_INDEX, HeaderValue::from(state.applied_index.unwrap_or(0)));
+    }
+    if let Some(contact) = state.last_contact {
+        if !headers.contains_key(LAST_CONTACT) {
+            let ms = u64::try_from(contact.as_millis()).unwrap_or(u64::MAX);
+            headers.insert(LAST_CONTACT, HeaderValue::from(ms));
+        }
+    }
+}
+
+/// The state of [`read_layer`]: which reads a node may serve from its local state.
+#[derive(Clone)]
+pub struct ReadGate {
+    backend: Arc<RaftBackend>,
+    max_staleness: Option<Duration>,
+}
+
+impl std::fmt::Debug for ReadGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGate")
+            .field("max_staleness", &self.max_staleness)
+            .finish()
+    }
+}
+
+impl ReadGate {
+    /// Reads through `backend`; `max_staleness` is the bound of a cluster node (`None`: a single
+    /// node, which is its own leader and never stale).
+    pub fn new(backend: Arc<RaftBackend>, max_staleness: Option<Duration>) -> ReadGate {
+        ReadGate { backend, max_staleness }
+    }
+
+    fn raft(&self) -> &SealRaft {
+        self.backend.raft()
+    }
+
+    /// Confirm leadership with a quorum and apply up to the read index; `NotLeader` on a follower
+    /// (the forwarding layer then sends the request to the leader).
+    async fn linearize(&self) -> Result<(), ApiError> {
+        let m = self.raft().metrics();
+        if !m.is_leader {
+            return Err(ApiError::NotLeader { leader: m.leader });
+        }
+        match self.raft().ensure_linearizable(FORWARD_BOUND).await {
+            Ok(_) => Ok(()),
+            Err(WriteError::ForwardToLeader { leader_id, .. }) => Err(ApiError::NotLeader { leader: leader_id }),
+            Err(e) => Err(ApiError::Unavailable {
+                reason: format!("linearizable read: {e}"),
+            }),
+        }
+    }
+
+    /// Wait until at least version `min` of (gun, role) is applied here; see the module
+    /// documentation.
+    async fn wait_for_version(&self, gun: &str, role: &str, min: u64, mut linearized: bool) -> Result<(), ApiError> {
+        let deadline = Instant::now() + MIN_VERSION_WAIT;
+        loop {
+            if self.backend.current_version(gun, role)? >= Some(min) {
+                return Ok(());
+            }
+            let m = self.raft().metrics();
+            if m.is_leader {
+                if linearized {
+                    // The leader has applied everything committed: there is no version `min`.
+                    return Err(ApiError::MetadataNotFound);
+                }
+                self.linearize().await?;
+                linearized = true;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::NotLeader { leader: m.leader });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn run(&self, request: Request, next: Next) -> Response {
+        let route = crate::http::percent_decode(request.uri().path()).map(|p| routes::parse(request.method(), &p));
+        let Some(route) = route.filter(|r| {
+            matches!(
+                r,
+                ApiRoute::GetMetadata { .. } | ApiRoute::GetKey { .. } | ApiRoute::Changefeed { .. }
+            )
+        }) else {
+            return next.run(request).await;
+        };
+        let linearizable = wants_linearizable(request.uri().query(), request.headers());
+        let min_version = match min_version(request.headers()) {
+            Ok(v) => v,
+            Err(e) => return e.into_response(),
+        };
+        if linearizable {
+            if let Err(e) = self.linearize().await {
+                return e.into_response();
+            }
+        } else if let Some(bound) = self.max_staleness {
+            let state = self.raft().read_state();
+            if let Err(reason) = fresh_enough(self.raft().metrics().node_id, &state, bound) {
+                return ApiError::Unavailable { reason }.into_response();
+            }
+        }
+        if let (
+            Some(min),
+            ApiRoute::GetMetadata {
+                gun,
+                role,
+                role_valid: true,
+                selector: MetadataSelector::Current,
+            },
+        ) = (min_version, &route)
+        {
+            if let Err(e) = self.wait_for_version(gun, role, min, linearizable).await {
+                return e.into_response();
+            }
+        }
+        next.run(request).await
+    }
+}
+
+/// Axum middleware of every node: the read checks of the module documentation, and the
+/// [`APPLIED_INDEX`] and [`LAST_CONTACT`] headers.
+pub async fn read_layer(State(gate): State<ReadGate>, request: Request, next: Next) -> Response {
+    let mut response = gate.run(request, next).await;
+    stamp(gate.raft().read_state(), &mut response);
+    response
+}
+
+/// Whether a read asks to be linearizable: a `consistent` query parameter (any value) or
+/// `X-Seal-Consistency: linearizable`.
+fn wants_linearizable(query: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+    let in_query = query
+        .unwrap_or("")
+        .split(['&', ';'])
+        .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == "consistent");
+    in_query
+        || headers
+            .get(CONSISTENCY)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("linearizable"))
+}
+
+/// The [`MIN_VERSION`] header, if present.
+fn min_version(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(MIN_VERSION) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::InvalidParameters {
+            detail: Some(format!("{MIN_VERSION} must be a non-negative integer, not {value:?}")),
+        })
+}
+
+/// Whether node `node_id` in `state` may serve reads from its local state under `bound`; the
+/// reason for a 503 otherwise.
+fn fresh_enough(node_id: u64, state: &ReadState, bound: Duration) -> Result<(), String> {
+    let ms = |d: Duration| d.as_millis();
+    match state.staleness {
+        Some(age) if age <= bound => Ok(()),
+        Some(age) => Err(format!(
+            "node {node_id} was last in sync with the Raft leader {} ms ago, beyond raft.max_staleness_ms = {}",
+            ms(age),
+            ms(bound)
+        )),
+        None if state.is_leader => Err(format!(
+            "node {node_id} leads but has not yet confirmed its leadership and applied its term's first entry"
+        )),
+        None => Err(match state.last_contact {
+            Some(c) => format!(
+                "node {node_id} has not caught up with the Raft leader (last contact {} ms ago)",
+                ms(c)
+            ),
+            None => format!("node {node_id} has not heard from a Raft leader"),
+        }),
     }
 }
 
@@ -367,6 +593,81 @@ mod tests {
         assert!(rows[0].starts_with("1 ") && rows[0].contains("voter") && rows[0].contains(" 1"));
         assert!(rows[1].contains('*'));
         assert!(rows[2].contains("learner") && rows[2].contains('-'));
+    }
+
+    #[test]
+    fn linearizable_is_asked_by_query_or_header() {
+        let none = axum::http::HeaderMap::new();
+        assert!(wants_linearizable(Some("consistent"), &none));
+        assert!(wants_linearizable(Some("a=1&consistent=true"), &none));
+        assert!(!wants_linearizable(Some("inconsistent=1"), &none));
+        assert!(!wants_linearizable(None, &none));
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(CONSISTENCY, HeaderValue::from_static("Linearizable"));
+        assert!(wants_linearizable(None, &h));
+        h.insert(CONSISTENCY, HeaderValue::from_static("stale"));
+        assert!(!wants_linearizable(None, &h));
+    }
+
+    #[test]
+    fn min_version_header_must_be_a_number() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(min_version(&h).unwrap(), None);
+        h.insert(MIN_VERSION, HeaderValue::from_static(" 7 "));
+        assert_eq!(min_version(&h).unwrap(), Some(7));
+        h.insert(MIN_VERSION, HeaderValue::from_static("-1"));
+        assert!(matches!(min_version(&h), Err(ApiError::InvalidParameters { .. })));
+    }
+
+    #[test]
+    fn freshness_within_the_bound_only() {
+        let bound = Duration::from_secs(5);
+        let state = |is_leader, staleness: Option<u64>, contact: Option<u64>| ReadState {
+            is_leader,
+            applied_index: Some(3),
+            last_contact: contact.map(Duration::from_millis),
+            staleness: staleness.map(Duration::from_millis),
+        };
+        assert!(fresh_enough(1, &state(false, Some(200), Some(100)), bound).is_ok());
+        assert!(fresh_enough(1, &state(true, Some(5000), Some(0)), bound).is_ok());
+        let e = fresh_enough(2, &state(false, Some(5001), Some(5001)), bound).unwrap_err();
+        assert!(e.contains("node 2") && e.contains("5001 ms"), "{e}");
+        let e = fresh_enough(2, &state(false, None, Some(40)), bound).unwrap_err();
+        assert!(e.contains("not caught up"), "{e}");
+        let e = fresh_enough(2, &state(false, None, None), bound).unwrap_err();
+        assert!(e.contains("not heard"), "{e}");
+        assert!(fresh_enough(2, &state(true, None, Some(0)), bound).is_err());
+    }
+
+    #[test]
+    fn stamp_keeps_the_forwarded_values() {
+        let state = ReadState {
+            is_leader: false,
+            applied_index: Some(9),
+            last_contact: Some(Duration::from_millis(120)),
+            staleness: Some(Duration::from_millis(120)),
+        };
+        let mut r = Response::new(Body::empty());
+        stamp(state, &mut r);
+        assert_eq!(r.headers()[APPLIED_INDEX], "9");
+        assert_eq!(r.headers()[LAST_CONTACT], "120");
+        let mut forwarded = Response::new(Body::empty());
+        forwarded.headers_mut().insert(APPLIED_INDEX, HeaderValue::from(12u64));
+        forwarded.headers_mut().insert(LAST_CONTACT, HeaderValue::from(0u64));
+        stamp(state, &mut forwarded);
+        assert_eq!(forwarded.headers()[APPLIED_INDEX], "12");
+        assert_eq!(forwarded.headers()[LAST_CONTACT], "0");
+        let mut never = Response::new(Body::empty());
+        stamp(
+            ReadState {
+                last_contact: None,
+                applied_index: None,
+                ..state
+            },
+            &mut never,
+        );
+        assert_eq!(never.headers()[APPLIED_INDEX], "0");
+        assert!(!never.headers().contains_key(LAST_CONTACT));
     }
 
     #[test]

@@ -265,6 +265,9 @@ pub struct RaftTlsFiles {
     pub key_file: PathBuf,
 }
 
+/// Default of `raft.max_staleness_ms`.
+pub const DEFAULT_MAX_STALENESS_MS: u64 = 5000;
+
 /// `raft.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftConfig {
@@ -276,6 +279,9 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     /// `raft.election_timeout_max_ms` (default 2000).
     pub election_timeout_max_ms: u64,
+    /// `raft.max_staleness_ms` (default 5000): a cluster node serves reads from its local state
+    /// only while it was in sync with the leader at most this long ago; otherwise 503.
+    pub max_staleness_ms: u64,
     /// `raft.addr`: the Raft gRPC address (listened on and given to peers). Set: the node runs in
     /// cluster mode; unset: a single self-initialized voter.
     pub addr: Option<String>,
@@ -380,6 +386,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("raft.heartbeat_ms", Kind::Int),
     ("raft.election_timeout_min_ms", Kind::Int),
     ("raft.election_timeout_max_ms", Kind::Int),
+    ("raft.max_staleness_ms", Kind::Int),
     ("raft.addr", Kind::Str),
     ("raft.tls_ca_file", Kind::Str),
     ("raft.tls_cert_file", Kind::Str),
@@ -563,6 +570,7 @@ struct RawRaft {
     heartbeat_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
+    max_staleness_ms: Option<u64>,
     addr: Option<String>,
     tls_ca_file: Option<String>,
     tls_cert_file: Option<String>,
@@ -895,6 +903,7 @@ impl NodeConfig {
             heartbeat_ms: raw.raft.heartbeat_ms.unwrap_or(250),
             election_timeout_min_ms: raw.raft.election_timeout_min_ms.unwrap_or(1000),
             election_timeout_max_ms: raw.raft.election_timeout_max_ms.unwrap_or(2000),
+            max_staleness_ms: raw.raft.max_staleness_ms.unwrap_or(DEFAULT_MAX_STALENESS_MS),
             addr: raft_addr,
             tls: raft_tls,
             bootstrap: raw.raft.bootstrap,
@@ -905,6 +914,12 @@ impl NodeConfig {
         }
         if raft.election_timeout_min_ms <= raft.heartbeat_ms {
             return Err(invalid("raft.election_timeout_min_ms", "must exceed raft.heartbeat_ms"));
+        }
+        if raft.max_staleness_ms <= raft.heartbeat_ms {
+            return Err(invalid(
+                "raft.max_staleness_ms",
+                "must exceed raft.heartbeat_ms (a follower hears from the leader once per heartbeat)",
+            ));
         }
         if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
             return Err(invalid(
@@ -1084,6 +1099,7 @@ mod tests {
     fn defaults_and_seal_keys() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.raft.node_id, 1);
+        assert_eq!(c.raft.max_staleness_ms, DEFAULT_MAX_STALENESS_MS);
         assert_eq!(c.limits, UploadLimits::default());
         assert_eq!(c.timestamps.refresh_margin_fraction, 0.5);
         assert_eq!(c.timestamps.timestamp_lifetime_secs, 1_209_600);
@@ -1094,7 +1110,7 @@ mod tests {
 
         let c = parse(
             r#"{"server":{"http_addr":"[::1]:80"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
-            "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600},
+            "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600,"max_staleness_ms":800},
             "limits":{"max_body_bytes":1000,"max_parts":5,"max_file_bytes":100},
             "caching":{"max_age":{"current_metadata":0,"consistent_metadata":60}},
             "repositories":{"gun_prefixes":["docker.io/"]},
@@ -1105,6 +1121,7 @@ mod tests {
         assert_eq!(c.trust_service.key_algorithm, KeyAlgorithm::Ecdsa);
         assert_eq!(c.storage.data_dir, PathBuf::from("/var/seal"));
         assert_eq!(c.raft.node_id, 3);
+        assert_eq!(c.raft.max_staleness_ms, 800);
         assert_eq!(
             c.limits,
             UploadLimits {
@@ -1284,6 +1301,12 @@ mod tests {
                 r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"election_timeout_min_ms":100}}"#
             ),
             "raft.election_timeout_min_ms"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"max_staleness_ms":250}}"#
+            ),
+            "raft.max_staleness_ms"
         );
         assert!(matches!(parse("[1]"), Err(ConfigError::Syntax { .. })));
         assert!(matches!(parse("{"), Err(ConfigError::Syntax { .. })));

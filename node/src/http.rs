@@ -422,7 +422,7 @@ fn json_utf8(status: StatusCode, body: String) -> Response {
 }
 
 /// Decodes `%XX` escapes of a path; `None` for a bad escape or non-UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_string());
     }

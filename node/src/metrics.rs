@@ -35,6 +35,9 @@ pub struct Metrics {
     pub signing_duration: HistogramVec,
     /// `seal_timestamp_age_seconds`: age of the oldest timestamp served.
     pub timestamp_age: Gauge,
+    /// `seal_timestamp_min_remaining_seconds`: the smallest remaining lifetime of any collection's
+    /// timestamp, set by the leader (NaN on other nodes and when no timestamp is stored).
+    pub timestamp_min_remaining: Gauge,
 }
 
 fn size_buckets() -> Vec<f64> {
@@ -85,6 +88,11 @@ impl Metrics {
             "seal_timestamp_age_seconds",
             "Age of the oldest timestamp this node serves.",
         )?;
+        let timestamp_min_remaining = Gauge::new(
+            "seal_timestamp_min_remaining_seconds",
+            "Smallest remaining lifetime of any collection's timestamp (set by the leader; NaN elsewhere).",
+        )?;
+        timestamp_min_remaining.set(f64::NAN);
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(http_request_size.clone()))?;
@@ -95,6 +103,7 @@ impl Metrics {
         registry.register(Box::new(raft_applied_index.clone()))?;
         registry.register(Box::new(signing_duration.clone()))?;
         registry.register(Box::new(timestamp_age.clone()))?;
+        registry.register(Box::new(timestamp_min_remaining.clone()))?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -107,6 +116,7 @@ impl Metrics {
             raft_applied_index,
             signing_duration,
             timestamp_age,
+            timestamp_min_remaining,
         })
     }
 

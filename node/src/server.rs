@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::TokenAuth;
 use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
-use crate::cluster::{forward_layer, Forwarder, RouterHandler};
+use crate::cluster::{forward_layer, read_layer, Forwarder, ReadGate, RouterHandler};
 use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType};
 use crate::http::{router, AppState, AuthHook};
 use crate::metrics::Metrics;
@@ -252,7 +252,9 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
 
     let mut state = AppState::from_config(&config, backend.clone(), metrics);
     state.auth = auth;
-    let app = router(state);
+    let max_staleness = cluster_mode.then(|| StdDuration::from_millis(config.raft.max_staleness_ms));
+    let gate = ReadGate::new(backend.clone(), max_staleness);
+    let app = router(state).layer(axum::middleware::from_fn_with_state(gate, read_layer));
     let app = if cluster_mode {
         let raft = backend.raft().clone();
         raft.set_forward_handler(Arc::new(RouterHandler::new(app.clone())));

@@ -78,6 +78,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 
+use crate::contact::LeaderContact;
 use crate::error::Error;
 use crate::types::{Raft, TypeConfig};
 
@@ -604,6 +605,7 @@ pub struct RaftService {
     node_id: u64,
     open: Arc<AtomicBool>,
     allowed: AllowedNames,
+    contact: Option<Arc<LeaderContact>>,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -623,7 +625,15 @@ impl RaftService {
             node_id,
             open: Arc::new(AtomicBool::new(true)),
             allowed: AllowedNames::default(),
+            contact: None,
         }
+    }
+
+    /// Records every `AppendEntries` accepted from a leader in `contact` (the node's read
+    /// staleness is measured from it).
+    pub fn recording(mut self, contact: Arc<LeaderContact>) -> RaftService {
+        self.contact = Some(contact);
+        self
     }
 
     /// Serves only peers whose certificate carries a name `allowed`
@@ -699,7 +709,16 @@ fn reply<T: Serialize, E: Serialize>(rpc: RPCTypes, res: Result<T, E>) -> Result
 impl RaftRpc for RaftService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req: AppendEntriesRequest<TypeConfig> = self.accept(RPCTypes::AppendEntries, request)?;
-        reply(RPCTypes::AppendEntries, self.raft.append_entries(req).await)
+        let arrived = std::time::Instant::now();
+        let leader_commit = req.leader_commit.map(|l| l.index);
+        let result = self.raft.append_entries(req).await;
+        if let (Some(contact), Ok(resp)) = (&self.contact, &result) {
+            // Any answer but "higher vote" means the sender is this node's leader.
+            if !matches!(resp, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                contact.record(arrived, leader_commit);
+            }
+        }
+        reply(RPCTypes::AppendEntries, result)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

@@ -17,6 +17,8 @@
 //!   join a multi-node cluster over gRPC ([`SealRaft::open_cluster`], then
 //!   [`SealRaft::initialize`], [`SealRaft::add_learner`],
 //!   [`SealRaft::change_membership`]); write commands, read state.
+//! * [`contact`] records when a follower last heard from its leader and with which commit index,
+//!   from which [`SealRaft::read_state`] tells how stale the node's applied state may be.
 //! * [`admin`] serves the cluster admin API (`seal.raft.v1.ClusterAdmin`) and write forwarding
 //!   (`seal.raft.v1.Forwarding`) on the Raft port ([`SealRaft::open_cluster_with_admin`]), and
 //!   is the client of both ([`AdminClient`]).
@@ -27,6 +29,7 @@
 
 pub mod admin;
 mod codec;
+pub mod contact;
 pub mod error;
 pub mod grpc;
 pub mod log_store;
@@ -36,9 +39,10 @@ pub mod state_machine;
 pub mod types;
 
 pub use admin::{AdminClient, AdminError, ForwardHandler};
+pub use contact::LeaderContact;
 pub use error::{Error, MembershipError, WriteError};
 pub use grpc::ClusterTls;
 pub use log_store::LogStore;
-pub use node::{Metrics, RaftConfig, SealRaft};
+pub use node::{Metrics, RaftConfig, ReadState, SealRaft};
 pub use state_machine::StateMachine;
 pub use types::TypeConfig;

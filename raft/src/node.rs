@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use seal_storage::{ApplyOutcome, Command, Reader, Store};
 
 use crate::admin::{AdminClient, AdminError, AdminService, AdminShared, AdminTls, ClusterServer, ForwardHandler};
+use crate::contact::LeaderContact;
 use crate::error::{Error, MembershipError, WriteError};
 use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
 use crate::log_store::LogStore;
@@ -143,6 +144,25 @@ pub struct SealRaft {
     server: Option<Served>,
     /// The admin and forwarding state of a node opened with [`SealRaft::open_cluster_with_admin`].
     admin: Option<Arc<AdminShared>>,
+    /// Contacts from the leader (cluster nodes; a single node never hears from another).
+    contact: Arc<LeaderContact>,
+}
+
+/// How fresh this node's applied state is, for serving reads ([`SealRaft::read_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    /// Whether this node is the leader.
+    pub is_leader: bool,
+    /// Index of the last applied entry.
+    pub applied_index: Option<u64>,
+    /// Time since this node last heard from the leader: zero on the leader; `None` if it never
+    /// heard from one.
+    pub last_contact: Option<Duration>,
+    /// How old the applied state may be: on a follower or learner, the time since the latest
+    /// contact whose leader commit index it has applied; on the leader, the time since a quorum
+    /// last acknowledged it, once it has applied an entry of its own term (before that, `None`).
+    /// `None`: unknown, treat as too stale.
+    pub staleness: Option<Duration>,
 }
 
 /// Which gRPC server a cluster node runs.
@@ -285,6 +305,7 @@ impl SealRaft {
             data_dir: config.data_dir,
             server: None,
             admin: None,
+            contact: Arc::new(LeaderContact::new()),
         })
     }
 
@@ -306,7 +327,10 @@ impl SealRaft {
             })?;
         let network = GrpcNetwork::with_material(config.node_id, material.clone(), config.max_rpc_message_bytes);
         let (raft, store) = start(&config, network).await?;
-        let service = RaftService::new(raft.clone(), config.node_id).allowing(config.allowed_peer_names.clone());
+        let contact = Arc::new(LeaderContact::new());
+        let service = RaftService::new(raft.clone(), config.node_id)
+            .allowing(config.allowed_peer_names.clone())
+            .recording(contact.clone());
         let server = match ServerHandle::spawn(listener, &config.addr, service, &material, config.max_rpc_message_bytes)
         {
             Ok(s) => s,
@@ -322,6 +346,7 @@ impl SealRaft {
             data_dir: config.data_dir,
             server: Some(Served::Raft(server)),
             admin: None,
+            contact,
         })
     }
 
@@ -344,7 +369,10 @@ impl SealRaft {
             })?;
         let network = GrpcNetwork::with_material(config.node_id, material, config.max_rpc_message_bytes);
         let (raft, store) = start(&config, network).await?;
-        let raft_service = RaftService::new(raft.clone(), config.node_id).allowing(config.allowed_peer_names.clone());
+        let contact = Arc::new(LeaderContact::new());
+        let raft_service = RaftService::new(raft.clone(), config.node_id)
+            .allowing(config.allowed_peer_names.clone())
+            .recording(contact.clone());
         let shared = AdminShared::new(
             raft.clone(),
             config.node_id,
@@ -374,6 +402,7 @@ impl SealRaft {
             data_dir: config.data_dir,
             server: Some(Served::Cluster(server)),
             admin: Some(shared),
+            contact,
         })
     }
 
@@ -496,6 +525,67 @@ impl SealRaft {
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
+        }
+    }
+
+    /// How fresh this node's applied state is now ([`ReadState`]).
+    pub fn read_state(&self) -> ReadState {
+        let (is_leader, applied, term, quorum_ack) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.state == ServerState::Leader,
+                m.last_applied,
+                m.current_term,
+                m.millis_since_quorum_ack,
+            )
+        };
+        let applied_index = applied.map(|l| l.index);
+        if is_leader {
+            // Until an entry of its own term is applied, a new leader may not have applied
+            // everything its predecessors committed.
+            let caught_up = applied.is_some_and(|l| l.leader_id.term == term);
+            return ReadState {
+                is_leader,
+                applied_index,
+                last_contact: Some(Duration::ZERO),
+                staleness: quorum_ack.filter(|_| caught_up).map(Duration::from_millis),
+            };
+        }
+        let now = Instant::now();
+        ReadState {
+            is_leader,
+            applied_index,
+            last_contact: self.contact.last().map(|t| now.saturating_duration_since(t)),
+            staleness: self
+                .contact
+                .in_sync_since(applied_index)
+                .map(|t| now.saturating_duration_since(t)),
+        }
+    }
+
+    /// Confirm with a quorum that this node still leads (openraft's ReadIndex) and wait until it
+    /// has applied everything committed when the read began; returns the read index. Only the
+    /// leader can; a follower gets [`WriteError::ForwardToLeader`]. Bounded by `timeout`.
+    pub async fn ensure_linearizable(&self, timeout: Duration) -> Result<Option<u64>, WriteError> {
+        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(WriteError::Refused {
+                reason: format!(
+                    "node {} could not confirm its leadership with a quorum within {} ms",
+                    self.node_id,
+                    timeout.as_millis()
+                ),
+            }),
+            Ok(Ok(read)) => Ok(read.map(|l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(WriteError::ForwardToLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.map(|n| n.addr),
+            }),
+            Ok(Err(RaftError::APIError(e))) => Err(WriteError::Refused { reason: e.to_string() }),
+            Ok(Err(RaftError::Fatal(f))) => Err(WriteError::Fatal {
+                node_id: self.node_id,
+                reason: f.to_string(),
+            }),
         }
     }
 
