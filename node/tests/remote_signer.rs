@@ -10,18 +10,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{signer_binary, Node};
 use seal_signer::client::{ClientConfig, SignerClient};
-use seal_signer::testing::{spawn_signer_with_env, TestPki};
+use seal_signer::testing::{softhsm_conf, softhsm_init_token, spawn_signer_with_env, TestPki, SOFTHSM_MODULE};
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use time::OffsetDateTime;
 
 const PASSPHRASE: &str = "remote signer test passphrase";
-const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 fn tuf(gun: &str, path: &str) -> String {
     format!("/v2/{gun}/_trust/tuf/{path}")
@@ -240,37 +239,8 @@ fn a_node_regenerates_above_versions_the_signer_already_signed() {
 /// A SoftHSM2 token in a temporary directory, or `None` (with a message)
 /// when SoftHSM2 is not installed.
 fn softhsm_token(dir: &Path, label: &str, pin: &str) -> Option<PathBuf> {
-    let util = Command::new("softhsm2-util").arg("--version").output();
-    if !Path::new(SOFTHSM_MODULE).exists() || !util.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: SoftHSM2 is not installed ({SOFTHSM_MODULE}, softhsm2-util); `apt-get install softhsm2`");
-        return None;
-    }
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            pin,
-            "--so-pin",
-            "1357-so",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conf = softhsm_conf(dir)?;
+    softhsm_init_token(&conf, label, pin, "1357-so");
     Some(conf)
 }
 

@@ -91,3 +91,53 @@ pub fn spawn_signer_with_env(bin: &Path, config: &Path, passphrase: &str, env: &
         .unwrap_or_else(|| panic!("seal-signer did not start: {line:?}"));
     (child, port)
 }
+
+/// The SoftHSM2 PKCS#11 module Debian's `softhsm2` package installs.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A private SoftHSM2 configuration whose tokens live under `dir`; returns
+/// the configuration file (for `SOFTHSM2_CONF`), or `None`, after saying so,
+/// when SoftHSM2 is not installed.
+pub fn softhsm_conf(dir: &Path) -> Option<PathBuf> {
+    let util = Command::new("softhsm2-util").arg("--version").output();
+    if !Path::new(SOFTHSM_MODULE).exists() || !util.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: SoftHSM2 is not installed ({SOFTHSM_MODULE}, softhsm2-util); `apt-get install softhsm2`");
+        return None;
+    }
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).expect("SoftHSM token directory");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("write softhsm2.conf");
+    Some(conf)
+}
+
+/// Initializes a token `label` with user PIN `pin` and security officer
+/// PIN `so_pin` in the SoftHSM2 configuration `conf`.
+pub fn softhsm_init_token(conf: &Path, label: &str, pin: &str, so_pin: &str) {
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--pin",
+            pin,
+            "--so-pin",
+            so_pin,
+        ])
+        .output()
+        .expect("run softhsm2-util");
+    assert!(
+        out.status.success(),
+        "softhsm2-util: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,8 +7,7 @@
 //! in turn, each on its own token. Skipped (with a message) when SoftHSM2
 //! is not installed.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -17,10 +16,10 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::Session;
 use seal_signer::backend::{Algorithm, BackendError, KeyBackend, NewKey};
 use seal_signer::pkcs11::{Pkcs11Backend, Pkcs11Config};
+use seal_signer::testing::{softhsm_conf, softhsm_init_token, SOFTHSM_MODULE as MODULE};
 use seal_tuf::PublicKey;
 use zeroize::Zeroizing;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "2468-user-pin";
 const SO_PIN: &str = "1357-so-pin";
 const TOKENS: [&str; 6] = [
@@ -42,48 +41,15 @@ impl SoftHsm {
     /// Writes a private SoftHSM configuration and points this process at it,
     /// before anything loads the module; `None` if SoftHSM2 is not installed.
     fn start() -> Option<SoftHsm> {
-        let util = Command::new("softhsm2-util").arg("--version").output();
-        if !Path::new(MODULE).exists() || !util.is_ok_and(|o| o.status.success()) {
-            eprintln!("SKIPPED: SoftHSM2 is not installed ({MODULE}, softhsm2-util); `apt-get install softhsm2`");
-            return None;
-        }
         let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
+        let conf = softhsm_conf(dir.path())?;
         // Set before any thread of this binary touches the module.
         std::env::set_var("SOFTHSM2_CONF", &conf);
         Some(SoftHsm { _dir: dir, conf })
     }
 
     fn init_token(&self, label: &str) {
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &self.conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--pin",
-                PIN,
-                "--so-pin",
-                SO_PIN,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "softhsm2-util: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        softhsm_init_token(&self.conf, label, PIN, SO_PIN);
     }
 }
 
