@@ -8,43 +8,24 @@ mod common;
 
 use common::cluster::*;
 use common::{try_request, Node};
-use seal_signer::testing::TestPki;
 
 #[test]
 fn three_nodes_form_forward_fail_over_and_add_a_learner() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "cluster");
-    let (cert, key) = pki.leaf("seal-node");
-    let (_signer, signer_port) = start_signer(dir.path(), &pki);
-    let tls = Tls {
-        ca: pki.ca_file(),
-        cert,
-        key,
-        signer_port,
-    };
-    let raft: Vec<String> = (0..4).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let bootstrap: Vec<(u64, String)> = (1..=3).map(|i| (i, raft[i as usize - 1].clone())).collect();
-    let mut nodes: Vec<Node> = (1..=3u64)
-        .map(|i| {
-            spawn(
-                dir.path(),
-                &format!("n{i}"),
-                config(i, &raft[i as usize - 1], &tls, &bootstrap),
-            )
-        })
-        .collect();
-
-    // The cluster forms from raft.bootstrap: every node healthy (it knows a leader).
-    for n in &nodes {
-        eventually(&format!("{} healthy", n.addr), || healthy(n).then_some(()));
-    }
-    let leader = eventually("a leader in cluster status", || leader_of(&tls, &raft[0]));
+    let mut cluster = start_cluster(1);
+    let (dir, tls, raft, bootstrap, nodes) = (
+        &cluster.dir,
+        &cluster.tls,
+        &cluster.raft,
+        &cluster.bootstrap,
+        &mut cluster.nodes,
+    );
+    let leader = eventually("a leader in cluster status", || leader_of(tls, &raft[0]));
     assert!((1..=3).contains(&leader));
 
     // `cluster status` lists the three voters and marks the leader.
-    let (ok, status, err) = cluster_cmd(&tls, &raft[0], &["status"]);
+    let (ok, status, err) = cluster_cmd(tls, &raft[0], &["status"]);
     assert!(ok, "status failed: {err}");
-    for (id, addr) in &bootstrap {
+    for (id, addr) in bootstrap {
         let row = status
             .lines()
             .find(|l| l.starts_with(&format!("{id} ")))
@@ -63,7 +44,7 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
     nodes[leader as usize - 1].kill9();
     let survivors: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != leader).collect();
     let new_leader = eventually("a new leader", || {
-        let l = leader_of(&tls, &raft[survivors[0]])?;
+        let l = leader_of(tls, &raft[survivors[0]])?;
         (l != leader).then_some(l)
     });
     assert_ne!(new_leader, leader);
@@ -96,15 +77,15 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
 
     // A fourth node joins as a learner through `cluster add-learner` (asked of a survivor, which
     // forwards to the leader if needed) and catches up.
-    let learner = spawn(dir.path(), "n4", config(4, &raft[3], &tls, &[]));
+    let learner = spawn(dir.path(), "n4", config(4, &raft[3], tls, &[]));
     let (ok, out, err) = cluster_cmd(
-        &tls,
+        tls,
         &raft[survivors[0]],
         &["add-learner", "--id", "4", "--raft-addr", &raft[3]],
     );
     assert!(ok, "add-learner failed: {out}{err}");
     served_everywhere(&[&learner], "example.com/cluster/one", &root);
-    let (ok, status, err) = cluster_cmd(&tls, &raft[survivors[1]], &["status"]);
+    let (ok, status, err) = cluster_cmd(tls, &raft[survivors[1]], &["status"]);
     assert!(ok, "status failed: {err}");
     let row = status.lines().find(|l| l.starts_with("4 ")).expect("learner row");
     assert!(row.contains("learner"), "{row}");

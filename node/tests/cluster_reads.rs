@@ -8,7 +8,6 @@ mod common;
 
 use common::cluster::*;
 use common::{request, try_request, Node};
-use seal_signer::testing::TestPki;
 use std::time::Duration;
 
 /// The leader among `nodes` (1-based ids), asked of `raft[0]`'s node or any that answers.
@@ -28,31 +27,9 @@ fn get(node: &Node, path: &str, headers: &[(&str, &str)]) -> Option<common::Resp
 
 #[test]
 fn reads_on_any_node_are_bounded_linearizable_on_request_and_refused_when_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "cluster");
-    let (cert, key) = pki.leaf("seal-node");
-    let (_signer, signer_port) = start_signer(dir.path(), &pki);
-    let tls = Tls {
-        ca: pki.ca_file(),
-        cert,
-        key,
-        signer_port,
-    };
-    let raft: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let bootstrap: Vec<(u64, String)> = (1..=3).map(|i| (i, raft[i as usize - 1].clone())).collect();
-    let mut nodes: Vec<Node> = (1..=3u64)
-        .map(|i| {
-            spawn(
-                dir.path(),
-                &format!("n{i}"),
-                config(i, &raft[i as usize - 1], &tls, &bootstrap),
-            )
-        })
-        .collect();
-    for n in &nodes {
-        eventually(&format!("{} healthy", n.addr), || healthy(n).then_some(()));
-    }
-    let leader = find_leader(&tls, &raft) as usize - 1;
+    let mut cluster = start_cluster(0);
+    let (tls, raft, nodes) = (&cluster.tls, &cluster.raft, &mut cluster.nodes);
+    let leader = find_leader(tls, raft) as usize - 1;
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let (f1, f2) = (followers[0], followers[1]);
 

@@ -152,3 +152,51 @@ pub fn served_everywhere(nodes: &[&Node], gun: &str, root: &[u8]) {
 pub fn spawn(dir: &Path, name: &str, json: serde_json::Value) -> Node {
     Node::serve_unprobed(&dir.join(name), json)
 }
+
+/// Three voters formed from `raft.bootstrap` and healthy (each knows a
+/// leader), signing through one seal-signer; `spare` more Raft addresses
+/// are reserved for nodes a test adds. Fields drop in order: the nodes,
+/// then the signer, then the directory.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    _signer: Signer,
+    pub tls: Tls,
+    pub raft: Vec<String>,
+    pub bootstrap: Vec<(u64, String)>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn start_cluster(spare: usize) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "cluster");
+    let (cert, key) = pki.leaf("seal-node");
+    let (signer, signer_port) = start_signer(dir.path(), &pki);
+    let tls = Tls {
+        ca: pki.ca_file(),
+        cert,
+        key,
+        signer_port,
+    };
+    let raft: Vec<String> = (0..3 + spare).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let bootstrap: Vec<(u64, String)> = (1..=3).map(|i| (i, raft[i as usize - 1].clone())).collect();
+    let nodes: Vec<Node> = (1..=3u64)
+        .map(|i| {
+            spawn(
+                dir.path(),
+                &format!("n{i}"),
+                config(i, &raft[i as usize - 1], &tls, &bootstrap),
+            )
+        })
+        .collect();
+    for n in &nodes {
+        eventually(&format!("{} healthy", n.addr), || healthy(n).then_some(()));
+    }
+    Cluster {
+        nodes,
+        _signer: signer,
+        tls,
+        raft,
+        bootstrap,
+        dir,
+    }
+}
