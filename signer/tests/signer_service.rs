@@ -2,14 +2,18 @@
 //! checked by the policy, refusals, certificates that are not trusted,
 //! high-water marks that survive a restart, and no plaintext key at rest.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
-use seal_signer::client::{ClientConfig, ClientError, SignerClient};
+use common::{client, files_containing, timestamp};
+
+use seal_signer::client::ClientError;
 use seal_signer::testing::{spawn_signer, TestPki};
-use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS};
-use seal_tuf::{FileMeta, Snapshot, Timestamp};
+use seal_tuf::metadata::{ROOT, TARGETS};
+use seal_tuf::{FileMeta, Snapshot};
 use time::OffsetDateTime;
 
 struct Signer {
@@ -51,33 +55,6 @@ impl Drop for Signer {
     }
 }
 
-fn client(port: u16, ca: &Path, cert: &Path, key: &Path) -> SignerClient {
-    SignerClient::new(&ClientConfig {
-        hostname: "localhost".into(),
-        port,
-        ca_file: ca.to_owned(),
-        cert_file: cert.to_owned(),
-        key_file: key.to_owned(),
-        timeout: Duration::from_secs(5),
-    })
-    .unwrap()
-}
-
-fn timestamp(version: u64, life: time::Duration) -> Vec<u8> {
-    let mut meta = std::collections::BTreeMap::new();
-    meta.insert(
-        SNAPSHOT.to_owned(),
-        FileMeta::for_bytes(format!("snapshot {version}").as_bytes()),
-    );
-    Timestamp {
-        version,
-        expires: OffsetDateTime::now_utc() + life,
-        meta,
-    }
-    .to_value()
-    .to_canonical()
-}
-
 fn snapshot(version: u64) -> Vec<u8> {
     let mut meta = std::collections::BTreeMap::new();
     meta.insert(ROOT.to_owned(), FileMeta::for_bytes(b"root"));
@@ -89,21 +66,6 @@ fn snapshot(version: u64) -> Vec<u8> {
     }
     .to_value()
     .to_canonical()
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if let Ok(b) = std::fs::read(&p) {
-            if b.windows(needle.len()).any(|w| w == needle) {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +93,7 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     .unwrap();
     let mut signer = Signer::start(&config);
     let ca = pki.ca_file();
-    let c = client(signer.port, &ca, &node_cert, &node_key);
+    let c = client(signer.port, &ca, &node_cert, &node_key, Duration::from_secs(5));
 
     let gun = "example.com/app";
     let ts_key = c.create_key("ecdsa", gun, "timestamp").await.unwrap();
@@ -201,14 +163,14 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     assert!(c.create_key("rsa", gun, "timestamp").await.is_err());
 
     // A client whose certificate another CA signed is refused.
-    let intruder = client(signer.port, &ca, &rogue_cert, &rogue_key);
+    let intruder = client(signer.port, &ca, &rogue_cert, &rogue_key, Duration::from_secs(5));
     assert!(intruder.create_key("ecdsa", gun, "timestamp").await.is_err());
     assert!(intruder
         .sign(&ts_key.key_id, &timestamp(9, time::Duration::days(1)), None, None)
         .await
         .is_err());
     // So is one the right CA signed whose name is not on the allow-list.
-    let other = client(signer.port, &ca, &other_cert, &other_key);
+    let other = client(signer.port, &ca, &other_cert, &other_key, Duration::from_secs(5));
     assert!(other.get_key_info(&ts_key.key_id).await.is_err());
     // So is a client with no certificate at all.
     let anonymous = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", signer.port))
@@ -229,7 +191,7 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
 
     // A restart keeps keys and high-water marks.
     signer.restart();
-    let c = client(signer.port, &ca, &node_cert, &node_key);
+    let c = client(signer.port, &ca, &node_cert, &node_key, Duration::from_secs(5));
     let (_, hw) = refused(
         c.sign(&ts_key.key_id, &timestamp(2, time::Duration::days(1)), None, None)
             .await,

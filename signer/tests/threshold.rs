@@ -2,17 +2,18 @@
 //! DKG through one signer, signing through any, with one signer killed and
 //! then two, the policy on every participant, and no plaintext share at rest.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use common::{client, files_containing, timestamp};
+
 use frost_ed25519::keys::KeyPackage;
-use seal_signer::client::{ClientConfig, ClientError, SignerClient};
+use seal_signer::client::{ClientError, SignerClient};
 use seal_signer::testing::{spawn_signer, TestPki};
 use seal_signer::threshold::ThresholdHandle;
-use seal_tuf::metadata::SNAPSHOT;
-use seal_tuf::{FileMeta, Timestamp};
-use time::OffsetDateTime;
 
 struct Signer {
     child: Child,
@@ -34,39 +35,14 @@ impl Drop for Signer {
     }
 }
 
+const WEEK: time::Duration = time::Duration::days(7);
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn client(port: u16, ca: &Path, cert: &Path, key: &Path) -> SignerClient {
-    SignerClient::new(&ClientConfig {
-        hostname: "localhost".into(),
-        port,
-        ca_file: ca.to_owned(),
-        cert_file: cert.to_owned(),
-        key_file: key.to_owned(),
-        timeout: Duration::from_secs(30),
-    })
-    .unwrap()
-}
-
-fn timestamp(version: u64) -> Vec<u8> {
-    let mut meta = std::collections::BTreeMap::new();
-    meta.insert(
-        SNAPSHOT.to_owned(),
-        FileMeta::for_bytes(format!("snapshot {version}").as_bytes()),
-    );
-    Timestamp {
-        version,
-        expires: OffsetDateTime::now_utc() + time::Duration::days(7),
-        meta,
-    }
-    .to_value()
-    .to_canonical()
 }
 
 fn verify(public: &[u8], msg: &[u8], sig: &[u8]) {
@@ -77,21 +53,6 @@ fn verify(public: &[u8], msg: &[u8], sig: &[u8]) {
         .unwrap()
         .verify("eddsa", msg, sig)
         .expect("seal-tuf verification");
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if let Ok(b) = std::fs::read(&p) {
-            if b.windows(needle.len()).any(|w| w == needle) {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +99,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     }
     let clients: Vec<SignerClient> = signers
         .iter()
-        .map(|s| client(s.port, &ca, &node_cert, &node_key))
+        .map(|s| client(s.port, &ca, &node_cert, &node_key, Duration::from_secs(30)))
         .collect();
     let gun = "example.com/app";
 
@@ -166,7 +127,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     }
 
     // Sign through signer 2: an ordinary Ed25519 signature.
-    let t1 = timestamp(1);
+    let t1 = timestamp(1, WEEK);
     let s = clients[1]
         .sign(&key.key_id, &t1, Some(gun), Some("timestamp"))
         .await
@@ -176,7 +137,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
 
     // One signer killed: signing still works, through either survivor.
     signers[2].kill();
-    let t2 = timestamp(2);
+    let t2 = timestamp(2, WEEK);
     verify(
         &key.public,
         &t2,
@@ -186,7 +147,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
             .unwrap()
             .signature,
     );
-    let t3 = timestamp(3);
+    let t3 = timestamp(3, WEEK);
     verify(
         &key.public,
         &t3,
@@ -194,7 +155,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     );
 
     // The policy still refuses a lower version, and a wrong GUN.
-    match clients[0].sign(&key.key_id, &timestamp(2), None, None).await {
+    match clients[0].sign(&key.key_id, &timestamp(2, WEEK), None, None).await {
         Err(ClientError::Refused { message, high_water }) => {
             assert!(message.contains("not above"), "{message}");
             assert_eq!(high_water, Some(3));
@@ -203,14 +164,14 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     }
     assert!(matches!(
         clients[1]
-            .sign(&key.key_id, &timestamp(4), Some("example.com/other"), None)
+            .sign(&key.key_id, &timestamp(4, WEEK), Some("example.com/other"), None)
             .await,
         Err(ClientError::Refused { .. })
     ));
 
     // Two killed: signing fails cleanly, and the survivor keeps serving.
     signers[1].kill();
-    match clients[0].sign(&key.key_id, &timestamp(4), None, None).await {
+    match clients[0].sign(&key.key_id, &timestamp(4, WEEK), None, None).await {
         Err(ClientError::Unavailable(m)) => assert!(m.contains("needs 2 signers"), "{m}"),
         other => panic!("expected unavailable, got {other:?}"),
     }
