@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -34,11 +33,7 @@ use seal_proto::raft::{
     AddLearnerRequest, AdminReply, HttpRequest, HttpResponse, InitRequest, Member, MemberStatus, NodeRequest,
     StatusReply, StatusRequest,
 };
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Response, Status};
 
 pub use seal_proto::raft::{
@@ -46,16 +41,14 @@ pub use seal_proto::raft::{
     MemberStatus as MemberState, StatusReply as ClusterStatus,
 };
 
-use crate::error::{Error, MembershipError};
-use crate::grpc::{peer_host, ClusterTls, RaftService};
+use crate::error::MembershipError;
+use crate::grpc::{peer_host, ClusterTls};
 use crate::types::Raft;
 
 /// Metadata key marking an admin request a follower forwarded to its leader.
 const FORWARDED: &str = "x-seal-forwarded";
 /// How long establishing a connection to another node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the server waits for a client's TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of one forwarded request (it includes signing and committing on the leader).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -135,14 +128,6 @@ impl AdminTls {
             ca: Certificate::from_pem(read(&tls.ca_file)?),
             identity: Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
         })
-    }
-
-    fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(self.identity.clone())
-            .client_ca_root(self.ca.clone())
-            .client_auth_optional(false)
-            .timeout(TLS_HANDSHAKE_TIMEOUT)
     }
 
     /// A lazily connected channel to the node at `addr` (`host:port`).
@@ -642,83 +627,16 @@ impl Forwarding for AdminService {
     }
 }
 
-/// A running server of the Raft transport and the admin and forwarding services.
-#[derive(Debug)]
-pub(crate) struct ClusterServer {
-    addr: SocketAddr,
-    raft_service: RaftService,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl ClusterServer {
-    /// Serve the three services over mutual TLS on `listener` (bound to `configured_addr`).
-    pub(crate) fn spawn(
-        listener: TcpListener,
-        configured_addr: &str,
-        raft_service: RaftService,
-        admin: AdminService,
-        tls: &AdminTls,
-        max_message_bytes: usize,
-    ) -> Result<ClusterServer, Error> {
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: configured_addr.to_string(),
-            source,
-        })?;
-        let mut builder = Server::builder()
-            .tls_config(tls.server_config())
-            .map_err(|e| Error::Tls {
-                what: "configuration",
-                path: None,
-                reason: e.to_string(),
-            })?
-            .tcp_nodelay(true);
-        let node_id = admin.shared.node_id;
-        let router = builder
-            .add_service(raft_service.clone().into_server(max_message_bytes))
-            .add_service(ClusterAdminServer::new(admin.clone()))
-            .add_service(
-                ForwardingServer::new(admin)
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes),
-            );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let task = tokio::spawn(async move {
-            let signal = async move {
-                let _ = stopped.await;
-            };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
-                tracing::error!(node_id, error = %e, "raft gRPC server failed");
-            }
-        });
-        tracing::info!(node_id, %addr, "serving raft, cluster admin and forwarding RPCs over mutual TLS");
-        Ok(ClusterServer {
-            addr,
-            raft_service,
-            stop,
-            task,
-        })
-    }
-
-    /// The address the server listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Refuse further Raft RPCs, stop accepting connections, and wait up to `grace` for open ones.
-    pub(crate) async fn stop(self, grace: Duration) {
-        let ClusterServer {
-            addr,
-            raft_service,
-            stop,
-            mut task,
-        } = self;
-        raft_service.close();
-        let _ = stop.send(());
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(%addr, "gRPC connections still open after shutdown; abandoning them");
-            task.abort();
-        }
-    }
+/// Adds `seal.raft.v1.ClusterAdmin` and `seal.raft.v1.Forwarding`, backed by `admin`, to `router`
+/// (forwarded requests may be as large as Raft messages).
+pub(crate) fn add_admin_services(
+    router: tonic::transport::server::Router,
+    admin: AdminService,
+    max_message_bytes: usize,
+) -> tonic::transport::server::Router {
+    router.add_service(ClusterAdminServer::new(admin.clone())).add_service(
+        ForwardingServer::new(admin)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes),
+    )
 }

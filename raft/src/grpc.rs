@@ -732,7 +732,7 @@ impl RaftRpc for RaftService {
     }
 }
 
-/// A running Raft gRPC server.
+/// A running Raft gRPC server (with the cluster admin and forwarding services when asked).
 #[derive(Debug)]
 pub(crate) struct ServerHandle {
     addr: SocketAddr,
@@ -742,11 +742,13 @@ pub(crate) struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Serve `service` over mutual TLS on `listener` (bound to `configured_addr`).
+    /// Serve `service`, and `admin`'s services when given, over mutual TLS on `listener` (bound
+    /// to `configured_addr`).
     pub(crate) fn spawn(
         listener: TcpListener,
         configured_addr: &str,
         service: RaftService,
+        admin: Option<crate::admin::AdminService>,
         tls: &TlsMaterial,
         max_message_bytes: usize,
     ) -> Result<ServerHandle, Error> {
@@ -762,7 +764,11 @@ impl ServerHandle {
                 reason: error_chain(&e),
             })?
             .tcp_nodelay(true);
-        let router = builder.add_service(service.clone().into_server(max_message_bytes));
+        let mut router = builder.add_service(service.clone().into_server(max_message_bytes));
+        let with_admin = admin.is_some();
+        if let Some(admin) = admin {
+            router = crate::admin::add_admin_services(router, admin, max_message_bytes);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let node_id = service.node_id;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -774,7 +780,11 @@ impl ServerHandle {
                 tracing::error!(node_id, error = %error_chain(&e), "raft gRPC server failed");
             }
         });
-        tracing::info!(node_id, %addr, "serving raft RPCs over mutual TLS");
+        if with_admin {
+            tracing::info!(node_id, %addr, "serving raft, cluster admin and forwarding RPCs over mutual TLS");
+        } else {
+            tracing::info!(node_id, %addr, "serving raft RPCs over mutual TLS");
+        }
         Ok(ServerHandle {
             addr,
             service,

@@ -11,7 +11,7 @@ use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use seal_storage::{ApplyOutcome, Command, Reader, Store};
 
-use crate::admin::{AdminClient, AdminError, AdminService, AdminShared, AdminTls, ClusterServer, ForwardHandler};
+use crate::admin::{AdminClient, AdminError, AdminService, AdminShared, AdminTls, ForwardHandler};
 use crate::contact::LeaderContact;
 use crate::error::{Error, MembershipError, WriteError};
 use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
@@ -141,7 +141,7 @@ pub struct SealRaft {
     node_id: u64,
     data_dir: PathBuf,
     /// The Raft gRPC server of a cluster node.
-    server: Option<Served>,
+    server: Option<ServerHandle>,
     /// The admin and forwarding state of a node opened with [`SealRaft::open_cluster_with_admin`].
     admin: Option<Arc<AdminShared>>,
     /// Contacts from the leader (cluster nodes; a single node never hears from another).
@@ -163,31 +163,6 @@ pub struct ReadState {
     /// last acknowledged it, once it has applied an entry of its own term (before that, `None`).
     /// `None`: unknown, treat as too stale.
     pub staleness: Option<Duration>,
-}
-
-/// Which gRPC server a cluster node runs.
-#[derive(Debug)]
-enum Served {
-    /// The Raft transport alone ([`SealRaft::open_cluster`]).
-    Raft(ServerHandle),
-    /// The Raft transport with the admin and forwarding services ([`SealRaft::open_cluster_with_admin`]).
-    Cluster(ClusterServer),
-}
-
-impl Served {
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Served::Raft(s) => s.addr(),
-            Served::Cluster(s) => s.addr(),
-        }
-    }
-
-    async fn stop(self, grace: Duration) {
-        match self {
-            Served::Raft(s) => s.stop(grace).await,
-            Served::Cluster(s) => s.stop(grace).await,
-        }
-    }
 }
 
 /// Membership operations over a Raft handle, shared by [`SealRaft`] and the admin service.
@@ -318,7 +293,28 @@ impl SealRaft {
     /// [`SealRaft::add_learner`] and [`SealRaft::change_membership`] on the leader. Re-opening an
     /// existing directory recovers the membership with the log.
     pub async fn open_cluster(config: RaftConfig, tls: ClusterTls) -> Result<SealRaft, Error> {
+        SealRaft::open_cluster_serving(config, tls, false).await
+    }
+
+    /// Like [`SealRaft::open_cluster`], and also serve the cluster admin service
+    /// (`seal.raft.v1.ClusterAdmin`) and write forwarding (`seal.raft.v1.Forwarding`) on the same
+    /// port and mutual TLS ([`crate::admin`]). Forwarded requests are answered `UNAVAILABLE` until
+    /// [`SealRaft::set_forward_handler`] registers what runs them.
+    pub async fn open_cluster_with_admin(config: RaftConfig, tls: ClusterTls) -> Result<SealRaft, Error> {
+        SealRaft::open_cluster_serving(config, tls, true).await
+    }
+
+    async fn open_cluster_serving(config: RaftConfig, tls: ClusterTls, with_admin: bool) -> Result<SealRaft, Error> {
         let material = tls.load()?;
+        let admin_tls = if with_admin {
+            Some(AdminTls::read(&tls).map_err(|e| Error::Tls {
+                what: "certificate and key",
+                path: None,
+                reason: e.to_string(),
+            })?)
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind(config.addr.as_str())
             .await
             .map_err(|source| Error::Bind {
@@ -331,62 +327,21 @@ impl SealRaft {
         let service = RaftService::new(raft.clone(), config.node_id)
             .allowing(config.allowed_peer_names.clone())
             .recording(contact.clone());
-        let server = match ServerHandle::spawn(listener, &config.addr, service, &material, config.max_rpc_message_bytes)
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = raft.shutdown().await;
-                return Err(e);
-            }
-        };
-        Ok(SealRaft {
-            raft,
-            store,
-            node_id: config.node_id,
-            data_dir: config.data_dir,
-            server: Some(Served::Raft(server)),
-            admin: None,
-            contact,
-        })
-    }
-
-    /// Like [`SealRaft::open_cluster`], and also serve the cluster admin service
-    /// (`seal.raft.v1.ClusterAdmin`) and write forwarding (`seal.raft.v1.Forwarding`) on the same
-    /// port and mutual TLS ([`crate::admin`]). Forwarded requests are answered `UNAVAILABLE` until
-    /// [`SealRaft::set_forward_handler`] registers what runs them.
-    pub async fn open_cluster_with_admin(config: RaftConfig, tls: ClusterTls) -> Result<SealRaft, Error> {
-        let material = tls.load()?;
-        let admin_tls = AdminTls::read(&tls).map_err(|e| Error::Tls {
-            what: "certificate and key",
-            path: None,
-            reason: e.to_string(),
-        })?;
-        let listener = tokio::net::TcpListener::bind(config.addr.as_str())
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.addr.clone(),
-                source,
-            })?;
-        let network = GrpcNetwork::with_material(config.node_id, material, config.max_rpc_message_bytes);
-        let (raft, store) = start(&config, network).await?;
-        let contact = Arc::new(LeaderContact::new());
-        let raft_service = RaftService::new(raft.clone(), config.node_id)
-            .allowing(config.allowed_peer_names.clone())
-            .recording(contact.clone());
-        let shared = AdminShared::new(
-            raft.clone(),
-            config.node_id,
-            admin_tls.clone(),
-            config.max_rpc_message_bytes,
-            config.allowed_peer_names.clone(),
-        );
-        let admin = AdminService::new(shared.clone());
-        let server = match ClusterServer::spawn(
+        let shared = admin_tls.map(|admin_tls| {
+            AdminShared::new(
+                raft.clone(),
+                config.node_id,
+                admin_tls,
+                config.max_rpc_message_bytes,
+                config.allowed_peer_names.clone(),
+            )
+        });
+        let server = match ServerHandle::spawn(
             listener,
             &config.addr,
-            raft_service,
-            admin,
-            &admin_tls,
+            service,
+            shared.clone().map(AdminService::new),
+            &material,
             config.max_rpc_message_bytes,
         ) {
             Ok(s) => s,
@@ -400,8 +355,8 @@ impl SealRaft {
             store,
             node_id: config.node_id,
             data_dir: config.data_dir,
-            server: Some(Served::Cluster(server)),
-            admin: Some(shared),
+            server: Some(server),
+            admin: shared,
             contact,
         })
     }
@@ -450,7 +405,7 @@ impl SealRaft {
 
     /// The address the Raft gRPC server listens on (cluster nodes only).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.server.as_ref().map(Served::addr)
+        self.server.as_ref().map(ServerHandle::addr)
     }
 
     /// Form a new cluster: record `members` (node id -> Raft address `host:port`) as the first
