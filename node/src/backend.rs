@@ -85,6 +85,46 @@ pub struct RaftBackend {
     /// minting, so two GETs before a root do not mint two keys. Reads never
     /// take it.
     key_lock: Mutex<()>,
+    /// Serialises the read-validate-sign-propose cycles of one collection (publishes and
+    /// timestamp refreshes), so that concurrent writers do not sign competing versions and race
+    /// each other's signer high-water marks; the loser validates against the winner's state.
+    gun_locks: GunLocks,
+}
+
+/// One async lock per collection, made on first use and dropped with its last user.
+#[derive(Default)]
+struct GunLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>);
+
+/// Holds the lock of one collection; removes the lock from the map when nobody else waits on it.
+struct GunGuard<'a> {
+    locks: &'a GunLocks,
+    gun: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl GunLocks {
+    async fn lock(&self, gun: &str) -> GunGuard<'_> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(gun.to_owned()).or_default().clone()
+        };
+        GunGuard {
+            locks: self,
+            gun: gun.to_owned(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for GunGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = self.locks.0.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's own reference is the last one: nobody holds or awaits this lock.
+        if map.get(&self.gun).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(&self.gun);
+        }
+    }
 }
 
 impl RaftBackend {
@@ -105,6 +145,7 @@ impl RaftBackend {
             key_algorithm,
             metrics,
             key_lock: Mutex::new(()),
+            gun_locks: GunLocks::default(),
         }
     }
 
@@ -333,6 +374,7 @@ impl RaftBackend {
     /// snapshot if it expires within the refresh margin). Used by the
     /// refresher and when a read finds an expired timestamp.
     pub async fn refresh_timestamp(&self, gun: &str) -> Result<(), ApiError> {
+        let _serial = self.gun_locks.lock(gun).await;
         let now = self.clock.now();
         let stored = self.stored_files(gun)?;
         let (Some(root_bytes), Some(ts_bytes), Some(snap_bytes)) =
@@ -573,6 +615,7 @@ impl Backend for RaftBackend {
 
     async fn publish(&self, gun: &str, files: Vec<RoleFile>) -> Result<(), ApiError> {
         let uploads: Vec<(String, Vec<u8>)> = files.into_iter().map(|f| (f.role, f.bytes.to_vec())).collect();
+        let _serial = self.gun_locks.lock(gun).await;
         for _ in 0..PUBLISH_ATTEMPTS {
             if self.try_publish(gun, &uploads).await?.is_some() {
                 return Ok(());

@@ -524,12 +524,15 @@ impl ForwardHandler for RouterHandler {
 pub fn format_status(s: &ClusterStatus) -> String {
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let mut out = format!(
-        "answered by: node {}\nleader: {}\nterm: {}\nlast log index: {}\napplied index: {}\n",
+        "answered by: node {}\nleader: {}\nterm: {}\nlast log index: {}\napplied index: {}\n\
+         snapshot index: {}\npurged index: {}\n",
         s.answered_by,
         s.leader_id.map_or_else(|| "none".to_owned(), |l| format!("node {l}")),
         s.term,
         opt(s.last_log_index),
         opt(s.applied_index),
+        opt(s.snapshot_index),
+        opt(s.purged_index),
     );
     out.push_str(&format!(
         "{:<6} {:<24} {:<8} {:<8} {:<10} {:<6}\n",
@@ -562,6 +565,8 @@ mod tests {
             term: 3,
             last_log_index: Some(10),
             applied_index: Some(10),
+            snapshot_index: Some(8),
+            purged_index: None,
             members: vec![
                 MemberState {
                     id: 1,
@@ -588,7 +593,8 @@ mod tests {
         };
         let text = format_status(&s);
         assert!(text.contains("leader: node 2"), "{text}");
-        let rows: Vec<&str> = text.lines().skip(6).collect();
+        assert!(text.contains("snapshot index: 8\npurged index: -\n"), "{text}");
+        let rows: Vec<&str> = text.lines().skip(8).collect();
         assert_eq!(rows.len(), 3, "{text}");
         assert!(rows[0].starts_with("1 ") && rows[0].contains("voter") && rows[0].contains(" 1"));
         assert!(rows[1].contains('*'));

@@ -273,11 +273,14 @@ pub const DEFAULT_MAX_STALENESS_MS: u64 = 5000;
 pub struct RaftConfig {
     /// `raft.node_id` (default 1).
     pub node_id: u64,
-    /// `raft.heartbeat_ms` (default 250).
+    /// `raft.heartbeat_ms` (default 100).
     pub heartbeat_ms: u64,
-    /// `raft.election_timeout_min_ms` (default 1000).
+    /// `raft.election_timeout_min_ms` (default 300).
     pub election_timeout_min_ms: u64,
-    /// `raft.election_timeout_max_ms` (default 2000).
+    /// `raft.election_timeout_max_ms` (default 600). A follower that last heard from the
+    /// leader this long ago plus a random timeout between the two bounds calls an election, and
+    /// votes for another only that long after its last contact: a leader's failure costs about
+    /// `max + random(min, max)`.
     pub election_timeout_max_ms: u64,
     /// `raft.max_staleness_ms` (default 5000): a cluster node serves reads from its local state
     /// only while it was in sync with the leader at most this long ago; otherwise 503.
@@ -294,6 +297,15 @@ pub struct RaftConfig {
     /// certificate must carry for the Raft, admin and forwarding services to serve it; empty:
     /// any certificate the cluster CA signed.
     pub allowed_peer_names: Vec<String>,
+    /// `raft.source_ip`: local address of this node's connections to its peers (default: the
+    /// operating system's choice).
+    pub source_ip: Option<std::net::IpAddr>,
+    /// `raft.snapshot_logs_since_last` (default 10000): build a snapshot of the state machine after
+    /// this many log entries since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// `raft.max_in_snapshot_log_to_keep` (default 1000): log entries kept after a snapshot, so a
+    /// follower that lags by fewer catches up by log; one further behind gets the snapshot.
+    pub max_in_snapshot_log_to_keep: u64,
 }
 
 /// `timestamps.*`.
@@ -387,6 +399,9 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("raft.election_timeout_min_ms", Kind::Int),
     ("raft.election_timeout_max_ms", Kind::Int),
     ("raft.max_staleness_ms", Kind::Int),
+    ("raft.source_ip", Kind::Str),
+    ("raft.snapshot_logs_since_last", Kind::Int),
+    ("raft.max_in_snapshot_log_to_keep", Kind::Int),
     ("raft.addr", Kind::Str),
     ("raft.tls_ca_file", Kind::Str),
     ("raft.tls_cert_file", Kind::Str),
@@ -571,6 +586,9 @@ struct RawRaft {
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
     max_staleness_ms: Option<u64>,
+    snapshot_logs_since_last: Option<u64>,
+    max_in_snapshot_log_to_keep: Option<u64>,
+    source_ip: Option<String>,
     addr: Option<String>,
     tls_ca_file: Option<String>,
     tls_cert_file: Option<String>,
@@ -898,17 +916,31 @@ impl NodeConfig {
                 ));
             }
         }
+        let source_ip = match non_empty(raw.raft.source_ip) {
+            None => None,
+            Some(ip) => Some(
+                ip.trim()
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| invalid("raft.source_ip", format!("{ip:?} is not an IP address")))?,
+            ),
+        };
         let raft = RaftConfig {
             node_id: raw.raft.node_id.unwrap_or(1),
-            heartbeat_ms: raw.raft.heartbeat_ms.unwrap_or(250),
-            election_timeout_min_ms: raw.raft.election_timeout_min_ms.unwrap_or(1000),
-            election_timeout_max_ms: raw.raft.election_timeout_max_ms.unwrap_or(2000),
+            source_ip,
+            heartbeat_ms: raw.raft.heartbeat_ms.unwrap_or(100),
+            election_timeout_min_ms: raw.raft.election_timeout_min_ms.unwrap_or(300),
+            election_timeout_max_ms: raw.raft.election_timeout_max_ms.unwrap_or(600),
             max_staleness_ms: raw.raft.max_staleness_ms.unwrap_or(DEFAULT_MAX_STALENESS_MS),
             addr: raft_addr,
             tls: raft_tls,
             bootstrap: raw.raft.bootstrap,
             allowed_peer_names: raw.raft.allowed_peer_names,
+            snapshot_logs_since_last: raw.raft.snapshot_logs_since_last.unwrap_or(10_000),
+            max_in_snapshot_log_to_keep: raw.raft.max_in_snapshot_log_to_keep.unwrap_or(1_000),
         };
+        if raft.snapshot_logs_since_last == 0 {
+            return Err(invalid("raft.snapshot_logs_since_last", "must be positive"));
+        }
         if raft.heartbeat_ms == 0 {
             return Err(invalid("raft.heartbeat_ms", "must be positive"));
         }
@@ -1100,6 +1132,8 @@ mod tests {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.raft.node_id, 1);
         assert_eq!(c.raft.max_staleness_ms, DEFAULT_MAX_STALENESS_MS);
+        assert_eq!(c.raft.snapshot_logs_since_last, 10_000);
+        assert_eq!(c.raft.max_in_snapshot_log_to_keep, 1_000);
         assert_eq!(c.limits, UploadLimits::default());
         assert_eq!(c.timestamps.refresh_margin_fraction, 0.5);
         assert_eq!(c.timestamps.timestamp_lifetime_secs, 1_209_600);
@@ -1110,7 +1144,8 @@ mod tests {
 
         let c = parse(
             r#"{"server":{"http_addr":"[::1]:80"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
-            "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600,"max_staleness_ms":800},
+            "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600,"max_staleness_ms":800,
+                    "snapshot_logs_since_last":50,"max_in_snapshot_log_to_keep":5,"source_ip":"127.0.0.7"},
             "limits":{"max_body_bytes":1000,"max_parts":5,"max_file_bytes":100},
             "caching":{"max_age":{"current_metadata":0,"consistent_metadata":60}},
             "repositories":{"gun_prefixes":["docker.io/"]},
@@ -1122,6 +1157,9 @@ mod tests {
         assert_eq!(c.storage.data_dir, PathBuf::from("/var/seal"));
         assert_eq!(c.raft.node_id, 3);
         assert_eq!(c.raft.max_staleness_ms, 800);
+        assert_eq!(c.raft.snapshot_logs_since_last, 50);
+        assert_eq!(c.raft.max_in_snapshot_log_to_keep, 5);
+        assert_eq!(c.raft.source_ip, Some([127, 0, 0, 7].into()));
         assert_eq!(
             c.limits,
             UploadLimits {
@@ -1304,9 +1342,21 @@ mod tests {
         );
         assert_eq!(
             invalid_key(
-                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"max_staleness_ms":250}}"#
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"max_staleness_ms":100}}"#
             ),
             "raft.max_staleness_ms"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"source_ip":"node-1"}}"#
+            ),
+            "raft.source_ip"
+        );
+        assert_eq!(
+            invalid_key(
+                r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"raft":{"snapshot_logs_since_last":0}}"#
+            ),
+            "raft.snapshot_logs_since_last"
         );
         assert!(matches!(parse("[1]"), Err(ConfigError::Syntax { .. })));
         assert!(matches!(parse("{"), Err(ConfigError::Syntax { .. })));

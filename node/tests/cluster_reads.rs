@@ -2,7 +2,8 @@
 //! `X-Seal-Applied-Index` and `X-Seal-Last-Contact` headers, linearizable reads through a
 //! follower right after a publish, `X-Seal-Min-Version`, the leader's
 //! `seal_timestamp_min_remaining_seconds` metric, and a follower cut off from the quorum refusing
-//! to serve `timestamp.json`.
+//! to serve `timestamp.json`; a follower partitioned from its peers by a proxy refusing reads
+//! once past its staleness bound while the majority goes on, and catching up when healed.
 
 mod common;
 
@@ -27,6 +28,7 @@ fn get(node: &Node, path: &str, headers: &[(&str, &str)]) -> Option<common::Resp
 
 #[test]
 fn reads_on_any_node_are_bounded_linearizable_on_request_and_refused_when_cut_off() {
+    let _serial = one_cluster_at_a_time();
     let mut cluster = start_cluster(0);
     let (tls, raft, nodes) = (&cluster.tls, &cluster.raft, &mut cluster.nodes);
     let leader = find_leader(tls, raft) as usize - 1;
@@ -135,4 +137,58 @@ fn reads_on_any_node_are_bounded_linearizable_on_request_and_refused_when_cut_of
     std::thread::sleep(Duration::from_secs(1));
     let r = nodes[f2].get(&tuf(gun, "timestamp.json"));
     assert_eq!(r.status, 503, "{}", r.text());
+}
+
+#[test]
+fn a_partitioned_follower_refuses_reads_past_its_bound_and_catches_up_when_healed() {
+    let _serial = one_cluster_at_a_time();
+    let extra = serde_json::json!({"raft": {"max_staleness_ms": 1500}});
+    let cluster = start_cluster_with(0, ClusterOptions { proxied: true, extra });
+    let (tls, raft, nodes) = (&cluster.tls, &cluster.raft, &cluster.nodes);
+    let leader = find_leader(tls, raft) as usize - 1;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let (cut, other) = (followers[0], followers[1]);
+
+    let before = "example.com/partition/before";
+    let (_, before_root) = publish_new(&nodes[leader], before);
+    served_everywhere(&nodes.iter().collect::<Vec<_>>(), before, &before_root);
+
+    // Cut the follower off both ways: the leader's appends and heartbeats no longer reach it, nor
+    // its vote requests its peers. Past its 1.5 s bound it answers 503 to every read instead of
+    // its last state.
+    cluster.partition(cut);
+    let refused = eventually("the partitioned follower refusing reads", || {
+        let r = get(&nodes[cut], &tuf(before, "root.json"), &[])?;
+        (r.status == 503).then_some(r)
+    });
+    assert_eq!(refused.error_code(), "UNAVAILABLE", "{}", refused.text());
+    let r = nodes[cut].get(&tuf(before, "timestamp.json"));
+    assert_eq!(r.status, 503, "{}", r.text());
+
+    // The majority goes on: a publish through the other follower, served by the leader and it.
+    let during = "example.com/partition/during";
+    let (_, during_root) = publish_new(&nodes[other], during);
+    served_everywhere(&[&nodes[leader], &nodes[other]], during, &during_root);
+    // The partitioned follower still refuses, and never serves what it may not have.
+    for path in [tuf(during, "root.json"), tuf(before, "targets.json")] {
+        let r = nodes[cut].get(&path);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+    }
+
+    // A write reaching the cut-off node cannot be forwarded: after its bounded wait, 503 with
+    // Notary's error body, and nothing written.
+    let r = nodes[cut].get(&tuf("example.com/partition/cut", "timestamp.key"));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "UNAVAILABLE"),
+        "{}",
+        r.text()
+    );
+    let r = nodes[leader].get(&tuf("example.com/partition/cut", "root.json"));
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    // Healed, it catches up and serves both collections again.
+    cluster.heal();
+    served_everywhere(&[&nodes[cut]], during, &during_root);
+    served_everywhere(&[&nodes[cut]], before, &before_root);
 }

@@ -113,6 +113,8 @@ impl AdminError {
 pub(crate) struct AdminTls {
     ca: Certificate,
     identity: Identity,
+    /// Local address of outgoing connections (`RaftConfig::source_ip`).
+    source_ip: Option<std::net::IpAddr>,
 }
 
 impl AdminTls {
@@ -127,7 +129,13 @@ impl AdminTls {
         Ok(AdminTls {
             ca: Certificate::from_pem(read(&tls.ca_file)?),
             identity: Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
+            source_ip: None,
         })
+    }
+
+    /// Outgoing connections made from `source_ip` (`None`: the operating system chooses).
+    pub(crate) fn connecting_from(self, source_ip: Option<std::net::IpAddr>) -> AdminTls {
+        AdminTls { source_ip, ..self }
     }
 
     /// A lazily connected channel to the node at `addr` (`host:port`).
@@ -147,6 +155,7 @@ impl AdminTls {
             .map_err(|e| invalid(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .local_address(self.source_ip)
             .connect_lazy())
     }
 }
@@ -407,6 +416,8 @@ impl AdminShared {
             last_log_index: last,
             applied_index: m.last_applied.map(|l| l.index),
             members,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
         }
     }
 }

@@ -360,6 +360,8 @@ struct NetworkInner {
     node_id: u64,
     tls: TlsMaterial,
     max_message_bytes: usize,
+    /// Local address of outgoing connections (`RaftConfig::source_ip`).
+    source_ip: Option<std::net::IpAddr>,
     /// target id -> (address the channel was made for, channel).
     channels: Mutex<HashMap<u64, (String, Channel)>>,
 }
@@ -377,6 +379,21 @@ impl GrpcNetwork {
                 node_id,
                 tls,
                 max_message_bytes,
+                source_ip: None,
+                channels: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Connections to peers made from `source_ip` (`None`: the operating system chooses). Call
+    /// before the first connection.
+    pub fn connecting_from(self, source_ip: Option<std::net::IpAddr>) -> GrpcNetwork {
+        GrpcNetwork {
+            inner: Arc::new(NetworkInner {
+                node_id: self.inner.node_id,
+                tls: self.inner.tls.clone(),
+                max_message_bytes: self.inner.max_message_bytes,
+                source_ip,
                 channels: Mutex::new(HashMap::new()),
             }),
         }
@@ -406,6 +423,7 @@ impl GrpcNetwork {
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
+            .local_address(self.inner.source_ip)
             .connect_lazy();
         channels.insert(target, (addr.to_string(), channel.clone()));
         Ok(channel)

@@ -56,6 +56,10 @@ pub struct RaftConfig {
     /// certificate must carry for its Raft RPCs to be served; empty: any
     /// certificate the cluster CA signed.
     pub allowed_peer_names: seal_proto::peer::AllowedNames,
+    /// Local address this node's outgoing connections to its peers (Raft RPCs, forwarded writes,
+    /// admin calls) are made from; `None`: the operating system chooses. For hosts with several
+    /// interfaces, and for fault injection that must tell the nodes' connections apart.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl RaftConfig {
@@ -76,6 +80,7 @@ impl RaftConfig {
             install_snapshot_timeout: Duration::from_secs(10),
             max_rpc_message_bytes: 64 * 1024 * 1024,
             allowed_peer_names: seal_proto::peer::AllowedNames::default(),
+            source_ip: None,
         }
     }
 
@@ -307,11 +312,12 @@ impl SealRaft {
     async fn open_cluster_serving(config: RaftConfig, tls: ClusterTls, with_admin: bool) -> Result<SealRaft, Error> {
         let material = tls.load()?;
         let admin_tls = if with_admin {
-            Some(AdminTls::read(&tls).map_err(|e| Error::Tls {
+            let admin_tls = AdminTls::read(&tls).map_err(|e| Error::Tls {
                 what: "certificate and key",
                 path: None,
                 reason: e.to_string(),
-            })?)
+            })?;
+            Some(admin_tls.connecting_from(config.source_ip))
         } else {
             None
         };
@@ -321,7 +327,8 @@ impl SealRaft {
                 addr: config.addr.clone(),
                 source,
             })?;
-        let network = GrpcNetwork::with_material(config.node_id, material.clone(), config.max_rpc_message_bytes);
+        let network = GrpcNetwork::with_material(config.node_id, material.clone(), config.max_rpc_message_bytes)
+            .connecting_from(config.source_ip);
         let (raft, store) = start(&config, network).await?;
         let contact = Arc::new(LeaderContact::new());
         let service = RaftService::new(raft.clone(), config.node_id)
