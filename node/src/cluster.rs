@@ -10,7 +10,9 @@
 //! response; the client gets that response unchanged, plus an `X-Seal-Forwarded-To` header
 //! naming the leader. A read that turns out to need a write (a key minted on first `GET`, an
 //! expired timestamp regenerated) answers [`ApiError::NotLeader`] locally and is then sent to the
-//! leader the same way.
+//! leader the same way. A successful forwarded write is answered once this node has applied the
+//! leader's index too (up to [`APPLY_WAIT`]), so a client reads its own writes from the node it
+//! wrote through.
 //!
 //! # Reads
 //!
@@ -72,6 +74,10 @@ pub const CONSISTENCY: &str = "x-seal-consistency";
 pub const MIN_VERSION: &str = "x-seal-min-version";
 /// How long a node that has not applied the version a client asked for waits before forwarding.
 pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a node that forwarded a write waits to apply it before answering (the leader has
+/// already committed it), so that a client reading from the same node sees its own write.
+pub const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// Headers that describe one connection, not the request: never copied across a forward.
 fn hop_by_hop(name: &str) -> bool {
@@ -256,7 +262,19 @@ async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Respons
         }
     };
     match fw.send(to_forwarded(&parts, body.clone()), true).await {
-        Route::Forwarded(r) => r,
+        Route::Forwarded(r) => {
+            // Read your writes on this node: answer once the write is applied here too.
+            let index = r
+                .headers()
+                .get(APPLIED_INDEX)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            if let (true, Some(index)) = (r.status().is_success(), index) {
+                if !fw.raft.wait_applied(index, APPLY_WAIT).await {
+                    tracing::warn!(index, "a forwarded write was acknowledged but is not yet applied here");
+                }
+            }
+            r
+        }
         Route::Local => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
 }

@@ -38,6 +38,14 @@ fn reads_on_any_node_are_bounded_linearizable_on_request_and_refused_when_cut_of
     // A publish through a follower; every node serves it with its applied index and last contact.
     let gun = "example.com/reads/one";
     let (repo, root) = publish_new(&nodes[f1], gun);
+    // The node written through serves the write as soon as it is acknowledged.
+    let r = nodes[f1].get(&tuf(gun, "root.json"));
+    assert_eq!(
+        (r.status, &r.body),
+        (200, &root),
+        "read-your-writes on {}",
+        nodes[f1].addr
+    );
     served_everywhere(&nodes.iter().collect::<Vec<_>>(), gun, &root);
     for &i in &followers {
         let r = nodes[i].get(&tuf(gun, "root.json"));

@@ -569,6 +569,15 @@ impl SealRaft {
             })
     }
 
+    /// Wait until this node has applied the log up to `index`; whether it did within `timeout`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .is_ok()
+    }
+
     /// Build a snapshot now and wait until it covers everything applied so far.
     /// Returns the snapshot's last index.
     pub async fn snapshot(&self, timeout: Duration) -> Result<Option<u64>, Error> {
