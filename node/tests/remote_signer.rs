@@ -11,8 +11,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cluster::tuf;
+use common::metadata::{refreshed_timestamp, served_timestamp, update};
 use common::{signer_binary, Node};
 use seal_signer::client::{ClientConfig, SignerClient};
 use seal_signer::testing::{softhsm_conf, softhsm_init_token, spawn_signer_with_env, TestPki, SOFTHSM_MODULE};
@@ -21,10 +23,6 @@ use seal_tuf::PublicKey;
 use time::OffsetDateTime;
 
 const PASSPHRASE: &str = "remote signer test passphrase";
-
-fn tuf(gun: &str, path: &str) -> String {
-    format!("/v2/{gun}/_trust/tuf/{path}")
-}
 
 /// A signer process, killed when dropped (also when a test fails).
 struct Signer(Child);
@@ -131,23 +129,6 @@ fn first_publish(node: &Node, gun: &str) -> (TestRepo, PublicKey) {
     let r = node.publish(gun, &repo.first_publish(&[("v1", b"one")]));
     assert_eq!(r.status, 200, "{}", r.text());
     (repo, ts_key)
-}
-
-/// The served timestamp, checked against `key`.
-fn served_timestamp(node: &Node, gun: &str, key: &PublicKey) -> seal_tuf::Timestamp {
-    let ts = node.get(&tuf(gun, "timestamp.json"));
-    assert_eq!(ts.status, 200, "{}", ts.text());
-    let file = seal_tuf::SignedFile::parse("timestamp", ts.body.clone()).unwrap();
-    seal_tuf::verify::verify_threshold(&file, &[key], 1).unwrap();
-    seal_tuf::Timestamp::from_signed(file.signed()).unwrap()
-}
-
-/// A later targets + snapshot update of `repo` listing `n` targets.
-fn update(repo: &TestRepo, version: u64) -> Vec<(String, Vec<u8>)> {
-    let root = repo.root_file(1);
-    let t = repo.targets_file(version, &[("v1", b"one"), ("v2", b"two")]);
-    let s = repo.snapshot_file(version, &[("root", &root), ("targets", &t)]);
-    vec![("targets".to_owned(), t), ("snapshot".to_owned(), s)]
 }
 
 #[test]
@@ -272,15 +253,5 @@ fn a_node_publishes_and_refreshes_timestamps_with_keys_in_an_hsm() {
     assert!(published.version > first.version);
 
     // The refresher re-signs the timestamp through the HSM before it expires.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ts = served_timestamp(&node, GUN, &ts_key);
-        assert!(ts.expires > OffsetDateTime::now_utc(), "served an expired timestamp");
-        if ts.version > published.version {
-            assert!(ts.expires > published.expires);
-            break;
-        }
-        assert!(Instant::now() < deadline, "the timestamp was not refreshed");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    refreshed_timestamp(&node, GUN, &ts_key, &published);
 }

@@ -1,11 +1,18 @@
-//! Offline maintenance of a signer's store (run while the signer is
-//! stopped: RocksDB's lock refuses a second process).
+//! Operations on a signer: offline maintenance of its store ([`rewrap`],
+//! run while the signer is stopped: RocksDB's lock refuses a second
+//! process), and for a threshold cluster [`status`] and
+//! [`refresh_shares`], asked of the running signers.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
+
+use seal_proto::threshold::StatusResponse;
 
 use crate::config::SignerConfig;
 use crate::software::{Passphrases, SoftwareBackend};
 use crate::store::Store;
+use crate::threshold::{GrpcPeers, Peer};
 
 /// What [`rewrap`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +65,183 @@ pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
     Ok(report)
 }
 
+/// How long `seal-signer status` waits for each signer.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One signer of a threshold cluster as [`status`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerStatus {
+    /// Its configured identifier.
+    pub id: u16,
+    /// The address it was asked at.
+    pub addr: String,
+    /// Whether it is the signer whose config was read.
+    pub is_self: bool,
+    /// Its answer, or why there was none.
+    pub answer: Result<StatusResponse, String>,
+}
+
+/// What [`status`] found: every signer of the cluster, this one first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    /// k of the configuration read.
+    pub min_signers: u16,
+    /// n of the configuration read.
+    pub max_signers: u16,
+    /// The signers.
+    pub signers: Vec<SignerStatus>,
+}
+
+impl StatusReport {
+    /// What is wrong with `s`'s answer: a different identifier, k or n.
+    fn mismatch(&self, s: &SignerStatus) -> Option<String> {
+        let a = s.answer.as_ref().ok()?;
+        if a.self_id != u32::from(s.id) {
+            return Some(format!("answers as signer {}", a.self_id));
+        }
+        if (a.min_signers, a.max_signers) != (u32::from(self.min_signers), u32::from(self.max_signers)) {
+            return Some(format!("configured {} of {}", a.min_signers, a.max_signers));
+        }
+        None
+    }
+
+    /// Whether every signer answered, with the identifier, k and n expected.
+    pub fn all_well(&self) -> bool {
+        self.signers
+            .iter()
+            .all(|s| s.answer.is_ok() && self.mismatch(s).is_none())
+    }
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "threshold cluster: {} of {}", self.min_signers, self.max_signers)?;
+        let mut holders: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
+        let mut answered = Vec::new();
+        for s in &self.signers {
+            let who = if s.is_self { " (this signer)" } else { "" };
+            match &s.answer {
+                Err(e) => writeln!(f, "signer {}{who} at {}: UNREACHABLE: {e}", s.id, s.addr)?,
+                Ok(a) => {
+                    answered.push(s.id);
+                    write!(
+                        f,
+                        "signer {}{who} at {}: reachable, holds shares of {} key(s)",
+                        s.id,
+                        s.addr,
+                        a.key_ids.len()
+                    )?;
+                    match self.mismatch(s) {
+                        Some(m) => writeln!(f, "; MISMATCH: {m}")?,
+                        None => writeln!(f)?,
+                    }
+                    for k in &a.key_ids {
+                        writeln!(f, "  {k}")?;
+                        holders.entry(k).or_default().push(s.id);
+                    }
+                }
+            }
+        }
+        for (key, on) in holders {
+            if on != answered {
+                writeln!(
+                    f,
+                    "key {key}: shares only on signers {on:?} of those reachable {answered:?}"
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The threshold settings of `config`, and the signer it describes as a
+/// peer reached at `self_addr` (by default `localhost:<port of
+/// server.grpc_addr>`).
+fn this_signer(
+    config: &SignerConfig,
+    self_addr: Option<&str>,
+) -> Result<(crate::threshold::ThresholdConfig, Peer), String> {
+    let t = config
+        .key_backend
+        .threshold_config()
+        .ok_or("this needs a threshold signer (key_backend.type = \"threshold\")")?;
+    let me = Peer {
+        id: t.self_id,
+        addr: self_addr
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("localhost:{}", config.server.grpc_addr.port())),
+        name: None,
+    };
+    Ok((t, me))
+}
+
+/// Asks the running signer `config` describes (at `self_addr`, as for
+/// [`status`]) to refresh the shares of threshold key `key_id` with all
+/// its peers; returns the group public key, which does not change. The
+/// call presents this signer's own certificate, the only one allowed to ask.
+pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+    let (t, me) = this_signer(config, self_addr)?;
+    let id = me.id;
+    let transport = GrpcPeers::new(
+        &[me],
+        &config.server.client_ca_file,
+        &config.server.tls_cert_file,
+        &config.server.tls_key_file,
+        STATUS_TIMEOUT,
+    )?;
+    // Four rounds with every signer, each bounded by the DKG timeout.
+    transport
+        .refresh_shares(id, key_id, t.dkg_timeout * 4)
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// Asks this signer and every peer of its threshold cluster for their
+/// `Status`, over mutual TLS with this signer's certificate and key. This
+/// signer is reached at `self_addr`, by default `localhost:<port of
+/// server.grpc_addr>` (the host is the TLS name checked).
+pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<StatusReport, String> {
+    let (t, me) = this_signer(config, self_addr)?;
+    let mut all = vec![me];
+    all.extend(t.peers.iter().cloned());
+    let transport = std::sync::Arc::new(GrpcPeers::new(
+        &all,
+        &config.server.client_ca_file,
+        &config.server.tls_cert_file,
+        &config.server.tls_key_file,
+        STATUS_TIMEOUT,
+    )?);
+    // All at once, so unreachable signers cost one timeout in total.
+    let tasks: Vec<_> = all
+        .iter()
+        .map(|p| {
+            let (transport, id) = (transport.clone(), p.id);
+            tokio::spawn(async move { transport.status(id, STATUS_TIMEOUT).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(
+            task.await
+                .unwrap_or_else(|e| Err(tonic::Status::internal(format!("status task failed: {e}")))),
+        );
+    }
+    Ok(StatusReport {
+        min_signers: t.min_signers,
+        max_signers: t.max_signers(),
+        signers: all
+            .into_iter()
+            .zip(answers)
+            .map(|(p, answer)| SignerStatus {
+                id: p.id,
+                is_self: p.id == t.self_id,
+                addr: p.addr,
+                answer: answer.map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+            })
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +261,57 @@ mod tests {
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn a_status_report_says_who_answered_and_what_disagrees() {
+        let answer = |self_id: u32, n: u32, keys: &[&str]| {
+            Ok(StatusResponse {
+                self_id,
+                min_signers: 2,
+                max_signers: n,
+                key_ids: keys.iter().map(|k| (*k).to_owned()).collect(),
+            })
+        };
+        let signer = |id: u16, answer: Result<StatusResponse, String>| SignerStatus {
+            id,
+            addr: format!("signer-{id}:7899"),
+            is_self: id == 1,
+            answer,
+        };
+        let mut report = StatusReport {
+            min_signers: 2,
+            max_signers: 3,
+            signers: vec![
+                signer(1, answer(1, 3, &["k1", "k2"])),
+                signer(2, answer(2, 3, &["k1", "k2"])),
+                signer(3, Err("Unavailable: tcp connect error".into())),
+            ],
+        };
+        assert!(!report.all_well());
+        assert_eq!(
+            report.to_string(),
+            "threshold cluster: 2 of 3\n\
+             signer 1 (this signer) at signer-1:7899: reachable, holds shares of 2 key(s)\n  k1\n  k2\n\
+             signer 2 at signer-2:7899: reachable, holds shares of 2 key(s)\n  k1\n  k2\n\
+             signer 3 at signer-3:7899: UNREACHABLE: Unavailable: tcp connect error\n"
+        );
+        // All answer, one as another identifier and n, one without a key.
+        report.signers[2].answer = answer(3, 3, &["k1"]);
+        assert!(report.all_well());
+        report.signers[1].answer = answer(5, 4, &["k1", "k2"]);
+        assert!(!report.all_well());
+        let text = report.to_string();
+        assert!(
+            text.contains(
+                "signer 2 at signer-2:7899: reachable, holds shares of 2 key(s); MISMATCH: answers as signer 5\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("key k2: shares only on signers [1, 2] of those reachable [1, 2, 3]\n"),
+            "{text}"
+        );
     }
 
     #[test]

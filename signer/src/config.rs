@@ -70,6 +70,10 @@ pub struct ServerSection {
     /// `client_ca_file` signed.
     #[serde(default)]
     pub allowed_client_names: Vec<String>,
+    /// Where to serve the Prometheus metrics (`GET /metrics`, plain HTTP);
+    /// none when unset. Bind it to an address only the monitoring reaches.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `storage`.
@@ -183,6 +187,11 @@ pub struct PolicySection {
     /// Clock skew tolerated.
     #[serde(default = "skew")]
     pub clock_skew_secs: u64,
+    /// Enforce the policy (default). `false` makes the signer sign whatever
+    /// it is sent, logging a warning at start-up and on each request the
+    /// policy would refuse: only for tests and compromise drills.
+    #[serde(default = "enforce")]
+    pub enforce: bool,
 }
 
 fn ts_life() -> u64 {
@@ -194,6 +203,9 @@ fn snap_life() -> u64 {
 fn skew() -> u64 {
     300
 }
+fn enforce() -> bool {
+    true
+}
 
 impl Default for PolicySection {
     fn default() -> Self {
@@ -201,6 +213,7 @@ impl Default for PolicySection {
             max_timestamp_lifetime_secs: ts_life(),
             max_snapshot_lifetime_secs: snap_life(),
             clock_skew_secs: skew(),
+            enforce: enforce(),
         }
     }
 }
@@ -213,6 +226,7 @@ impl PolicySection {
             max_timestamp_lifetime: secs(self.max_timestamp_lifetime_secs),
             max_snapshot_lifetime: secs(self.max_snapshot_lifetime_secs),
             clock_skew: secs(self.clock_skew_secs),
+            enforce: self.enforce,
         }
     }
 }

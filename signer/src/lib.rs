@@ -6,7 +6,9 @@
 //! [`backend`]: [`software`] (JWE-encrypted), [`pkcs11`] (an HSM), or
 //! [`threshold`] (FROST shares over several signers, which talk through the
 //! peer protocol in `seal_proto::threshold`). [`server`] starts it all from
-//! [`config`]; [`client`] is what server nodes use to call a signer.
+//! [`config`] and serves [`metrics`]; [`client`] is what server nodes use to
+//! call a signer; [`admin`] holds the operator commands (`rewrap`, and for a
+//! threshold cluster `status` and `refresh-shares`).
 
 pub mod admin;
 pub mod backend;

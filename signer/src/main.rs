@@ -1,6 +1,10 @@
 //! `seal-signer serve --config signer.json`: the signer service;
 //! `seal-signer rewrap --config signer.json`: re-encrypts software keys
-//! under the default alias (with the signer stopped).
+//! under the default alias (with the signer stopped);
+//! `seal-signer status --config signer.json`: asks every signer of a
+//! threshold cluster what it is and which keys it holds shares of;
+//! `seal-signer refresh-shares --config signer.json --key-id <id>`: new
+//! shares of a threshold key on every signer, same group key.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +38,35 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Ask this threshold signer and each of its peers (over mutual TLS,
+    /// with this signer's certificate) whether it answers and which keys it
+    /// holds shares of. Exits with 1 when one does not answer or disagrees
+    /// with this config.
+    Status {
+        /// The config file of one signer of the cluster.
+        #[arg(long)]
+        config: PathBuf,
+        /// Where this signer answers (default: localhost and the port of
+        /// `server.grpc_addr`); the host is the TLS name checked.
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Have this running threshold signer replace every signer's share of a
+    /// key by a new one (FROST share refresh with all signers); the group
+    /// public key, and so root.json, stay the same.
+    RefreshShares {
+        /// The config file of one signer of the cluster (its certificate
+        /// is the one allowed to ask).
+        #[arg(long)]
+        config: PathBuf,
+        /// The threshold key.
+        #[arg(long)]
+        key_id: String,
+        /// Where this signer answers (default: localhost and the port of
+        /// `server.grpc_addr`).
+        #[arg(long)]
+        addr: Option<String>,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<seal_signer::config::SignerConfig, ExitCode> {
@@ -62,32 +95,57 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Status { config, addr } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let report = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(seal_signer::admin::status(&config, addr.as_deref())));
+            match report {
+                Ok(report) => {
+                    print!("{report}");
+                    if report.all_well() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("seal-signer: status: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::RefreshShares { config, key_id, addr } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let refreshed = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(seal_signer::admin::refresh_shares(&config, &key_id, addr.as_deref())));
+            match refreshed {
+                Ok(public) => {
+                    println!(
+                        "refreshed every signer's share of {key_id}; group public key unchanged: {}",
+                        hex::encode(public)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seal-signer: refresh-shares: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level)),
-                )
-                .with_writer(std::io::stderr)
-                .init();
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("seal-signer: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let env = |k: &str| std::env::var(k).ok();
-            let result = rt.block_on(async {
-                let running = seal_signer::server::start(&config, &env).await?;
-                println!("seal-signer listening on {}", running.addr);
-                running.wait_for_signal().await.map_err(|e| e.to_string())
-            });
-            match result {
+            match seal_signer::server::run(&config, &|k: &str| std::env::var(k).ok()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("seal-signer: {e}");

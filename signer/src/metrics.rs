@@ -1,5 +1,7 @@
 //! The signer's Prometheus metrics: signatures made (by backend, with
-//! latency) and policy refusals (by reason).
+//! latency), policy refusals (by reason), and for the threshold backend the
+//! rounds this signer coordinated (by outcome, with latency), participants'
+//! refusals and peers that did not answer.
 
 use std::time::Duration;
 
@@ -12,6 +14,10 @@ pub struct Metrics {
     signatures: IntCounterVec,
     sign_seconds: HistogramVec,
     refusals: IntCounterVec,
+    rounds: IntCounterVec,
+    round_seconds: HistogramVec,
+    participant_refusals: IntCounterVec,
+    unreachable: IntCounterVec,
 }
 
 impl Metrics {
@@ -34,15 +40,90 @@ impl Metrics {
             ),
             &["reason"],
         )?;
-        registry.register(Box::new(signatures.clone()))?;
+        let rounds = IntCounterVec::new(
+            Opts::new(
+                "seal_signer_threshold_rounds_total",
+                "Threshold protocol rounds this signer coordinated, by round and outcome.",
+            ),
+            &["round", "outcome"],
+        )?;
+        let round_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "seal_signer_threshold_round_seconds",
+                "Time a threshold protocol round this signer coordinated took, by round.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            &["round"],
+        )?;
+        let participant_refusals = IntCounterVec::new(
+            Opts::new(
+                "seal_signer_threshold_participant_refusals_total",
+                "Signature shares a participant's signing policy refused, by participant identifier.",
+            ),
+            &["signer"],
+        )?;
+        let unreachable = IntCounterVec::new(
+            Opts::new(
+                "seal_signer_threshold_peer_unreachable_total",
+                "Calls to a threshold peer that did not answer in time, by peer identifier.",
+            ),
+            &["peer"],
+        )?;
+        for c in [&signatures, &refusals, &rounds, &participant_refusals, &unreachable] {
+            registry.register(Box::new(c.clone()))?;
+        }
         registry.register(Box::new(sign_seconds.clone()))?;
-        registry.register(Box::new(refusals.clone()))?;
+        registry.register(Box::new(round_seconds.clone()))?;
         Ok(Metrics {
             registry,
             signatures,
             sign_seconds,
             refusals,
+            rounds,
+            round_seconds,
+            participant_refusals,
+            unreachable,
         })
+    }
+
+    /// Counts a threshold round this signer coordinated (`round` such as
+    /// `sign_commit`, `outcome` such as `ok`) and records how long it took.
+    pub fn round(&self, round: &str, outcome: &str, took: Duration) {
+        self.rounds.with_label_values(&[round, outcome]).inc();
+        self.round_seconds
+            .with_label_values(&[round])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Rounds so far of `round` with `outcome`.
+    pub fn rounds(&self, round: &str, outcome: &str) -> u64 {
+        self.rounds.with_label_values(&[round, outcome]).get()
+    }
+
+    /// Counts a participant's refusal of a signature share.
+    pub fn participant_refused(&self, signer: u16) {
+        self.participant_refusals
+            .with_label_values(&[&signer.to_string()])
+            .inc();
+    }
+
+    /// Refusals so far by participant `signer`.
+    pub fn participant_refusals(&self, signer: u16) -> u64 {
+        self.participant_refusals
+            .with_label_values(&[&signer.to_string()])
+            .get()
+    }
+
+    /// Counts a call to peer `peer` that did not answer.
+    pub fn peer_unreachable(&self, peer: u16) {
+        self.unreachable.with_label_values(&[&peer.to_string()]).inc();
+    }
+
+    /// Unanswered calls so far to peer `peer`.
+    pub fn peer_unreachable_count(&self, peer: u16) -> u64 {
+        self.unreachable.with_label_values(&[&peer.to_string()]).get()
     }
 
     /// Counts a signature.

@@ -39,6 +39,10 @@ pub struct PolicyConfig {
     pub max_snapshot_lifetime: Duration,
     /// Tolerated difference between the node's clock and the signer's.
     pub clock_skew: Duration,
+    /// Whether refusals are enforced. Off (`policy.enforce = false`) only
+    /// for tests and compromise drills: the signer then signs whatever it
+    /// is sent, as Notary's does, and only logs what it would have refused.
+    pub enforce: bool,
 }
 
 impl Default for PolicyConfig {
@@ -50,6 +54,7 @@ impl Default for PolicyConfig {
             max_timestamp_lifetime: l.timestamp,
             max_snapshot_lifetime: l.snapshot,
             clock_skew: Duration::minutes(5),
+            enforce: true,
         }
     }
 }
@@ -266,6 +271,28 @@ pub fn check(
     })
 }
 
+/// [`check`] as the signer applies it: a refusal is an error when the
+/// policy is enforced. When it is not, a refusal is logged and the content
+/// may be signed anyway (`Ok(None)`: no new high-water mark to record).
+pub fn decide(
+    scope: &KeyScope,
+    claimed: &Claimed,
+    content: &[u8],
+    last: Option<&HighWater>,
+    now: OffsetDateTime,
+    config: &PolicyConfig,
+) -> Result<Option<Approved>, Refusal> {
+    match check(scope, claimed, content, last, now, config) {
+        Ok(approved) => Ok(Some(approved)),
+        Err(refusal) if !config.enforce => {
+            tracing::warn!(gun = %scope.gun, role = %scope.role, %refusal,
+                "signing policy NOT ENFORCED (policy.enforce = false): signing what the policy refuses");
+            Ok(None)
+        }
+        Err(refusal) => Err(refusal),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +365,31 @@ mod tests {
             let e = run(TIMESTAMP, &ts(v, life), Some(&hw)).unwrap_err();
             assert_eq!(e, Refusal::NotNewer { high_water: 5, got: v });
         }
+    }
+
+    #[test]
+    fn an_unenforced_policy_signs_what_it_would_refuse_without_moving_the_mark() {
+        let off = PolicyConfig {
+            enforce: false,
+            ..PolicyConfig::default()
+        };
+        let decide_with = |config: &PolicyConfig, content: &[u8], last: Option<&HighWater>| {
+            decide(&scope(TIMESTAMP), &Claimed::default(), content, last, now(), config)
+        };
+        let hw = run(TIMESTAMP, &ts(5, Duration::days(14)), None).unwrap().high_water;
+        // Enforced (the default): a rollback is an error.
+        assert_eq!(
+            decide_with(&PolicyConfig::default(), &ts(4, Duration::days(1)), Some(&hw)),
+            Err(Refusal::NotNewer { high_water: 5, got: 4 })
+        );
+        // Not enforced: signed, and no new high-water mark to record.
+        assert_eq!(decide_with(&off, &ts(4, Duration::days(1)), Some(&hw)), Ok(None));
+        assert_eq!(decide_with(&off, b"sign me", Some(&hw)), Ok(None));
+        // What the policy approves still moves the mark.
+        let a = decide_with(&off, &ts(6, Duration::days(1)), Some(&hw))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.high_water.version, 6);
     }
 
     #[test]

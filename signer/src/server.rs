@@ -28,6 +28,8 @@ pub type Backends = Vec<Arc<dyn KeyBackend>>;
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// Where the metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
     /// The services' state.
     pub core: Arc<SignerCore>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -109,15 +111,47 @@ pub fn backends(
     }
 }
 
+/// `seal-signer serve`: logs to stderr at `config.logging.level` (or
+/// `RUST_LOG`), starts serving on a new runtime, prints
+/// `seal-signer listening on <addr>` on stdout once it listens, and serves
+/// until SIGINT or SIGTERM. Passphrases come from `env`.
+pub fn run(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let running = start(config, env).await?;
+        println!("seal-signer listening on {}", running.addr);
+        running.wait_for_signal().await.map_err(|e| e.to_string())
+    })
+}
+
 /// Opens everything `config` names and starts serving.
 pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Running, String> {
     crate::install_crypto_provider();
     std::fs::create_dir_all(&config.storage.data_dir)
         .map_err(|e| format!("{}: {e}", config.storage.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?);
+    if !config.policy.enforce {
+        tracing::warn!(
+            "SIGNING POLICY NOT ENFORCED (policy.enforce = false): this signer signs whatever it is sent, \
+             rollbacks and non-metadata included; use this only for tests and compromise drills"
+        );
+    }
     let (backends, new_keys) = backends(config, env)?;
     let metrics = Metrics::new().map_err(|e| e.to_string())?;
-    let mut core = SignerCore::new(store.clone(), backends, new_keys, config.policy.to_policy(), metrics)?;
+    let mut core = SignerCore::new(
+        store.clone(),
+        backends,
+        new_keys,
+        config.policy.to_policy(),
+        metrics.clone(),
+    )?;
     let mut threshold = None;
     if let Some(t) = config.key_backend.threshold_config() {
         let passphrases =
@@ -134,13 +168,10 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
                 "threshold peers without a \"name\": any certificate the client CA signed may call the peer service as them"
             );
         }
-        let backend = Arc::new(ThresholdBackend::new(
-            t,
-            store,
-            passphrases,
-            PBES2_ITERATIONS,
-            config.policy.to_policy(),
-        )?);
+        let backend = Arc::new(
+            ThresholdBackend::new(t, store, passphrases, PBES2_ITERATIONS, config.policy.to_policy())?
+                .with_metrics(metrics),
+        );
         backend.set_transport(Arc::new(transport));
         core = core.with_threshold(backend.clone());
         threshold = Some(backend);
@@ -162,10 +193,26 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.grpc_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
 
+    let metrics_listener = match config.server.metrics_addr {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} for metrics: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+
     let (_health_reporter, health_service) = seal_proto::signer_health_reporter().await;
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
     let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let mut accept_shutdown = shutdown_rx.clone();
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(serve_metrics(listener, core.metrics().clone(), shutdown_rx.clone()));
+    }
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -197,7 +244,9 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         .add_service(health_service)
         .add_service(KeyManagementServer::new(KeyManagementService(core.clone())))
         .add_service(SignerServer::new(SignerService(core.clone())))
-        .add_optional_service(threshold.map(|t| ThresholdPeerServer::new(ThresholdPeerService::new(t))));
+        .add_optional_service(threshold.map(|t| {
+            ThresholdPeerServer::new(ThresholdPeerService::new(t).with_own_certificate(&config.server.tls_cert_file))
+        }));
     let task = tokio::spawn(async move {
         let signal = async move {
             let _ = shutdown_rx.changed().await;
@@ -214,8 +263,55 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
     tracing::info!(%addr, backend, "seal-signer serving gRPC over mutual TLS");
     Ok(Running {
         addr,
+        metrics_addr,
         core,
         shutdown,
         task,
     })
+}
+
+/// Serves the Prometheus text exposition of `metrics` at `GET /metrics`
+/// (plain HTTP/1.1, one request per connection) until `shutdown` changes.
+async fn serve_metrics(listener: TcpListener, metrics: Metrics, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let (mut tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%e, "metrics accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer_metrics(&mut tcp, &metrics)).await;
+        });
+    }
+}
+
+/// Reads one request head (at most 8 KiB) and answers it.
+async fn answer_metrics(tcp: &mut tokio::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut buf).await?;
+        if n == 0 || head.len() + n > 8192 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let (status, body) = if head.starts_with(b"GET /metrics ") {
+        ("200 OK", metrics.render())
+    } else {
+        ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(response.as_bytes()).await?;
+    tcp.shutdown().await
 }

@@ -265,7 +265,7 @@ impl Signer for SignerService {
             .high_water(&id)
             .map_err(|e| Status::internal(e.to_string()))?;
         let now = time::OffsetDateTime::now_utc();
-        let approved = match policy::check(&scope, &claimed, &req.content, last.as_ref(), now, &core.policy) {
+        let approved = match policy::decide(&scope, &claimed, &req.content, last.as_ref(), now, &core.policy) {
             Ok(a) => a,
             Err(refusal) => {
                 core.metrics.refused(refusal.reason());
@@ -302,9 +302,11 @@ impl Signer for SignerService {
         let sig = blocking(move || {
             let sig = backend.sign(algorithm, &handle, &content).map_err(backend_status)?;
             // Durable before the signature leaves.
-            store
-                .set_high_water(&key_id, &approved.high_water)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            if let Some(approved) = approved {
+                store
+                    .set_high_water(&key_id, &approved.high_water)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            }
             Ok(sig)
         })
         .await?;

@@ -42,9 +42,10 @@ use rand::RngCore as _;
 use seal_proto::threshold::threshold_peer_client::ThresholdPeerClient;
 use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
 use seal_proto::threshold::{
-    DkgDeliverRequest, DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse, DkgRound1Request, DkgRound1Response,
-    DkgRound2Request, DkgRound2Response, SignCommitRequest, SignCommitResponse, SignShareRequest, SignShareResponse,
-    StatusRequest, StatusResponse,
+    DkgCommitRequest, DkgCommitResponse, DkgDeliverRequest, DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse,
+    DkgRound1Request, DkgRound1Response, DkgRound2Request, DkgRound2Response, RefreshSharesRequest,
+    RefreshSharesResponse, SignCommitRequest, SignCommitResponse, SignShareRequest, SignShareResponse, StatusRequest,
+    StatusResponse,
 };
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -52,6 +53,7 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use crate::backend::Algorithm;
+use crate::metrics::Metrics;
 use crate::policy::{self, Claimed, KeyScope, PolicyConfig};
 use crate::service::HIGH_WATER_HEADER;
 use crate::software::{decrypt_secret, encrypt_secret, jwe_kid, Passphrases};
@@ -64,7 +66,11 @@ pub const BACKEND_NAME: &str = "threshold";
 pub const NONCE_TTL: Duration = Duration::from_secs(60);
 /// How long an unfinished DKG session is kept.
 pub const DKG_TTL: Duration = Duration::from_secs(300);
-/// The most signing sessions a participant holds nonces for at once.
+/// The most signing sessions a participant holds nonces for at once; a
+/// new session beyond it drops the oldest one's nonces. Sessions whose
+/// coordinator did not choose this participant (k−1 others answered first)
+/// are never completed, so a standby signer accumulates them until they
+/// expire.
 pub const MAX_NONCE_SESSIONS: usize = 4096;
 /// The most DKG sessions a participant keeps at once.
 pub const MAX_DKG_SESSIONS: usize = 64;
@@ -262,6 +268,8 @@ pub trait PeerTransport: Send + Sync {
     async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status>;
     /// `DkgFinish` on `to`.
     async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status>;
+    /// `DkgCommit` on `to`.
+    async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status>;
     /// `SignCommit` on `to`.
     async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status>;
     /// `SignShare` on `to`.
@@ -316,6 +324,31 @@ impl GrpcPeers {
             .cloned()
             .ok_or_else(|| Status::internal(format!("peer {to} is not configured")))
     }
+
+    /// `RefreshShares` of `key_id` on `to`, answered within `timeout`;
+    /// returns the group public key.
+    pub async fn refresh_shares(&self, to: u16, key_id: &str, timeout: Duration) -> Result<Vec<u8>, Status> {
+        with_timeout(timeout, async {
+            let req = RefreshSharesRequest {
+                key_id: key_id.to_owned(),
+            };
+            Ok(self
+                .client(to)?
+                .refresh_shares(req)
+                .await?
+                .into_inner()
+                .group_public_key)
+        })
+        .await
+    }
+
+    /// `Status` on `to`, answered within `timeout`.
+    pub async fn status(&self, to: u16, timeout: Duration) -> Result<StatusResponse, Status> {
+        with_timeout(timeout, async {
+            Ok(self.client(to)?.status(StatusRequest {}).await?.into_inner())
+        })
+        .await
+    }
 }
 
 #[tonic::async_trait]
@@ -331,6 +364,9 @@ impl PeerTransport for GrpcPeers {
     }
     async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
         Ok(self.client(to)?.dkg_finish(req).await?.into_inner())
+    }
+    async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
+        Ok(self.client(to)?.dkg_commit(req).await?.into_inner())
     }
     async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
         Ok(self.client(to)?.sign_commit(req).await?.into_inner())
@@ -348,6 +384,9 @@ enum DkgState {
         frost::keys::dkg::round2::SecretPackage,
         BTreeMap<Identifier, frost::keys::dkg::round1::Package>,
     ),
+    /// A share refresh after `DkgFinish`: the new key record (share
+    /// encrypted) and key package, stored on `DkgCommit`.
+    Prepared(Box<KeyRecord>, Arc<KeyPackage>),
     /// Being worked on (taken out of the map).
     Busy,
 }
@@ -355,6 +394,8 @@ enum DkgState {
 struct DkgSession {
     gun: String,
     role: String,
+    /// For a share refresh: the key whose shares are replaced.
+    refresh: Option<String>,
     participants: Vec<u16>,
     state: DkgState,
     /// Round-2 packages received from the others (may arrive before our own part 2).
@@ -378,9 +419,11 @@ pub struct ThresholdBackend {
     iterations: u64,
     policy: PolicyConfig,
     transport: OnceLock<Arc<dyn PeerTransport>>,
+    metrics: Metrics,
     dkg: Mutex<HashMap<String, DkgSession>>,
     nonces: Mutex<HashMap<String, NonceEntry>>,
     shares: Mutex<HashMap<String, Arc<KeyPackage>>>,
+    max_nonce_sessions: usize,
     // Serialises policy check, share and high-water mark of participants.
     participant: Mutex<()>,
 }
@@ -393,6 +436,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Sen
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("threshold task failed: {e}")))?
+}
+
+/// Calls `$call($req)` on each participant of `$ids` at once, this signer
+/// directly and the others through the transport, each bounded by
+/// `$timeout`; evaluates to every `(id, result)`, sorted by id.
+macro_rules! on_each {
+    ($backend:expr, $ids:expr, $timeout:expr, $call:ident, $req:expr) => {{
+        let req = $req;
+        $backend
+            .all($ids, $timeout, move |b, to| {
+                let req = req.clone();
+                async move {
+                    if to == b.config.self_id {
+                        b.$call(req).await
+                    } else {
+                        b.transport()?.$call(to, req).await
+                    }
+                }
+            })
+            .await
+    }};
 }
 
 impl ThresholdBackend {
@@ -414,11 +478,48 @@ impl ThresholdBackend {
             iterations,
             policy,
             transport: OnceLock::new(),
+            metrics: Metrics::new().map_err(|e| e.to_string())?,
             dkg: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),
             shares: Mutex::new(HashMap::new()),
+            max_nonce_sessions: MAX_NONCE_SESSIONS,
             participant: Mutex::new(()),
         })
+    }
+
+    /// Counts rounds, refusals and unreachable peers in `metrics` (the
+    /// signer's; by default the backend's own).
+    pub fn with_metrics(mut self, metrics: Metrics) -> ThresholdBackend {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this backend counts in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts a peer that did not answer a call.
+    fn note_unanswered(&self, peer: u16, status: &Status) {
+        let unanswered = matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        );
+        if peer != self.config.self_id && unanswered {
+            self.metrics.peer_unreachable(peer);
+        }
+    }
+
+    /// Records a DKG round this signer coordinated.
+    fn dkg_round_done<T>(&self, round: &str, started: Instant, results: &[(u16, Result<T, Status>)]) {
+        let mut outcome = "ok";
+        for (id, r) in results {
+            if let Err(s) = r {
+                self.note_unanswered(*id, s);
+                outcome = "failed";
+            }
+        }
+        self.metrics.round(round, outcome, started.elapsed());
     }
 
     /// Sets how peers are reached (once).
@@ -450,17 +551,100 @@ impl ThresholdBackend {
         if algorithm != Algorithm::Ed25519 {
             return Err(ThresholdError::Unsupported(algorithm.as_str()));
         }
+        let (session_id, finished) = self.dkg_rounds("key generation (DKG)", gun, role, "").await?;
+        let mut keys: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
+        for (_, r) in finished {
+            keys.insert((r.key_id, r.group_public_key));
+        }
+        if keys.len() != 1 {
+            return Err(ThresholdError::Protocol(format!(
+                "signers derived {} different group keys in DKG session {session_id}",
+                keys.len()
+            )));
+        }
+        let (key_id, public) = keys.into_iter().next().unwrap_or_default();
+        tracing::info!(%session_id, %key_id, gun, role, "DKG complete");
+        Ok((key_id, public))
+    }
+
+    /// Replaces every signer's share of the threshold key `key_id` by a new
+    /// one (FROST's refresh DKG with all n signers: shares of zero added to
+    /// the old shares), keeping the group key; returns it. The new shares are
+    /// stored only once every signer derived the same new public key
+    /// package; old and new shares do not sign together.
+    pub async fn refresh_shares(self: &Arc<Self>, key_id: &str) -> Result<Vec<u8>, ThresholdError> {
+        let record = self
+            .threshold_record(key_id)
+            .map_err(|s| ThresholdError::NotFound(s.message().to_owned()))?;
+        let (session_id, finished) = self
+            .dkg_rounds("share refresh", &record.gun, &record.role, key_id)
+            .await?;
+        let packages: BTreeSet<(&str, &[u8], &[u8])> = finished
+            .iter()
+            .map(|(_, r)| {
+                (
+                    r.key_id.as_str(),
+                    r.group_public_key.as_slice(),
+                    r.new_public_package.as_slice(),
+                )
+            })
+            .collect();
+        let agreed = packages.len() == 1
+            && packages
+                .iter()
+                .all(|(k, public, _)| *k == key_id && *public == record.public.as_slice());
+        if !agreed {
+            return Err(ThresholdError::Protocol(format!(
+                "signers derived {} different results in share refresh {session_id}; nothing was replaced",
+                packages.len()
+            )));
+        }
+        let req = DkgCommitRequest {
+            session_id: session_id.clone(),
+            coordinator: u32::from(self.config.self_id),
+        };
+        let started = Instant::now();
+        let results = on_each!(
+            self,
+            &self.config.participants(),
+            self.config.dkg_timeout,
+            dkg_commit,
+            req
+        );
+        self.dkg_round_done("dkg_commit", started, &results);
+        let (ok, failed) = split(results);
+        if !failed.is_empty() {
+            let done: Vec<u16> = ok.iter().map(|(id, _)| *id).collect();
+            return Err(ThresholdError::Protocol(format!(
+                "share refresh {session_id} of {key_id} stored on signers {done:?} only ({failed}); \
+                 those that did not store it hold shares that no longer sign with the others"
+            )));
+        }
+        tracing::info!(%session_id, %key_id, "share refresh complete");
+        Ok(record.public)
+    }
+
+    /// The three DKG rounds with every signer, for a new key of
+    /// `gun`/`role` or, when `refresh_key_id` is not empty, a share refresh
+    /// of that key; returns the session and every signer's `DkgFinish`.
+    async fn dkg_rounds(
+        self: &Arc<Self>,
+        operation: &'static str,
+        gun: &str,
+        role: &str,
+        refresh_key_id: &str,
+    ) -> Result<(String, Vec<(u16, DkgFinishResponse)>), ThresholdError> {
         let participants = self.config.participants();
         let n = participants.len();
         let session_id = random_session_id();
         let me = self.config.self_id;
         let unavailable = |reachable: usize, details: String| ThresholdError::Unavailable {
-            operation: "key generation (DKG)",
+            operation,
             needed: n,
             reachable,
             details,
         };
-        tracing::info!(%session_id, gun, role, k = self.config.min_signers, n, "starting DKG");
+        tracing::info!(%session_id, operation, gun, role, refresh_key_id, k = self.config.min_signers, n, "starting DKG");
 
         // Round 1: everyone's public package.
         let req = DkgRound1Request {
@@ -470,19 +654,11 @@ impl ThresholdBackend {
             role: role.to_owned(),
             min_signers: u32::from(self.config.min_signers),
             participants: participants.iter().map(|p| u32::from(*p)).collect(),
+            refresh_key_id: refresh_key_id.to_owned(),
         };
-        let results = self
-            .all(&participants, self.config.dkg_timeout, move |b, to| {
-                let req = req.clone();
-                async move {
-                    if to == b.config.self_id {
-                        b.dkg_round1(req).await
-                    } else {
-                        b.transport()?.dkg_round1(to, req).await
-                    }
-                }
-            })
-            .await;
+        let started = Instant::now();
+        let results = on_each!(self, &participants, self.config.dkg_timeout, dkg_round1, req);
+        self.dkg_round_done("dkg_round1", started, &results);
         let (ok, failed) = split(results);
         if !failed.is_empty() {
             return Err(unavailable(ok.len(), failed));
@@ -495,57 +671,27 @@ impl ThresholdBackend {
             coordinator: u32::from(me),
             round1_packages,
         };
-        let results = self
-            .all(&participants, self.config.dkg_timeout, move |b, to| {
-                let req = req.clone();
-                async move {
-                    if to == b.config.self_id {
-                        b.dkg_round2(req).await
-                    } else {
-                        b.transport()?.dkg_round2(to, req).await
-                    }
-                }
-            })
-            .await;
+        let started = Instant::now();
+        let results = on_each!(self, &participants, self.config.dkg_timeout, dkg_round2, req);
+        self.dkg_round_done("dkg_round2", started, &results);
         let (ok, failed) = split(results);
         if !failed.is_empty() {
             return Err(unavailable(ok.len(), failed));
         }
 
-        // Round 3: everyone derives and stores its share; all must agree on the group key.
+        // Round 3: everyone derives (and, for a new key, stores) its share.
         let req = DkgFinishRequest {
             session_id: session_id.clone(),
             coordinator: u32::from(me),
         };
-        let results = self
-            .all(&participants, self.config.dkg_timeout, move |b, to| {
-                let req = req.clone();
-                async move {
-                    if to == b.config.self_id {
-                        b.dkg_finish(req).await
-                    } else {
-                        b.transport()?.dkg_finish(to, req).await
-                    }
-                }
-            })
-            .await;
+        let started = Instant::now();
+        let results = on_each!(self, &participants, self.config.dkg_timeout, dkg_finish, req);
+        self.dkg_round_done("dkg_finish", started, &results);
         let (ok, failed) = split(results);
         if !failed.is_empty() {
             return Err(unavailable(ok.len(), failed));
         }
-        let mut keys: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
-        for (_, r) in ok {
-            keys.insert((r.key_id, r.group_public_key));
-        }
-        if keys.len() != 1 {
-            return Err(ThresholdError::Protocol(format!(
-                "signers derived {} different group keys in DKG session {session_id}",
-                keys.len()
-            )));
-        }
-        let (key_id, public) = keys.into_iter().next().unwrap_or_default();
-        tracing::info!(%session_id, %key_id, gun, role, "DKG complete");
-        Ok((key_id, public))
+        Ok((session_id, ok))
     }
 
     /// Runs `call` for every id in `ids` concurrently, each bounded by `timeout`.
@@ -607,6 +753,7 @@ impl ThresholdBackend {
                 coordinator: u32::from(me),
                 key_id: record.key_id.clone(),
             };
+            let round_started = Instant::now();
             let own = self
                 .sign_commit(commit.clone())
                 .await
@@ -646,14 +793,21 @@ impl ThresholdBackend {
                         chosen.push(to);
                     }
                     Err(s) => {
+                        self.note_unanswered(to, &s);
                         tracing::warn!(peer = to, code = ?s.code(), message = s.message(), "peer skipped in signing round 1");
                         failures.push(format!("signer {to}: {}", s.message()));
                     }
                 }
             }
             // Slower peers are not waited for; their nonces expire unused.
-            set.abort_all();
+            // Their calls run to their end (each bounded by the peer
+            // timeout) rather than being cancelled: every cancelled call
+            // resets an HTTP/2 stream, and h2 closes a connection that
+            // resets too many.
+            set.detach_all();
             if chosen.len() < needed {
+                self.metrics
+                    .round("sign_commit", "unavailable", round_started.elapsed());
                 let excluded_note = if excluded.is_empty() {
                     String::new()
                 } else {
@@ -666,6 +820,8 @@ impl ThresholdBackend {
                     details: format!("{}{excluded_note}", failures.join("; ")),
                 });
             }
+
+            self.metrics.round("sign_commit", "ok", round_started.elapsed());
 
             // Round 2: the signing package, with the message, to the k chosen.
             let package = frost::SigningPackage::new(commitments, content);
@@ -680,18 +836,8 @@ impl ThresholdBackend {
                 claimed_gun: claimed.gun.clone().unwrap_or_default(),
                 claimed_role: claimed.role.clone().unwrap_or_default(),
             };
-            let results = self
-                .all(&chosen, self.config.peer_timeout, move |b, to| {
-                    let req = share_req.clone();
-                    async move {
-                        if to == b.config.self_id {
-                            b.sign_share(req).await
-                        } else {
-                            b.transport()?.sign_share(to, req).await
-                        }
-                    }
-                })
-                .await;
+            let round_started = Instant::now();
+            let results = on_each!(self, &chosen, self.config.peer_timeout, sign_share, share_req);
             let mut shares = BTreeMap::new();
             let mut retry = false;
             for (from, r) in results {
@@ -707,6 +853,8 @@ impl ThresholdBackend {
                         }
                     },
                     Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                        self.metrics.participant_refused(from);
+                        self.metrics.round("sign_share", "refused", round_started.elapsed());
                         return Err(ThresholdError::Refused {
                             signer: from,
                             message: s.message().to_owned(),
@@ -718,6 +866,7 @@ impl ThresholdBackend {
                         });
                     }
                     Err(s) => {
+                        self.note_unanswered(from, &s);
                         tracing::warn!(peer = from, code = ?s.code(), message = s.message(), "peer failed in signing round 2");
                         if from == me {
                             return Err(ThresholdError::Internal(format!(
@@ -732,6 +881,8 @@ impl ThresholdBackend {
                 }
             }
             if retry {
+                self.metrics
+                    .round("sign_share", "participant_failed", round_started.elapsed());
                 last_error = Some(ThresholdError::Unavailable {
                     operation: "threshold signing",
                     needed,
@@ -759,8 +910,11 @@ impl ThresholdBackend {
                         .filter_map(|c| by_identifier.get(c).copied())
                         .collect();
                     if culprits.is_empty() {
+                        self.metrics.round("sign_share", "failed", round_started.elapsed());
                         return Err(ThresholdError::Protocol(format!("aggregation failed: {e}")));
                     }
+                    self.metrics
+                        .round("sign_share", "invalid_share", round_started.elapsed());
                     for c in &culprits {
                         tracing::error!(signer = c, key_id = %record.key_id, %session_id, "signer sent an invalid signature share");
                     }
@@ -776,9 +930,13 @@ impl ThresholdBackend {
                 .map_err(|e| ThresholdError::Internal(format!("signature: {e}")))?;
             let sig = ed25519_dalek::Signature::from_slice(&bytes)
                 .map_err(|e| ThresholdError::Protocol(format!("aggregate signature: {e}")))?;
-            group_key
-                .verify_strict(content, &sig)
-                .map_err(|e| ThresholdError::Protocol(format!("aggregate signature does not verify: {e}")))?;
+            if let Err(e) = group_key.verify_strict(content, &sig) {
+                self.metrics.round("sign_share", "failed", round_started.elapsed());
+                return Err(ThresholdError::Protocol(format!(
+                    "aggregate signature does not verify: {e}"
+                )));
+            }
+            self.metrics.round("sign_share", "ok", round_started.elapsed());
             tracing::debug!(key_id = %record.key_id, signers = ?chosen, "threshold signature made");
             return Ok(bytes);
         }
@@ -815,12 +973,37 @@ impl ThresholdBackend {
             return Err(Status::invalid_argument("a DKG session needs an id, a gun and a role"));
         }
         let me = identifier(self.config.self_id)?;
-        let (secret, package) = frost::keys::dkg::part1(
-            me,
-            self.config.max_signers(),
-            self.config.min_signers,
-            rand::rngs::OsRng,
-        )
+        let refresh = nonempty(&req.refresh_key_id);
+        let (secret, package) = match &refresh {
+            None => frost::keys::dkg::part1(
+                me,
+                self.config.max_signers(),
+                self.config.min_signers,
+                rand::rngs::OsRng,
+            ),
+            Some(key_id) => {
+                // Only a key this signer holds, for the stated GUN and role, made by this cluster.
+                let record = self.threshold_record(key_id)?;
+                let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
+                let mut holders = handle.participants.clone();
+                holders.sort_unstable();
+                if (record.gun.as_str(), record.role.as_str()) != (req.gun.as_str(), req.role.as_str())
+                    || holders != participants
+                    || handle.min_signers != self.config.min_signers
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "share refresh of {key_id}: the key belongs to {}/{} with signers {holders:?}, {} of them",
+                        record.gun, record.role, handle.min_signers
+                    )));
+                }
+                frost::keys::refresh::refresh_dkg_part1(
+                    me,
+                    self.config.max_signers(),
+                    self.config.min_signers,
+                    rand::rngs::OsRng,
+                )
+            }
+        }
         .map_err(|e| Status::internal(format!("DKG part 1: {e}")))?;
         let package = package.serialize().map_err(|e| internal("DKG part 1")(e.to_string()))?;
         let mut sessions = lock(&self.dkg);
@@ -836,6 +1019,7 @@ impl ThresholdBackend {
             DkgSession {
                 gun: req.gun,
                 role: req.role,
+                refresh,
                 participants,
                 state: DkgState::Round1(secret, package.clone()),
                 received: BTreeMap::new(),
@@ -849,13 +1033,13 @@ impl ThresholdBackend {
     /// secret package to its recipient.
     pub async fn dkg_round2(self: &Arc<Self>, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
         let me = self.config.self_id;
-        let (secret, own, participants) = {
+        let (secret, own, participants, refresh) = {
             let mut sessions = lock(&self.dkg);
             let s = sessions
                 .get_mut(&req.session_id)
                 .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
             match std::mem::replace(&mut s.state, DkgState::Busy) {
-                DkgState::Round1(secret, own) => (secret, own, s.participants.clone()),
+                DkgState::Round1(secret, own) => (secret, own, s.participants.clone(), s.refresh.is_some()),
                 other => {
                     s.state = other;
                     return Err(Status::failed_precondition("DKG session is not in round 1"));
@@ -880,8 +1064,13 @@ impl ThresholdBackend {
                 .map_err(|e| Status::invalid_argument(format!("round-1 package of signer {p}: {e}")))?;
             others.insert(identifier(*p)?, pkg);
         }
-        let (secret2, outgoing) = frost::keys::dkg::part2(secret, &others)
-            .map_err(|e| Status::invalid_argument(format!("DKG part 2 (culprits {:?}): {e}", e.culprits())))?;
+        let part2 = if refresh {
+            frost::keys::refresh::refresh_dkg_part2(secret, &others)
+        } else {
+            frost::keys::dkg::part2(secret, &others)
+        };
+        let (secret2, outgoing) =
+            part2.map_err(|e| Status::invalid_argument(format!("DKG part 2 (culprits {:?}): {e}", e.culprits())))?;
         {
             let mut sessions = lock(&self.dkg);
             let s = sessions
@@ -962,23 +1151,52 @@ impl ThresholdBackend {
         let DkgState::Round2(secret2, round1) = &session.state else {
             return Err(Status::failed_precondition("DKG session is not in round 2"));
         };
-        let (key_package, public_package) = frost::keys::dkg::part3(secret2, round1, &session.received)
-            .map_err(|e| Status::invalid_argument(format!("DKG part 3 (culprits {:?}): {e}", e.culprits())))?;
+        let old = match &session.refresh {
+            Some(key_id) => {
+                let record = self.threshold_record(key_id)?;
+                let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
+                let public = handle.public_package().map_err(|e| Status::internal(e.to_string()))?;
+                Some((public, self.key_package(&record)?))
+            }
+            None => None,
+        };
+        let derived = match old {
+            None => frost::keys::dkg::part3(secret2, round1, &session.received),
+            Some((old_public, old_share)) => frost::keys::refresh::refresh_dkg_shares(
+                secret2,
+                round1,
+                &session.received,
+                old_public,
+                (*old_share).clone(),
+            ),
+        };
+        let (key_package, public_package) =
+            derived.map_err(|e| Status::invalid_argument(format!("DKG part 3 (culprits {:?}): {e}", e.culprits())))?;
         let public = public_package
             .verifying_key()
             .serialize()
             .map_err(|e| internal("group key")(e.to_string()))?;
         let key_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
+        if session.refresh.as_ref().is_some_and(|k| *k != key_id) {
+            return Err(Status::internal("share refresh changed the group key"));
+        }
+        let public_bytes = public_package
+            .serialize()
+            .map_err(|e| internal("public key package")(e.to_string()))?;
         let me = self.clone();
         let gun = session.gun.clone();
         let role = session.role.clone();
         let participants = session.participants.clone();
-        let (kid, public2) = (key_id.clone(), public.clone());
-        blocking(move || {
+        let (kid, public2, package_b64) = (
+            key_id.clone(),
+            public.clone(),
+            base64::engine::general_purpose::STANDARD.encode(&public_bytes),
+        );
+        let refresh = session.refresh.is_some();
+        let key_package = Arc::new(key_package);
+        let record = blocking(move || {
             let serialized = Zeroizing::new(
-                key_package
-                    .serialize()
-                    .map_err(|e| internal("key package")(e.to_string()))?,
+                KeyPackage::serialize(&key_package).map_err(|e| internal("key package")(e.to_string()))?,
             );
             let alias = me.passphrases.default_alias();
             let passphrase = me
@@ -989,11 +1207,7 @@ impl ThresholdBackend {
                 .map_err(|e| internal("encrypting the share")(e.to_string()))?;
             let handle = ThresholdHandle {
                 share_jwe,
-                public_package: base64::engine::general_purpose::STANDARD.encode(
-                    public_package
-                        .serialize()
-                        .map_err(|e| internal("public key package")(e.to_string()))?,
-                ),
+                public_package: package_b64,
                 self_id: me.config.self_id,
                 min_signers: *key_package.min_signers(),
                 participants,
@@ -1007,18 +1221,56 @@ impl ThresholdBackend {
                 backend: BACKEND_NAME.to_owned(),
                 handle: serde_json::to_vec(&handle).map_err(|e| internal("key handle")(e.to_string()))?,
             };
+            if refresh {
+                // Stored on DkgCommit, once every signer has its new share.
+                return Ok(Some((record, key_package)));
+            }
             me.store
                 .put_key(&record)
                 .map_err(|e| internal("storing the share")(e.to_string()))?;
-            lock(&me.shares).insert(kid, Arc::new(key_package));
-            Ok(())
+            lock(&me.shares).insert(kid, key_package);
+            Ok(None)
         })
         .await?;
-        tracing::info!(%key_id, gun = %session.gun, role = %session.role, "stored threshold key share");
+        let mut new_public_package = Vec::new();
+        if let Some((record, key_package)) = record {
+            tracing::info!(%key_id, "prepared a refreshed threshold key share");
+            new_public_package = public_bytes;
+            let mut sessions = lock(&self.dkg);
+            let mut session = session;
+            session.state = DkgState::Prepared(Box::new(record), key_package);
+            sessions.insert(req.session_id, session);
+        } else {
+            tracing::info!(%key_id, gun = %session.gun, role = %session.role, "stored threshold key share");
+        }
         Ok(DkgFinishResponse {
             group_public_key: public,
             key_id,
+            new_public_package,
         })
+    }
+
+    /// The last step of a share refresh on this participant: store the new
+    /// share prepared by `DkgFinish` in place of the old one.
+    pub async fn dkg_commit(self: &Arc<Self>, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
+        let session = lock(&self.dkg)
+            .remove(&req.session_id)
+            .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+        let DkgState::Prepared(record, key_package) = session.state else {
+            return Err(Status::failed_precondition("DKG session has no prepared share refresh"));
+        };
+        let me = self.clone();
+        let key_id = record.key_id.clone();
+        blocking(move || {
+            me.store
+                .put_key(&record)
+                .map_err(|e| internal("storing the refreshed share")(e.to_string()))?;
+            lock(&me.shares).insert(record.key_id.clone(), key_package);
+            Ok(())
+        })
+        .await?;
+        tracing::info!(%key_id, "stored a refreshed threshold key share");
+        Ok(DkgCommitResponse {})
     }
 
     /// The decrypted key package of `record` (cached).
@@ -1074,8 +1326,13 @@ impl ThresholdBackend {
             .map_err(|e| internal("commitments")(e.to_string()))?;
         let mut map = lock(&self.nonces);
         map.retain(|_, e| e.created.elapsed() < NONCE_TTL);
-        if map.len() >= MAX_NONCE_SESSIONS {
-            return Err(Status::resource_exhausted("too many signing sessions in progress"));
+        if map.len() >= self.max_nonce_sessions {
+            // The oldest session is most likely one this participant was
+            // not chosen for; dropping its nonces is safe (never reused).
+            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.created).map(|(id, _)| id.clone()) {
+                tracing::debug!(session = %oldest, "dropping the oldest signing session's nonces");
+                map.remove(&oldest);
+            }
         }
         if map.contains_key(&req.session_id) {
             return Err(Status::already_exists("signing session exists"));
@@ -1130,17 +1387,20 @@ impl ThresholdBackend {
                 .high_water(&record.key_id)
                 .map_err(|e| Status::internal(e.to_string()))?;
             let now = time::OffsetDateTime::now_utc();
-            let approved = policy::check(&scope, &claimed, package.message(), last.as_ref(), now, &me.policy)
+            let approved = policy::decide(&scope, &claimed, package.message(), last.as_ref(), now, &me.policy)
                 .map_err(|refusal| {
+                    me.metrics.refused(refusal.reason());
                     tracing::warn!(key_id = %record.key_id, coordinator = req.coordinator, %refusal, "refused a threshold signature share");
                     crate::service::refusal_status(&refusal)
                 })?;
             let share = frost::round2::sign(&package, &entry.nonces, &key_package)
                 .map_err(|e| Status::invalid_argument(format!("signature share: {e}")))?;
             // Durable before the share leaves.
-            me.store
-                .set_high_water(&record.key_id, &approved.high_water)
-                .map_err(|e| Status::internal(e.to_string()))?;
+            if let Some(approved) = approved {
+                me.store
+                    .set_high_water(&record.key_id, &approved.high_water)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            }
             Ok(share.serialize())
         })
         .await?;
@@ -1209,6 +1469,7 @@ fn split<T>(results: Vec<(u16, Result<T, Status>)>) -> (Vec<(u16, T)>, String) {
 pub struct ThresholdPeerService {
     backend: Arc<ThresholdBackend>,
     names: BTreeMap<u16, String>,
+    own_certificate: Option<std::path::PathBuf>,
 }
 
 impl ThresholdPeerService {
@@ -1220,66 +1481,102 @@ impl ThresholdPeerService {
             .iter()
             .filter_map(|p| p.name.clone().map(|n| (p.id, n)))
             .collect();
-        ThresholdPeerService { backend, names }
+        ThresholdPeerService {
+            backend,
+            names,
+            own_certificate: None,
+        }
+    }
+
+    /// Lets a client presenting this signer's own certificate (the leaf in
+    /// `cert_file`, read at each call so rotations apply) ask for
+    /// `RefreshShares`; nobody may without it.
+    pub fn with_own_certificate(mut self, cert_file: &Path) -> ThresholdPeerService {
+        self.own_certificate = Some(cert_file.to_owned());
+        self
+    }
+
+    /// The caller must present this signer's own certificate.
+    fn check_self<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let denied = || Status::permission_denied("only this signer's own certificate may ask for that");
+        let file = self.own_certificate.as_deref().ok_or_else(denied)?;
+        let own = crate::tls::load_certs(file).map_err(|e| Status::internal(e.to_string()))?;
+        let presented = request.peer_certs().ok_or_else(denied)?;
+        match (presented.first(), own.first()) {
+            (Some(p), Some(o)) if p.as_ref() == o.as_ref() => Ok(()),
+            _ => Err(denied()),
+        }
     }
 
     /// When peer names are configured: the caller must carry the name of
-    /// the peer it claims to be (`claimed`), or of some peer.
-    fn check<T>(&self, request: &Request<T>, claimed: Option<u32>) -> Result<(), Status> {
+    /// the peer it claims to be (`claimed`).
+    fn check<T>(&self, request: &Request<T>, claimed: u32) -> Result<(), Status> {
         if self.names.is_empty() {
             return Ok(());
         }
-        let names = match claimed
-            .and_then(|c| u16::try_from(c).ok())
-            .and_then(|c| self.names.get(&c))
-        {
-            Some(n) => vec![n.clone()],
-            None if claimed.is_some() => {
-                return Err(Status::permission_denied(format!(
-                    "signer {:?} has no configured certificate name",
-                    claimed
-                )))
-            }
-            None => self.names.values().cloned().collect(),
-        };
-        AllowedNames(names).check_request(request)
+        match u16::try_from(claimed).ok().and_then(|c| self.names.get(&c)) {
+            Some(name) => AllowedNames(vec![name.clone()]).check_request(request),
+            None => Err(Status::permission_denied(format!(
+                "signer {claimed} has no configured certificate name"
+            ))),
+        }
     }
 }
 
 #[tonic::async_trait]
 impl ThresholdPeer for ThresholdPeerService {
     async fn dkg_round1(&self, request: Request<DkgRound1Request>) -> Result<Response<DkgRound1Response>, Status> {
-        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.check(&request, request.get_ref().coordinator)?;
         self.backend.dkg_round1(request.into_inner()).await.map(Response::new)
     }
 
     async fn dkg_round2(&self, request: Request<DkgRound2Request>) -> Result<Response<DkgRound2Response>, Status> {
-        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.check(&request, request.get_ref().coordinator)?;
         self.backend.dkg_round2(request.into_inner()).await.map(Response::new)
     }
 
     async fn dkg_deliver(&self, request: Request<DkgDeliverRequest>) -> Result<Response<DkgDeliverResponse>, Status> {
-        self.check(&request, Some(request.get_ref().from))?;
+        self.check(&request, request.get_ref().from)?;
         self.backend.dkg_deliver(request.into_inner()).await.map(Response::new)
     }
 
     async fn dkg_finish(&self, request: Request<DkgFinishRequest>) -> Result<Response<DkgFinishResponse>, Status> {
-        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.check(&request, request.get_ref().coordinator)?;
         self.backend.dkg_finish(request.into_inner()).await.map(Response::new)
     }
 
+    async fn dkg_commit(&self, request: Request<DkgCommitRequest>) -> Result<Response<DkgCommitResponse>, Status> {
+        self.check(&request, request.get_ref().coordinator)?;
+        self.backend.dkg_commit(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn refresh_shares(
+        &self,
+        request: Request<RefreshSharesRequest>,
+    ) -> Result<Response<RefreshSharesResponse>, Status> {
+        self.check_self(&request)?;
+        let key_id = request.into_inner().key_id;
+        self.backend
+            .refresh_shares(&key_id)
+            .await
+            .map(|group_public_key| Response::new(RefreshSharesResponse { group_public_key }))
+            .map_err(ThresholdError::into_status)
+    }
+
     async fn sign_commit(&self, request: Request<SignCommitRequest>) -> Result<Response<SignCommitResponse>, Status> {
-        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.check(&request, request.get_ref().coordinator)?;
         self.backend.sign_commit(request.into_inner()).await.map(Response::new)
     }
 
     async fn sign_share(&self, request: Request<SignShareRequest>) -> Result<Response<SignShareResponse>, Status> {
-        self.check(&request, Some(request.get_ref().coordinator))?;
+        self.check(&request, request.get_ref().coordinator)?;
         self.backend.sign_share(request.into_inner()).await.map(Response::new)
     }
 
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        self.check(&request, None)?;
+    /// Open to every client the server's mutual TLS admits (peers, nodes,
+    /// `seal-signer status` with this signer's own certificate): it tells
+    /// only identifiers, k, n and key IDs, which root.json lists anyway.
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.backend.status().map(Response::new)
     }
 }
@@ -1327,6 +1624,9 @@ mod tests {
         async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
             self.node(to)?.dkg_finish(req).await
         }
+        async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
+            self.node(to)?.dkg_commit(req).await
+        }
         async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
             self.node(to)?.sign_commit(req).await
         }
@@ -1347,6 +1647,12 @@ mod tests {
     }
 
     fn cluster(k: u16, n: u16) -> Cluster {
+        cluster_with(k, n, MAX_NONCE_SESSIONS)
+    }
+
+    /// Like [`cluster`], each participant holding nonces of at most
+    /// `max_nonce_sessions` sessions.
+    fn cluster_with(k: u16, n: u16, max_nonce_sessions: usize) -> Cluster {
         let net = Arc::new(Local::default());
         let (mut dirs, mut nodes, mut stores) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
         for id in 1..=n {
@@ -1371,9 +1677,10 @@ mod tests {
                 peer_timeout: Duration::from_secs(2),
                 dkg_timeout: Duration::from_secs(10),
             };
-            let b = Arc::new(
-                ThresholdBackend::new(config, store.clone(), passphrases, 1000, PolicyConfig::default()).unwrap(),
-            );
+            let mut b =
+                ThresholdBackend::new(config, store.clone(), passphrases, 1000, PolicyConfig::default()).unwrap();
+            b.max_nonce_sessions = max_nonce_sessions;
+            let b = Arc::new(b);
             b.set_transport(net.clone());
             lock(&net.nodes).insert(id, Arc::downgrade(&b));
             dirs.push(dir);
@@ -1517,6 +1824,122 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains('3'), "{e}");
+    }
+
+    /// Signer `id`'s stored key package and public key package of `key_id`.
+    fn stored(c: &Cluster, id: u16, key_id: &str) -> (KeyPackage, PublicKeyPackage) {
+        let record = c.stores[&id].key(key_id).unwrap().unwrap();
+        let handle = ThresholdHandle::decode(&record.handle).unwrap();
+        let plain = decrypt_secret(format!("passphrase {id}").as_bytes(), &handle.share_jwe).unwrap();
+        (
+            KeyPackage::deserialize(&plain).unwrap(),
+            handle.public_package().unwrap(),
+        )
+    }
+
+    /// Whether two participants holding `a` and `b` make a signature that
+    /// verifies under `public`'s group key.
+    fn sign_together(a: &KeyPackage, b: &KeyPackage, public: &PublicKeyPackage) -> bool {
+        let msg = b"message";
+        let (na, ca) = frost::round1::commit(a.signing_share(), &mut rand::rngs::OsRng);
+        let (nb, cb) = frost::round1::commit(b.signing_share(), &mut rand::rngs::OsRng);
+        let package = frost::SigningPackage::new(BTreeMap::from([(*a.identifier(), ca), (*b.identifier(), cb)]), msg);
+        let shares = BTreeMap::from([
+            (*a.identifier(), frost::round2::sign(&package, &na, a).unwrap()),
+            (*b.identifier(), frost::round2::sign(&package, &nb, b).unwrap()),
+        ]);
+        match frost::aggregate_custom(&package, &shares, public, frost::CheaterDetection::Disabled) {
+            Ok(sig) => {
+                let key = public.verifying_key().serialize().unwrap();
+                let key = ed25519_dalek::VerifyingKey::from_bytes(key.as_slice().try_into().unwrap()).unwrap();
+                let sig = ed25519_dalek::Signature::from_slice(&sig.serialize().unwrap()).unwrap();
+                key.verify_strict(msg, &sig).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refreshed_shares_keep_the_group_key_and_do_not_mix_with_old_ones() {
+        let c = cluster(2, 3);
+        let record = make_key(&c, 1).await;
+        let old: BTreeMap<u16, _> = (1..=3).map(|id| (id, stored(&c, id, &record.key_id))).collect();
+
+        assert_eq!(c.nodes[&2].refresh_shares(&record.key_id).await.unwrap(), record.public);
+        let new: BTreeMap<u16, _> = (1..=3).map(|id| (id, stored(&c, id, &record.key_id))).collect();
+        for id in 1..=3 {
+            assert_ne!(new[&id].0.signing_share(), old[&id].0.signing_share(), "signer {id}");
+            assert_ne!(
+                new[&id].0.verifying_share(),
+                old[&id].0.verifying_share(),
+                "signer {id}"
+            );
+            assert_eq!(new[&id].0.verifying_key(), old[&id].0.verifying_key(), "signer {id}");
+            assert_eq!(new[&id].1, new[&1].1, "one new public key package");
+            let r = c.stores[&id].key(&record.key_id).unwrap().unwrap();
+            assert_eq!(
+                (r.public.as_slice(), r.gun.as_str()),
+                (record.public.as_slice(), record.gun.as_str())
+            );
+        }
+
+        // Any two signers sign with the new shares, through the service as well.
+        for (via, version) in [(1u16, 1u64), (2, 2), (3, 3)] {
+            let msg = timestamp(version);
+            let r = c.stores[&via].key(&record.key_id).unwrap().unwrap();
+            verify(
+                &record.public,
+                &msg,
+                &c.nodes[&via].sign(&r, &Claimed::default(), &msg).await.unwrap(),
+            );
+        }
+        assert!(sign_together(&new[&1].0, &new[&3].0, &new[&1].1));
+        assert!(sign_together(&old[&1].0, &old[&3].0, &old[&1].1));
+        // An old share and a new one do not make a signature, whichever
+        // public key package aggregates them.
+        for (a, b) in [(1u16, 2u16), (2, 1), (1, 3), (3, 2)] {
+            for public in [&old[&1].1, &new[&1].1] {
+                assert!(!sign_together(&old[&a].0, &new[&b].0, public), "old {a} with new {b}");
+            }
+        }
+
+        // A refresh needs every signer; when one is down, nothing changes.
+        lock(&c.net.down).insert(3);
+        let e = c.nodes[&1].refresh_shares(&record.key_id).await.unwrap_err();
+        assert!(matches!(e, ThresholdError::Unavailable { needed: 3, .. }), "{e:?}");
+        for id in 1..=3 {
+            assert_eq!(
+                stored(&c, id, &record.key_id).0.signing_share(),
+                new[&id].0.signing_share()
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_nonce_table_drops_the_oldest_session() {
+        let c = cluster_with(2, 3, 3);
+        let record = make_key(&c, 1).await;
+        let standby = &c.nodes[&3];
+        for session in ["s1", "s2", "s3", "s4"] {
+            standby
+                .sign_commit(SignCommitRequest {
+                    session_id: session.into(),
+                    coordinator: 1,
+                    key_id: record.key_id.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        let held: BTreeSet<String> = lock(&standby.nonces).keys().cloned().collect();
+        assert_eq!(held, BTreeSet::from(["s2".into(), "s3".into(), "s4".into()]));
+        // The standby still takes part in new sessions.
+        lock(&c.net.down).insert(2);
+        let msg = timestamp(1);
+        verify(
+            &record.public,
+            &msg,
+            &c.nodes[&1].sign(&record, &Claimed::default(), &msg).await.unwrap(),
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

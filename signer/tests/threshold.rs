@@ -4,103 +4,102 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
 use common::{client, files_containing, timestamp};
 
+use frost_ed25519 as frost;
 use frost_ed25519::keys::KeyPackage;
+use seal_proto::threshold::{SignCommitRequest, SignShareRequest};
 use seal_signer::client::{ClientError, SignerClient};
-use seal_signer::testing::{spawn_signer, TestPki};
-use seal_signer::threshold::ThresholdHandle;
-
-struct Signer {
-    child: Child,
-    port: u16,
-    data: PathBuf,
-    passphrase: String,
-}
-
-impl Signer {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Signer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use seal_signer::testing::{assert_ed25519_signature as verify, metric, ClusterSigner, TestPki, ThresholdCluster};
+use seal_signer::threshold::{GrpcPeers, Peer, PeerTransport, ThresholdHandle};
 
 const WEEK: time::Duration = time::Duration::days(7);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Three signers (2 of 3) under one test PKI, and a node's certificate.
+/// Fields drop in order: the signers first, the directory last.
+struct Setup {
+    cluster: ThresholdCluster,
+    node_cert: PathBuf,
+    node_key: PathBuf,
+    pki: TestPki,
+    _dir: tempfile::TempDir,
 }
 
-fn verify(public: &[u8], msg: &[u8], sig: &[u8]) {
-    let key = ed25519_dalek::VerifyingKey::from_bytes(public.try_into().expect("32-byte key")).unwrap();
-    key.verify_strict(msg, &ed25519_dalek::Signature::from_slice(sig).unwrap())
-        .expect("verify_strict");
-    seal_tuf::PublicKey::new(seal_tuf::KeyType::Ed25519, public.to_vec())
-        .unwrap()
-        .verify("eddsa", msg, sig)
-        .expect("seal-tuf verification");
+impl Setup {
+    /// `adjust(id, config)` may change a signer's config before it starts.
+    fn new(adjust: impl Fn(u16, &mut serde_json::Value)) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path(), "seal");
+        let (node_cert, node_key) = pki.leaf("node");
+        let cluster = ThresholdCluster::start(
+            Path::new(env!("CARGO_BIN_EXE_seal-signer")),
+            &pki,
+            dir.path(),
+            (2, 3),
+            &["node*"],
+            adjust,
+        );
+        Setup {
+            cluster,
+            node_cert,
+            node_key,
+            pki,
+            _dir: dir,
+        }
+    }
+
+    /// A client of each signer, with the node's certificate.
+    fn clients(&self) -> Vec<SignerClient> {
+        self.cluster
+            .signers
+            .iter()
+            .map(|s| {
+                client(
+                    s.port,
+                    &self.pki.ca_file(),
+                    &self.node_cert,
+                    &self.node_key,
+                    Duration::from_secs(30),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `seal-signer status` with `s`'s config: whether it exited with success,
+/// and what it printed.
+fn status(s: &ClusterSigner) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+        .args(["status", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Signer `s`'s stored key package of `key_id`, decrypted with its
+/// passphrase (the signer must be stopped: RocksDB locks its directory),
+/// and the record's handle.
+fn stored_share(s: &ClusterSigner, key_id: &str) -> (KeyPackage, ThresholdHandle, Vec<u8>) {
+    let store = seal_signer::store::Store::open(&s.data_dir).unwrap();
+    let record = store.key(key_id).unwrap().expect("each signer holds a share");
+    assert_eq!(record.backend, "threshold");
+    let handle = ThresholdHandle::decode(&record.handle).unwrap();
+    let plain = seal_signer::software::decrypt_secret(s.passphrase.as_bytes(), &handle.share_jwe).unwrap();
+    (KeyPackage::deserialize(&plain).unwrap(), handle, plain.to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_signers_make_and_use_a_frost_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path(), "seal");
-    let (node_cert, node_key) = pki.leaf("node");
-    let ca = pki.ca_file();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut signers = Vec::new();
-    for i in 1..=3u16 {
-        let (cert, key) = pki.leaf(&format!("signer-{i}"));
-        let data = dir.path().join(format!("signer-{i}-data"));
-        let peers: Vec<serde_json::Value> = (1..=3u16)
-            .filter(|p| *p != i)
-            .map(|p| {
-                serde_json::json!({"id": p, "addr": format!("localhost:{}", ports[usize::from(p) - 1]),
-                                   "name": format!("signer-{p}")})
-            })
-            .collect();
-        let config = dir.path().join(format!("signer-{i}.json"));
-        std::fs::write(
-            &config,
-            serde_json::json!({
-                "server": {"grpc_addr": format!("127.0.0.1:{}", ports[usize::from(i) - 1]),
-                           "tls_cert_file": cert, "tls_key_file": key, "client_ca_file": ca,
-                           "allowed_client_names": ["node*", "signer-*"]},
-                "storage": {"data_dir": data},
-                "key_backend": {"type": "threshold", "threshold": 2, "self_id": i, "peers": peers,
-                                "peer_timeout_ms": 1000},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        let passphrase = format!("passphrase of signer {i}");
-        let (child, port) = spawn_signer(Path::new(env!("CARGO_BIN_EXE_seal-signer")), &config, &passphrase);
-        assert_eq!(port, ports[usize::from(i) - 1]);
-        signers.push(Signer {
-            child,
-            port,
-            data,
-            passphrase,
-        });
-    }
-    let clients: Vec<SignerClient> = signers
-        .iter()
-        .map(|s| client(s.port, &ca, &node_cert, &node_key, Duration::from_secs(30)))
-        .collect();
+    let mut setup = Setup::new(|_, _| {});
+    let clients = setup.clients();
+    let cluster = &mut setup.cluster;
     let gun = "example.com/app";
 
     // DKG through signer 1; signers 2 and 3 know the same key.
@@ -135,8 +134,34 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     assert_eq!((s.method.as_str(), s.key_id.as_str()), ("eddsa", key.key_id.as_str()));
     verify(&key.public, &t1, &s.signature);
 
+    // `seal-signer status` with signer 1's config: all three answer, each
+    // holding a share of the key.
+    let (ok, out) = status(&cluster.signers[0]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("threshold cluster: 2 of 3\n"), "{out}");
+    for s in &cluster.signers {
+        let this = if s.id == 1 { " (this signer)" } else { "" };
+        let line = format!(
+            "signer {}{this} at localhost:{}: reachable, holds shares of 1 key(s)\n",
+            s.id, s.port
+        );
+        assert!(out.contains(&line), "{line:?} in {out}");
+    }
+    assert_eq!(out.matches(&format!("  {}\n", key.key_id)).count(), 3, "{out}");
+
     // One signer killed: signing still works, through either survivor.
-    signers[2].kill();
+    cluster.signer(3).kill();
+    let (ok, out) = status(&cluster.signers[1]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "signer 3 at localhost:{}: UNREACHABLE: ",
+            cluster.signers[2].port
+        )),
+        "{out}"
+    );
+    assert!(out.contains("signer 2 (this signer) at "), "{out}");
+    assert_eq!(out.matches(&format!("  {}\n", key.key_id)).count(), 2, "{out}");
     let t2 = timestamp(2, WEEK);
     verify(
         &key.public,
@@ -170,34 +195,56 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     ));
 
     // Two killed: signing fails cleanly, and the survivor keeps serving.
-    signers[1].kill();
+    cluster.signer(2).kill();
     match clients[0].sign(&key.key_id, &timestamp(4, WEEK), None, None).await {
         Err(ClientError::Unavailable(m)) => assert!(m.contains("needs 2 signers"), "{m}"),
         other => panic!("expected unavailable, got {other:?}"),
     }
     assert_eq!(clients[0].get_key_info(&key.key_id).await.unwrap().public, key.public);
-    signers[0].kill();
+
+    // Signer 1's metrics: the DKG it coordinated, its signing rounds, and
+    // both peers unreachable in the last one.
+    let m = cluster.signers[0].metrics();
+    for (series, at_least) in [
+        (
+            r#"seal_signer_threshold_rounds_total{outcome="ok",round="dkg_finish"}"#,
+            1.0,
+        ),
+        (
+            r#"seal_signer_threshold_rounds_total{outcome="ok",round="sign_share"}"#,
+            1.0,
+        ),
+        (
+            r#"seal_signer_threshold_rounds_total{outcome="unavailable",round="sign_commit"}"#,
+            1.0,
+        ),
+        (r#"seal_signer_threshold_peer_unreachable_total{peer="2"}"#, 1.0),
+        (r#"seal_signer_threshold_peer_unreachable_total{peer="3"}"#, 1.0),
+        (r#"seal_signer_policy_refusals_total{reason="not_newer"}"#, 1.0),
+        (r#"seal_signer_signatures_total{backend="threshold"}"#, 1.0),
+    ] {
+        assert!(metric(&m, series) >= at_least, "{series} in {m}");
+    }
+    assert!(
+        m.contains("seal_signer_threshold_round_seconds_bucket{round=\"sign_share\""),
+        "{m}"
+    );
+    cluster.signer(1).kill();
 
     // At rest: every share is a JWE; its plaintext is in no file of any data directory.
     let mut shares = Vec::new();
-    for s in &signers {
-        let store = seal_signer::store::Store::open(&s.data).unwrap();
-        let record = store.key(&key.key_id).unwrap().expect("each signer holds a share");
-        assert_eq!(record.backend, "threshold");
-        let handle = ThresholdHandle::decode(&record.handle).unwrap();
+    for s in &cluster.signers {
+        let (package, handle, plain) = stored_share(s, &key.key_id);
         assert_eq!(handle.share_jwe.split('.').count(), 5, "share stored as JWE compact");
         assert!(!handle.share_jwe.contains('{'), "share stored as JWE compact");
-        let plain = seal_signer::software::decrypt_secret(s.passphrase.as_bytes(), &handle.share_jwe).unwrap();
-        let package = KeyPackage::deserialize(&plain).unwrap();
         assert_eq!(package.verifying_key().serialize().unwrap(), key.public);
         let share = package.signing_share().serialize();
-        drop(store);
         assert!(
-            files_containing(&s.data, &plain).is_empty(),
+            files_containing(&s.data_dir, &plain).is_empty(),
             "plaintext key package at rest"
         );
         assert!(
-            files_containing(&s.data, &share).is_empty(),
+            files_containing(&s.data_dir, &share).is_empty(),
             "plaintext signing share at rest"
         );
         shares.push(share);
@@ -205,4 +252,250 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     shares.sort();
     shares.dedup();
     assert_eq!(shares.len(), 3, "each signer holds its own share");
+}
+
+/// What an attacker who took over signer 1 holds: its certificate, its
+/// share, and a signer process whose policy is off (it signs anything).
+/// Alone it cannot make a signature that verifies under the group key, and
+/// the honest signers refuse it an older version, telling it their mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
+    let mut setup = Setup::new(|id, config| {
+        if id == 1 {
+            config["policy"] = serde_json::json!({"enforce": false});
+        }
+    });
+    let clients = setup.clients();
+    let gun = "example.com/app";
+    let key = clients[1].create_key("ed25519", gun, "timestamp").await.unwrap();
+
+    // Version 3 signed through honest signer 2, then the same content
+    // through honest signer 3 (a retry): both honest marks are at 3.
+    let t3 = timestamp(3, WEEK);
+    for c in &clients[1..] {
+        let s = c.sign(&key.key_id, &t3, Some(gun), Some("timestamp")).await.unwrap();
+        verify(&key.public, &t3, &s.signature);
+    }
+
+    // The compromised signer coordinates: its own policy lets everything
+    // through, the honest participant it picks refuses.
+    match clients[0].sign(&key.key_id, &timestamp(1, WEEK), Some(gun), None).await {
+        Err(ClientError::Refused { message, high_water }) => {
+            assert!(
+                message.contains("signer 2 refused") || message.contains("signer 3 refused"),
+                "{message}"
+            );
+            assert!(message.contains("not above version 3"), "{message}");
+            assert_eq!(high_water, Some(3));
+        }
+        other => panic!("expected an honest signer's refusal, got {other:?}"),
+    }
+    for (what, content) in [
+        ("arbitrary bytes", b"any bytes at all".to_vec()),
+        ("a ten-year timestamp", timestamp(4, time::Duration::days(3650))),
+    ] {
+        match clients[0].sign(&key.key_id, &content, None, None).await {
+            Err(ClientError::Refused { message, .. }) => assert!(message.contains("refused"), "{what}: {message}"),
+            other => panic!("{what}: expected an honest signer's refusal, got {other:?}"),
+        }
+    }
+
+    // The compromised signer's own metrics count the three refusals.
+    let m = setup.cluster.signers[0].metrics();
+    let refusals: f64 = [2, 3]
+        .iter()
+        .map(|p| {
+            metric(
+                &m,
+                &format!("seal_signer_threshold_participant_refusals_total{{signer=\"{p}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(refusals, 3.0, "{m}");
+
+    // Without honest signers the compromised one cannot reach the threshold.
+    setup.cluster.signer(2).kill();
+    setup.cluster.signer(3).kill();
+    match clients[0].sign(&key.key_id, &timestamp(1, WEEK), None, None).await {
+        Err(ClientError::Unavailable(m)) => assert!(m.contains("needs 2 signers, 1 answered"), "{m}"),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+
+    // With its stolen share alone: FROST refuses one signer of a 2-of-3 key,
+    // and the share used as a 1-of-1 key signs only as its own verifying
+    // share, a signature the group key does not verify.
+    setup.cluster.signer(1).kill();
+    let (package, handle, _) = stored_share(&setup.cluster.signers[0], &key.key_id);
+    let me = *package.identifier();
+    let msg = timestamp(1, WEEK);
+    let (nonces, commitments) = frost::round1::commit(package.signing_share(), &mut rand::rngs::OsRng);
+    let solo_package = frost::SigningPackage::new(BTreeMap::from([(me, commitments)]), &msg);
+    assert!(matches!(
+        frost::round2::sign(&solo_package, &nonces, &package),
+        Err(frost::Error::IncorrectNumberOfCommitments)
+    ));
+    let share_key = package.verifying_share().serialize().unwrap();
+    let as_key = frost::VerifyingKey::deserialize(&share_key).unwrap();
+    let solo = KeyPackage::new(me, *package.signing_share(), *package.verifying_share(), as_key, 1);
+    let share = frost::round2::sign(&solo_package, &nonces, &solo).unwrap();
+    let public =
+        frost::keys::PublicKeyPackage::new(BTreeMap::from([(me, *package.verifying_share())]), as_key, Some(1));
+    let sig = frost::aggregate(&solo_package, &BTreeMap::from([(me, share)]), &public)
+        .unwrap()
+        .serialize()
+        .unwrap();
+    verify(&share_key, &msg, &sig);
+    let group = ed25519_dalek::VerifyingKey::from_bytes(key.public.as_slice().try_into().unwrap()).unwrap();
+    assert!(group
+        .verify_strict(&msg, &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+        .is_err());
+    assert!(seal_tuf::PublicKey::new(seal_tuf::KeyType::Ed25519, key.public.clone())
+        .unwrap()
+        .verify("eddsa", &msg, &sig)
+        .is_err());
+    assert_eq!(
+        handle.public_package().unwrap().verifying_key().serialize().unwrap(),
+        key.public
+    );
+
+    // The honest signers back; the attacker calls their peer service itself,
+    // with signer 1's certificate and share: a rollback is refused with the
+    // honest mark, and it cannot pass itself off as signer 3.
+    setup.cluster.signer(2).start();
+    setup.cluster.signer(3).start();
+    let (cert, tls_key) = (
+        setup.cluster.signers[0].cert.clone(),
+        setup.cluster.signers[0].key.clone(),
+    );
+    let peers: Vec<Peer> = setup.cluster.signers[1..]
+        .iter()
+        .map(|s| Peer {
+            id: s.id,
+            addr: format!("localhost:{}", s.port),
+            name: Some(format!("signer-{}", s.id)),
+        })
+        .collect();
+    let transport = GrpcPeers::new(&peers, &setup.pki.ca_file(), &cert, &tls_key, Duration::from_secs(5)).unwrap();
+    for honest in [2u16, 3] {
+        let commit = |session: &str, coordinator: u32| SignCommitRequest {
+            session_id: session.to_owned(),
+            coordinator,
+            key_id: key.key_id.clone(),
+        };
+        let e = transport
+            .sign_commit(honest, commit("posing-as-3", 3))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let session = format!("rollback-via-{honest}");
+        let theirs = transport.sign_commit(honest, commit(&session, 1)).await.unwrap();
+        let (_nonces, ours) = frost::round1::commit(package.signing_share(), &mut rand::rngs::OsRng);
+        let them = frost::Identifier::try_from(honest).unwrap();
+        let rollback = frost::SigningPackage::new(
+            BTreeMap::from([
+                (me, ours),
+                (
+                    them,
+                    frost::round1::SigningCommitments::deserialize(&theirs.commitments).unwrap(),
+                ),
+            ]),
+            &msg,
+        );
+        let e = transport
+            .sign_share(
+                honest,
+                SignShareRequest {
+                    session_id: session,
+                    coordinator: 1,
+                    key_id: key.key_id.clone(),
+                    signing_package: rollback.serialize().unwrap(),
+                    claimed_gun: gun.to_owned(),
+                    claimed_role: "timestamp".to_owned(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("not above version 3"), "{}", e.message());
+        assert_eq!(
+            e.metadata().get("x-seal-high-water").and_then(|v| v.to_str().ok()),
+            Some("3"),
+            "signer {honest} tells its mark"
+        );
+    }
+}
+
+/// `seal-signer refresh-shares` on a running cluster: new shares on every
+/// signer, the same group key, and signing goes on; only the signer's own
+/// certificate may ask for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_are_refreshed_through_the_command_without_changing_the_key() {
+    let mut setup = Setup::new(|_, _| {});
+    let clients = setup.clients();
+    let gun = "example.com/app";
+    let key = clients[0].create_key("ed25519", gun, "timestamp").await.unwrap();
+    let t1 = timestamp(1, WEEK);
+    verify(
+        &key.public,
+        &t1,
+        &clients[0].sign(&key.key_id, &t1, None, None).await.unwrap().signature,
+    );
+
+    // Another signer's certificate may not ask signer 1 for a refresh.
+    let signer2 = &setup.cluster.signers[1];
+    let as_signer2 = GrpcPeers::new(
+        &[Peer {
+            id: 1,
+            addr: format!("localhost:{}", setup.cluster.signers[0].port),
+            name: None,
+        }],
+        &setup.pki.ca_file(),
+        &signer2.cert,
+        &signer2.key,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let e = as_signer2
+        .refresh_shares(1, &key.key_id, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+
+    // Asked with signer 3's own config and certificate.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+        .args(["refresh-shares", "--config"])
+        .arg(&setup.cluster.signers[2].config)
+        .args(["--key-id", &key.key_id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&hex::encode(&key.public)), "{text}");
+
+    // Every pair signs under the same key with the new shares.
+    for (i, c) in clients.iter().enumerate() {
+        let t = timestamp(2 + i as u64, WEEK);
+        verify(
+            &key.public,
+            &t,
+            &c.sign(&key.key_id, &t, None, None).await.unwrap().signature,
+        );
+        assert_eq!(c.get_key_info(&key.key_id).await.unwrap().public, key.public);
+    }
+    setup.cluster.signer(2).kill();
+    let t = timestamp(9, WEEK);
+    verify(
+        &key.public,
+        &t,
+        &clients[2].sign(&key.key_id, &t, None, None).await.unwrap().signature,
+    );
+    let m = setup.cluster.signers[2].metrics();
+    assert_eq!(
+        metric(
+            &m,
+            r#"seal_signer_threshold_rounds_total{outcome="ok",round="dkg_commit"}"#
+        ),
+        1.0,
+        "{m}"
+    );
 }

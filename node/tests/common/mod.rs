@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod metadata;
 pub mod proxy;
 pub use http::*;
 

@@ -4,25 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use seal_signer::client::{ClientConfig, SignerClient};
+pub use seal_signer::testing::client;
 use seal_tuf::metadata::SNAPSHOT;
 use seal_tuf::{FileMeta, Timestamp};
 use time::OffsetDateTime;
-
-/// A client of the signer on `port`, presenting `cert`/`key`, trusting `ca`.
-pub fn client(port: u16, ca: &Path, cert: &Path, key: &Path, timeout: Duration) -> SignerClient {
-    SignerClient::new(&ClientConfig {
-        hostname: "localhost".into(),
-        port,
-        ca_file: ca.to_owned(),
-        cert_file: cert.to_owned(),
-        key_file: key.to_owned(),
-        timeout,
-    })
-    .unwrap()
-}
 
 /// The canonical `signed` of timestamp `version`, expiring `life` from now.
 pub fn timestamp(version: u64, life: time::Duration) -> Vec<u8> {
