@@ -1,7 +1,7 @@
 //! Operations on a signer: offline maintenance of its store ([`rewrap`],
 //! run while the signer is stopped: RocksDB's lock refuses a second
-//! process), and for a threshold cluster [`status`] and
-//! [`refresh_shares`], asked of the running signers.
+//! process), and for a threshold cluster [`status`], [`refresh_shares`]
+//! and [`repair_share`], asked of the running signers.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,14 +12,15 @@ use seal_proto::threshold::StatusResponse;
 use crate::config::SignerConfig;
 use crate::software::{Passphrases, SoftwareBackend};
 use crate::store::Store;
-use crate::threshold::{GrpcPeers, Peer};
+use crate::threshold::{GrpcPeers, Peer, ThresholdHandle};
 
 /// What [`rewrap`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RewrapReport {
-    /// Keys re-encrypted under the default alias.
+    /// Keys (software keys and threshold shares) re-encrypted under the
+    /// default alias.
     pub rewrapped: usize,
-    /// Software keys that already were.
+    /// Keys that already were.
     pub current: usize,
     /// Keys held by another backend (an HSM), untouched.
     pub other_backends: usize,
@@ -35,7 +36,8 @@ impl fmt::Display for RewrapReport {
     }
 }
 
-/// Re-encrypts every software key under `config.default_alias`, reading
+/// Re-encrypts every software key and every threshold share (the JWE in
+/// its handle) under `config.default_alias`, reading
 /// the old aliases' passphrases (`aliases`) from the environment through
 /// `env`. Each key is replaced by one synced write, so an interrupted run
 /// leaves every key readable and can simply be repeated. Stops at the first
@@ -46,14 +48,30 @@ pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
     let store = Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?;
     let mut report = RewrapReport::default();
     for mut record in store.keys().map_err(|e| e.to_string())? {
-        if record.backend != "software" {
-            report.other_backends += 1;
-            continue;
-        }
-        match software
-            .rewrap(&record.handle)
-            .map_err(|e| format!("key {}: {e}", record.key_id))?
-        {
+        let rewrapped = match record.backend.as_str() {
+            "software" => software
+                .rewrap(&record.handle)
+                .map_err(|e| format!("key {}: {e}", record.key_id))?,
+            crate::threshold::BACKEND_NAME => {
+                let mut handle =
+                    ThresholdHandle::decode(&record.handle).map_err(|e| format!("key {}: {e}", record.key_id))?;
+                match software
+                    .rewrap_secret(&handle.share_jwe)
+                    .map_err(|e| format!("threshold share of key {}: {e}", record.key_id))?
+                {
+                    None => None,
+                    Some(jwe) => {
+                        handle.share_jwe = jwe;
+                        Some(serde_json::to_vec(&handle).map_err(|e| format!("key {}: {e}", record.key_id))?)
+                    }
+                }
+            }
+            _ => {
+                report.other_backends += 1;
+                continue;
+            }
+        };
+        match rewrapped {
             None => report.current += 1,
             Some(handle) => {
                 record.handle = handle;
@@ -196,6 +214,28 @@ pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Opti
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }
 
+/// Asks the running signer `config` describes (at `self_addr`, as for
+/// [`status`]), a signer that lost its share of threshold key `key_id`
+/// (started again with an empty data directory), to get it back from k of
+/// its peers; returns the group public key, which does not change. The
+/// call presents this signer's own certificate, the only one allowed to ask.
+pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+    let (t, me) = this_signer(config, self_addr)?;
+    let id = me.id;
+    let transport = GrpcPeers::new(
+        &[me],
+        &config.server.client_ca_file,
+        &config.server.tls_cert_file,
+        &config.server.tls_key_file,
+        STATUS_TIMEOUT,
+    )?;
+    // Three rounds with k signers, each bounded by the DKG timeout.
+    transport
+        .repair_share(id, key_id, t.dkg_timeout * 4)
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
 /// Asks this signer and every peer of its threshold cluster for their
 /// `Status`, over mutual TLS with this signer's certificate and key. This
 /// signer is reached at `self_addr`, by default `localhost:<port of
@@ -246,7 +286,7 @@ pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<St
 mod tests {
     use super::*;
     use crate::backend::{Algorithm, KeyBackend};
-    use crate::software::jwe_kid;
+    use crate::software::{decrypt_secret, encrypt_secret, jwe_kid};
     use crate::store::KeyRecord;
 
     fn config(dir: &std::path::Path, default_alias: &str, aliases: &[&str]) -> SignerConfig {
@@ -314,8 +354,62 @@ mod tests {
         );
     }
 
+    /// A 2-of-3 FROST key made by a dealer: signer 1's record, its share
+    /// encrypted under `alias` as DKG stores it, and signer 2's key package.
+    fn threshold_record(passphrase: &str, alias: &str) -> (KeyRecord, frost_ed25519::keys::KeyPackage) {
+        use base64::Engine as _;
+        use frost_ed25519::keys::{IdentifierList, KeyPackage};
+        let (shares, public) =
+            frost_ed25519::keys::generate_with_dealer(3, 2, IdentifierList::Default, rand::rngs::OsRng).unwrap();
+        let package = |id: u16| KeyPackage::try_from(shares[&frost_ed25519::Identifier::try_from(id).unwrap()].clone());
+        let (one, two) = (package(1).unwrap(), package(2).unwrap());
+        let handle = ThresholdHandle {
+            share_jwe: encrypt_secret(passphrase.as_bytes(), &one.serialize().unwrap(), alias, 1000).unwrap(),
+            public_package: base64::engine::general_purpose::STANDARD.encode(public.serialize().unwrap()),
+            self_id: 1,
+            min_signers: 2,
+            participants: vec![1, 2, 3],
+        };
+        let key = public.verifying_key().serialize().unwrap();
+        let record = KeyRecord {
+            key_id: "threshold-key".into(),
+            gun: "example.com/app".into(),
+            role: "timestamp".into(),
+            algorithm: "ed25519".into(),
+            public: key,
+            backend: crate::threshold::BACKEND_NAME.into(),
+            handle: serde_json::to_vec(&handle).unwrap(),
+        };
+        (record, two)
+    }
+
+    /// Whether `a` and `b` make a signature that verifies under the group key `public`.
+    fn sign_together(a: &frost_ed25519::keys::KeyPackage, b: &frost_ed25519::keys::KeyPackage, public: &[u8]) -> bool {
+        use frost_ed25519 as frost;
+        let msg = b"message";
+        let (na, ca) = frost::round1::commit(a.signing_share(), &mut rand::rngs::OsRng);
+        let (nb, cb) = frost::round1::commit(b.signing_share(), &mut rand::rngs::OsRng);
+        let package = frost::SigningPackage::new(BTreeMap::from([(*a.identifier(), ca), (*b.identifier(), cb)]), msg);
+        let shares = BTreeMap::from([
+            (*a.identifier(), frost::round2::sign(&package, &na, a).unwrap()),
+            (*b.identifier(), frost::round2::sign(&package, &nb, b).unwrap()),
+        ]);
+        let verifying_shares = BTreeMap::from([
+            (*a.identifier(), *a.verifying_share()),
+            (*b.identifier(), *b.verifying_share()),
+        ]);
+        let group = frost::keys::PublicKeyPackage::new(verifying_shares, *a.verifying_key(), Some(2));
+        let sig = frost::aggregate(&package, &shares, &group)
+            .unwrap()
+            .serialize()
+            .unwrap();
+        let key = ed25519_dalek::VerifyingKey::from_bytes(public.try_into().unwrap()).unwrap();
+        key.verify_strict(msg, &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+            .is_ok()
+    }
+
     #[test]
-    fn rotating_the_alias_re_encrypts_every_software_key() {
+    fn rotating_the_alias_re_encrypts_every_software_key_and_threshold_share() {
         let dir = tempfile::tempdir().unwrap();
         let old_env = env(&[("SEAL_SIGNER_OLD", "old passphrase")]);
         let old = SoftwareBackend::with_iterations(Passphrases::from_env("old", &[], &old_env).unwrap(), 1000);
@@ -336,25 +430,51 @@ mod tests {
                     .unwrap();
             }
         }
+        let (threshold, other_share) = threshold_record("old passphrase", "old");
+        Store::open(dir.path()).unwrap().put_key(&threshold).unwrap();
 
         // Without the old alias's passphrase nothing is touched.
         let new_only = env(&[("SEAL_SIGNER_NEW", "new passphrase")]);
         let e = rewrap(&config(dir.path(), "new", &["old"]), &new_only).unwrap_err();
-        assert!(e.contains("key0"), "{e}");
+        assert!(e.contains("key0") || e.contains("threshold-key"), "{e}");
 
         let both = env(&[
             ("SEAL_SIGNER_OLD", "old passphrase"),
             ("NOTARY_SIGNER_NEW", "new passphrase"),
         ]);
         let report = rewrap(&config(dir.path(), "new", &["old"]), &both).unwrap();
-        assert_eq!((report.rewrapped, report.current), (2, 0));
+        assert_eq!((report.rewrapped, report.current), (3, 0));
         let again = rewrap(&config(dir.path(), "new", &["old"]), &both).unwrap();
-        assert_eq!((again.rewrapped, again.current), (0, 2));
+        assert_eq!((again.rewrapped, again.current), (0, 3));
 
         // The keys now open with the new passphrase alone.
         let store = Store::open(dir.path()).unwrap();
         let new = SoftwareBackend::new(Passphrases::from_env("new", &[], &new_only).unwrap());
         for record in store.keys().unwrap() {
+            if record.backend == crate::threshold::BACKEND_NAME {
+                // The share's JWE is under the new alias, the rest of the handle as it was.
+                let handle = ThresholdHandle::decode(&record.handle).unwrap();
+                let before = ThresholdHandle::decode(&threshold.handle).unwrap();
+                assert_eq!(jwe_kid(&handle.share_jwe).unwrap(), "new");
+                assert_eq!(
+                    (
+                        &handle.public_package,
+                        handle.self_id,
+                        handle.min_signers,
+                        &handle.participants
+                    ),
+                    (&before.public_package, 1, 2, &before.participants)
+                );
+                assert!(decrypt_secret(b"old passphrase", &handle.share_jwe).is_err());
+                let plain = decrypt_secret(b"new passphrase", &handle.share_jwe).unwrap();
+                let share = frost_ed25519::keys::KeyPackage::deserialize(&plain).unwrap();
+                assert_eq!(
+                    plain.as_slice(),
+                    decrypt_secret(b"old passphrase", &before.share_jwe).unwrap().as_slice()
+                );
+                assert!(sign_together(&share, &other_share, &record.public));
+                continue;
+            }
             assert_eq!(jwe_kid(std::str::from_utf8(&record.handle).unwrap()).unwrap(), "new");
             let algorithm = Algorithm::parse(&record.algorithm).unwrap();
             new.sign(algorithm, &record.handle, b"message").unwrap();

@@ -1,10 +1,12 @@
 //! `seal-signer serve --config signer.json`: the signer service;
 //! `seal-signer rewrap --config signer.json`: re-encrypts software keys
-//! under the default alias (with the signer stopped);
+//! and threshold shares under the default alias (with the signer stopped);
 //! `seal-signer status --config signer.json`: asks every signer of a
 //! threshold cluster what it is and which keys it holds shares of;
 //! `seal-signer refresh-shares --config signer.json --key-id <id>`: new
-//! shares of a threshold key on every signer, same group key.
+//! shares of a threshold key on every signer, same group key;
+//! `seal-signer repair-share --config signer.json --key-id <id>`: a signer
+//! that lost its share gets it back from k others, same group key.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,8 +32,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Re-encrypt every software key under `default_alias` (after an alias
-    /// rotation; the passphrases of the old aliases must still be set).
+    /// Re-encrypt every software key and threshold share under
+    /// `default_alias` (after an alias rotation; the passphrases of the old
+    /// aliases must still be set).
     /// Run it while the signer is stopped.
     Rewrap {
         /// The config file.
@@ -57,6 +60,23 @@ enum Command {
     RefreshShares {
         /// The config file of one signer of the cluster (its certificate
         /// is the one allowed to ask).
+        #[arg(long)]
+        config: PathBuf,
+        /// The threshold key.
+        #[arg(long)]
+        key_id: String,
+        /// Where this signer answers (default: localhost and the port of
+        /// `server.grpc_addr`).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Have this running threshold signer, which lost its share of a key
+    /// (started again with an empty data directory), get the same share
+    /// back from k other signers holding it; the group public key, and so
+    /// root.json, stay the same.
+    RepairShare {
+        /// The config file of the signer that lost its share (its
+        /// certificate is the one allowed to ask).
         #[arg(long)]
         config: PathBuf,
         /// The threshold key.
@@ -136,6 +156,28 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("seal-signer: refresh-shares: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::RepairShare { config, key_id, addr } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let repaired = tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(seal_signer::admin::repair_share(&config, &key_id, addr.as_deref())));
+            match repaired {
+                Ok(public) => {
+                    println!(
+                        "repaired this signer's share of {key_id}; group public key unchanged: {}",
+                        hex::encode(public)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seal-signer: repair-share: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -213,6 +213,25 @@ impl SoftwareBackend {
         Ok(key)
     }
 
+    /// Re-encrypts a secret [`encrypt_secret`] made under the current
+    /// default alias; `None` if it already is.
+    pub fn rewrap_secret(&self, jwe: &str) -> Result<Option<String>, BackendError> {
+        let alias = jwe_kid(jwe).map_err(|e| BackendError::Crypto(e.to_string()))?;
+        if alias == self.passphrases.default_alias {
+            return Ok(None);
+        }
+        let secret = decrypt_secret(self.passphrase(&alias)?.as_bytes(), jwe).map_err(|e| match e {
+            JweError::Decrypt => BackendError::Unavailable(format!(
+                "cannot decrypt a secret under alias {alias:?}: wrong passphrase or corrupted data"
+            )),
+            other => BackendError::Crypto(other.to_string()),
+        })?;
+        let default = &self.passphrases.default_alias;
+        encrypt_secret(self.passphrase(default)?.as_bytes(), &secret, default, self.iterations)
+            .map(Some)
+            .map_err(|e| BackendError::Crypto(e.to_string()))
+    }
+
     /// Re-encrypts `handle` under the current default alias; `None` if it
     /// already is.
     pub fn rewrap(&self, handle: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {

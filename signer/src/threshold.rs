@@ -24,6 +24,11 @@
 //!   removed when the signing package for their session arrives (used or
 //!   refused) and dropped after [`NONCE_TTL`]: none survives a crash, so none
 //!   can be used twice.
+//! * **Share refresh** ([`ThresholdBackend::refresh_shares`]) replaces every
+//!   signer's share, keeping the group key; **share repair**
+//!   ([`ThresholdBackend::repair_share`]) gives a signer that lost its share
+//!   the same share back from k other holders (`keys::repairable`), the
+//!   deltas going from helper to helper and only their sums to the signer.
 //!
 //! How calls reach other signers is behind [`PeerTransport`]: [`GrpcPeers`]
 //! (mutual TLS with the signer's own certificate) in production, direct
@@ -44,7 +49,9 @@ use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
 use seal_proto::threshold::{
     DkgCommitRequest, DkgCommitResponse, DkgDeliverRequest, DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse,
     DkgRound1Request, DkgRound1Response, DkgRound2Request, DkgRound2Response, RefreshSharesRequest,
-    RefreshSharesResponse, SignCommitRequest, SignCommitResponse, SignShareRequest, SignShareResponse, StatusRequest,
+    RefreshSharesResponse, RepairDeliverRequest, RepairDeliverResponse, RepairFinishRequest, RepairFinishResponse,
+    RepairRound1Request, RepairRound1Response, RepairRound2Request, RepairRound2Response, RepairShareRequest,
+    RepairShareResponse, SignCommitRequest, SignCommitResponse, SignShareRequest, SignShareResponse, StatusRequest,
     StatusResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -174,6 +181,10 @@ pub enum ThresholdError {
     /// The key is unknown here.
     #[error("threshold key {0} not found")]
     NotFound(String),
+    /// This signer already holds a share of the key (a repair is for a
+    /// signer that lost it).
+    #[error("this signer already holds a share of threshold key {0}")]
+    AlreadyHeld(String),
     /// Signers disagree, or sent something malformed.
     #[error("threshold protocol failure: {0}")]
     Protocol(String),
@@ -197,6 +208,7 @@ impl ThresholdError {
                 s
             }
             ThresholdError::NotFound(_) => Status::not_found(self.to_string()),
+            ThresholdError::AlreadyHeld(_) => Status::already_exists(self.to_string()),
             ThresholdError::Protocol(_) | ThresholdError::Internal(_) => Status::internal(self.to_string()),
         }
     }
@@ -274,6 +286,14 @@ pub trait PeerTransport: Send + Sync {
     async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status>;
     /// `SignShare` on `to`.
     async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status>;
+    /// `RepairRound1` on `to`.
+    async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, Status>;
+    /// `RepairRound2` on `to`.
+    async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, Status>;
+    /// `RepairDeliver` on `to`.
+    async fn repair_deliver(&self, to: u16, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status>;
+    /// `RepairFinish` on `to`.
+    async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status>;
 }
 
 /// The production transport: one lazily connected gRPC channel per peer,
@@ -342,6 +362,18 @@ impl GrpcPeers {
         .await
     }
 
+    /// `RepairShare` of `key_id` on `to`, answered within `timeout`;
+    /// returns the group public key.
+    pub async fn repair_share(&self, to: u16, key_id: &str, timeout: Duration) -> Result<Vec<u8>, Status> {
+        with_timeout(timeout, async {
+            let req = RepairShareRequest {
+                key_id: key_id.to_owned(),
+            };
+            Ok(self.client(to)?.repair_share(req).await?.into_inner().group_public_key)
+        })
+        .await
+    }
+
     /// `Status` on `to`, answered within `timeout`.
     pub async fn status(&self, to: u16, timeout: Duration) -> Result<StatusResponse, Status> {
         with_timeout(timeout, async {
@@ -374,6 +406,18 @@ impl PeerTransport for GrpcPeers {
     async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status> {
         Ok(self.client(to)?.sign_share(req).await?.into_inner())
     }
+    async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, Status> {
+        Ok(self.client(to)?.repair_round1(req).await?.into_inner())
+    }
+    async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, Status> {
+        Ok(self.client(to)?.repair_round2(req).await?.into_inner())
+    }
+    async fn repair_deliver(&self, to: u16, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status> {
+        Ok(self.client(to)?.repair_deliver(req).await?.into_inner())
+    }
+    async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
+        Ok(self.client(to)?.repair_finish(req).await?.into_inner())
+    }
 }
 
 enum DkgState {
@@ -403,6 +447,20 @@ struct DkgSession {
     created: Instant,
 }
 
+/// A share repair on a helper.
+struct RepairSession {
+    key_id: String,
+    /// The participant whose share is repaired (the coordinator).
+    participant: u16,
+    /// Every holder of the key, from this helper's record.
+    holders: Vec<u16>,
+    /// The helpers, once round 2 named them.
+    helpers: Option<Vec<u16>>,
+    /// Deltas received from the helpers (ours included), by helper.
+    received: BTreeMap<u16, frost::keys::repairable::Delta>,
+    created: Instant,
+}
+
 struct NonceEntry {
     key_id: String,
     nonces: frost::round1::SigningNonces,
@@ -421,6 +479,7 @@ pub struct ThresholdBackend {
     transport: OnceLock<Arc<dyn PeerTransport>>,
     metrics: Metrics,
     dkg: Mutex<HashMap<String, DkgSession>>,
+    repairs: Mutex<HashMap<String, RepairSession>>,
     nonces: Mutex<HashMap<String, NonceEntry>>,
     shares: Mutex<HashMap<String, Arc<KeyPackage>>>,
     max_nonce_sessions: usize,
@@ -480,6 +539,7 @@ impl ThresholdBackend {
             transport: OnceLock::new(),
             metrics: Metrics::new().map_err(|e| e.to_string())?,
             dkg: Mutex::new(HashMap::new()),
+            repairs: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),
             shares: Mutex::new(HashMap::new()),
             max_nonce_sessions: MAX_NONCE_SESSIONS,
@@ -622,6 +682,168 @@ impl ThresholdBackend {
         }
         tracing::info!(%session_id, %key_id, "share refresh complete");
         Ok(record.public)
+    }
+
+    /// Gets this signer's lost share of the threshold key `key_id` back
+    /// from k other holders with FROST's repairable threshold scheme
+    /// (`keys::repairable`) and stores it like a share made by DKG; returns
+    /// the group public key, which does not change. The helpers are the
+    /// first k peers (by identifier) that answer round 1; each sends its
+    /// deltas straight to the other helpers, and only the sums (sigmas)
+    /// come here. The share is stored only when it matches this signer's
+    /// verifying share in the public key package the helpers agree on.
+    pub async fn repair_share(self: &Arc<Self>, key_id: &str) -> Result<Vec<u8>, ThresholdError> {
+        let held = self
+            .store
+            .key(key_id)
+            .map_err(|e| ThresholdError::Internal(e.to_string()))?;
+        if held.is_some() {
+            return Err(ThresholdError::AlreadyHeld(key_id.to_owned()));
+        }
+        let me = self.config.self_id;
+        let needed = usize::from(self.config.min_signers);
+        let session_id = random_session_id();
+        let unavailable = |reachable: usize, details: String| ThresholdError::Unavailable {
+            operation: "share repair",
+            needed,
+            reachable,
+            details,
+        };
+        let protocol =
+            |what: String| ThresholdError::Protocol(format!("share repair of {key_id}: {what}; nothing was stored"));
+        let peers: Vec<u16> = self.config.peers.iter().map(|p| p.id).collect();
+        tracing::info!(%session_id, %key_id, "starting share repair");
+
+        // Round 1: which holders answer, and the key's public material.
+        let req = RepairRound1Request {
+            session_id: session_id.clone(),
+            coordinator: u32::from(me),
+            key_id: key_id.to_owned(),
+        };
+        let started = Instant::now();
+        let results = self
+            .all(&peers, self.config.dkg_timeout, move |b, to| {
+                let req = req.clone();
+                async move { b.transport()?.repair_round1(to, req).await }
+            })
+            .await;
+        self.dkg_round_done("repair_round1", started, &results);
+        let (ok, failed) = split(results);
+        if ok.len() < needed {
+            return Err(unavailable(ok.len(), failed));
+        }
+        let chosen: Vec<(u16, RepairRound1Response)> = ok.into_iter().take(needed).collect();
+        let helpers: Vec<u16> = chosen.iter().map(|(id, _)| *id).collect();
+        let info = chosen[0].1.clone();
+        if chosen.iter().any(|(_, r)| *r != info) {
+            return Err(protocol(format!("helpers {helpers:?} disagree about the key")));
+        }
+        let public_package = PublicKeyPackage::deserialize(&info.public_package)
+            .map_err(|e| protocol(format!("public key package: {e}")))?;
+        let public = public_package
+            .verifying_key()
+            .serialize()
+            .map_err(|e| protocol(format!("group key: {e}")))?;
+        let mut holders = Vec::new();
+        for p in &info.participants {
+            holders.push(id16(*p).map_err(|s| protocol(s.message().to_owned()))?);
+        }
+        holders.sort_unstable();
+        let derived_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
+        if derived_id != key_id
+            || holders != self.config.participants()
+            || info.min_signers != u32::from(self.config.min_signers)
+            || public_package.min_signers() != Some(self.config.min_signers)
+        {
+            return Err(protocol(format!(
+                "the helpers hold key {derived_id} with signers {holders:?}, {} of them, \
+                 which is not a key of this cluster",
+                info.min_signers
+            )));
+        }
+        let my_ident = identifier(me).map_err(status_internal)?;
+        let expected = *public_package
+            .verifying_shares()
+            .get(&my_ident)
+            .ok_or_else(|| protocol(format!("the public key package has no verifying share of signer {me}")))?;
+
+        // Round 2: each helper sends its deltas directly to the other helpers.
+        let req = RepairRound2Request {
+            session_id: session_id.clone(),
+            coordinator: u32::from(me),
+            helpers: helpers.iter().map(|h| u32::from(*h)).collect(),
+        };
+        let started = Instant::now();
+        let results = self
+            .all(&helpers, self.config.dkg_timeout, move |b, to| {
+                let req = req.clone();
+                async move { b.transport()?.repair_round2(to, req).await }
+            })
+            .await;
+        self.dkg_round_done("repair_round2", started, &results);
+        let (ok, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(unavailable(ok.len(), failed));
+        }
+
+        // Round 3: each helper's sigma; their sum is this signer's share.
+        let req = RepairFinishRequest {
+            session_id: session_id.clone(),
+            coordinator: u32::from(me),
+        };
+        let started = Instant::now();
+        let results = self
+            .all(&helpers, self.config.dkg_timeout, move |b, to| {
+                let req = req.clone();
+                async move { b.transport()?.repair_finish(to, req).await }
+            })
+            .await;
+        self.dkg_round_done("repair_finish", started, &results);
+        let (ok, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(unavailable(ok.len(), failed));
+        }
+        let mut sigmas = Vec::new();
+        for (from, r) in &ok {
+            sigmas.push(
+                frost::keys::repairable::Sigma::deserialize(&r.sigma)
+                    .map_err(|e| protocol(format!("sigma of signer {from}: {e}")))?,
+            );
+        }
+        let key_package = frost::keys::repairable::repair_share_part3(&sigmas, my_ident, &public_package)
+            .map_err(|e| protocol(format!("repair part 3: {e}")))?;
+        if *key_package.verifying_share() != expected {
+            return Err(protocol(format!(
+                "the values of helpers {helpers:?} do not make this signer's share \
+                 (it does not match its verifying share)"
+            )));
+        }
+
+        let b = self.clone();
+        let kid = key_id.to_owned();
+        let key_package = Arc::new(key_package);
+        blocking(move || {
+            let record = b.share_record(&key_package, &public_package, info.gun, info.role, holders)?;
+            if record.key_id != kid {
+                return Err(Status::internal("share repair changed the key ID"));
+            }
+            if b.store
+                .key(&kid)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .is_some()
+            {
+                return Err(Status::already_exists(format!("key {kid} was stored meanwhile")));
+            }
+            b.store
+                .put_key(&record)
+                .map_err(|e| internal("storing the repaired share")(e.to_string()))?;
+            lock(&b.shares).insert(kid, key_package);
+            Ok(())
+        })
+        .await
+        .map_err(|s| ThresholdError::Internal(s.message().to_owned()))?;
+        tracing::info!(%session_id, %key_id, ?helpers, "share repair complete");
+        Ok(public)
     }
 
     /// The three DKG rounds with every signer, for a new key of
@@ -1187,40 +1409,11 @@ impl ThresholdBackend {
         let gun = session.gun.clone();
         let role = session.role.clone();
         let participants = session.participants.clone();
-        let (kid, public2, package_b64) = (
-            key_id.clone(),
-            public.clone(),
-            base64::engine::general_purpose::STANDARD.encode(&public_bytes),
-        );
+        let kid = key_id.clone();
         let refresh = session.refresh.is_some();
         let key_package = Arc::new(key_package);
         let record = blocking(move || {
-            let serialized = Zeroizing::new(
-                KeyPackage::serialize(&key_package).map_err(|e| internal("key package")(e.to_string()))?,
-            );
-            let alias = me.passphrases.default_alias();
-            let passphrase = me
-                .passphrases
-                .get(alias)
-                .ok_or_else(|| Status::unavailable(format!("no passphrase for alias {alias:?}")))?;
-            let share_jwe = encrypt_secret(passphrase.as_bytes(), &serialized, alias, me.iterations)
-                .map_err(|e| internal("encrypting the share")(e.to_string()))?;
-            let handle = ThresholdHandle {
-                share_jwe,
-                public_package: package_b64,
-                self_id: me.config.self_id,
-                min_signers: *key_package.min_signers(),
-                participants,
-            };
-            let record = KeyRecord {
-                key_id: kid.clone(),
-                gun,
-                role,
-                algorithm: Algorithm::Ed25519.as_str().to_owned(),
-                public: public2,
-                backend: BACKEND_NAME.to_owned(),
-                handle: serde_json::to_vec(&handle).map_err(|e| internal("key handle")(e.to_string()))?,
-            };
+            let record = me.share_record(&key_package, &public_package, gun, role, participants)?;
             if refresh {
                 // Stored on DkgCommit, once every signer has its new share.
                 return Ok(Some((record, key_package)));
@@ -1250,6 +1443,52 @@ impl ThresholdBackend {
         })
     }
 
+    /// This signer's key record of a threshold key: `key_package` encrypted
+    /// under the default alias (JWE, as software keys are), with the public
+    /// key package, k and every holder's identifier in the handle.
+    fn share_record(
+        &self,
+        key_package: &KeyPackage,
+        public_package: &PublicKeyPackage,
+        gun: String,
+        role: String,
+        participants: Vec<u16>,
+    ) -> Result<KeyRecord, Status> {
+        let public = public_package
+            .verifying_key()
+            .serialize()
+            .map_err(|e| internal("group key")(e.to_string()))?;
+        let key_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
+        let public_bytes = public_package
+            .serialize()
+            .map_err(|e| internal("public key package")(e.to_string()))?;
+        let serialized =
+            Zeroizing::new(KeyPackage::serialize(key_package).map_err(|e| internal("key package")(e.to_string()))?);
+        let alias = self.passphrases.default_alias();
+        let passphrase = self
+            .passphrases
+            .get(alias)
+            .ok_or_else(|| Status::unavailable(format!("no passphrase for alias {alias:?}")))?;
+        let share_jwe = encrypt_secret(passphrase.as_bytes(), &serialized, alias, self.iterations)
+            .map_err(|e| internal("encrypting the share")(e.to_string()))?;
+        let handle = ThresholdHandle {
+            share_jwe,
+            public_package: base64::engine::general_purpose::STANDARD.encode(&public_bytes),
+            self_id: self.config.self_id,
+            min_signers: *key_package.min_signers(),
+            participants,
+        };
+        Ok(KeyRecord {
+            key_id,
+            gun,
+            role,
+            algorithm: Algorithm::Ed25519.as_str().to_owned(),
+            public,
+            backend: BACKEND_NAME.to_owned(),
+            handle: serde_json::to_vec(&handle).map_err(|e| internal("key handle")(e.to_string()))?,
+        })
+    }
+
     /// The last step of a share refresh on this participant: store the new
     /// share prepared by `DkgFinish` in place of the old one.
     pub async fn dkg_commit(self: &Arc<Self>, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
@@ -1271,6 +1510,230 @@ impl ThresholdBackend {
         .await?;
         tracing::info!(%key_id, "stored a refreshed threshold key share");
         Ok(DkgCommitResponse {})
+    }
+
+    fn sweep_repairs(sessions: &mut HashMap<String, RepairSession>) {
+        sessions.retain(|_, s| s.created.elapsed() < DKG_TTL);
+    }
+
+    /// Share repair round 1 on a helper: opens a session for the
+    /// coordinator, the participant repaired, and answers with the key's
+    /// record and public key package.
+    pub async fn repair_round1(self: &Arc<Self>, req: RepairRound1Request) -> Result<RepairRound1Response, Status> {
+        let participant = id16(req.coordinator)?;
+        if req.session_id.is_empty() || req.session_id.len() > 64 {
+            return Err(Status::invalid_argument("bad repair session id"));
+        }
+        if participant == self.config.self_id {
+            return Err(Status::invalid_argument("a signer does not help repair its own share"));
+        }
+        let b = self.clone();
+        let key_id = req.key_id.clone();
+        let (record, handle) = blocking(move || {
+            let record = b.threshold_record(&key_id)?;
+            // Only a helper that can use its own share takes part.
+            b.key_package(&record)?;
+            let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
+            Ok((record, handle))
+        })
+        .await?;
+        if !handle.participants.contains(&participant) {
+            return Err(Status::invalid_argument(format!(
+                "signer {participant} holds no share of key {}",
+                req.key_id
+            )));
+        }
+        let public_package = base64::engine::general_purpose::STANDARD
+            .decode(&handle.public_package)
+            .map_err(|e| Status::internal(format!("public key package: {e}")))?;
+        let mut sessions = lock(&self.repairs);
+        Self::sweep_repairs(&mut sessions);
+        if sessions.len() >= MAX_DKG_SESSIONS {
+            return Err(Status::resource_exhausted("too many repair sessions in progress"));
+        }
+        if sessions.contains_key(&req.session_id) {
+            return Err(Status::already_exists(format!(
+                "repair session {} exists",
+                req.session_id
+            )));
+        }
+        sessions.insert(
+            req.session_id,
+            RepairSession {
+                key_id: req.key_id,
+                participant,
+                holders: handle.participants.clone(),
+                helpers: None,
+                received: BTreeMap::new(),
+                created: Instant::now(),
+            },
+        );
+        tracing::info!(key_id = %record.key_id, participant, "helping repair a threshold key share");
+        Ok(RepairRound1Response {
+            gun: record.gun,
+            role: record.role,
+            min_signers: u32::from(handle.min_signers),
+            participants: handle.participants.iter().map(|p| u32::from(*p)).collect(),
+            public_package,
+        })
+    }
+
+    /// Share repair round 2 on a helper: `repair_share_part1` over the
+    /// helpers named, and direct delivery of each delta to its helper.
+    pub async fn repair_round2(self: &Arc<Self>, req: RepairRound2Request) -> Result<RepairRound2Response, Status> {
+        let me = self.config.self_id;
+        let mut helpers = Vec::new();
+        for h in &req.helpers {
+            helpers.push(id16(*h)?);
+        }
+        helpers.sort_unstable();
+        helpers.dedup();
+        if helpers.len() != req.helpers.len() {
+            return Err(Status::invalid_argument("repair helpers are named twice"));
+        }
+        let (key_id, participant) = {
+            let mut sessions = lock(&self.repairs);
+            let s = sessions
+                .get_mut(&req.session_id)
+                .ok_or_else(|| Status::not_found(format!("no repair session {}", req.session_id)))?;
+            if u32::from(s.participant) != req.coordinator {
+                return Err(Status::permission_denied(
+                    "the repair session belongs to another signer",
+                ));
+            }
+            if s.helpers.is_some() {
+                return Err(Status::failed_precondition("repair session is past round 1"));
+            }
+            if !helpers.contains(&me)
+                || helpers.contains(&s.participant)
+                || !helpers.iter().all(|h| s.holders.contains(h))
+            {
+                return Err(Status::invalid_argument(format!(
+                    "repair helpers {helpers:?} must be holders of the key, this signer among them, not signer {}",
+                    s.participant
+                )));
+            }
+            s.helpers = Some(helpers.clone());
+            (s.key_id.clone(), s.participant)
+        };
+        let b = self.clone();
+        let key_package = blocking(move || {
+            let record = b.threshold_record(&key_id)?;
+            b.key_package(&record)
+        })
+        .await?;
+        let mut idents = Vec::new();
+        for h in &helpers {
+            idents.push(identifier(*h)?);
+        }
+        let deltas = frost::keys::repairable::repair_share_part1::<frost::Ed25519Sha512, _>(
+            &idents,
+            &key_package,
+            &mut rand::rngs::OsRng,
+            identifier(participant)?,
+        )
+        .map_err(|e| Status::invalid_argument(format!("repair part 1: {e}")))?;
+        let by_identifier: BTreeMap<Identifier, u16> =
+            helpers.iter().copied().zip(idents).map(|(h, i)| (i, h)).collect();
+        let mut deliveries = Vec::new();
+        for (ident, delta) in deltas {
+            let to = *by_identifier
+                .get(&ident)
+                .ok_or_else(|| Status::internal("a delta for an unknown helper"))?;
+            if to == me {
+                let mut sessions = lock(&self.repairs);
+                let s = sessions
+                    .get_mut(&req.session_id)
+                    .ok_or_else(|| Status::not_found(format!("repair session {} expired", req.session_id)))?;
+                s.received.insert(me, delta);
+            } else {
+                deliveries.push((to, delta.serialize()));
+            }
+        }
+        let session_id = req.session_id.clone();
+        let results = self
+            .all(
+                &deliveries.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+                self.config.dkg_timeout,
+                move |b, to| {
+                    let delta = deliveries
+                        .iter()
+                        .find(|(t, _)| *t == to)
+                        .map(|(_, d)| d.clone())
+                        .unwrap_or_default();
+                    let req = RepairDeliverRequest {
+                        session_id: session_id.clone(),
+                        from: u32::from(me),
+                        delta,
+                    };
+                    async move { b.transport()?.repair_deliver(to, req).await }
+                },
+            )
+            .await;
+        let (_, failed) = split(results);
+        if !failed.is_empty() {
+            return Err(Status::unavailable(format!("repair delta delivery failed: {failed}")));
+        }
+        Ok(RepairRound2Response {})
+    }
+
+    /// A delta from another helper of a share repair.
+    pub async fn repair_deliver(self: &Arc<Self>, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status> {
+        let from = id16(req.from)?;
+        let delta = frost::keys::repairable::Delta::deserialize(&req.delta)
+            .map_err(|e| Status::invalid_argument(format!("delta from signer {from}: {e}")))?;
+        let mut sessions = lock(&self.repairs);
+        let s = sessions
+            .get_mut(&req.session_id)
+            .ok_or_else(|| Status::not_found(format!("no repair session {}", req.session_id)))?;
+        let not_helper = s.helpers.as_ref().is_some_and(|h| !h.contains(&from));
+        if from == self.config.self_id || from == s.participant || !s.holders.contains(&from) || not_helper {
+            return Err(Status::permission_denied(format!(
+                "signer {from} is not a helper of this repair"
+            )));
+        }
+        if s.received.contains_key(&from) {
+            return Err(Status::already_exists(format!(
+                "delta from signer {from} already received"
+            )));
+        }
+        s.received.insert(from, delta);
+        Ok(RepairDeliverResponse {})
+    }
+
+    /// Share repair round 3 on a helper: the sum of every helper's delta
+    /// for this one (`repair_share_part2`), for the participant repaired.
+    pub async fn repair_finish(self: &Arc<Self>, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
+        let session = {
+            let mut sessions = lock(&self.repairs);
+            match sessions.get(&req.session_id) {
+                None => return Err(Status::not_found(format!("no repair session {}", req.session_id))),
+                Some(s) if u32::from(s.participant) != req.coordinator => {
+                    return Err(Status::permission_denied(
+                        "the repair session belongs to another signer",
+                    ))
+                }
+                Some(_) => {}
+            }
+            sessions
+                .remove(&req.session_id)
+                .ok_or_else(|| Status::internal("repair session vanished"))?
+        };
+        let helpers = session
+            .helpers
+            .ok_or_else(|| Status::failed_precondition("repair session is not past round 2"))?;
+        let from: Vec<u16> = session.received.keys().copied().collect();
+        if from != helpers {
+            return Err(Status::failed_precondition(format!(
+                "deltas arrived from signers {from:?}, the helpers are {helpers:?}"
+            )));
+        }
+        let deltas: Vec<_> = session.received.into_values().collect();
+        let sigma = frost::keys::repairable::repair_share_part2(&deltas);
+        tracing::info!(key_id = %session.key_id, participant = session.participant, "sent a share repair value");
+        Ok(RepairFinishResponse {
+            sigma: sigma.serialize(),
+        })
     }
 
     /// The decrypted key package of `record` (cached).
@@ -1490,7 +1953,7 @@ impl ThresholdPeerService {
 
     /// Lets a client presenting this signer's own certificate (the leaf in
     /// `cert_file`, read at each call so rotations apply) ask for
-    /// `RefreshShares`; nobody may without it.
+    /// `RefreshShares` and `RepairShare`; nobody may without it.
     pub fn with_own_certificate(mut self, cert_file: &Path) -> ThresholdPeerService {
         self.own_certificate = Some(cert_file.to_owned());
         self
@@ -1518,6 +1981,17 @@ impl ThresholdPeerService {
             Some(name) => AllowedNames(vec![name.clone()]).check_request(request),
             None => Err(Status::permission_denied(format!(
                 "signer {claimed} has no configured certificate name"
+            ))),
+        }
+    }
+    /// The caller must carry the configured name of the signer it claims
+    /// to be: share repair hands out values that rebuild a share, so it is
+    /// never open to a certificate that merely chains to the CA.
+    fn check_named<T>(&self, request: &Request<T>, claimed: u32) -> Result<(), Status> {
+        match u16::try_from(claimed).ok().and_then(|c| self.names.get(&c)) {
+            Some(name) => AllowedNames(vec![name.clone()]).check_request(request),
+            None => Err(Status::permission_denied(format!(
+                "share repair needs the certificate name of signer {claimed} in this signer's peers (\"name\")"
             ))),
         }
     }
@@ -1560,6 +2034,63 @@ impl ThresholdPeer for ThresholdPeerService {
             .refresh_shares(&key_id)
             .await
             .map(|group_public_key| Response::new(RefreshSharesResponse { group_public_key }))
+            .map_err(ThresholdError::into_status)
+    }
+
+    async fn repair_round1(
+        &self,
+        request: Request<RepairRound1Request>,
+    ) -> Result<Response<RepairRound1Response>, Status> {
+        self.check_named(&request, request.get_ref().coordinator)?;
+        self.backend
+            .repair_round1(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn repair_round2(
+        &self,
+        request: Request<RepairRound2Request>,
+    ) -> Result<Response<RepairRound2Response>, Status> {
+        self.check_named(&request, request.get_ref().coordinator)?;
+        self.backend
+            .repair_round2(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn repair_deliver(
+        &self,
+        request: Request<RepairDeliverRequest>,
+    ) -> Result<Response<RepairDeliverResponse>, Status> {
+        self.check_named(&request, request.get_ref().from)?;
+        self.backend
+            .repair_deliver(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn repair_finish(
+        &self,
+        request: Request<RepairFinishRequest>,
+    ) -> Result<Response<RepairFinishResponse>, Status> {
+        self.check_named(&request, request.get_ref().coordinator)?;
+        self.backend
+            .repair_finish(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn repair_share(
+        &self,
+        request: Request<RepairShareRequest>,
+    ) -> Result<Response<RepairShareResponse>, Status> {
+        self.check_self(&request)?;
+        let key_id = request.into_inner().key_id;
+        self.backend
+            .repair_share(&key_id)
+            .await
+            .map(|group_public_key| Response::new(RepairShareResponse { group_public_key }))
             .map_err(ThresholdError::into_status)
     }
 
@@ -1634,6 +2165,22 @@ mod tests {
             let mut r = self.node(to)?.sign_share(req).await?;
             if lock(&self.corrupt).contains(&to) {
                 r.share[0] ^= 1;
+            }
+            Ok(r)
+        }
+        async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, Status> {
+            self.node(to)?.repair_round1(req).await
+        }
+        async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, Status> {
+            self.node(to)?.repair_round2(req).await
+        }
+        async fn repair_deliver(&self, to: u16, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status> {
+            self.node(to)?.repair_deliver(req).await
+        }
+        async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
+            let mut r = self.node(to)?.repair_finish(req).await?;
+            if lock(&self.corrupt).contains(&to) {
+                r.sigma[0] ^= 1;
             }
             Ok(r)
         }
@@ -1913,6 +2460,58 @@ mod tests {
                 new[&id].0.signing_share()
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_share_is_repaired_by_k_helpers_and_signs_again() {
+        let c = cluster(2, 3);
+        let record = make_key(&c, 1).await;
+        let (old, public) = stored(&c, 3, &record.key_id);
+        // Signer 3 loses its share.
+        c.stores[&3].delete_key(&record.key_id).unwrap();
+        c.nodes[&3].forget(&record.key_id);
+
+        // One helper is not enough: nothing is stored.
+        lock(&c.net.down).insert(2);
+        let e = c.nodes[&3].repair_share(&record.key_id).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ThresholdError::Unavailable {
+                    needed: 2,
+                    reachable: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(c.stores[&3].key(&record.key_id).unwrap().is_none());
+        // A helper sending a wrong value is caught before anything is stored.
+        lock(&c.net.down).clear();
+        lock(&c.net.corrupt).insert(2);
+        let e = c.nodes[&3].repair_share(&record.key_id).await.unwrap_err();
+        assert!(matches!(e, ThresholdError::Protocol(_)), "{e:?}");
+        assert!(c.stores[&3].key(&record.key_id).unwrap().is_none());
+
+        lock(&c.net.corrupt).clear();
+        assert_eq!(c.nodes[&3].repair_share(&record.key_id).await.unwrap(), record.public);
+        let (repaired, repaired_public) = stored(&c, 3, &record.key_id);
+        assert_eq!(repaired, old, "the same share as before");
+        assert_eq!(repaired_public, public);
+        let r = c.stores[&3].key(&record.key_id).unwrap().unwrap();
+        assert_eq!((r.gun.as_str(), r.role.as_str()), ("example.com/app", "timestamp"));
+        // Holding it now, signer 3 refuses another repair.
+        let e = c.nodes[&3].repair_share(&record.key_id).await.unwrap_err();
+        assert_eq!(e, ThresholdError::AlreadyHeld(record.key_id.clone()));
+
+        // Signers 2 and 3 sign together.
+        lock(&c.net.down).insert(1);
+        let msg = timestamp(1);
+        verify(
+            &record.public,
+            &msg,
+            &c.nodes[&3].sign(&r, &Claimed::default(), &msg).await.unwrap(),
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

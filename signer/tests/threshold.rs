@@ -499,3 +499,151 @@ async fn shares_are_refreshed_through_the_command_without_changing_the_key() {
         "{m}"
     );
 }
+
+/// `seal-signer repair-share` with `s`'s config: whether it exited with
+/// success, and what it printed.
+fn repair_share(s: &ClusterSigner, key_id: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+        .args(["repair-share", "--config"])
+        .arg(&s.config)
+        .args(["--key-id", key_id])
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Signs `msg` with `key_id` through `c`, trying again while the signer
+/// answers `Unavailable` (its channels to restarted peers reconnect) for
+/// at most 30 s.
+async fn sign_when_reachable(c: &SignerClient, key_id: &str, msg: &[u8]) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match c.sign(key_id, msg, None, None).await {
+            Ok(s) => return s.signature,
+            Err(ClientError::Unavailable(m)) if std::time::Instant::now() < deadline => {
+                eprintln!("signing not yet possible, trying again: {m}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("signing failed: {e:?}"),
+        }
+    }
+}
+
+/// A signer whose data directory was lost is started empty and gets its
+/// share back with `seal-signer repair-share` from the other holders: the
+/// group key does not change, and with signer 1 killed signers 2 and 3
+/// sign together. Fewer than k helpers make the repair fail without
+/// storing anything; only the signer's own certificate may ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_signer_is_repaired_through_the_command_and_signs_again() {
+    let mut setup = Setup::new(|_, _| {});
+    let clients = setup.clients();
+    let gun = "example.com/app";
+    let key = clients[0].create_key("ed25519", gun, "timestamp").await.unwrap();
+    let t1 = timestamp(1, WEEK);
+    verify(
+        &key.public,
+        &t1,
+        &clients[0].sign(&key.key_id, &t1, None, None).await.unwrap().signature,
+    );
+    setup.cluster.signer(3).kill();
+    let (lost, _, _) = stored_share(&setup.cluster.signers[2], &key.key_id);
+
+    // Signer 3 loses its data directory and starts empty.
+    std::fs::remove_dir_all(&setup.cluster.signers[2].data_dir).unwrap();
+    setup.cluster.signer(3).start();
+    let (ok, out) = status(&setup.cluster.signers[2]);
+    assert!(ok, "{out}");
+    assert!(out.contains("signer 3 (this signer) at "), "{out}");
+    assert!(
+        out.contains(&format!("key {}: shares only on signers [1, 2]", key.key_id)),
+        "{out}"
+    );
+
+    // Another signer's certificate may not ask signer 3 for a repair.
+    let signer2 = &setup.cluster.signers[1];
+    let as_signer2 = GrpcPeers::new(
+        &[Peer {
+            id: 3,
+            addr: format!("localhost:{}", setup.cluster.signers[2].port),
+            name: None,
+        }],
+        &setup.pki.ca_file(),
+        &signer2.cert,
+        &signer2.key,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let e = as_signer2
+        .repair_share(3, &key.key_id, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+
+    // With signer 1 killed only one helper answers: the repair fails and
+    // signer 3 still holds nothing.
+    setup.cluster.signer(1).kill();
+    let (ok, out) = repair_share(&setup.cluster.signers[2], &key.key_id);
+    assert!(!ok, "{out}");
+    assert!(out.contains("share repair needs 2 signers, 1 answered"), "{out}");
+    match clients[2].get_key_info(&key.key_id).await {
+        Err(ClientError::NotFound(_)) => {}
+        other => panic!("expected no key on signer 3, got {other:?}"),
+    }
+
+    // Signer 1 back: signers 1 and 2 help, signer 3 holds its share again.
+    setup.cluster.signer(1).start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let (ok, out) = repair_share(&setup.cluster.signers[2], &key.key_id);
+        if ok {
+            break out;
+        }
+        // Only an unreachable helper (a channel still reconnecting) is retried.
+        assert!(
+            out.contains("Unavailable") && std::time::Instant::now() < deadline,
+            "{out}"
+        );
+        eprintln!("repair not yet possible, trying again: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(out.contains(&hex::encode(&key.public)), "{out}");
+    assert_eq!(clients[2].get_key_info(&key.key_id).await.unwrap().public, key.public);
+    let (ok, out) = repair_share(&setup.cluster.signers[2], &key.key_id);
+    assert!(!ok && out.contains("already holds a share"), "{out}");
+
+    // Signer 1 killed: signers 2 and 3 must sign together, through either.
+    setup.cluster.signer(1).kill();
+    let t2 = timestamp(2, WEEK);
+    verify(
+        &key.public,
+        &t2,
+        &sign_when_reachable(&clients[1], &key.key_id, &t2).await,
+    );
+    let t3 = timestamp(3, WEEK);
+    verify(
+        &key.public,
+        &t3,
+        &sign_when_reachable(&clients[2], &key.key_id, &t3).await,
+    );
+
+    // At rest: the repaired share is the lost one, a JWE under signer 3's
+    // passphrase with the same public key package as signer 2's.
+    setup.cluster.signer(2).kill();
+    setup.cluster.signer(3).kill();
+    let (repaired, handle, plain) = stored_share(&setup.cluster.signers[2], &key.key_id);
+    assert_eq!(repaired, lost);
+    assert_eq!(handle.share_jwe.split('.').count(), 5, "share stored as JWE compact");
+    assert_eq!(
+        (handle.self_id, handle.min_signers, handle.participants.clone()),
+        (3, 2, vec![1, 2, 3])
+    );
+    let (_, handle2, _) = stored_share(&setup.cluster.signers[1], &key.key_id);
+    assert_eq!(handle.public_package, handle2.public_package);
+    assert!(
+        files_containing(&setup.cluster.signers[2].data_dir, &plain).is_empty(),
+        "plaintext key package at rest"
+    );
+}
