@@ -198,15 +198,7 @@ fn this_signer(
 /// its peers; returns the group public key, which does not change. The
 /// call presents this signer's own certificate, the only one allowed to ask.
 pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
-    let (t, me) = this_signer(config, self_addr)?;
-    let id = me.id;
-    let transport = GrpcPeers::new(
-        &[me],
-        &config.server.client_ca_file,
-        &config.server.tls_cert_file,
-        &config.server.tls_key_file,
-        STATUS_TIMEOUT,
-    )?;
+    let (t, id, transport) = own_transport(config, self_addr)?;
     // Four rounds with every signer, each bounded by the DKG timeout.
     transport
         .refresh_shares(id, key_id, t.dkg_timeout * 4)
@@ -220,6 +212,21 @@ pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Opti
 /// its peers; returns the group public key, which does not change. The
 /// call presents this signer's own certificate, the only one allowed to ask.
 pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+    let (t, id, transport) = own_transport(config, self_addr)?;
+    // Three rounds with k signers, each bounded by the DKG timeout.
+    transport
+        .repair_share(id, key_id, t.dkg_timeout * 4)
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// The threshold settings and id of the signer `config` describes, and a
+/// transport to it (at `self_addr`, as for [`status`]) presenting its own
+/// certificate.
+fn own_transport(
+    config: &SignerConfig,
+    self_addr: Option<&str>,
+) -> Result<(crate::threshold::ThresholdConfig, u16, GrpcPeers), String> {
     let (t, me) = this_signer(config, self_addr)?;
     let id = me.id;
     let transport = GrpcPeers::new(
@@ -229,11 +236,7 @@ pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option
         &config.server.tls_key_file,
         STATUS_TIMEOUT,
     )?;
-    // Three rounds with k signers, each bounded by the DKG timeout.
-    transport
-        .repair_share(id, key_id, t.dkg_timeout * 4)
-        .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    Ok((t, id, transport))
 }
 
 /// Asks this signer and every peer of its threshold cluster for their

@@ -89,6 +89,32 @@ enum Command {
     },
 }
 
+/// Loads the config at `path` and runs the threshold-key operation `f` on it (named `what` in
+/// errors), printing its report.
+fn key_operation<F, Fut>(path: &std::path::Path, what: &str, f: F) -> ExitCode
+where
+    F: FnOnce(seal_signer::config::SignerConfig) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(f(config)));
+    match outcome {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("seal-signer: {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn load(path: &std::path::Path) -> Result<seal_signer::config::SignerConfig, ExitCode> {
     seal_signer::config::SignerConfig::load(path).map_err(|e| {
         eprintln!("seal-signer: {e}");
@@ -139,49 +165,21 @@ fn main() -> ExitCode {
             }
         }
         Command::RefreshShares { config, key_id, addr } => {
-            let config = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let refreshed = tokio::runtime::Runtime::new()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(seal_signer::admin::refresh_shares(&config, &key_id, addr.as_deref())));
-            match refreshed {
-                Ok(public) => {
-                    println!(
-                        "refreshed every signer's share of {key_id}; group public key unchanged: {}",
-                        hex::encode(public)
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("seal-signer: refresh-shares: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            key_operation(&config, "refresh-shares", |config| async move {
+                let public = seal_signer::admin::refresh_shares(&config, &key_id, addr.as_deref()).await?;
+                Ok(format!(
+                    "refreshed every signer's share of {key_id}; group public key unchanged: {}",
+                    hex::encode(public)
+                ))
+            })
         }
-        Command::RepairShare { config, key_id, addr } => {
-            let config = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let repaired = tokio::runtime::Runtime::new()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(seal_signer::admin::repair_share(&config, &key_id, addr.as_deref())));
-            match repaired {
-                Ok(public) => {
-                    println!(
-                        "repaired this signer's share of {key_id}; group public key unchanged: {}",
-                        hex::encode(public)
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("seal-signer: repair-share: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::RepairShare { config, key_id, addr } => key_operation(&config, "repair-share", |config| async move {
+            let public = seal_signer::admin::repair_share(&config, &key_id, addr.as_deref()).await?;
+            Ok(format!(
+                "repaired this signer's share of {key_id}; group public key unchanged: {}",
+                hex::encode(public)
+            ))
+        }),
         Command::Serve { config } => {
             let config = match load(&config) {
                 Ok(c) => c,

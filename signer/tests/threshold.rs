@@ -95,8 +95,13 @@ fn stored_share(s: &ClusterSigner, key_id: &str) -> (KeyPackage, ThresholdHandle
     (KeyPackage::deserialize(&plain).unwrap(), handle, plain.to_vec())
 }
 
+/// Held by each test: the tests of this file start signers on ports picked free and restart
+/// them on the same ports, which a signer of a test running beside them could take meanwhile.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_signers_make_and_use_a_frost_key() {
+    let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(|_, _| {});
     let clients = setup.clients();
     let cluster = &mut setup.cluster;
@@ -260,6 +265,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
 /// the honest signers refuse it an older version, telling it their mark.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
+    let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(|id, config| {
         if id == 1 {
             config["policy"] = serde_json::json!({"enforce": false});
@@ -430,6 +436,7 @@ async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
 /// certificate may ask for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_are_refreshed_through_the_command_without_changing_the_key() {
+    let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(|_, _| {});
     let clients = setup.clients();
     let gun = "example.com/app";
@@ -538,6 +545,7 @@ async fn sign_when_reachable(c: &SignerClient, key_id: &str, msg: &[u8]) -> Vec<
 /// storing anything; only the signer's own certificate may ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_signer_is_repaired_through_the_command_and_signs_again() {
+    let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(|_, _| {});
     let clients = setup.clients();
     let gun = "example.com/app";
