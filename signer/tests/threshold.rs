@@ -237,7 +237,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     cluster.signer(1).kill();
 
     // At rest: every share is a JWE; its plaintext is in no file of any data directory.
-    let mut shares = Vec::new();
+    let (mut shares, mut packages) = (Vec::new(), Vec::new());
     for s in &cluster.signers {
         let (package, handle, plain) = stored_share(s, &key.key_id);
         assert_eq!(handle.share_jwe.split('.').count(), 5, "share stored as JWE compact");
@@ -253,10 +253,32 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
             "plaintext signing share at rest"
         );
         shares.push(share);
+        packages.push(package);
     }
     shares.sort();
     shares.dedup();
     assert_eq!(shares.len(), 3, "each signer holds its own share");
+
+    // The group secret exists nowhere: k decrypted shares reconstruct it here, in the test, and
+    // no data directory contains it; one share alone reconstructs nothing.
+    let group = frost_ed25519::keys::reconstruct(&packages[..2]).expect("k shares reconstruct the key");
+    assert_eq!(
+        frost_ed25519::VerifyingKey::from(&group).serialize().unwrap(),
+        key.public,
+        "the reconstructed key is the group key"
+    );
+    let secret = group.serialize();
+    for s in &cluster.signers {
+        assert!(
+            files_containing(&s.data_dir, &secret).is_empty(),
+            "the group private key is at rest in {}",
+            s.data_dir.display()
+        );
+    }
+    assert!(
+        frost_ed25519::keys::reconstruct(&packages[..1]).is_err(),
+        "one share reconstructs nothing"
+    );
 }
 
 /// What an attacker who took over signer 1 holds: its certificate, its
