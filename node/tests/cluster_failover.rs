@@ -23,7 +23,7 @@ const TS_LIFETIME_SECS: u64 = 10;
 
 /// The timestamp of `gun` served by `addr`: `Some((version, expires))` on a 200, `None` on any
 /// other answer (a 503 from a node that cannot vouch for it is allowed).
-fn served_timestamp(addr: &str, gun: &str) -> Option<(u64, OffsetDateTime)> {
+fn timestamp_if_served(addr: &str, gun: &str) -> Option<(u64, OffsetDateTime)> {
     let r = try_request(addr, "GET", &tuf(gun, "timestamp.json"), &[], &[]).ok()?;
     if r.status != 200 {
         return None;
@@ -95,7 +95,7 @@ fn acknowledged_publishes_survive_two_leader_kills_and_timestamps_stay_fresh() {
             while !stop.load(Ordering::SeqCst) {
                 for addr in alive_addrs(&alive) {
                     for gun in &watched {
-                        if let Some((version, expires)) = served_timestamp(&addr, gun) {
+                        if let Some((version, expires)) = timestamp_if_served(&addr, gun) {
                             reads += 1;
                             newest = newest.max(version);
                             let now = OffsetDateTime::now_utc();
@@ -180,7 +180,7 @@ fn acknowledged_publishes_survive_two_leader_kills_and_timestamps_stay_fresh() {
     for node in &nodes {
         for a in &acked {
             let (_, expires) = eventually(&format!("{} timestamp on {}", a.gun, node.addr), || {
-                served_timestamp(&node.addr, &a.gun)
+                timestamp_if_served(&node.addr, &a.gun)
             });
             assert!(
                 expires > OffsetDateTime::now_utc(),

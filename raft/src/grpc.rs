@@ -370,29 +370,27 @@ impl GrpcNetwork {
     /// A network for node `node_id`, loading (and checking) the TLS files. `max_message_bytes`
     /// bounds every message sent or received.
     pub fn new(node_id: u64, tls: &ClusterTls, max_message_bytes: usize) -> Result<GrpcNetwork, Error> {
-        Ok(GrpcNetwork::with_material(node_id, tls.load()?, max_message_bytes))
+        Ok(GrpcNetwork::with_material(
+            node_id,
+            tls.load()?,
+            max_message_bytes,
+            None,
+        ))
     }
 
-    pub(crate) fn with_material(node_id: u64, tls: TlsMaterial, max_message_bytes: usize) -> GrpcNetwork {
+    /// Like [`GrpcNetwork::new`] with loaded material; connections to peers are made from
+    /// `source_ip` (`None`: the operating system chooses).
+    pub(crate) fn with_material(
+        node_id: u64,
+        tls: TlsMaterial,
+        max_message_bytes: usize,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> GrpcNetwork {
         GrpcNetwork {
             inner: Arc::new(NetworkInner {
                 node_id,
                 tls,
                 max_message_bytes,
-                source_ip: None,
-                channels: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    /// Connections to peers made from `source_ip` (`None`: the operating system chooses). Call
-    /// before the first connection.
-    pub fn connecting_from(self, source_ip: Option<std::net::IpAddr>) -> GrpcNetwork {
-        GrpcNetwork {
-            inner: Arc::new(NetworkInner {
-                node_id: self.inner.node_id,
-                tls: self.inner.tls.clone(),
-                max_message_bytes: self.inner.max_message_bytes,
                 source_ip,
                 channels: Mutex::new(HashMap::new()),
             }),

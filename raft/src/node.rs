@@ -327,8 +327,12 @@ impl SealRaft {
                 addr: config.addr.clone(),
                 source,
             })?;
-        let network = GrpcNetwork::with_material(config.node_id, material.clone(), config.max_rpc_message_bytes)
-            .connecting_from(config.source_ip);
+        let network = GrpcNetwork::with_material(
+            config.node_id,
+            material.clone(),
+            config.max_rpc_message_bytes,
+            config.source_ip,
+        );
         let (raft, store) = start(&config, network).await?;
         let contact = Arc::new(LeaderContact::new());
         let service = RaftService::new(raft.clone(), config.node_id)

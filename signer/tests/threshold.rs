@@ -52,6 +52,27 @@ impl Setup {
         }
     }
 
+    /// The peer transport of signer `from` (its certificate) to signer `to`, as another signer
+    /// of the cluster would call it.
+    fn peer_call(&self, from: u16, to: u16) -> GrpcPeers {
+        let (caller, callee) = (
+            &self.cluster.signers[usize::from(from) - 1],
+            &self.cluster.signers[usize::from(to) - 1],
+        );
+        GrpcPeers::new(
+            &[Peer {
+                id: to,
+                addr: format!("localhost:{}", callee.port),
+                name: None,
+            }],
+            &self.pki.ca_file(),
+            &caller.cert,
+            &caller.key,
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    }
+
     /// A client of each signer, with the node's certificate.
     fn clients(&self) -> Vec<SignerClient> {
         self.cluster
@@ -471,19 +492,7 @@ async fn shares_are_refreshed_through_the_command_without_changing_the_key() {
     );
 
     // Another signer's certificate may not ask signer 1 for a refresh.
-    let signer2 = &setup.cluster.signers[1];
-    let as_signer2 = GrpcPeers::new(
-        &[Peer {
-            id: 1,
-            addr: format!("localhost:{}", setup.cluster.signers[0].port),
-            name: None,
-        }],
-        &setup.pki.ca_file(),
-        &signer2.cert,
-        &signer2.key,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let as_signer2 = setup.peer_call(2, 1);
     let e = as_signer2
         .refresh_shares(1, &key.key_id, Duration::from_secs(30))
         .await
@@ -593,19 +602,7 @@ async fn a_lost_signer_is_repaired_through_the_command_and_signs_again() {
     );
 
     // Another signer's certificate may not ask signer 3 for a repair.
-    let signer2 = &setup.cluster.signers[1];
-    let as_signer2 = GrpcPeers::new(
-        &[Peer {
-            id: 3,
-            addr: format!("localhost:{}", setup.cluster.signers[2].port),
-            name: None,
-        }],
-        &setup.pki.ca_file(),
-        &signer2.cert,
-        &signer2.key,
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let as_signer2 = setup.peer_call(2, 3);
     let e = as_signer2
         .repair_share(3, &key.key_id, Duration::from_secs(30))
         .await
