@@ -237,7 +237,17 @@ pub fn start_cluster_with(spare: usize, options: ClusterOptions) -> Cluster {
     };
     let raft: Vec<String> = (0..3 + spare).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let proxies: Vec<FaultProxy> = match options.proxied {
-        true => raft[..3].iter().map(|a| FaultProxy::start(a)).collect(),
+        // A proxy listens on a port picked free now, which could be one of the Raft ports
+        // picked (and released) above before its node binds it: pick again in that case.
+        true => raft[..3]
+            .iter()
+            .map(|a| loop {
+                let p = FaultProxy::start(a);
+                if !raft.contains(&p.addr) {
+                    break p;
+                }
+            })
+            .collect(),
         false => Vec::new(),
     };
     let bootstrap: Vec<(u64, String)> = (1..=3)
@@ -246,7 +256,7 @@ pub fn start_cluster_with(spare: usize, options: ClusterOptions) -> Cluster {
             (i as u64, reached_at.clone())
         })
         .collect();
-    let nodes: Vec<Node> = (1..=3u64)
+    let mut nodes: Vec<Node> = (1..=3u64)
         .map(|i| {
             let mut json = config(i, &raft[i as usize - 1], &tls, &bootstrap);
             if options.proxied {
@@ -256,8 +266,13 @@ pub fn start_cluster_with(spare: usize, options: ClusterOptions) -> Cluster {
             spawn(dir.path(), &format!("n{i}"), json)
         })
         .collect();
-    for n in &nodes {
-        eventually(&format!("{} healthy", n.addr), || healthy(n).then_some(()));
+    for n in &mut nodes {
+        eventually(&format!("{} healthy", n.addr), || {
+            if let Some(status) = n.child.try_wait().unwrap() {
+                panic!("seal-node {} exited while starting: {status}", n.addr);
+            }
+            healthy(n).then_some(())
+        });
     }
     Cluster {
         nodes,
