@@ -3,8 +3,10 @@
 //! [`CryptoService`], and writes only through Raft.
 //!
 //! Every time-dependent decision (expiry checks, new expiries, changefeed
-//! times) is made here, on the leader, before proposing; apply never reads
-//! the clock.
+//! times, the refresher's deadlines) is made here, on the leader, before
+//! proposing, with the node's [`Clock`]; apply never reads the clock. (Only
+//! token authentication reads the system clock directly: it is no metadata
+//! decision.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -251,15 +253,7 @@ impl RaftBackend {
     }
 
     async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, ApiError> {
-        self.raft.write(cmd).await.map_err(|e| match e {
-            WriteError::ForwardToLeader { leader_id, .. } => ApiError::NotLeader { leader: leader_id },
-            other if other.is_retryable() => ApiError::Unavailable {
-                reason: other.to_string(),
-            },
-            other => ApiError::Updating {
-                reason: other.to_string(),
-            },
-        })
+        propose_on(&self.raft, cmd).await
     }
 
     /// One validate-sign-propose attempt. `Ok(None)` means a concurrent
@@ -327,6 +321,11 @@ impl RaftBackend {
             timestamp_expires_unix_nanos: Some(unix_nanos(ts_expires)),
             at_unix_nanos: unix_nanos(now),
         };
+        #[cfg(feature = "fault-injection")]
+        if crate::faults::ack_before_commit() {
+            self.propose_in_background(gun, cmd, new_root);
+            return Ok(Some(()));
+        }
         match self.propose(cmd).await? {
             ApplyOutcome::Applied => {}
             ApplyOutcome::Conflict { .. } => return Ok(None),
@@ -341,33 +340,34 @@ impl RaftBackend {
         }
         // A published root makes the server keys it lists the active ones.
         if let Some(root) = new_root {
-            self.activate_listed_keys(gun, &root).await?;
+            activate_listed_keys(&self.raft, gun, &root).await?;
         }
         Ok(Some(()))
     }
 
-    async fn activate_listed_keys(&self, gun: &str, root: &Root) -> Result<(), ApiError> {
-        for role in [TIMESTAMP, SNAPSHOT] {
-            let Some(keys) = self.raft.read().server_key(gun, role).map_err(Self::storage_error)? else {
-                continue;
+    /// Fault injection's `ack_before_commit`: propose the publish (and then activate the keys
+    /// its root lists) in the background, so that the caller answers success before the write
+    /// has committed, or even when it never does. A deliberately broken node, for checkers.
+    #[cfg(feature = "fault-injection")]
+    fn propose_in_background(&self, gun: &str, cmd: Command, new_root: Option<Root>) {
+        tracing::debug!(gun, "fault injection: acknowledging a publish before it commits");
+        let raft = self.raft.clone();
+        let gun = gun.to_owned();
+        tokio::spawn(async move {
+            let result = match propose_on(&raft, cmd).await {
+                Ok(ApplyOutcome::Applied) => match &new_root {
+                    Some(root) => activate_listed_keys(&raft, &gun, root).await,
+                    None => Ok(()),
+                },
+                Ok(outcome) => Err(ApiError::Updating {
+                    reason: format!("{outcome:?}"),
+                }),
+                Err(e) => Err(e),
             };
-            let listed = root.role(role).map(|r| r.keyids.clone()).unwrap_or_default();
-            let active_listed = keys.active.as_ref().is_some_and(|a| listed.contains(&a.key_id));
-            if active_listed {
-                continue;
+            if let Err(e) = result {
+                tracing::warn!(gun, error = %e, "fault injection: a publish acknowledged before commit failed");
             }
-            if let Some(p) = keys.pending.iter().find(|p| listed.contains(&p.key_id)) {
-                self.propose(Command::SetServerKey {
-                    gun: gun.to_owned(),
-                    role: role.to_owned(),
-                    key_id: p.key_id.clone(),
-                    public_key_json: p.public_key_json.clone(),
-                    pending: false,
-                })
-                .await?;
-            }
-        }
-        Ok(())
+        });
     }
 
     /// Writes a fresh timestamp for `gun` (and a fresh server-managed
@@ -492,6 +492,47 @@ impl RaftBackend {
             }),
         }
     }
+}
+
+/// Proposes `cmd` through `raft` and waits until it is applied; Raft errors as API errors.
+async fn propose_on(raft: &SealRaft, cmd: Command) -> Result<ApplyOutcome, ApiError> {
+    raft.write(cmd).await.map_err(|e| match e {
+        WriteError::ForwardToLeader { leader_id, .. } => ApiError::NotLeader { leader: leader_id },
+        other if other.is_retryable() => ApiError::Unavailable {
+            reason: other.to_string(),
+        },
+        other => ApiError::Updating {
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// Makes the server keys of `gun` that `root` (just published) lists the active ones.
+async fn activate_listed_keys(raft: &SealRaft, gun: &str, root: &Root) -> Result<(), ApiError> {
+    for role in [TIMESTAMP, SNAPSHOT] {
+        let Some(keys) = raft.read().server_key(gun, role).map_err(RaftBackend::storage_error)? else {
+            continue;
+        };
+        let listed = root.role(role).map(|r| r.keyids.clone()).unwrap_or_default();
+        let active_listed = keys.active.as_ref().is_some_and(|a| listed.contains(&a.key_id));
+        if active_listed {
+            continue;
+        }
+        if let Some(p) = keys.pending.iter().find(|p| listed.contains(&p.key_id)) {
+            propose_on(
+                raft,
+                Command::SetServerKey {
+                    gun: gun.to_owned(),
+                    role: role.to_owned(),
+                    key_id: p.key_id.clone(),
+                    public_key_json: p.public_key_json.clone(),
+                    pending: false,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The `version` of a `signed` object.

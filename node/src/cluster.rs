@@ -12,7 +12,9 @@
 //! expired timestamp regenerated) answers [`ApiError::NotLeader`] locally and is then sent to the
 //! leader the same way. A successful forwarded write is answered once this node has applied the
 //! leader's index too (up to [`APPLY_WAIT`]), so a client reads its own writes from the node it
-//! wrote through.
+//! wrote through; so is a forwarded read, so that the files it names (by hash) are served here
+//! next. When the leader was handed a write but its answer was lost, the 503 carries
+//! `X-Seal-Outcome: unknown`: the write may or may not have happened.
 //!
 //! # Reads
 //!
@@ -72,6 +74,9 @@ pub const LAST_CONTACT: &str = "x-seal-last-contact";
 pub const CONSISTENCY: &str = "x-seal-consistency";
 /// Request header: serve at least this version of the requested role.
 pub const MIN_VERSION: &str = "x-seal-min-version";
+/// Response header `unknown` on a write's 503 when this node cannot know whether the write
+/// happened: it handed the write to the leader and lost the answer.
+pub const OUTCOME: &str = "x-seal-outcome";
 /// How long a node that has not applied the version a client asked for waits before forwarding.
 pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(2);
 
@@ -165,9 +170,13 @@ impl Forwarder {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
-                    return Route::Forwarded(self.unavailable(format!(
+                    let mut response = self.unavailable(format!(
                         "forwarding to the leader (node {leader}) failed; the request's outcome is unknown: {e}"
-                    )))
+                    ));
+                    response
+                        .headers_mut()
+                        .insert(OUTCOME, HeaderValue::from_static("unknown"));
+                    return Route::Forwarded(response);
                 }
             }
         }
@@ -236,7 +245,7 @@ async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Respons
             return response;
         }
         return match fw.send(head, false).await {
-            Route::Forwarded(r) => r,
+            Route::Forwarded(r) => applied_here(fw, r).await,
             Route::Local => response,
         };
     }
@@ -262,21 +271,29 @@ async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Respons
         }
     };
     match fw.send(to_forwarded(&parts, body.clone()), true).await {
-        Route::Forwarded(r) => {
-            // Read your writes on this node: answer once the write is applied here too.
-            let index = r
-                .headers()
-                .get(APPLIED_INDEX)
-                .and_then(|v| v.to_str().ok()?.parse().ok());
-            if let (true, Some(index)) = (r.status().is_success(), index) {
-                if !fw.raft.wait_applied(index, APPLY_WAIT).await {
-                    tracing::warn!(index, "a forwarded write was acknowledged but is not yet applied here");
-                }
-            }
-            r
-        }
+        Route::Forwarded(r) => applied_here(fw, r).await,
         Route::Local => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
+}
+
+/// Answers a successful forwarded request once this node has applied the leader's index too
+/// (up to [`APPLY_WAIT`]): a client then reads its own writes from the node it wrote through,
+/// and after a forwarded read (linearizable, or a minimum version) finds on this node the
+/// files that answer names (the snapshot and targets a timestamp lists, by hash).
+async fn applied_here(fw: &Forwarder, r: Response) -> Response {
+    let index = r
+        .headers()
+        .get(APPLIED_INDEX)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    if let (true, Some(index)) = (r.status().is_success(), index) {
+        if !fw.raft.wait_applied(index, APPLY_WAIT).await {
+            tracing::warn!(
+                index,
+                "a forwarded request was answered but its index is not yet applied here"
+            );
+        }
+    }
+    r
 }
 
 /// Adds [`APPLIED_INDEX`] and [`LAST_CONTACT`] from `state` unless the response already has them
@@ -538,7 +555,9 @@ impl ForwardHandler for RouterHandler {
     }
 }
 
-/// `seal-node cluster status` output: the leader and term, then one row per member.
+/// `seal-node cluster status` output: the leader and term, then one row per member. A status
+/// carrying a state digest (`cluster status --digest`) has two more lines before the rows:
+/// `state digest: <hex>` and `state digest index: <log index>` (`-` when nothing was applied).
 pub fn format_status(s: &ClusterStatus) -> String {
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let mut out = format!(
@@ -552,6 +571,12 @@ pub fn format_status(s: &ClusterStatus) -> String {
         opt(s.snapshot_index),
         opt(s.purged_index),
     );
+    if let Some(digest) = &s.state_digest {
+        out.push_str(&format!(
+            "state digest: {digest}\nstate digest index: {}\n",
+            opt(s.state_digest_applied_index)
+        ));
+    }
     out.push_str(&format!(
         "{:<6} {:<24} {:<8} {:<8} {:<10} {:<6}\n",
         "ID", "RAFT ADDR", "ROLE", "LEADER", "MATCHED", "LAG"
@@ -608,15 +633,36 @@ mod tests {
                     lag: None,
                 },
             ],
+            state_digest: None,
+            state_digest_applied_index: None,
         };
         let text = format_status(&s);
         assert!(text.contains("leader: node 2"), "{text}");
-        assert!(text.contains("snapshot index: 8\npurged index: -\n"), "{text}");
+        assert!(text.contains("snapshot index: 8\npurged index: -\nID "), "{text}");
+        assert!(!text.contains("digest"), "{text}");
         let rows: Vec<&str> = text.lines().skip(8).collect();
         assert_eq!(rows.len(), 3, "{text}");
         assert!(rows[0].starts_with("1 ") && rows[0].contains("voter") && rows[0].contains(" 1"));
         assert!(rows[1].contains('*'));
         assert!(rows[2].contains("learner") && rows[2].contains('-'));
+
+        // With a digest (`cluster status --digest`): two more lines before the table.
+        let with_digest = ClusterStatus {
+            state_digest: Some("ab01".into()),
+            state_digest_applied_index: Some(10),
+            ..s.clone()
+        };
+        let text = format_status(&with_digest);
+        assert!(
+            text.contains("purged index: -\nstate digest: ab01\nstate digest index: 10\nID "),
+            "{text}"
+        );
+        assert_eq!(text.lines().skip(10).count(), 3, "{text}");
+        let never_applied = ClusterStatus {
+            state_digest_applied_index: None,
+            ..with_digest
+        };
+        assert!(format_status(&never_applied).contains("state digest index: -\n"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub type Env = BTreeMap<String, String>;
 pub const SEAL_ENV_PREFIX: &str = "SEAL_NODE_";
 /// Prefix of Notary's environment overrides, also honoured.
 pub const NOTARY_ENV_PREFIX: &str = "NOTARY_SERVER_";
+/// Names the test-only faults file (see `docs/architecture.md`): a node built with the
+/// `fault-injection` feature follows it; any other node refuses to start when it is set.
+pub const FAULTS_FILE_ENV: &str = "SEAL_FAULTS_FILE";
 
 /// A configuration error, naming the key path (or file, or variable) at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -417,11 +420,18 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
 ];
 
 /// Collects this process's `SEAL_NODE_*` and `NOTARY_SERVER_*` variables
-/// (skipping non-UTF-8 ones); meant to be called once, by `main`.
+/// (skipping non-UTF-8 ones) and [`FAULTS_FILE_ENV`] (kept even when not UTF-8, so that
+/// its presence is never missed); meant to be called once, by `main`.
 pub fn process_env() -> Env {
     std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| k.starts_with(SEAL_ENV_PREFIX) || k.starts_with(NOTARY_ENV_PREFIX))
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            if k == FAULTS_FILE_ENV {
+                return Some((k, v.to_string_lossy().into_owned()));
+            }
+            Some((k, v.into_string().ok()?))
+        })
+        .filter(|(k, _)| k.starts_with(SEAL_ENV_PREFIX) || k.starts_with(NOTARY_ENV_PREFIX) || k == FAULTS_FILE_ENV)
         .collect()
 }
 

@@ -18,7 +18,10 @@
 //!   validation and generation, the timestamp refresher;
 //! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] serves HTTPS;
 //! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
-//!   in-process [`signer::LocalSigner`].
+//!   in-process [`signer::LocalSigner`];
+//! * `faults` (only with the test-only `fault-injection` feature) follows the
+//!   file named by `SEAL_FAULTS_FILE`: clock offset, slow fsync, publishes
+//!   acknowledged before they commit.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -28,6 +31,8 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod http;
 pub mod local_cluster;
 pub mod metrics;

@@ -4,7 +4,8 @@
 //!   data in `./seal-data`, in-process signer. For development only.
 //! * `seal-node serve --config <file>` — a node from a Notary-style JSON config.
 //! * `seal-node cluster init|add-learner|promote|remove|status --addr <raft addr> --ca … --cert …
-//!   --key …` — administer a cluster (see docs/cluster.md).
+//!   --key …` — administer a cluster (see docs/cluster.md); `status --digest` adds the state
+//!   digest of the node asked.
 //! * `seal-node token-server --config <file>` — a token issuer for
 //!   DEVELOPMENT and tests (`auth.type = "token"`); `seal-node token-server
 //!   hash-password` hashes a password (read from stdin) for its users file.
@@ -111,7 +112,13 @@ enum ClusterCmd {
         id: u64,
     },
     /// Show the leader, the term and every member's replication progress.
-    Status,
+    Status {
+        /// Also print the digest of the state machine of the node asked (which then answers
+        /// itself rather than the leader) and the log index it covers: `state digest: <hex>` and
+        /// `state digest index: <n>`. Reads that node's whole state.
+        #[arg(long)]
+        digest: bool,
+    },
 }
 
 fn cluster_main(args: ClusterArgs) -> ExitCode {
@@ -166,7 +173,11 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
             ),
             ClusterCmd::Promote { id } => done(client.promote(id).await, &format!("node {id} is a voter")),
             ClusterCmd::Remove { id } => done(client.remove(id).await, &format!("node {id} removed")),
-            ClusterCmd::Status => match client.status().await {
+            ClusterCmd::Status { digest } => match if digest {
+                client.status_with_digest().await
+            } else {
+                client.status().await
+            } {
                 Ok(s) => {
                     print!("{}", seal_node::cluster::format_status(&s));
                     ExitCode::SUCCESS

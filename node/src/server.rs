@@ -10,9 +10,9 @@ use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 use crate::auth::TokenAuth;
-use crate::backend::{run_refresher, RaftBackend, ServerLifetimes, SystemClock};
+use crate::backend::{run_refresher, Clock, RaftBackend, ServerLifetimes, SystemClock};
 use crate::cluster::{forward_layer, read_layer, Forwarder, ReadGate, RouterHandler};
-use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType};
+use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType, FAULTS_FILE_ENV};
 use crate::http::{router, AppState, AuthHook};
 use crate::metrics::Metrics;
 use crate::remote_signer::{run_health_probe, RemoteSigner};
@@ -28,6 +28,9 @@ pub enum StartError {
     /// The data directory or key store could not be opened.
     #[error("{0}")]
     Storage(String),
+    /// `SEAL_FAULTS_FILE` asks for fault injection, which this build does not have.
+    #[error("SEAL_FAULTS_FILE is set but this seal-node was built without the fault-injection feature")]
+    FaultInjectionUnavailable,
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -158,8 +161,43 @@ async fn open_cluster(
     Ok(raft)
 }
 
+/// The faults file `env` names ([`FAULTS_FILE_ENV`]), if any; refused when this build has no
+/// fault injection (`built_with_faults`), so that a test harness learns it at once.
+fn faults_file(env: &Env, built_with_faults: bool) -> Result<Option<PathBuf>, StartError> {
+    match env.get(FAULTS_FILE_ENV) {
+        None => Ok(None),
+        Some(_) if !built_with_faults => Err(StartError::FaultInjectionUnavailable),
+        Some(path) if path.is_empty() => Err(StartError::Config(format!("{FAULTS_FILE_ENV} is set but empty"))),
+        Some(path) => Ok(Some(PathBuf::from(path))),
+    }
+}
+
+/// The node's clock: the system clock, or with a faults file, the system clock shifted by the
+/// file's `clock_offset_ms` (and the file's other switches followed from now on).
+#[cfg(feature = "fault-injection")]
+fn node_clock(faults_file: Option<PathBuf>) -> Result<Arc<dyn Clock>, StartError> {
+    match faults_file {
+        None => Ok(Arc::new(SystemClock)),
+        Some(path) => {
+            crate::faults::watch(path).map_err(StartError::Config)?;
+            Ok(Arc::new(crate::faults::OffsetClock(SystemClock)))
+        }
+    }
+}
+
+/// The node's clock: the system clock ([`faults_file`] refused any faults file).
+#[cfg(not(feature = "fault-injection"))]
+fn node_clock(faults_file: Option<PathBuf>) -> Result<Arc<dyn Clock>, StartError> {
+    match faults_file {
+        None => Ok(Arc::new(SystemClock)),
+        Some(_) => Err(StartError::FaultInjectionUnavailable),
+    }
+}
+
 /// Opens everything `config` names and starts serving.
 pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, StartError> {
+    // Before anything opens: fault injection also covers the store's first writes.
+    let clock = node_clock(faults_file(env, cfg!(feature = "fault-injection"))?)?;
     let data_dir: PathBuf = config.storage.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| StartError::Storage(format!("{}: {e}", data_dir.display())))?;
     let addr = config.server.http_addr.socket_addr().ok_or_else(|| {
@@ -239,7 +277,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let backend = Arc::new(RaftBackend::new(
         Arc::new(raft),
         signer,
-        Arc::new(SystemClock),
+        clock,
         lifetimes,
         config.trust_service.key_algorithm,
         metrics.clone(),
@@ -288,4 +326,33 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         shutdown,
         server,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_faults_file_is_refused_by_a_build_without_fault_injection() {
+        let none = Env::new();
+        assert_eq!(faults_file(&none, false).unwrap(), None);
+        assert_eq!(faults_file(&none, true).unwrap(), None);
+        let set = Env::from([(FAULTS_FILE_ENV.to_owned(), "/tmp/faults.json".to_owned())]);
+        let refused = faults_file(&set, false).unwrap_err();
+        assert!(matches!(refused, StartError::FaultInjectionUnavailable));
+        assert_eq!(
+            refused.to_string(),
+            "SEAL_FAULTS_FILE is set but this seal-node was built without the fault-injection feature"
+        );
+        assert_eq!(
+            faults_file(&set, true).unwrap(),
+            Some(PathBuf::from("/tmp/faults.json"))
+        );
+        let empty = Env::from([(FAULTS_FILE_ENV.to_owned(), String::new())]);
+        assert!(matches!(faults_file(&empty, true), Err(StartError::Config(_))));
+        assert!(matches!(
+            faults_file(&empty, false),
+            Err(StartError::FaultInjectionUnavailable)
+        ));
+    }
 }

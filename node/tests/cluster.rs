@@ -1,6 +1,7 @@
 //! Three real `seal-node` processes forming a Raft cluster on loopback (mutual TLS from
 //! `TestPki`, own data directories) and signing through one seal-signer process: formation from
-//! `raft.bootstrap`, a publish through a follower served by every node, `cluster status`, kill -9
+//! `raft.bootstrap`, a publish through a follower served by every node, `cluster status` (and
+//! `--digest`: every node converges to the same state digest at the same index), kill -9
 //! of the leader, a new version of the same collection published and timestamped by the new
 //! leader, and a learner added with `cluster add-learner` catching up.
 
@@ -33,11 +34,35 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
         assert!(row.contains(addr.as_str()) && row.contains("voter"), "{row}");
         assert_eq!(row.contains('*'), *id == leader, "{row}");
     }
+    assert!(!status.contains("digest"), "plain status prints no digest:\n{status}");
 
     // A publish through a follower is forwarded to the leader and served by every node.
     let follower = (0..3).find(|i| *i as u64 + 1 != leader).unwrap();
     let (repo, root) = publish_new(&nodes[follower], "example.com/cluster/one");
     served_everywhere(&nodes.iter().collect::<Vec<_>>(), "example.com/cluster/one", &root);
+
+    // `cluster status --digest` is answered by the node asked, with the digest of its own state
+    // machine: once every node has applied everything, the three agree, at the same log index.
+    let digests = eventually("the same state digest at the same index on every node", || {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, addr) in raft.iter().take(3).enumerate() {
+            let (ok, out, err) = cluster_cmd(tls, addr, &["status", "--digest"]);
+            assert!(ok, "status --digest failed: {err}");
+            let field = |name: &str| out.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            assert_eq!(field("answered by: "), Some(format!("node {}", i + 1)), "{out}");
+            let digest = field("state digest: ").expect("a digest line");
+            assert!(
+                digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{out}"
+            );
+            let index: u64 = field("state digest index: ")
+                .and_then(|v| v.parse().ok())
+                .expect("a numeric digest index");
+            seen.insert((digest, index));
+        }
+        (seen.len() == 1).then_some(seen)
+    });
+    assert_eq!(digests.len(), 1);
 
     // kill -9 the leader: a new leader is elected among the survivors, publishes through them
     // work, and the earlier publish is still served.

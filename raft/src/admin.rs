@@ -5,6 +5,8 @@
 //!   to the leader it knows (one hop, marked with the `x-seal-forwarded` metadata so it never
 //!   loops) and the leader's answer relayed. `Status` is forwarded to the leader as well, so that it
 //!   carries each member's replication progress; without a reachable leader it is answered locally.
+//!   A `Status` asking for the state digest is always answered by the node called: the digest
+//!   ([`seal_storage::Store::state_digest`], computed on a blocking thread) is of its own state.
 //! * [`AdminService`] also implements `seal.raft.v1.Forwarding`: a client's HTTP request sent by a
 //!   follower to the leader. The leader hands it to the [`ForwardHandler`] the node registered (its
 //!   own HTTP router) — or, when it is not the leader any more, refuses it with `not_leader` without
@@ -23,7 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use openraft::{ChangeMembers, ServerState};
+use openraft::{ChangeMembers, ErrorSubject, ServerState};
 use seal_proto::peer::AllowedNames;
 use seal_proto::raft::cluster_admin_client::ClusterAdminClient;
 use seal_proto::raft::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
@@ -33,6 +35,7 @@ use seal_proto::raft::{
     AddLearnerRequest, AdminReply, HttpRequest, HttpResponse, InitRequest, Member, MemberStatus, NodeRequest,
     StatusReply, StatusRequest,
 };
+use seal_storage::Store;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Response, Status};
 
@@ -41,9 +44,10 @@ pub use seal_proto::raft::{
     MemberStatus as MemberState, StatusReply as ClusterStatus,
 };
 
+use crate::codec::decode;
 use crate::error::MembershipError;
 use crate::grpc::{peer_host, ClusterTls};
-use crate::types::Raft;
+use crate::types::{LogId, Raft};
 
 /// Metadata key marking an admin request a follower forwarded to its leader.
 const FORWARDED: &str = "x-seal-forwarded";
@@ -251,8 +255,19 @@ impl AdminClient {
 
     /// The cluster's status.
     pub async fn status(&self) -> Result<StatusReply, AdminError> {
+        self.status_request(StatusRequest::default()).await
+    }
+
+    /// The status of this node itself (never forwarded to the leader) with the digest of its
+    /// state machine: `state_digest` and `state_digest_applied_index` are set. Reads the node's
+    /// whole state machine.
+    pub async fn status_with_digest(&self) -> Result<StatusReply, AdminError> {
+        self.status_request(StatusRequest { state_digest: true }).await
+    }
+
+    async fn status_request(&self, request: StatusRequest) -> Result<StatusReply, AdminError> {
         let mut c = self.admin.clone();
-        c.status(StatusRequest {})
+        c.status(request)
             .await
             .map(Response::into_inner)
             .map_err(|s| self.error("Status", s))
@@ -273,6 +288,9 @@ impl AdminClient {
 /// The state shared by the admin and forwarding services of one node.
 pub(crate) struct AdminShared {
     raft: Raft,
+    /// The node's store, for state digests; taken away by [`AdminShared::release_store`] when the
+    /// node shuts down, so that the database is not kept open by this service.
+    store: Mutex<Option<Store>>,
     node_id: u64,
     tls: AdminTls,
     max_message_bytes: usize,
@@ -286,6 +304,7 @@ pub(crate) struct AdminShared {
 impl AdminShared {
     pub(crate) fn new(
         raft: Raft,
+        store: Store,
         node_id: u64,
         tls: AdminTls,
         max_message_bytes: usize,
@@ -293,6 +312,7 @@ impl AdminShared {
     ) -> Arc<AdminShared> {
         Arc::new(AdminShared {
             raft,
+            store: Mutex::new(Some(store)),
             node_id,
             tls,
             max_message_bytes,
@@ -300,6 +320,36 @@ impl AdminShared {
             handler: OnceLock::new(),
             clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Drop this service's handle on the store (the node is shutting down); later digest requests
+    /// are answered `UNAVAILABLE`.
+    pub(crate) fn release_store(&self) {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// The digest of this node's state machine and the log index of the last entry it includes,
+    /// computed on a blocking thread.
+    async fn state_digest(&self) -> Result<(String, Option<u64>), Status> {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Status::unavailable(format!("node {} is shutting down", self.node_id)))?;
+        let digest = tokio::task::spawn_blocking(move || store.state_digest())
+            .await
+            .map_err(|e| Status::internal(format!("computing the state digest: {e}")))?
+            .map_err(|e| Status::internal(format!("computing the state digest: {e}")))?;
+        let applied_index = match &digest.last_applied {
+            Some(bytes) => {
+                let log_id: LogId = decode(bytes, ErrorSubject::StateMachine)
+                    .map_err(|e| Status::internal(format!("decoding the last applied log id: {e}")))?;
+                Some(log_id.index)
+            }
+            None => None,
+        };
+        Ok((digest.sha256, applied_index))
     }
 
     /// Register the handler of forwarded requests; `false` if one was already registered.
@@ -418,6 +468,8 @@ impl AdminShared {
             members,
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            state_digest: None,
+            state_digest_applied_index: None,
         }
     }
 }
@@ -597,11 +649,19 @@ impl ClusterAdmin for AdminService {
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         self.check(&request)?;
         let forwarded = is_forwarded(&request);
+        if request.get_ref().state_digest {
+            // The digest is of this node's own state: answer here, with this node's progress.
+            let (digest, index) = self.shared.state_digest().await?;
+            let mut reply = self.shared.status_here();
+            reply.state_digest = Some(digest);
+            reply.state_digest_applied_index = index;
+            return Ok(Response::new(reply));
+        }
         if !forwarded && !self.shared.is_leader() {
             if let Some((_, Some(addr))) = self.shared.leader() {
                 if let Ok(client) = self.shared.client(&addr) {
                     let mut admin = client.admin.clone();
-                    let mut req = marked(StatusRequest {});
+                    let mut req = marked(StatusRequest::default());
                     req.set_timeout(Duration::from_secs(2));
                     match admin.status(req).await {
                         Ok(r) => return Ok(r),

@@ -341,6 +341,7 @@ impl SealRaft {
         let shared = admin_tls.map(|admin_tls| {
             AdminShared::new(
                 raft.clone(),
+                store.clone(),
                 config.node_id,
                 admin_tls,
                 config.max_rpc_message_bytes,
@@ -612,10 +613,15 @@ impl SealRaft {
             store,
             node_id,
             server,
+            admin,
             ..
         } = self;
         if let Some(server) = server {
             server.stop(SERVER_SHUTDOWN_GRACE).await;
+        }
+        if let Some(admin) = admin {
+            // Connections abandoned by `stop` may still hold the service: release its store.
+            admin.release_store();
         }
         raft.shutdown().await.map_err(|e| Error::Fatal {
             node_id,

@@ -14,7 +14,7 @@ use openraft::{BasicNode, ServerState, Vote};
 use seal_proto::raft::raft_client::RaftClient;
 use seal_proto::raft::{PayloadFormat, RaftRequest};
 use seal_raft::grpc::{GrpcNetwork, RaftService};
-use seal_raft::{ClusterTls, MembershipError, RaftConfig, SealRaft, WriteError};
+use seal_raft::{AdminClient, ClusterTls, MembershipError, RaftConfig, SealRaft, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
@@ -93,8 +93,9 @@ fn config(id: u64, addr: &str, dir: &Path) -> RaftConfig {
     c
 }
 
+/// A cluster node serving Raft and the cluster admin service, as `seal-node` runs it.
 async fn open(config: RaftConfig, tls: &ClusterTls) -> SealRaft {
-    let node = SealRaft::open_cluster(config, tls.clone())
+    let node = SealRaft::open_cluster_with_admin(config, tls.clone())
         .await
         .expect("open cluster node");
     assert!(node.listen_addr().is_some());
@@ -250,6 +251,25 @@ async fn three_voters_elect_a_leader_and_replicate_writes() {
         assert_eq!(write_via_leader(&refs, publish(i)).await, ApplyOutcome::Applied);
     }
     check_replicated(&refs, 1..=20).await;
+
+    // Asked for its state digest, each node answers itself (not the leader) with the digest of
+    // its own state machine and the index it covers: the same on all three.
+    let admin_tls = ca.node_tls(&root.path().join("pki"), "admin");
+    let mut answers = BTreeSet::new();
+    for node in &refs {
+        let client = AdminClient::new(&addr_of(node), &admin_tls).unwrap();
+        let s = client.status_with_digest().await.expect("status with digest");
+        assert_eq!(s.answered_by, node.metrics().node_id);
+        let digest = s.state_digest.clone().expect("the digest asked for");
+        assert_eq!(digest, node.read().state_digest().unwrap());
+        assert_eq!(s.state_digest_applied_index, node.metrics().applied_index);
+        assert!(s.state_digest_applied_index >= Some(20), "{s:?}");
+        answers.insert((digest, s.state_digest_applied_index));
+        let plain = client.status().await.expect("status");
+        assert_eq!((plain.state_digest, plain.state_digest_applied_index), (None, None));
+        assert_eq!(plain.answered_by, leader_id, "a plain status is the leader's");
+    }
+    assert_eq!(answers.len(), 1, "nodes differ: {answers:?}");
 
     // Every node knows the whole membership, and a follower names the leader and its address.
     let leader_addr = addr_of(by_id(&refs, leader_id));

@@ -9,7 +9,10 @@
 //!   write batch (compare-and-set on versions, no clock reads).
 //! * [`Reader`] serves lock-free reads of the state machine.
 //! * [`snapshot`] streams state-machine snapshots to files and installs them
-//!   crash-safely.
+//!   crash-safely; the same stream, hashed, is the [`StateDigest`] by which
+//!   replicas are compared ([`Store::state_digest`]).
+//! * `faults` (feature `fault-injection`, tests only) delays synced writes
+//!   to simulate a slow disk (`set_sync_delay`).
 //!
 //! This crate knows nothing of openraft or TUF: the Raft layer passes its log
 //! ids as opaque bytes, and the node validates metadata before proposing.
@@ -17,12 +20,16 @@
 
 pub mod command;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod keys;
 pub mod snapshot;
 mod store;
 
 pub use command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
 pub use error::{Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use faults::set_sync_delay;
 pub use keys::rfc3339_nanos;
-pub use snapshot::{verify_snapshot, SnapshotInfo};
+pub use snapshot::{verify_snapshot, SnapshotInfo, StateDigest};
 pub use store::{Applied, RaftMetaKey, Reader, Store};

@@ -14,6 +14,10 @@
 //! batch (one shared WAL). If the process dies in between, [`Store::open`] finds
 //! the marker and redoes the install from the same file before anything else
 //! can read the half-installed state.
+//!
+//! Digest: [`Store::state_digest`] hashes the same stream (magic, records, end byte) as
+//! [`Store::write_snapshot`] writes — one walk serves both — without writing a file, so a
+//! store's digest equals the trailer of a snapshot taken of it at the same point.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -24,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{rocks, Error, Result};
 use crate::keys::{CF_RAFT_META, CF_SM_META, RM_INSTALLING, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
-use crate::store::Store;
+use crate::store::{Inner, Store};
 
 const MAGIC: &[u8; 9] = b"SEALSNAP1";
 const END: u8 = 0xFF;
@@ -226,6 +230,93 @@ fn sync_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A digest of the whole state machine, as [`Store::state_digest`] computes it.
+///
+/// `sha256` is the hash of exactly the bytes a snapshot file taken at the same point would hold
+/// before its trailer (so it equals that file's [`SnapshotInfo::sha256`]): two stores whose
+/// state machines hold the same keys and values (the last applied log id and membership
+/// included) have the same digest, whatever their Raft logs, snapshots or compaction history.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct StateDigest {
+    /// Serialized last applied log id the digest covers (`sm_meta`), as in [`SnapshotInfo`].
+    pub last_applied: Option<Vec<u8>>,
+    /// Hex sha256 of the state machine's snapshot stream.
+    pub sha256: String,
+    /// Number of key/value records covered.
+    pub records: u64,
+}
+
+/// Stream the state machine, read at one consistent point (a RocksDB snapshot), into `w` in
+/// the snapshot file format (magic, records, end byte; no trailer): the one walk behind both
+/// [`Store::write_snapshot`] and [`Store::state_digest`]. Fills `last_applied`, `membership`
+/// and `records` of the returned info; `io` maps a failure of `w`.
+fn stream_state<W: Write>(
+    inner: &Inner,
+    w: &mut HashWriter<W>,
+    io: &dyn Fn(std::io::Error) -> Error,
+) -> Result<SnapshotInfo> {
+    let mut info = SnapshotInfo::default();
+    w.put(MAGIC).map_err(io)?;
+    let snap = inner.db.snapshot();
+    for (i, name) in SM_CFS.iter().enumerate() {
+        let cf = inner.cf(name)?;
+        let tag = u8::try_from(i).map_err(|_| Error::Encode {
+            what: "snapshot",
+            reason: "too many column families".into(),
+        })?;
+        for item in snap.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(rocks("iterate for snapshot"))?;
+            let too_long = |what: &str| Error::Encode {
+                what: "snapshot",
+                reason: format!("{what} too long in {name}"),
+            };
+            let klen = u32::try_from(k.len())
+                .ok()
+                .filter(|l| *l <= MAX_KEY)
+                .ok_or_else(|| too_long("key"))?;
+            let vlen = u32::try_from(v.len())
+                .ok()
+                .filter(|l| *l <= MAX_VALUE)
+                .ok_or_else(|| too_long("value"))?;
+            w.put(&[tag]).map_err(io)?;
+            w.put(&klen.to_be_bytes()).map_err(io)?;
+            w.put(&k).map_err(io)?;
+            w.put(&vlen.to_be_bytes()).map_err(io)?;
+            w.put(&v).map_err(io)?;
+            if *name == CF_SM_META {
+                if &*k == SM_LAST_APPLIED {
+                    info.last_applied = Some(v.to_vec());
+                } else if &*k == SM_MEMBERSHIP {
+                    info.membership = Some(v.to_vec());
+                }
+            }
+            info.records += 1;
+        }
+    }
+    drop(snap);
+    w.put(&[END]).map_err(io)?;
+    Ok(info)
+}
+
+/// See [`Store::state_digest`]; shared with [`crate::Reader::state_digest`].
+pub(crate) fn digest_state(inner: &Inner) -> Result<StateDigest> {
+    let mut w = HashWriter {
+        inner: std::io::sink(),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let path = inner.path.clone();
+    let info = stream_state(inner, &mut w, &|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(StateDigest {
+        last_applied: info.last_applied,
+        sha256: hex::encode(w.hasher.finalize()),
+        records: info.records,
+    })
+}
+
 impl Store {
     /// Write a snapshot of the state machine, taken at one consistent point, to
     /// `path` (via `path.tmp`, fsync'd and renamed, so `path` is complete or absent).
@@ -239,46 +330,7 @@ impl Store {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let mut info = SnapshotInfo::default();
-        w.put(MAGIC).map_err(io_at(&tmp))?;
-        let snap = self.inner.db.snapshot();
-        for (i, name) in SM_CFS.iter().enumerate() {
-            let cf = self.inner.cf(name)?;
-            let tag = u8::try_from(i).map_err(|_| Error::Encode {
-                what: "snapshot",
-                reason: "too many column families".into(),
-            })?;
-            for item in snap.iterator_cf(cf, IteratorMode::Start) {
-                let (k, v) = item.map_err(rocks("iterate for snapshot"))?;
-                let too_long = |what: &str| Error::Encode {
-                    what: "snapshot",
-                    reason: format!("{what} too long in {name}"),
-                };
-                let klen = u32::try_from(k.len())
-                    .ok()
-                    .filter(|l| *l <= MAX_KEY)
-                    .ok_or_else(|| too_long("key"))?;
-                let vlen = u32::try_from(v.len())
-                    .ok()
-                    .filter(|l| *l <= MAX_VALUE)
-                    .ok_or_else(|| too_long("value"))?;
-                w.put(&[tag]).map_err(io_at(&tmp))?;
-                w.put(&klen.to_be_bytes()).map_err(io_at(&tmp))?;
-                w.put(&k).map_err(io_at(&tmp))?;
-                w.put(&vlen.to_be_bytes()).map_err(io_at(&tmp))?;
-                w.put(&v).map_err(io_at(&tmp))?;
-                if *name == CF_SM_META {
-                    if &*k == SM_LAST_APPLIED {
-                        info.last_applied = Some(v.to_vec());
-                    } else if &*k == SM_MEMBERSHIP {
-                        info.membership = Some(v.to_vec());
-                    }
-                }
-                info.records += 1;
-            }
-        }
-        drop(snap);
-        w.put(&[END]).map_err(io_at(&tmp))?;
+        let mut info = stream_state(&self.inner, &mut w, &io_at(&tmp))?;
         let digest = std::mem::take(&mut w.hasher).finalize();
         w.inner.write_all(&digest).map_err(io_at(&tmp))?;
         info.bytes = w.bytes + 32;
@@ -292,6 +344,13 @@ impl Store {
         std::fs::rename(tmp.as_path(), path).map_err(io_at(path))?;
         sync_parent(path)?;
         Ok(info)
+    }
+
+    /// A digest of the state machine read at one consistent point: the sha256 of the bytes a
+    /// snapshot taken now would hold (see [`StateDigest`]), computed without writing any file.
+    /// Reads the whole state machine: call it from a blocking context.
+    pub fn state_digest(&self) -> Result<StateDigest> {
+        digest_state(&self.inner)
     }
 
     /// Replace the whole state machine with the contents of the snapshot file at

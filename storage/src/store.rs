@@ -67,6 +67,10 @@ impl Inner {
     pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
+        #[cfg(feature = "fault-injection")]
+        if sync {
+            crate::faults::before_sync();
+        }
         self.db.write_opt(batch, &wo).map_err(rocks("write"))
     }
 
@@ -807,23 +811,10 @@ impl Reader {
     }
 
     /// Hex sha256 over every state-machine column family in key order, read at one
-    /// consistent point: equal digests mean equal replicated state (including
-    /// the last applied log id and membership).
+    /// consistent point: equal digests mean equal replicated state (including the last applied
+    /// log id and membership). The same value as [`Store::state_digest`]'s `sha256`.
     pub fn state_digest(&self) -> Result<String> {
-        let snap = self.inner.db.snapshot();
-        let mut h = Sha256::new();
-        for name in SM_CFS {
-            h.update((name.len() as u64).to_be_bytes());
-            h.update(name.as_bytes());
-            for item in snap.iterator_cf(self.inner.cf(name)?, IteratorMode::Start) {
-                let (k, v) = item.map_err(rocks("iterate for digest"))?;
-                h.update((k.len() as u64).to_be_bytes());
-                h.update(&k[..]);
-                h.update((v.len() as u64).to_be_bytes());
-                h.update(&v[..]);
-            }
-        }
-        Ok(hex::encode(h.finalize()))
+        crate::snapshot::digest_state(&self.inner).map(|d| d.sha256)
     }
 }
 

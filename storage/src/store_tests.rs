@@ -1,7 +1,7 @@
 //! Apply rules, reads, log API and snapshots against a real RocksDB in a tempdir.
 
 use super::*;
-use crate::verify_snapshot;
+use crate::{verify_snapshot, StateDigest};
 
 const T0: i64 = 1_795_305_296_210_447_549; // 2026-11-21T23:54:56.210447549Z
 const DAY: i64 = 86_400_000_000_000;
@@ -513,6 +513,74 @@ fn snapshot_round_trip_gives_the_same_digest() {
     );
     assert_eq!(dst.reader().current_versions("stale").unwrap(), vec![]);
     assert_eq!(dst.applied_state().unwrap(), src.applied_state().unwrap());
+}
+
+#[test]
+fn state_digest_is_the_snapshot_stream_hash_and_equal_for_equal_states() {
+    let (dir, src) = open();
+    assert_eq!(
+        src.state_digest().unwrap(),
+        StateDigest {
+            last_applied: None,
+            sha256: src.reader().state_digest().unwrap(),
+            records: 0,
+        }
+    );
+    apply(&src, 1, &first_publish("a"));
+    apply(&src, 2, &first_publish("b"));
+    let digest = src.state_digest().unwrap();
+    assert_eq!(digest.last_applied.as_deref(), Some(&marker(2)[..]));
+    assert_eq!(digest.sha256, src.reader().state_digest().unwrap());
+    // No file is written, and the digest is what a snapshot file of the same state carries.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let snap = dir.path().join("snap");
+    let info = src.write_snapshot(&snap).unwrap();
+    assert_eq!(
+        (info.sha256.as_str(), info.records, info.last_applied.as_ref()),
+        (digest.sha256.as_str(), digest.records, digest.last_applied.as_ref())
+    );
+
+    // A store that installed that snapshot (over other state) has the same digest.
+    let dst = Store::open(dir.path().join("dst")).unwrap();
+    apply(&dst, 1, &first_publish("stale"));
+    assert_ne!(dst.state_digest().unwrap(), digest);
+    dst.install_snapshot(&snap).unwrap();
+    assert_eq!(dst.state_digest().unwrap(), digest);
+
+    // Any difference shows: another value, or only another last applied id.
+    apply(&dst, 3, &first_publish("c"));
+    let other = dst.state_digest().unwrap();
+    assert_ne!(other.sha256, digest.sha256);
+    assert!(other.records > digest.records);
+    let (_d2, same_data) = open();
+    apply(&same_data, 1, &first_publish("a"));
+    apply(&same_data, 7, &first_publish("b"));
+    let d = same_data.state_digest().unwrap();
+    assert_eq!(d.records, digest.records);
+    assert_ne!(d.sha256, digest.sha256);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn sync_delay_applies_to_synced_writes_only() {
+    use std::time::{Duration, Instant};
+    let (_d, store) = open();
+    // Unsynced writes never wait, however long the delay (a generous bound, not a benchmark).
+    crate::set_sync_delay(Duration::from_secs(3));
+    let started = Instant::now();
+    apply(&store, 1, &first_publish("a"));
+    let unsynced = started.elapsed();
+    crate::set_sync_delay(Duration::from_millis(200));
+    let started = Instant::now();
+    store.log_append([(1, vec![1])]).unwrap();
+    let synced = started.elapsed();
+    crate::set_sync_delay(Duration::ZERO);
+    assert_eq!(crate::faults::sync_delay(), Duration::ZERO);
+    assert!(unsynced < Duration::from_secs(3), "unsynced write took {unsynced:?}");
+    assert!(synced >= Duration::from_millis(200), "synced write took {synced:?}");
+    let started = Instant::now();
+    store.log_append([(2, vec![2])]).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[test]

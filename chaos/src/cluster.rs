@@ -1,0 +1,645 @@
+//! The cluster under test: real `seal-node` voters and learners and one
+//! `seal-signer`, on loopback, each with its own data directory, all under
+//! one run directory, with certificates from a throw-away CA.
+//!
+//! Every connection between processes goes through a [`FaultProxy`]: each
+//! node's Raft (and admin, and write-forwarding) port has one in front of
+//! it, and each node reaches the signer through a proxy of its own. Node
+//! `i` connects to its peers from `127.0.0.<10+i>` (`raft.source_ip`), so
+//! the proxies can cut any link in either direction.
+//!
+//! With fault switches (a seal-node built with the `fault-injection`
+//! feature), each node reads `faults.json` in its directory: clock offset,
+//! fsync delay and the deliberately broken acknowledge-before-commit.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::NodeInfo;
+use crate::proxy::FaultProxy;
+
+/// How long a process gets to start.
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// The certificate name every node presents.
+const NODE_NAME: &str = "seal-node";
+
+/// The passphrase of the signer's key store (a throw-away cluster's).
+const SIGNER_PASSPHRASE: &str = "seal-chaos throw-away signer passphrase";
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Everything goes under this directory.
+    pub dir: PathBuf,
+    /// Where the `seal-node` and `seal-signer` binaries are.
+    pub bin_dir: PathBuf,
+    /// Voters: 3 or 5.
+    pub voters: usize,
+    /// Learners (read replicas).
+    pub learners: usize,
+    /// The nodes' `raft.max_staleness_ms`.
+    pub max_staleness_ms: u64,
+    /// The nodes' `timestamps.timestamp_lifetime_secs`.
+    pub timestamp_lifetime_secs: u64,
+    /// Start the nodes with `SEAL_FAULTS_FILE` (needs the `fault-injection` build).
+    pub fault_switches: bool,
+}
+
+/// The test-only switches of a node built with `fault-injection`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFaults {
+    /// Added to the node's wall clock.
+    pub clock_offset_ms: i64,
+    /// Slept before every synced write.
+    pub fsync_delay_ms: u64,
+    /// Answer a publish before its Raft entry commits (a deliberately broken node).
+    pub ack_before_commit: bool,
+}
+
+/// Voter or learner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Votes and can lead.
+    Voter,
+    /// Replicates and serves reads only.
+    Learner,
+}
+
+/// One node of the cluster.
+pub struct Member {
+    /// Raft node id (1-based).
+    pub id: u64,
+    /// Voter or learner.
+    pub role: Role,
+    /// Its HTTP address.
+    pub http: String,
+    /// Its real Raft (and admin) address.
+    pub raft: String,
+    /// Where its peers reach it.
+    pub raft_proxy: FaultProxy,
+    /// Where it reaches the signer.
+    pub signer_proxy: FaultProxy,
+    /// The address it connects to its peers from.
+    pub source_ip: IpAddr,
+    /// Its directory (config, data, log, faults file).
+    pub dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// The signer process.
+struct SignerProc {
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// A running cluster; every process is killed when it is dropped.
+pub struct Cluster {
+    /// The nodes, voters first, in id order.
+    pub members: Vec<Member>,
+    signer: SignerProc,
+    spec: ClusterSpec,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("picking a free port"))?;
+    Ok(l.local_addr().map_err(io("picking a free port"))?.port())
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path.display()))
+}
+
+/// The source address of node `id`'s connections to its peers.
+pub fn source_ip(id: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(id).unwrap_or(200)))
+}
+
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+}
+
+impl Cluster {
+    /// Starts the signer, the voters (formed from `raft.bootstrap`) and the learners, and
+    /// waits until every node serves.
+    pub fn start(spec: &ClusterSpec) -> Result<Cluster, String> {
+        if !(spec.voters == 3 || spec.voters == 5) {
+            return Err(format!("a cluster has 3 or 5 voters, not {}", spec.voters));
+        }
+        let node_bin = spec.bin_dir.join("seal-node");
+        let signer_bin = spec.bin_dir.join("seal-signer");
+        for b in [&node_bin, &signer_bin] {
+            if !b.exists() {
+                return Err(format!(
+                    "{} is missing (see docs/chaos.md for how to build it)",
+                    b.display()
+                ));
+            }
+        }
+        std::fs::create_dir_all(&spec.dir).map_err(io(spec.dir.display()))?;
+        let pki_dir = spec.dir.join("pki");
+        std::fs::create_dir_all(&pki_dir).map_err(io(pki_dir.display()))?;
+        let pki = seal_signer::testing::TestPki::new(&pki_dir, "seal-chaos");
+        let (cert, key) = pki.leaf(NODE_NAME);
+        let (signer_cert, signer_key) = pki.leaf("signer");
+        let ca = pki.ca_file();
+
+        // The signer, on a fixed port so that it can be restarted.
+        let signer_dir = spec.dir.join("signer");
+        std::fs::create_dir_all(&signer_dir).map_err(io(signer_dir.display()))?;
+        let signer_addr = format!("127.0.0.1:{}", free_port()?);
+        let signer_config = signer_dir.join("signer.json");
+        let config = serde_json::json!({
+            "server": {"grpc_addr": signer_addr, "tls_cert_file": signer_cert, "tls_key_file": signer_key,
+                       "client_ca_file": ca, "allowed_client_names": [NODE_NAME]},
+            "storage": {"data_dir": signer_dir.join("data")},
+        });
+        std::fs::write(&signer_config, config.to_string()).map_err(io(signer_config.display()))?;
+        let mut signer = SignerProc {
+            config: signer_config,
+            log: signer_dir.join("signer.log"),
+            child: None,
+            paused: false,
+        };
+        signer.start(&signer_bin)?;
+
+        let n = spec.voters + spec.learners;
+        let mut members = Vec::with_capacity(n);
+        for i in 1..=n as u64 {
+            let raft = format!("127.0.0.1:{}", free_port()?);
+            let http = format!("127.0.0.1:{}", free_port()?);
+            let raft_proxy = FaultProxy::start("127.0.0.1:0", &raft).map_err(io("starting a proxy"))?;
+            let signer_proxy = FaultProxy::start("127.0.0.1:0", &signer_addr).map_err(io("starting a proxy"))?;
+            members.push(Member {
+                id: i,
+                role: if i as usize <= spec.voters {
+                    Role::Voter
+                } else {
+                    Role::Learner
+                },
+                http,
+                raft,
+                raft_proxy,
+                signer_proxy,
+                source_ip: source_ip(i),
+                dir: spec.dir.join(format!("node{i}")),
+                child: None,
+                paused: false,
+            });
+        }
+        // A proxy takes a port picked free now: one could be a node's port picked (and
+        // released) before it. Refuse such a draw rather than have two listeners fight.
+        let mut taken: Vec<&str> = members
+            .iter()
+            .flat_map(|m| [m.raft.as_str(), m.http.as_str()])
+            .collect();
+        taken.push(&signer_addr);
+        for m in &members {
+            for p in [&m.raft_proxy.addr, &m.signer_proxy.addr] {
+                if taken.contains(&p.as_str()) {
+                    return Err(format!("port {p} was drawn twice; start the run again"));
+                }
+            }
+        }
+        let bootstrap: Vec<serde_json::Value> = members
+            .iter()
+            .filter(|m| m.role == Role::Voter)
+            .map(|m| serde_json::json!({"id": m.id, "raft_addr": m.raft_proxy.addr}))
+            .collect();
+        let mut cluster = Cluster {
+            members,
+            signer,
+            spec: spec.clone(),
+            ca,
+            cert,
+            key,
+        };
+        for i in 0..cluster.members.len() {
+            let m = &cluster.members[i];
+            std::fs::create_dir_all(&m.dir).map_err(io(m.dir.display()))?;
+            let signer_port = m.signer_proxy.addr.rsplit(':').next().unwrap_or_default().to_owned();
+            let config = serde_json::json!({
+                "server": {"http_addr": m.http},
+                "trust_service": {"type": "remote", "hostname": "localhost", "port": signer_port,
+                                  "tls_ca_file": cluster.ca, "tls_client_cert": cluster.cert,
+                                  "tls_client_key": cluster.key, "key_algorithm": "ed25519"},
+                "storage": {"backend": "rocksdb", "data_dir": m.dir.join("data")},
+                "timestamps": {"timestamp_lifetime_secs": spec.timestamp_lifetime_secs},
+                "raft": {"node_id": m.id, "addr": m.raft, "source_ip": m.source_ip.to_string(),
+                         "max_staleness_ms": spec.max_staleness_ms,
+                         "tls_ca_file": cluster.ca, "tls_cert_file": cluster.cert, "tls_key_file": cluster.key,
+                         "allowed_peer_names": [NODE_NAME],
+                         "bootstrap": if m.role == Role::Voter { bootstrap.clone() } else { Vec::new() }},
+            });
+            let path = m.dir.join("config.json");
+            std::fs::write(&path, config.to_string()).map_err(io(path.display()))?;
+            if spec.fault_switches {
+                cluster.set_faults(m.id, NodeFaults::default())?;
+            }
+            cluster.spawn(i)?;
+        }
+        for i in 0..spec.voters {
+            cluster.wait_serving(i)?;
+        }
+        for i in spec.voters..n {
+            let (id, proxy) = (cluster.members[i].id, cluster.members[i].raft_proxy.addr.clone());
+            let voter = cluster.members[0].raft.clone();
+            cluster.admin(&voter, &["add-learner", "--id", &id.to_string(), "--raft-addr", &proxy])?;
+            cluster.wait_serving(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, index: usize) -> Result<(), String> {
+        let bin = self.spec.bin_dir.join("seal-node");
+        let m = &mut self.members[index];
+        let log = m.dir.join("node.log");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["serve", "--config"])
+            .arg(m.dir.join("config.json"))
+            .env("SEAL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?);
+        if self.spec.fault_switches {
+            cmd.env("SEAL_FAULTS_FILE", m.dir.join("faults.json"));
+        }
+        m.child = Some(cmd.spawn().map_err(io(bin.display()))?);
+        m.paused = false;
+        Ok(())
+    }
+
+    /// Waits until member `index` answers its health check (it knows a leader and the signer).
+    fn wait_serving(&mut self, index: usize) -> Result<(), String> {
+        let deadline = Instant::now() + START_WAIT;
+        loop {
+            let m = &mut self.members[index];
+            if let Some(child) = m.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "node {} exited ({status}) while starting: {}",
+                        m.id,
+                        last_lines(&m.dir.join("node.log"))
+                    ));
+                }
+            }
+            let healthy = crate::http::request(
+                &m.http,
+                "GET",
+                "/_notary_server/health",
+                &[],
+                &[],
+                Duration::from_secs(2),
+            )
+            .is_ok_and(|r| r.status == 200);
+            if healthy {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("node {} did not serve within {START_WAIT:?}", m.id));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn index(&self, id: u64) -> Result<usize, String> {
+        self.members
+            .iter()
+            .position(|m| m.id == id)
+            .ok_or_else(|| format!("no node {id}"))
+    }
+
+    /// The nodes as a history records them.
+    pub fn node_infos(&self) -> Vec<NodeInfo> {
+        self.members
+            .iter()
+            .map(|m| NodeInfo {
+                id: m.id,
+                http: m.http.clone(),
+                role: match m.role {
+                    Role::Voter => "voter".into(),
+                    Role::Learner => "learner".into(),
+                },
+            })
+            .collect()
+    }
+
+    /// The voters' ids.
+    pub fn voter_ids(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|m| m.role == Role::Voter)
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Every node's id.
+    pub fn ids(&self) -> Vec<u64> {
+        self.members.iter().map(|m| m.id).collect()
+    }
+
+    /// Whether fault switches are on.
+    pub fn has_fault_switches(&self) -> bool {
+        self.spec.fault_switches
+    }
+
+    /// `kill -9` node `id`.
+    pub fn kill(&mut self, id: u64) -> Result<(), String> {
+        let i = self.index(id)?;
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again (same config and data) if it is not running.
+    pub fn restart(&mut self, id: u64) -> Result<(), String> {
+        let i = self.index(id)?;
+        if self.members[i].child.is_none() {
+            self.spawn(i)?;
+        }
+        Ok(())
+    }
+
+    /// Whether node `id`'s process is running (not killed, not exited).
+    pub fn is_running(&mut self, id: u64) -> bool {
+        let Ok(i) = self.index(id) else { return false };
+        match self.members[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGSTOP node `id`.
+    pub fn pause(&mut self, id: u64) -> Result<(), String> {
+        let i = self.index(id)?;
+        let m = &mut self.members[i];
+        if let Some(c) = &m.child {
+            signal(c, "-STOP");
+            m.paused = true;
+        }
+        Ok(())
+    }
+
+    /// SIGCONT node `id`.
+    pub fn resume(&mut self, id: u64) -> Result<(), String> {
+        let i = self.index(id)?;
+        let m = &mut self.members[i];
+        if let Some(c) = &m.child {
+            signal(c, "-CONT");
+        }
+        m.paused = false;
+        Ok(())
+    }
+
+    /// `kill -9` the signer.
+    pub fn kill_signer(&mut self) {
+        if let Some(mut c) = self.signer.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the signer again if it is not running.
+    pub fn restart_signer(&mut self) -> Result<(), String> {
+        if self.signer.child.is_none() {
+            let bin = self.spec.bin_dir.join("seal-signer");
+            self.signer.start(&bin)?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP the signer.
+    pub fn pause_signer(&mut self) {
+        if let Some(c) = &self.signer.child {
+            signal(c, "-STOP");
+            self.signer.paused = true;
+        }
+    }
+
+    /// SIGCONT the signer.
+    pub fn resume_signer(&mut self) {
+        if let Some(c) = &self.signer.child {
+            signal(c, "-CONT");
+        }
+        self.signer.paused = false;
+    }
+
+    fn member(&self, id: u64) -> Result<&Member, String> {
+        self.index(id).map(|i| &self.members[i])
+    }
+
+    /// Stops traffic from node `from` to node `to` (`to` no longer hears `from`'s calls).
+    pub fn cut_one_way(&self, from: u64, to: u64) -> Result<(), String> {
+        let ip = self.member(from)?.source_ip;
+        self.member(to)?.raft_proxy.block_from(ip);
+        Ok(())
+    }
+
+    /// Cuts every link between the two groups, both ways.
+    pub fn split(&self, a: &[u64], b: &[u64]) -> Result<(), String> {
+        for &x in a {
+            for &y in b {
+                self.cut_one_way(x, y)?;
+                self.cut_one_way(y, x)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts node `id` off from the signer.
+    pub fn cut_signer(&self, id: u64) -> Result<(), String> {
+        self.member(id)?.signer_proxy.block_all();
+        Ok(())
+    }
+
+    /// Delays (and, with `loss`, cuts at random) everything arriving at node `id` from its peers.
+    pub fn degrade_link(&self, id: u64, delay: Duration, loss: f64) -> Result<(), String> {
+        let p = &self.member(id)?.raft_proxy;
+        p.set_delay(delay);
+        p.set_loss(loss);
+        Ok(())
+    }
+
+    /// Undoes every network fault.
+    pub fn heal_network(&self) {
+        for m in &self.members {
+            m.raft_proxy.heal();
+            m.signer_proxy.heal();
+        }
+    }
+
+    /// Writes node `id`'s fault switches.
+    pub fn set_faults(&self, id: u64, faults: NodeFaults) -> Result<(), String> {
+        let m = self.member(id)?;
+        let path = m.dir.join("faults.json");
+        let tmp = m.dir.join("faults.json.tmp");
+        let json = serde_json::to_vec(&faults).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, json).map_err(io(tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(io(path.display()))
+    }
+
+    /// Resumes every paused process and restarts every stopped one: the end of every fault.
+    pub fn heal_processes(&mut self) -> Result<(), String> {
+        for i in 0..self.members.len() {
+            let id = self.members[i].id;
+            if self.members[i].paused {
+                self.resume(id)?;
+            }
+            let exited = match self.members[i].child.as_mut() {
+                Some(c) => !matches!(c.try_wait(), Ok(None)),
+                None => true,
+            };
+            if exited {
+                self.members[i].child = None;
+                self.spawn(i)?;
+            }
+        }
+        if self.signer.paused {
+            self.resume_signer();
+        }
+        let signer_exited = match self.signer.child.as_mut() {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => true,
+        };
+        if signer_exited {
+            self.signer.child = None;
+            self.restart_signer()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `seal-node cluster <args>` against the admin service at `raft_addr`.
+    pub fn admin(&self, raft_addr: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(self.spec.bin_dir.join("seal-node"))
+            .arg("cluster")
+            .args(args)
+            .args(["--addr", raft_addr])
+            .arg("--ca")
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.cert)
+            .arg("--key")
+            .arg(&self.key)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io("running seal-node cluster"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// `cluster status` of node `id` (asked directly, not through its proxy) as
+    /// `field: value` pairs; `digest` adds the state digest.
+    pub fn status(&self, id: u64, digest: bool) -> Result<BTreeMap<String, String>, String> {
+        let m = self.member(id)?;
+        let args: &[&str] = if digest { &["status", "--digest"] } else { &["status"] };
+        let out = self.admin(&m.raft, args)?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect())
+    }
+
+    /// The leader's id, as the first node that answers knows it.
+    pub fn leader(&self) -> Option<u64> {
+        self.members.iter().find_map(|m| {
+            let s = self.status(m.id, false).ok()?;
+            s.get("leader")?.strip_prefix("node ")?.parse().ok()
+        })
+    }
+
+    /// Kills every process, nodes first.
+    pub fn stop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                if m.paused {
+                    signal(&c, "-CONT");
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut c) = self.signer.child.take() {
+            if self.signer.paused {
+                signal(&c, "-CONT");
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl SignerProc {
+    fn start(&mut self, bin: &Path) -> Result<(), String> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("SEAL_SIGNER_MAIN", SIGNER_PASSPHRASE)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&self.log)?)
+            .spawn()
+            .map_err(io(bin.display()))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let mut reader = BufReader::new(out);
+            let _ = reader.read_line(&mut line);
+            // Keep draining stdout so that the signer never blocks on a full pipe.
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = reader.read_to_end(&mut sink);
+            });
+        }
+        if !line.contains("listening") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("seal-signer did not start: {}", last_lines(&self.log)));
+        }
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+}
+
+/// The last few lines of a log, on one line, for an error message.
+fn last_lines(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    let mut lines: Vec<&str> = lines.into_iter().rev().collect();
+    if lines.is_empty() {
+        lines.push("(empty log)");
+    }
+    format!("{} (log: {})", lines.join(" | "), path.display())
+}
