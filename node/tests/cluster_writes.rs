@@ -88,6 +88,19 @@ fn a_learner_joins_under_load_then_serves_reads_and_forwards_writes() {
     );
     assert!(ok, "add-learner failed: {out}{err}");
     eventually("learner healthy", || healthy(&learner).then_some(()));
+    // Healthy means it knows the leader; under load it may still be catching up, and until then
+    // it answers reads (the write's key request included) 503. Wait until it serves them.
+    eventually("learner caught up", || {
+        let r = try_request(
+            &learner.addr,
+            "GET",
+            &tuf("example.com/writes/absent", "root.json"),
+            &[],
+            &[],
+        )
+        .ok()?;
+        (r.status == 404).then_some(())
+    });
 
     // The learner forwards a write of its own to the leader and serves it.
     let gun = "example.com/writes/through-learner";
