@@ -113,7 +113,7 @@ pub struct Cluster {
     key: PathBuf,
 }
 
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
+pub(crate) fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
@@ -137,6 +137,26 @@ pub fn source_ip(id: u64) -> IpAddr {
 
 fn signal(child: &Child, sig: &str) {
     let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+}
+
+/// `kill -9` of `child` (continued first when `paused`, so that it is not left stopped), reaped.
+fn kill_child(child: &mut Option<Child>, paused: bool) {
+    if let Some(mut c) = child.take() {
+        if paused {
+            signal(&c, "-CONT");
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Whether `child` is gone (never started, killed, or exited); an exited one is forgotten.
+fn gone(child: &mut Option<Child>) -> bool {
+    let gone = child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+    if gone {
+        *child = None;
+    }
+    gone
 }
 
 impl Cluster {
@@ -358,18 +378,11 @@ impl Cluster {
         self.members.iter().map(|m| m.id).collect()
     }
 
-    /// Whether fault switches are on.
-    pub fn has_fault_switches(&self) -> bool {
-        self.spec.fault_switches
-    }
-
     /// `kill -9` node `id`.
     pub fn kill(&mut self, id: u64) -> Result<(), String> {
         let i = self.index(id)?;
-        if let Some(mut child) = self.members[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let m = &mut self.members[i];
+        kill_child(&mut m.child, m.paused);
         Ok(())
     }
 
@@ -380,15 +393,6 @@ impl Cluster {
             self.spawn(i)?;
         }
         Ok(())
-    }
-
-    /// Whether node `id`'s process is running (not killed, not exited).
-    pub fn is_running(&mut self, id: u64) -> bool {
-        let Ok(i) = self.index(id) else { return false };
-        match self.members[i].child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
     }
 
     /// SIGSTOP node `id`.
@@ -415,10 +419,7 @@ impl Cluster {
 
     /// `kill -9` the signer.
     pub fn kill_signer(&mut self) {
-        if let Some(mut c) = self.signer.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.signer.child, self.signer.paused);
     }
 
     /// Starts the signer again if it is not running.
@@ -507,24 +508,14 @@ impl Cluster {
             if self.members[i].paused {
                 self.resume(id)?;
             }
-            let exited = match self.members[i].child.as_mut() {
-                Some(c) => !matches!(c.try_wait(), Ok(None)),
-                None => true,
-            };
-            if exited {
-                self.members[i].child = None;
+            if gone(&mut self.members[i].child) {
                 self.spawn(i)?;
             }
         }
         if self.signer.paused {
             self.resume_signer();
         }
-        let signer_exited = match self.signer.child.as_mut() {
-            Some(c) => !matches!(c.try_wait(), Ok(None)),
-            None => true,
-        };
-        if signer_exited {
-            self.signer.child = None;
+        if gone(&mut self.signer.child) {
             self.restart_signer()?;
         }
         Ok(())
@@ -576,21 +567,9 @@ impl Cluster {
     /// Kills every process, nodes first.
     pub fn stop(&mut self) {
         for m in &mut self.members {
-            if let Some(mut c) = m.child.take() {
-                if m.paused {
-                    signal(&c, "-CONT");
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            kill_child(&mut m.child, m.paused);
         }
-        if let Some(mut c) = self.signer.child.take() {
-            if self.signer.paused {
-                signal(&c, "-CONT");
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.signer.child, self.signer.paused);
     }
 }
 

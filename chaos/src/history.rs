@@ -379,11 +379,6 @@ impl History {
         }
         Ok(())
     }
-
-    /// The operation with `id`.
-    pub fn op(&self, id: u64) -> Option<&Op> {
-        self.ops.iter().find(|o| o.id == id)
-    }
 }
 
 /// Appends entries to a history file as a run goes, one line each, flushed
@@ -417,6 +412,11 @@ impl Recorder {
         out.write_all(b"\n")?;
         out.flush()
     }
+}
+
+/// Milliseconds since `t0` (time 0 of a run), as histories record times.
+pub fn ms_since(t0: std::time::Instant) -> u64 {
+    u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Hex SHA-256 of `bytes`, as histories record file contents.

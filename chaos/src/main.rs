@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use seal_chaos::checker::check;
 use seal_chaos::history::History;
 use seal_chaos::nemesis::{plan, ALL, NEED_SWITCHES};
@@ -27,21 +27,8 @@ struct Cli {
 enum Cmd {
     /// Start a cluster, run the workload under faults, check the history, write the report.
     Run {
-        /// How long faults are injected (`90s`, `2m`, `30m`, `1h`).
-        #[arg(long, default_value = "2m", value_parser = parse_duration)]
-        duration: Duration,
-        /// Nemeses, comma-separated, or `all` (every one the seal-node binary supports).
-        #[arg(long, default_value = "all")]
-        nemesis: String,
-        /// Seeds the fault schedule and the workload; the same seed replays the same schedule.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Voters: 3 or 5.
-        #[arg(long, default_value_t = 3)]
-        voters: usize,
-        /// Learners (read replicas).
-        #[arg(long, default_value_t = 1)]
-        learners: usize,
+        #[command(flatten)]
+        schedule: Schedule,
         /// Writer threads.
         #[arg(long, default_value_t = 4)]
         writers: usize,
@@ -85,22 +72,30 @@ enum Cmd {
     },
     /// Print the fault schedule a seed draws.
     Plan {
-        /// How long faults are injected.
-        #[arg(long, default_value = "2m", value_parser = parse_duration)]
-        duration: Duration,
-        /// Nemeses, comma-separated, or `all`.
-        #[arg(long, default_value = "all")]
-        nemesis: String,
-        /// The seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Voters.
-        #[arg(long, default_value_t = 3)]
-        voters: usize,
-        /// Learners.
-        #[arg(long, default_value_t = 1)]
-        learners: usize,
+        #[command(flatten)]
+        schedule: Schedule,
     },
+}
+
+/// What draws a fault schedule: shared by `run` and `plan`, so that `plan` prints what `run`
+/// with the same options injects.
+#[derive(Args)]
+struct Schedule {
+    /// How long faults are injected (`90s`, `2m`, `30m`, `1h`).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Nemeses, comma-separated, `all` (every one the seal-node binary supports) or `none`.
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// Seeds the fault schedule and the workload; the same seed replays the same schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Voters: 3 or 5.
+    #[arg(long, default_value_t = 3)]
+    voters: usize,
+    /// Learners (read replicas).
+    #[arg(long, default_value_t = 1)]
+    learners: usize,
 }
 
 /// `90s`, `2m`, `1h`, `1h30m` or a number of seconds.
@@ -165,11 +160,14 @@ fn main() -> ExitCode {
 fn real_main() -> Result<ExitCode, String> {
     match Cli::parse().command {
         Cmd::Run {
-            duration,
-            nemesis,
-            seed,
-            voters,
-            learners,
+            schedule:
+                Schedule {
+                    duration,
+                    nemesis,
+                    seed,
+                    voters,
+                    learners,
+                },
             writers,
             readers,
             guns,
@@ -235,11 +233,14 @@ fn real_main() -> Result<ExitCode, String> {
             })
         }
         Cmd::Plan {
-            duration,
-            nemesis,
-            seed,
-            voters,
-            learners,
+            schedule:
+                Schedule {
+                    duration,
+                    nemesis,
+                    seed,
+                    voters,
+                    learners,
+                },
         } => {
             let steps = plan(seed, duration, &nemeses(&nemesis, true)?, voters, learners);
             let mut at = 0;

@@ -49,6 +49,18 @@ pub enum Shape {
     OneWay(Who, usize),
 }
 
+/// What happens to the signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignerFault {
+    /// `kill -9`, restarted when healed.
+    Kill,
+    /// SIGSTOP, SIGCONT when healed.
+    Pause,
+    /// One node cut off from it.
+    Cut,
+}
+
 /// One planned fault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -79,8 +91,8 @@ pub enum Planned {
     },
     /// The signer is killed (restarted when healed) or paused, or one node is cut off from it.
     Signer {
-        /// `kill`, `pause` or `cut`.
-        how: String,
+        /// What happens to it.
+        how: SignerFault,
         /// For `cut`: the node.
         who: Who,
     },
@@ -179,7 +191,7 @@ pub fn plan(seed: u64, duration: Duration, nemeses: &[String], voters: usize, le
                 loss: f64::from(rng.gen_range(0..20u32)) / 1000.0,
             },
             "signer" => Planned::Signer {
-                how: ["kill", "pause", "cut"][rng.gen_range(0..3)].to_owned(),
+                how: [SignerFault::Kill, SignerFault::Pause, SignerFault::Cut][rng.gen_range(0..3)],
                 who: who(&mut rng),
             },
             "clock-skew" => Planned::ClockSkew {
@@ -299,16 +311,16 @@ pub fn inject(cluster: &mut Cluster, fault: &Planned) -> Result<Injected, String
                 Undo::Network,
             )
         }
-        Planned::Signer { how, who } => match how.as_str() {
-            "kill" => {
+        Planned::Signer { how, who } => match how {
+            SignerFault::Kill => {
                 cluster.kill_signer();
                 done(Vec::new(), "kill -9 the signer".into(), Undo::Signer)
             }
-            "pause" => {
+            SignerFault::Pause => {
                 cluster.pause_signer();
                 done(Vec::new(), "SIGSTOP the signer".into(), Undo::Signer)
             }
-            _ => {
+            SignerFault::Cut => {
                 let id = resolve(cluster, *who);
                 cluster.cut_signer(id)?;
                 done(

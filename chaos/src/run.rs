@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS};
 
 use crate::checker::{check, CheckReport};
-use crate::cluster::{Cluster, ClusterSpec, NodeFaults};
-use crate::history::{sha256_hex, Entry, Fault, FinalState, Header, History, NodeFinal, Recorder, RoleVersion, FORMAT};
+use crate::cluster::{io, Cluster, ClusterSpec, NodeFaults};
+use crate::history::{
+    ms_since, sha256_hex, Entry, Fault, FinalState, Header, History, NodeFinal, Recorder, RoleVersion, FORMAT,
+};
 use crate::http::request;
 use crate::nemesis::{heal, inject, plan, Step};
 use crate::report::{render_html, render_text, summarize, Summary};
@@ -72,14 +74,6 @@ pub struct RunOutcome {
 /// [`Header::staleness_slack_ms`]: the slow-network nemesis's longest delay, and scheduling
 /// noise on a loaded machine.
 const STALENESS_SLACK_MS: u64 = 500;
-
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
-    move |e| format!("{what}: {e}")
-}
-
-fn ms(t0: Instant) -> u64 {
-    u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// Runs the whole thing; `Err` only when the run itself could not be carried out (the
 /// cluster did not start, the history could not be written). A failed check is an `Ok`
@@ -188,7 +182,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, String> {
 
     let faults = run_schedule(&mut cluster, &schedule, &rec, t0, &say);
     let healed = heal_everything(&mut cluster, spec);
-    let healed_at_ms = ms(t0);
+    let healed_at_ms = ms_since(t0);
     // Whatever the schedule's outcome, the workload stops and the history is finished.
     settle(&workload, healed_at_ms, spec.liveness_bound);
     say(&format!(
@@ -203,7 +197,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, String> {
     let nodes = final_state(&cluster, &guns, &say);
     let final_state = FinalState {
         healed_at_ms,
-        at_ms: ms(t0),
+        at_ms: ms_since(t0),
         nodes,
     };
     rec.append(&Entry::Final(final_state))
@@ -239,7 +233,7 @@ fn run_schedule(
     for step in schedule {
         std::thread::sleep(Duration::from_millis(step.quiet_ms));
         let id = rec.next_id();
-        let start_ms = ms(t0);
+        let start_ms = ms_since(t0);
         let injected = inject(cluster, &step.fault)?;
         say(&format!(
             "{:>7.1} s  {}: {}",
@@ -255,7 +249,7 @@ fn run_schedule(
             nodes: injected.nodes.clone(),
             description: injected.description.clone(),
             start_ms,
-            end_ms: Some(ms(t0)),
+            end_ms: Some(ms_since(t0)),
         };
         rec.append(&Entry::Fault(fault)).map_err(io("writing the history"))?;
         result?;

@@ -93,7 +93,7 @@ struct Ctx {
 
 impl Ctx {
     fn ms(&self) -> u64 {
-        u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX)
+        crate::history::ms_since(self.t0)
     }
 
     fn record(&self, op: Op) {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::proxy::FaultProxy;
 use super::{multipart, signer_binary, try_request, Node};
+use seal_chaos::proxy::FaultProxy;
 use seal_signer::testing::{spawn_signer, TestPki};
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
@@ -216,9 +216,7 @@ fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
 }
 
 /// The source address of node `id`'s connections to its peers in a proxied cluster.
-pub fn source_ip(id: u64) -> std::net::IpAddr {
-    std::net::Ipv4Addr::new(127, 0, 0, 10 + id as u8).into()
-}
+pub use seal_chaos::cluster::source_ip;
 
 pub fn start_cluster(spare: usize) -> Cluster {
     start_cluster_with(spare, ClusterOptions::default())
@@ -242,7 +240,7 @@ pub fn start_cluster_with(spare: usize, options: ClusterOptions) -> Cluster {
         true => raft[..3]
             .iter()
             .map(|a| loop {
-                let p = FaultProxy::start(a);
+                let p = FaultProxy::start("127.0.0.1:0", a).unwrap();
                 if !raft.contains(&p.addr) {
                     break p;
                 }
@@ -288,7 +286,7 @@ pub fn start_cluster_with(spare: usize, options: ClusterOptions) -> Cluster {
 impl Cluster {
     /// Cuts node `index` off from its peers both ways (a proxied cluster only).
     pub fn partition(&self, index: usize) {
-        self.proxies[index].block();
+        self.proxies[index].block_all();
         for (i, p) in self.proxies.iter().enumerate() {
             if i != index {
                 p.block_from(source_ip(index as u64 + 1));

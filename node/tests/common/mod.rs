@@ -6,7 +6,6 @@
 pub mod cluster;
 pub mod http;
 pub mod metadata;
-pub mod proxy;
 pub use http::*;
 
 use std::net::TcpListener;
