@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use seal_chaos::checker::Check;
-use seal_chaos::history::LISTED_NOT_SERVED;
 use seal_chaos::nemesis::{Planned, Shape, Step, Who, ALL};
 use seal_chaos::report::render_text;
 use seal_chaos::run::{run, RunSpec};
@@ -65,13 +64,7 @@ fn a_healthy_cluster_passes_every_check_under_faults() {
     let outcome = run(&spec(out.clone(), Duration::from_secs(100), 7)).unwrap();
     let text = render_text(&outcome.summary);
     println!("{text}");
-    // One finding is still open (docs/chaos.md): now and then a read through a follower gets a
-    // timestamp whose snapshot, targets or root that follower then answers 404 for. Those
-    // violations are printed above and tolerated here until it is fixed; every other check,
-    // and every other kind of verification failure, must pass.
-    let open_finding =
-        |v: &&seal_chaos::checker::Violation| v.check == Check::Verification && v.message.contains(LISTED_NOT_SERVED);
-    let failures: Vec<_> = outcome.report.violations().filter(|v| !open_finding(v)).collect();
+    let failures: Vec<_> = outcome.report.violations().collect();
     assert!(failures.is_empty(), "the checker failed a healthy cluster:\n{text}");
     // The run did real work under several kinds of fault.
     let kinds: std::collections::BTreeSet<&str> = outcome.summary.faults.iter().map(|f| f.kind.as_str()).collect();

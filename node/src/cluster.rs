@@ -35,7 +35,9 @@
 //!
 //! Every response carries `X-Seal-Applied-Index` and `X-Seal-Last-Contact` (milliseconds since
 //! this node last heard from the leader; 0 on the leader; absent before it ever heard from one)
-//! of the node whose state produced it: a forwarded request carries the leader's.
+//! of the node whose state produced it: a forwarded request carries the leader's. The index is
+//! read after the response was built ([`SealRaft::served_index`]): any node that has applied it
+//! serves everything the response showed.
 //!
 //! While no leader is known (an election), or the leader cannot be reached, or it refuses with
 //! `not_leader` (it lost leadership before running the request), the request waits and tries again
@@ -231,7 +233,7 @@ fn into_response(r: ForwardedResponse, leader: u64) -> Response {
 /// Axum middleware of a cluster node: see the module documentation.
 pub async fn forward_layer(State(fw): State<Forwarder>, request: Request, next: Next) -> Response {
     let mut response = forward_or_run(&fw, request, next).await;
-    stamp(fw.raft.read_state(), &mut response);
+    stamp(&fw.raft, &mut response);
     response
 }
 
@@ -296,12 +298,18 @@ async fn applied_here(fw: &Forwarder, r: Response) -> Response {
     r
 }
 
-/// Adds [`APPLIED_INDEX`] and [`LAST_CONTACT`] from `state` unless the response already has them
-/// (a forwarded response carries the leader's).
-fn stamp(state: ReadState, response: &mut Response) {
+/// Adds [`APPLIED_INDEX`] and [`LAST_CONTACT`] of `raft` unless the response already has them
+/// (a forwarded response carries the leader's). The index is [`SealRaft::served_index`], read
+/// after the response was built: a node that has applied it serves everything the response
+/// named.
+fn stamp(raft: &SealRaft, response: &mut Response) {
+    stamp_with(raft.served_index(), raft.read_state(), response);
+}
+
+fn stamp_with(served_index: u64, state: ReadState, response: &mut Response) {
     let headers = response.headers_mut();
     if !headers.contains_key(APPLIED_INDEX) {
-        headers.insert(APPLIED_INDEX, HeaderValue::from(state.applied_index.unwrap_or(0)));
+        headers.insert(APPLIED_INDEX, HeaderValue::from(served_index));
     }
     if let Some(contact) = state.last_contact {
         if !headers.contains_key(LAST_CONTACT) {
@@ -425,7 +433,7 @@ impl ReadGate {
 /// [`APPLIED_INDEX`] and [`LAST_CONTACT`] headers.
 pub async fn read_layer(State(gate): State<ReadGate>, request: Request, next: Next) -> Response {
     let mut response = gate.run(request, next).await;
-    stamp(gate.raft().read_state(), &mut response);
+    stamp(gate.raft(), &mut response);
     response
 }
 
@@ -718,17 +726,18 @@ mod tests {
             staleness: Some(Duration::from_millis(120)),
         };
         let mut r = Response::new(Body::empty());
-        stamp(state, &mut r);
+        stamp_with(9, state, &mut r);
         assert_eq!(r.headers()[APPLIED_INDEX], "9");
         assert_eq!(r.headers()[LAST_CONTACT], "120");
         let mut forwarded = Response::new(Body::empty());
         forwarded.headers_mut().insert(APPLIED_INDEX, HeaderValue::from(12u64));
         forwarded.headers_mut().insert(LAST_CONTACT, HeaderValue::from(0u64));
-        stamp(state, &mut forwarded);
+        stamp_with(9, state, &mut forwarded);
         assert_eq!(forwarded.headers()[APPLIED_INDEX], "12");
         assert_eq!(forwarded.headers()[LAST_CONTACT], "0");
         let mut never = Response::new(Body::empty());
-        stamp(
+        stamp_with(
+            0,
             ReadState {
                 last_contact: None,
                 applied_index: None,

@@ -17,7 +17,7 @@ use crate::error::{Error, MembershipError, WriteError};
 use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{StateMachine, Watermark};
 use crate::types::{Raft, TypeConfig};
 
 /// How long [`SealRaft::shutdown`] waits for open Raft connections to finish.
@@ -151,6 +151,8 @@ pub struct SealRaft {
     admin: Option<Arc<AdminShared>>,
     /// Contacts from the leader (cluster nodes; a single node never hears from another).
     contact: Arc<LeaderContact>,
+    /// What readers of the store may see of the applied log.
+    watermark: Arc<Watermark>,
 }
 
 /// How fresh this node's applied state is, for serving reads ([`SealRaft::read_state`]).
@@ -265,7 +267,7 @@ impl SealRaft {
     /// Re-opening an existing directory recovers the vote, the log and the
     /// state machine and does not re-initialize.
     pub async fn open(config: RaftConfig) -> Result<SealRaft, Error> {
-        let (raft, store) = start(&config, NoNetwork).await?;
+        let (raft, store, watermark) = start(&config, NoNetwork).await?;
         let node_id = config.node_id;
         let fatal = |e: &dyn std::fmt::Display| Error::Fatal {
             node_id,
@@ -286,6 +288,7 @@ impl SealRaft {
             server: None,
             admin: None,
             contact: Arc::new(LeaderContact::new()),
+            watermark,
         })
     }
 
@@ -333,7 +336,7 @@ impl SealRaft {
             config.max_rpc_message_bytes,
             config.source_ip,
         );
-        let (raft, store) = start(&config, network).await?;
+        let (raft, store, watermark) = start(&config, network).await?;
         let contact = Arc::new(LeaderContact::new());
         let service = RaftService::new(raft.clone(), config.node_id)
             .allowing(config.allowed_peer_names.clone())
@@ -370,6 +373,7 @@ impl SealRaft {
             server: Some(server),
             admin: shared,
             contact,
+            watermark,
         })
     }
 
@@ -574,13 +578,18 @@ impl SealRaft {
             })
     }
 
-    /// Wait until this node has applied the log up to `index`; whether it did within `timeout`.
+    /// Wait until this node has applied the log up to `index` and readers of its store see every
+    /// write up to there; whether it did within `timeout`. With `index` from another node's
+    /// [`SealRaft::served_index`], this node then serves everything that node's response showed.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
-        self.raft
-            .wait(Some(timeout))
-            .applied_index_at_least(Some(index), "applied")
-            .await
-            .is_ok()
+        self.watermark.wait_done(index, timeout).await
+    }
+
+    /// The log index a response built from this node's store so far reflects at most: read it
+    /// after the response is built. openraft's applied index (in [`SealRaft::metrics`]) trails
+    /// what readers of the store already see while a batch of entries is being applied.
+    pub fn served_index(&self) -> u64 {
+        self.watermark.begun()
     }
 
     /// Build a snapshot now and wait until it covers everything applied so far.
@@ -643,7 +652,10 @@ impl SealRaft {
 }
 
 /// Open the store under `config.data_dir` and start Raft over `network`.
-async fn start<N: RaftNetworkFactory<TypeConfig>>(config: &RaftConfig, network: N) -> Result<(Raft, Store), Error> {
+async fn start<N: RaftNetworkFactory<TypeConfig>>(
+    config: &RaftConfig,
+    network: N,
+) -> Result<(Raft, Store, Arc<Watermark>), Error> {
     let oconfig = Arc::new(config.openraft_config()?);
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
@@ -667,6 +679,7 @@ async fn start<N: RaftNetworkFactory<TypeConfig>>(config: &RaftConfig, network: 
         path: snap_dir.clone(),
         source,
     })?;
+    let watermark = sm.watermark();
     let log = LogStore::new(store.clone());
     let raft = Raft::new(node_id, oconfig, network, log, sm)
         .await
@@ -674,7 +687,7 @@ async fn start<N: RaftNetworkFactory<TypeConfig>>(config: &RaftConfig, network: 
             node_id,
             reason: e.to_string(),
         })?;
-    Ok((raft, store))
+    Ok((raft, store, watermark))
 }
 
 /// Check that `addr` is a usable Raft address for node `id`.

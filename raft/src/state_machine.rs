@@ -10,6 +10,7 @@
 //! replace the state machine crash-safely from that file.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,11 +105,66 @@ fn remove_quietly(path: &Path) {
     }
 }
 
+/// How far readers of the store may see the applied log. openraft publishes its applied index
+/// (in its metrics) only after a batch of entries is applied, while each entry's writes are
+/// visible to readers as soon as they commit to RocksDB; a read that reports the metrics' index
+/// could show data of a later entry. The two marks bracket what a reader can see:
+///
+/// * [`Watermark::begun`]: set to an entry's index before its writes, so a response stamped
+///   with it (read after the response was built) covers everything the response showed;
+/// * [`Watermark::done`]: set after the writes, so once it reaches an index, every write up to
+///   that index is visible here.
+///
+/// A node that waits until its `done` reaches another node's stamped `begun` therefore serves
+/// everything that node's response named. Index 0: nothing applied.
+#[derive(Debug)]
+pub(crate) struct Watermark {
+    begun: AtomicU64,
+    done: tokio::sync::watch::Sender<u64>,
+}
+
+impl Watermark {
+    fn new(applied: u64) -> Watermark {
+        Watermark {
+            begun: AtomicU64::new(applied),
+            done: tokio::sync::watch::Sender::new(applied),
+        }
+    }
+
+    fn begin(&self, index: u64) {
+        self.begun.fetch_max(index, Ordering::SeqCst);
+    }
+
+    fn finish(&self, index: u64) {
+        self.done.send_if_modified(|d| {
+            let raised = index > *d;
+            if raised {
+                *d = index;
+            }
+            raised
+        });
+    }
+
+    /// An upper bound of the entries whose writes a reader may have seen so far.
+    pub(crate) fn begun(&self) -> u64 {
+        self.begun.load(Ordering::SeqCst)
+    }
+
+    /// Wait until every write up to `index` is visible to readers; whether it was within `timeout`.
+    pub(crate) async fn wait_done(&self, index: u64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.done.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|d| *d >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
 /// The replicated state machine: applies [`seal_storage::Command`]s, builds and installs snapshots.
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     store: Store,
     snapshots: Arc<Snapshots>,
+    watermark: Arc<Watermark>,
 }
 
 impl StateMachine {
@@ -125,10 +181,25 @@ impl StateMachine {
             current: Mutex::new(current),
         };
         snapshots.prune();
+        let (applied, _) = store.applied_state().map_err(std::io::Error::other)?;
+        let applied = match applied {
+            Some(b) => {
+                decode::<LogId>(&b, ErrorSubject::StateMachine)
+                    .map_err(std::io::Error::other)?
+                    .index
+            }
+            None => 0,
+        };
         Ok(StateMachine {
             store,
             snapshots: Arc::new(snapshots),
+            watermark: Arc::new(Watermark::new(applied)),
         })
+    }
+
+    /// What readers of the store may see of the applied log.
+    pub(crate) fn watermark(&self) -> Arc<Watermark> {
+        self.watermark.clone()
     }
 
     /// The underlying store.
@@ -217,6 +288,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let log_id = entry.log_id;
             let subject = || ErrorSubject::Apply(log_id);
             let last_applied = encode(&log_id, subject())?;
+            self.watermark.begin(log_id.index);
             match entry.payload {
                 EntryPayload::Blank => {
                     self.store
@@ -252,6 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     out.push(outcome);
                 }
             }
+            self.watermark.finish(log_id.index);
         }
         Ok(out)
     }
@@ -297,6 +370,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
         let store = self.store.clone();
         let path = final_path.clone();
+        if let Some(l) = &meta.last_log_id {
+            self.watermark.begin(l.index);
+        }
         let info = tokio::task::spawn_blocking(move || store.install_snapshot(&path))
             .await
             .map_err(|e| join_err(subject(), ErrorVerb::Write, &e))?
@@ -311,6 +387,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 expected = ?meta.last_log_id,
                 "snapshot content's last applied differs from its metadata"
             );
+        }
+        if let Some(l) = installed {
+            self.watermark.finish(l.index);
         }
         self.snapshots.set_current(meta.clone())
     }
