@@ -67,7 +67,8 @@ pub struct SignedFile {
     role: String,
     bytes: Vec<u8>,
     signed: Value,
-    canonical: Vec<u8>,
+    /// Encoded on first use: a stored file read for its contents is never verified again.
+    canonical: std::sync::OnceLock<Vec<u8>>,
     signatures: Vec<Signature>,
 }
 
@@ -93,12 +94,11 @@ impl SignedFile {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(json_err("\"signatures\" is not an array".into())),
         };
-        let canonical = signed.to_canonical();
         Ok(SignedFile {
             role: role.to_owned(),
             bytes,
             signed,
-            canonical,
+            canonical: std::sync::OnceLock::new(),
             signatures,
         })
     }
@@ -112,7 +112,7 @@ impl SignedFile {
             role: role.to_owned(),
             bytes,
             signed,
-            canonical,
+            canonical: std::sync::OnceLock::from(canonical),
             signatures,
         }
     }
@@ -139,7 +139,7 @@ impl SignedFile {
 
     /// The canonical bytes of `signed`: what the signatures cover.
     pub fn canonical_signed(&self) -> &[u8] {
-        &self.canonical
+        self.canonical.get_or_init(|| self.signed.to_canonical())
     }
 
     /// The signatures.
@@ -150,7 +150,7 @@ impl SignedFile {
     /// The file re-serialised from its parts (equal to `bytes()` for a
     /// file Notary wrote).
     pub fn reserialize(&self) -> Vec<u8> {
-        envelope_bytes(&self.canonical, &self.signatures)
+        envelope_bytes(self.canonical_signed(), &self.signatures)
     }
 
     /// The meta entry that vouches for this file (length, sha256, sha512).

@@ -166,25 +166,29 @@ impl VersionCache<'_> {
     }
 }
 
+/// The `signed.version` of a stored file. Stored files were validated when they were stored, so
+/// this reads the one field without building the file's value tree or its canonical form (a
+/// later publish looks up the versions of every role it relies on).
 fn stored_version(stored: &StoredFiles, role: &str) -> Result<Option<u64>, UpdateError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        signed: Versioned,
+    }
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
     let Some(bytes) = stored.get(role) else {
         return Ok(None);
     };
-    let file =
-        SignedFile::parse(role, bytes.clone()).map_err(|e| UpdateError::from_error(UpdateErrorKind::Validation, &e))?;
-    let v = file
-        .signed()
-        .get("version")
-        .and_then(crate::cjson::Value::as_int)
-        .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| {
-            UpdateError::invalid(
-                UpdateErrorKind::Validation,
-                Some(role),
-                "stored metadata has no version",
-            )
-        })?;
-    Ok(Some(v))
+    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| {
+        UpdateError::invalid(
+            UpdateErrorKind::Validation,
+            Some(role),
+            format!("stored metadata has no readable version: {e}"),
+        )
+    })?;
+    Ok(Some(envelope.signed.version))
 }
 
 fn parse_stored(stored: &StoredFiles, role: &str) -> Result<Option<SignedFile>, UpdateError> {
