@@ -13,8 +13,9 @@
 //! leader the same way. A successful forwarded write is answered once this node has applied the
 //! leader's index too (up to [`APPLY_WAIT`]), so a client reads its own writes from the node it
 //! wrote through; so is a forwarded read, so that the files it names (by hash) are served here
-//! next. When the leader was handed a write but its answer was lost, the 503 carries
-//! `X-Seal-Outcome: unknown`: the write may or may not have happened.
+//! next (a read this node cannot catch up with in time is answered 503 instead). When the leader
+//! was handed a write but its answer was lost, the 503 carries `X-Seal-Outcome: unknown`: the
+//! write may or may not have happened.
 //!
 //! # Reads
 //!
@@ -247,7 +248,7 @@ async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Respons
             return response;
         }
         return match fw.send(head, false).await {
-            Route::Forwarded(r) => applied_here(fw, r).await,
+            Route::Forwarded(r) => applied_here(fw, r, Forwarded::Read).await,
             Route::Local => response,
         };
     }
@@ -273,16 +274,28 @@ async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Respons
         }
     };
     match fw.send(to_forwarded(&parts, body.clone()), true).await {
-        Route::Forwarded(r) => applied_here(fw, r).await,
+        Route::Forwarded(r) => applied_here(fw, r, Forwarded::Write).await,
         Route::Local => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
+}
+
+/// What a forwarded request was, for [`applied_here`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarded {
+    Read,
+    Write,
 }
 
 /// Answers a successful forwarded request once this node has applied the leader's index too
 /// (up to [`APPLY_WAIT`]): a client then reads its own writes from the node it wrote through,
 /// and after a forwarded read (linearizable, or a minimum version) finds on this node the
 /// files that answer names (the snapshot and targets a timestamp lists, by hash).
-async fn applied_here(fw: &Forwarder, r: Response) -> Response {
+///
+/// If this node has not applied that index in time, a write's answer is still relayed (the
+/// write happened; hiding it would invite a retry of something done), but a read is answered
+/// 503: its timestamp would name files this node cannot serve yet, and the client can simply
+/// ask again.
+async fn applied_here(fw: &Forwarder, r: Response, what: Forwarded) -> Response {
     let index = r
         .headers()
         .get(APPLIED_INDEX)
@@ -291,8 +304,19 @@ async fn applied_here(fw: &Forwarder, r: Response) -> Response {
         if !fw.raft.wait_applied(index, APPLY_WAIT).await {
             tracing::warn!(
                 index,
+                ?what,
                 "a forwarded request was answered but its index is not yet applied here"
             );
+            if what == Forwarded::Read {
+                return ApiError::Unavailable {
+                    reason: format!(
+                        "node {} has not applied the leader's index {index} within {} ms",
+                        fw.raft.metrics().node_id,
+                        APPLY_WAIT.as_millis()
+                    ),
+                }
+                .into_response();
+            }
         }
     }
     r
