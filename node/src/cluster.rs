@@ -311,7 +311,7 @@ async fn applied_here(fw: &Forwarder, r: Response, what: Forwarded) -> Response 
                 return ApiError::Unavailable {
                     reason: format!(
                         "node {} has not applied the leader's index {index} within {} ms",
-                        fw.raft.metrics().node_id,
+                        fw.node_id,
                         APPLY_WAIT.as_millis()
                     ),
                 }
@@ -739,6 +739,53 @@ mod tests {
         let e = fresh_enough(2, &state(false, None, None), bound).unwrap_err();
         assert!(e.contains("not heard"), "{e}");
         assert!(fresh_enough(2, &state(true, None, Some(0)), bound).is_err());
+    }
+
+    /// The leader's answer to a forwarded request, stamped with `index`.
+    fn answered_at(index: u64) -> Response {
+        let mut r = Response::new(Body::from("the leader's answer"));
+        r.headers_mut().insert(APPLIED_INDEX, HeaderValue::from(index));
+        r
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_read_not_caught_up_with_in_time_is_503_and_a_write_is_relayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = seal_raft::RaftConfig::new(1, "127.0.0.1:1", dir.path());
+        let raft = Arc::new(SealRaft::open(config).await.unwrap());
+        raft.wait_until_leader(Duration::from_secs(10)).await.unwrap();
+        let fw = Forwarder::new(raft.clone(), 1, 1024);
+        let here = raft.served_index();
+
+        // An index this node has applied: relayed at once, read or write.
+        for what in [Forwarded::Read, Forwarded::Write] {
+            let started = Instant::now();
+            let r = applied_here(&fw, answered_at(here), what).await;
+            assert_eq!(r.status(), StatusCode::OK, "{what:?}");
+            assert!(started.elapsed() < APPLY_WAIT, "{what:?}");
+        }
+
+        // An index this node never reaches: after the wait, a read is refused with Notary's
+        // 503 body, since its answer would name files this node cannot serve yet…
+        let started = Instant::now();
+        let r = applied_here(&fw, answered_at(here + 1_000), Forwarded::Read).await;
+        assert!(started.elapsed() >= APPLY_WAIT);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("UNAVAILABLE") && body.contains("node 1"), "{body}");
+        // …while a write, which has happened, is relayed as the leader answered.
+        let r = applied_here(&fw, answered_at(here + 1_000), Forwarded::Write).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(&body[..], b"the leader's answer");
+        // A refusal from the leader is relayed as it is: nothing to wait for.
+        let mut refused = answered_at(here + 1_000);
+        *refused.status_mut() = StatusCode::NOT_FOUND;
+        let started = Instant::now();
+        let r = applied_here(&fw, refused, Forwarded::Read).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(started.elapsed() < APPLY_WAIT);
     }
 
     #[test]
