@@ -386,31 +386,6 @@ mod tests {
         (record, two)
     }
 
-    /// Whether `a` and `b` make a signature that verifies under the group key `public`.
-    fn sign_together(a: &frost_ed25519::keys::KeyPackage, b: &frost_ed25519::keys::KeyPackage, public: &[u8]) -> bool {
-        use frost_ed25519 as frost;
-        let msg = b"message";
-        let (na, ca) = frost::round1::commit(a.signing_share(), &mut rand::rngs::OsRng);
-        let (nb, cb) = frost::round1::commit(b.signing_share(), &mut rand::rngs::OsRng);
-        let package = frost::SigningPackage::new(BTreeMap::from([(*a.identifier(), ca), (*b.identifier(), cb)]), msg);
-        let shares = BTreeMap::from([
-            (*a.identifier(), frost::round2::sign(&package, &na, a).unwrap()),
-            (*b.identifier(), frost::round2::sign(&package, &nb, b).unwrap()),
-        ]);
-        let verifying_shares = BTreeMap::from([
-            (*a.identifier(), *a.verifying_share()),
-            (*b.identifier(), *b.verifying_share()),
-        ]);
-        let group = frost::keys::PublicKeyPackage::new(verifying_shares, *a.verifying_key(), Some(2));
-        let sig = frost::aggregate(&package, &shares, &group)
-            .unwrap()
-            .serialize()
-            .unwrap();
-        let key = ed25519_dalek::VerifyingKey::from_bytes(public.try_into().unwrap()).unwrap();
-        key.verify_strict(msg, &ed25519_dalek::Signature::from_slice(&sig).unwrap())
-            .is_ok()
-    }
-
     #[test]
     fn rotating_the_alias_re_encrypts_every_software_key_and_threshold_share() {
         let dir = tempfile::tempdir().unwrap();
@@ -475,7 +450,9 @@ mod tests {
                     plain.as_slice(),
                     decrypt_secret(b"old passphrase", &before.share_jwe).unwrap().as_slice()
                 );
-                assert!(sign_together(&share, &other_share, &record.public));
+                let group = handle.public_package().unwrap();
+                assert_eq!(group.verifying_key().serialize().unwrap(), record.public);
+                assert!(crate::threshold::tests::sign_together(&share, &other_share, &group));
                 continue;
             }
             assert_eq!(jwe_kid(std::str::from_utf8(&record.handle).unwrap()).unwrap(), "new");

@@ -2113,7 +2113,7 @@ impl ThresholdPeer for ThresholdPeerService {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Weak;
 
@@ -2386,7 +2386,7 @@ mod tests {
 
     /// Whether two participants holding `a` and `b` make a signature that
     /// verifies under `public`'s group key.
-    fn sign_together(a: &KeyPackage, b: &KeyPackage, public: &PublicKeyPackage) -> bool {
+    pub(crate) fn sign_together(a: &KeyPackage, b: &KeyPackage, public: &PublicKeyPackage) -> bool {
         let msg = b"message";
         let (na, ca) = frost::round1::commit(a.signing_share(), &mut rand::rngs::OsRng);
         let (nb, cb) = frost::round1::commit(b.signing_share(), &mut rand::rngs::OsRng);
