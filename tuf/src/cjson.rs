@@ -156,19 +156,30 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escape: Option<&[u8]> = match c {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\u{2028}' => Some(b"\\u2028"),
-            '\u{2029}' => Some(b"\\u2029"),
-            _ => None,
+    let mut i = 0;
+    // A byte scan: `"` and `\` are single bytes, and U+2028/U+2029 are the
+    // only characters encoded as E2 80 A8/A9 (`s` is valid UTF-8).
+    while i < bytes.len() {
+        let (escape, len): (&[u8], usize) = match bytes[i] {
+            b'"' => (b"\\\"", 1),
+            b'\\' => (b"\\\\", 1),
+            0xE2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
+                Some(0xA8) => (b"\\u2028", 3),
+                Some(0xA9) => (b"\\u2029", 3),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            },
+            _ => {
+                i += 1;
+                continue;
+            }
         };
-        if let Some(esc) = escape {
-            out.extend_from_slice(&bytes[start..i]);
-            out.extend_from_slice(esc);
-            start = i + c.len_utf8();
-        }
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        i += len;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');

@@ -128,8 +128,15 @@ impl Eq for PublicKey {}
 
 /// The key ID of a key of `key_type` with public bytes `public`.
 pub fn key_id(key_type: KeyType, public: &[u8]) -> KeyId {
-    let v = key_json(key_type, public);
-    hex::encode(Sha256::digest(v.to_canonical()))
+    // The canonical form of `key_json`, written directly: the key type and
+    // base64 need no escaping, and the keys are already in sorted order.
+    let mut h = Sha256::new();
+    h.update(b"{\"keytype\":\"");
+    h.update(key_type.as_str().as_bytes());
+    h.update(b"\",\"keyval\":{\"private\":null,\"public\":\"");
+    h.update(B64.encode(public).as_bytes());
+    h.update(b"\"}}");
+    hex::encode(h.finalize())
 }
 
 fn key_json(key_type: KeyType, public: &[u8]) -> Value {
@@ -314,11 +321,14 @@ fn rsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
     Ok(Verifying::Rsa(pk))
 }
 
-const OID_CN: &str = "2.5.4.3";
-const SHA1_SIG_OIDS: [&str; 3] = [
-    "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
-    "1.2.840.10045.4.1",    // ecdsa-with-SHA1
-    "1.2.840.10040.4.3",    // dsa-with-sha1
+use x509_cert::der::asn1::ObjectIdentifier as Oid;
+
+const OID_CN: Oid = Oid::new_unwrap("2.5.4.3");
+const OID_RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+const SHA1_SIG_OIDS: [Oid; 3] = [
+    Oid::new_unwrap("1.2.840.113549.1.1.5"), // sha1WithRSAEncryption
+    Oid::new_unwrap("1.2.840.10045.4.1"),    // ecdsa-with-SHA1
+    Oid::new_unwrap("1.2.840.10040.4.3"),    // dsa-with-sha1
 ];
 
 fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
@@ -331,7 +341,7 @@ fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
     let mut common_name = None;
     for rdn in tbs.subject.0.iter() {
         for atv in rdn.0.iter() {
-            if atv.oid.to_string() == OID_CN {
+            if atv.oid == OID_CN {
                 common_name = any_to_string(&atv.value);
             }
         }
@@ -343,13 +353,14 @@ fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
     };
     let not_before = to_time(&tbs.validity.not_before)?;
     let not_after = to_time(&tbs.validity.not_after)?;
-    let sha1_signed = SHA1_SIG_OIDS.contains(&leaf.signature_algorithm.oid.to_string().as_str());
+    let sha1_signed = SHA1_SIG_OIDS.contains(&leaf.signature_algorithm.oid);
     let spki_der = tbs
         .subject_public_key_info
         .to_der()
         .map_err(|e| KeyError::Malformed(format!("certificate key: {e}")))?;
-    let rsa_bits = rsa::RsaPublicKey::from_public_key_der(&spki_der)
-        .ok()
+    let rsa_bits = (tbs.subject_public_key_info.algorithm.oid == OID_RSA_ENCRYPTION)
+        .then(|| rsa::RsaPublicKey::from_public_key_der(&spki_der).ok())
+        .flatten()
         .map(|k| rsa::traits::PublicKeyParts::size(&k) * 8);
     Ok(CertInfo {
         common_name,
@@ -510,6 +521,18 @@ mod tests {
             "f483ad6878ad3fca5b5cbacdf4ab77ba9719a156608755b59b1ef156a2aec6d5"
         );
         assert_eq!(k.to_notary_key_json(), body.to_vec());
+    }
+
+    #[test]
+    fn key_id_is_the_sha256_of_the_canonical_key() {
+        let public: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        for kt in ["ed25519", "ecdsa", "rsa", "ecdsa-x509", "rsa-x509"] {
+            let kt = KeyType::parse(kt).unwrap();
+            for len in [0, 1, 2, 3, 32, 91, 300] {
+                let canonical = key_json(kt, &public[..len]).to_canonical();
+                assert_eq!(key_id(kt, &public[..len]), hex::encode(Sha256::digest(canonical)));
+            }
+        }
     }
 
     #[test]
