@@ -67,11 +67,7 @@ impl Value {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(true) => out.extend_from_slice(b"true"),
             Value::Bool(false) => out.extend_from_slice(b"false"),
-            Value::Int(i) => {
-                use std::io::Write as _;
-                // Writing to a Vec cannot fail.
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
             Value::String(s) => write_string(s, out),
             Value::Array(items) => {
                 out.push(b'[');
@@ -156,30 +152,19 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    let mut i = 0;
-    // A byte scan: `"` and `\` are single bytes, and U+2028/U+2029 are the
-    // only characters encoded as E2 80 A8/A9 (`s` is valid UTF-8).
-    while i < bytes.len() {
-        let (escape, len): (&[u8], usize) = match bytes[i] {
-            b'"' => (b"\\\"", 1),
-            b'\\' => (b"\\\\", 1),
-            0xE2 if bytes.get(i + 1) == Some(&0x80) => match bytes.get(i + 2) {
-                Some(0xA8) => (b"\\u2028", 3),
-                Some(0xA9) => (b"\\u2029", 3),
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            },
-            _ => {
-                i += 1;
-                continue;
-            }
+    // `"` and `\` are single bytes, and U+2028/U+2029 are the only
+    // characters encoded as E2 80 A8/A9 (`s` is valid UTF-8).
+    for i in memchr::memchr3_iter(b'"', b'\\', 0xE2, bytes) {
+        let escape: &[u8] = match &bytes[i..] {
+            [b'"', ..] => b"\\\"",
+            [b'\\', ..] => b"\\\\",
+            [0xE2, 0x80, 0xA8, ..] => b"\\u2028",
+            [0xE2, 0x80, 0xA9, ..] => b"\\u2029",
+            _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(escape);
-        i += len;
-        start = i;
+        start = i + if escape.len() == 2 { 1 } else { 3 };
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');

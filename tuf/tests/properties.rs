@@ -65,6 +65,25 @@ proptest! {
     }
 
     #[test]
+    fn strings_escape_only_quote_backslash_and_line_separators(
+        s in "[\"\\\\\u{2027}\u{2028}\u{2029}\u{202a}\u{2100}é€a\n]{0,16}"
+    ) {
+        // Character by character, as Notary's canonical encoder writes strings.
+        let mut want = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => want.push_str("\\\""),
+                '\\' => want.push_str("\\\\"),
+                '\u{2028}' => want.push_str("\\u2028"),
+                '\u{2029}' => want.push_str("\\u2029"),
+                c => want.push(c),
+            }
+        }
+        want.push('"');
+        prop_assert_eq!(String::from_utf8(Value::String(s).to_canonical()).unwrap(), want);
+    }
+
+    #[test]
     fn parsing_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
         seal_tuf::testing::fuzz_parse(&data);
     }
