@@ -306,6 +306,9 @@ pub struct RaftConfig {
     /// `raft.snapshot_logs_since_last` (default 10000): build a snapshot of the state machine after
     /// this many log entries since the last one.
     pub snapshot_logs_since_last: u64,
+    /// `raft.snapshot_log_percent` (default 100): and only once the commands applied since the
+    /// last snapshot add up to this percentage of its size; 0: by entry count alone.
+    pub snapshot_log_percent: u64,
     /// `raft.max_in_snapshot_log_to_keep` (default 1000): log entries kept after a snapshot, so a
     /// follower that lags by fewer catches up by log; one further behind gets the snapshot.
     pub max_in_snapshot_log_to_keep: u64,
@@ -404,6 +407,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("raft.max_staleness_ms", Kind::Int),
     ("raft.source_ip", Kind::Str),
     ("raft.snapshot_logs_since_last", Kind::Int),
+    ("raft.snapshot_log_percent", Kind::Int),
     ("raft.max_in_snapshot_log_to_keep", Kind::Int),
     ("raft.addr", Kind::Str),
     ("raft.tls_ca_file", Kind::Str),
@@ -597,6 +601,7 @@ struct RawRaft {
     election_timeout_max_ms: Option<u64>,
     max_staleness_ms: Option<u64>,
     snapshot_logs_since_last: Option<u64>,
+    snapshot_log_percent: Option<u64>,
     max_in_snapshot_log_to_keep: Option<u64>,
     source_ip: Option<String>,
     addr: Option<String>,
@@ -946,6 +951,7 @@ impl NodeConfig {
             bootstrap: raw.raft.bootstrap,
             allowed_peer_names: raw.raft.allowed_peer_names,
             snapshot_logs_since_last: raw.raft.snapshot_logs_since_last.unwrap_or(10_000),
+            snapshot_log_percent: raw.raft.snapshot_log_percent.unwrap_or(100),
             max_in_snapshot_log_to_keep: raw.raft.max_in_snapshot_log_to_keep.unwrap_or(1_000),
         };
         if raft.snapshot_logs_since_last == 0 {
@@ -1143,6 +1149,7 @@ mod tests {
         assert_eq!(c.raft.node_id, 1);
         assert_eq!(c.raft.max_staleness_ms, DEFAULT_MAX_STALENESS_MS);
         assert_eq!(c.raft.snapshot_logs_since_last, 10_000);
+        assert_eq!(c.raft.snapshot_log_percent, 100);
         assert_eq!(c.raft.max_in_snapshot_log_to_keep, 1_000);
         assert_eq!(c.limits, UploadLimits::default());
         assert_eq!(c.timestamps.refresh_margin_fraction, 0.5);
@@ -1155,7 +1162,7 @@ mod tests {
         let c = parse(
             r#"{"server":{"http_addr":"[::1]:80"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
             "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600,"max_staleness_ms":800,
-                    "snapshot_logs_since_last":50,"max_in_snapshot_log_to_keep":5,"source_ip":"127.0.0.7"},
+                    "snapshot_logs_since_last":50,"snapshot_log_percent":0,"max_in_snapshot_log_to_keep":5,"source_ip":"127.0.0.7"},
             "limits":{"max_body_bytes":1000,"max_parts":5,"max_file_bytes":100},
             "caching":{"max_age":{"current_metadata":0,"consistent_metadata":60}},
             "repositories":{"gun_prefixes":["docker.io/"]},
@@ -1168,6 +1175,7 @@ mod tests {
         assert_eq!(c.raft.node_id, 3);
         assert_eq!(c.raft.max_staleness_ms, 800);
         assert_eq!(c.raft.snapshot_logs_since_last, 50);
+        assert_eq!(c.raft.snapshot_log_percent, 0);
         assert_eq!(c.raft.max_in_snapshot_log_to_keep, 5);
         assert_eq!(c.raft.source_ip, Some([127, 0, 0, 7].into()));
         assert_eq!(

@@ -230,6 +230,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     raft_config.election_timeout_max = StdDuration::from_millis(config.raft.election_timeout_max_ms);
     raft_config.allowed_peer_names = seal_signer::tls::AllowedNames(config.raft.allowed_peer_names.clone());
     raft_config.snapshot_logs_since_last = Some(config.raft.snapshot_logs_since_last);
+    raft_config.snapshot_log_percent = config.raft.snapshot_log_percent;
     raft_config.max_in_snapshot_log_to_keep = config.raft.max_in_snapshot_log_to_keep;
     raft_config.source_ip = config.raft.source_ip;
     let raft = match (&config.raft.addr, &config.raft.tls) {

@@ -61,7 +61,8 @@ fn wait_for_recovery(cluster: &Cluster, alive: &Alive, writers: &Writers, old: u
 fn acknowledged_publishes_survive_two_leader_kills_and_timestamps_stay_fresh() {
     let extra = serde_json::json!({
         "timestamps": {"timestamp_lifetime_secs": TS_LIFETIME_SECS, "refresh_margin_fraction": 0.5},
-        "raft": {"snapshot_logs_since_last": 20, "max_in_snapshot_log_to_keep": 5, "max_staleness_ms": 2000},
+        "raft": {"snapshot_logs_since_last": 20, "snapshot_log_percent": 0, "max_in_snapshot_log_to_keep": 5,
+                 "max_staleness_ms": 2000},
     });
     let mut cluster = start_cluster_with(
         0,

@@ -17,7 +17,7 @@ use crate::error::{Error, MembershipError, WriteError};
 use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
-use crate::state_machine::{StateMachine, Watermark};
+use crate::state_machine::{SnapshotSizes, StateMachine, Watermark};
 use crate::types::{Raft, TypeConfig};
 
 /// How long [`SealRaft::shutdown`] waits for open Raft connections to finish.
@@ -42,6 +42,11 @@ pub struct RaftConfig {
     pub election_timeout_max: Duration,
     /// Build a snapshot after this many log entries since the last one; `None`: only on request.
     pub snapshot_logs_since_last: Option<u64>,
+    /// And only once the commands applied since the last snapshot add up to this percentage of
+    /// its size (0: by entry count alone). A snapshot writes the whole state, so building one
+    /// every fixed number of entries costs more per entry the larger the state grows; weighed
+    /// against the snapshot's size, the cost per byte written stays bounded (see [`snapshot_due`]).
+    pub snapshot_log_percent: u64,
     /// Log entries kept after a snapshot, for lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
     /// Largest snapshot chunk sent in one `InstallSnapshot` RPC, in bytes.
@@ -64,7 +69,8 @@ pub struct RaftConfig {
 
 impl RaftConfig {
     /// Defaults suited to a LAN: 50 ms heartbeats, 150-300 ms elections, a
-    /// snapshot every 10,000 entries keeping 1,000; snapshots sent in 3 MiB chunks with
+    /// snapshot once at least 10,000 entries and as many bytes as the last snapshot's size were
+    /// applied since it, keeping 1,000 entries; snapshots sent in 3 MiB chunks with
     /// 10 s per chunk; RPC messages up to 64 MiB.
     pub fn new(node_id: u64, addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> RaftConfig {
         RaftConfig {
@@ -75,6 +81,7 @@ impl RaftConfig {
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),
             snapshot_logs_since_last: Some(10_000),
+            snapshot_log_percent: 100,
             max_in_snapshot_log_to_keep: 1_000,
             snapshot_max_chunk_size: 3 * 1024 * 1024,
             install_snapshot_timeout: Duration::from_secs(10),
@@ -106,9 +113,10 @@ impl RaftConfig {
             heartbeat_interval: ms(self.heartbeat_interval),
             election_timeout_min: ms(self.election_timeout_min),
             election_timeout_max: ms(self.election_timeout_max),
+            // With a size condition, [`spawn_snapshot_policy`] triggers snapshots itself.
             snapshot_policy: match self.snapshot_logs_since_last {
-                Some(n) => SnapshotPolicy::LogsSinceLast(n),
-                None => SnapshotPolicy::Never,
+                Some(n) if self.snapshot_log_percent == 0 => SnapshotPolicy::LogsSinceLast(n),
+                _ => SnapshotPolicy::Never,
             },
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
             snapshot_max_chunk_size: self.snapshot_max_chunk_size,
@@ -680,6 +688,7 @@ async fn start<N: RaftNetworkFactory<TypeConfig>>(
         source,
     })?;
     let watermark = sm.watermark();
+    let sizes = sm.sizes();
     let log = LogStore::new(store.clone());
     let raft = Raft::new(node_id, oconfig, network, log, sm)
         .await
@@ -687,7 +696,65 @@ async fn start<N: RaftNetworkFactory<TypeConfig>>(
             node_id,
             reason: e.to_string(),
         })?;
+    if let Some(min_entries) = config.snapshot_logs_since_last {
+        if config.snapshot_log_percent > 0 {
+            spawn_snapshot_policy(raft.clone(), sizes, min_entries, config.snapshot_log_percent);
+        }
+    }
     Ok((raft, store, watermark))
+}
+
+/// Whether a snapshot is due: at least `min_entries` entries applied since the last snapshot,
+/// and commands of at least `log_percent` % of the last snapshot's size. With a state of S bytes,
+/// building a snapshot costs about S; asking for S × `log_percent` % of new commands first keeps
+/// that cost per byte committed bounded, however large the state grows, where a fixed entry count
+/// would rewrite the whole state every `min_entries` entries. The log kept between snapshots is
+/// then about `log_percent` % of the state's size.
+pub(crate) fn snapshot_due(
+    applied: Option<u64>,
+    snapshot: Option<u64>,
+    bytes_since: u64,
+    snapshot_bytes: u64,
+    min_entries: u64,
+    log_percent: u64,
+) -> bool {
+    let entries = applied.unwrap_or(0).saturating_sub(snapshot.unwrap_or(0));
+    entries >= min_entries && u128::from(bytes_since) * 100 >= u128::from(snapshot_bytes) * u128::from(log_percent)
+}
+
+/// How often the size-aware snapshot policy looks at the applied state, at most.
+const SNAPSHOT_POLICY_PERIOD: Duration = Duration::from_millis(100);
+
+/// Trigger snapshots by [`snapshot_due`], as the applied index moves; ends when Raft stops.
+fn spawn_snapshot_policy(raft: Raft, sizes: Arc<SnapshotSizes>, min_entries: u64, log_percent: u64) {
+    tokio::spawn(async move {
+        let mut metrics = raft.metrics();
+        // The snapshot index when this task last triggered a build: no new trigger until a
+        // snapshot lands (openraft ignores triggers while it builds one anyway).
+        let mut triggered_at: Option<Option<u64>> = None;
+        while metrics.changed().await.is_ok() {
+            let (applied, snapshot) = {
+                let m = metrics.borrow_and_update();
+                (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+            };
+            if triggered_at != Some(snapshot)
+                && snapshot_due(
+                    applied,
+                    snapshot,
+                    sizes.since_snapshot(),
+                    sizes.snapshot_bytes(),
+                    min_entries,
+                    log_percent,
+                )
+            {
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+                triggered_at = Some(snapshot);
+            }
+            tokio::time::sleep(SNAPSHOT_POLICY_PERIOD).await;
+        }
+    });
 }
 
 /// Check that `addr` is a usable Raft address for node `id`.
@@ -699,4 +766,26 @@ fn check_addr(id: u64, addr: &str) -> Result<(), MembershipError> {
             addr: addr.to_string(),
             reason,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_due;
+
+    #[test]
+    fn a_snapshot_is_due_after_enough_entries_and_enough_bytes() {
+        // No snapshot yet: the entry count alone decides.
+        assert!(!snapshot_due(Some(9), None, 0, 0, 10, 100));
+        assert!(snapshot_due(Some(10), None, 0, 0, 10, 100));
+        // After a snapshot of 1,000 bytes at index 10: 10 more entries and 1,000 more bytes.
+        assert!(!snapshot_due(Some(19), Some(10), 5_000, 1_000, 10, 100));
+        assert!(!snapshot_due(Some(20), Some(10), 999, 1_000, 10, 100));
+        assert!(snapshot_due(Some(20), Some(10), 1_000, 1_000, 10, 100));
+        // 50 %: half the snapshot's size; 0 %: entries alone.
+        assert!(snapshot_due(Some(20), Some(10), 500, 1_000, 10, 50));
+        assert!(snapshot_due(Some(20), Some(10), 0, 1_000, 10, 0));
+        // No overflow at the extremes.
+        assert!(!snapshot_due(Some(u64::MAX), Some(0), u64::MAX, u64::MAX, 1, u64::MAX));
+        assert!(snapshot_due(Some(u64::MAX), None, u64::MAX, u64::MAX, 1, 100));
+    }
 }

@@ -159,12 +159,58 @@ impl Watermark {
     }
 }
 
+/// What the size-aware snapshot policy weighs ([`crate::node`]): the bytes of commands applied
+/// since the current snapshot was taken, against that snapshot's size. Both are estimates kept
+/// in memory: after a restart, the bytes applied before it are not counted, so the first
+/// snapshot after a restart comes later rather than sooner.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotSizes {
+    /// Bytes of commands applied since this process started.
+    applied: AtomicU64,
+    /// `applied` when the current snapshot was taken.
+    at_snapshot: AtomicU64,
+    /// Size of the current snapshot file.
+    snapshot: AtomicU64,
+}
+
+impl SnapshotSizes {
+    fn new(snapshot_bytes: u64) -> SnapshotSizes {
+        SnapshotSizes {
+            snapshot: AtomicU64::new(snapshot_bytes),
+            ..SnapshotSizes::default()
+        }
+    }
+
+    fn applied(&self, bytes: u64) {
+        self.applied.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A snapshot of `bytes` was taken when `applied` was `at`.
+    fn taken(&self, at: u64, bytes: u64) {
+        self.at_snapshot.store(at, Ordering::Relaxed);
+        self.snapshot.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of commands applied since the current snapshot was taken.
+    pub(crate) fn since_snapshot(&self) -> u64 {
+        self.applied
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.at_snapshot.load(Ordering::Relaxed))
+    }
+
+    /// Size of the current snapshot file (0: none).
+    pub(crate) fn snapshot_bytes(&self) -> u64 {
+        self.snapshot.load(Ordering::Relaxed)
+    }
+}
+
 /// The replicated state machine: applies [`seal_storage::Command`]s, builds and installs snapshots.
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     store: Store,
     snapshots: Arc<Snapshots>,
     watermark: Arc<Watermark>,
+    sizes: Arc<SnapshotSizes>,
 }
 
 impl StateMachine {
@@ -181,6 +227,10 @@ impl StateMachine {
             current: Mutex::new(current),
         };
         snapshots.prune();
+        let snapshot_bytes = snapshots
+            .current()
+            .and_then(|m| std::fs::metadata(snapshots.file(&m.snapshot_id)).ok())
+            .map_or(0, |m| m.len());
         let (applied, _) = store.applied_state().map_err(std::io::Error::other)?;
         let applied = match applied {
             Some(b) => {
@@ -194,7 +244,13 @@ impl StateMachine {
             store,
             snapshots: Arc::new(snapshots),
             watermark: Arc::new(Watermark::new(applied)),
+            sizes: Arc::new(SnapshotSizes::new(snapshot_bytes)),
         })
+    }
+
+    /// The sizes the snapshot policy weighs.
+    pub(crate) fn sizes(&self) -> Arc<SnapshotSizes> {
+        self.sizes.clone()
     }
 
     /// What readers of the store may see of the applied log.
@@ -213,6 +269,7 @@ impl StateMachine {
 pub struct SnapshotBuilder {
     store: Store,
     snapshots: Arc<Snapshots>,
+    sizes: Arc<SnapshotSizes>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -225,10 +282,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let tmp_path = self.snapshots.dir.join(format!("building-{nanos}.partial"));
         let store = self.store.clone();
         let path = tmp_path.clone();
+        // Taken before the build: the build covers at least what was applied by now.
+        let applied_before = self.sizes.applied.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let info = tokio::task::spawn_blocking(move || store.write_snapshot(&path))
             .await
             .map_err(|e| join_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?
             .map_err(store_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        tracing::info!(
+            records = info.records,
+            bytes = info.bytes,
+            millis = started.elapsed().as_millis() as u64,
+            "built a state-machine snapshot"
+        );
         let last_log_id: Option<LogId> = match &info.last_applied {
             Some(b) => Some(decode(b, ErrorSubject::Snapshot(None))?),
             None => None,
@@ -249,6 +315,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         self.snapshots.set_current(meta.clone())?;
+        self.sizes.taken(applied_before, info.bytes);
         let file = tokio::fs::File::open(final_path.as_path())
             .await
             .map_err(snap_err(ErrorVerb::Read))?;
@@ -311,6 +378,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     out.push(ApplyOutcome::Applied);
                 }
                 EntryPayload::Normal(cmd) => {
+                    self.sizes.applied(cmd.approx_bytes());
                     let outcome = self
                         .store
                         .apply(
@@ -333,6 +401,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             store: self.store.clone(),
             snapshots: self.snapshots.clone(),
+            sizes: self.sizes.clone(),
         }
     }
 
@@ -391,7 +460,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(l) = installed {
             self.watermark.finish(l.index);
         }
-        self.snapshots.set_current(meta.clone())
+        self.snapshots.set_current(meta.clone())?;
+        self.sizes.taken(self.sizes.applied.load(Ordering::Relaxed), info.bytes);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {

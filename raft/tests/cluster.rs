@@ -350,9 +350,11 @@ async fn leader_shutdown_elects_a_new_leader_and_loses_no_acknowledged_write() {
 async fn learner_added_after_log_purge_catches_up_by_snapshot_and_is_promoted() {
     let root = tempfile::tempdir().unwrap();
     let ca = Ca::new("seal test cluster CA");
-    // Snapshot every 20 entries, keep no log behind a snapshot, send snapshots in 4 KiB chunks.
+    // Snapshot every 20 entries (whatever the state's size), keep no log behind a snapshot, send
+    // snapshots in 4 KiB chunks.
     let small_snapshots = |c: &mut RaftConfig| {
         c.snapshot_logs_since_last = Some(20);
+        c.snapshot_log_percent = 0;
         c.max_in_snapshot_log_to_keep = 0;
         c.snapshot_max_chunk_size = 4096;
     };

@@ -237,3 +237,85 @@ async fn snapshot_installed_into_a_fresh_store_has_the_same_digest() {
     let files = std::fs::read_dir(dir.path().join("b/snapshots")).unwrap().count();
     assert_eq!(files, 2);
 }
+
+/// A publish of `gun` version `v` whose two files hold about `bytes` bytes together.
+fn padded_publish(gun: &str, v: u64, bytes: usize) -> Command {
+    let file = |role: &str| MetaFile {
+        role: role.into(),
+        version: v,
+        bytes: format!(
+            "{{\"signed\":{{\"version\":{v}}},\"pad\":\"{}\"}}",
+            "x".repeat(bytes / 2)
+        )
+        .into_bytes(),
+    };
+    let expected = if v == 1 { None } else { Some(v - 1) };
+    Command::Publish {
+        gun: gun.into(),
+        files: vec![file("targets"), file("timestamp")],
+        expected: vec![("targets".into(), expected), ("timestamp".into(), expected)],
+        timestamp_expires_unix_nanos: Some(T0 + v as i64 * DAY),
+        at_unix_nanos: T0 + v as i64,
+    }
+}
+
+fn snapshot_file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+        .map(|e| e.metadata().unwrap().len())
+        .max()
+        .expect("a snapshot file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_waits_for_commands_as_large_as_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.snapshot_logs_since_last = Some(2);
+    c.snapshot_log_percent = 100;
+    let node = SealRaft::open(c).await.expect("open");
+    node.wait_until_leader(WAIT).await.expect("leader");
+    let snapshot_index = || node.metrics().snapshot_index;
+    let mut v = 0;
+    let mut publish = |bytes: usize| {
+        v += 1;
+        padded_publish("g/sized", v, bytes)
+    };
+
+    // No snapshot yet: two entries are enough for the first.
+    for _ in 0..2 {
+        assert_eq!(node.write(publish(20_000)).await, Ok(ApplyOutcome::Applied));
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while snapshot_index().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no first snapshot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = snapshot_index();
+    let size = snapshot_file_bytes(dir.path());
+    assert!(size > 40_000, "the snapshot holds both publishes ({size} bytes)");
+
+    // Many more entries than the minimum, but far fewer bytes than the snapshot: none is built.
+    for _ in 0..10 {
+        assert_eq!(node.write(publish(1_000)).await, Ok(ApplyOutcome::Applied));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(snapshot_index(), first, "a snapshot was built after ~10 KB of commands");
+
+    // Once the commands since the snapshot outweigh it, the next one is built.
+    for _ in 0..(size / 10_000 + 1) {
+        assert_eq!(node.write(publish(10_000)).await, Ok(ApplyOutcome::Applied));
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while snapshot_index() == first {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot after commands as large as the last one"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(snapshot_index() > first);
+    node.shutdown().await.expect("shutdown");
+}

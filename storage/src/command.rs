@@ -84,6 +84,28 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// About how many bytes the command occupies in the log: its files, names and key.
+    pub fn approx_bytes(&self) -> u64 {
+        let files = |files: &[MetaFile]| -> usize { files.iter().map(|f| f.role.len() + 8 + f.bytes.len()).sum() };
+        let n = match self {
+            Command::Publish { gun, files: f, .. } | Command::RefreshTimestamp { gun, files: f, .. } => {
+                gun.len() + files(f)
+            }
+            Command::DeleteGun { gun, .. } => gun.len(),
+            Command::SetServerKey {
+                gun,
+                role,
+                key_id,
+                public_key_json,
+                ..
+            } => gun.len() + role.len() + key_id.len() + public_key_json.len(),
+        };
+        // Fixed fields and framing.
+        n as u64 + 32
+    }
+}
+
 /// The result of applying a [`Command`]. Only [`ApplyOutcome::Applied`] changed state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyOutcome {
