@@ -361,32 +361,6 @@ pub fn scope_param(access: &[AccessItem]) -> String {
         .join(" ")
 }
 
-/// Quotes `s` as Go's `%q` does (the challenge is built with it).
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The error parameter of a challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChallengeError {
@@ -624,13 +598,13 @@ impl TokenAuth {
     pub fn challenge(&self, access: &[AccessItem], error: ChallengeError) -> String {
         let mut s = format!(
             "Bearer realm={},service={}",
-            go_quote(&self.realm),
-            go_quote(&self.service)
+            crate::goquote::quote(&self.realm),
+            crate::goquote::quote(&self.service)
         );
         let scope = scope_param(access);
         if !scope.is_empty() {
             s.push_str(",scope=");
-            s.push_str(&go_quote(&scope));
+            s.push_str(&crate::goquote::quote(&scope));
         }
         match error {
             ChallengeError::TokenRequired => {}
@@ -1038,14 +1012,6 @@ mod tests {
             }
         }
         assert_eq!(checked, 9);
-    }
-
-    #[test]
-    fn go_quoting() {
-        assert_eq!(go_quote("a"), "\"a\"");
-        assert_eq!(go_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
-        assert_eq!(go_quote("a\nb\u{1}"), "\"a\\nb\\x01\"");
-        assert_eq!(go_quote("é"), "\"é\"");
     }
 
     #[test]

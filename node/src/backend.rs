@@ -263,6 +263,10 @@ impl RaftBackend {
         let stored = self.stored_files(gun)?;
         let keys = self.server_keys(gun)?;
         let plan = validate_update(gun, &stored, uploads.to_vec(), now, &keys).map_err(update_error)?;
+        if plan.changes_nothing() {
+            // Accepted as Notary accepts it; nothing to sign or store.
+            return Ok(Some(()));
+        }
 
         let mut files: Vec<MetaFile> = plan
             .files

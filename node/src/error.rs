@@ -331,23 +331,7 @@ pub(crate) mod tests {
 
     /// The `notary` fixtures folder, or `None` (with a note) when absent.
     pub(crate) fn fixtures_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("SEAL_NOTARY_FIXTURES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(
-                    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-                )
-                .join("../../shared/fixtures/notary")
-            });
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            eprintln!(
-                "skipping: Notary fixtures not found at {} (set SEAL_NOTARY_FIXTURES)",
-                dir.display()
-            );
-            None
-        }
+        seal_testkit::notary_fixtures()
     }
 
     /// Exchange `n` of the Notary CLI transcript: its `http.jsonl` line and

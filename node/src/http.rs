@@ -459,35 +459,15 @@ fn query_value(query: Option<&str>, key: &str) -> String {
     String::new()
 }
 
-/// Go's `strconv.Quote` for the strings a query can carry.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Go's `strconv.ParseInt(s, 10, 32)`, with its error text on failure.
 fn parse_int32(s: &str) -> Result<i64, String> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.ParseInt: parsing {}: invalid syntax", go_quote(s)));
+        return Err(format!("strconv.ParseInt: parsing {}: invalid syntax", crate::goquote::quote(s)));
     }
     match s.parse::<i64>() {
         Ok(n) if n >= i64::from(i32::MIN) && n <= i64::from(i32::MAX) => Ok(n),
-        _ => Err(format!("strconv.ParseInt: parsing {}: value out of range", go_quote(s))),
+        _ => Err(format!("strconv.ParseInt: parsing {}: value out of range", crate::goquote::quote(s))),
     }
 }
 

@@ -8,6 +8,7 @@
 //! * [`multipart`] parses uploads, keeping delegation roles' raw filenames;
 //! * [`http`] is the axum app: limits, headers, changefeed queries, metrics;
 //! * [`error`] maps every error to Notary's status and exact JSON body;
+//! * [`goquote`] is Go's `strconv.Quote`, for the texts Notary quotes;
 //! * [`cache`] builds the `Cache-Control` and `Last-Modified` headers;
 //! * [`config`] loads the node's JSON config with environment overrides;
 //! * [`auth`] is token authentication (`auth.type = "token"`, Docker
@@ -31,6 +32,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod goquote;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod http;

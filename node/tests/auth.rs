@@ -282,21 +282,7 @@ fn token_server_config(pki: &Pki, alice_hash: &str) -> Value {
 }
 
 fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SEAL_NOTARY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
-                .join("../../shared/fixtures/notary")
-        });
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "note: Notary fixtures not found at {} (set SEAL_NOTARY_FIXTURES); checking the built-in cases only",
-            dir.display()
-        );
-        None
-    }
+    seal_testkit::notary_fixtures()
 }
 
 #[test]

@@ -26,6 +26,14 @@ pub enum KeyError {
     /// The signature does not verify.
     #[error("signature by key {0} does not verify")]
     BadSignature(KeyId),
+    /// An RSA key too short for its signatures to count.
+    #[error("key {keyid} is a {bits}-bit RSA key: signatures count only from keys of at least 2048 bits")]
+    WeakKey {
+        /// The key.
+        keyid: KeyId,
+        /// Its modulus size.
+        bits: usize,
+    },
 }
 
 /// A metadata file that cannot be parsed, does not verify, or breaks a

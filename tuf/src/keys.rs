@@ -17,7 +17,7 @@ use ed25519_dalek::Signer as _;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use x509_cert::der::{Decode, Encode};
+use x509_cert::der::{Encode, Tagged};
 use zeroize::Zeroizing;
 
 use crate::cjson::Value;
@@ -288,6 +288,14 @@ impl PublicKey {
                     .map_err(|_| bad())
             }
             Verifying::Rsa(pk) => {
+                // Notary's RSA verifiers count no signature of a key shorter
+                // than 2048 bits.
+                if rsa::traits::PublicKeyParts::size(pk) * 8 < MIN_RSA_BITS {
+                    return Err(KeyError::WeakKey {
+                        keyid: self.id.clone(),
+                        bits: rsa::traits::PublicKeyParts::size(pk) * 8,
+                    });
+                }
                 let digest = Sha256::digest(msg);
                 let ok = match method {
                     "rsapss" => pk.verify(rsa::Pss::new::<Sha256>(), &digest, sig).is_ok(),
@@ -315,6 +323,9 @@ fn ecdsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
     Ok(Verifying::Ecdsa(vk.to_encoded_point(false).as_bytes().to_vec()))
 }
 
+/// The shortest RSA key whose signatures count, as in Notary.
+pub const MIN_RSA_BITS: usize = 2048;
+
 fn rsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
     let pk = rsa::RsaPublicKey::from_public_key_der(der)
         .map_err(|e| KeyError::Malformed(format!("rsa key is not a SubjectPublicKeyInfo: {e}")))?;
@@ -325,8 +336,9 @@ use x509_cert::der::asn1::ObjectIdentifier as Oid;
 
 const OID_CN: Oid = Oid::new_unwrap("2.5.4.3");
 const OID_RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
-const SHA1_SIG_OIDS: [Oid; 3] = [
+const SHA1_SIG_OIDS: [Oid; 4] = [
     Oid::new_unwrap("1.2.840.113549.1.1.5"), // sha1WithRSAEncryption
+    Oid::new_unwrap("1.3.14.3.2.29"),        // sha1WithRSA (ISO), which Go reads as SHA1WithRSA
     Oid::new_unwrap("1.2.840.10045.4.1"),    // ecdsa-with-SHA1
     Oid::new_unwrap("1.2.840.10040.4.3"),    // dsa-with-sha1
 ];
@@ -338,11 +350,21 @@ fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
         .first()
         .ok_or_else(|| KeyError::Malformed("no certificate in PEM".into()))?;
     let tbs = &leaf.tbs_certificate;
+    // Every name attribute must be a string Go would parse; the last CN of
+    // the subject wins, as in Go's pkix.Name.
+    for rdn in tbs.issuer.0.iter() {
+        for atv in rdn.0.iter() {
+            go_directory_string(atv.value.tag(), atv.value.value())
+                .map_err(|e| KeyError::Malformed(format!("certificate issuer attribute {}: {e}", atv.oid)))?;
+        }
+    }
     let mut common_name = None;
     for rdn in tbs.subject.0.iter() {
         for atv in rdn.0.iter() {
-            if atv.oid == OID_CN {
-                common_name = any_to_string(&atv.value);
+            let value = go_directory_string(atv.value.tag(), atv.value.value())
+                .map_err(|e| KeyError::Malformed(format!("certificate subject attribute {}: {e}", atv.oid)))?;
+            if atv.oid == OID_CN && value.is_some() {
+                common_name = value;
             }
         }
     }
@@ -372,22 +394,59 @@ fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
     })
 }
 
-fn any_to_string(any: &x509_cert::der::Any) -> Option<String> {
-    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef};
-    let der = any.to_der().ok()?;
-    if let Ok(s) = Utf8StringRef::from_der(&der) {
-        return Some(s.as_str().to_owned());
+/// A subject attribute's value as Go reads it into `pkix.Name` (the Go
+/// 1.15 `encoding/asn1` rules Notary v0.7 was built with): `Ok(None)` for a
+/// value of a type Go leaves out of the name, an error for a string Go
+/// refuses (which makes Go refuse the whole certificate).
+///
+/// Go is more lenient than DER: a PrintableString may hold `*` (wildcard
+/// names such as `docker/*`) and `&`; a TeletexString is taken as its bytes.
+pub fn go_directory_string(tag: x509_cert::der::Tag, value: &[u8]) -> Result<Option<String>, String> {
+    use x509_cert::der::Tag;
+    let utf8 = |what: &str| {
+        String::from_utf8(value.to_vec())
+            .map(Some)
+            .map_err(|_| format!("{what} is not valid UTF-8"))
+    };
+    match tag {
+        Tag::PrintableString => {
+            if let Some(b) = value.iter().find(|b| !is_go_printable(**b)) {
+                return Err(format!("PrintableString holds the byte 0x{b:02x}"));
+            }
+            utf8("PrintableString")
+        }
+        Tag::NumericString => {
+            if value.iter().any(|b| !(b.is_ascii_digit() || *b == b' ')) {
+                return Err("NumericString holds a byte other than a digit or space".into());
+            }
+            utf8("NumericString")
+        }
+        Tag::Ia5String => {
+            if value.iter().any(|b| !b.is_ascii()) {
+                return Err("IA5String holds a byte above 0x7f".into());
+            }
+            utf8("IA5String")
+        }
+        Tag::Utf8String => utf8("UTF8String"),
+        // Go keeps a TeletexString's bytes as they are; a Go string that is
+        // not UTF-8 can equal no GUN, so Seal refuses such a name outright.
+        Tag::TeletexString => utf8("TeletexString"),
+        Tag::BmpString => {
+            if value.len() % 2 != 0 {
+                return Err("BMPString has an odd length".into());
+            }
+            let value = value.strip_suffix(&[0, 0]).unwrap_or(value);
+            let units: Vec<u16> = value.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            Ok(Some(char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()))
+        }
+        _ => Ok(None),
     }
-    if let Ok(s) = PrintableStringRef::from_der(&der) {
-        return Some(s.as_str().to_owned());
-    }
-    if let Ok(s) = Ia5StringRef::from_der(&der) {
-        return Some(s.as_str().to_owned());
-    }
-    if let Ok(s) = TeletexStringRef::from_der(&der) {
-        return Some(s.as_str().to_owned());
-    }
-    None
+}
+
+/// Go's `encoding/asn1` PrintableString alphabet as it parses: the ASN.1
+/// set plus `*` and `&`.
+fn is_go_printable(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'\''..=b')' | b'+'..=b'/' | b' ' | b':' | b'=' | b'?' | b'*' | b'&')
 }
 
 /// One signature of a metadata file.

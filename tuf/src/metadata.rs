@@ -463,8 +463,9 @@ impl<'a> Reader<'a> {
             .get("version")
             .and_then(Value::as_int)
             .ok_or_else(|| self.err("version", "missing or not an integer"))?;
-        if v < 0 {
-            return Err(self.err("version", "negative"));
+        // Notary refuses version 0 (and below) for every role.
+        if v < 1 {
+            return Err(self.err("version", "cannot be less than one"));
         }
         match u64::try_from(v) {
             Ok(v) if v <= MAX_VERSION => Ok(v),
@@ -512,18 +513,13 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A role's key IDs and threshold. `"keyids": null` (what Go writes for a
+/// role whose last key was removed) and a missing `keyids` read as no keys,
+/// as Go's decoder reads them: such a role is valid metadata that can sign
+/// nothing until keys are added, since no signature can count towards its
+/// threshold of at least 1.
 fn role_keys(r: &Reader<'_>, field: &str, v: &Value) -> Result<RoleKeys, Error> {
-    let keyids = v
-        .get("keyids")
-        .and_then(Value::as_array)
-        .ok_or_else(|| r.err(&format!("{field}.keyids"), "missing or not an array"))?
-        .iter()
-        .map(|k| {
-            k.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| r.err(&format!("{field}.keyids"), "not a string"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let keyids = strings(r, &format!("{field}.keyids"), v.get("keyids"))?;
     let threshold = v
         .get("threshold")
         .and_then(Value::as_int)
@@ -570,9 +566,6 @@ impl Root {
         let r = Reader { role: ROOT, v };
         r.check_type("Root")?;
         let version = r.version()?;
-        if version < 1 {
-            return Err(r.err("version", "must be at least 1"));
-        }
         let expires = r.expires()?;
         let consistent_snapshot = match v.get("consistent_snapshot") {
             None | Some(Value::Null) => false,

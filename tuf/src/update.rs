@@ -42,7 +42,9 @@ pub enum SnapshotPlan {
 #[derive(Debug, Clone)]
 pub struct UpdatePlan {
     /// The uploaded files that were accepted (an uploaded timestamp is
-    /// ignored, as Notary does), shallowest role first.
+    /// ignored, as Notary does), shallowest role first. Empty when the
+    /// update carried no role file but a timestamp, or nothing at all: see
+    /// [`UpdatePlan::changes_nothing`].
     pub files: Vec<SignedFile>,
     /// The version of each accepted file, by role.
     pub versions: BTreeMap<String, u64>,
@@ -58,11 +60,15 @@ pub struct UpdatePlan {
 /// The stored files of one GUN: the current file of each role.
 pub type StoredFiles = BTreeMap<String, Vec<u8>>;
 
-/// Whether `cert_cn` names `gun`: equal, or `prefix*` matching its start.
-fn cn_matches(cn: &str, gun: &str) -> bool {
-    match cn.strip_suffix('*') {
-        Some(prefix) => gun.starts_with(prefix),
-        None => cn == gun,
+/// Whether a root certificate's CN names `gun`, by Notary's
+/// `MatchCNToGun`: a CN ending in `*` is a prefix of the GUN once every
+/// trailing `*` is trimmed (`docker/*` covers `docker/app`; `*` covers
+/// every GUN), any other CN must equal the GUN.
+pub fn cn_matches(cn: &str, gun: &str) -> bool {
+    if cn.ends_with('*') {
+        gun.starts_with(cn.trim_end_matches('*'))
+    } else {
+        cn == gun
     }
 }
 
@@ -86,17 +92,23 @@ pub fn root_key_problem(key: &PublicKey, gun: &str, now: Option<OffsetDateTime>)
         Some(cn) => return Some(format!("certificate CN {cn:?} does not match {gun:?}")),
         None => return Some("certificate has no CN".into()),
     }
+    // Notary's ValidateCertificate, in its order.
+    if cert.not_before > cert.not_after {
+        return Some("certificate validity window is invalid".into());
+    }
     if cert.sha1_signed {
         return Some("certificate is signed with SHA-1".into());
     }
-    if cert.rsa_bits.is_some_and(|b| b < 2048) {
+    if cert.rsa_bits.is_some_and(|b| b < crate::keys::MIN_RSA_BITS) {
         return Some("certificate's RSA key is shorter than 2048 bits".into());
     }
     if let Some(now) = now {
-        if now < cert.not_before {
+        // A day's leeway for a certificate made on a clock ahead of ours;
+        // valid up to and including its notAfter instant.
+        if now + time::Duration::days(1) < cert.not_before {
             return Some("certificate is not valid yet".into());
         }
-        if now >= cert.not_after {
+        if now > cert.not_after {
             return Some("certificate has expired".into());
         }
     }
@@ -237,9 +249,6 @@ pub fn validate_update(
             ));
         }
     }
-    if files.is_empty() {
-        return Err(UpdateError::invalid(Validation, None, "update contains no metadata"));
-    }
 
     // 2. The stored root, loaded without checking its expiry.
     let stored_root_file = parse_stored(stored, ROOT)?;
@@ -265,6 +274,14 @@ pub fn validate_update(
                     ));
                 }
                 verify_root_by_previous(gun, prev, file).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            } else if new_root.version > 2 {
+                // Notary measures a first root against version 1, as if one
+                // were loaded: the first root is version 1 or 2.
+                return Err(UpdateError::invalid(
+                    BadRoot,
+                    Some(ROOT),
+                    format!("the first root's version must be 1 or 2, not {}", new_root.version),
+                ));
             }
             verify_root_self(gun, &new_root, file, now).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
             check_expiry(ROOT, new_root.expires, now).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
@@ -492,6 +509,17 @@ pub fn server_held(root: &Root, role: &str, held: &[PublicKey]) -> Vec<KeyId> {
 }
 
 impl UpdatePlan {
+    /// Whether the update carries nothing to store: no role file, or only a
+    /// timestamp (which the server always makes itself). The Notary client
+    /// sends such updates (an empty changelist once the server holds the
+    /// snapshot key). They are accepted as Notary accepts them, after the
+    /// same checks of the stored root and the server's keys, and nothing is
+    /// stored or signed for them: the metadata served stays byte for byte
+    /// what it was.
+    pub fn changes_nothing(&self) -> bool {
+        self.files.is_empty()
+    }
+
     /// The next snapshot the server must sign, when it generates one:
     /// the stored snapshot updated with the accepted files (for a first
     /// snapshot, every stored role as well).

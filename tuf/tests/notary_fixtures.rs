@@ -4,7 +4,7 @@
 //!
 //! The fixtures are read where they lie (`SEAL_NOTARY_FIXTURES`, else
 //! `../shared/fixtures/notary` beside the project); without them these
-//! tests say so and pass vacuously.
+//! tests say that they skipped (and fail under `CI=true`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,19 +20,7 @@ const GUN: &str = "example.com/interop/app";
 const NOW: OffsetDateTime = datetime!(2026-11-22 00:00:00 UTC);
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = match std::env::var_os("SEAL_NOTARY_FIXTURES") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
-                .join("../../shared/fixtures/notary")
-        }
-    };
-    if dir.join("README.md").exists() {
-        Some(dir)
-    } else {
-        eprintln!("Notary fixtures not found at {}: skipping interop test", dir.display());
-        None
-    }
+    seal_testkit::notary_fixtures()
 }
 
 fn state(dir: &std::path::Path, name: &str) -> BTreeMap<String, Vec<u8>> {

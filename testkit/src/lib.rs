@@ -1,0 +1,64 @@
+//! `seal-testkit`: the few rules every Seal test crate shares, so that
+//! there is one answer to "where are the Notary fixtures?" and "may this
+//! test skip?".
+//!
+//! A test whose outside part is missing (the Notary fixtures, SoftHSM2, a
+//! database server) says that it skipped, on stderr, and passes; under
+//! `CI=true` (set by `.ci/run`, where everything is installed and
+//! `../shared` is present) the same absence is a failure, so that CI can
+//! never pass on tests that did not run.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::PathBuf;
+
+/// The environment variable that overrides where the Notary fixtures are.
+pub const FIXTURES_ENV: &str = "SEAL_NOTARY_FIXTURES";
+
+/// Whether this run is CI's (`CI` set to `true` or `1`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Says that a test skipped because `what` is missing, or, under CI,
+/// fails the test with the same words.
+#[track_caller]
+pub fn skip(what: &str) {
+    if in_ci() {
+        panic!("{what}, and CI=true requires it: the test cannot be skipped under CI");
+    }
+    eprintln!("skipped: {what}");
+}
+
+/// The real Notary v0.7.0 fixtures (`$SEAL_NOTARY_FIXTURES`, else
+/// `../shared/fixtures/notary` beside the workspace), or `None` after
+/// [`skip`] when they are not there.
+#[track_caller]
+pub fn notary_fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os(FIXTURES_ENV).map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/notary"),
+        PathBuf::from,
+    );
+    if dir.join("README.md").is_file() {
+        Some(dir)
+    } else {
+        skip(&format!(
+            "Notary fixtures not found at {} (set {FIXTURES_ENV})",
+            dir.display()
+        ));
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixtures_are_found_beside_the_workspace() {
+        // Under CI this fails when ../shared is missing, as it must.
+        if let Some(dir) = notary_fixtures() {
+            assert!(dir.join("API.md").is_file(), "{} is not the Notary fixtures", dir.display());
+        }
+    }
+}
