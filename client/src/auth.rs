@@ -3,8 +3,10 @@
 //! realm=…,service=…,scope=…` is retried with a token from the realm.
 //!
 //! * Read-only requests first ask the realm anonymously; credentials are
-//!   used only when the realm wants them (and always for push, delete and
-//!   key rotation scopes).
+//!   used when the realm wants them, when the server refuses the anonymous
+//!   token (a private collection: `insufficient_scope`), and always for
+//!   push, delete and key rotation scopes. This is what Notary's CLI does
+//!   for reads: an anonymous round, then one with the credentials.
 //! * Credentials come from `SEAL_AUTH`, then Notary's `NOTARY_AUTH`
 //!   (base64 of `user:password`), else a prompt on the terminal.
 //! * Tokens are cached per scope until they expire.
@@ -105,7 +107,25 @@ pub trait CredentialSource: Send + Sync {
 type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Cached tokens by scope, with the instant they stop being used.
-type TokenCache = HashMap<String, (Zeroizing<String>, Instant)>;
+type TokenCache = HashMap<String, (Token, Instant)>;
+
+/// A token from a realm, and whether it was got without credentials.
+#[derive(Clone)]
+pub struct Token {
+    /// The bearer token.
+    pub value: Zeroizing<String>,
+    /// Got without credentials: a server that refuses it may accept a
+    /// token got with them.
+    pub anonymous: bool,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
+}
 
 /// `SEAL_AUTH` / `NOTARY_AUTH` (base64 `user:password`), else a prompt
 /// when interactive.
@@ -230,7 +250,7 @@ impl TokenAuth {
     }
 
     /// A cached, unexpired token for `scope`.
-    pub fn cached(&self, scope: &str) -> Option<Zeroizing<String>> {
+    pub fn cached(&self, scope: &str) -> Option<Token> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(scope)
@@ -238,22 +258,19 @@ impl TokenAuth {
             .map(|(t, _)| t.clone())
     }
 
-    /// A token answering `challenge`: anonymously first for read-only
-    /// scopes, else (or when refused) with credentials.
+    /// A new token answering `challenge`. For a read-only scope, when
+    /// `anonymous_ok`, the realm is asked without credentials first; else,
+    /// or when the realm wants them, with credentials.
     pub fn token(
         &self,
         http: &reqwest::blocking::Client,
         challenge: &Challenge,
-    ) -> Result<Zeroizing<String>, ClientError> {
+        anonymous_ok: bool,
+    ) -> Result<Token, ClientError> {
         let scope = challenge.scope.clone().unwrap_or_default();
-        if challenge.error.is_none() {
-            if let Some(t) = self.cached(&scope) {
-                return Ok(t);
-            }
-        }
-        if challenge.read_only() {
+        if anonymous_ok && challenge.read_only() {
             if let Some(t) = self.request(http, challenge, None)? {
-                return Ok(self.remember(scope, t));
+                return Ok(self.remember(scope, t, true));
             }
         }
         if !may_send_credentials(&challenge.realm) {
@@ -269,7 +286,7 @@ impl TokenAuth {
             )));
         };
         match self.request(http, challenge, Some(&creds))? {
-            Some(t) => Ok(self.remember(scope, t)),
+            Some(t) => Ok(self.remember(scope, t, false)),
             None => Err(ClientError::Invalid(format!(
                 "the token service {} refused the credentials of {}",
                 challenge.realm, creds.username
@@ -277,9 +294,10 @@ impl TokenAuth {
         }
     }
 
-    fn remember(&self, scope: String, (token, expires_in): (Zeroizing<String>, u64)) -> Zeroizing<String> {
+    fn remember(&self, scope: String, (value, expires_in): (Zeroizing<String>, u64), anonymous: bool) -> Token {
         // Renew a little early: the token must still be valid on arrival.
         let life = Duration::from_secs(expires_in.saturating_sub(5).max(1));
+        let token = Token { value, anonymous };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.insert(scope, (token.clone(), Instant::now() + life));
         token

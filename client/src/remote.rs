@@ -117,31 +117,48 @@ impl Remote {
     }
 
     /// Sends the request `build` makes. A cached token for `scope` (the
-    /// scope the server is expected to ask for) goes along; a token
-    /// challenge is answered once, with a token from its realm.
+    /// scope the server is expected to ask for) goes along. A token
+    /// challenge is answered with a token from its realm: for a read,
+    /// first an anonymous one, and if the server refuses that too (a
+    /// private collection), one got with the credentials, as Notary's CLI
+    /// does.
     fn send(
         &self,
         scope: &str,
         build: impl Fn() -> reqwest::blocking::RequestBuilder,
     ) -> Result<reqwest::blocking::Response, ClientError> {
+        let cached = self.auth.cached(scope);
         let mut req = build();
-        if let Some(token) = self.auth.cached(scope) {
-            req = req.bearer_auth(token.as_str());
+        if let Some(token) = &cached {
+            req = req.bearer_auth(token.value.as_str());
         }
-        let resp = req.send().map_err(|e| self.offline(e))?;
-        if resp.status().as_u16() != 401 {
-            return Ok(resp);
+        let mut resp = req.send().map_err(|e| self.offline(e))?;
+        // An anonymous token the server refused: only credentials can help.
+        let mut anonymous_ok = !cached.is_some_and(|t| t.anonymous);
+        // At most an anonymous round, then one with credentials.
+        for _ in 0..2 {
+            if resp.status().as_u16() != 401 {
+                break;
+            }
+            let Some(challenge) = resp
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Challenge::parse)
+            else {
+                break;
+            };
+            let token = self.auth.token(&self.http, &challenge, anonymous_ok)?;
+            resp = build()
+                .bearer_auth(token.value.as_str())
+                .send()
+                .map_err(|e| self.offline(e))?;
+            if !token.anonymous {
+                break;
+            }
+            anonymous_ok = false;
         }
-        let Some(challenge) = resp
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Challenge::parse)
-        else {
-            return Ok(resp);
-        };
-        let token = self.auth.token(&self.http, &challenge)?;
-        build().bearer_auth(token.as_str()).send().map_err(|e| self.offline(e))
+        Ok(resp)
     }
 
     /// The server's base URL.

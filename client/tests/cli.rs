@@ -82,6 +82,58 @@ fn the_session_passes_with_token_auth_and_needs_credentials_to_write() {
     );
 }
 
+#[test]
+fn private_reads_answer_insufficient_scope_with_the_credentials() {
+    // No anonymous rules and the node's default `anonymous_read: false`:
+    // an anonymous token grants nothing, so every read needs the user's.
+    let tokens = TokenServer::start(
+        "alice",
+        "correct horse battery",
+        serde_json::json!([{"type": "repository", "name": "example.com/*", "actions": ["*", "push", "pull"]}]),
+        serde_json::json!([]),
+    );
+    let node = Node::start_with_auth(tokens.node_auth());
+    let auth = base64_of("alice:correct horse battery");
+    let gun = "example.com/private/app";
+    let owner = Seal::new(&node.url).with_env("SEAL_AUTH", &auth);
+    owner.ok(&["init", gun]);
+    let v = owner.file("v.txt", b"private payload");
+    owner.ok(&["add", gun, "v", v.to_str().unwrap()]);
+    owner.ok(&["publish", gun]);
+
+    // A fresh trust directory with the credentials in either variable reads
+    // everything: the anonymous token's 401 is answered with the user's.
+    let digest = sha256_hex(b"private payload");
+    for var in ["SEAL_AUTH", "NOTARY_AUTH"] {
+        let reader = Seal::new(&node.url).with_env(var, &auth);
+        let list = reader.ok(&["list", gun]).stdout;
+        assert!(
+            list.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["v", &digest, "15", "targets"]),
+            "{var}: {list}"
+        );
+        assert_eq!(
+            reader.ok(&["lookup", gun, "v"]).stdout.trim(),
+            format!("v sha256:{digest} 15")
+        );
+    }
+    // The owner's own reads go the same way.
+    assert!(owner.ok(&["list", gun]).stdout.contains(&digest));
+
+    // Without credentials the read stops in one line naming SEAL_AUTH.
+    let anonymous = Seal::new(&node.url);
+    let r = anonymous.fails(&["list", gun]);
+    assert!(
+        r.stderr.contains("requires authentication: set SEAL_AUTH"),
+        "{}",
+        r.stderr
+    );
+    // Wrong credentials are refused by the token service.
+    let wrong = Seal::new(&node.url).with_env("SEAL_AUTH", &base64_of("alice:wrong"));
+    let r = wrong.fails(&["list", gun]);
+    assert!(r.stderr.contains("refused the credentials of alice"), "{}", r.stderr);
+}
+
 fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
