@@ -166,8 +166,12 @@ impl Remote {
         &self.base
     }
 
+    /// `<base>/v2/<gun>/_trust/tuf/<name>`, each segment of the GUN and
+    /// the name escaped (see [`escape_path`]), so that the server sees the
+    /// GUN as it is: `%`, `?`, `#` and spaces are the GUN's own characters,
+    /// not URL syntax.
     fn tuf_url(&self, gun: &str, name: &str) -> String {
-        format!("{}/v2/{gun}/_trust/tuf/{name}", self.base)
+        format!("{}/v2/{}/_trust/tuf/{}", self.base, escape_path(gun), escape_path(name))
     }
 
     fn offline(&self, e: reqwest::Error) -> ClientError {
@@ -349,6 +353,22 @@ impl Remote {
     }
 }
 
+/// Escapes each `/`-separated segment of `path` as Go's `url.PathEscape`
+/// does, keeping `/` as the separator: letters, digits, `-._~` and the
+/// sub-delimiters `$&+:=@` stay, every other byte (of the UTF-8) becomes
+/// `%XX`.
+pub fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(char::from(b)),
+            b'$' | b'&' | b'+' | b':' | b'=' | b'@' => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// The role a metadata file name is for: `snapshot.<sha256>.json`,
 /// `2.root.json` and `targets/a.json` name `snapshot`, `root`, `targets/a`.
 fn role_of(name: &str) -> &str {
@@ -395,6 +415,24 @@ mod tests {
         assert!(e.ends_with("does not exist."), "{e}");
         let e = Remote::server_error(502, b"<html>bad gateway</html>").to_string();
         assert!(e.contains("502") && e.contains("bad gateway"), "{e}");
+    }
+
+    #[test]
+    fn gun_segments_are_escaped_like_gos_path_escape() {
+        assert_eq!(escape_path("example.com/interop/app"), "example.com/interop/app");
+        assert_eq!(escape_path("example.com/a%2Fb"), "example.com/a%252Fb");
+        assert_eq!(escape_path("example.com/q?x=1&y"), "example.com/q%3Fx=1&y");
+        assert_eq!(escape_path("a b#c;d,e"), "a%20b%23c%3Bd%2Ce");
+        assert_eq!(escape_path("ü$+:@~"), "%C3%BC$+:@~");
+        let r = Remote::new(&RemoteConfig {
+            url: "http://127.0.0.1:9/".into(),
+            ..RemoteConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            r.tuf_url("example.com/a%2Fb?x", "targets/releases.json"),
+            "http://127.0.0.1:9/v2/example.com/a%252Fb%3Fx/_trust/tuf/targets/releases.json"
+        );
     }
 
     #[test]

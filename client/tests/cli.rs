@@ -567,3 +567,47 @@ fn notarys_trust_directory_keys_are_read() {
     ]);
     assert!(r.stderr.contains("passphrase"), "{}", r.stderr);
 }
+
+#[test]
+fn guns_with_url_characters_reach_the_server_as_they_are() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let b = Seal::new(&node.url);
+    let f = a.file("t.txt", b"odd payload");
+    let digest = sha256_hex(b"odd payload");
+    let odd = [
+        "example.com/a%2Fb",
+        "example.com/q?x=1&y=2",
+        "example.com/sp ace#frag",
+        "example.com/semi;colon,comma+plus",
+        "example.com/ünï",
+    ];
+    for gun in odd {
+        a.ok(&["init", gun]);
+        a.ok(&["add", gun, "t", f.to_str().unwrap()]);
+        a.ok(&["publish", gun]);
+        // Another trust directory finds it under the same name.
+        let list = b.ok(&["list", gun]).stdout;
+        assert!(
+            list.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["t", &digest, "11", "targets"]),
+            "{gun}: {list}"
+        );
+        assert_eq!(
+            b.ok(&["lookup", gun, "t"]).stdout.trim(),
+            format!("t sha256:{digest} 11")
+        );
+    }
+    // Locally, each GUN's characters are kept as they are.
+    assert!(b.dir().join("tuf/example.com/a%2Fb/metadata/timestamp.json").is_file());
+    assert!(b
+        .dir()
+        .join("tuf/example.com/q?x=1&y=2/metadata/timestamp.json")
+        .is_file());
+    // The server stored each under its exact name: what an unescaped URL
+    // would have named instead has no trust data.
+    for misread in ["example.com/a/b", "example.com/q", "example.com/sp ace"] {
+        let r = b.fails(&["list", misread]);
+        assert!(r.stderr.contains("does not have trust data"), "{misread}: {}", r.stderr);
+    }
+}
