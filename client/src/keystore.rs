@@ -58,6 +58,22 @@ const RSA_LABEL: &str = "RSA PRIVATE KEY";
 /// Roles whose keys belong to one collection and so need a GUN.
 const COLLECTION_ROLES: [&str; 3] = ["targets", "snapshot", "timestamp"];
 
+/// The role Notary gives an imported key that names none.
+const DEFAULT_IMPORT_ROLE: &str = "delegation";
+
+/// Where Notary before v0.4 kept non-root keys, `private/tuf_keys/<gun>/`;
+/// an exported `path:` under it names the key's GUN.
+const LEGACY_NON_ROOT_DIR: &str = "tuf_keys";
+
+/// What [`KeyStore::import_all`] did with each key block.
+#[derive(Debug, Default)]
+pub struct ImportOutcome {
+    /// The keys stored.
+    pub imported: Vec<StoredKey>,
+    /// The blocks refused ("key block 2 (path …)") and why.
+    pub refused: Vec<(String, KeyStoreError)>,
+}
+
 /// Everything that can go wrong in the key store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -497,6 +513,133 @@ impl KeyStore {
             key_from_block(&block, None, "PEM input")?
         };
         self.add(&key, role, gun, pass)
+    }
+
+    /// Imports every private key block of `pem` as Notary's `key import`
+    /// does (`ImportKeys`), where [`KeyStore::import_pem`] takes one key:
+    ///
+    /// * the block's `role:` and `gun:` headers win; `role` and `gun` are
+    ///   only fallbacks, and a key with no role at all is a `delegation`
+    ///   key, as in Notary;
+    /// * a `path:` header (what `key export` writes) names the key: its
+    ///   last component must be the key's canonical ID. A legacy path
+    ///   `tuf_keys/<gun>/<id>` gives the GUN;
+    /// * targets, snapshot and timestamp keys without a GUN are refused;
+    ///   root and delegation keys are stored without one;
+    /// * encrypted blocks are decrypted ([`Purpose::Decrypt`]) and every key
+    ///   is stored as by [`KeyStore::add`].
+    ///
+    /// Blocks that are not private keys are ignored. A refused block does
+    /// not stop the others: the outcome lists what was stored and what was
+    /// refused, and why.
+    pub fn import_all(
+        &self,
+        pem: &[u8],
+        role: Option<&str>,
+        gun: Option<&str>,
+        pass: &mut dyn PassphraseSource,
+    ) -> Result<ImportOutcome, KeyStoreError> {
+        let blocks = pem::parse_all(pem).map_err(|reason| KeyStoreError::Malformed {
+            what: "PEM input".into(),
+            reason,
+        })?;
+        let mut outcome = ImportOutcome::default();
+        for (index, block) in blocks.iter().enumerate() {
+            if !block.label.ends_with("PRIVATE KEY") {
+                continue;
+            }
+            let label = match block.header("path").filter(|p| !p.is_empty()) {
+                Some(p) => format!("key block {} (path {p})", index + 1),
+                None => format!("key block {}", index + 1),
+            };
+            match self.import_block(block, role, gun, pass) {
+                Ok(stored) => outcome.imported.push(stored),
+                Err(e) => outcome.refused.push((label, e)),
+            }
+        }
+        if outcome.imported.is_empty() && outcome.refused.is_empty() {
+            return Err(KeyStoreError::Malformed {
+                what: "PEM input".into(),
+                reason: "no private key PEM block".into(),
+            });
+        }
+        Ok(outcome)
+    }
+
+    fn import_block(
+        &self,
+        block: &pem::Block,
+        fallback_role: Option<&str>,
+        fallback_gun: Option<&str>,
+        pass: &mut dyn PassphraseSource,
+    ) -> Result<StoredKey, KeyStoreError> {
+        let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+        let mut gun = non_empty(block.header("gun"));
+        // A legacy path (`tuf_keys/<gun>/<id>`) names the GUN.
+        let path = non_empty(block.header("path")).map(|p| match p.rsplit_once('/') {
+            Some((dir, base)) => {
+                if let Some(legacy) = dir.strip_prefix(LEGACY_NON_ROOT_DIR) {
+                    let legacy = legacy.trim_matches('/');
+                    if !legacy.is_empty() {
+                        gun = Some(legacy.to_owned());
+                    }
+                }
+                base.to_owned()
+            }
+            None => p,
+        });
+        let gun = gun.or_else(|| non_empty(fallback_gun));
+        let role = non_empty(block.header("role"))
+            .or_else(|| non_empty(fallback_role))
+            .unwrap_or_else(|| DEFAULT_IMPORT_ROLE.to_owned());
+        // Notary keeps a GUN only on the keys of one collection.
+        let gun = if COLLECTION_ROLES.contains(&role.as_str()) {
+            Some(gun.ok_or_else(|| KeyStoreError::MissingGun { role: role.clone() })?)
+        } else {
+            None
+        };
+        let gun = effective_gun(&role, gun.as_deref())?;
+        let key = decrypt_with(
+            block,
+            &role,
+            path.as_deref().unwrap_or(""),
+            gun,
+            pass,
+            Path::new("PEM input"),
+        )?;
+        let id = key.public_key().id().to_owned();
+        if let Some(path) = path.filter(|p| *p != id) {
+            return Err(KeyStoreError::Malformed {
+                what: "PEM input".into(),
+                reason: format!("the path header names key {path}, but the block holds key {id}"),
+            });
+        }
+        self.add(&key, &role, gun, pass)
+    }
+
+    /// The key `id` as Notary's `key export` writes it: each PEM block of
+    /// its file, re-encoded with a `path:` header naming the key (its file
+    /// name in the store, without `.key`), so that Notary's and Seal's
+    /// `key import` put it back under the same name.
+    pub fn export_notary(&self, id: &str) -> Result<Vec<u8>, KeyStoreError> {
+        let (stored, _) = self.get(id)?;
+        let bytes = read_key_file(&stored.path)?;
+        let blocks = pem::parse_all(&bytes).map_err(|reason| KeyStoreError::Malformed {
+            what: stored.path.display().to_string(),
+            reason,
+        })?;
+        let mut out = String::new();
+        for block in &blocks {
+            let mut headers: Vec<(&str, &str)> = block
+                .headers
+                .iter()
+                .filter(|(k, _)| k != "path")
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            headers.push(("path", id));
+            out.push_str(&pem::encode(&block.label, &headers, &block.der));
+        }
+        Ok(out.into_bytes())
     }
 
     /// The stored file's bytes, unchanged (still encrypted).

@@ -243,17 +243,17 @@ enum KeyCmd {
         #[arg(short = 'r', long = "server-managed")]
         server_managed: bool,
     },
-    /// Import PEM private keys.
+    /// Import every PEM private key of each file (Notary's key export output too).
     Import {
         files: Vec<PathBuf>,
-        /// The keys' role (else the PEM's role: header).
-        #[arg(long = "role")]
+        /// Role to import keys with, if a key has no role: header (else delegation).
+        #[arg(short = 'r', long = "role")]
         role: Option<String>,
-        /// The keys' collection.
+        /// GUN to import keys with, if a key has no gun: header.
         #[arg(short = 'g', long = "gun")]
         gun: Option<String>,
     },
-    /// Export private keys (encrypted, as stored).
+    /// Export private keys (encrypted, as stored), with Notary's path: headers.
     Export {
         /// Key IDs to export (default all).
         #[arg(long = "key")]
@@ -801,6 +801,17 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Writes exported keys to `p`, readable by the user only when created
+/// (as Notary writes them).
+fn write_private(p: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(p).map_err(ClientError::io(p))?;
+    f.write_all(bytes).map_err(ClientError::io(p))
+}
+
 fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
     let store = KeyStore::open(&ctx.settings.trust_dir)?;
     match cmd {
@@ -883,35 +894,55 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
             if files.is_empty() {
                 return Err(ClientError::Invalid("name at least one key file to import".into()));
             }
+            // As Notary: file by file, every key of a file, stopping after
+            // the first file with a key that could not be imported.
             for f in &files {
                 let pem = std::fs::read(f).map_err(ClientError::io(f))?;
-                let k = store.import_pem(&pem, role.as_deref(), gun.as_deref(), &mut *ctx.pass.borrow_mut())?;
+                let outcome = store.import_all(&pem, role.as_deref(), gun.as_deref(), &mut *ctx.pass.borrow_mut())?;
                 if ctx.verbose {
-                    eprintln!("imported {} as {} key {}", f.display(), k.role, k.id);
+                    for k in &outcome.imported {
+                        eprintln!("imported {} key {} from {}", k.role, k.id, f.display());
+                    }
+                }
+                if !outcome.refused.is_empty() {
+                    let why: Vec<String> = outcome.refused.iter().map(|(what, e)| format!("{what}: {e}")).collect();
+                    return Err(ClientError::Invalid(format!(
+                        "{}: imported {} of {} keys; refused {}",
+                        f.display(),
+                        outcome.imported.len(),
+                        outcome.imported.len() + outcome.refused.len(),
+                        why.join("; ")
+                    )));
                 }
             }
         }
         KeyCmd::Export { keys, gun, output } => {
+            if gun.is_some() && !keys.is_empty() {
+                return Err(ClientError::Invalid(
+                    "only the --gun or --key flag may be provided, not a mix of the two flags".into(),
+                ));
+            }
             let all = store.list()?;
-            let chosen: Vec<_> = all
-                .iter()
-                .filter(|k| keys.is_empty() || keys.contains(&k.id))
-                .filter(|k| gun.is_none() || k.gun == gun)
-                .collect();
             for id in &keys {
                 if !all.iter().any(|k| k.id == *id) {
                     return Err(ClientError::Invalid(format!("no key {id} in the trust directory")));
                 }
             }
+            // Root keys have no GUN, so --gun exports a collection's own keys.
+            let chosen: Vec<_> = all
+                .iter()
+                .filter(|k| keys.is_empty() || keys.contains(&k.id))
+                .filter(|k| gun.is_none() || k.gun == gun)
+                .collect();
             if chosen.is_empty() {
                 return Err(ClientError::Invalid("no keys match".into()));
             }
             let mut out = Vec::new();
             for k in chosen {
-                out.extend(store.export_pem(&k.id)?);
+                out.extend(store.export_notary(&k.id)?);
             }
             match output {
-                Some(p) => seal_client::layout::write_atomic(&p, &out)?,
+                Some(p) => write_private(&p, &out)?,
                 None => std::io::stdout().write_all(&out).map_err(ClientError::io("<stdout>"))?,
             }
         }

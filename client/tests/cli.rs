@@ -479,8 +479,10 @@ fn more_commands_addhash_delegation_removal_and_key_files() {
     let out = b.dir().join("export.pem");
     b.ok(&["key", "export", "--key", &id, "-o", out.to_str().unwrap()]);
     assert_eq!(
-        std::fs::read(&out).unwrap(),
-        std::fs::read(b.dir().join(format!("private/{id}.key"))).unwrap()
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(b.dir().join(format!("private/{id}.key")))
+            .unwrap()
+            .replacen("\nrole:", &format!("\npath: {id}\nrole:"), 1)
     );
     b.ok(&["key", "remove", "-y", &id]);
     assert!(!b.ok(&["key", "list"]).stdout.contains(&id));
@@ -610,4 +612,180 @@ fn guns_with_url_characters_reach_the_server_as_they_are() {
         let r = b.fails(&["list", misread]);
         assert!(r.stderr.contains("does not have trust data"), "{misread}: {}", r.stderr);
     }
+}
+
+/// `key list` as (role, GUN, key ID) rows, without the location column.
+fn key_rows(seal: &Seal) -> Vec<(String, String, String)> {
+    let out = seal.ok(&["key", "list"]).stdout;
+    let location = seal.dir().join("private").display().to_string();
+    out.lines()
+        .skip_while(|l| !l.starts_with("ROLE"))
+        .skip(2)
+        .filter_map(|l| l.trim().strip_suffix(location.as_str()))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            match cells[..] {
+                [role, id] => (role.to_owned(), String::new(), id.to_owned()),
+                [role, gun, id] => (role.to_owned(), gun.to_owned(), id.to_owned()),
+                _ => panic!("unexpected key list line {l:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn key_export_and_import_round_trip_every_key_of_a_collection() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let gun = "example.com/keys";
+    a.ok(&["init", "-p", gun]);
+    let (ops, _) = delegation_pair(&a, "ops");
+    a.ok(&["key", "import", ops.to_str().unwrap(), "--role", "targets/ops"]);
+    let keys = key_rows(&a);
+    assert_eq!(keys.len(), 4, "{keys:?}");
+
+    let out = a.dir().join("export.pem");
+    a.ok(&["key", "export", "-o", out.to_str().unwrap()]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // One block per key, sorted by key ID, each with Notary's headers in
+    // Go's order: gun (for a collection's own keys), path, role.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let blocks: Vec<&str> = text.split_inclusive("-----END ENCRYPTED PRIVATE KEY-----\n").collect();
+    assert_eq!(blocks.len(), 4, "{text}");
+    for (block, (role, key_gun, id)) in blocks.iter().zip(&keys) {
+        let mut headers = vec![];
+        if !key_gun.is_empty() {
+            headers.push(format!("gun: {key_gun}"));
+        }
+        headers.push(format!("path: {id}"));
+        headers.push(format!("role: {role}"));
+        let lines: Vec<&str> = block.lines().collect();
+        assert_eq!(lines[0], "-----BEGIN ENCRYPTED PRIVATE KEY-----");
+        assert_eq!(lines[1..=headers.len()], headers, "{block}");
+        assert_eq!(lines[headers.len() + 1], "");
+        // The encrypted key itself is the stored one.
+        let stored = std::fs::read_to_string(a.dir().join(format!("private/{id}.key"))).unwrap();
+        let body = |t: &str| t.lines().skip_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+        assert_eq!(body(block), body(&stored));
+    }
+    assert_eq!(
+        keys.iter()
+            .map(|k| k.0.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["root", "snapshot", "targets", "targets/ops"].into()
+    );
+
+    // Another trust directory imports every key, under the same ID, role and GUN.
+    let b = Seal::new(&node.url);
+    b.ok(&["key", "import", out.to_str().unwrap()]);
+    assert_eq!(key_rows(&b), keys);
+    // And signs with them: targets and snapshot for a new target.
+    let f = b.file("from-b.txt", b"signed by b");
+    b.ok(&["add", "-p", gun, "from-b", f.to_str().unwrap()]);
+    assert!(a.ok(&["list", gun]).stdout.contains("from-b"));
+
+    // --key and --gun choose keys; not both at once.
+    let targets_id = &keys.iter().find(|k| k.0 == "targets").unwrap().2;
+    let one = a.ok(&["key", "export", "--key", targets_id]).stdout;
+    assert_eq!(one.matches("BEGIN").count(), 1);
+    assert!(one.contains(&format!("path: {targets_id}\n")), "{one}");
+    let own = a.ok(&["key", "export", "--gun", gun]).stdout;
+    assert_eq!(own.matches("BEGIN").count(), 2, "targets and snapshot only: {own}");
+    let r = a.fails(&["key", "export", "--gun", gun, "--key", targets_id]);
+    assert!(r.stderr.contains("not a mix"), "{}", r.stderr);
+}
+
+/// The Notary fixture key file `id`, as Notary's `key export` writes it:
+/// its block with a `path: <id>` header, headers sorted as Go sorts them.
+fn notary_export(keys: &std::path::Path, id: &str) -> String {
+    let text = std::fs::read_to_string(keys.join(format!("{id}.key"))).unwrap();
+    let mut lines = text.lines();
+    let begin = lines.next().unwrap().to_owned();
+    let mut headers: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    headers.push(format!("path: {id}"));
+    headers.sort();
+    let rest: Vec<&str> = lines.collect();
+    format!("{begin}\n{}\n\n{}\n", headers.join("\n"), rest.join("\n"))
+}
+
+#[test]
+fn notarys_key_export_round_trips_through_seal() {
+    let Some(fx) = common::fixtures() else { return };
+    let keys = fx.join("keys/example.com_interop_app");
+    const APP: &str = "example.com/interop/app";
+    const TARGETS: &str = "0ba3b4050c97cad994d8e58936e0ee45136b9711105b8f202cdfab5500621701";
+    const RELEASES: &str = "e2069a2d6863a8a5e1f061d8f9549ff3678315ffe94e3d8c89331c16480d1fd8";
+    const ROOT: &str = "ebdd8e3b6b65e2638700ae9e64b6de9a95853acb8242cecf882a4ed3ec518bba";
+
+    // A trust directory holding the key files Notary's CLI wrote.
+    let a = Seal::new("http://127.0.0.1:9");
+    std::fs::create_dir_all(a.dir().join("private")).unwrap();
+    for id in [TARGETS, RELEASES, ROOT] {
+        std::fs::copy(
+            keys.join(format!("{id}.key")),
+            a.dir().join(format!("private/{id}.key")),
+        )
+        .unwrap();
+    }
+    // seal key export writes, byte for byte, what notary key export would.
+    let expected: String = [TARGETS, RELEASES, ROOT]
+        .iter()
+        .map(|id| notary_export(&keys, id))
+        .collect();
+    let out = a.dir().join("all.pem");
+    a.ok(&["key", "export", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    assert_eq!(
+        a.ok(&["key", "export", "--key", RELEASES]).stdout,
+        notary_export(&keys, RELEASES)
+    );
+    // Only the targets key carries the GUN (Notary matches the gun header).
+    assert_eq!(
+        a.ok(&["key", "export", "--gun", APP]).stdout,
+        notary_export(&keys, TARGETS)
+    );
+
+    // seal key import takes every key of Notary's export.
+    let b = Seal::new("http://127.0.0.1:9");
+    b.ok(&["key", "import", out.to_str().unwrap()]);
+    assert_eq!(
+        key_rows(&b),
+        [
+            ("targets".to_owned(), APP.to_owned(), TARGETS.to_owned()),
+            ("targets/releases".to_owned(), String::new(), RELEASES.to_owned()),
+            ("root".to_owned(), String::new(), ROOT.to_owned()),
+        ]
+    );
+    // Each is usable: it decrypts with its role's passphrase.
+    for id in [TARGETS, RELEASES, ROOT] {
+        b.ok(&["key", "passwd", id]);
+    }
+
+    // What Notary refuses is refused, block by block, and the rest imported:
+    // a targets key without a GUN, a path naming another key.
+    let no_gun = notary_export(&keys, TARGETS).replace(&format!("gun: {APP}\n"), "");
+    let misnamed = notary_export(&keys, RELEASES).replace(&format!("path: {RELEASES}"), &format!("path: {ROOT}"));
+    let bad = a.file(
+        "bad.pem",
+        format!("{no_gun}{misnamed}{}", notary_export(&keys, ROOT)).as_bytes(),
+    );
+    let c = Seal::new("http://127.0.0.1:9");
+    let r = c.fails(&["key", "import", bad.to_str().unwrap()]);
+    for part in [
+        "imported 1 of 3 keys".to_owned(),
+        format!("key block 1 (path {TARGETS}): a targets key belongs to one collection: a GUN is required"),
+        format!("key block 2 (path {ROOT})"),
+        format!("the path header names key {ROOT}, but the block holds key {RELEASES}"),
+    ] {
+        assert!(r.stderr.contains(&part), "{part:?} not in {}", r.stderr);
+    }
+    assert_eq!(key_rows(&c), [("root".to_owned(), String::new(), ROOT.to_owned())]);
 }

@@ -765,3 +765,98 @@ fn pbkdf2_cost_at_seal_iterations() {
     assert_eq!(back.as_slice(), plain.as_slice());
     println!("PBKDF2-HMAC-SHA1 x {PBKDF2_ITERATIONS}: encrypt {encrypt:?}, decrypt {decrypt:?}");
 }
+
+#[test]
+fn import_all_follows_notarys_import_keys_block_by_block() {
+    let (_trust, store) = temp_store();
+    let mut pass = StaticPassphrases::new([
+        ("targets", "targets-pass"),
+        ("delegation", "deleg-pass"),
+        ("root", "root-pass"),
+    ]);
+    let der = |k: &PrivateKey| k.to_pkcs8_der().unwrap();
+    let (legacy, deleg, bare, root) = (
+        PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng),
+        PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng),
+        PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng),
+        PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng),
+    );
+    let legacy_path = format!("tuf_keys/a.example/app/{}", legacy.public_key().id());
+    let input = [
+        // A pre-0.4 export: the GUN comes from the path.
+        pem::encode(
+            "PRIVATE KEY",
+            &[("role", "targets"), ("path", &legacy_path)],
+            &der(&legacy),
+        ),
+        // A delegation key keeps no GUN, even when it has one.
+        pem::encode(
+            "PRIVATE KEY",
+            &[("role", "targets/ops"), ("gun", "a.example/app")],
+            &der(&deleg),
+        ),
+        // No role at all: a "delegation" key, and the fallback GUN is dropped.
+        pem::encode("PRIVATE KEY", &[], &der(&bare)),
+        // Not a private key: ignored.
+        pem::encode("CERTIFICATE", &[], b"not parsed"),
+        // The role given is only a fallback: the header wins.
+        pem::encode("PRIVATE KEY", &[("role", "root")], &der(&root)),
+    ]
+    .concat();
+    let outcome = store
+        .import_all(
+            input.as_bytes(),
+            Some("targets/fallback"),
+            Some("b.example/x"),
+            &mut pass,
+        )
+        .unwrap();
+    assert!(outcome.refused.is_empty(), "{:?}", outcome.refused);
+    let got: Vec<(String, String, Option<String>)> = outcome
+        .imported
+        .iter()
+        .map(|k| (k.id.clone(), k.role.clone(), k.gun.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                legacy.public_key().id().to_owned(),
+                "targets".into(),
+                Some("a.example/app".into())
+            ),
+            (deleg.public_key().id().to_owned(), "targets/ops".into(), None),
+            (bare.public_key().id().to_owned(), "targets/fallback".into(), None),
+            (root.public_key().id().to_owned(), "root".into(), None),
+        ]
+    );
+    let none = PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
+    let outcome = store
+        .import_all(
+            pem::encode("PRIVATE KEY", &[], &der(&none)).as_bytes(),
+            None,
+            None,
+            &mut pass,
+        )
+        .unwrap();
+    assert_eq!(outcome.imported[0].role, "delegation");
+    // The same key twice: the second is refused, not silently dropped.
+    let outcome = store
+        .import_all(
+            pem::encode("PRIVATE KEY", &[], &der(&none)).as_bytes(),
+            None,
+            None,
+            &mut pass,
+        )
+        .unwrap();
+    assert!(outcome.imported.is_empty());
+    assert!(
+        matches!(outcome.refused[..], [(ref what, KeyStoreError::AlreadyExists { .. })] if what == "key block 1"),
+        "{:?}",
+        outcome.refused
+    );
+    assert!(matches!(
+        store.import_all(b"no PEM here", None, None, &mut pass),
+        Err(KeyStoreError::Malformed { .. })
+    ));
+}

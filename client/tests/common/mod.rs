@@ -250,7 +250,10 @@ impl Seal {
     }
 }
 
-/// The Notary fixtures, if present.
+/// The Notary fixtures (`$SEAL_NOTARY_FIXTURES`, else
+/// `../shared/fixtures/notary` beside the workspace), if present. Without
+/// them a test says it skipped and passes, except under `CI=true` (or `1`),
+/// where it fails: CI must not pass on tests that did not run.
 pub fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("SEAL_NOTARY_FIXTURES").map_or_else(
         || {
@@ -260,11 +263,17 @@ pub fn fixtures() -> Option<PathBuf> {
         PathBuf::from,
     );
     if dir.join("README.md").exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: Notary fixtures not found at {}", dir.display());
-        None
+        return Some(dir);
     }
+    let what = format!(
+        "Notary fixtures not found at {} (set SEAL_NOTARY_FIXTURES)",
+        dir.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{what}, and CI=true requires them: the test cannot be skipped under CI");
+    }
+    eprintln!("skipped: {what}");
+    None
 }
 
 /// A server that answers GET requests from a map of paths to bytes (404
