@@ -32,6 +32,17 @@ pub enum ClientError {
         /// The detail, prefixed with ": " when present.
         detail: String,
     },
+    /// The server could not answer (see `unavailable`), and the cached
+    /// trust data cannot stand in for it: expired, or not verifying.
+    #[error("{unavailable}; the cached trust data of {gun} cannot be used: {cached}")]
+    CacheUnusable {
+        /// The collection.
+        gun: String,
+        /// Why the server could not be used.
+        unavailable: Box<ClientError>,
+        /// Why the cache could not be used.
+        cached: Box<ClientError>,
+    },
     /// The server has no trust data for the collection.
     #[error("{server} does not have trust data for {gun}")]
     NotFound {

@@ -338,6 +338,22 @@ fn repo(ctx: &Ctx, gun: &str) -> Result<Repository, ClientError> {
     Repository::new(&ctx.settings, gun, now())
 }
 
+/// Runs `f` on the collection `gun`, then prints on stderr what it warned
+/// about, also when it failed.
+fn with_repo<T>(ctx: &Ctx, gun: &str, f: impl FnOnce(&Repository) -> Result<T, ClientError>) -> Result<T, ClientError> {
+    let r = repo(ctx, gun)?;
+    let out = f(&r);
+    with_warnings(&r, out)
+}
+
+/// Prints `r`'s warnings on stderr, one line each, and passes `out` on.
+fn with_warnings<T>(r: &Repository, out: Result<T, ClientError>) -> Result<T, ClientError> {
+    for w in r.take_warnings() {
+        eprintln!("* warning: {w}");
+    }
+    out
+}
+
 fn publish(ctx: &Ctx, gun: &str, auto: bool) -> Result<(), ClientError> {
     let r = repo(ctx, gun)?;
     if auto {
@@ -345,7 +361,7 @@ fn publish(ctx: &Ctx, gun: &str, auto: bool) -> Result<(), ClientError> {
     } else {
         println!("Pushing changes to {gun}");
     }
-    if r.publish(&mut *ctx.pass.borrow_mut())? {
+    if with_warnings(&r, r.publish(&mut *ctx.pass.borrow_mut()))? {
         println!("Successfully published changes for repository {gun}");
     } else {
         println!("No unpublished changes for {gun}");
@@ -546,7 +562,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Publish { gun } => publish(&ctx, &gun, false)?,
         Command::List { gun, roles } => {
-            let targets = repo(&ctx, &gun)?.list_targets(&roles)?;
+            let targets = with_repo(&ctx, &gun, |r| r.list_targets(&roles))?;
             let rows = targets.iter().map(|t| {
                 vec![
                     t.name.clone(),
@@ -563,7 +579,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             );
         }
         Command::Lookup { gun, target } => {
-            let t = repo(&ctx, &gun)?.lookup(&target)?;
+            let t = with_repo(&ctx, &gun, |r| r.lookup(&target))?;
             println!(
                 "{} sha256:{} {}",
                 t.name,
@@ -622,7 +638,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                         .map_err(ClientError::io("<stdin>"))?;
                 }
             }
-            let t = repo(&ctx, &gun)?.lookup(&target)?;
+            let t = with_repo(&ctx, &gun, |r| r.lookup(&target))?;
             t.meta
                 .check(&target, &data)
                 .map_err(|e| ClientError::Invalid(format!("data does not match target {target} of {gun}: {e}")))?;
@@ -751,7 +767,7 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
             }
         }
         DelegationCmd::List { gun } => {
-            let ds = repo(ctx, &gun)?.list_delegations()?;
+            let ds = with_repo(ctx, &gun, |r| r.list_delegations())?;
             let rows = ds.iter().map(|d| {
                 vec![
                     d.role.name.clone(),
@@ -769,7 +785,7 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
         }
         DelegationCmd::Purge { gun, keys, publish: p } => {
             let r = repo(ctx, &gun)?;
-            let ds = r.list_delegations()?;
+            let ds = with_warnings(&r, r.list_delegations())?;
             let mut staged = 0;
             for d in &ds {
                 let listed: Vec<String> = keys
@@ -884,7 +900,9 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<(), ClientError> {
             role,
             server_managed,
         } => {
-            let k = repo(ctx, &gun)?.rotate_key(&role, server_managed, &mut *ctx.pass.borrow_mut())?;
+            let k = with_repo(ctx, &gun, |r| {
+                r.rotate_key(&role, server_managed, &mut *ctx.pass.borrow_mut())
+            })?;
             if ctx.verbose {
                 eprintln!("new {role} key {}", k.id());
             }

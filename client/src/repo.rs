@@ -142,6 +142,7 @@ pub struct Repository {
     settings: Settings,
     keys: KeyStore,
     now: OffsetDateTime,
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Repository {
@@ -156,7 +157,19 @@ impl Repository {
             settings: settings.clone(),
             keys,
             now,
+            warnings: std::cell::RefCell::new(Vec::new()),
         })
+    }
+
+    /// What the operations so far warned about and carried on (a server
+    /// unreachable and the cache used instead, a delegation skipped), in
+    /// order; each is one line. Taking them empties the list.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.borrow_mut())
+    }
+
+    fn warn(&self, message: String) {
+        self.warnings.borrow_mut().push(message);
     }
 
     /// The GUN.
@@ -265,9 +278,94 @@ impl Repository {
 
     /// Verifies the collection's current metadata from the server, all
     /// targets roles included, and caches what verified.
+    ///
+    /// When the server cannot answer (unreachable, or a 5xx), the cached
+    /// metadata stands in, as in Notary's client: verified afresh from the
+    /// cached root down, against `now`, so expired metadata is still
+    /// refused, with a warning that it may not be the latest.
     pub fn fetch_verified(&self) -> Result<Verified, ClientError> {
-        let remote = self.remote()?;
-        self.fetch_verified_from(&remote)
+        match self.remote().and_then(|remote| self.fetch_verified_from(&remote)) {
+            Err(e) if unavailable(&e) => self.verified_from_cache(e),
+            other => other,
+        }
+    }
+
+    /// The cached metadata, verified, in place of a server that failed
+    /// with `unavailable`. With nothing cached from a server, that failure
+    /// is the answer.
+    fn verified_from_cache(&self, unavailable: ClientError) -> Result<Verified, ClientError> {
+        if self.dir.read_meta(TIMESTAMP)?.is_none() {
+            return Err(unavailable);
+        }
+        match self.verify_cache() {
+            Ok(v) => {
+                self.warn(format!(
+                    "{unavailable}; using the cached trust data of {}, which might not be the latest",
+                    self.gun
+                ));
+                Ok(v)
+            }
+            Err(cached) => Err(ClientError::CacheUnusable {
+                gun: self.gun.clone(),
+                unavailable: Box::new(unavailable),
+                cached: Box::new(cached),
+            }),
+        }
+    }
+
+    fn verify_cache(&self) -> Result<Verified, ClientError> {
+        let read = |role: &str| -> Result<Vec<u8>, ClientError> {
+            self.dir.read_meta(role)?.ok_or_else(|| {
+                ClientError::Tuf(seal_tuf::Error::Untrusted {
+                    role: role.to_owned(),
+                    reason: "not in the cache".into(),
+                })
+            })
+        };
+        let mut repo = Repo::new(&self.gun, self.pin()?, Limits::default());
+        let mut files = BTreeMap::new();
+        let root = read(ROOT)?;
+        repo.load_trusted_root(root.clone(), self.now)?;
+        // A cached root is only a starting point online; offline it is the
+        // root, and must not have expired.
+        if let Some(r) = repo.root().filter(|r| r.expires <= self.now) {
+            return Err(ClientError::Tuf(seal_tuf::Error::Expired {
+                role: ROOT.into(),
+                expires: r.expires,
+            }));
+        }
+        files.insert(ROOT.to_owned(), root);
+        let ts = read(TIMESTAMP)?;
+        repo.update_timestamp(ts.clone(), self.now)?;
+        files.insert(TIMESTAMP.to_owned(), ts);
+        let snap = read(SNAPSHOT)?;
+        repo.update_snapshot(snap.clone(), self.now)?;
+        files.insert(SNAPSHOT.to_owned(), snap);
+        self.verify_targets_tree(&mut repo, &mut files, |role, _| read(role))?;
+        Ok(Verified { repo, files })
+    }
+
+    /// Verifies `targets` and every delegation below it, shallowest first
+    /// as they are found, with the bytes `fetch` gives for a role the
+    /// snapshot lists.
+    fn verify_targets_tree(
+        &self,
+        repo: &mut Repo,
+        files: &mut BTreeMap<String, Vec<u8>>,
+        mut fetch: impl FnMut(&str, &FileMeta) -> Result<Vec<u8>, ClientError>,
+    ) -> Result<(), ClientError> {
+        let listed: BTreeMap<String, FileMeta> = repo.snapshot().map(|s| s.meta.clone()).unwrap_or_default();
+        let mut queue = std::collections::VecDeque::from([TARGETS.to_owned()]);
+        while let Some(role) = queue.pop_front() {
+            let Some(meta) = listed.get(&role) else { continue };
+            let bytes = fetch(&role, meta)?;
+            repo.update_targets(&role, bytes.clone(), self.now)?;
+            files.insert(role.clone(), bytes);
+            if let Some(t) = repo.targets(&role) {
+                queue.extend(t.delegations.roles.iter().map(|d| d.name.clone()));
+            }
+        }
+        Ok(())
     }
 
     fn fetch_verified_from(&self, remote: &Remote) -> Result<Verified, ClientError> {
@@ -333,18 +431,9 @@ impl Repository {
             }
         }
 
-        // Targets, then delegations shallowest first as they are found.
-        let listed: BTreeMap<String, FileMeta> = repo.snapshot().map(|s| s.meta.clone()).unwrap_or_default();
-        let mut queue = std::collections::VecDeque::from([TARGETS.to_owned()]);
-        while let Some(role) = queue.pop_front() {
-            let Some(meta) = listed.get(&role) else { continue };
-            let bytes = self.fetch_by_meta(remote, &role, meta)?;
-            repo.update_targets(&role, bytes.clone(), self.now)?;
-            files.insert(role.clone(), bytes);
-            if let Some(t) = repo.targets(&role) {
-                queue.extend(t.delegations.roles.iter().map(|d| d.name.clone()));
-            }
-        }
+        self.verify_targets_tree(&mut repo, &mut files, |role, meta| {
+            self.fetch_by_meta(remote, role, meta)
+        })?;
 
         self.cache(&files)?;
         Ok(Verified { repo, files })
@@ -974,6 +1063,17 @@ impl Repository {
             self.remote()?.delete(&self.gun)?;
         }
         self.dir.remove_all()
+    }
+}
+
+/// Whether `e` says the server cannot answer now (unreachable, TLS or
+/// token service failure, or a 5xx answer), so that a read may use the
+/// cache. A 4xx answer (no such collection, refused) is an answer.
+fn unavailable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Offline { .. } => true,
+        ClientError::Server { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 

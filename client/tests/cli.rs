@@ -614,6 +614,76 @@ fn guns_with_url_characters_reach_the_server_as_they_are() {
     }
 }
 
+/// The expiry of the timestamp cached in `seal`'s trust directory for `gun`.
+fn cached_timestamp_expiry(seal: &Seal, gun: &str) -> time::OffsetDateTime {
+    let bytes = std::fs::read(seal.dir().join(format!("tuf/{gun}/metadata/timestamp.json"))).unwrap();
+    let file = seal_tuf::SignedFile::parse("timestamp", bytes).unwrap();
+    seal_tuf::Timestamp::from_signed(file.signed()).unwrap().expires
+}
+
+#[test]
+fn reads_fall_back_to_valid_cached_metadata_when_the_server_is_down() {
+    // Timestamps that live 15 s, so that the cached one expires in the test.
+    let node = Node::start_with_config(serde_json::json!({"timestamps": {"timestamp_lifetime_secs": 15}}));
+    let mut a = Seal::new(&node.url);
+    let gun = "example.com/offline";
+    let f = a.file("t.txt", b"cached payload");
+    let digest = sha256_hex(b"cached payload");
+    a.ok(&["init", gun]);
+    a.ok(&["add", gun, "t", f.to_str().unwrap()]);
+    a.ok(&["publish", gun]);
+    // An online read caches a timestamp with a few seconds left to run.
+    let mut online = a.ok(&["list", gun]).stdout;
+    while cached_timestamp_expiry(&a, gun) - time::OffsetDateTime::now_utc() < time::Duration::seconds(6) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        online = a.ok(&["list", gun]).stdout;
+    }
+    assert!(online.contains(&digest), "{online}");
+
+    // Connection refused, then a server answering 503: the cached, still
+    // valid metadata answers, with one warning line.
+    for (down, why) in [
+        (common::closed_port_url(), "unreachable"),
+        (common::failing_server(503), "server answered 503"),
+    ] {
+        a.server = down.clone();
+        let r = a.ok(&["list", gun]);
+        assert_eq!(r.stdout, online, "{down}");
+        let warning = r.stderr.trim_end();
+        assert!(
+            warning.starts_with("* warning: ")
+                && warning.contains(why)
+                && warning.contains(&format!("using the cached trust data of {gun}"))
+                && warning.lines().count() == 1,
+            "{warning:?}"
+        );
+        let r = a.ok(&["lookup", gun, "t"]);
+        assert_eq!(r.stdout.trim(), format!("t sha256:{digest} 14"));
+        assert!(r.stderr.contains("using the cached trust data"), "{}", r.stderr);
+    }
+
+    // Once the cached timestamp has expired, the cache is refused too.
+    let expires = cached_timestamp_expiry(&a, gun);
+    let wait = expires - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(500);
+    std::thread::sleep(std::time::Duration::try_from(wait).unwrap_or_default());
+    a.server = common::closed_port_url();
+    for cmd in [vec!["list", gun], vec!["lookup", gun, "t"]] {
+        let r = a.fails(&cmd);
+        assert!(
+            r.stderr.contains("unreachable")
+                && r.stderr
+                    .contains(&format!("the cached trust data of {gun} cannot be used"))
+                && r.stderr.contains("timestamp: metadata expired"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+    // The server back: a fresh timestamp, the same targets.
+    a.server = node.url.clone();
+    assert_eq!(a.ok(&["list", gun]).stdout, online);
+}
+
 /// `key list` as (role, GUN, key ID) rows, without the location column.
 fn key_rows(seal: &Seal) -> Vec<(String, String, String)> {
     let out = seal.ok(&["key", "list"]).stdout;

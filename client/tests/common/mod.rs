@@ -33,7 +33,17 @@ impl Node {
         Node::start_with(None, Some(auth))
     }
 
+    /// A node whose config also has the top-level sections of `extra`
+    /// (for example `{"timestamps": {...}}`).
+    pub fn start_with_config(extra: serde_json::Value) -> Node {
+        Node::start_full(None, None, extra)
+    }
+
     fn start_with(tls: Option<(&Path, &Path)>, auth: Option<serde_json::Value>) -> Node {
+        Node::start_full(tls, auth, serde_json::json!({}))
+    }
+
+    fn start_full(tls: Option<(&Path, &Path)>, auth: Option<serde_json::Value>, extra: serde_json::Value) -> Node {
         let data = tempfile::tempdir().expect("data dir");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -52,6 +62,11 @@ impl Node {
         }
         if let Some(auth) = auth {
             json["auth"] = auth;
+        }
+        if let serde_json::Value::Object(sections) = extra {
+            for (k, v) in sections {
+                json[k] = v;
+            }
         }
         let config = seal_node::config::NodeConfig::from_json(&json.to_string(), data.path(), &env).expect("config");
         let running = runtime
@@ -274,6 +289,41 @@ pub fn fixtures() -> Option<PathBuf> {
     }
     eprintln!("skipped: {what}");
     None
+}
+
+/// A loopback address where nothing listens (a port just closed).
+pub fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A server that answers every request with `status` and a short body, as
+/// a broken proxy or an overloaded server does.
+pub fn failing_server(status: u16) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let body = b"<html>service unavailable</html>";
+            let head = format!(
+                "HTTP/1.1 {status} Failing\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    url
 }
 
 /// A server that answers GET requests from a map of paths to bytes (404
