@@ -714,12 +714,8 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
                 add_paths: add_paths.clone(),
                 ..DelegationChange::default()
             };
-            let action = if keys.is_empty() {
-                changelist::ACTION_UPDATE
-            } else {
-                changelist::ACTION_CREATE
-            };
-            repo(ctx, &gun)?.stage_delegation(&role, action, &change)?;
+            // Notary stages additions as `create`, paths alone too.
+            repo(ctx, &gun)?.stage_delegation(&role, changelist::ACTION_CREATE, &change)?;
             let ids: Vec<String> = keys.iter().map(PublicKey::canonical_id).collect();
             println!(
                 "\nAddition of delegation role {role} with keys [{}], with paths [{}], to repository \"{gun}\" staged for next publish.\n",
@@ -756,7 +752,14 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
                 clear_all_paths: all_paths,
                 ..DelegationChange::default()
             };
-            repo(ctx, &gun)?.stage_delegation(&role, changelist::ACTION_DELETE, &change)?;
+            // As Notary: `delete` removes the whole role, `update` takes
+            // keys or paths away (even the last key).
+            let action = if whole {
+                changelist::ACTION_DELETE
+            } else {
+                changelist::ACTION_UPDATE
+            };
+            repo(ctx, &gun)?.stage_delegation(&role, action, &change)?;
             if whole {
                 println!("\nForced removal (including all keys and paths) of delegation role {role} to repository \"{gun}\" staged for next publish.\n");
             } else {
@@ -800,7 +803,7 @@ fn delegation(ctx: &Ctx, cmd: DelegationCmd) -> Result<(), ClientError> {
                     remove_keys: listed,
                     ..DelegationChange::default()
                 };
-                r.stage_delegation(&d.role.name, changelist::ACTION_DELETE, &change)?;
+                r.stage_delegation(&d.role.name, changelist::ACTION_UPDATE, &change)?;
                 staged += 1;
             }
             println!(

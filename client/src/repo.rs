@@ -347,7 +347,11 @@ impl Repository {
 
     /// Verifies `targets` and every delegation below it, shallowest first
     /// as they are found, with the bytes `fetch` gives for a role the
-    /// snapshot lists.
+    /// snapshot lists. A delegation that does not verify because its
+    /// signatures no longer meet its threshold (its keys were removed) or
+    /// it expired is skipped with a warning, as Notary's client skips it:
+    /// its targets and what it delegates are not trusted. Any other
+    /// failure, and any failure of `targets` itself, is an error.
     fn verify_targets_tree(
         &self,
         repo: &mut Repo,
@@ -359,7 +363,17 @@ impl Repository {
         while let Some(role) = queue.pop_front() {
             let Some(meta) = listed.get(&role) else { continue };
             let bytes = fetch(&role, meta)?;
-            repo.update_targets(&role, bytes.clone(), self.now)?;
+            match repo.update_targets(&role, bytes.clone(), self.now) {
+                Ok(()) => {}
+                Err(e @ (seal_tuf::Error::Threshold { .. } | seal_tuf::Error::Expired { .. })) if role != TARGETS => {
+                    self.warn(format!(
+                        "skipping delegation {role} of {}: {e}; its targets are not trusted",
+                        self.gun
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             files.insert(role.clone(), bytes);
             if let Some(t) = repo.targets(&role) {
                 queue.extend(t.delegations.roles.iter().map(|d| d.name.clone()));
@@ -731,7 +745,7 @@ impl Repository {
     fn apply(&self, w: &mut Working, change: &Change) -> Result<(), ClientError> {
         match change.kind.as_str() {
             changelist::TYPE_TARGET => self.apply_target(w, change),
-            changelist::TYPE_DELEGATION => apply_delegation(w, change),
+            changelist::TYPE_DELEGATION => apply_delegation(w, change, &mut |m| self.warn(m)),
             changelist::TYPE_WITNESS => {
                 if !w.targets.contains_key(&change.role) {
                     return Err(ClientError::Invalid(format!(
@@ -1108,7 +1122,14 @@ fn delegation_chain(w: &Working, role: &str) -> Option<Vec<DelegatedRole>> {
     Some(chain)
 }
 
-fn apply_delegation(w: &mut Working, change: &Change) -> Result<(), ClientError> {
+/// Applies a delegation change as Notary's client does. `delete` with no
+/// keys or paths (Notary's only kind) removes the role and everything
+/// below it; `create` adds the role if needed, then keys and paths;
+/// `update` (and `delete` with keys or paths, as older Seal versions
+/// staged removals) changes an existing role. A role left with fewer keys
+/// than its threshold is allowed, with a warning, as in Notary: it signs
+/// nothing until keys are added, and readers skip its file.
+fn apply_delegation(w: &mut Working, change: &Change, warn: &mut dyn FnMut(String)) -> Result<(), ClientError> {
     let role = change.role.as_str();
     let parent_name = parent_role(role)
         .ok_or_else(|| ClientError::Invalid(format!("{role:?} is not a delegation role")))?
@@ -1148,7 +1169,7 @@ fn apply_delegation(w: &mut Working, change: &Change) -> Result<(), ClientError>
     let i = match pos {
         Some(i) => i,
         None => {
-            if change.action == changelist::ACTION_DELETE {
+            if change.action != changelist::ACTION_CREATE {
                 return Err(ClientError::Invalid(format!(
                     "{role} is not delegated in {parent_name}"
                 )));
@@ -1191,15 +1212,11 @@ fn apply_delegation(w: &mut Working, change: &Change) -> Result<(), ClientError>
     if d.new_threshold > 0 {
         r.threshold = d.new_threshold;
     }
-    if r.keyids.is_empty() {
-        return Err(ClientError::Invalid(format!("delegation {role} would have no keys")));
-    }
-    if r.threshold as usize > r.keyids.len() {
-        return Err(ClientError::Invalid(format!(
-            "delegation {role} would need {} signatures from {} keys",
-            r.threshold,
-            r.keyids.len()
-        )));
+    if r.keyids.len() < r.threshold as usize {
+        warn(format!(
+            "role {role} has fewer keys than its threshold of {}; it will not be usable until keys are added to it",
+            r.threshold
+        ));
     }
     prune_keys(&mut parent.delegations);
     w.dirty.insert(parent_name);

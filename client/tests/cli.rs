@@ -684,6 +684,88 @@ fn reads_fall_back_to_valid_cached_metadata_when_the_server_is_down() {
     assert_eq!(a.ok(&["list", gun]).stdout, online);
 }
 
+#[test]
+fn a_delegation_whose_last_key_is_removed_is_published_and_then_skipped() {
+    let node = Node::start();
+    let a = Seal::new(&node.url);
+    let gun = "example.com/keyless";
+    let f = a.file("t.txt", b"team build");
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_owned();
+    a.ok(&["init", "-p", gun]);
+    let (key, cert) = delegation_pair(&a, "team");
+    a.ok(&["key", "import", &p(&key), "--role", "targets/team"]);
+    a.ok(&["delegation", "add", "-p", gun, "targets/team", &p(&cert), "--all-paths"]);
+    a.ok(&["add", "-p", gun, "team/1", &p(&f), "--roles", "targets/team"]);
+    a.ok(&["add", "-p", gun, "top", &p(&f)]);
+    let list = a.ok(&["list", gun]).stdout;
+    assert!(list.contains("team/1") && list.contains("targets/team"), "{list}");
+    let id = a
+        .ok(&["delegation", "list", gun])
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("targets/team"))
+        .and_then(|l| l.split_whitespace().find(|w| w.len() == 64).map(str::to_owned))
+        .expect("the delegation's key ID");
+    assert_eq!(id.len(), 64, "{id}");
+
+    // Removing the only key is staged, as Notary stages it ...
+    let out = a.ok(&["delegation", "remove", gun, "targets/team", &id]).stdout;
+    assert!(
+        out.contains(&format!("Removal of delegation role targets/team with keys [{id}]")),
+        "{out}"
+    );
+    let status = a.ok(&["status", gun]).stdout;
+    assert!(status.contains("update") && status.contains("targets/team"), "{status}");
+    // ... and published, with Notary's warning.
+    let r = a.ok(&["publish", gun]);
+    assert!(
+        r.stderr
+            .contains("role targets/team has fewer keys than its threshold of 1; it will not be usable until keys are added to it"),
+        "{}",
+        r.stderr
+    );
+    // The published parent keeps the role, with no keys.
+    let targets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.dir().join(format!("tuf/{gun}/metadata/targets.json"))).unwrap())
+            .unwrap();
+    let role = &targets["signed"]["delegations"]["roles"][0];
+    assert_eq!(role["name"], "targets/team", "{targets}");
+    assert!(
+        role["keyids"].is_null() || role["keyids"].as_array().is_some_and(Vec::is_empty),
+        "{role}"
+    );
+    assert_eq!(
+        targets["signed"]["delegations"]["keys"],
+        serde_json::json!({}),
+        "{targets}"
+    );
+
+    // Listing works: the delegation no longer verifies, so it is skipped
+    // with a warning and none of its targets is trusted. So for a second
+    // trust directory that never saw it verify.
+    let b = Seal::new(&node.url);
+    for reader in [&a, &b] {
+        let r = reader.ok(&["list", gun]);
+        assert!(r.stdout.contains("top") && !r.stdout.contains("team/1"), "{}", r.stdout);
+        let warning = r.stderr.trim_end();
+        assert!(
+            warning.starts_with("* warning: skipping delegation targets/team of example.com/keyless: ")
+                && warning.contains("valid signatures did not meet threshold (0 of 1)")
+                && warning.lines().count() == 1,
+            "{warning:?}"
+        );
+        let r = reader.run(&["lookup", gun, "team/1"]);
+        assert_ne!(r.code, 0, "{}", r.stdout);
+        assert!(
+            r.stderr.contains("* fatal: no trust data for target team/1"),
+            "{}",
+            r.stderr
+        );
+        let dl = reader.ok(&["delegation", "list", gun]).stdout;
+        assert!(dl.contains("targets/team"), "{dl}");
+    }
+}
+
 /// `key list` as (role, GUN, key ID) rows, without the location column.
 fn key_rows(seal: &Seal) -> Vec<(String, String, String)> {
     let out = seal.ok(&["key", "list"]).stdout;
