@@ -17,7 +17,9 @@ use axum::body::Bytes;
 use seal_raft::{SealRaft, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use seal_tuf::metadata::{Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TIMESTAMP};
-use seal_tuf::update::{server_held, validate_update, ServerKeys, SnapshotPlan, StoredFiles};
+use seal_tuf::update::{
+    server_held, validate_update_with, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan,
+};
 use seal_tuf::{PublicKey, Signature as TufSignature, UpdateError};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
@@ -91,6 +93,12 @@ pub struct RaftBackend {
     /// timestamp refreshes), so that concurrent writers do not sign competing versions and race
     /// each other's signer high-water marks; the loser validates against the winner's state.
     gun_locks: GunLocks,
+    /// What one upload may hold (`limits.max_keys`, …, `limits.max_version_jump`).
+    update_limits: UpdateLimits,
+    /// Uploads validated at once: their signature checks run on the blocking
+    /// pool, so a flood of uploads cannot take the async runtime that
+    /// serves reads and Raft, and at most this many cores verify.
+    validation_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One async lock per collection, made on first use and dropped with its last user.
@@ -148,7 +156,38 @@ impl RaftBackend {
             metrics,
             key_lock: Mutex::new(()),
             gun_locks: GunLocks::default(),
+            update_limits: UpdateLimits::default(),
+            validation_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// Validates uploads within `limits` instead of the defaults.
+    pub fn with_update_limits(mut self, limits: UpdateLimits) -> RaftBackend {
+        self.update_limits = limits;
+        self
+    }
+
+    /// Validates an upload on the blocking pool, at most one per core at once.
+    async fn validate(
+        &self,
+        gun: &str,
+        stored: &StoredFiles,
+        uploads: &[(String, Vec<u8>)],
+        now: time::OffsetDateTime,
+        keys: ServerKeys,
+    ) -> Result<UpdatePlan, ApiError> {
+        let _slot = self.validation_slots.acquire().await.map_err(|_| ApiError::Unknown {
+            reason: "validation pool closed".into(),
+        })?;
+        let (gun, stored, uploads, limits) = (gun.to_owned(), stored.clone(), uploads.to_vec(), self.update_limits);
+        tokio::task::spawn_blocking(move || validate_update_with(&gun, &stored, uploads, now, &keys, &limits))
+            .await
+            .map_err(|e| ApiError::Unknown {
+                reason: format!("validation task: {e}"),
+            })?
+            .map_err(update_error)
     }
 
     /// The Raft node.
@@ -262,7 +301,7 @@ impl RaftBackend {
         let now = self.clock.now();
         let stored = self.stored_files(gun)?;
         let keys = self.server_keys(gun)?;
-        let plan = validate_update(gun, &stored, uploads.to_vec(), now, &keys).map_err(update_error)?;
+        let plan = self.validate(gun, &stored, uploads, now, keys).await?;
         if plan.changes_nothing() {
             // Accepted as Notary accepts it; nothing to sign or store.
             return Ok(Some(()));

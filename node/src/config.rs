@@ -13,12 +13,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cache::{DEFAULT_CONSISTENT_MAX_AGE, DEFAULT_CURRENT_MAX_AGE};
+use crate::listen::ConnectionLimits;
 use crate::multipart::UploadLimits;
+use seal_tuf::update::UpdateLimits;
 
 /// The environment, as a map from variable name to value.
 pub type Env = BTreeMap<String, String>;
@@ -359,6 +362,11 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     /// `limits.*`.
     pub limits: UploadLimits,
+    /// `limits.max_keys`, `max_delegations`, `max_targets`, `max_version_jump`:
+    /// what one upload may hold.
+    pub update_limits: UpdateLimits,
+    /// `connections.*`: the HTTP listener's connection cap and timeouts.
+    pub connections: ConnectionLimits,
     /// `timestamps.*`.
     pub timestamps: TimestampsConfig,
     /// `signer.*`.
@@ -413,9 +421,17 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("raft.tls_ca_file", Kind::Str),
     ("raft.tls_cert_file", Kind::Str),
     ("raft.tls_key_file", Kind::Str),
+    ("connections.max_per_listener", Kind::Int),
+    ("connections.handshake_timeout_ms", Kind::Int),
+    ("connections.header_read_timeout_ms", Kind::Int),
+    ("connections.idle_timeout_ms", Kind::Int),
     ("limits.max_body_bytes", Kind::Int),
     ("limits.max_parts", Kind::Int),
     ("limits.max_file_bytes", Kind::Int),
+    ("limits.max_keys", Kind::Int),
+    ("limits.max_delegations", Kind::Int),
+    ("limits.max_targets", Kind::Int),
+    ("limits.max_version_jump", Kind::Int),
     ("timestamps.refresh_margin_fraction", Kind::Float),
     ("timestamps.timestamp_lifetime_secs", Kind::Int),
     ("timestamps.snapshot_lifetime_secs", Kind::Int),
@@ -618,6 +634,19 @@ struct RawLimits {
     max_body_bytes: Option<u64>,
     max_parts: Option<u64>,
     max_file_bytes: Option<u64>,
+    max_keys: Option<u64>,
+    max_delegations: Option<u64>,
+    max_targets: Option<u64>,
+    max_version_jump: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawConnections {
+    max_per_listener: Option<u64>,
+    handshake_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -648,6 +677,7 @@ struct RawConfig {
     caching: RawCaching,
     raft: RawRaft,
     limits: RawLimits,
+    connections: RawConnections,
     timestamps: RawTimestamps,
     signer: RawSigner,
 }
@@ -990,6 +1020,53 @@ impl NodeConfig {
             max_file_bytes: positive(raw.limits.max_file_bytes, d.max_file_bytes, "limits.max_file_bytes")?,
         };
 
+        let du = UpdateLimits::default();
+        let count = |v: Option<u64>, default: usize, key: &str| {
+            positive(v, default as u64, key).and_then(|n| usize::try_from(n).map_err(|_| invalid(key, "too large")))
+        };
+        let update_limits = UpdateLimits {
+            max_keys: count(raw.limits.max_keys, du.max_keys, "limits.max_keys")?,
+            max_delegations: count(raw.limits.max_delegations, du.max_delegations, "limits.max_delegations")?,
+            max_targets: count(raw.limits.max_targets, du.max_targets, "limits.max_targets")?,
+            max_version_jump: positive(
+                raw.limits.max_version_jump,
+                du.max_version_jump,
+                "limits.max_version_jump",
+            )?,
+        };
+
+        // connections
+        let dc = ConnectionLimits::default();
+        let ms = |v: Option<u64>, default: Duration, key: &str| {
+            positive(v, u64::try_from(default.as_millis()).unwrap_or(u64::MAX), key).map(Duration::from_millis)
+        };
+        let max_per_listener = positive(
+            raw.connections.max_per_listener,
+            dc.max_connections as u64,
+            "connections.max_per_listener",
+        )?;
+        let connections = ConnectionLimits {
+            max_connections: usize::try_from(max_per_listener)
+                .ok()
+                .filter(|n| *n <= tokio::sync::Semaphore::MAX_PERMITS)
+                .ok_or_else(|| invalid("connections.max_per_listener", "too large"))?,
+            handshake_timeout: ms(
+                raw.connections.handshake_timeout_ms,
+                dc.handshake_timeout,
+                "connections.handshake_timeout_ms",
+            )?,
+            header_read_timeout: ms(
+                raw.connections.header_read_timeout_ms,
+                dc.header_read_timeout,
+                "connections.header_read_timeout_ms",
+            )?,
+            idle_timeout: ms(
+                raw.connections.idle_timeout_ms,
+                dc.idle_timeout,
+                "connections.idle_timeout_ms",
+            )?,
+        };
+
         // timestamps
         let timestamps = TimestampsConfig {
             refresh_margin_fraction: raw.timestamps.refresh_margin_fraction.unwrap_or(0.5),
@@ -1035,6 +1112,8 @@ impl NodeConfig {
             caching,
             raft,
             limits,
+            update_limits,
+            connections,
             timestamps,
             signer,
         })

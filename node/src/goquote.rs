@@ -79,11 +79,11 @@ mod tests {
             ("\u{2028}", r#""\u2028""#), // line separator
             ("\u{3000}", r#""\u3000""#), // ideographic space
             ("\u{feff}", r#""\ufeff""#),
-            ("\u{e000}", r#""\ue000""#),         // private use
-            ("\u{10ffff}", r#""\U0010ffff""#),   // noncharacter, unassigned
-            ("\u{1f600}", "\"\u{1f600}\""),      // emoji: So, printed
-            ("\u{e0001}", r#""\U000e0001""#),    // language tag: Cf
-            ("-1\u{301}", "\"-1\u{301}\""),      // combining mark: printed
+            ("\u{e000}", r#""\ue000""#),       // private use
+            ("\u{10ffff}", r#""\U0010ffff""#), // noncharacter, unassigned
+            ("\u{1f600}", "\"\u{1f600}\""),    // emoji: So, printed
+            ("\u{e0001}", r#""\U000e0001""#),  // language tag: Cf
+            ("-1\u{301}", "\"-1\u{301}\""),    // combining mark: printed
             ("10?x=%00", r#""10?x=%00""#),
         ];
         for (s, go) in cases {

@@ -463,11 +463,17 @@ fn query_value(query: Option<&str>, key: &str) -> String {
 fn parse_int32(s: &str) -> Result<i64, String> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.ParseInt: parsing {}: invalid syntax", crate::goquote::quote(s)));
+        return Err(format!(
+            "strconv.ParseInt: parsing {}: invalid syntax",
+            crate::goquote::quote(s)
+        ));
     }
     match s.parse::<i64>() {
         Ok(n) if n >= i64::from(i32::MIN) && n <= i64::from(i32::MAX) => Ok(n),
-        _ => Err(format!("strconv.ParseInt: parsing {}: value out of range", crate::goquote::quote(s))),
+        _ => Err(format!(
+            "strconv.ParseInt: parsing {}: value out of range",
+            crate::goquote::quote(s)
+        )),
     }
 }
 

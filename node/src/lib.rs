@@ -17,7 +17,8 @@
 //! * [`metrics`] holds the Prometheus registry;
 //! * [`backend`] is the real backend: Raft reads and writes, seal-tuf
 //!   validation and generation, the timestamp refresher;
-//! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] serves HTTPS;
+//! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] loads its TLS
+//!   identity, [`listen`] is the accept loop with its connection cap and timeouts;
 //! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
 //!   in-process [`signer::LocalSigner`];
 //! * `faults` (only with the test-only `fault-injection` feature) follows the
@@ -32,10 +33,11 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod error;
-pub mod goquote;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub mod goquote;
 pub mod http;
+pub mod listen;
 pub mod local_cluster;
 pub mod metrics;
 pub mod multipart;

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The content type of the text exposition format.
@@ -38,6 +39,13 @@ pub struct Metrics {
     /// `seal_timestamp_min_remaining_seconds`: the smallest remaining lifetime of any collection's
     /// timestamp, set by the leader (NaN on other nodes and when no timestamp is stored).
     pub timestamp_min_remaining: Gauge,
+    /// `seal_connections_refused_total`: HTTP connections closed on arrival because
+    /// `connections.max_per_listener` were open.
+    pub connections_refused: IntCounter,
+    /// `seal_accept_errors_total`: failed `accept()` calls of the HTTP listener.
+    pub accept_errors: IntCounter,
+    /// `seal_connections_open`: HTTP connections open now.
+    pub connections_open: IntGauge,
 }
 
 fn size_buckets() -> Vec<f64> {
@@ -93,6 +101,18 @@ impl Metrics {
             "Smallest remaining lifetime of any collection's timestamp (set by the leader; NaN elsewhere).",
         )?;
         timestamp_min_remaining.set(f64::NAN);
+        let connections_refused = IntCounter::new(
+            "seal_connections_refused_total",
+            "HTTP connections closed on arrival because connections.max_per_listener were open.",
+        )?;
+        let accept_errors = IntCounter::new(
+            "seal_accept_errors_total",
+            "Failed accept() calls of the HTTP listener (the loop backs off and goes on).",
+        )?;
+        let connections_open = IntGauge::new("seal_connections_open", "HTTP connections open now.")?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(accept_errors.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(http_request_size.clone()))?;
@@ -117,7 +137,19 @@ impl Metrics {
             signing_duration,
             timestamp_age,
             timestamp_min_remaining,
+            connections_refused,
+            accept_errors,
+            connections_open,
         })
+    }
+
+    /// The HTTP listener's counters.
+    pub fn listener(&self) -> crate::listen::ListenerMetrics {
+        crate::listen::ListenerMetrics {
+            refused: self.connections_refused.clone(),
+            accept_errors: self.accept_errors.clone(),
+            open: self.connections_open.clone(),
+        }
     }
 
     /// The registry, for callers that add their own collectors.

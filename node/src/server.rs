@@ -105,7 +105,7 @@ pub struct Running {
     /// The backend.
     pub backend: Arc<RaftBackend>,
     shutdown: Arc<tokio::sync::Notify>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -275,14 +275,17 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         snapshot: secs(config.timestamps.snapshot_lifetime_secs),
         refresh_margin: ts_life * config.timestamps.refresh_margin_fraction,
     };
-    let backend = Arc::new(RaftBackend::new(
-        Arc::new(raft),
-        signer,
-        clock,
-        lifetimes,
-        config.trust_service.key_algorithm,
-        metrics.clone(),
-    ));
+    let backend = Arc::new(
+        RaftBackend::new(
+            Arc::new(raft),
+            signer,
+            clock,
+            lifetimes,
+            config.trust_service.key_algorithm,
+            metrics.clone(),
+        )
+        .with_update_limits(config.update_limits),
+    );
 
     let poll = StdDuration::from_secs(1)
         .min(StdDuration::try_from(lifetimes.refresh_margin / 4).unwrap_or(StdDuration::from_secs(1)));
@@ -292,6 +295,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         shutdown.clone(),
     ));
 
+    let listener_metrics = metrics.listener();
     let mut state = AppState::from_config(&config, backend.clone(), metrics);
     state.auth = auth;
     let max_staleness = cluster_mode.then(|| StdDuration::from_millis(config.raft.max_staleness_ms));
@@ -313,14 +317,21 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         addr: addr.to_string(),
         source,
     })?;
-    let server = match &config.server.tls {
-        None => tokio::spawn(async move { axum::serve(listener, app).await }),
-        Some(tls) => {
-            let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file, config.server.client_ca_file.as_deref())
-                .map_err(|e| StartError::Config(e.to_string()))?;
-            tokio::spawn(crate::tls::serve(listener, acceptor, app))
-        }
+    let acceptor = match &config.server.tls {
+        None => None,
+        Some(tls) => Some(
+            crate::tls::acceptor(&tls.cert_file, &tls.key_file, config.server.client_ca_file.as_deref())
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        ),
     };
+    crate::listen::check_descriptor_headroom(&config.connections);
+    let server = tokio::spawn(crate::listen::serve(
+        listener,
+        acceptor,
+        app,
+        config.connections,
+        listener_metrics,
+    ));
     Ok(Running {
         addr: local,
         backend,

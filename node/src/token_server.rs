@@ -809,7 +809,7 @@ pub struct RunningTokenServer {
     pub addr: SocketAddr,
     /// `https` or `http`.
     pub scheme: &'static str,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl RunningTokenServer {
@@ -841,16 +841,24 @@ pub async fn start(config: TokenServerConfig) -> Result<RunningTokenServer, Toke
     })?;
     let app = router(issuer.clone());
     tracing::warn!("seal-node token-server is a development tool: do not use it in production");
-    let (server, scheme) = match tls {
+    let (acceptor, scheme) = match tls {
         None => {
             tracing::warn!("plain HTTP: passwords cross the network in clear (set server.tls_cert_file)");
-            (tokio::spawn(async move { axum::serve(listener, app).await }), "http")
+            (None, "http")
         }
         Some((cert, key)) => {
             let acceptor = crate::tls::acceptor(&cert, &key, None).map_err(|e| TokenServerError::Key(e.to_string()))?;
-            (tokio::spawn(crate::tls::serve(listener, acceptor, app)), "https")
+            (Some(acceptor), "https")
         }
     };
+    let metrics = crate::listen::ListenerMetrics::unregistered();
+    let server = tokio::spawn(crate::listen::serve(
+        listener,
+        acceptor,
+        app,
+        crate::listen::ConnectionLimits::default(),
+        metrics,
+    ));
     tracing::info!(
         addr = %local,
         algorithm = issuer.signer.algorithm(),

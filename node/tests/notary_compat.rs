@@ -63,7 +63,14 @@ fn published(node: &Node, gun: &str, server_snapshot: bool, delegate: bool) -> T
         if !server_snapshot {
             let root = files[0].1.clone();
             let targets = files[1].1.clone();
-            let snap = repo.snapshot_file(2, &[("root", &root), ("targets", &targets), ("targets/releases", &files[3].1)]);
+            let snap = repo.snapshot_file(
+                2,
+                &[
+                    ("root", &root),
+                    ("targets", &targets),
+                    ("targets/releases", &files[3].1),
+                ],
+            );
             files[2] = ("snapshot".into(), snap);
         }
     }
@@ -74,7 +81,13 @@ fn published(node: &Node, gun: &str, server_snapshot: bool, delegate: bool) -> T
 /// POSTs `body` as an update of `gun` with Go's multipart content type.
 fn post_raw(node: &Node, gun: &str, body: &[u8]) -> Response {
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
-    request(&node.addr, "POST", &format!("/v2/{gun}/_trust/tuf/"), &[("Content-Type", &ct)], body)
+    request(
+        &node.addr,
+        "POST",
+        &format!("/v2/{gun}/_trust/tuf/"),
+        &[("Content-Type", &ct)],
+        body,
+    )
 }
 
 /// What Go's `multipart.Writer` writes for the parts given, as the Notary
@@ -118,7 +131,11 @@ fn an_update_with_no_role_file_is_answered_as_notary_does_and_stores_nothing() {
     let stale_ts = repo.timestamp_file(40, b"a snapshot");
     let r = post_raw(&node, gun, &go_multipart(&[("timestamp", &stale_ts)]));
     ok(&r, "timestamp-only update");
-    assert_eq!(state(&node, gun), before, "an update without role files changed what is served");
+    assert_eq!(
+        state(&node, gun),
+        before,
+        "an update without role files changed what is served"
+    );
 
     // The client holds the snapshot key: Notary cannot make a snapshot and
     // says so; nothing changes.
@@ -126,7 +143,12 @@ fn an_update_with_no_role_file_is_answered_as_notary_does_and_stores_nothing() {
     published(&node, gun, false, false);
     let before = state(&node, gun);
     let r = post_raw(&node, gun, &go_multipart(&[]));
-    assert_eq!((r.status, r.error_code()), (400, "INVALID_UPDATE".to_owned()), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "INVALID_UPDATE".to_owned()),
+        "{}",
+        r.text()
+    );
     assert_eq!(detail_name(&r), "ErrBadHierarchy");
     assert_eq!(state(&node, gun), before);
 
@@ -146,10 +168,16 @@ fn an_update_with_no_role_file_is_answered_as_notary_does_and_stores_nothing() {
 fn targets_without_delegation_keys(repo: &TestRepo, version: u64) -> Vec<u8> {
     let mut t = repo.targets_meta(version, &[("v1", b"one")]).to_value();
     let Value::Object(signed) = &mut t else { unreachable!() };
-    let Some(Value::Object(delegations)) = signed.get_mut("delegations") else { unreachable!() };
+    let Some(Value::Object(delegations)) = signed.get_mut("delegations") else {
+        unreachable!()
+    };
     delegations.insert("keys".into(), Value::Object(BTreeMap::new()));
-    let Some(Value::Array(roles)) = delegations.get_mut("roles") else { unreachable!() };
-    let Value::Object(role) = &mut roles[0] else { unreachable!() };
+    let Some(Value::Array(roles)) = delegations.get_mut("roles") else {
+        unreachable!()
+    };
+    let Value::Object(role) = &mut roles[0] else {
+        unreachable!()
+    };
     role.insert("keyids".into(), Value::Null);
     sign("targets", t, &[(&repo.targets, repo.targets.public_key().id())]).into_bytes()
 }
@@ -163,7 +191,10 @@ fn a_delegation_whose_last_key_was_removed_is_stored_as_uploaded_and_signs_nothi
 
     let parent = targets_without_delegation_keys(&repo, 3);
     assert!(String::from_utf8_lossy(&parent).contains(r#""keyids":null"#));
-    ok(&node.publish(gun, &[("targets".into(), parent.clone())]), "targets with null keyids");
+    ok(
+        &node.publish(gun, &[("targets".into(), parent.clone())]),
+        "targets with null keyids",
+    );
     let served = node.get(&tuf(gun, "targets.json"));
     ok(&served, "targets.json");
     assert_eq!(served.body, parent, "the node did not keep the uploaded bytes");
@@ -172,7 +203,12 @@ fn a_delegation_whose_last_key_was_removed_is_stored_as_uploaded_and_signs_nothi
     let before = state(&node, gun);
     let again = repo.delegation_file("targets/releases", 2, &[("evil", b"x")]);
     let r = node.publish(gun, &[("targets/releases".into(), again)]);
-    assert_eq!((r.status, r.error_code()), (400, "INVALID_UPDATE".to_owned()), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "INVALID_UPDATE".to_owned()),
+        "{}",
+        r.text()
+    );
     assert_eq!(detail_name(&r), "ErrBadTargets");
     assert!(r.text().contains("threshold"), "{}", r.text());
     assert_eq!(state(&node, gun), before);
@@ -199,7 +235,12 @@ fn a_root_certificate_for_docker_star_serves_every_gun_under_docker() {
     repo.root_keys = vec![wildcard()];
     repo.server_timestamp = Some(PublicKey::from_json(&node.get(&tuf(gun, "timestamp.key")).body).unwrap());
     let r = node.publish(gun, &repo.first_publish(&[]));
-    assert_eq!((r.status, r.error_code()), (400, "INVALID_UPDATE".to_owned()), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "INVALID_UPDATE".to_owned()),
+        "{}",
+        r.text()
+    );
     assert_eq!(detail_name(&r), "ErrBadRoot");
     assert!(r.text().contains(r#"does not match \"library/app\""#), "{}", r.text());
     assert_eq!(node.get(&tuf(gun, "root.json")).status, 404);

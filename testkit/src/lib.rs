@@ -58,7 +58,11 @@ mod tests {
     fn the_fixtures_are_found_beside_the_workspace() {
         // Under CI this fails when ../shared is missing, as it must.
         if let Some(dir) = notary_fixtures() {
-            assert!(dir.join("API.md").is_file(), "{} is not the Notary fixtures", dir.display());
+            assert!(
+                dir.join("API.md").is_file(),
+                "{} is not the Notary fixtures",
+                dir.display()
+            );
         }
     }
 }

@@ -158,6 +158,48 @@ pub enum Error {
         /// The offending target name.
         target: String,
     },
+    /// An upload carries more signatures than keys that could count for it.
+    #[error("{role}: {count} signatures, more than the {max} its keys allow")]
+    TooManySignatures {
+        /// The role whose file it is.
+        role: String,
+        /// Signatures carried.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// An upload carries two signatures naming the same key.
+    #[error("{role}: two signatures by key {keyid}")]
+    DuplicateSignature {
+        /// The role whose file it is.
+        role: String,
+        /// The key named twice.
+        keyid: KeyId,
+    },
+    /// An upload holds more entries of some kind than the server accepts.
+    #[error("{role}: {count} {what}, more than the {max} allowed")]
+    TooMany {
+        /// The role whose file it is.
+        role: String,
+        /// What was counted (`keys`, `delegations`, `targets`).
+        what: &'static str,
+        /// How many the file holds.
+        count: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A version that jumps further above the current one than allowed.
+    #[error("{role}: version {version} jumps more than {max_jump} above {current}")]
+    VersionJump {
+        /// The role.
+        role: String,
+        /// The uploaded version.
+        version: u64,
+        /// The current version (0: none yet).
+        current: u64,
+        /// The largest jump allowed.
+        max_jump: u64,
+    },
     /// An x509 root certificate is not acceptable for this GUN.
     #[error("{role}: certificate of key {keyid}: {reason}")]
     BadCertificate {
@@ -187,7 +229,11 @@ impl Error {
             | Error::TooLarge { role, .. }
             | Error::Untrusted { role, .. }
             | Error::PathNotDelegated { role, .. }
-            | Error::BadCertificate { role, .. } => Some(role),
+            | Error::BadCertificate { role, .. }
+            | Error::TooManySignatures { role, .. }
+            | Error::DuplicateSignature { role, .. }
+            | Error::TooMany { role, .. }
+            | Error::VersionJump { role, .. } => Some(role),
             Error::InvalidRole(_) => None,
         }
     }

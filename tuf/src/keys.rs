@@ -436,8 +436,15 @@ pub fn go_directory_string(tag: x509_cert::der::Tag, value: &[u8]) -> Result<Opt
                 return Err("BMPString has an odd length".into());
             }
             let value = value.strip_suffix(&[0, 0]).unwrap_or(value);
-            let units: Vec<u16> = value.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-            Ok(Some(char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()))
+            let units: Vec<u16> = value
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            Ok(Some(
+                char::decode_utf16(units)
+                    .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                    .collect(),
+            ))
         }
         _ => Ok(None),
     }

@@ -64,51 +64,51 @@ pub fn printable_cn_cert(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Vec<u8> {
-        use p256::ecdsa::signature::Signer;
-        use x509_cert::der::{Decode, Encode, EncodePem};
-        assert!(cn.is_ascii(), "a PrintableString is ASCII");
-        // rcgen writes only DER-valid PrintableStrings: write a placeholder
-        // of the same length, replace its bytes, and sign again.
-        let placeholder: String = "X".repeat(cn.len());
-        let kp = rcgen::KeyPair::try_from(private.to_pkcs8_der().expect("pkcs8").as_slice()).expect("key pair");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            rcgen::DnValue::PrintableString(placeholder.as_str().try_into().expect("printable")),
-        );
-        params.not_before = not_before;
-        params.not_after = not_after;
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
-        let der = params.self_signed(&kp).expect("certificate").der().to_vec();
-        let mut tagged = vec![0x13, u8::try_from(cn.len()).expect("short CN")];
-        let mut find = tagged.clone();
-        find.extend_from_slice(placeholder.as_bytes());
-        tagged.extend_from_slice(cn.as_bytes());
-        let mut patched = der.clone();
-        let mut replaced = 0;
-        let mut i = 0;
-        while i + find.len() <= patched.len() {
-            if patched[i..i + find.len()] == find[..] {
-                patched[i..i + find.len()].copy_from_slice(&tagged);
-                replaced += 1;
-                i += find.len();
-            } else {
-                i += 1;
-            }
+    use p256::ecdsa::signature::Signer;
+    use x509_cert::der::{Decode, Encode, EncodePem};
+    assert!(cn.is_ascii(), "a PrintableString is ASCII");
+    // rcgen writes only DER-valid PrintableStrings: write a placeholder
+    // of the same length, replace its bytes, and sign again.
+    let placeholder: String = "X".repeat(cn.len());
+    let kp = rcgen::KeyPair::try_from(private.to_pkcs8_der().expect("pkcs8").as_slice()).expect("key pair");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        rcgen::DnValue::PrintableString(placeholder.as_str().try_into().expect("printable")),
+    );
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+    let der = params.self_signed(&kp).expect("certificate").der().to_vec();
+    let mut tagged = vec![0x13, u8::try_from(cn.len()).expect("short CN")];
+    let mut find = tagged.clone();
+    find.extend_from_slice(placeholder.as_bytes());
+    tagged.extend_from_slice(cn.as_bytes());
+    let mut patched = der.clone();
+    let mut replaced = 0;
+    let mut i = 0;
+    while i + find.len() <= patched.len() {
+        if patched[i..i + find.len()] == find[..] {
+            patched[i..i + find.len()].copy_from_slice(&tagged);
+            replaced += 1;
+            i += find.len();
+        } else {
+            i += 1;
         }
-        assert_eq!(replaced, 2, "the CN appears in the issuer and the subject");
-        let mut cert = x509_cert::Certificate::from_der(&patched).expect("patched certificate");
-        let tbs = cert.tbs_certificate.to_der().expect("tbs");
-        let PrivateKey::Ecdsa(sk) = private else {
-            panic!("printable_cn_cert needs an ECDSA key")
-        };
-        let sig: p256::ecdsa::Signature = sk.sign(&tbs);
-        cert.signature = x509_cert::der::asn1::BitString::from_bytes(sig.to_der().as_bytes()).expect("signature");
-        cert.to_pem(x509_cert::der::pem::LineEnding::LF)
-            .expect("pem")
-            .into_bytes()
+    }
+    assert_eq!(replaced, 2, "the CN appears in the issuer and the subject");
+    let mut cert = x509_cert::Certificate::from_der(&patched).expect("patched certificate");
+    let tbs = cert.tbs_certificate.to_der().expect("tbs");
+    let PrivateKey::Ecdsa(sk) = private else {
+        panic!("printable_cn_cert needs an ECDSA key")
+    };
+    let sig: p256::ecdsa::Signature = sk.sign(&tbs);
+    cert.signature = x509_cert::der::asn1::BitString::from_bytes(sig.to_der().as_bytes()).expect("signature");
+    cert.to_pem(x509_cert::der::pem::LineEnding::LF)
+        .expect("pem")
+        .into_bytes()
 }
 
 /// Keys and metadata of one test collection, signed like Notary's CLI does.

@@ -15,7 +15,7 @@ use crate::metadata::{
     is_delegation, is_valid_role, parent_role, DelegatedRole, Root, SignedFile, Snapshot, Targets, Timestamp, ROOT,
     SNAPSHOT, TARGETS, TIMESTAMP,
 };
-use crate::verify::{check_expiry, listed_keys, verify_threshold};
+use crate::verify::{check_expiry, check_signature_list, listed_keys, verify_threshold};
 
 /// The public keys the server (its signer) holds for one GUN.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +55,33 @@ pub struct UpdatePlan {
     /// The stored version of every role the validation relied on (None:
     /// absent). Applying the update must re-check them (compare-and-set).
     pub expected: Vec<(String, Option<u64>)>,
+}
+
+/// Bounds on what one upload may hold, beyond the upload's byte sizes.
+/// The defaults are far above what real collections hold (docs/node-http.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateLimits {
+    /// Keys in a root's `keys` or a targets role's `delegations.keys`.
+    pub max_keys: usize,
+    /// Roles in a targets role's `delegations.roles`.
+    pub max_delegations: usize,
+    /// Entries in a targets role's `targets`.
+    pub max_targets: usize,
+    /// How far above the current version (0 for a new role) a version may
+    /// go in one upload, so that no key holder can push a role to the
+    /// largest version and lock it.
+    pub max_version_jump: u64,
+}
+
+impl Default for UpdateLimits {
+    fn default() -> Self {
+        UpdateLimits {
+            max_keys: 1_000,
+            max_delegations: 1_000,
+            max_targets: 100_000,
+            max_version_jump: 1_000_000,
+        }
+    }
 }
 
 /// The stored files of one GUN: the current file of each role.
@@ -217,14 +244,39 @@ fn depth(role: &str) -> usize {
 }
 
 /// Validates an update to `gun` against the stored files, at `now`, given
-/// the keys the server holds. On success the plan says what to store, what
-/// to generate and which stored versions it relied on.
+/// the keys the server holds, within the default [`UpdateLimits`]. On
+/// success the plan says what to store, what to generate and which stored
+/// versions it relied on.
 pub fn validate_update(
     gun: &str,
     stored: &StoredFiles,
     uploaded: Vec<(String, Vec<u8>)>,
     now: OffsetDateTime,
     server_keys: &ServerKeys,
+) -> Result<UpdatePlan, UpdateError> {
+    validate_update_with(gun, stored, uploaded, now, server_keys, &UpdateLimits::default())
+}
+
+fn check_count(role: &str, what: &'static str, count: usize, max: usize) -> Result<(), Error> {
+    if count > max {
+        return Err(Error::TooMany {
+            role: role.to_owned(),
+            what,
+            count,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// [`validate_update`] within `limits`.
+pub fn validate_update_with(
+    gun: &str,
+    stored: &StoredFiles,
+    uploaded: Vec<(String, Vec<u8>)>,
+    now: OffsetDateTime,
+    server_keys: &ServerKeys,
+    limits: &UpdateLimits,
 ) -> Result<UpdatePlan, UpdateError> {
     use UpdateErrorKind::*;
 
@@ -262,6 +314,11 @@ pub fn validate_update(
     let root = match files.get(ROOT) {
         Some(file) => {
             let new_root = Root::from_signed(file.signed()).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            check_count(ROOT, "keys", new_root.keys.len(), limits.max_keys)
+                .map_err(|e| UpdateError::from_error(BadRoot, &e))?;
+            let root_keys = |r: &Root| r.role(ROOT).map_or(0, |k| k.keyids.len());
+            let could_count = root_keys(&new_root) + stored_root.as_ref().map_or(0, root_keys);
+            check_signature_list(file, could_count).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
             if let Some(prev) = &stored_root {
                 if new_root.version != prev.version && Some(new_root.version) != prev.version.checked_add(1) {
                     return Err(UpdateError::invalid(
@@ -361,6 +418,16 @@ pub fn validate_update(
             (ptargets.delegations.keys.clone(), rk, chain)
         };
         let targets = Targets::from_signed(role, file.signed()).map_err(|e| bad(&e))?;
+        check_count(role, "keys", targets.delegations.keys.len(), limits.max_keys).map_err(|e| bad(&e))?;
+        check_count(
+            role,
+            "delegations",
+            targets.delegations.roles.len(),
+            limits.max_delegations,
+        )
+        .map_err(|e| bad(&e))?;
+        check_count(role, "targets", targets.targets.len(), limits.max_targets).map_err(|e| bad(&e))?;
+        check_signature_list(file, role_keys.keyids.len()).map_err(|e| bad(&e))?;
         verify_threshold(file, &listed_keys(&keys, &role_keys), role_keys.threshold).map_err(|e| bad(&e))?;
         check_expiry(role, targets.expires, now).map_err(|e| bad(&e))?;
         let chain_refs: Vec<&DelegatedRole> = chain.iter().collect();
@@ -377,6 +444,7 @@ pub fn validate_update(
             let rk = root
                 .role(SNAPSHOT)
                 .ok_or_else(|| UpdateError::invalid(BadSnapshot, Some(SNAPSHOT), "root lists no snapshot role"))?;
+            check_signature_list(file, rk.keyids.len()).map_err(|e| bad(&e))?;
             verify_threshold(file, &listed_keys(&root.keys, rk), rk.threshold).map_err(|e| bad(&e))?;
             check_expiry(SNAPSHOT, snap.expires, now).map_err(|e| bad(&e))?;
             let root_file = files.get(ROOT).or(stored_root_file.as_ref());
@@ -436,7 +504,8 @@ pub fn validate_update(
     let mut versions = BTreeMap::new();
     for (role, file) in &files {
         let version = version_of(role, file)?;
-        if let Some(current) = cache.get(role)? {
+        let current = cache.get(role)?;
+        if let Some(current) = current {
             if version <= current {
                 return Err(UpdateError::OldVersion {
                     role: role.clone(),
@@ -444,6 +513,16 @@ pub fn validate_update(
                     current,
                 });
             }
+        }
+        let current = current.unwrap_or(0);
+        if version - current > limits.max_version_jump {
+            let e = Error::VersionJump {
+                role: role.clone(),
+                version,
+                current,
+                max_jump: limits.max_version_jump,
+            };
+            return Err(UpdateError::from_error(Validation, &e));
         }
         versions.insert(role.clone(), version);
     }

@@ -20,10 +20,17 @@ pub fn verify_threshold(file: &SignedFile, trusted: &[&PublicKey], threshold: u3
         });
     }
     let mut counted: BTreeSet<KeyId> = BTreeSet::new();
+    // Each trusted key is tried once, on the first signature naming it, so
+    // the work is bounded by the keys that could count, not by how many
+    // signatures the file carries.
+    let mut tried: BTreeSet<&str> = BTreeSet::new();
     for sig in file.signatures() {
         let Some(key) = trusted.iter().find(|k| k.id() == sig.keyid) else {
             continue;
         };
+        if !tried.insert(key.id()) {
+            continue;
+        }
         let underlying = key.canonical_id();
         if counted.contains(&underlying) {
             continue;
@@ -40,6 +47,34 @@ pub fn verify_threshold(file: &SignedFile, trusted: &[&PublicKey], threshold: u3
         });
     }
     Ok(counted.len())
+}
+
+/// Signatures a file may carry beyond the keys that could count for it
+/// (for example a rotation signed with a key the role no longer lists).
+pub const EXTRA_SIGNATURES: usize = 4;
+
+/// Refuses an uploaded file carrying more signatures than `could_count`
+/// keys and [`EXTRA_SIGNATURES`], or two signatures naming one key: no
+/// client makes such files, and they only cost the verifier.
+pub fn check_signature_list(file: &SignedFile, could_count: usize) -> Result<(), Error> {
+    let max = could_count.saturating_add(EXTRA_SIGNATURES);
+    if file.signatures().len() > max {
+        return Err(Error::TooManySignatures {
+            role: file.role().to_owned(),
+            count: file.signatures().len(),
+            max,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for sig in file.signatures() {
+        if !seen.insert(sig.keyid.as_str()) {
+            return Err(Error::DuplicateSignature {
+                role: file.role().to_owned(),
+                keyid: sig.keyid.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The keys of `role_keys` found in `keys`, in listed order.

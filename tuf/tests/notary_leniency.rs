@@ -85,9 +85,15 @@ fn an_update_without_role_files_gets_notarys_answers_where_notary_refuses_it() {
 fn targets_with_null_keyids(repo: &TestRepo, version: u64) -> Vec<u8> {
     let mut t = repo.targets_meta(version, &[]).to_value();
     let Value::Object(signed) = &mut t else { unreachable!() };
-    let Some(Value::Object(delegations)) = signed.get_mut("delegations") else { unreachable!() };
-    let Some(Value::Array(roles)) = delegations.get_mut("roles") else { unreachable!() };
-    let Value::Object(role) = &mut roles[0] else { unreachable!() };
+    let Some(Value::Object(delegations)) = signed.get_mut("delegations") else {
+        unreachable!()
+    };
+    let Some(Value::Array(roles)) = delegations.get_mut("roles") else {
+        unreachable!()
+    };
+    let Value::Object(role) = &mut roles[0] else {
+        unreachable!()
+    };
     role.insert("keyids".into(), Value::Null);
     sign("targets", t, &[(&repo.targets, repo.targets.public_key().id())]).into_bytes()
 }
@@ -107,7 +113,11 @@ fn null_keyids_read_as_no_keys_and_let_the_role_sign_nothing() {
     let plan = validate_update(GUN, &stored, vec![("targets".into(), parent.clone())], NOW, &keys).unwrap();
     assert_eq!(plan.files.len(), 1);
     assert_eq!(plan.files[0].bytes(), parent.as_slice());
-    let parsed = Targets::from_signed("targets", SignedFile::parse("targets", parent.clone()).unwrap().signed()).unwrap();
+    let parsed = Targets::from_signed(
+        "targets",
+        SignedFile::parse("targets", parent.clone()).unwrap().signed(),
+    )
+    .unwrap();
     let d = parsed.delegation("targets/releases").unwrap();
     assert!(d.keyids.is_empty());
     assert_eq!(d.threshold, 1);
@@ -137,7 +147,17 @@ fn null_keyids_read_as_no_keys_and_let_the_role_sign_nothing() {
     let err = client
         .update_targets("targets/releases", stored["targets/releases"].clone(), NOW)
         .unwrap_err();
-    assert!(matches!(err, Error::Threshold { valid: 0, threshold: 1, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Threshold {
+                valid: 0,
+                threshold: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -146,8 +166,12 @@ fn null_keyids_of_a_root_role_read_as_no_keys() {
     let with_keyids = |keyids: Value| {
         let mut v = repo.root(1).to_value();
         let Value::Object(signed) = &mut v else { unreachable!() };
-        let Some(Value::Object(roles)) = signed.get_mut("roles") else { unreachable!() };
-        let Some(Value::Object(targets)) = roles.get_mut("targets") else { unreachable!() };
+        let Some(Value::Object(roles)) = signed.get_mut("roles") else {
+            unreachable!()
+        };
+        let Some(Value::Object(targets)) = roles.get_mut("targets") else {
+            unreachable!()
+        };
         targets.insert("keyids".into(), keyids);
         v
     };
@@ -187,7 +211,14 @@ fn a_wildcard_printable_string_cn_names_every_gun_under_its_prefix() {
     let gun = "docker/repoName1";
     let mut repo = TestRepo::new(gun, NOW);
     repo.root_keys = vec![key];
-    let plan = validate_update(gun, &BTreeMap::new(), repo.first_publish(&[]), NOW, &repo.server_keys(false)).unwrap();
+    let plan = validate_update(
+        gun,
+        &BTreeMap::new(),
+        repo.first_publish(&[]),
+        NOW,
+        &repo.server_keys(false),
+    )
+    .unwrap();
     assert_eq!(plan.files.len(), 3);
     let root = Root::from_signed(SignedFile::parse("root", repo.root_file(1)).unwrap().signed()).unwrap();
     assert_eq!(valid_root_keys(&root, gun, Some(NOW)).len(), 1);
@@ -195,10 +226,21 @@ fn a_wildcard_printable_string_cn_names_every_gun_under_its_prefix() {
     // The same root for a GUN outside the prefix is refused, naming the CN.
     let other = "example.com/app";
     assert!(valid_root_keys(&root, other, Some(NOW)).is_empty());
-    let (kind, msg) =
-        invalid(validate_update(other, &BTreeMap::new(), repo.first_publish(&[]), NOW, &repo.server_keys(false)).unwrap_err());
+    let (kind, msg) = invalid(
+        validate_update(
+            other,
+            &BTreeMap::new(),
+            repo.first_publish(&[]),
+            NOW,
+            &repo.server_keys(false),
+        )
+        .unwrap_err(),
+    );
     assert_eq!(kind, UpdateErrorKind::BadRoot);
-    assert!(msg.contains(r#"certificate CN "docker/*" does not match "example.com/app""#), "{msg}");
+    assert!(
+        msg.contains(r#"certificate CN "docker/*" does not match "example.com/app""#),
+        "{msg}"
+    );
 
     // And a client pins it the same way.
     let mut client = Repo::new(gun, TrustPin::Tofu, Limits::default());
@@ -226,15 +268,35 @@ fn what_notary_refuses_in_a_root_certificate_is_still_refused() {
     let gun = "docker/repoName1";
     // Expired.
     let mut repo = TestRepo::new(gun, NOW);
-    repo.root_keys = vec![RootKey::with_printable_cn("docker/*", NOW - Duration::days(20), NOW - Duration::days(1))];
-    let (kind, msg) =
-        invalid(validate_update(gun, &BTreeMap::new(), repo.first_publish(&[]), NOW, &repo.server_keys(false)).unwrap_err());
+    repo.root_keys = vec![RootKey::with_printable_cn(
+        "docker/*",
+        NOW - Duration::days(20),
+        NOW - Duration::days(1),
+    )];
+    let (kind, msg) = invalid(
+        validate_update(
+            gun,
+            &BTreeMap::new(),
+            repo.first_publish(&[]),
+            NOW,
+            &repo.server_keys(false),
+        )
+        .unwrap_err(),
+    );
     assert_eq!(kind, UpdateErrorKind::BadRoot);
     assert!(msg.contains("certificate has expired"), "{msg}");
     // Wrong CN.
     repo.root_keys = vec![RootKey::with_printable_cn("library/*", nb, na)];
-    let (kind, msg) =
-        invalid(validate_update(gun, &BTreeMap::new(), repo.first_publish(&[]), NOW, &repo.server_keys(false)).unwrap_err());
+    let (kind, msg) = invalid(
+        validate_update(
+            gun,
+            &BTreeMap::new(),
+            repo.first_publish(&[]),
+            NOW,
+            &repo.server_keys(false),
+        )
+        .unwrap_err(),
+    );
     assert_eq!(kind, UpdateErrorKind::BadRoot);
     assert!(msg.contains("does not match"), "{msg}");
 }
@@ -245,7 +307,13 @@ fn a_root_certificate_gets_notarys_day_of_leeway_and_is_valid_through_not_after(
     let check = |not_before: OffsetDateTime, not_after: OffsetDateTime| {
         let mut repo = TestRepo::new(gun, NOW);
         repo.root_keys = vec![RootKey::new(gun, not_before, not_after)];
-        validate_update(gun, &BTreeMap::new(), repo.first_publish(&[]), NOW, &repo.server_keys(false))
+        validate_update(
+            gun,
+            &BTreeMap::new(),
+            repo.first_publish(&[]),
+            NOW,
+            &repo.server_keys(false),
+        )
     };
     let far = NOW + Duration::days(3650);
     // Made on a clock 12 hours ahead: accepted, as Notary does.
@@ -290,7 +358,10 @@ fn versions_are_notarys_every_role_from_one_and_a_first_root_at_most_two() {
     repo.delegate("targets/new", &[""]);
     let parent = repo.targets_file(3, &[]);
     let child = repo.delegation_file("targets/new", 0, &[]);
-    let snap = repo.snapshot_file(3, &[("root", &stored["root"]), ("targets", &parent), ("targets/new", &child)]);
+    let snap = repo.snapshot_file(
+        3,
+        &[("root", &stored["root"]), ("targets", &parent), ("targets/new", &child)],
+    );
     let uploads = vec![
         ("targets".into(), parent),
         ("targets/new".into(), child),

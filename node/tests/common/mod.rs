@@ -75,13 +75,36 @@ impl Node {
         }
     }
 
-    fn command(args: &[String]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_seal-node"));
-        c.args(args)
-            .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
+    /// Like [`Node::serve_unprobed`], the process's open-file limit set to
+    /// `nofile` (`ulimit -n`) before it starts.
+    pub fn serve_unprobed_with_fd_limit(data_dir: &Path, json: serde_json::Value, nofile: u32) -> Node {
+        let (args, addr) = write_config(data_dir, json);
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_seal-node"))
+            .args(&args);
+        Node::environment(&mut c);
+        let child = c.spawn().expect("start seal-node");
+        Node {
+            child,
+            addr,
+            data_dir: data_dir.to_owned(),
+            args,
+        }
+    }
+
+    fn environment(c: &mut Command) {
+        c.env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
             .env("SEAL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+    }
+
+    fn command(args: &[String]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_seal-node"));
+        c.args(args);
+        Node::environment(&mut c);
         c
     }
 

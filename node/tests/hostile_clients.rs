@@ -1,0 +1,213 @@
+//! The node's edge against clients that connect and do nothing, or too
+//! little: a real `seal-node` with a low descriptor limit, hundreds of idle
+//! connections, half-sent headers and kept-alive connections that never
+//! send another request. The node must keep answering new clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{try_request, Node};
+
+/// A node serving HTTPS, its configuration extended by `connections`.
+fn https_node(dir: &std::path::Path, connections: serde_json::Value, nofile: u32) -> (Node, Arc<rustls::ClientConfig>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("node.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+    let config = serde_json::json!({
+        "server": {"tls_cert_file": "node.crt", "tls_key_file": "node.key"},
+        "storage": {"backend": "rocksdb"},
+        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+        "connections": connections,
+    });
+    let node = Node::serve_unprobed_with_fd_limit(dir, config, nofile);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (node, Arc::new(client))
+}
+
+/// `GET path` over HTTPS on a new connection: the status line, or why not.
+fn https_get(addr: &str, client: &Arc<rustls::ClientConfig>, path: &str) -> Result<String, String> {
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap()).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    match tls.read_to_string(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    out.lines()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| "empty answer".to_owned())
+}
+
+/// Polls `check` until it answers or `within` passes; the time it took.
+fn answers_within(within: Duration, mut check: impl FnMut() -> Result<String, String>) -> Duration {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < within {
+        match check() {
+            Ok(line) if line.contains(" 200 ") => return start.elapsed(),
+            Ok(line) => last = line,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no 200 within {within:?}; last: {last}");
+}
+
+/// The value of an unlabelled metric in `/metrics` (plain HTTP nodes).
+fn metric(node: &Node, name: &str) -> f64 {
+    let r = node.get("/metrics");
+    let text = r.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// With a descriptor limit far below the connections opened, the HTTPS
+/// listener meets `accept()` failures (EMFILE) and must go on: the idle
+/// connections are closed when their handshake times out, and the node
+/// answers again while the clients still hold them.
+#[test]
+fn an_https_node_out_of_descriptors_answers_again_once_idle_clients_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = https_node(
+        dir.path(),
+        serde_json::json!({"max_per_listener": 1000, "handshake_timeout_ms": 1000}),
+        256,
+    );
+    answers_within(Duration::from_secs(30), || {
+        https_get(&node.addr, &client, "/_notary_server/health")
+    });
+
+    // 400 connections that never start a handshake: more than the node's
+    // descriptors, so some of its accept() calls fail.
+    let idle: Vec<TcpStream> = (0..400).filter_map(|_| TcpStream::connect(&node.addr).ok()).collect();
+    // A listener that gave up on an accept error refuses the rest.
+    assert!(
+        idle.len() >= 300,
+        "only {} connections opened: the node stopped listening",
+        idle.len()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The clients keep every connection open; the node answers anyway.
+    let took = answers_within(Duration::from_secs(20), || {
+        https_get(&node.addr, &client, "/_notary_server/health")
+    });
+    eprintln!("answered {took:?} after 400 idle connections");
+    drop(idle);
+    answers_within(Duration::from_secs(5), || https_get(&node.addr, &client, "/v2/"));
+}
+
+/// Under the cap, idle connections do not stop the node from answering;
+/// past it, connections are closed on arrival and counted; half-sent
+/// headers and kept-alive connections that send nothing are closed after
+/// their timeouts.
+#[test]
+fn connections_are_capped_and_slow_or_idle_ones_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "server": {},
+        "storage": {"backend": "rocksdb"},
+        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+        "connections": {"max_per_listener": 40, "header_read_timeout_ms": 1500, "idle_timeout_ms": 1500},
+    });
+    let node = Node::serve(dir.path(), config);
+    let health = || {
+        try_request(&node.addr, "GET", "/_notary_server/health", &[], &[])
+            .map(|r| format!(" {} ", r.status))
+            .map_err(|e| e.to_string())
+    };
+
+    // 20 idle connections, under the cap: the node answers while they are open.
+    let idle: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(&node.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(health().unwrap(), " 200 ");
+
+    // 60 more: past the cap, the extra ones are closed at once and counted.
+    let refused_before = metric(&node, "seal_connections_refused_total");
+    let mut extra: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(&node.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let closed = extra
+        .iter_mut()
+        .filter(|s: &&mut TcpStream| {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            match (&**s).read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            }
+        })
+        .count();
+    assert!(
+        closed >= 15,
+        "only {closed} of the connections past the cap were closed"
+    );
+    // Every open one times out (no headers within 1.5 s); then the node answers.
+    answers_within(Duration::from_secs(10), health);
+    drop(idle);
+    drop(extra);
+    let refused = metric(&node, "seal_connections_refused_total") - refused_before;
+    assert!(refused >= 15.0, "seal_connections_refused_total rose by {refused}");
+
+    // Half-sent headers (slowloris): closed after the header-read timeout.
+    let mut slow = TcpStream::connect(&node.addr).unwrap();
+    slow.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow:").unwrap();
+    assert_closed_within(&mut slow, Duration::from_secs(5));
+
+    // A kept-alive connection that sends nothing after its first request:
+    // closed after the idle timeout.
+    let mut kept = TcpStream::connect(&node.addr).unwrap();
+    kept.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    kept.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let n = kept.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_closed_within(&mut kept, Duration::from_secs(5));
+}
+
+/// Reads until the peer closes; fails if it does not within `within`.
+fn assert_closed_within(s: &mut TcpStream, within: Duration) {
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < within {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return, // reset: closed too
+        }
+    }
+    panic!("the node kept the connection open for more than {within:?}");
+}
