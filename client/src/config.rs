@@ -150,20 +150,10 @@ mod tests {
 
     #[test]
     fn notarys_own_client_config_parses() {
-        let dir = std::env::var_os("SEAL_NOTARY_FIXTURES").map_or_else(
-            || {
-                PathBuf::from(
-                    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-                )
-                .join("../../shared/fixtures/notary")
-            },
-            PathBuf::from,
-        );
-        let p = dir.join("configs/notary-v0.7.0/client-config.json");
-        if !p.exists() {
-            eprintln!("skipped: Notary fixtures not found at {}", dir.display());
+        let Some(dir) = seal_testkit::notary_fixtures() else {
             return;
-        }
+        };
+        let p = dir.join("configs/notary-v0.7.0/client-config.json");
         let c = FileConfig::load(&p, true).unwrap().unwrap();
         assert!(c.remote_server.url.is_some());
     }

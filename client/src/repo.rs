@@ -193,11 +193,15 @@ impl Repository {
         Ok(r)
     }
 
+    /// How the first root is trusted: the keys `trust_pinning.certs` pins
+    /// (the GUN's own entry, else the longest matching `prefix*` entry),
+    /// else trust on first use, which `disable_tofu` refuses only when no
+    /// root of the collection is cached yet (as in Notary).
     fn pin(&self) -> Result<TrustPin, ClientError> {
-        if let Some(ids) = self.settings.pinned.get(&self.gun) {
+        if let Some(ids) = seal_tuf::client::pinned_keys(&self.gun, &self.settings.pinned) {
             return Ok(TrustPin::Keys(ids.clone()));
         }
-        if self.settings.disable_tofu {
+        if self.settings.disable_tofu && self.dir.read_meta(ROOT)?.is_none() {
             return Err(ClientError::Invalid(format!(
                 "trust on first use is disabled and no root key is pinned for {}",
                 self.gun

@@ -50,6 +50,21 @@ pub enum TrustPin {
     Keys(Vec<KeyId>),
 }
 
+/// The root key IDs `trust_pinning.certs` pins for `gun`, by Notary's
+/// rules: an entry for the GUN itself, else the longest entry ending in
+/// `*` whose text before that one `*` starts the GUN (`docker.io/*` pins
+/// `docker.io/library/app`). `None`: nothing pinned.
+pub fn pinned_keys<'a>(gun: &str, certs: &'a BTreeMap<String, Vec<KeyId>>) -> Option<&'a Vec<KeyId>> {
+    if let Some(ids) = certs.get(gun) {
+        return Some(ids);
+    }
+    certs
+        .iter()
+        .filter(|(pattern, _)| pattern.strip_suffix('*').is_some_and(|prefix| gun.starts_with(prefix)))
+        .max_by_key(|(pattern, _)| pattern.len())
+        .map(|(_, ids)| ids)
+}
+
 /// A collection's trusted metadata on the client.
 #[derive(Debug, Clone)]
 pub struct Repo {

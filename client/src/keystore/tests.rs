@@ -24,19 +24,7 @@ const FIXTURE_KEYS: [(&str, &str, &str, Option<&str>); 3] = [
 /// `keys/example.com_interop_app` of the Notary fixtures, or `None` (and a
 /// message) when they are not here.
 fn fixture_keys_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("SEAL_NOTARY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
-                .join("../../shared/fixtures/notary")
-        });
-    let dir = base.join("keys/example.com_interop_app");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("Notary fixtures not found at {}: interop test skipped", dir.display());
-        None
-    }
+    seal_testkit::notary_fixtures().map(|d| d.join("keys/example.com_interop_app"))
 }
 
 fn openssl_available() -> bool {

@@ -265,30 +265,10 @@ impl Seal {
     }
 }
 
-/// The Notary fixtures (`$SEAL_NOTARY_FIXTURES`, else
-/// `../shared/fixtures/notary` beside the workspace), if present. Without
-/// them a test says it skipped and passes, except under `CI=true` (or `1`),
-/// where it fails: CI must not pass on tests that did not run.
+/// The Notary fixtures, or `None` after saying the test skipped (a
+/// failure under `CI=true`): see `seal_testkit::notary_fixtures`.
 pub fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("SEAL_NOTARY_FIXTURES").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
-                .join("../../shared/fixtures/notary")
-        },
-        PathBuf::from,
-    );
-    if dir.join("README.md").exists() {
-        return Some(dir);
-    }
-    let what = format!(
-        "Notary fixtures not found at {} (set SEAL_NOTARY_FIXTURES)",
-        dir.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what}, and CI=true requires them: the test cannot be skipped under CI");
-    }
-    eprintln!("skipped: {what}");
-    None
+    seal_testkit::notary_fixtures()
 }
 
 /// A loopback address where nothing listens (a port just closed).
