@@ -259,6 +259,7 @@ impl Cluster {
             std::fs::create_dir_all(&m.dir).map_err(io(m.dir.display()))?;
             let signer_port = m.signer_proxy.addr.rsplit(':').next().unwrap_or_default().to_owned();
             let config = serde_json::json!({
+                "insecure": true,
                 "server": {"http_addr": m.http},
                 "trust_service": {"type": "remote", "hostname": "localhost", "port": signer_port,
                                   "tls_ca_file": cluster.ca, "tls_client_cert": cluster.cert,

@@ -405,11 +405,14 @@ impl VerifiedToken {
     }
 }
 
-/// A root-bundle certificate whose key a `kid` header may name.
+/// A root-bundle certificate whose key a `kid` header may name, with the
+/// certificate's validity: its key signs tokens only while it is valid.
 struct TrustedKey {
     kid: String,
     kind: KeyKind,
     spki_der: Vec<u8>,
+    not_before: u64,
+    not_after: u64,
 }
 
 /// A root-bundle certificate's exact bytes and validity.
@@ -569,6 +572,8 @@ impl TokenAuth {
                     kid: libtrust_key_id(&spki_der),
                     kind,
                     spki_der,
+                    not_before: validity.not_before.to_unix_duration().as_secs(),
+                    not_after: validity.not_after.to_unix_duration().as_secs(),
                 });
             }
             anchors.push(anchor);
@@ -691,6 +696,12 @@ impl TokenAuth {
                     .iter()
                     .find(|k| &k.kid == kid)
                     .ok_or_else(|| TokenError::UnknownKeyId { kid: kid.clone() })?;
+                let at = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                if at < key.not_before || at > key.not_after {
+                    return Err(TokenError::UntrustedChain {
+                        reason: format!("the certificate key id {kid:?} names is not valid now"),
+                    });
+                }
                 (key.kind, key.spki_der.clone())
             }
             _ => return Err(TokenError::NoSigningKey),
@@ -1297,6 +1308,38 @@ mod tests {
         // The same chain while the leaf was valid (2020-09-13).
         let then = 1_600_000_000;
         auth.verify(&token_at(then), at(then)).unwrap();
+    }
+
+    #[test]
+    fn a_kid_names_a_key_only_while_its_certificate_is_valid() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = ca_params("short-lived token signer");
+        params.is_ca = rcgen::IsCa::NoCa;
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(NOW - 86_400).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(NOW + 3_600).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let auth = auth_with(&cert.pem(), false);
+        let parsed = x509_cert::Certificate::from_der(cert.der()).unwrap();
+        let kid = libtrust_key_id(&parsed.tbs_certificate.subject_public_key_info.to_der().unwrap());
+        let token_at = |t: i64| {
+            let c = json!({"iss": ISSUER, "sub": "alice", "aud": SERVICE, "exp": t + 300, "nbf": t - 10,
+                           "iat": t - 10, "jti": "1", "access": push_pull("example.com/a")});
+            sign(
+                "ES256",
+                &key.serialize_pem(),
+                &[("kid", json!(kid))],
+                c.as_object().unwrap(),
+            )
+        };
+        auth.verify(&token_at(NOW), at(NOW)).unwrap();
+        // After the certificate expired, and before it was valid, its kid signs nothing.
+        for t in [NOW + 7_200, NOW - 2 * 86_400] {
+            let r = auth.verify(&token_at(t), at(t));
+            assert!(
+                matches!(&r, Err(TokenError::UntrustedChain { reason }) if reason.contains("is not valid now")),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]

@@ -371,6 +371,9 @@ pub struct NodeConfig {
     pub timestamps: TimestampsConfig,
     /// `signer.*`.
     pub signer: SignerConfig,
+    /// Top-level `insecure`: lets `seal-node serve` run without TLS or
+    /// without authentication (see [`NodeConfig::insecure_reasons`]).
+    pub insecure: bool,
 }
 
 /// The kind of value a scalar key holds, to type environment overrides.
@@ -437,6 +440,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("timestamps.snapshot_lifetime_secs", Kind::Int),
     ("signer.passphrase_env", Kind::Str),
     ("signer.keys_dir", Kind::Str),
+    ("insecure", Kind::Bool),
 ];
 
 /// Collects this process's `SEAL_NODE_*` and `NOTARY_SERVER_*` variables
@@ -680,6 +684,7 @@ struct RawConfig {
     connections: RawConnections,
     timestamps: RawTimestamps,
     signer: RawSigner,
+    insecure: Option<bool>,
 }
 
 /// Treats an empty string as absent (Notary's configs and env use "" for unset).
@@ -1116,7 +1121,22 @@ impl NodeConfig {
             connections,
             timestamps,
             signer,
+            insecure: raw.insecure.unwrap_or(false),
         })
+    }
+
+    /// Why this node would serve anyone everything: plain HTTP (no
+    /// `server.tls_cert_file`), and no `auth`. `seal-node serve` refuses to
+    /// start with any of them unless `insecure` is `true`.
+    pub fn insecure_reasons(&self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.server.tls.is_none() {
+            reasons.push("plain HTTP (no server.tls_cert_file)");
+        }
+        if self.auth.is_none() {
+            reasons.push("no authentication (no auth section)");
+        }
+        reasons
     }
 }
 

@@ -477,7 +477,12 @@ fn parse_int32(s: &str) -> Result<i64, String> {
     }
 }
 
-/// Parses `records` and `change_id` as Notary does.
+/// The largest changefeed page, forward or back (Notary has none: a
+/// `records=-2147483648` asked for an unbounded page).
+pub const MAX_CHANGEFEED_RECORDS: u32 = 1_000;
+
+/// Parses `records` and `change_id` as Notary does, pages bounded by
+/// [`MAX_CHANGEFEED_RECORDS`].
 pub fn parse_changefeed_query(gun: Option<String>, query: Option<&str>) -> Result<ChangefeedQuery, ApiError> {
     let records = parse_int32(&query_value(query, "records")).map_err(|e| ApiError::InvalidParameters {
         detail: Some(format!("invalid records parameter: {e}")),
@@ -491,6 +496,13 @@ pub fn parse_changefeed_query(gun: Option<String>, query: Option<&str>) -> Resul
     let reversed = records < 0;
     let records = match u32::try_from(records.unsigned_abs()).unwrap_or(u32::MAX) {
         0 => DEFAULT_CHANGEFEED_RECORDS,
+        n if n > MAX_CHANGEFEED_RECORDS => {
+            return Err(ApiError::InvalidParameters {
+                detail: Some(format!(
+                    "invalid records parameter: at most {MAX_CHANGEFEED_RECORDS} records a page, forward or back"
+                )),
+            })
+        }
         n => n,
     };
     Ok(ChangefeedQuery {
@@ -1157,6 +1169,7 @@ mod tests {
             ("records=10&change_id=5", (5, 10, false)),
             ("records=-5", (0, 5, true)),
             ("records=-5&change_id=-1", (-1, 5, true)),
+            ("records=-1000", (0, 1000, true)),
             ("records=%2B7&change_id=", (0, 7, false)),
         ] {
             backend.queries.lock().unwrap().clear();
@@ -1175,6 +1188,14 @@ mod tests {
             ("records=abc", detail("\\\"abc\\\": invalid syntax")),
             ("records=1.5", detail("\\\"1.5\\\": invalid syntax")),
             ("records=99999999999", detail("\\\"99999999999\\\": value out of range")),
+            (
+                "records=-2147483648",
+                "{\"errors\":[{\"code\":\"INVALID_PARAMETERS\",\"message\":\"The parameters provided are not valid.\",\"detail\":\"invalid records parameter: at most 1000 records a page, forward or back\"}]}\n".to_string(),
+            ),
+            (
+                "records=1001",
+                "{\"errors\":[{\"code\":\"INVALID_PARAMETERS\",\"message\":\"The parameters provided are not valid.\",\"detail\":\"invalid records parameter: at most 1000 records a page, forward or back\"}]}\n".to_string(),
+            ),
             (
                 "records=10&change_id=abc",
                 "{\"errors\":[{\"code\":\"INVALID_PARAMETERS\",\"message\":\"The parameters provided are not valid.\",\"detail\":{}}]}\n".to_string(),

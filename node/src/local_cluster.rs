@@ -253,6 +253,8 @@ pub fn run(options: &LocalClusterOptions) -> Result<(), String> {
         let node_dir = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&node_dir).map_err(io(node_dir.display()))?;
         let config = serde_json::json!({
+            // A cluster to try Seal out on loopback: plain HTTP, no auth.
+            "insecure": true,
             "server": {"http_addr": http_addr(i)},
             "trust_service": {"type": "remote", "hostname": "localhost", "port": signer_port.to_string(),
                               "tls_ca_file": ca, "tls_client_cert": node_cert, "tls_client_key": node_key,

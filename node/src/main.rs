@@ -294,6 +294,14 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Serve { config } => match NodeConfig::load(&config, &env) {
+            Ok(c) if !c.insecure && !c.insecure_reasons().is_empty() => {
+                eprintln!(
+                    "seal-node: refusing to serve with {}: anyone could read and write every collection in clear. \
+                     Configure TLS and auth, or set \"insecure\": true at the top of the config (development and tests only)",
+                    c.insecure_reasons().join(" and ")
+                );
+                return ExitCode::FAILURE;
+            }
             Ok(c) => (c, false),
             Err(e) => {
                 eprintln!("seal-node: {e}");
@@ -320,6 +328,12 @@ fn main() -> ExitCode {
         env.insert(config.signer.passphrase_env.clone(), p);
     }
     init_logging(&config.logging.level);
+    if !dev && !config.insecure_reasons().is_empty() {
+        tracing::warn!(
+            "INSECURE: serving with {} because the config sets \"insecure\": true; not for production",
+            config.insecure_reasons().join(" and ")
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -641,6 +641,7 @@ fn a_bad_root_bundle_stops_start_up() {
         let mut config = node_config("http://x/auth/token", SERVICE, ISSUER, &bundle, false);
         config["server"]["http_addr"] = json!(format!("127.0.0.1:{}", free_port()));
         config["storage"]["data_dir"] = json!(dir.path().join(name));
+        config["insecure"] = json!(true);
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, config.to_string()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_seal-node"))

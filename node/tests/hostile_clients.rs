@@ -211,3 +211,57 @@ fn assert_closed_within(s: &mut TcpStream, within: Duration) {
     }
     panic!("the node kept the connection open for more than {within:?}");
 }
+
+/// `seal-node serve` with plain HTTP or without authentication refuses to
+/// start unless the config says `"insecure": true`, naming what is missing.
+#[test]
+fn serve_refuses_plain_unauthenticated_http_unless_told_it_is_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "insecure": false,
+        "server": {"http_addr": "127.0.0.1:9"},
+        "storage": {"backend": "rocksdb", "data_dir": dir.path().join("data")},
+        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+    });
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seal-node"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "refusing to serve with plain HTTP (no server.tls_cert_file) and no authentication (no auth section)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "the refused node created its data directory"
+    );
+}
+
+/// A changefeed page is bounded: `records=-2147483648` asked for every
+/// record at once.
+#[test]
+fn changefeed_pages_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::dev(dir.path());
+    for records in ["-2147483648", "2147483647", "1001", "-1001"] {
+        let r = node.get(&format!("/v2/_trust/changefeed?records={records}"));
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, "INVALID_PARAMETERS".to_owned()),
+            "{records}"
+        );
+    }
+    for records in ["1000", "-1000", "0"] {
+        let r = node.get(&format!("/v2/_trust/changefeed?records={records}"));
+        assert_eq!(r.status, 200, "{records}: {}", r.text());
+    }
+}

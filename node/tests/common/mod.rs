@@ -19,6 +19,10 @@ fn write_config(data_dir: &Path, mut json: serde_json::Value) -> (Vec<String>, S
     let addr = format!("127.0.0.1:{}", free_port());
     json["server"]["http_addr"] = serde_json::Value::String(addr.clone());
     json["storage"]["data_dir"] = serde_json::Value::String(data_dir.join("data").to_string_lossy().into_owned());
+    // Most tests run plain HTTP without auth; a test of the refusal sets it to false.
+    if json.get("insecure").is_none() {
+        json["insecure"] = serde_json::Value::Bool(true);
+    }
     std::fs::create_dir_all(data_dir).unwrap();
     let config = data_dir.join("config.json");
     std::fs::write(&config, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
