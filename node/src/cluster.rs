@@ -2,15 +2,19 @@
 //!
 //! # Write forwarding
 //!
-//! [`forward_layer`] wraps the HTTP router of a cluster node. A request that may write (any method
-//! but `GET`, `HEAD`, `OPTIONS`) is run locally when this node leads; otherwise its body is read
-//! (within `limits.max_body_bytes`) and the whole request — method, path and query, headers,
-//! body — is sent over the Raft port's `seal.raft.v1.Forwarding` service to the leader, which runs
-//! it through its own router (authentication included, [`RouterHandler`]) and returns the
-//! response; the client gets that response unchanged, plus an `X-Seal-Forwarded-To` header
-//! naming the leader. A read that turns out to need a write (a key minted on first `GET`, an
-//! expired timestamp regenerated) answers [`ApiError::NotLeader`] locally and is then sent to the
-//! leader the same way. A successful forwarded write is answered once this node has applied the
+//! [`forward_layer`] wraps the HTTP router of a cluster node. It hands the [`Forwarder`] to the
+//! router's handler (a request extension, [`crate::http::ClusterWrites`]), which first admits
+//! the request — GUN prefixes, authentication, authorization, the same checks and config as on
+//! the leader — and only then, for a write (publish, delete, key rotation) on a node that does
+//! not lead, reads its body (within `limits.max_body_bytes`, and with the other bodies held for
+//! forwarding within `limits.max_forward_bytes_in_flight`, else 503) and sends the whole request
+//! — method, path and query, headers, body — over the Raft port's `seal.raft.v1.Forwarding`
+//! service to the leader, which runs it through its own router (authentication included,
+//! [`RouterHandler`]) and returns the response; the client gets that response unchanged, plus an
+//! `X-Seal-Forwarded-To` header naming the leader. A caller the leader would refuse is refused
+//! here, before its body is read, and nothing is forwarded. A read that turns out to need a write
+//! (a key minted on first `GET`, an expired timestamp regenerated) answers
+//! [`ApiError::NotLeader`] locally and is then sent to the leader the same way. A successful forwarded write is answered once this node has applied the
 //! leader's index too (up to [`APPLY_WAIT`]), so a client reads its own writes from the node it
 //! wrote through; so is a forwarded read, so that the files it names (by hash) are served here
 //! next (a read this node cannot catch up with in time is answered 503 instead). When the leader
@@ -20,8 +24,11 @@
 //! # Reads
 //!
 //! [`read_layer`] wraps the router of every node (inside [`forward_layer`], so it also runs on
-//! requests forwarded to the leader). Before a read of metadata, keys or the changefeed it
-//! checks the node's freshness ([`ReadGate`]):
+//! requests forwarded to the leader). It hands the [`ReadGate`] to the router's handler (a request
+//! extension, [`crate::http::ClusterReads`]), which runs it once it has admitted the request
+//! (authentication and authorization first: an anonymous client of a private collection gets
+//! its 401 before any of this, and learns nothing of the collection). Before a read of metadata,
+//! keys or the changefeed the gate checks the node's freshness:
 //!
 //! * by default, a cluster node serves from its local state only while that state is within
 //!   `raft.max_staleness_ms` of the leader's ([`seal_raft::ReadState::staleness`]); beyond it the
@@ -51,18 +58,18 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{request::Parts, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use seal_raft::admin::{BoxFuture, ClusterStatus, ForwardedRequest, ForwardedResponse, HttpHeader};
 use seal_raft::{ForwardHandler, ReadState, SealRaft, WriteError};
 use tower::ServiceExt as _;
 
 use crate::backend::RaftBackend;
 use crate::error::{ApiError, NotLeader};
-use crate::routes::{self, MetadataSelector, Route as ApiRoute};
+use crate::http::{ClusterReads, ClusterWrites};
+use crate::routes::{MetadataSelector, Route as ApiRoute};
 
 /// How long a request waits for a reachable leader before answering 503.
 pub const FORWARD_BOUND: Duration = Duration::from_secs(5);
@@ -119,7 +126,8 @@ enum Route {
 }
 
 impl Forwarder {
-    /// Forwarding for node `node_id` over `raft`, reading bodies up to `max_body_bytes`.
+    /// Forwarding for node `node_id` over `raft`, of bodies up to `max_body_bytes` (the handler
+    /// reads them within `limits.max_body_bytes` already; a larger one handed over is refused).
     pub fn new(raft: Arc<SealRaft>, node_id: u64, max_body_bytes: u64) -> Forwarder {
         Forwarder {
             raft,
@@ -238,44 +246,44 @@ pub async fn forward_layer(State(fw): State<Forwarder>, request: Request, next: 
     response
 }
 
-async fn forward_or_run(fw: &Forwarder, request: Request, next: Next) -> Response {
-    let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !writes {
-        let (parts, body) = request.into_parts();
-        let head = to_forwarded(&parts, Bytes::new());
-        let response = next.run(Request::from_parts(parts, body)).await;
-        if response.extensions().get::<NotLeader>().is_none() {
-            return response;
-        }
-        return match fw.send(head, false).await {
-            Route::Forwarded(r) => applied_here(fw, r, Forwarded::Read).await,
-            Route::Local => response,
-        };
-    }
-    if fw.raft.metrics().is_leader {
+async fn forward_or_run(fw: &Forwarder, mut request: Request, next: Next) -> Response {
+    // The handler forwards an admitted write through this (see the module documentation).
+    let writes: Arc<dyn ClusterWrites> = Arc::new(fw.clone());
+    request.extensions_mut().insert(writes);
+    if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
+    // A read the handler admitted but that needs the leader answers `NotLeader`: send it on.
     let (parts, body) = request.into_parts();
-    let limit = usize::try_from(fw.max_body_bytes).unwrap_or(usize::MAX);
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return ApiError::TooLarge {
+    let head = to_forwarded(&parts, Bytes::new());
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if response.extensions().get::<NotLeader>().is_none() {
+        return response;
+    }
+    match fw.send(head, false).await {
+        Route::Forwarded(r) => applied_here(fw, r, Forwarded::Read).await,
+        Route::Local => response,
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterWrites for Forwarder {
+    fn leads(&self) -> bool {
+        self.raft.metrics().is_leader
+    }
+
+    async fn forward(&self, parts: Parts, body: Bytes) -> Result<Response, (Parts, Bytes)> {
+        if body.len() as u64 > self.max_body_bytes {
+            return Ok(ApiError::TooLarge {
                 limit: "limits.max_body_bytes",
-                max: fw.max_body_bytes,
+                max: self.max_body_bytes,
             }
-            .into_response()
+            .into_response());
         }
-        Err(e) => {
-            return ApiError::MalformedUpload {
-                reason: format!("reading body: {e}"),
-            }
-            .into_response()
+        match self.send(to_forwarded(&parts, body.clone()), true).await {
+            Route::Forwarded(r) => Ok(applied_here(self, r, Forwarded::Write).await),
+            Route::Local => Err((parts, body)),
         }
-    };
-    match fw.send(to_forwarded(&parts, body.clone()), true).await {
-        Route::Forwarded(r) => applied_here(fw, r, Forwarded::Write).await,
-        Route::Local => next.run(Request::from_parts(parts, Body::from(body))).await,
     }
 }
 
@@ -409,31 +417,24 @@ impl ReadGate {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
 
-    async fn run(&self, request: Request, next: Next) -> Response {
-        let route = crate::http::percent_decode(request.uri().path()).map(|p| routes::parse(request.method(), &p));
-        let Some(route) = route.filter(|r| {
-            matches!(
-                r,
-                ApiRoute::GetMetadata { .. } | ApiRoute::GetKey { .. } | ApiRoute::Changefeed { .. }
-            )
-        }) else {
-            return next.run(request).await;
-        };
-        let linearizable = wants_linearizable(request.uri().query(), request.headers());
-        let min_version = match min_version(request.headers()) {
-            Ok(v) => v,
-            Err(e) => return e.into_response(),
-        };
+#[async_trait::async_trait]
+impl ClusterReads for ReadGate {
+    async fn before_read(
+        &self,
+        route: &ApiRoute,
+        query: Option<&str>,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<(), ApiError> {
+        let linearizable = wants_linearizable(query, headers);
+        let min_version = min_version(headers)?;
         if linearizable {
-            if let Err(e) = self.linearize().await {
-                return e.into_response();
-            }
+            self.linearize().await?;
         } else if let Some(bound) = self.max_staleness {
             let state = self.raft().read_state();
-            if let Err(reason) = fresh_enough(self.raft().metrics().node_id, &state, bound) {
-                return ApiError::Unavailable { reason }.into_response();
-            }
+            fresh_enough(self.raft().metrics().node_id, &state, bound)
+                .map_err(|reason| ApiError::Unavailable { reason })?;
         }
         if let (
             Some(min),
@@ -443,21 +444,22 @@ impl ReadGate {
                 role_valid: true,
                 selector: MetadataSelector::Current,
             },
-        ) = (min_version, &route)
+        ) = (min_version, route)
         {
-            if let Err(e) = self.wait_for_version(gun, role, min, linearizable).await {
-                return e.into_response();
-            }
+            self.wait_for_version(gun, role, min, linearizable).await?;
         }
-        next.run(request).await
+        Ok(())
     }
 }
 
 /// Axum middleware of every node: the read checks of the module documentation, and the
 /// [`APPLIED_INDEX`] and [`LAST_CONTACT`] headers.
-pub async fn read_layer(State(gate): State<ReadGate>, request: Request, next: Next) -> Response {
-    let mut response = gate.run(request, next).await;
-    stamp(gate.raft(), &mut response);
+pub async fn read_layer(State(gate): State<ReadGate>, mut request: Request, next: Next) -> Response {
+    let raft = gate.backend.raft().clone();
+    let reads: Arc<dyn ClusterReads> = Arc::new(gate);
+    request.extensions_mut().insert(reads);
+    let mut response = next.run(request).await;
+    stamp(&raft, &mut response);
     response
 }
 

@@ -431,6 +431,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("limits.max_body_bytes", Kind::Int),
     ("limits.max_parts", Kind::Int),
     ("limits.max_file_bytes", Kind::Int),
+    ("limits.max_forward_bytes_in_flight", Kind::Int),
     ("limits.max_keys", Kind::Int),
     ("limits.max_delegations", Kind::Int),
     ("limits.max_targets", Kind::Int),
@@ -638,6 +639,7 @@ struct RawLimits {
     max_body_bytes: Option<u64>,
     max_parts: Option<u64>,
     max_file_bytes: Option<u64>,
+    max_forward_bytes_in_flight: Option<u64>,
     max_keys: Option<u64>,
     max_delegations: Option<u64>,
     max_targets: Option<u64>,
@@ -1019,11 +1021,24 @@ impl NodeConfig {
             Some(n) => Ok(n),
         };
         let max_parts = positive(raw.limits.max_parts, d.max_parts as u64, "limits.max_parts")?;
+        let max_body_bytes = positive(raw.limits.max_body_bytes, d.max_body_bytes, "limits.max_body_bytes")?;
         let limits = UploadLimits {
-            max_body_bytes: positive(raw.limits.max_body_bytes, d.max_body_bytes, "limits.max_body_bytes")?,
+            max_body_bytes,
             max_parts: usize::try_from(max_parts).map_err(|_| invalid("limits.max_parts", "too large"))?,
             max_file_bytes: positive(raw.limits.max_file_bytes, d.max_file_bytes, "limits.max_file_bytes")?,
+            // Unset: the default, raised to one body of the largest size allowed.
+            max_forward_bytes_in_flight: positive(
+                raw.limits.max_forward_bytes_in_flight,
+                d.max_forward_bytes_in_flight.max(max_body_bytes),
+                "limits.max_forward_bytes_in_flight",
+            )?,
         };
+        if limits.max_forward_bytes_in_flight < limits.max_body_bytes {
+            return Err(invalid(
+                "limits.max_forward_bytes_in_flight",
+                "must be at least limits.max_body_bytes (a body that large could never be forwarded)",
+            ));
+        }
 
         let du = UpdateLimits::default();
         let count = |v: Option<u64>, default: usize, key: &str| {
@@ -1282,7 +1297,8 @@ mod tests {
             UploadLimits {
                 max_body_bytes: 1000,
                 max_parts: 5,
-                max_file_bytes: 100
+                max_file_bytes: 100,
+                max_forward_bytes_in_flight: crate::multipart::DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT,
             }
         );
         assert_eq!(c.caching.current_metadata, 0);
@@ -1485,5 +1501,40 @@ mod tests {
             NodeConfig::load(Path::new("/nonexistent/seal.json"), &Env::new()),
             Err(ConfigError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn max_forward_bytes_in_flight_is_at_least_one_largest_body() {
+        let with = |limits: &str| {
+            parse(&format!(
+                r#"{{"server":{{"http_addr":":1"}},"trust_service":{{"type":"local"}},"limits":{limits}}}"#
+            ))
+        };
+        let c = with("{}").unwrap();
+        assert_eq!(c.limits.max_forward_bytes_in_flight, 64 * 1024 * 1024);
+        let c = with(r#"{"max_forward_bytes_in_flight":1000,"max_body_bytes":1000}"#).unwrap();
+        assert_eq!(c.limits.max_forward_bytes_in_flight, 1000);
+        // Unset, it grows with max_body_bytes; set below it, it is refused.
+        let c = with(r#"{"max_body_bytes":100000000}"#).unwrap();
+        assert_eq!(c.limits.max_forward_bytes_in_flight, 100_000_000);
+        for bad in [
+            r#"{"max_forward_bytes_in_flight":0}"#,
+            r#"{"max_forward_bytes_in_flight":999,"max_body_bytes":1000}"#,
+        ] {
+            assert_eq!(
+                invalid_key(&format!(
+                    r#"{{"server":{{"http_addr":":1"}},"trust_service":{{"type":"local"}},"limits":{bad}}}"#
+                )),
+                "limits.max_forward_bytes_in_flight"
+            );
+        }
+        let e = env(&[("SEAL_NODE_LIMITS_MAX_FORWARD_BYTES_IN_FLIGHT", "40000000")]);
+        let c = NodeConfig::from_json(
+            r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"}}"#,
+            Path::new("/etc/seal"),
+            &e,
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_forward_bytes_in_flight, 40_000_000);
     }
 }

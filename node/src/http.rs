@@ -5,15 +5,32 @@
 //! and limits upload bodies, calls the backend, sets headers, records metrics
 //! and maps errors through [`ApiError`]. The HTTP layer itself holds no lock:
 //! [`AppState`] is immutable and shared.
+//!
+//! # Admission first
+//!
+//! The handler *admits* a request — GUN prefixes, then authentication and
+//! authorization — before any work that depends on the collection or costs
+//! the cluster anything. A cluster node's layers (`cluster::read_layer`,
+//! `cluster::forward_layer`) therefore do not do that work themselves: they
+//! hand it to the handler as request extensions, [`ClusterReads`] (the
+//! staleness bound, linearizable reads, `X-Seal-Min-Version` waits) and
+//! [`ClusterWrites`] (forwarding a write to the Raft leader), which the
+//! handler runs only on an admitted request. An anonymous client thus gets
+//! the same 401 for a collection that exists and one that does not, starts
+//! no quorum round and no wait, and a follower reads no body of, and
+//! forwards nothing for, a caller the leader would refuse. Bodies read to be
+//! forwarded are bounded together by `limits.max_forward_bytes_in_flight`
+//! ([`ForwardBudget`]); past it the answer is 503 `UNAVAILABLE`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -157,6 +174,111 @@ pub trait AuthHook: Send + Sync + 'static {
     fn check(&self, route: &Route, headers: &HeaderMap) -> Result<(), ApiError>;
 }
 
+/// A cluster node's work before a read (`cluster::ReadGate`): the staleness bound, a
+/// linearizable read, an `X-Seal-Min-Version` wait. `cluster::read_layer` hands it to the handler
+/// as a request extension (`Arc<dyn ClusterReads>`); the handler runs it on admitted reads only.
+#[async_trait]
+pub trait ClusterReads: Send + Sync + 'static {
+    /// `Ok` to serve the read of `route` here; otherwise the answer (`NotLeader`: the cluster
+    /// layer sends the read on to the leader).
+    async fn before_read(&self, route: &Route, query: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError>;
+}
+
+/// A cluster node's forwarding of writes to the Raft leader (`cluster::Forwarder`).
+/// `cluster::forward_layer` hands it to the handler as a request extension
+/// (`Arc<dyn ClusterWrites>`); the handler reads the body and forwards admitted writes only.
+#[async_trait]
+pub trait ClusterWrites: Send + Sync + 'static {
+    /// Whether this node leads, so that writes run here.
+    fn leads(&self) -> bool;
+    /// The leader's answer to the write `parts` with `body`, or the request back when it is to
+    /// run here after all (this node was elected meanwhile).
+    async fn forward(&self, parts: Parts, body: Bytes) -> Result<Response, (Parts, Bytes)>;
+}
+
+/// The bytes of request bodies a node holds to forward them to the leader, bounded by
+/// `limits.max_forward_bytes_in_flight`. Shared by every request of one node; taking never waits.
+#[derive(Debug, Clone)]
+pub struct ForwardBudget {
+    inner: Arc<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl ForwardBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: u64) -> ForwardBudget {
+        ForwardBudget {
+            inner: Arc::new(BudgetInner {
+                max,
+                used: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The bound, in bytes.
+    pub fn max(&self) -> u64 {
+        self.inner.max
+    }
+
+    /// Bytes taken now.
+    pub fn in_use(&self) -> u64 {
+        self.inner.used.load(Ordering::SeqCst)
+    }
+
+    /// Takes `n` bytes, or `None` when that would pass the bound.
+    fn take(&self, n: u64) -> Option<Reservation> {
+        let mut reservation = Reservation {
+            budget: self.clone(),
+            bytes: 0,
+        };
+        reservation.grow(n).then_some(reservation)
+    }
+
+    fn full(&self) -> ApiError {
+        ApiError::Unavailable {
+            reason: format!(
+                "request bodies being forwarded to the Raft leader fill limits.max_forward_bytes_in_flight ({} bytes); retry",
+                self.inner.max
+            ),
+        }
+    }
+}
+
+/// Bytes taken from a [`ForwardBudget`], given back when dropped.
+#[derive(Debug)]
+struct Reservation {
+    budget: ForwardBudget,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Takes `n` more bytes; `false` (and nothing taken) when that would pass the bound.
+    fn grow(&mut self, n: u64) -> bool {
+        let inner = &self.budget.inner;
+        let taken = inner
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(n).filter(|total| *total <= inner.max)
+            })
+            .is_ok();
+        if taken {
+            self.bytes += n;
+        }
+        taken
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.inner.used.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
 /// Everything handlers share; immutable once built.
 #[derive(Clone)]
 pub struct AppState {
@@ -174,6 +296,8 @@ pub struct AppState {
     pub gun_prefixes: Arc<Vec<String>>,
     /// Authentication, when configured.
     pub auth: Option<Arc<dyn AuthHook>>,
+    /// Bodies read to be forwarded to the Raft leader (`limits.max_forward_bytes_in_flight`).
+    pub forward_budget: ForwardBudget,
 }
 
 impl AppState {
@@ -187,6 +311,7 @@ impl AppState {
             consistent_cache: CachePolicy::consistent(config.caching.consistent_metadata),
             gun_prefixes: Arc::new(config.repositories.gun_prefixes.clone()),
             auth: None,
+            forward_budget: ForwardBudget::new(config.limits.max_forward_bytes_in_flight),
         }
     }
 
@@ -200,6 +325,7 @@ impl AppState {
             consistent_cache: CachePolicy::consistent(crate::cache::DEFAULT_CONSISTENT_MAX_AGE),
             gun_prefixes: Arc::new(Vec::new()),
             auth: None,
+            forward_budget: ForwardBudget::new(UploadLimits::default().max_forward_bytes_in_flight),
         }
     }
 }
@@ -270,7 +396,9 @@ fn not_found() -> ApiError {
     }
 }
 
-async fn handle(state: &AppState, route: &Route, request: Request) -> Result<Handled, ApiError> {
+/// Admission: the GUN prefixes, then authentication and authorization. Nothing that depends on the
+/// collection (or costs the cluster anything) runs before it.
+fn admit(state: &AppState, route: &Route, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(gun) = route.gun() {
         if !routes::gun_allowed(&state.gun_prefixes, gun) {
             return Err(match route {
@@ -284,8 +412,34 @@ async fn handle(state: &AppState, route: &Route, request: Request) -> Result<Han
     }
     if !matches!(route, Route::Health | Route::Metrics) {
         if let Some(auth) = &state.auth {
-            auth.check(route, request.headers())?;
+            auth.check(route, headers)?;
         }
+    }
+    Ok(())
+}
+
+async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result<Handled, ApiError> {
+    admit(state, route, request.headers())?;
+    // Admitted: now the cluster's work, which the cluster layers left to this point.
+    match route {
+        Route::GetMetadata { .. } | Route::GetKey { .. } | Route::Changefeed { .. } => {
+            if let Some(reads) = request.extensions().get::<Arc<dyn ClusterReads>>().cloned() {
+                reads
+                    .before_read(route, request.uri().query(), request.headers())
+                    .await?;
+            }
+        }
+        Route::Publish { .. } | Route::DeleteGun { .. } | Route::RotateKey { .. } => {
+            if let Some(writes) = request.extensions().get::<Arc<dyn ClusterWrites>>().cloned() {
+                if !writes.leads() {
+                    match forward_write(state, writes.as_ref(), request).await? {
+                        Ok(forwarded) => return Ok(forwarded),
+                        Err(here) => request = here,
+                    }
+                }
+            }
+        }
+        _ => {}
     }
     let backend = &state.backend;
     match route {
@@ -381,6 +535,65 @@ fn ready(backend: &dyn Backend) -> Result<(), ApiError> {
         Readiness::Ready => Ok(()),
         Readiness::Unavailable { reason } => Err(ApiError::Unavailable { reason }),
     }
+}
+
+/// Reads the body of an admitted write within `limits.max_body_bytes` and the node's
+/// [`ForwardBudget`], and hands it to the leader; `Err` with the request rebuilt when it is to run
+/// here after all. The budget is held until the leader has answered.
+async fn forward_write(
+    state: &AppState,
+    writes: &dyn ClusterWrites,
+    request: Request,
+) -> Result<Result<Handled, Request>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let (body, reservation) = read_forwarded_body(
+        body,
+        content_length(&parts.headers),
+        &state.limits,
+        &state.forward_budget,
+    )
+    .await?;
+    let body_len = body.len() as u64;
+    let outcome = writes.forward(parts, body).await;
+    drop(reservation);
+    Ok(match outcome {
+        Ok(response) => Ok(Handled {
+            response,
+            body_len: Some(body_len),
+        }),
+        Err((parts, body)) => Err(Request::from_parts(parts, Body::from(body))),
+    })
+}
+
+/// Reads a body to forward: a declared length is refused above `limits.max_body_bytes` and
+/// taken from `budget` whole before a byte is read; a body without one takes from it as it
+/// arrives. `ApiError::Unavailable` when the budget has no room.
+async fn read_forwarded_body(
+    mut body: Body,
+    declared: Option<u64>,
+    limits: &UploadLimits,
+    budget: &ForwardBudget,
+) -> Result<(Bytes, Reservation), ApiError> {
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(too_large_body(limits));
+    }
+    let mut reservation = budget.take(declared.unwrap_or(0)).ok_or_else(|| budget.full())?;
+    let mut bytes = Vec::with_capacity(usize::try_from(reservation.bytes).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::MalformedUpload {
+            reason: format!("reading body: {e}"),
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        let total = (bytes.len() + data.len()) as u64;
+        if total > limits.max_body_bytes {
+            return Err(too_large_body(limits));
+        }
+        if total > reservation.bytes && !reservation.grow(total - reservation.bytes) {
+            return Err(budget.full());
+        }
+        bytes.extend_from_slice(&data);
+    }
+    Ok((Bytes::from(bytes), reservation))
 }
 
 fn too_large_body(limits: &UploadLimits) -> ApiError {
@@ -1298,6 +1511,187 @@ mod tests {
         assert_eq!(a.header(header::WWW_AUTHENTICATE), Some("Bearer realm=\"x\""));
         let a = call_with(state, req("/_notary_server/health")).await;
         assert_eq!(a.status, StatusCode::OK);
+    }
+
+    /// A cluster node's hooks that record what they were asked; forwarded writes wait for a
+    /// permit of `hold` and are answered 202.
+    struct Hooks {
+        reads: Mutex<Vec<&'static str>>,
+        forwarded: Mutex<Vec<(String, usize)>>,
+        hold: tokio::sync::Semaphore,
+    }
+
+    impl Hooks {
+        fn new(held: bool) -> Arc<Hooks> {
+            Arc::new(Hooks {
+                reads: Mutex::default(),
+                forwarded: Mutex::default(),
+                hold: tokio::sync::Semaphore::new(if held { 0 } else { 1 << 20 }),
+            })
+        }
+
+        /// `builder` carrying these hooks as `cluster::read_layer` and `forward_layer` add them.
+        fn on(self: &Arc<Self>, builder: axum::http::request::Builder) -> axum::http::request::Builder {
+            let reads: Arc<dyn ClusterReads> = self.clone();
+            let writes: Arc<dyn ClusterWrites> = self.clone();
+            builder.extension(reads).extension(writes)
+        }
+    }
+
+    #[async_trait]
+    impl ClusterReads for Hooks {
+        async fn before_read(&self, route: &Route, _: Option<&str>, _: &HeaderMap) -> Result<(), ApiError> {
+            self.reads.lock().unwrap().push(route.operation());
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl ClusterWrites for Hooks {
+        fn leads(&self) -> bool {
+            false
+        }
+        async fn forward(&self, parts: Parts, body: Bytes) -> Result<Response, (Parts, Bytes)> {
+            self.forwarded
+                .lock()
+                .unwrap()
+                .push((parts.uri.path().to_owned(), body.len()));
+            let _permit = self.hold.acquire().await.unwrap();
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+    }
+
+    #[tokio::test]
+    async fn admission_comes_before_any_cluster_work() {
+        let hooks = Hooks::new(false);
+        let mut state = AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap());
+        let requests = || {
+            let tuf = format!("/v2/{GUN}/_trust/tuf/");
+            [
+                ("GET", format!("{tuf}targets.json"), Some(("X-Seal-Min-Version", "99"))),
+                ("GET", format!("{tuf}root.json?consistent"), None),
+                (
+                    "GET",
+                    format!("{tuf}timestamp.key"),
+                    Some(("X-Seal-Consistency", "linearizable")),
+                ),
+                ("GET", format!("/v2/{GUN}/_trust/changefeed?records=1"), None),
+                (
+                    "POST",
+                    tuf.clone(),
+                    Some(("Content-Type", "multipart/form-data; boundary=B")),
+                ),
+                ("DELETE", tuf.clone(), None),
+                ("POST", format!("{tuf}snapshot.key"), None),
+            ]
+            .map(|(method, uri, header)| {
+                let mut b = hooks.on(Request::builder().method(method).uri(uri));
+                if let Some((k, v)) = header {
+                    b = b.header(k, v);
+                }
+                b.body(Body::from(if method == "POST" { "--B--" } else { "" })).unwrap()
+            })
+        };
+
+        // Refused: no read check, no wait, nothing forwarded.
+        state.auth = Some(Arc::new(DenyAll));
+        for request in requests() {
+            let what = format!("{} {}", request.method(), request.uri());
+            assert_eq!(
+                call_with(state.clone(), request).await.status,
+                StatusCode::UNAUTHORIZED,
+                "{what}"
+            );
+        }
+        assert!(hooks.reads.lock().unwrap().is_empty());
+        assert!(hooks.forwarded.lock().unwrap().is_empty());
+
+        // Admitted: the reads are checked, the writes forwarded with their bodies.
+        state.auth = None;
+        for request in requests() {
+            call_with(state.clone(), request).await;
+        }
+        assert_eq!(
+            *hooks.reads.lock().unwrap(),
+            ["GetRole", "GetRole", "GetKey", "Changefeed"]
+        );
+        let tuf = format!("/v2/{GUN}/_trust/tuf/");
+        assert_eq!(
+            *hooks.forwarded.lock().unwrap(),
+            [(tuf.clone(), 5), (tuf.clone(), 0), (format!("{tuf}snapshot.key"), 5)]
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_to_the_leader_are_bounded() {
+        let hooks = Hooks::new(true);
+        let mut state = AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap());
+        state.forward_budget = ForwardBudget::new(1000);
+        state.limits.max_body_bytes = 1000;
+        let budget = state.forward_budget.clone();
+        let uri = format!("/v2/{GUN}/_trust/tuf/");
+        let publish = |len: usize, declared: bool| {
+            let mut b = hooks.on(Request::builder().method("POST").uri(&uri));
+            if declared {
+                b = b.header(header::CONTENT_LENGTH, len);
+            }
+            b.body(Body::from(vec![b'x'; len])).unwrap()
+        };
+        let spawned = |request| tokio::spawn(call_with(state.clone(), request));
+        let forwarded = || hooks.forwarded.lock().unwrap().len();
+        let until = |n: usize| async move {
+            while forwarded() < n {
+                tokio::task::yield_now().await;
+            }
+        };
+
+        // 600 bytes held for a leader that has not answered yet.
+        let first = spawned(publish(600, true));
+        until(1).await;
+        assert_eq!(budget.in_use(), 600);
+        // 500 more, declared or not, do not fit: 503 with Notary's body, nothing forwarded.
+        for declared in [true, false] {
+            let a = call_with(state.clone(), publish(500, declared)).await;
+            assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "declared: {declared}");
+            assert_eq!(
+                a.text(),
+                "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"The server cannot serve this request right now.\",\"detail\":\"request bodies being forwarded to the Raft leader fill limits.max_forward_bytes_in_flight (1000 bytes); retry\"}]}\n"
+            );
+        }
+        assert_eq!((forwarded(), budget.in_use()), (1, 600));
+        // 400 fit.
+        let second = spawned(publish(400, false));
+        until(2).await;
+        assert_eq!(budget.in_use(), 1000);
+        // A body above limits.max_body_bytes is refused as before, whatever the budget.
+        let a = call_with(state.clone(), publish(1001, true)).await;
+        assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        // The leader answers: the bytes come back.
+        hooks.hold.add_permits(2);
+        assert_eq!(first.await.unwrap().status, StatusCode::ACCEPTED);
+        assert_eq!(second.await.unwrap().status, StatusCode::ACCEPTED);
+        assert_eq!(budget.in_use(), 0);
+        hooks.hold.add_permits(1);
+        assert_eq!(call_with(state, publish(1000, true)).await.status, StatusCode::ACCEPTED);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn a_reservation_gives_back_what_it_took() {
+        let budget = ForwardBudget::new(10);
+        let mut a = budget.take(4).unwrap();
+        assert!(budget.take(7).is_none());
+        assert!(a.grow(6));
+        assert!(!a.grow(1));
+        assert_eq!(budget.in_use(), 10);
+        drop(a);
+        assert_eq!(budget.in_use(), 0);
+        assert!(budget.take(u64::MAX).is_none());
+        let b = budget.take(10).unwrap();
+        assert!(budget.take(1).is_none());
+        drop(b);
+        assert_eq!((budget.in_use(), budget.max()), (0, 10));
     }
 }
 

@@ -17,7 +17,14 @@ pub struct UploadLimits {
     pub max_parts: usize,
     /// Largest single part accepted, in bytes.
     pub max_file_bytes: u64,
+    /// Most bytes of request bodies a node that does not lead holds at once to forward them to
+    /// the Raft leader; a write that would exceed it is answered 503.
+    pub max_forward_bytes_in_flight: u64,
 }
+
+/// The default of `limits.max_forward_bytes_in_flight` (when `limits.max_body_bytes` is no
+/// larger): two bodies of the default maximum size.
+pub const DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT: u64 = 64 * 1024 * 1024;
 
 impl Default for UploadLimits {
     fn default() -> Self {
@@ -25,6 +32,7 @@ impl Default for UploadLimits {
             max_body_bytes: 32 * 1024 * 1024,
             max_parts: 64,
             max_file_bytes: 8 * 1024 * 1024,
+            max_forward_bytes_in_flight: DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -612,7 +620,7 @@ mod proptests {
         /// has valid roles and JSON parts within the limits.
         #[test]
         fn arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let limits = UploadLimits { max_body_bytes: 1000, max_parts: 4, max_file_bytes: 200 };
+            let limits = UploadLimits { max_body_bytes: 1000, max_parts: 4, max_file_bytes: 200, ..UploadLimits::default() };
             if let Ok(files) = parse_upload(Some("multipart/form-data; boundary=b"), &body, &limits) {
                 prop_assert!(files.len() <= 4);
                 for f in files {
