@@ -298,6 +298,14 @@ pub struct AppState {
     pub auth: Option<Arc<dyn AuthHook>>,
     /// Bodies read to be forwarded to the Raft leader (`limits.max_forward_bytes_in_flight`).
     pub forward_budget: ForwardBudget,
+    /// Uploads parsed at once, on the blocking pool (one per core).
+    pub parse_slots: Arc<tokio::sync::Semaphore>,
+}
+
+fn parse_slots() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    ))
 }
 
 impl AppState {
@@ -312,6 +320,7 @@ impl AppState {
             gun_prefixes: Arc::new(config.repositories.gun_prefixes.clone()),
             auth: None,
             forward_budget: ForwardBudget::new(config.limits.max_forward_bytes_in_flight),
+            parse_slots: parse_slots(),
         }
     }
 
@@ -326,6 +335,7 @@ impl AppState {
             gun_prefixes: Arc::new(Vec::new()),
             auth: None,
             forward_budget: ForwardBudget::new(UploadLimits::default().max_forward_bytes_in_flight),
+            parse_slots: parse_slots(),
         }
     }
 }
@@ -520,7 +530,16 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
                 .map(str::to_string);
             let body = read_body(request.into_body(), &limits).await?;
             let body_len = body.len() as u64;
-            let files = parse_upload(content_type.as_deref(), &body, &limits)?;
+            // Parsing every part's JSON (up to limits.max_body_bytes) is CPU work:
+            // off the runtime that serves reads and Raft, as validation is.
+            let _slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
+                reason: "upload parsing pool closed".into(),
+            })?;
+            let files = tokio::task::spawn_blocking(move || parse_upload(content_type.as_deref(), &body, &limits))
+                .await
+                .map_err(|e| ApiError::Unknown {
+                    reason: format!("upload parsing task: {e}"),
+                })??;
             backend.publish(gun, files).await?;
             Ok(Handled {
                 response: StatusCode::OK.into_response(),

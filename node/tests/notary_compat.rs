@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 
 use common::cluster::tuf;
 use common::{request, Node, Response};
-use seal_tuf::cjson::Value;
-use seal_tuf::generate::sign;
 use seal_tuf::testing::{RootKey, TestRepo};
 use seal_tuf::PublicKey;
 use time::{Duration, OffsetDateTime};
@@ -162,26 +160,6 @@ fn an_update_with_no_role_file_is_answered_as_notary_does_and_stores_nothing() {
     assert_eq!(node.get(&tuf("example.com/compat/none", "root.json")).status, 404);
 }
 
-/// `targets` at `version` as Go writes it once the only key of
-/// `targets/releases` was removed: `"keyids": null`, the key gone from
-/// `delegations.keys`.
-fn targets_without_delegation_keys(repo: &TestRepo, version: u64) -> Vec<u8> {
-    let mut t = repo.targets_meta(version, &[("v1", b"one")]).to_value();
-    let Value::Object(signed) = &mut t else { unreachable!() };
-    let Some(Value::Object(delegations)) = signed.get_mut("delegations") else {
-        unreachable!()
-    };
-    delegations.insert("keys".into(), Value::Object(BTreeMap::new()));
-    let Some(Value::Array(roles)) = delegations.get_mut("roles") else {
-        unreachable!()
-    };
-    let Value::Object(role) = &mut roles[0] else {
-        unreachable!()
-    };
-    role.insert("keyids".into(), Value::Null);
-    sign("targets", t, &[(&repo.targets, repo.targets.public_key().id())]).into_bytes()
-}
-
 #[test]
 fn a_delegation_whose_last_key_was_removed_is_stored_as_uploaded_and_signs_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +167,7 @@ fn a_delegation_whose_last_key_was_removed_is_stored_as_uploaded_and_signs_nothi
     let gun = "example.com/compat/null-keyids";
     let repo = published(&node, gun, true, true);
 
-    let parent = targets_without_delegation_keys(&repo, 3);
+    let parent = repo.targets_file_without_keys_for(3, "targets/releases");
     assert!(String::from_utf8_lossy(&parent).contains(r#""keyids":null"#));
     ok(
         &node.publish(gun, &[("targets".into(), parent.clone())]),

@@ -260,6 +260,36 @@ impl TestRepo {
         .into_bytes()
     }
 
+    /// targets.json at `version` (no targets) as Go's client writes it once
+    /// the only key of delegation `role` was removed: the role's `keyids`
+    /// is `null` and `delegations.keys` holds no key for it.
+    pub fn targets_file_without_keys_for(&self, version: u64, role: &str) -> Vec<u8> {
+        let mut t = self.targets_meta(version, &[]);
+        let removed: Vec<String> = t
+            .delegations
+            .roles
+            .iter()
+            .filter(|d| d.name == role)
+            .flat_map(|d| d.keyids.clone())
+            .collect();
+        t.delegations.keys.retain(|id, _| !removed.contains(id));
+        let mut v = t.to_value();
+        if let Value::Object(signed) = &mut v {
+            if let Some(Value::Object(delegations)) = signed.get_mut("delegations") {
+                if let Some(Value::Array(roles)) = delegations.get_mut("roles") {
+                    for r in roles.iter_mut() {
+                        if let Value::Object(m) = r {
+                            if m.get("name").and_then(Value::as_str) == Some(role) {
+                                m.insert("keyids".to_owned(), Value::Null);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        sign(TARGETS, v, &[(&self.targets, self.targets.public_key().id())]).into_bytes()
+    }
+
     /// A delegated role's file at `version`, signed with its key.
     pub fn delegation_file(&self, name: &str, version: u64, targets: &[(&str, &[u8])]) -> Vec<u8> {
         let (_, key) = self

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use seal_tuf::cjson::Value;
 use seal_tuf::client::{Limits, Repo, TrustPin};
-use seal_tuf::generate::sign;
 use seal_tuf::metadata::{Root, Targets};
 use seal_tuf::testing::{printable_cn_cert, RootKey, TestRepo};
 use seal_tuf::update::{cn_matches, valid_root_keys, validate_update, StoredFiles};
@@ -42,6 +41,18 @@ fn invalid(e: UpdateError) -> (UpdateErrorKind, String) {
         UpdateError::Invalid { kind, msg, .. } => (kind, msg),
         other => panic!("expected INVALID_UPDATE, got {other:?}"),
     }
+}
+
+/// Why the first publish of `repo` to `gun` is refused.
+fn first_publish_refused(gun: &str, repo: &TestRepo) -> (UpdateErrorKind, String) {
+    let r = validate_update(
+        gun,
+        &BTreeMap::new(),
+        repo.first_publish(&[]),
+        NOW,
+        &repo.server_keys(false),
+    );
+    invalid(r.unwrap_err())
 }
 
 #[test]
@@ -80,24 +91,6 @@ fn an_update_without_role_files_gets_notarys_answers_where_notary_refuses_it() {
     assert_eq!(msg, "no pre-existing root and no root provided in update.");
 }
 
-/// `targets` at `version` delegating `targets/releases` with `"keyids": null`,
-/// as Go writes it once the delegation's last key was removed.
-fn targets_with_null_keyids(repo: &TestRepo, version: u64) -> Vec<u8> {
-    let mut t = repo.targets_meta(version, &[]).to_value();
-    let Value::Object(signed) = &mut t else { unreachable!() };
-    let Some(Value::Object(delegations)) = signed.get_mut("delegations") else {
-        unreachable!()
-    };
-    let Some(Value::Array(roles)) = delegations.get_mut("roles") else {
-        unreachable!()
-    };
-    let Value::Object(role) = &mut roles[0] else {
-        unreachable!()
-    };
-    role.insert("keyids".into(), Value::Null);
-    sign("targets", t, &[(&repo.targets, repo.targets.public_key().id())]).into_bytes()
-}
-
 #[test]
 fn null_keyids_read_as_no_keys_and_let_the_role_sign_nothing() {
     let mut repo = TestRepo::new(GUN, NOW);
@@ -108,7 +101,7 @@ fn null_keyids_read_as_no_keys_and_let_the_role_sign_nothing() {
     stored.insert("targets/releases".into(), releases);
 
     // The parent with `"keyids": null` is accepted, its bytes kept as uploaded.
-    let parent = targets_with_null_keyids(&repo, 3);
+    let parent = repo.targets_file_without_keys_for(3, "targets/releases");
     assert!(String::from_utf8_lossy(&parent).contains(r#""keyids":null"#));
     let plan = validate_update(GUN, &stored, vec![("targets".into(), parent.clone())], NOW, &keys).unwrap();
     assert_eq!(plan.files.len(), 1);
@@ -226,16 +219,7 @@ fn a_wildcard_printable_string_cn_names_every_gun_under_its_prefix() {
     // The same root for a GUN outside the prefix is refused, naming the CN.
     let other = "example.com/app";
     assert!(valid_root_keys(&root, other, Some(NOW)).is_empty());
-    let (kind, msg) = invalid(
-        validate_update(
-            other,
-            &BTreeMap::new(),
-            repo.first_publish(&[]),
-            NOW,
-            &repo.server_keys(false),
-        )
-        .unwrap_err(),
-    );
+    let (kind, msg) = first_publish_refused(other, &repo);
     assert_eq!(kind, UpdateErrorKind::BadRoot);
     assert!(
         msg.contains(r#"certificate CN "docker/*" does not match "example.com/app""#),
@@ -273,30 +257,12 @@ fn what_notary_refuses_in_a_root_certificate_is_still_refused() {
         NOW - Duration::days(20),
         NOW - Duration::days(1),
     )];
-    let (kind, msg) = invalid(
-        validate_update(
-            gun,
-            &BTreeMap::new(),
-            repo.first_publish(&[]),
-            NOW,
-            &repo.server_keys(false),
-        )
-        .unwrap_err(),
-    );
+    let (kind, msg) = first_publish_refused(gun, &repo);
     assert_eq!(kind, UpdateErrorKind::BadRoot);
     assert!(msg.contains("certificate has expired"), "{msg}");
     // Wrong CN.
     repo.root_keys = vec![RootKey::with_printable_cn("library/*", nb, na)];
-    let (kind, msg) = invalid(
-        validate_update(
-            gun,
-            &BTreeMap::new(),
-            repo.first_publish(&[]),
-            NOW,
-            &repo.server_keys(false),
-        )
-        .unwrap_err(),
-    );
+    let (kind, msg) = first_publish_refused(gun, &repo);
     assert_eq!(kind, UpdateErrorKind::BadRoot);
     assert!(msg.contains("does not match"), "{msg}");
 }
