@@ -8,6 +8,12 @@
 //!   `Snapshot`), whose `meta` is well formed (a timestamp lists exactly the
 //!   snapshot, a snapshot lists at least root and targets, each entry with a
 //!   length and a sha256);
+//! * and nothing else: the content must be byte for byte the object
+//!   re-encoded from what was parsed, so no field outside that object can
+//!   ride along. Go's JSON decoder, which Notary's and Docker's clients use,
+//!   matches keys case-insensitively with Unicode folding and the last match
+//!   wins: a timestamp carrying `"expires"` for the signer and `"expireſ"`
+//!   (U+017F folds to `s`) for Go clients would otherwise freeze them;
 //! * for the key's GUN and role, when the caller states them (Seal's nodes
 //!   do, in request metadata; Notary's server does not, and its requests are
 //!   judged by the key's role and the version alone);
@@ -143,6 +149,14 @@ pub enum Refusal {
     /// Already expired.
     #[error("expiry {0} is in the past")]
     Expired(OffsetDateTime),
+    /// The content holds more, or other, than the object it claims to be.
+    #[error("content is not exactly a {object} object: {detail}")]
+    NotExactly {
+        /// `Timestamp` or `Snapshot`.
+        object: &'static str,
+        /// The first field found that the object does not have.
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -157,6 +171,7 @@ impl Refusal {
             Refusal::NotNewer { .. } => "not_newer",
             Refusal::TooLong { .. } => "too_long",
             Refusal::Expired(_) => "expired",
+            Refusal::NotExactly { .. } => "not_exactly",
         }
     }
 }
@@ -226,13 +241,13 @@ pub fn check(
             },
         });
     }
-    let (version, expires) = if scope.role == TIMESTAMP {
+    let (version, expires, reproduced) = if scope.role == TIMESTAMP {
         let t = Timestamp::from_signed(&v).map_err(|e| Refusal::NotMetadata(e.to_string()))?;
         if t.meta.len() != 1 {
             return Err(Refusal::BadMeta("a timestamp lists exactly the snapshot".into()));
         }
         check_entry(TIMESTAMP, &v, SNAPSHOT)?;
-        (t.version, t.expires)
+        (t.version, t.expires, t.to_value())
     } else {
         let s = Snapshot::from_signed(&v).map_err(|e| Refusal::NotMetadata(e.to_string()))?;
         for name in [ROOT, TARGETS] {
@@ -243,8 +258,15 @@ pub fn check(
                 "a snapshot lists neither itself nor the timestamp".into(),
             ));
         }
-        (s.version, s.expires)
+        (s.version, s.expires, s.to_value())
     };
+    // Only what the signer can reproduce from the object it checked.
+    if reproduced.to_canonical() != content {
+        return Err(Refusal::NotExactly {
+            object: expected_type,
+            detail: first_difference(&v, &reproduced, "signed"),
+        });
+    }
     let sha: [u8; 32] = Sha256::digest(content).into();
     if let Some(hw) = last {
         let retry = version == hw.version && sha == hw.content_sha256;
@@ -269,6 +291,28 @@ pub fn check(
         },
         expires,
     })
+}
+
+/// Where `got` (the request) holds something `model` (its re-encoding)
+/// does not, or holds it otherwise, named by its path.
+fn first_difference(got: &Value, model: &Value, path: &str) -> String {
+    match (got, model) {
+        (Value::Object(g), Value::Object(m)) => {
+            for (k, gv) in g {
+                let at = format!("{path}.{k}");
+                match m.get(k) {
+                    None => return format!("unknown field {at:?}"),
+                    Some(mv) if mv != gv => return first_difference(gv, mv, &at),
+                    Some(_) => {}
+                }
+            }
+            match m.keys().find(|k| !g.contains_key(*k)) {
+                Some(k) => format!("missing field \"{path}.{k}\""),
+                None => format!("{path} is written otherwise"),
+            }
+        }
+        _ => format!("{path} is written otherwise"),
+    }
 }
 
 /// [`check`] as the signer applies it: a refusal is an error when the
@@ -356,6 +400,99 @@ mod tests {
         run(TIMESTAMP, &ts(4, Duration::days(1)), Some(&a2.high_water)).unwrap();
         run(TIMESTAMP, &ts(9, Duration::days(1)), Some(&a2.high_water)).unwrap();
         run(SNAPSHOT, &snap(2, Duration::days(1095)), None).unwrap();
+    }
+
+    /// `v` (canonical JSON of an object) with `key` set to `value` at `path`.
+    fn with_field(content: &[u8], path: &[&str], key: &str, value: Value) -> Vec<u8> {
+        let mut v = Value::parse(content).unwrap();
+        let mut at = &mut v;
+        for p in path {
+            let Value::Object(m) = at else { panic!("not an object") };
+            at = m.get_mut(*p).unwrap();
+        }
+        let Value::Object(m) = at else { panic!("not an object") };
+        m.insert(key.to_owned(), value);
+        v.to_canonical()
+    }
+
+    /// Go's `encoding/json` key matching (`foldName`/`equalFold`), for the
+    /// characters the attack uses: a key matches a field name case-
+    /// insensitively with Unicode simple folding, so `ſ` (U+017F) reads as
+    /// `s` and `K` (U+212A, the Kelvin sign) as `k`.
+    fn go_reads_as(key: &str, field: &str) -> bool {
+        let fold = |c: char| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        };
+        key.chars().map(fold).eq(field.chars().map(fold))
+    }
+
+    #[test]
+    fn a_field_a_go_client_would_read_as_a_known_one_is_refused() {
+        // A compromised node asks for a 7-day timestamp that Go clients read
+        // as expiring in 2125: Go's decoder takes the last matching key.
+        let fresh = ts(7, Duration::days(7));
+        for key in ["expire\u{17f}", "Expires", "EXPIRES"] {
+            assert!(go_reads_as(key, "expires"), "{key}");
+            let frozen = with_field(&fresh, &[], key, Value::str("2125-01-01T00:00:00Z"));
+            let e = run(TIMESTAMP, &frozen, None).unwrap_err();
+            assert_eq!(
+                e,
+                Refusal::NotExactly {
+                    object: "Timestamp",
+                    detail: format!("unknown field \"signed.{key}\""),
+                },
+                "{key}"
+            );
+        }
+        // Unknown fields anywhere, meta entries included, and a version read
+        // by Go from a folded key.
+        let e = run(
+            TIMESTAMP,
+            &with_field(&fresh, &["meta", "snapshot"], "\u{212a}ind", Value::Int(1)),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Refusal::NotExactly { detail, .. } if detail.contains("signed.meta.snapshot")),
+            "{e:?}"
+        );
+        let e = run(
+            TIMESTAMP,
+            &with_field(&fresh, &[], "versio\u{17f}", Value::Int(1)),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Refusal::NotExactly { .. }), "{e:?}");
+        let e = run(
+            SNAPSHOT,
+            &with_field(&snap(2, Duration::days(30)), &[], "custom", Value::Null),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Refusal::NotExactly { object: "Snapshot", .. }), "{e:?}");
+        // The same timestamp without the extra key is signed.
+        run(TIMESTAMP, &fresh, None).unwrap();
+    }
+
+    #[test]
+    fn notarys_own_timestamps_and_snapshot_are_exactly_what_they_claim() {
+        // What the real Notary server signs, as a Notary server using
+        // seal-signer would send it.
+        let Some(dir) = seal_testkit::notary_fixtures() else {
+            return;
+        };
+        let state = dir.join("metadata/example.com_interop_app");
+        for (role, path) in [
+            (TIMESTAMP, "1-after-first-publish/timestamp.json"),
+            (TIMESTAMP, "2-final/timestamp.json"),
+            // Generated and signed by the Notary server itself.
+            (SNAPSHOT, "2-final/snapshot.json"),
+        ] {
+            let file = seal_tuf::SignedFile::parse(role, std::fs::read(state.join(path)).unwrap()).unwrap();
+            run(role, file.canonical_signed(), None).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
     }
 
     #[test]

@@ -132,6 +132,19 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     assert!(m.contains("beyond"), "{m}");
     let (m, _) = refused(c.sign(&ts_key.key_id, &snapshot(3), None, None).await);
     assert!(m.contains("role"), "{m}");
+    // A compromised node holding a node certificate asks for a fresh
+    // timestamp that also carries "expireſ" (U+017F folds to s in Go's
+    // decoder, which takes the last match): Notary and Docker clients would
+    // read an expiry in 2125. Refused, naming the field; so is any unknown key.
+    for key in ["expire\u{17f}", "\u{212a}eyid"] {
+        let mut v = seal_tuf::cjson::Value::parse(&timestamp(3, time::Duration::days(7))).unwrap();
+        if let seal_tuf::cjson::Value::Object(m) = &mut v {
+            m.insert(key.to_owned(), seal_tuf::cjson::Value::str("2125-01-01T00:00:00Z"));
+        }
+        let tampered = v.to_canonical();
+        let (m, _) = refused(c.sign(&ts_key.key_id, &tampered, Some(gun), Some("timestamp")).await);
+        assert!(m.contains(&format!("unknown field \"signed.{key}\"")), "{m}");
+    }
     let (m, _) = refused(
         c.sign(
             &ts_key.key_id,
