@@ -70,6 +70,12 @@ pub struct ServerSection {
     /// `client_ca_file` signed.
     #[serde(default)]
     pub allowed_client_names: Vec<String>,
+    /// Names (as `allowed_client_names`) of the operators' certificates that
+    /// may call `KeyManagement.DeleteKey`; they may connect as well. Server
+    /// nodes never delete keys, so no node name belongs here. Empty (the
+    /// default): nobody may delete a key over the API.
+    #[serde(default)]
+    pub admin_client_names: Vec<String>,
     /// Where to serve the Prometheus metrics (`GET /metrics`, plain HTTP);
     /// none when unset. Bind it to an address only the monitoring reaches.
     #[serde(default)]

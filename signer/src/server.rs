@@ -176,13 +176,13 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         core = core.with_threshold(backend.clone());
         threshold = Some(backend);
     }
-    let core = Arc::new(core);
+    let core = Arc::new(core.with_admins(AllowedNames(config.server.admin_client_names.clone())));
 
     let acceptor = ReloadableAcceptor::new(TlsFiles {
         cert: config.server.tls_cert_file.clone(),
         key: config.server.tls_key_file.clone(),
         client_ca: Some(config.server.client_ca_file.clone()),
-        allowed_client_names: AllowedNames(config.server.allowed_client_names.clone()),
+        allowed_client_names: AllowedNames(connecting_names(&config.server)),
         alpn: vec![b"h2".to_vec()],
     })
     .map_err(|e| e.to_string())?;
@@ -314,4 +314,16 @@ async fn answer_metrics(tcp: &mut tokio::net::TcpStream, metrics: &Metrics) -> s
     );
     tcp.write_all(response.as_bytes()).await?;
     tcp.shutdown().await
+}
+
+/// The names a client certificate may carry to connect: the nodes'
+/// (`allowed_client_names`) and the operators' (`admin_client_names`). Empty
+/// when `allowed_client_names` is: any certificate the client CA signed.
+fn connecting_names(server: &crate::config::ServerSection) -> Vec<String> {
+    if server.allowed_client_names.is_empty() {
+        return Vec::new();
+    }
+    let mut names = server.allowed_client_names.clone();
+    names.extend(server.admin_client_names.iter().cloned());
+    names
 }

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::policy::{self, Claimed, KeyScope, PolicyConfig};
 use crate::store::{KeyRecord, Store};
 use crate::threshold::{ThresholdBackend, BACKEND_NAME as THRESHOLD};
+use crate::tls::AllowedNames;
 
 /// Request metadata a Seal node sends with `Sign`: the GUN it signs for.
 pub const GUN_HEADER: &str = "x-seal-gun";
@@ -41,6 +42,8 @@ pub struct SignerCore {
     sign_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     // When set, new keys are FROST threshold keys made with the peers.
     threshold: Option<Arc<ThresholdBackend>>,
+    // Who may call DeleteKey (`server.admin_client_names`); empty: nobody.
+    admins: AllowedNames,
 }
 
 impl SignerCore {
@@ -67,6 +70,7 @@ impl SignerCore {
             metrics,
             sign_locks: std::sync::Mutex::new(HashMap::new()),
             threshold: None,
+            admins: AllowedNames(Vec::new()),
         })
     }
 
@@ -74,6 +78,12 @@ impl SignerCore {
     /// signs with them (keys of the other backends stay usable).
     pub fn with_threshold(mut self, threshold: Arc<ThresholdBackend>) -> SignerCore {
         self.threshold = Some(threshold);
+        self
+    }
+
+    /// Lets the certificates carrying one of `admins` delete keys.
+    pub fn with_admins(mut self, admins: AllowedNames) -> SignerCore {
+        self.admins = admins;
         self
     }
 
@@ -203,6 +213,16 @@ impl KeyManagement for KeyManagementService {
     }
 
     async fn delete_key(&self, request: Request<KeyId>) -> Result<Response<Void>, Status> {
+        // Server nodes never delete keys: a compromised node must not be able
+        // to destroy every server-held key (and threshold high-water marks).
+        let admin = !self.0.admins.0.is_empty() && self.0.admins.check_request(&request).is_ok();
+        if !admin {
+            self.0.metrics.refused("delete_key_not_admin");
+            tracing::warn!("DeleteKey refused: the caller is not in server.admin_client_names");
+            return Err(Status::permission_denied(
+                "DeleteKey is only for the certificates named in the signer's server.admin_client_names",
+            ));
+        }
         let id = request.into_inner().id;
         let Some(record) = self.0.store.key(&id).map_err(|e| Status::internal(e.to_string()))? else {
             // Notary's signer answers success for a key it does not hold.

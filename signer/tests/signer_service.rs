@@ -78,13 +78,16 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     let (rogue_cert, rogue_key) = rogue.leaf("intruder");
     // Signed by the right CA, but not a server node.
     let (other_cert, other_key) = pki.leaf("registry-frontend");
+    // An operator's certificate, the only one allowed to delete keys.
+    let (admin_cert, admin_key) = pki.leaf("signer-admin");
     let data = dir.path().join("data");
     let config = dir.path().join("signer.json");
     std::fs::write(
         &config,
         serde_json::json!({
             "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": server_cert, "tls_key_file": server_key,
-                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["node*"]},
+                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["node*"],
+                       "admin_client_names": ["signer-admin"]},
             "storage": {"data_dir": data},
             "default_alias": "main",
         })
@@ -218,7 +221,16 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
             &c.sign(&ts_key.key_id, &t3, None, None).await.unwrap().signature,
         )
         .unwrap();
-    c.delete_key(&snap_key.key_id).await.unwrap();
+    // A node's certificate may not delete keys (a compromised node would
+    // destroy every server-held key); the operator's may.
+    let denied = c.delete_key(&snap_key.key_id).await;
+    assert!(
+        matches!(&denied, Err(ClientError::Other(m)) if m.contains("admin_client_names")),
+        "{denied:?}"
+    );
+    c.get_key_info(&snap_key.key_id).await.unwrap();
+    let admin = client(signer.port, &ca, &admin_cert, &admin_key, Duration::from_secs(5));
+    admin.delete_key(&snap_key.key_id).await.unwrap();
     assert!(matches!(
         c.get_key_info(&snap_key.key_id).await,
         Err(ClientError::NotFound(_))
