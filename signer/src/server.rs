@@ -214,12 +214,23 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         tokio::spawn(serve_metrics(listener, core.metrics().clone(), shutdown_rx.clone()));
     }
     tokio::spawn(async move {
+        // An accept error (descriptors exhausted) is retried after a pause
+        // doubling from 10 ms to 1 s, so the loop neither ends nor spins.
+        let mut backoff = Duration::from_millis(10);
         loop {
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        backoff = Duration::from_millis(10);
+                        c
+                    }
                     Err(e) => {
-                        tracing::warn!(%e, "accept failed");
+                        tracing::warn!(%e, retry_in = ?backoff, "accept failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = accept_shutdown.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
                     }
                 },
