@@ -198,6 +198,13 @@ pub struct PolicySection {
     /// policy would refuse: only for tests and compromise drills.
     #[serde(default = "enforce")]
     pub enforce: bool,
+    /// How far above a key's last signed version one signature may go.
+    #[serde(default = "max_version_jump")]
+    pub max_version_jump: u64,
+}
+
+fn max_version_jump() -> u64 {
+    crate::policy::DEFAULT_MAX_VERSION_JUMP
 }
 
 fn ts_life() -> u64 {
@@ -220,6 +227,7 @@ impl Default for PolicySection {
             max_snapshot_lifetime_secs: snap_life(),
             clock_skew_secs: skew(),
             enforce: enforce(),
+            max_version_jump: max_version_jump(),
         }
     }
 }
@@ -232,6 +240,7 @@ impl PolicySection {
             max_timestamp_lifetime: secs(self.max_timestamp_lifetime_secs),
             max_snapshot_lifetime: secs(self.max_snapshot_lifetime_secs),
             clock_skew: secs(self.clock_skew_secs),
+            max_version_jump: self.max_version_jump,
             enforce: self.enforce,
         }
     }

@@ -36,6 +36,10 @@ use seal_tuf::cjson::Value;
 use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use seal_tuf::{Snapshot, Timestamp};
 
+/// The default of `policy.max_version_jump`, as the node's
+/// `limits.max_version_jump`.
+pub const DEFAULT_MAX_VERSION_JUMP: u64 = 1_000_000;
+
 /// Limits the policy enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicyConfig {
@@ -45,6 +49,11 @@ pub struct PolicyConfig {
     pub max_snapshot_lifetime: Duration,
     /// Tolerated difference between the node's clock and the signer's.
     pub clock_skew: Duration,
+    /// How far above the key's high-water mark (0 before its first
+    /// signature) a version may go in one signature: one signature must
+    /// not push a key to the largest version, after which it could sign
+    /// nothing newer.
+    pub max_version_jump: u64,
     /// Whether refusals are enforced. Off (`policy.enforce = false`) only
     /// for tests and compromise drills: the signer then signs whatever it
     /// is sent, as Notary's does, and only logs what it would have refused.
@@ -60,6 +69,7 @@ impl Default for PolicyConfig {
             max_timestamp_lifetime: l.timestamp,
             max_snapshot_lifetime: l.snapshot,
             clock_skew: Duration::minutes(5),
+            max_version_jump: DEFAULT_MAX_VERSION_JUMP,
             enforce: true,
         }
     }
@@ -138,6 +148,16 @@ pub enum Refusal {
         /// The version asked for.
         got: u64,
     },
+    /// A version too far above the last one signed.
+    #[error("version {got} jumps more than {max_jump} above version {high_water} already signed with this key")]
+    TooFar {
+        /// The last version signed (0: none).
+        high_water: u64,
+        /// The version asked for.
+        got: u64,
+        /// The largest jump allowed.
+        max_jump: u64,
+    },
     /// Expires too far in the future (freeze).
     #[error("expiry {expires} is beyond the allowed maximum {max}")]
     TooLong {
@@ -169,6 +189,7 @@ impl Refusal {
             Refusal::WrongGun { .. } => "wrong_gun",
             Refusal::BadMeta(_) => "bad_meta",
             Refusal::NotNewer { .. } => "not_newer",
+            Refusal::TooFar { .. } => "too_far",
             Refusal::TooLong { .. } => "too_long",
             Refusal::Expired(_) => "expired",
             Refusal::NotExactly { .. } => "not_exactly",
@@ -276,6 +297,14 @@ pub fn check(
                 got: version,
             });
         }
+    }
+    let high_water = last.map_or(0, |hw| hw.version);
+    if version > high_water && version - high_water > config.max_version_jump {
+        return Err(Refusal::TooFar {
+            high_water,
+            got: version,
+            max_jump: config.max_version_jump,
+        });
     }
     let max = now + max_life + config.clock_skew;
     if expires > max {
@@ -492,6 +521,25 @@ mod tests {
         ] {
             let file = seal_tuf::SignedFile::parse(role, std::fs::read(state.join(path)).unwrap()).unwrap();
             run(role, file.canonical_signed(), None).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+    }
+
+    #[test]
+    fn one_signature_cannot_push_a_key_to_the_largest_version() {
+        let jump = PolicyConfig::default().max_version_jump;
+        let hw = run(TIMESTAMP, &ts(5, Duration::days(14)), None).unwrap().high_water;
+        run(TIMESTAMP, &ts(5 + jump, Duration::days(1)), Some(&hw)).unwrap();
+        let max = i64::MAX as u64 - 1;
+        for (last, got) in [(Some(&hw), 6 + jump), (Some(&hw), max), (None, jump + 1)] {
+            let e = run(TIMESTAMP, &ts(got, Duration::days(1)), last).unwrap_err();
+            assert_eq!(
+                e,
+                Refusal::TooFar {
+                    high_water: last.map_or(0, |h| h.version),
+                    got,
+                    max_jump: jump
+                }
+            );
         }
     }
 
