@@ -12,23 +12,16 @@ const GUN: &str = "example.com/interop/app";
 /// A delegation key pair made the way the fixtures' README made it with
 /// openssl: an unencrypted EC private key and a self-signed certificate.
 fn delegation_pair(seal: &Seal, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-    let key = seal_tuf::PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
-    let now = time::OffsetDateTime::now_utc();
-    let cert = seal_tuf::certs::self_signed_cert(
-        &key,
-        name,
-        now - time::Duration::hours(1),
-        now + time::Duration::days(365),
-    )
-    .expect("certificate");
-    let der = key.to_pkcs8_der().expect("pkcs8");
-    let sk = p256::SecretKey::from_pkcs8_der(&der).expect("p256 key");
-    let pem = sk.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).expect("pem");
-    (
-        seal.file(&format!("{name}.key"), pem.as_bytes()),
-        seal.file(&format!("{name}.crt"), &cert),
-    )
+    seal.key_and_cert(name, |key| {
+        let now = time::OffsetDateTime::now_utc();
+        seal_tuf::certs::self_signed_cert(
+            key,
+            name,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(365),
+        )
+        .expect("certificate")
+    })
 }
 
 fn sha256_hex(b: &[u8]) -> String {

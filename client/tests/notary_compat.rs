@@ -9,19 +9,15 @@ use common::{Node, Seal};
 /// A root key file (PKCS#8 PEM) and a self-signed certificate for it whose
 /// CN is the PrintableString `cn`.
 fn root_pair(seal: &Seal, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-    let key = seal_tuf::PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
-    let now = time::OffsetDateTime::now_utc();
-    let cert = seal_tuf::testing::printable_cn_cert(
-        &key,
-        cn,
-        now - time::Duration::hours(1),
-        now + time::Duration::days(3650),
-    );
-    let der = key.to_pkcs8_der().expect("pkcs8");
-    let sk = p256::SecretKey::from_pkcs8_der(&der).expect("p256 key");
-    let pem = sk.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).expect("pem");
-    (seal.file("root.key", pem.as_bytes()), seal.file("root.crt", &cert))
+    seal.key_and_cert("root", |key| {
+        let now = time::OffsetDateTime::now_utc();
+        seal_tuf::testing::printable_cn_cert(
+            key,
+            cn,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(3650),
+        )
+    })
 }
 
 #[test]

@@ -217,11 +217,10 @@ where
         let app = app.clone();
         let counting = counting.clone();
         async move {
-            counting.in_flight.fetch_add(1, Ordering::Relaxed);
-            let response = app.oneshot(req.map(axum::body::Body::new)).await;
-            counting.in_flight.fetch_sub(1, Ordering::Relaxed);
-            counting.touch();
-            response
+            // Counted until the answer is ready or the request is dropped
+            // (an HTTP/2 stream reset drops it alone).
+            let _in_flight = InFlight::new(counting);
+            app.oneshot(req.map(axum::body::Body::new)).await
         }
     });
     let mut builder = Builder::new(TokioExecutor::new());
@@ -232,7 +231,9 @@ where
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(watched), TowerToHyperService::new(service));
     tokio::pin!(conn);
     loop {
-        let deadline = activity.last() + limits.idle_timeout;
+        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+        let since = if busy { Instant::now() } else { activity.last() };
+        let deadline = since + limits.idle_timeout;
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -247,12 +248,26 @@ where
                     tracing::debug!(timeout = ?limits.idle_timeout, "closing an idle connection");
                     return;
                 }
-                if activity.in_flight.load(Ordering::Relaxed) > 0 {
-                    // A request in progress: look again after another period.
-                    activity.touch();
-                }
             }
         }
+    }
+}
+
+/// One request in progress on a connection, for as long as it lives; its
+/// end counts as activity.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
     }
 }
 

@@ -128,6 +128,11 @@ fn requests_seen(node: &Node, operation: &str, code: Option<u16>) -> u64 {
         .sum()
 }
 
+/// Three voters, unproxied, whose configs also hold `extra` (token auth).
+fn token_cluster(extra: Value) -> Cluster {
+    start_cluster_with(0, ClusterOptions { proxied: false, extra })
+}
+
 fn leader_and_followers(cluster: &Cluster) -> (usize, Vec<usize>) {
     let leader = eventually("a leader in cluster status", || {
         cluster.raft.iter().find_map(|a| leader_of(&cluster.tls, a))
@@ -160,13 +165,7 @@ fn publish_with_token(node: &Node, gun: &str, token: &str) -> TestRepo {
 fn reads_of_a_private_collection_answer_401_before_any_cluster_work() {
     let _serial = one_cluster_at_a_time();
     let tokens = Tokens::new();
-    let cluster = start_cluster_with(
-        0,
-        ClusterOptions {
-            proxied: false,
-            extra: tokens.auth_config(),
-        },
-    );
+    let cluster = token_cluster(tokens.auth_config());
     let (leader, followers) = leader_and_followers(&cluster);
     let (leader, follower) = (&cluster.nodes[leader], &cluster.nodes[followers[0]]);
     let writer = tokens.token(EXISTING, &["push", "pull"]);
@@ -334,13 +333,7 @@ fn parse_response(raw: &[u8]) -> Response {
 fn a_follower_answers_an_anonymous_30_mb_publish_401_without_reading_or_forwarding_it() {
     let _serial = one_cluster_at_a_time();
     let tokens = Tokens::new();
-    let cluster = start_cluster_with(
-        0,
-        ClusterOptions {
-            proxied: false,
-            extra: tokens.auth_config(),
-        },
-    );
+    let cluster = token_cluster(tokens.auth_config());
     let (leader, followers) = leader_and_followers(&cluster);
     let (leader, follower) = (&cluster.nodes[leader], &cluster.nodes[followers[0]]);
     let ct = "multipart/form-data; boundary=a1d52fff367cf5b48540c8ca5c1fdb443949f851ec1779623269744e286e";
@@ -443,7 +436,7 @@ fn a_follower_answers_503_once_bodies_in_flight_to_the_leader_fill_its_budget() 
     let tokens = Tokens::new();
     let mut extra = tokens.auth_config();
     extra["limits"] = json!({"max_body_bytes": BUDGET, "max_forward_bytes_in_flight": BUDGET});
-    let cluster = start_cluster_with(0, ClusterOptions { proxied: false, extra });
+    let cluster = token_cluster(extra);
     let (leader, followers) = leader_and_followers(&cluster);
     let (leader, follower) = (&cluster.nodes[leader], &cluster.nodes[followers[0]]);
     let writer = tokens.token(EXISTING, &["push", "pull"]);

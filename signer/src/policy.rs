@@ -36,9 +36,9 @@ use seal_tuf::cjson::Value;
 use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use seal_tuf::{Snapshot, Timestamp};
 
-/// The default of `policy.max_version_jump`, as the node's
-/// `limits.max_version_jump`.
-pub const DEFAULT_MAX_VERSION_JUMP: u64 = 1_000_000;
+/// The default of `policy.max_version_jump`: the node's
+/// `limits.max_version_jump` default.
+pub use seal_tuf::update::DEFAULT_MAX_VERSION_JUMP;
 
 /// Limits the policy enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -352,6 +352,23 @@ impl TestRepo {
     }
 }
 
+impl TestRepo {
+    /// What the server stores once the first publish of `targets` was
+    /// accepted: root v1, targets and snapshot v2, timestamp v1.
+    pub fn stored_after_first_publish(&self, targets: &[(&str, &[u8])]) -> crate::update::StoredFiles {
+        let root = self.root_file(1);
+        let t = self.targets_file(2, targets);
+        let snapshot = self.snapshot_file(2, &[(ROOT, &root), (TARGETS, &t)]);
+        let timestamp = self.timestamp_file(1, &snapshot);
+        BTreeMap::from([
+            (ROOT.to_owned(), root),
+            (TARGETS.to_owned(), t),
+            (SNAPSHOT.to_owned(), snapshot),
+            (TIMESTAMP.to_owned(), timestamp),
+        ])
+    }
+}
+
 /// Fuzz body: parse `data` as every role's file; must never panic.
 pub fn fuzz_parse(data: &[u8]) {
     use crate::metadata::{Root, Snapshot, Targets, Timestamp};

@@ -57,6 +57,10 @@ pub struct UpdatePlan {
     pub expected: Vec<(String, Option<u64>)>,
 }
 
+/// How far above a role's current version (0 for a new role) one upload,
+/// or one signature by the signer, may take it by default.
+pub const DEFAULT_MAX_VERSION_JUMP: u64 = 1_000_000;
+
 /// Bounds on what one upload may hold, beyond the upload's byte sizes.
 /// The defaults are far above what real collections hold (docs/node-http.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +83,7 @@ impl Default for UpdateLimits {
             max_keys: 1_000,
             max_delegations: 1_000,
             max_targets: 100_000,
-            max_version_jump: 1_000_000,
+            max_version_jump: DEFAULT_MAX_VERSION_JUMP,
         }
     }
 }

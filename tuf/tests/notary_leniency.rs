@@ -18,22 +18,13 @@ use time::{Duration, OffsetDateTime};
 const GUN: &str = "example.com/compat/app";
 const NOW: OffsetDateTime = datetime!(2026-11-22 12:00:00 UTC);
 
-/// A published collection: what the server stores after the first publish
-/// (the snapshot signed by the server when `server_snapshot`).
+/// What the server stores after the first publish (the snapshot key the
+/// server's when `server_snapshot`).
 fn published(repo: &mut TestRepo, server_snapshot: bool) -> StoredFiles {
     if server_snapshot {
         repo.server_snapshot = Some(repo.snapshot.public_key());
     }
-    let root = repo.root_file(1);
-    let targets = repo.targets_file(2, &[("v1", b"one")]);
-    let snapshot = repo.snapshot_file(2, &[("root", &root), ("targets", &targets)]);
-    let timestamp = repo.timestamp_file(1, &snapshot);
-    BTreeMap::from([
-        ("root".to_owned(), root),
-        ("targets".to_owned(), targets),
-        ("snapshot".to_owned(), snapshot),
-        ("timestamp".to_owned(), timestamp),
-    ])
+    repo.stored_after_first_publish(&[("v1", b"one")])
 }
 
 fn invalid(e: UpdateError) -> (UpdateErrorKind, String) {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use seal_tuf::testing::TestRepo;
-use seal_tuf::update::{validate_update, validate_update_with, StoredFiles, UpdateLimits};
+use seal_tuf::update::{validate_update, validate_update_with, UpdateLimits};
 use seal_tuf::verify::{verify_threshold, EXTRA_SIGNATURES};
 use seal_tuf::{Error, SignedFile, UpdateError, UpdateErrorKind};
 use time::macros::datetime;
@@ -40,19 +40,6 @@ fn with_signatures(role: &str, bytes: &[u8], count: usize, garbled: usize) -> Ve
     SignedFile::assemble(role, file.signed().clone(), sigs).into_bytes()
 }
 
-fn stored(repo: &TestRepo) -> StoredFiles {
-    let root = repo.root_file(1);
-    let targets = repo.targets_file(2, &[]);
-    let snapshot = repo.snapshot_file(2, &[("root", &root), ("targets", &targets)]);
-    let timestamp = repo.timestamp_file(1, &snapshot);
-    BTreeMap::from([
-        ("root".to_owned(), root),
-        ("targets".to_owned(), targets),
-        ("snapshot".to_owned(), snapshot),
-        ("timestamp".to_owned(), timestamp),
-    ])
-}
-
 #[test]
 fn a_root_with_thousands_of_signatures_by_its_one_key_is_refused_unverified() {
     let repo = TestRepo::new(GUN, NOW);
@@ -73,7 +60,7 @@ fn a_root_with_thousands_of_signatures_by_its_one_key_is_refused_unverified() {
 #[test]
 fn two_signatures_naming_one_key_are_refused() {
     let repo = TestRepo::new(GUN, NOW);
-    let stored = stored(&repo);
+    let stored = repo.stored_after_first_publish(&[]);
     let t = with_signatures("targets", &repo.targets_file(3, &[]), 2, 0);
     let (kind, msg) =
         invalid(validate_update(GUN, &stored, vec![("targets".into(), t)], NOW, &repo.server_keys(true)).unwrap_err());
@@ -100,7 +87,7 @@ fn each_key_is_tried_once_however_many_signatures_name_it() {
 #[test]
 fn versions_may_not_jump_further_than_the_limit() {
     let repo = TestRepo::new(GUN, NOW);
-    let stored = stored(&repo);
+    let stored = repo.stored_after_first_publish(&[]);
     let keys = repo.server_keys(true);
     let limits = UpdateLimits::default();
     let up = |v: u64| vec![("targets".to_owned(), repo.targets_file(v, &[]))];
@@ -133,7 +120,7 @@ fn versions_may_not_jump_further_than_the_limit() {
 #[test]
 fn keys_delegations_and_targets_per_file_are_bounded() {
     let mut repo = TestRepo::new(GUN, NOW);
-    let stored = stored(&repo);
+    let stored = repo.stored_after_first_publish(&[]);
     let keys = repo.server_keys(true);
     for i in 0..3 {
         repo.delegate(&format!("targets/d{i}"), &[""]);

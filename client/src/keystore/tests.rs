@@ -819,24 +819,11 @@ fn import_all_follows_notarys_import_keys_block_by_block() {
         ]
     );
     let none = PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
-    let outcome = store
-        .import_all(
-            pem::encode("PRIVATE KEY", &[], &der(&none)).as_bytes(),
-            None,
-            None,
-            &mut pass,
-        )
-        .unwrap();
+    let unlabelled = pem::encode("PRIVATE KEY", &[], &der(&none));
+    let outcome = store.import_all(unlabelled.as_bytes(), None, None, &mut pass).unwrap();
     assert_eq!(outcome.imported[0].role, "delegation");
     // The same key twice: the second is refused, not silently dropped.
-    let outcome = store
-        .import_all(
-            pem::encode("PRIVATE KEY", &[], &der(&none)).as_bytes(),
-            None,
-            None,
-            &mut pass,
-        )
-        .unwrap();
+    let outcome = store.import_all(unlabelled.as_bytes(), None, None, &mut pass).unwrap();
     assert!(outcome.imported.is_empty());
     assert!(
         matches!(outcome.refused[..], [(ref what, KeyStoreError::AlreadyExists { .. })] if what == "key block 1"),

@@ -258,6 +258,22 @@ impl Seal {
     }
 
     /// Writes a file in the trust dir's parent and returns its path.
+    /// A new ECDSA key written as `<name>.key` (unencrypted PKCS#8 PEM, as
+    /// openssl writes it) and the certificate `cert` makes for it as
+    /// `<name>.crt`; the two paths.
+    pub fn key_and_cert(&self, name: &str, cert: impl FnOnce(&seal_tuf::PrivateKey) -> Vec<u8>) -> (PathBuf, PathBuf) {
+        use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+        let key = seal_tuf::PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
+        let cert = cert(&key);
+        let der = key.to_pkcs8_der().expect("pkcs8");
+        let sk = p256::SecretKey::from_pkcs8_der(&der).expect("p256 key");
+        let pem = sk.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).expect("pem");
+        (
+            self.file(&format!("{name}.key"), pem.as_bytes()),
+            self.file(&format!("{name}.crt"), &cert),
+        )
+    }
+
     pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.trust.path().join(name);
         std::fs::write(&p, bytes).expect("write file");
