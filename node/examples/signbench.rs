@@ -127,7 +127,8 @@ fn main() {
                 ca_file: pki.ca_file(),
                 cert_file: cert,
                 key_file: key,
-                timeout: seal_node::remote_signer::SIGNER_TIMEOUT,
+                timeout: std::time::Duration::from_secs(5),
+                connect_timeout: std::time::Duration::from_secs(5),
             })
             .expect("client"),
         );

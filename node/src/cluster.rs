@@ -626,7 +626,30 @@ pub fn format_status(s: &ClusterStatus) -> String {
             opt(m.lag),
         ));
     }
+    if !s.dependencies.is_empty() {
+        out.push_str(&format!(
+            "signers as node {} sees them:\n{:<32} {:<9} DETAIL\n",
+            s.answered_by, "SIGNER", "STATE"
+        ));
+        for d in s.dependencies.iter().filter(|d| d.kind == "signer") {
+            out.push_str(&format!("{:<32} {:<9} {}\n", d.name, d.state, d.detail));
+        }
+    }
     out
+}
+
+/// The remote signers as a cluster status reports them.
+pub fn signer_statuses(signer: &crate::remote_signer::RemoteSigner) -> Vec<seal_raft::admin::DependencyStatus> {
+    signer
+        .statuses()
+        .into_iter()
+        .map(|(name, health)| seal_raft::admin::DependencyStatus {
+            kind: "signer".into(),
+            name,
+            state: health.state().into(),
+            detail: health.detail(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -669,6 +692,7 @@ mod tests {
             ],
             state_digest: None,
             state_digest_applied_index: None,
+            dependencies: Vec::new(),
         };
         let text = format_status(&s);
         assert!(text.contains("leader: node 2"), "{text}");
@@ -697,6 +721,30 @@ mod tests {
             ..with_digest
         };
         assert!(format_status(&never_applied).contains("state digest index: -\n"));
+
+        // With the answering node's signers: a table after the members.
+        let with_signers = ClusterStatus {
+            dependencies: vec![
+                seal_raft::admin::DependencyStatus {
+                    kind: "signer".into(),
+                    name: "signer-1:7899".into(),
+                    state: "down".into(),
+                    detail: "connection refused (for 2.0s)".into(),
+                },
+                seal_raft::admin::DependencyStatus {
+                    kind: "signer".into(),
+                    name: "signer-2:7899".into(),
+                    state: "up".into(),
+                    detail: String::new(),
+                },
+            ],
+            ..s
+        };
+        let text = format_status(&with_signers);
+        let tail: Vec<&str> = text.lines().skip(11).collect();
+        assert_eq!(tail[0], "signers as node 2 sees them:", "{text}");
+        assert!(tail[2].starts_with("signer-1:7899") && tail[2].contains("down") && tail[2].contains("refused"));
+        assert!(tail[3].starts_with("signer-2:7899") && tail[3].contains("up"), "{text}");
     }
 
     #[test]

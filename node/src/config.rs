@@ -197,6 +197,34 @@ pub struct TrustServiceConfig {
     pub tls_client_key: Option<PathBuf>,
     /// `trust_service.key_algorithm` (default: ed25519 for local, ecdsa for remote).
     pub key_algorithm: KeyAlgorithm,
+    /// Every signer a remote trust service may use, in order of preference:
+    /// Notary's `hostname`/`port` first when set, then Seal's
+    /// `trust_service.signers` (duplicates dropped). The signers of one list
+    /// must hold the same keys (a threshold cluster, or signers sharing an
+    /// HSM): any of them may be asked for any key.
+    pub signers: Vec<SignerAddr>,
+    /// `trust_service.attempt_timeout_ms` (default 1000): how long one
+    /// signer gets to answer a `Sign`, `GetKeyInfo` or health probe before
+    /// the node counts it as down and asks the next one.
+    pub attempt_timeout: Duration,
+    /// `trust_service.call_timeout_ms` (default 5000): the deadline of a
+    /// whole call over every signer tried (key creation gets all of it).
+    pub call_timeout: Duration,
+}
+
+/// One entry of `trust_service.signers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerAddr {
+    /// Host name (also the TLS name checked) or address.
+    pub hostname: String,
+    /// gRPC port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for SignerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.hostname, self.port)
+    }
 }
 
 /// `storage.*` and the data directory.
@@ -398,6 +426,8 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("trust_service.tls_client_cert", Kind::Str),
     ("trust_service.tls_client_key", Kind::Str),
     ("trust_service.key_algorithm", Kind::Str),
+    ("trust_service.attempt_timeout_ms", Kind::Int),
+    ("trust_service.call_timeout_ms", Kind::Int),
     ("storage.backend", Kind::Str),
     ("storage.db_url", Kind::Str),
     ("storage.data_dir", Kind::Str),
@@ -560,6 +590,16 @@ struct RawTrust {
     tls_client_cert: Option<String>,
     tls_client_key: Option<String>,
     key_algorithm: Option<String>,
+    signers: Vec<RawSignerAddr>,
+    attempt_timeout_ms: Option<u64>,
+    call_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignerAddr {
+    hostname: String,
+    port: RawPort,
 }
 
 #[derive(Deserialize, Default)]
@@ -822,13 +862,60 @@ impl NodeConfig {
             ),
         };
         let hostname = non_empty(t.hostname);
-        if kind == TrustServiceType::Remote {
-            if hostname.is_none() {
-                return Err(invalid("trust_service.hostname", "required for a remote signer"));
+        let mut signers: Vec<SignerAddr> = Vec::new();
+        match (&hostname, port) {
+            (Some(h), Some(p)) => signers.push(SignerAddr {
+                hostname: h.trim().to_owned(),
+                port: p,
+            }),
+            (Some(_), None) if kind == TrustServiceType::Remote => {
+                return Err(invalid("trust_service.port", "required with trust_service.hostname"))
             }
-            if port.is_none() {
-                return Err(invalid("trust_service.port", "required for a remote signer"));
+            (None, Some(_)) if kind == TrustServiceType::Remote => {
+                return Err(invalid("trust_service.hostname", "required with trust_service.port"))
             }
+            _ => {}
+        }
+        for (i, s) in t.signers.into_iter().enumerate() {
+            let key = format!("trust_service.signers[{i}]");
+            let host = s.hostname.trim();
+            if host.is_empty() {
+                return Err(invalid(&key, "hostname must not be empty"));
+            }
+            let port = match s.port {
+                RawPort::Num(n) => u16::try_from(n).ok(),
+                RawPort::Str(p) => p.trim().parse::<u16>().ok(),
+            }
+            .filter(|p| *p != 0)
+            .ok_or_else(|| invalid(&key, "port must be a port number (1-65535)"))?;
+            let addr = SignerAddr {
+                hostname: host.to_owned(),
+                port,
+            };
+            if !signers.contains(&addr) {
+                signers.push(addr);
+            }
+        }
+        if kind == TrustServiceType::Remote && signers.is_empty() {
+            return Err(invalid(
+                "trust_service.hostname",
+                "a remote signer needs trust_service.hostname and trust_service.port, or trust_service.signers",
+            ));
+        }
+        let millis = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(invalid(key, "must be at least 1 ms")),
+                n if n > 600_000 => Err(invalid(key, "must be at most 600000 ms")),
+                n => Ok(Duration::from_millis(n)),
+            }
+        };
+        let attempt_timeout = millis("trust_service.attempt_timeout_ms", t.attempt_timeout_ms, 1000)?;
+        let call_timeout = millis("trust_service.call_timeout_ms", t.call_timeout_ms, 5000)?;
+        if attempt_timeout > call_timeout {
+            return Err(invalid(
+                "trust_service.attempt_timeout_ms",
+                "must not exceed trust_service.call_timeout_ms",
+            ));
         }
         let tls_client_cert = path(t.tls_client_cert);
         let tls_client_key = path(t.tls_client_key);
@@ -855,6 +942,9 @@ impl NodeConfig {
             tls_client_cert,
             tls_client_key,
             key_algorithm,
+            signers,
+            attempt_timeout,
+            call_timeout,
         };
 
         // storage
@@ -1237,6 +1327,74 @@ mod tests {
         );
         assert!(auth.rootcertbundle.exists());
         assert!(!auth.anonymous_read);
+    }
+
+    #[test]
+    fn a_list_of_signers_after_notarys_single_one() {
+        let remote = |extra: &str| {
+            parse(&format!(
+                r#"{{"server":{{"http_addr":":1"}},"trust_service":{{"type":"remote","tls_ca_file":"ca.pem",
+                    "tls_client_cert":"c.pem","tls_client_key":"k.pem"{extra}}}}}"#
+            ))
+        };
+        let addr = |h: &str, p: u16| SignerAddr {
+            hostname: h.into(),
+            port: p,
+        };
+        // Notary's hostname/port alone.
+        let t = remote(r#","hostname":"s1","port":"7899""#).unwrap().trust_service;
+        assert_eq!(t.signers, [addr("s1", 7899)]);
+        assert_eq!(
+            (t.attempt_timeout, t.call_timeout),
+            (Duration::from_secs(1), Duration::from_secs(5))
+        );
+        // Both: the single one first, duplicates dropped; ports as numbers or strings.
+        let t = remote(
+            r#","hostname":"s1","port":7899,"signers":[{"hostname":"s2","port":"7899"},
+               {"hostname":"s1","port":7899},{"hostname":"s3","port":7900}],"attempt_timeout_ms":250,
+               "call_timeout_ms":3000"#,
+        )
+        .unwrap()
+        .trust_service;
+        assert_eq!(t.signers, [addr("s1", 7899), addr("s2", 7899), addr("s3", 7900)]);
+        assert_eq!(
+            (t.attempt_timeout, t.call_timeout),
+            (Duration::from_millis(250), Duration::from_secs(3))
+        );
+        // The list alone, Notary's keys empty as its configs write them.
+        let t = remote(r#","hostname":"","port":"","signers":[{"hostname":"s2","port":1}]"#)
+            .unwrap()
+            .trust_service;
+        assert_eq!(t.signers, [addr("s2", 1)]);
+        for (extra, key) in [
+            ("", "trust_service.hostname"),
+            (r#","hostname":"s1""#, "trust_service.port"),
+            (r#","signers":[{"hostname":"","port":1}]"#, "trust_service.signers[0]"),
+            (r#","signers":[{"hostname":"s","port":0}]"#, "trust_service.signers[0]"),
+            (
+                r#","signers":[{"hostname":"s","port":"x"}]"#,
+                "trust_service.signers[0]",
+            ),
+            (
+                r#","signers":[{"hostname":"s","port":70000}]"#,
+                "trust_service.signers[0]",
+            ),
+            (
+                r#","signers":[{"hostname":"s","port":1}],"attempt_timeout_ms":0"#,
+                "trust_service.attempt_timeout_ms",
+            ),
+            (
+                r#","signers":[{"hostname":"s","port":1}],"attempt_timeout_ms":9000"#,
+                "trust_service.attempt_timeout_ms",
+            ),
+        ] {
+            match remote(extra) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{extra}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
+        // An unknown key in an entry is a mistake, not something to ignore.
+        assert!(remote(r#","signers":[{"hostname":"s","port":1,"prot":2}]"#).is_err());
     }
 
     #[test]

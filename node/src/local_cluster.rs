@@ -1,7 +1,8 @@
 //! `seal-node local-cluster`: a Seal cluster on loopback for people trying
-//! it out — three voters and one learner signing through one seal-signer,
-//! with certificates generated on the spot, everything under one
-//! directory. It prints each node's addresses and role, runs until SIGINT
+//! it out — three voters and one learner signing through one seal-signer
+//! (or, with `--signers n --threshold k`, a k-of-n FROST threshold signer
+//! cluster that every node lists, so any signer may fail), with
+//! certificates generated on the spot, everything under one directory. It prints each node's addresses and role, runs until SIGINT
 //! or SIGTERM, then stops every process with SIGTERM.
 //!
 //! Running it again with the same directory restarts the same cluster (same
@@ -28,9 +29,30 @@ const NODE_NAME: &str = "seal-node";
 pub struct LocalClusterOptions {
     /// Everything goes under this directory.
     pub dir: PathBuf,
-    /// The signer listens on this port, node `i` on `base + i` (HTTP) and
-    /// `base + 10 + i` (Raft). 0 picks free ports.
+    /// The (first) signer listens on this port, node `i` on `base + i`
+    /// (HTTP) and `base + 10 + i` (Raft), threshold signer `j ≥ 2` on
+    /// `base + 20 + j`. 0 picks free ports.
     pub base_port: u16,
+    /// How many signers: 1 (a software signer), or n ≥ 2 holding keys as
+    /// FROST shares, `threshold` of which sign together.
+    pub signers: u16,
+    /// k for n ≥ 2 signers (2 ≤ k ≤ n); `None` with one signer.
+    pub threshold: Option<u16>,
+}
+
+impl LocalClusterOptions {
+    /// Checks the signer counts: one software signer, or k-of-n with 2 ≤ k ≤ n ≤ 9.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.signers, self.threshold) {
+            (1, None) => Ok(()),
+            (1, Some(_)) => Err("--threshold needs --signers 2 or more".into()),
+            (0, _) => Err("--signers must be at least 1".into()),
+            (n, _) if n > 9 => Err("--signers: at most 9 on one machine".into()),
+            (n, None) => Err(format!("--signers {n} needs --threshold k (2 <= k <= {n})")),
+            (n, Some(k)) if !(2..=n).contains(&k) => Err(format!("--threshold {k}: must be between 2 and {n}")),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One process of the cluster; SIGTERM then SIGKILL when dropped.
@@ -111,25 +133,45 @@ fn wait_until(what: &str, procs: &mut [Proc], mut ready: impl FnMut() -> bool) -
 struct Pki {
     ca: PathBuf,
     node: (PathBuf, PathBuf),
-    signer: (PathBuf, PathBuf),
+    /// One certificate per signer: `signer` alone, `signer-<j>` for threshold signers.
+    signers: Vec<(PathBuf, PathBuf)>,
+}
+
+fn signer_name(options: &LocalClusterOptions, j: u16) -> String {
+    if options.threshold.is_some() {
+        format!("signer-{j}")
+    } else {
+        "signer".to_owned()
+    }
 }
 
 /// The certificates: generated once, reused when the directory is reused.
-fn pki(dir: &Path) -> Result<Pki, String> {
+fn pki(dir: &Path, options: &LocalClusterOptions) -> Result<Pki, String> {
     let pki_dir = dir.join("pki");
     let ca = pki_dir.join("seal-local-ca.crt");
-    let node = (
-        pki_dir.join(format!("{NODE_NAME}.crt")),
-        pki_dir.join(format!("{NODE_NAME}.key")),
-    );
-    let signer = (pki_dir.join("signer.crt"), pki_dir.join("signer.key"));
+    let pair = |name: &str| (pki_dir.join(format!("{name}.crt")), pki_dir.join(format!("{name}.key")));
+    let names: Vec<String> = (1..=options.signers).map(|j| signer_name(options, j)).collect();
     if !ca.exists() {
         std::fs::create_dir_all(&pki_dir).map_err(io(pki_dir.display()))?;
         let pki = seal_signer::testing::TestPki::new(&pki_dir, "seal-local");
         pki.leaf(NODE_NAME);
-        pki.leaf("signer");
+        for name in &names {
+            pki.leaf(name);
+        }
     }
-    Ok(Pki { ca, node, signer })
+    let signers: Vec<(PathBuf, PathBuf)> = names.iter().map(|n| pair(n)).collect();
+    if let Some((missing, _)) = signers.iter().find(|(c, _)| !c.exists()) {
+        return Err(format!(
+            "{} holds a cluster made with other signers ({} is missing): use another --dir",
+            dir.display(),
+            missing.display()
+        ));
+    }
+    Ok(Pki {
+        ca,
+        node: pair(NODE_NAME),
+        signers,
+    })
 }
 
 /// The signer passphrase: generated once, kept in a file only its owner reads.
@@ -149,23 +191,33 @@ fn passphrase(dir: &Path) -> Result<String, String> {
     Ok(p)
 }
 
-/// The ports: fixed from `base`, or remembered from the first run with 0.
-fn ports(dir: &Path, base: u16) -> Result<Vec<u16>, String> {
+/// The ports — the signers', then the nodes' HTTP, then their Raft —
+/// fixed from `base`, or remembered from the first run with 0.
+fn ports(dir: &Path, base: u16, signers: u16) -> Result<Vec<u16>, String> {
+    let count = usize::from(signers) + 8;
     let path = dir.join("ports");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let ports: Vec<u16> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-        if ports.len() == 9 {
+        if ports.len() == count {
             return Ok(ports);
         }
+        return Err(format!(
+            "{} holds a cluster with {} ports, not {count}: use another --dir",
+            dir.display(),
+            ports.len()
+        ));
     }
     let ports: Vec<u16> = if base == 0 {
-        (0..9).map(|_| free_port()).collect::<Result<_, _>>()?
+        (0..count).map(|_| free_port()).collect::<Result<_, _>>()?
     } else {
         let at = |off: u16| {
             base.checked_add(off)
                 .ok_or_else(|| format!("--base-port {base} leaves no room for the cluster's ports"))
         };
         let mut v = vec![at(0)?];
+        for j in 2..=signers {
+            v.push(at(20 + j)?);
+        }
         for i in 1..=4 {
             v.push(at(i)?);
         }
@@ -203,47 +255,77 @@ pub fn run(options: &LocalClusterOptions) -> Result<(), String> {
     let Pki {
         ca,
         node: (node_cert, node_key),
-        signer: (signer_cert, signer_key),
-    } = pki(&dir)?;
+        signers: signer_certs,
+    } = pki(&dir, options)?;
     let pass = passphrase(&dir)?;
-    let ports = ports(&dir, options.base_port)?;
-    let (signer_port, http, raft) = (ports[0], &ports[1..5], &ports[5..9]);
+    let n = usize::from(options.signers);
+    let ports = ports(&dir, options.base_port, options.signers)?;
+    let (signer_ports, http, raft) = (&ports[..n], &ports[n..n + 4], &ports[n + 4..n + 8]);
     let raft_addr = |i: usize| format!("127.0.0.1:{}", raft[i - 1]);
     let http_addr = |i: usize| format!("127.0.0.1:{}", http[i - 1]);
     let mut procs: Vec<Proc> = Vec::new();
 
-    // The signer.
-    let signer_dir = dir.join("signer");
-    std::fs::create_dir_all(&signer_dir).map_err(io(signer_dir.display()))?;
-    let signer_config = signer_dir.join("signer.json");
-    let config = serde_json::json!({
-        "server": {"grpc_addr": format!("127.0.0.1:{signer_port}"), "tls_cert_file": signer_cert,
-                   "tls_key_file": signer_key, "client_ca_file": ca, "allowed_client_names": [NODE_NAME]},
-        "storage": {"data_dir": signer_dir.join("data")},
-    });
-    std::fs::write(&signer_config, config.to_string()).map_err(io(signer_config.display()))?;
-    let mut child = Command::new(&signer_bin)
-        .args(["serve", "--config"])
-        .arg(&signer_config)
-        .env("SEAL_SIGNER_MAIN", &pass)
-        .stdout(Stdio::piped())
-        .stderr(log_file(&signer_dir.join("signer.log"))?)
-        .spawn()
-        .map_err(io(signer_bin.display()))?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
+    // The signers.
+    let mut signer_logs = Vec::new();
+    for (j, ((cert, key), port)) in (1..=options.signers).zip(signer_certs.iter().zip(signer_ports)) {
+        let name = signer_name(options, j);
+        let signer_dir = if options.threshold.is_some() {
+            dir.join(&name)
+        } else {
+            dir.join("signer")
+        };
+        std::fs::create_dir_all(&signer_dir).map_err(io(signer_dir.display()))?;
+        let mut config = serde_json::json!({
+            "server": {"grpc_addr": format!("127.0.0.1:{port}"), "tls_cert_file": cert,
+                       "tls_key_file": key, "client_ca_file": ca, "allowed_client_names": [NODE_NAME]},
+            "storage": {"data_dir": signer_dir.join("data")},
+        });
+        if let Some(k) = options.threshold {
+            let peers: Vec<serde_json::Value> = (1..=options.signers)
+                .zip(signer_ports)
+                .filter(|(p, _)| *p != j)
+                .map(|(p, port)| {
+                    serde_json::json!({"id": p, "addr": format!("localhost:{port}"), "name": signer_name(options, p)})
+                })
+                .collect();
+            config["server"]["allowed_client_names"] = serde_json::json!([NODE_NAME, "signer-*"]);
+            config["key_backend"] = serde_json::json!({"type": "threshold", "threshold": k, "self_id": j,
+                                                       "peers": peers});
+        }
+        let path = signer_dir.join("signer.json");
+        std::fs::write(&path, config.to_string()).map_err(io(path.display()))?;
+        let log = signer_dir.join("signer.log");
+        let mut child = Command::new(&signer_bin)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("SEAL_SIGNER_MAIN", &pass)
+            .stdout(Stdio::piped())
+            .stderr(log_file(&log)?)
+            .spawn()
+            .map_err(io(signer_bin.display()))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut line);
+        }
+        procs.push(Proc {
+            name: format!("seal-signer {name}"),
+            child,
+        });
+        if !line.contains("listening") {
+            return Err(format!("seal-signer {name} did not start; see {}", log.display()));
+        }
+        signer_logs.push((name, *port, log));
     }
-    procs.push(Proc {
-        name: "seal-signer".into(),
-        child,
-    });
-    if !line.contains("listening") {
-        return Err(format!(
-            "seal-signer did not start; see {}",
-            signer_dir.join("signer.log").display()
-        ));
-    }
+    let signer_list: Vec<serde_json::Value> = signer_ports
+        .iter()
+        .map(|port| serde_json::json!({"hostname": "localhost", "port": port}))
+        .collect();
+    // Threshold signers make Ed25519 keys only.
+    let key_algorithm = if options.threshold.is_some() {
+        "ed25519"
+    } else {
+        "ecdsa"
+    };
 
     // Three voters and a learner.
     let bootstrap: Vec<serde_json::Value> = (1..=3)
@@ -256,9 +338,9 @@ pub fn run(options: &LocalClusterOptions) -> Result<(), String> {
             // A cluster to try Seal out on loopback: plain HTTP, no auth.
             "insecure": true,
             "server": {"http_addr": http_addr(i)},
-            "trust_service": {"type": "remote", "hostname": "localhost", "port": signer_port.to_string(),
+            "trust_service": {"type": "remote", "signers": signer_list,
                               "tls_ca_file": ca, "tls_client_cert": node_cert, "tls_client_key": node_key,
-                              "key_algorithm": "ecdsa"},
+                              "key_algorithm": key_algorithm},
             "storage": {"backend": "rocksdb", "data_dir": node_dir.join("data")},
             "raft": {"node_id": i, "addr": raft_addr(i), "tls_ca_file": ca, "tls_cert_file": node_cert,
                      "tls_key_file": node_key, "allowed_peer_names": [NODE_NAME],
@@ -318,10 +400,12 @@ pub fn run(options: &LocalClusterOptions) -> Result<(), String> {
             dir.join(format!("node{i}/node.log")).display()
         );
     }
-    println!(
-        "signer 127.0.0.1:{signer_port} ({})",
-        signer_dir.join("signer.log").display()
-    );
+    if let Some(k) = options.threshold {
+        println!("signers: {k} of {} sign together (FROST threshold)", options.signers);
+    }
+    for (name, port, log) in &signer_logs {
+        println!("{name} 127.0.0.1:{port} ({})", log.display());
+    }
     println!(
         "cluster status: seal-node cluster status --addr {} --ca {} --cert {} --key {}",
         raft_addr(1),
@@ -336,7 +420,7 @@ pub fn run(options: &LocalClusterOptions) -> Result<(), String> {
         .block_on(seal_signer::server::shutdown_signal())
         .map_err(io("waiting for a signal"))?;
     println!("stopping");
-    // The learner, the voters, then the signer.
+    // The learner, the voters, then the signers.
     while let Some(mut p) = procs.pop() {
         p.stop();
     }

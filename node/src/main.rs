@@ -51,7 +51,8 @@ enum Cmd {
     TokenServer(TokenServerArgs),
     /// Administer a cluster through one node's Raft address (mutual TLS with the cluster CA).
     Cluster(ClusterArgs),
-    /// Start a cluster on loopback for trying Seal out: 3 voters, 1 learner and a signer, with
+    /// Start a cluster on loopback for trying Seal out: 3 voters, 1 learner and a signer (or a
+    /// k-of-n threshold signer cluster), with
     /// generated certificates, all under one directory; runs until Ctrl-C. Not for production.
     LocalCluster {
         /// Directory for certificates, configs, data and logs (reused if it exists).
@@ -61,6 +62,13 @@ enum Cmd {
         /// ports (remembered in the directory).
         #[arg(long, default_value_t = 4450)]
         base_port: u16,
+        /// How many signers: 1 (software keys), or n >= 2 holding every key as FROST shares
+        /// (needs --threshold); every node lists them all and fails over between them.
+        #[arg(long, default_value_t = 1)]
+        signers: u16,
+        /// With --signers n: how many signers sign together (2 <= k <= n).
+        #[arg(long)]
+        threshold: Option<u16>,
     },
 }
 
@@ -310,9 +318,19 @@ fn main() -> ExitCode {
         },
         Cmd::TokenServer(args) => return token_server_main(args),
         Cmd::Cluster(args) => return cluster_main(args),
-        Cmd::LocalCluster { dir, base_port } => {
-            let options = seal_node::local_cluster::LocalClusterOptions { dir, base_port };
-            return match seal_node::local_cluster::run(&options) {
+        Cmd::LocalCluster {
+            dir,
+            base_port,
+            signers,
+            threshold,
+        } => {
+            let options = seal_node::local_cluster::LocalClusterOptions {
+                dir,
+                base_port,
+                signers,
+                threshold,
+            };
+            return match options.check().and_then(|()| seal_node::local_cluster::run(&options)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("seal-node local-cluster: {e}");

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The content type of the text exposition format.
@@ -46,6 +46,17 @@ pub struct Metrics {
     pub accept_errors: IntCounter,
     /// `seal_connections_open`: HTTP connections open now.
     pub connections_open: IntGauge,
+    /// `seal_signer_up{signer}`: 1 while a remote signer answers, 0 once a
+    /// call or probe found it unreachable.
+    pub signer_up: IntGaugeVec,
+    /// `seal_signer_calls_total{signer,call,outcome}`: calls to each remote
+    /// signer (`call`: `sign`, `get_key`, `create_key`, `delete_key`,
+    /// `health`; `outcome`: `ok`, `unavailable`, `backend_unavailable`,
+    /// `refused`, `not_found`, `error`).
+    pub signer_calls: IntCounterVec,
+    /// `seal_signer_failovers_total`: calls answered by a signer other than
+    /// the first one tried.
+    pub signer_failovers: IntCounter,
 }
 
 fn size_buckets() -> Vec<f64> {
@@ -110,6 +121,27 @@ impl Metrics {
             "Failed accept() calls of the HTTP listener (the loop backs off and goes on).",
         )?;
         let connections_open = IntGauge::new("seal_connections_open", "HTTP connections open now.")?;
+        let signer_up = IntGaugeVec::new(
+            Opts::new(
+                "seal_signer_up",
+                "1 while a remote signer answers, 0 once it was found unreachable.",
+            ),
+            &["signer"],
+        )?;
+        let signer_calls = IntCounterVec::new(
+            Opts::new(
+                "seal_signer_calls_total",
+                "Calls to each remote signer, by call and outcome.",
+            ),
+            &["signer", "call", "outcome"],
+        )?;
+        let signer_failovers = IntCounter::new(
+            "seal_signer_failovers_total",
+            "Signer calls answered by a signer other than the first one tried.",
+        )?;
+        registry.register(Box::new(signer_up.clone()))?;
+        registry.register(Box::new(signer_calls.clone()))?;
+        registry.register(Box::new(signer_failovers.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(accept_errors.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -140,6 +172,9 @@ impl Metrics {
             connections_refused,
             accept_errors,
             connections_open,
+            signer_up,
+            signer_calls,
+            signer_failovers,
         })
     }
 

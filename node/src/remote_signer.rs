@@ -1,60 +1,162 @@
-//! `trust_service.type = "remote"`: the node's keys live in a signer
-//! service (seal-signer, or Notary's notary-signer) reached over gRPC with
-//! mutual TLS. The node never holds these private keys.
+//! `trust_service.type = "remote"`: the node's keys live in signer services
+//! (seal-signer, or Notary's notary-signer) reached over gRPC with mutual
+//! TLS. The node never holds these private keys.
+//!
+//! The node may name several signers (`trust_service.signers`, after
+//! Notary's single `hostname`/`port`) that hold the same keys: the signers
+//! of a threshold cluster (any of them coordinates a signature), or signers
+//! sharing an HSM. [`RemoteSigner`] keeps each one's health and sends each
+//! call to a healthy one:
+//!
+//! * Healthy signers are tried first, starting with the one that answered
+//!   last, each given `attempt_timeout`; then signers whose key backend said
+//!   it could not sign; then signers found unreachable, each given only
+//!   [`DOWN_ATTEMPT`], so a call with every signer down fails in well under
+//!   a second, yet the first call after a signer comes back finds it.
+//! * The whole call is bounded by `call_timeout` (key creation, which on
+//!   threshold signers is a distributed key generation, gets all of it).
+//! * A transport failure or timeout marks a signer down; any answer marks it
+//!   up; a probe of every signer's gRPC health service each
+//!   [`HEALTH_PROBE_INTERVAL`] finds signers going down without waiting for
+//!   a write, and coming back.
+//!
+//! A retried `Sign` is safe: the signing policy signs identical content
+//! again. A retried `CreateKey` may leave an unused key on the signer that
+//! did not answer in time: harmless, and better than refusing new
+//! collections while one signer is slow.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use seal_signer::client::{ClientConfig, ClientError, SignerClient};
 
 use crate::config::{KeyAlgorithm, TrustServiceConfig};
+use crate::metrics::Metrics;
 use crate::signer::{CryptoService, KeyDescription, PublicKeyInfo, SignScope, Signature, SignatureMethod, SignerError};
 
-/// The per-call deadline: a signer that does not answer in time is treated
-/// as down (writes answer 503) rather than holding requests.
-pub const SIGNER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the node asks every signer's health service whether it serves.
+pub const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A call that fails because the signer could not be reached (a signer
-/// restarting, a dropped connection) is tried once more after this pause,
-/// so every call is bounded by two deadlines and the pause. Key creation is
-/// not retried: it is not idempotent. A retried `Sign` is safe: the signing
-/// policy signs identical content again.
-pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The time a signer last found unreachable gets in a call: enough for a
+/// loopback or LAN round trip and a TLS handshake, short enough that a call
+/// with every signer down fails fast.
+pub const DOWN_ATTEMPT: Duration = Duration::from_millis(200);
 
-async fn retry_once<T, F, Fut>(call: F) -> Result<T, ClientError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    match call().await {
-        Err(ClientError::Unavailable(_)) => {
-            tokio::time::sleep(RETRY_PAUSE).await;
-            call().await
+/// What the node knows of one signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerHealth {
+    /// Not called yet.
+    Unknown,
+    /// Answered its last call or probe.
+    Up,
+    /// Answered, but its key backend could not sign (an HSM gone, too few
+    /// threshold peers).
+    Degraded {
+        /// What it said.
+        reason: String,
+    },
+    /// Unreachable, or no answer in time.
+    Down {
+        /// Why.
+        reason: String,
+        /// Since when.
+        since: Instant,
+    },
+}
+
+impl SignerHealth {
+    /// `up`, `unknown`, `degraded` or `down`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            SignerHealth::Unknown => "unknown",
+            SignerHealth::Up => "up",
+            SignerHealth::Degraded { .. } => "degraded",
+            SignerHealth::Down { .. } => "down",
         }
-        other => other,
+    }
+
+    /// The reason of a degraded or down signer, with how long ago.
+    pub fn detail(&self) -> String {
+        match self {
+            SignerHealth::Unknown | SignerHealth::Up => String::new(),
+            SignerHealth::Degraded { reason } => reason.clone(),
+            SignerHealth::Down { reason, since } => format!("{reason} (for {:.1?})", since.elapsed()),
+        }
     }
 }
 
-/// How often the node asks the signer's health service whether it serves,
-/// so health turns degraded (and back) without waiting for a write.
-pub const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A [`CryptoService`] backed by a remote signer.
-pub struct RemoteSigner {
+struct Member {
+    /// `host:port`, as metrics and status name it.
+    name: String,
     client: SignerClient,
-    /// Why the signer was last found unreachable; `None` once it answers.
-    down: Arc<Mutex<Option<String>>>,
+    health: Mutex<SignerHealth>,
+}
+
+impl Member {
+    fn health(&self) -> SignerHealth {
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, health: SignerHealth) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        // A signer that stays down keeps the time it went down.
+        if matches!((&*h, &health), (SignerHealth::Down { .. }, SignerHealth::Down { .. })) {
+            if let (SignerHealth::Down { since, .. }, SignerHealth::Down { reason, .. }) = (&*h, health) {
+                *h = SignerHealth::Down { reason, since: *since };
+            }
+            return;
+        }
+        if *h != health {
+            match &health {
+                SignerHealth::Down { reason, .. } => tracing::warn!(signer = %self.name, %reason, "signer down"),
+                SignerHealth::Degraded { reason } => {
+                    tracing::warn!(signer = %self.name, %reason, "signer cannot sign now")
+                }
+                SignerHealth::Up if !matches!(*h, SignerHealth::Unknown) => {
+                    tracing::info!(signer = %self.name, "signer up")
+                }
+                _ => {}
+            }
+        }
+        *h = health;
+    }
+}
+
+/// A [`CryptoService`] backed by one or more remote signers holding the
+/// same keys.
+pub struct RemoteSigner {
+    members: Vec<Member>,
+    /// The member that answered last: tried first.
+    preferred: AtomicUsize,
+    attempt_timeout: Duration,
+    call_timeout: Duration,
+    metrics: Option<Metrics>,
 }
 
 fn signer_error(e: ClientError) -> SignerError {
     match e {
         ClientError::NotFound(key_id) => SignerError::KeyNotFound { key_id },
-        ClientError::Unavailable(message) => SignerError::Unavailable { message },
+        ClientError::Unavailable(message) | ClientError::BackendUnavailable(message) => {
+            SignerError::Unavailable { message }
+        }
         ClientError::Refused { message, high_water } => SignerError::Refused { message, high_water },
         other => SignerError::Crypto {
             message: other.to_string(),
         },
+    }
+}
+
+fn outcome<T>(r: &Result<T, ClientError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(ClientError::Unavailable(_)) => "unavailable",
+        Err(ClientError::BackendUnavailable(_)) => "backend_unavailable",
+        Err(ClientError::Refused { .. }) => "refused",
+        Err(ClientError::NotFound(_)) => "not_found",
+        Err(_) => "error",
     }
 }
 
@@ -69,44 +171,186 @@ fn parse_algorithm(name: &str) -> Result<KeyAlgorithm, SignerError> {
     }
 }
 
+/// How long one attempt on a member may take.
+#[derive(Clone, Copy)]
+enum Budget {
+    /// `attempt_timeout` (or [`DOWN_ATTEMPT`] for a down member).
+    Attempt,
+    /// What is left of the call's deadline.
+    Whole,
+}
+
 impl RemoteSigner {
-    /// A client for the signer `config` names (`hostname`, `port`,
-    /// `tls_ca_file`, `tls_client_cert`, `tls_client_key`, all required).
-    pub fn new(config: &TrustServiceConfig) -> Result<RemoteSigner, String> {
+    /// Clients for every signer `config` names (`signers`, with
+    /// `tls_ca_file`, `tls_client_cert`, `tls_client_key`, all required),
+    /// counting calls in `metrics` when given.
+    pub fn new(config: &TrustServiceConfig, metrics: Option<Metrics>) -> Result<RemoteSigner, String> {
         let need = |what: &str| format!("trust_service.{what} is required for a remote signer");
-        let client = SignerClient::new(&ClientConfig {
-            hostname: config.hostname.clone().ok_or_else(|| need("hostname"))?,
-            port: config.port.ok_or_else(|| need("port"))?,
-            ca_file: config.tls_ca_file.clone().ok_or_else(|| need("tls_ca_file"))?,
-            cert_file: config.tls_client_cert.clone().ok_or_else(|| need("tls_client_cert"))?,
-            key_file: config.tls_client_key.clone().ok_or_else(|| need("tls_client_key"))?,
-            timeout: SIGNER_TIMEOUT,
-        })
-        .map_err(|e| e.to_string())?;
-        Ok(RemoteSigner {
-            client,
-            down: Arc::new(Mutex::new(None)),
-        })
-    }
-
-    /// Notes the outcome of a call: any answer means the signer is up,
-    /// an unavailable error that it is down.
-    fn observe<T>(&self, result: Result<T, ClientError>) -> Result<T, SignerError> {
-        let down = match &result {
-            Err(ClientError::Unavailable(message)) => Some(message.clone()),
-            _ => None,
-        };
-        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = down;
-        result.map_err(signer_error)
-    }
-
-    /// Asks the signer's health service and records the answer.
-    pub async fn probe(&self) {
-        let result = self.client.check_health().await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "trust service not fully operational");
+        if config.signers.is_empty() {
+            return Err(need("hostname"));
         }
-        let _ = self.observe(result);
+        let ca_file = config.tls_ca_file.clone().ok_or_else(|| need("tls_ca_file"))?;
+        let cert_file = config.tls_client_cert.clone().ok_or_else(|| need("tls_client_cert"))?;
+        let key_file = config.tls_client_key.clone().ok_or_else(|| need("tls_client_key"))?;
+        let members = config
+            .signers
+            .iter()
+            .map(|addr| {
+                let client = SignerClient::new(&ClientConfig {
+                    hostname: addr.hostname.clone(),
+                    port: addr.port,
+                    ca_file: ca_file.clone(),
+                    cert_file: cert_file.clone(),
+                    key_file: key_file.clone(),
+                    connect_timeout: config.attempt_timeout,
+                    timeout: config.call_timeout,
+                })
+                .map_err(|e| format!("signer {addr}: {e}"))?;
+                Ok(Member {
+                    name: addr.to_string(),
+                    client,
+                    health: Mutex::new(SignerHealth::Unknown),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(RemoteSigner {
+            members,
+            preferred: AtomicUsize::new(0),
+            attempt_timeout: config.attempt_timeout,
+            call_timeout: config.call_timeout,
+            metrics,
+        })
+    }
+
+    /// Every signer with what the node knows of it, in configured order.
+    pub fn statuses(&self) -> Vec<(String, SignerHealth)> {
+        self.members.iter().map(|m| (m.name.clone(), m.health())).collect()
+    }
+
+    fn record(&self, member: &Member, call: &str, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.signer_calls.with_label_values(&[&member.name, call, outcome]).inc();
+            let up = !matches!(member.health(), SignerHealth::Down { .. });
+            m.signer_up.with_label_values(&[&member.name]).set(i64::from(up));
+        }
+    }
+
+    /// The members in the order a call tries them: up (or not yet called)
+    /// from the preferred one on, then degraded, then down (longest down
+    /// first).
+    fn order(&self) -> Vec<usize> {
+        let n = self.members.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut healthy = Vec::new();
+        let mut degraded = Vec::new();
+        let mut down = Vec::new();
+        for i in (0..n).map(|k| (start + k) % n) {
+            match self.members[i].health() {
+                SignerHealth::Unknown | SignerHealth::Up => healthy.push(i),
+                SignerHealth::Degraded { .. } => degraded.push(i),
+                SignerHealth::Down { since, .. } => down.push((since, i)),
+            }
+        }
+        down.sort();
+        healthy
+            .into_iter()
+            .chain(degraded)
+            .chain(down.into_iter().map(|(_, i)| i))
+            .collect()
+    }
+
+    /// Runs `f` on one member after another until one answers (anything
+    /// but unavailable) or the call's deadline passes.
+    async fn call<T, F, Fut>(&self, name: &'static str, budget: Budget, f: F) -> Result<T, SignerError>
+    where
+        F: Fn(SignerClient) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = Instant::now() + self.call_timeout;
+        let mut failures = Vec::new();
+        for (tried, i) in self.order().into_iter().enumerate() {
+            let member = &self.members[i];
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                failures.push(format!("{}: not tried, the call's deadline passed", member.name));
+                continue;
+            }
+            let limit = match (budget, member.health()) {
+                (_, SignerHealth::Down { .. }) => DOWN_ATTEMPT,
+                (Budget::Attempt, _) => self.attempt_timeout,
+                (Budget::Whole, _) => left,
+            }
+            .min(left);
+            let result = match tokio::time::timeout(limit, f(member.client.clone())).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Unavailable(format!("no answer within {limit:?}"))),
+            };
+            let outcome = outcome(&result);
+            match result {
+                Err(ClientError::Unavailable(reason)) => {
+                    member.set(SignerHealth::Down {
+                        reason: reason.clone(),
+                        since: Instant::now(),
+                    });
+                    self.record(member, name, outcome);
+                    failures.push(format!("{}: {reason}", member.name));
+                }
+                Err(ClientError::BackendUnavailable(reason)) => {
+                    member.set(SignerHealth::Degraded { reason: reason.clone() });
+                    self.record(member, name, outcome);
+                    failures.push(format!("{}: {reason}", member.name));
+                }
+                answered => {
+                    member.set(SignerHealth::Up);
+                    self.record(member, name, outcome);
+                    self.preferred.store(i, Ordering::Relaxed);
+                    if tried > 0 {
+                        if let Some(m) = &self.metrics {
+                            m.signer_failovers.inc();
+                        }
+                        tracing::info!(signer = %member.name, call = name, tried = tried + 1, "signer call failed over");
+                    }
+                    return answered.map_err(signer_error);
+                }
+            }
+        }
+        Err(SignerError::Unavailable {
+            message: if self.members.len() == 1 {
+                failures.join("; ")
+            } else {
+                format!("no signer could answer: {}", failures.join("; "))
+            },
+        })
+    }
+
+    /// Asks every signer's health service at once and records the answers.
+    pub async fn probe(&self) {
+        let probes = self.members.iter().map(|member| async move {
+            let result = match tokio::time::timeout(self.attempt_timeout, member.client.check_health()).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Unavailable(format!(
+                    "no health answer within {:?}",
+                    self.attempt_timeout
+                ))),
+            };
+            let outcome = outcome(&result);
+            match result {
+                Ok(()) => {
+                    // A degraded signer stays degraded until a call shows
+                    // otherwise: its health service serves either way.
+                    if !matches!(member.health(), SignerHealth::Degraded { .. }) {
+                        member.set(SignerHealth::Up);
+                    }
+                }
+                Err(ClientError::Unavailable(reason)) => member.set(SignerHealth::Down {
+                    reason,
+                    since: Instant::now(),
+                }),
+                Err(e) => member.set(SignerHealth::Degraded { reason: e.to_string() }),
+            }
+            self.record(member, "health", outcome);
+        });
+        futures_util::future::join_all(probes).await;
     }
 }
 
@@ -124,7 +368,11 @@ pub async fn run_health_probe(signer: Arc<RemoteSigner>, shutdown: Arc<tokio::sy
 #[async_trait]
 impl CryptoService for RemoteSigner {
     async fn create_key(&self, gun: &str, role: &str, algorithm: KeyAlgorithm) -> Result<PublicKeyInfo, SignerError> {
-        let k = self.observe(self.client.create_key(algorithm.as_str(), gun, role).await)?;
+        let k = self
+            .call("create_key", Budget::Whole, |c| async move {
+                c.create_key(algorithm.as_str(), gun, role).await
+            })
+            .await?;
         let info = PublicKeyInfo::new(parse_algorithm(&k.algorithm)?, k.public);
         if info.key_id != k.key_id {
             return Err(SignerError::Crypto {
@@ -138,7 +386,13 @@ impl CryptoService for RemoteSigner {
     }
 
     async fn get_key(&self, key_id: &str) -> Result<KeyDescription, SignerError> {
-        let k = self.observe(retry_once(|| self.client.get_key_info(key_id)).await)?;
+        let k = self
+            .call(
+                "get_key",
+                Budget::Attempt,
+                |c| async move { c.get_key_info(key_id).await },
+            )
+            .await?;
         Ok(KeyDescription {
             info: PublicKeyInfo::new(parse_algorithm(&k.algorithm)?, k.public),
             // Notary's GetKeyInfo does not say which collection a key is for.
@@ -148,8 +402,11 @@ impl CryptoService for RemoteSigner {
     }
 
     async fn sign(&self, key_id: &str, message: &[u8], scope: SignScope<'_>) -> Result<Signature, SignerError> {
-        let s =
-            self.observe(retry_once(|| self.client.sign(key_id, message, Some(scope.gun), Some(scope.role))).await)?;
+        let s = self
+            .call("sign", Budget::Attempt, |c| async move {
+                c.sign(key_id, message, Some(scope.gun), Some(scope.role)).await
+            })
+            .await?;
         let method = match s.method.as_str() {
             "eddsa" => SignatureMethod::Eddsa,
             "ecdsa" => SignatureMethod::Ecdsa,
@@ -167,13 +424,102 @@ impl CryptoService for RemoteSigner {
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<(), SignerError> {
-        self.observe(retry_once(|| self.client.delete_key(key_id)).await)
+        self.call(
+            "delete_key",
+            Budget::Attempt,
+            |c| async move { c.delete_key(key_id).await },
+        )
+        .await
     }
 
+    /// Operational while at least one signer is not known to be down.
     fn operational(&self) -> Result<(), String> {
-        match &*self.down.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(reason) => Err(format!("signer unavailable: {reason}")),
-            None => Ok(()),
+        let statuses = self.statuses();
+        if statuses
+            .iter()
+            .any(|(_, h)| matches!(h, SignerHealth::Unknown | SignerHealth::Up))
+        {
+            return Ok(());
         }
+        let reasons: Vec<String> = statuses
+            .iter()
+            .map(|(name, h)| format!("{name} {}: {}", h.state(), h.detail()))
+            .collect();
+        Err(format!("signer unavailable: {}", reasons.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SignerAddr, TrustServiceType};
+
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_every_signer_down_a_call_fails_fast_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = seal_signer::testing::TestPki::new(dir.path(), "t");
+        let (cert, key) = pki.leaf("node");
+        let signers: Vec<SignerAddr> = (0..3)
+            .map(|_| SignerAddr {
+                hostname: "localhost".into(),
+                port: closed_port(),
+            })
+            .collect();
+        let config = TrustServiceConfig {
+            kind: TrustServiceType::Remote,
+            hostname: None,
+            port: None,
+            tls_ca_file: Some(pki.ca_file()),
+            tls_client_cert: Some(cert),
+            tls_client_key: Some(key),
+            key_algorithm: KeyAlgorithm::Ed25519,
+            signers: signers.clone(),
+            attempt_timeout: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+        };
+        let metrics = Metrics::new().unwrap();
+        let remote = RemoteSigner::new(&config, Some(metrics.clone())).unwrap();
+        assert!(remote.operational().is_ok(), "not yet called: assumed up");
+        let scope = SignScope {
+            gun: "example.com/a",
+            role: "timestamp",
+        };
+        for round in 0..2 {
+            let started = Instant::now();
+            let e = remote.sign("k", b"{}", scope).await.unwrap_err();
+            assert!(
+                started.elapsed() < Duration::from_millis(900),
+                "round {round}: {:?}",
+                started.elapsed()
+            );
+            let SignerError::Unavailable { message } = e else {
+                panic!("{e:?}")
+            };
+            for s in &signers {
+                assert!(message.contains(&s.to_string()), "{message}");
+            }
+        }
+        for (name, health) in remote.statuses() {
+            assert_eq!(health.state(), "down", "{name}");
+        }
+        let reason = remote.operational().unwrap_err();
+        assert!(reason.starts_with("signer unavailable: "), "{reason}");
+        let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
+        let series = format!(
+            "seal_signer_calls_total{{call=\"sign\",outcome=\"unavailable\",signer=\"{}\"}} 2",
+            signers[0]
+        );
+        assert!(text.lines().any(|l| l == series), "{series} missing in\n{text}");
+        assert!(
+            text.contains(&format!("seal_signer_up{{signer=\"{}\"}} 0", signers[2])),
+            "{text}"
+        );
     }
 }

@@ -251,6 +251,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let cluster_mode = config.raft.addr.is_some();
 
     let shutdown = Arc::new(tokio::sync::Notify::new());
+    let mut remote_signer: Option<Arc<RemoteSigner>> = None;
     let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
         TrustServiceType::Local => {
             let passphrase = signer_passphrase(&config, env, dev)?;
@@ -262,8 +263,10 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
             Arc::new(LocalSigner::open(&keys_dir, passphrase).map_err(|e| StartError::Storage(e.to_string()))?)
         }
         TrustServiceType::Remote => {
-            let remote = Arc::new(RemoteSigner::new(&config.trust_service).map_err(StartError::Config)?);
+            let remote =
+                Arc::new(RemoteSigner::new(&config.trust_service, Some(metrics.clone())).map_err(StartError::Config)?);
             tokio::spawn(run_health_probe(remote.clone(), shutdown.clone()));
+            remote_signer = Some(remote.clone());
             remote
         }
     };
@@ -304,6 +307,9 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let app = if cluster_mode {
         let raft = backend.raft().clone();
         raft.set_forward_handler(Arc::new(RouterHandler::new(app.clone())));
+        if let Some(remote) = remote_signer {
+            raft.set_status_reporter(Arc::new(move || crate::cluster::signer_statuses(&remote)));
+        }
         let forwarder = Forwarder::new(raft, config.raft.node_id, config.limits.max_body_bytes);
         app.layer(axum::middleware::from_fn_with_state(forwarder, forward_layer))
     } else {

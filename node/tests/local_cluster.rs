@@ -1,6 +1,6 @@
 //! `seal-node local-cluster`: one command starts three voters, a learner
-//! and a signer on loopback, prints them, serves, and stops every process
-//! on SIGTERM.
+//! and a signer (or a 2-of-3 threshold signer cluster) on loopback, prints
+//! them, serves, and stops every process on SIGTERM.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-#[test]
-fn a_local_cluster_starts_serves_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `seal-node local-cluster` with `args` in `dir`; returns the
+/// process, what it printed up to `ready`, and the rest of its output.
+fn start(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, Vec<String>, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
         .args(["local-cluster", "--base-port", "0", "--dir"])
-        .arg(dir.path())
+        .arg(dir)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -34,6 +37,11 @@ fn a_local_cluster_starts_serves_and_stops_cleanly() {
         "local-cluster did not get ready:\n{}",
         printed.join("\n")
     );
+    (child, printed, lines)
+}
+
+/// The nodes' HTTP addresses in what local-cluster printed, checking the roles.
+fn http_addrs(printed: &[String]) -> Vec<String> {
     // Three voters and a learner, each with its HTTP address.
     let rows: Vec<Vec<String>> = printed
         .iter()
@@ -50,8 +58,11 @@ fn a_local_cluster_starts_serves_and_stops_cleanly() {
         let r = common::try_request(addr, "GET", "/_notary_server/health", &[], &[]).unwrap();
         assert_eq!(r.status, 200, "{addr}: {}", r.text());
     }
+    http
+}
 
-    // SIGTERM stops the cluster and every process in it.
+/// SIGTERM stops the cluster and every process in it.
+fn stop(mut child: std::process::Child, lines: Lines, http: &[String]) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -67,7 +78,64 @@ fn a_local_cluster_starts_serves_and_stops_cleanly() {
     assert!(status.success(), "{status}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
-    for addr in &http {
+    for addr in http {
         assert!(TcpStream::connect(addr).is_err(), "{addr} still accepts connections");
     }
+}
+
+#[test]
+fn a_local_cluster_starts_serves_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, printed, lines) = start(dir.path(), &[]);
+    let http = http_addrs(&printed);
+    stop(child, lines, &http);
+}
+
+#[test]
+fn a_local_cluster_with_two_of_three_threshold_signers_lists_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, printed, lines) = start(dir.path(), &["--signers", "3", "--threshold", "2"]);
+    let http = http_addrs(&printed);
+    assert!(
+        printed
+            .iter()
+            .any(|l| l == "signers: 2 of 3 sign together (FROST threshold)"),
+        "{printed:?}"
+    );
+    let signers: Vec<&String> = printed.iter().filter(|l| l.starts_with("signer-")).collect();
+    assert_eq!(signers.len(), 3, "{printed:?}");
+
+    // A collection published through the cluster gets an Ed25519 timestamp
+    // key made by the signers' DKG.
+    let (_, _) = common::cluster::try_publish_new(&http[0], "example.com/local-threshold").unwrap();
+    let key = common::try_request(
+        &http[1],
+        "GET",
+        &common::cluster::tuf("example.com/local-threshold", "timestamp.key"),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        seal_tuf::PublicKey::from_json(&key.body).unwrap().key_type(),
+        seal_tuf::KeyType::Ed25519
+    );
+
+    // Every node lists the three signers: the status of each shows them up.
+    let status_cmd = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("cluster status: "))
+        .expect("a cluster status command")
+        .to_owned();
+    let words: Vec<&str> = status_cmd.split_whitespace().collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_seal-node"))
+        .args(&words[1..])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("SIGNER")).skip(1).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|r| r.contains(" up")), "{text}");
+    stop(child, lines, &http);
 }

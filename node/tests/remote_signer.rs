@@ -114,6 +114,7 @@ impl Setup {
             cert_file: self.node_cert.clone(),
             key_file: self.node_key.clone(),
             timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
         })
         .unwrap()
     }

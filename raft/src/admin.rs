@@ -40,9 +40,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Request, Response, Status};
 
 pub use seal_proto::raft::{
-    AdminReply as AdminAnswer, HttpHeader, HttpRequest as ForwardedRequest, HttpResponse as ForwardedResponse,
-    MemberStatus as MemberState, StatusReply as ClusterStatus,
+    AdminReply as AdminAnswer, DependencyStatus, HttpHeader, HttpRequest as ForwardedRequest,
+    HttpResponse as ForwardedResponse, MemberStatus as MemberState, StatusReply as ClusterStatus,
 };
+
+/// What a node reports of the services it depends on (its signers) in its cluster status.
+pub type StatusReporter = Arc<dyn Fn() -> Vec<seal_proto::raft::DependencyStatus> + Send + Sync>;
 
 use crate::codec::decode;
 use crate::error::MembershipError;
@@ -297,6 +300,8 @@ pub(crate) struct AdminShared {
     /// Certificate names allowed to call (empty: any certificate of the cluster CA).
     allowed: AllowedNames,
     handler: OnceLock<Arc<dyn ForwardHandler>>,
+    /// What the node says of its dependencies in its status.
+    reporter: OnceLock<StatusReporter>,
     /// Clients of other nodes, by Raft address.
     clients: Mutex<HashMap<String, AdminClient>>,
 }
@@ -318,6 +323,7 @@ impl AdminShared {
             max_message_bytes,
             allowed,
             handler: OnceLock::new(),
+            reporter: OnceLock::new(),
             clients: Mutex::new(HashMap::new()),
         })
     }
@@ -355,6 +361,10 @@ impl AdminShared {
     /// Register the handler of forwarded requests; `false` if one was already registered.
     pub(crate) fn set_handler(&self, handler: Arc<dyn ForwardHandler>) -> bool {
         self.handler.set(handler).is_ok()
+    }
+
+    pub(crate) fn set_reporter(&self, reporter: StatusReporter) -> bool {
+        self.reporter.set(reporter).is_ok()
     }
 
     /// The (cached) client of the node at `addr`.
@@ -470,6 +480,7 @@ impl AdminShared {
             purged_index: m.purged.map(|l| l.index),
             state_digest: None,
             state_digest_applied_index: None,
+            dependencies: self.reporter.get().map(|r| r()).unwrap_or_default(),
         }
     }
 }

@@ -38,7 +38,7 @@ mod node;
 pub mod state_machine;
 pub mod types;
 
-pub use admin::{AdminClient, AdminError, ForwardHandler};
+pub use admin::{AdminClient, AdminError, ForwardHandler, StatusReporter};
 pub use contact::LeaderContact;
 pub use error::{Error, MembershipError, WriteError};
 pub use grpc::ClusterTls;

@@ -392,6 +392,12 @@ impl SealRaft {
         self.admin.as_ref().is_some_and(|a| a.set_handler(handler))
     }
 
+    /// Register what this node's cluster status says of the services it depends on (its
+    /// signers). Returns `false` if there is no admin service or a reporter was registered before.
+    pub fn set_status_reporter(&self, reporter: crate::admin::StatusReporter) -> bool {
+        self.admin.as_ref().is_some_and(|a| a.set_reporter(reporter))
+    }
+
     /// The leader this node knows of: its id and, if the membership has it, its Raft address.
     pub fn leader(&self) -> Option<(u64, Option<String>)> {
         let m = self.raft.metrics();

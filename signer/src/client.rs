@@ -12,7 +12,7 @@ use seal_proto::signer::signer_client::SignerClient as PbSignerClient;
 use seal_proto::signer::{CreateKeyRequest, KeyId, SignatureRequest};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::service::{GUN_HEADER, HIGH_WATER_HEADER, ROLE_HEADER};
+use crate::service::{GUN_HEADER, HIGH_WATER_HEADER, ROLE_HEADER, UNAVAILABLE_HEADER};
 
 /// Where the signer is and the TLS material to reach it.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ClientConfig {
     pub key_file: PathBuf,
     /// Per-call deadline.
     pub timeout: Duration,
+    /// How long establishing a connection (TCP and TLS) may take.
+    pub connect_timeout: Duration,
 }
 
 /// Why a call failed.
@@ -41,6 +43,10 @@ pub enum ClientError {
     /// The signer cannot be reached (or timed out).
     #[error("signer unavailable: {0}")]
     Unavailable(String),
+    /// The signer answered, but its key backend cannot sign now (an HSM
+    /// gone, too few threshold peers reachable): another signer may.
+    #[error("signer cannot sign now: {0}")]
+    BackendUnavailable(String),
     /// The key is unknown to the signer.
     #[error("signer: key not found: {0}")]
     NotFound(String),
@@ -61,6 +67,9 @@ pub enum ClientError {
 fn status_error(s: tonic::Status) -> ClientError {
     use tonic::Code;
     match s.code() {
+        Code::Unavailable if s.metadata().get(UNAVAILABLE_HEADER).is_some() => {
+            ClientError::BackendUnavailable(s.message().to_owned())
+        }
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
             ClientError::Unavailable(s.message().to_owned())
         }
@@ -134,7 +143,7 @@ impl SignerClient {
             .map_err(|e| ClientError::Config(e.to_string()))?
             .tls_config(tls)
             .map_err(|e| ClientError::Config(e.to_string()))?
-            .connect_timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();

@@ -30,6 +30,22 @@ pub const GUN_HEADER: &str = "x-seal-gun";
 pub const ROLE_HEADER: &str = "x-seal-role";
 /// Response metadata on a `NotNewer` refusal: the last version signed.
 pub const HIGH_WATER_HEADER: &str = "x-seal-high-water";
+/// Response metadata on an `Unavailable` answer that this signer gave
+/// itself (value `backend`): it is up, but its key backend cannot sign now
+/// (an HSM gone, too few threshold peers). A node tries another signer but
+/// does not count this one as down; a transport failure carries no such
+/// metadata.
+pub const UNAVAILABLE_HEADER: &str = "x-seal-unavailable";
+
+/// `Unavailable` from the signer itself, marked with [`UNAVAILABLE_HEADER`].
+pub(crate) fn backend_unavailable(message: String) -> Status {
+    let mut status = Status::unavailable(message);
+    status.metadata_mut().insert(
+        UNAVAILABLE_HEADER,
+        tonic::metadata::MetadataValue::from_static("backend"),
+    );
+    status
+}
 
 /// Shared state of both services.
 pub struct SignerCore {
@@ -149,7 +165,7 @@ pub(crate) fn refusal_status(refusal: &policy::Refusal) -> Status {
 fn backend_status(e: BackendError) -> Status {
     match e {
         BackendError::NotFound(m) => Status::not_found(m),
-        BackendError::Unavailable(m) => Status::unavailable(m),
+        BackendError::Unavailable(m) => backend_unavailable(m),
         other => Status::internal(other.to_string()),
     }
 }

@@ -184,12 +184,33 @@ impl ClusterSigner {
         self.child = Some(child);
     }
 
-    /// Kills the process (SIGKILL) and waits for it.
+    /// Kills the process (SIGKILL, which ends a paused one too) and waits
+    /// for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the process with SIGSTOP: it holds its connections open and
+    /// answers nothing, as a hung machine would.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the signer is running");
+        let status = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} signer {}", self.id);
     }
 
     /// Its Prometheus metrics, as `GET /metrics` answers them.
@@ -328,6 +349,7 @@ pub fn client(
         cert_file: cert.to_owned(),
         key_file: key.to_owned(),
         timeout,
+        connect_timeout: timeout,
     })
     .expect("signer client")
 }

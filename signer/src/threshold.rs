@@ -198,7 +198,7 @@ impl ThresholdError {
     pub fn into_status(self) -> Status {
         match &self {
             ThresholdError::Unsupported(_) => Status::unknown(self.to_string()),
-            ThresholdError::Unavailable { .. } => Status::unavailable(self.to_string()),
+            ThresholdError::Unavailable { .. } => crate::service::backend_unavailable(self.to_string()),
             ThresholdError::Refused { high_water, .. } => {
                 // The participant's message already starts with "signing policy:".
                 let mut s = Status::failed_precondition(self.to_string());

@@ -223,7 +223,7 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     // Two killed: signing fails cleanly, and the survivor keeps serving.
     cluster.signer(2).kill();
     match clients[0].sign(&key.key_id, &timestamp(4, WEEK), None, None).await {
-        Err(ClientError::Unavailable(m)) => assert!(m.contains("needs 2 signers"), "{m}"),
+        Err(ClientError::BackendUnavailable(m)) => assert!(m.contains("needs 2 signers"), "{m}"),
         other => panic!("expected unavailable, got {other:?}"),
     }
     assert_eq!(clients[0].get_key_info(&key.key_id).await.unwrap().public, key.public);
@@ -366,7 +366,7 @@ async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
     setup.cluster.signer(2).kill();
     setup.cluster.signer(3).kill();
     match clients[0].sign(&key.key_id, &timestamp(1, WEEK), None, None).await {
-        Err(ClientError::Unavailable(m)) => assert!(m.contains("needs 2 signers, 1 answered"), "{m}"),
+        Err(ClientError::BackendUnavailable(m)) => assert!(m.contains("needs 2 signers, 1 answered"), "{m}"),
         other => panic!("expected unavailable, got {other:?}"),
     }
 
@@ -560,7 +560,9 @@ async fn sign_when_reachable(c: &SignerClient, key_id: &str, msg: &[u8]) -> Vec<
     loop {
         match c.sign(key_id, msg, None, None).await {
             Ok(s) => return s.signature,
-            Err(ClientError::Unavailable(m)) if std::time::Instant::now() < deadline => {
+            Err(ClientError::Unavailable(m) | ClientError::BackendUnavailable(m))
+                if std::time::Instant::now() < deadline =>
+            {
                 eprintln!("signing not yet possible, trying again: {m}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
