@@ -26,6 +26,8 @@ fn start_signer(dir: &Path, pki: &TestPki) -> u16 {
                    "client_ca_file": pki.ca_file()},
         "storage": {"data_dir": dir.join("signer-data")},
         "logging": {"level": "error"},
+        // Bare timestamps: the round trip, without the snapshot binding.
+        "policy": {"notary_compat": true},
     }))
     .expect("signer config");
     let (tx, rx) = std::sync::mpsc::channel();

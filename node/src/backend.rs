@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use seal_raft::{SealRaft, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile};
-use seal_tuf::metadata::{Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TIMESTAMP};
+use seal_tuf::metadata::{Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use seal_tuf::update::{
     server_held, validate_update_with, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan,
 };
@@ -249,9 +249,10 @@ impl RaftBackend {
         role: &str,
         mut signed: seal_tuf::cjson::Value,
         key_ids: &[String],
+        named: Option<&[u8]>,
     ) -> Result<(SignedFile, u64), ApiError> {
         let started = std::time::Instant::now();
-        let scope = SignScope { gun, role };
+        let scope = SignScope { gun, role, named };
         let mut skips = 0;
         'attempt: loop {
             let version = signed_version(&signed).ok_or_else(|| ApiError::Updating {
@@ -329,7 +330,12 @@ impl RaftBackend {
                     .ok_or_else(|| ApiError::Updating {
                         reason: "no snapshot to generate".into(),
                     })?;
-                let (file, version) = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids).await?;
+                let targets = files
+                    .iter()
+                    .find(|f| f.role == TARGETS)
+                    .map(|f| f.bytes.as_slice())
+                    .or_else(|| stored.get(TARGETS).map(Vec::as_slice));
+                let (file, version) = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids, targets).await?;
                 let bytes = file.into_bytes();
                 files.push(MetaFile {
                     role: SNAPSHOT.into(),
@@ -344,7 +350,13 @@ impl RaftBackend {
             .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
         let ts_expires = ts.expires;
         let (ts_file, ts_version) = self
-            .sign_file(gun, TIMESTAMP, ts.to_value(), &plan.timestamp_key_ids)
+            .sign_file(
+                gun,
+                TIMESTAMP,
+                ts.to_value(),
+                &plan.timestamp_key_ids,
+                Some(&snapshot_bytes),
+            )
             .await?;
         files.push(MetaFile {
             role: TIMESTAMP.into(),
@@ -444,7 +456,10 @@ impl RaftBackend {
         if !snap_keys.is_empty() && snap.expires - now <= self.lifetimes.refresh_margin {
             let next = seal_tuf::generate::next_snapshot(Some(&snap), &[], now, self.lifetimes.snapshot)
                 .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
-            let (file, version) = self.sign_file(gun, SNAPSHOT, next.to_value(), &snap_keys).await?;
+            let targets = stored.get(TARGETS).map(Vec::as_slice);
+            let (file, version) = self
+                .sign_file(gun, SNAPSHOT, next.to_value(), &snap_keys, targets)
+                .await?;
             snapshot_bytes = file.into_bytes();
             files.push(MetaFile {
                 role: SNAPSHOT.into(),
@@ -455,7 +470,9 @@ impl RaftBackend {
         let ts = seal_tuf::generate::next_timestamp(Some(&prev_ts), &snapshot_bytes, now, self.lifetimes.timestamp)
             .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
         let expires = ts.expires;
-        let (ts_file, version) = self.sign_file(gun, TIMESTAMP, ts.to_value(), &ts_keys).await?;
+        let (ts_file, version) = self
+            .sign_file(gun, TIMESTAMP, ts.to_value(), &ts_keys, Some(&snapshot_bytes))
+            .await?;
         files.push(MetaFile {
             role: TIMESTAMP.into(),
             version,

@@ -404,7 +404,13 @@ impl CryptoService for RemoteSigner {
     async fn sign(&self, key_id: &str, message: &[u8], scope: SignScope<'_>) -> Result<Signature, SignerError> {
         let s = self
             .call("sign", Budget::Attempt, |c| async move {
-                c.sign(key_id, message, Some(scope.gun), Some(scope.role)).await
+                let named: Vec<(&str, &[u8])> = scope
+                    .named
+                    .and_then(|bytes| Some((seal_signer::policy::named_role(scope.role)?, bytes)))
+                    .into_iter()
+                    .collect();
+                c.sign_bound(key_id, message, Some(scope.gun), Some(scope.role), &named)
+                    .await
             })
             .await?;
         let method = match s.method.as_str() {
@@ -490,6 +496,7 @@ mod tests {
         let scope = SignScope {
             gun: "example.com/a",
             role: "timestamp",
+            named: None,
         };
         for round in 0..2 {
             let started = Instant::now();

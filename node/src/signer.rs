@@ -183,6 +183,10 @@ pub struct SignScope<'a> {
     pub gun: &'a str,
     /// The role (`timestamp` or `snapshot`).
     pub role: &'a str,
+    /// The bytes of the file the metadata names (the snapshot a timestamp
+    /// lists, the targets a snapshot lists), to which a Seal signer binds
+    /// the signature; `None` when there is none.
+    pub named: Option<&'a [u8]>,
 }
 
 /// A service that creates server-held keys and signs with them.
@@ -575,6 +579,7 @@ mod tests {
     const SCOPE: SignScope<'static> = SignScope {
         gun: "example.com/app",
         role: "timestamp",
+        named: None,
     };
 
     const FIXTURE_TS_KEY: &str =

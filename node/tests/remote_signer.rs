@@ -192,17 +192,19 @@ fn a_node_regenerates_above_versions_the_signer_already_signed() {
     // Another node (a former leader whose write never committed) had
     // version 50 of this GUN's timestamp signed.
     let now = OffsetDateTime::now_utc();
-    let mut orphan = seal_tuf::generate::next_timestamp(None, b"{}", now, time::Duration::days(1)).unwrap();
+    let snapshot = node.get(&tuf(GUN, "snapshot.json")).body;
+    let mut orphan = seal_tuf::generate::next_timestamp(None, &snapshot, now, time::Duration::days(1)).unwrap();
     orphan.version = 50;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         setup
             .client()
-            .sign(
+            .sign_bound(
                 ts_key.id(),
                 &orphan.to_value().to_canonical(),
                 Some(GUN),
                 Some("timestamp"),
+                &[("snapshot", &snapshot)],
             )
             .await
     })

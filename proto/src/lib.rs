@@ -161,6 +161,7 @@ mod tests {
         let msg = SignatureRequest {
             key_id: Some(KeyId { id: "abc".into() }),
             content: b"{}".to_vec(),
+            named: Default::default(),
         };
         // keyID = 1 (message holding ID = 1), content = 2.
         check(&msg, &[0x0a, 5, 0x0a, 3, b'a', b'b', b'c', 0x12, 2, b'{', b'}']);
@@ -274,6 +275,7 @@ mod tests {
         round_trip(SignatureRequest {
             key_id: Some(KeyId { id: "a".into() }),
             content: br#"{"_type":"timestamp"}"#.to_vec(),
+            named: [("snapshot".to_owned(), b"{}".to_vec())].into(),
         });
         round_trip(Void {});
     }

@@ -196,6 +196,7 @@ async fn generated_clients_talk_to_generated_servers() {
         .sign(SignatureRequest {
             key_id: Some(KeyId { id: "key-1".into() }),
             content: b"abc".to_vec(),
+            named: Default::default(),
         })
         .await
         .expect("sign")
@@ -228,6 +229,7 @@ async fn generated_clients_talk_to_generated_servers() {
         .sign(SignatureRequest {
             key_id: Some(KeyId { id: "key-1".into() }),
             content: b"abc".to_vec(),
+            named: Default::default(),
         })
         .await
         .expect_err("deleted");
@@ -289,6 +291,7 @@ async fn notary_method_paths_are_served() {
         SignatureRequest {
             key_id: Some(KeyId { id: "key-1".into() }),
             content: b"xy".to_vec(),
+            named: Default::default(),
         },
     )
     .await

@@ -90,6 +90,8 @@ async fn bench(bin: &Path, k: u16, n: u16, signs: u64, callers: u64) {
     let (cert, key) = pki.leaf("bench-client");
     let cluster = ThresholdCluster::start(bin, &pki, dir.path(), (k, n), &["bench-client"], |_, config| {
         config["logging"] = serde_json::json!({"level": "error"});
+        // Bare timestamps: the round trip, without the snapshot binding.
+        config["policy"] = serde_json::json!({"notary_compat": true});
     });
     let c = client(
         cluster.signers[0].port,

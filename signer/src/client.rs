@@ -225,9 +225,24 @@ impl SignerClient {
         gun: Option<&str>,
         role: Option<&str>,
     ) -> Result<RemoteSignature, ClientError> {
+        self.sign_bound(key_id, content, gun, role, &[]).await
+    }
+
+    /// [`SignerClient::sign`] with the files the content names, by role
+    /// (the snapshot for a timestamp, the targets for a snapshot), to which
+    /// a Seal signer binds the signature.
+    pub async fn sign_bound(
+        &self,
+        key_id: &str,
+        content: &[u8],
+        gun: Option<&str>,
+        role: Option<&str>,
+        named: &[(&str, &[u8])],
+    ) -> Result<RemoteSignature, ClientError> {
         let mut req = tonic::Request::new(SignatureRequest {
             key_id: Some(KeyId { id: key_id.to_owned() }),
             content: content.to_vec(),
+            named: named.iter().map(|(r, b)| ((*r).to_owned(), b.to_vec())).collect(),
         });
         for (name, value) in [(GUN_HEADER, gun), (ROLE_HEADER, role)] {
             if let Some(v) = value {

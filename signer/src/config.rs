@@ -201,6 +201,10 @@ pub struct PolicySection {
     /// How far above a key's last signed version one signature may go.
     #[serde(default = "max_version_jump")]
     pub max_version_jump: u64,
+    /// Sign timestamps and snapshots without the file they name (a real
+    /// Notary server as client, which never sends it). Off by default.
+    #[serde(default)]
+    pub notary_compat: bool,
 }
 
 fn max_version_jump() -> u64 {
@@ -228,6 +232,7 @@ impl Default for PolicySection {
             clock_skew_secs: skew(),
             enforce: enforce(),
             max_version_jump: max_version_jump(),
+            notary_compat: false,
         }
     }
 }
@@ -241,6 +246,7 @@ impl PolicySection {
             max_snapshot_lifetime: secs(self.max_snapshot_lifetime_secs),
             clock_skew: secs(self.clock_skew_secs),
             max_version_jump: self.max_version_jump,
+            notary_compat: self.notary_compat,
             enforce: self.enforce,
         }
     }

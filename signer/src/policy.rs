@@ -21,7 +21,16 @@
 //!   (the high-water mark, persisted before the signature leaves), or the
 //!   same version with byte-identical content (a retry);
 //! * expiring in the future but no later than the configured maximum
-//!   lifetime from now.
+//!   lifetime from now;
+//! * bound to the file it names: a timestamp is signed only with the bytes
+//!   of the snapshot it lists, a snapshot only with the bytes of the
+//!   targets it lists (Seal's nodes send them in `SignatureRequest.named`).
+//!   The signer checks them against the listed length and hashes, reads
+//!   their version, and refuses a version below the highest it has seen
+//!   named by that key: a compromised node cannot keep clients on an old
+//!   snapshot (old targets) with fresh timestamps. A request without the
+//!   named file is refused unless `policy.notary_compat` is set (a real
+//!   Notary server as client, which never sends it).
 //!
 //! A compromised server node can therefore neither get an older state
 //! signed again (rollback) nor a timestamp that never expires (freeze).
@@ -54,6 +63,10 @@ pub struct PolicyConfig {
     /// not push a key to the largest version, after which it could sign
     /// nothing newer.
     pub max_version_jump: u64,
+    /// Whether a timestamp or snapshot may be signed without the file it
+    /// names (`policy.notary_compat`, off by default): on only for a real
+    /// Notary server as the signer's client, which never sends that file.
+    pub notary_compat: bool,
     /// Whether refusals are enforced. Off (`policy.enforce = false`) only
     /// for tests and compromise drills: the signer then signs whatever it
     /// is sent, as Notary's does, and only logs what it would have refused.
@@ -70,6 +83,7 @@ impl Default for PolicyConfig {
             max_snapshot_lifetime: l.snapshot,
             clock_skew: Duration::minutes(5),
             max_version_jump: DEFAULT_MAX_VERSION_JUMP,
+            notary_compat: false,
             enforce: true,
         }
     }
@@ -91,6 +105,18 @@ pub struct Claimed {
     pub gun: Option<String>,
     /// The role.
     pub role: Option<String>,
+    /// The metadata files the content names, by role: the snapshot for a
+    /// timestamp, the targets for a snapshot.
+    pub named: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// The role whose file metadata of `role` names and is bound to.
+pub fn named_role(role: &str) -> Option<&'static str> {
+    match role {
+        TIMESTAMP => Some(SNAPSHOT),
+        SNAPSHOT => Some(TARGETS),
+        _ => None,
+    }
 }
 
 /// The last signature made with a key.
@@ -100,6 +126,10 @@ pub struct HighWater {
     pub version: u64,
     /// SHA-256 of the content signed.
     pub content_sha256: [u8; 32],
+    /// The highest version of the named file (the snapshot a timestamp
+    /// lists, the targets a snapshot lists) any signature with this key was
+    /// bound to; 0 when none was.
+    pub named_version: u64,
 }
 
 /// What the policy approved: the new high-water mark to persist.
@@ -169,6 +199,32 @@ pub enum Refusal {
     /// Already expired.
     #[error("expiry {0} is in the past")]
     Expired(OffsetDateTime),
+    /// No file given for the one the content names (and `notary_compat` off).
+    #[error("a {role} is signed only with the {named} it names (SignatureRequest.named)")]
+    Unbound {
+        /// The key's role.
+        role: String,
+        /// The role of the file it names.
+        named: &'static str,
+    },
+    /// The named file given is not the one the content lists.
+    #[error("the {named} given is not the one listed: {detail}")]
+    NamedMismatch {
+        /// Its role.
+        named: &'static str,
+        /// What differs.
+        detail: String,
+    },
+    /// The named file is older than one named before (rollback or freeze).
+    #[error("the {named} named has version {got}, below version {high_water} named before with this key")]
+    NamedRollback {
+        /// Its role.
+        named: &'static str,
+        /// The highest version named before.
+        high_water: u64,
+        /// The version named now.
+        got: u64,
+    },
     /// The content holds more, or other, than the object it claims to be.
     #[error("content is not exactly a {object} object: {detail}")]
     NotExactly {
@@ -193,6 +249,9 @@ impl Refusal {
             Refusal::TooLong { .. } => "too_long",
             Refusal::Expired(_) => "expired",
             Refusal::NotExactly { .. } => "not_exactly",
+            Refusal::Unbound { .. } => "unbound",
+            Refusal::NamedMismatch { .. } => "named_mismatch",
+            Refusal::NamedRollback { .. } => "named_rollback",
         }
     }
 }
@@ -262,13 +321,14 @@ pub fn check(
             },
         });
     }
-    let (version, expires, reproduced) = if scope.role == TIMESTAMP {
+    let (version, expires, reproduced, meta) = if scope.role == TIMESTAMP {
         let t = Timestamp::from_signed(&v).map_err(|e| Refusal::NotMetadata(e.to_string()))?;
         if t.meta.len() != 1 {
             return Err(Refusal::BadMeta("a timestamp lists exactly the snapshot".into()));
         }
         check_entry(TIMESTAMP, &v, SNAPSHOT)?;
-        (t.version, t.expires, t.to_value())
+        let reproduced = t.to_value();
+        (t.version, t.expires, reproduced, t.meta)
     } else {
         let s = Snapshot::from_signed(&v).map_err(|e| Refusal::NotMetadata(e.to_string()))?;
         for name in [ROOT, TARGETS] {
@@ -279,7 +339,8 @@ pub fn check(
                 "a snapshot lists neither itself nor the timestamp".into(),
             ));
         }
-        (s.version, s.expires, s.to_value())
+        let reproduced = s.to_value();
+        (s.version, s.expires, reproduced, s.meta)
     };
     // Only what the signer can reproduce from the object it checked.
     if reproduced.to_canonical() != content {
@@ -288,6 +349,7 @@ pub fn check(
             detail: first_difference(&v, &reproduced, "signed"),
         });
     }
+    let named_version = check_named(&scope.role, &meta, claimed, last, config)?;
     let sha: [u8; 32] = Sha256::digest(content).into();
     if let Some(hw) = last {
         let retry = version == hw.version && sha == hw.content_sha256;
@@ -317,9 +379,55 @@ pub fn check(
         high_water: HighWater {
             version,
             content_sha256: sha,
+            named_version,
         },
         expires,
     })
+}
+
+/// Checks the file the content names (`meta` lists it) against what the
+/// caller sent; returns the named-version mark to record.
+fn check_named(
+    role: &str,
+    meta: &std::collections::BTreeMap<String, seal_tuf::FileMeta>,
+    claimed: &Claimed,
+    last: Option<&HighWater>,
+    config: &PolicyConfig,
+) -> Result<u64, Refusal> {
+    let before = last.map_or(0, |hw| hw.named_version);
+    let Some(named) = named_role(role) else {
+        return Ok(before);
+    };
+    let Some(bytes) = claimed.named.get(named) else {
+        return if config.notary_compat {
+            Ok(before)
+        } else {
+            Err(Refusal::Unbound {
+                role: role.to_owned(),
+                named,
+            })
+        };
+    };
+    let mismatch = |detail: String| Refusal::NamedMismatch { named, detail };
+    let listed = meta
+        .get(named)
+        .ok_or_else(|| mismatch(format!("the content lists no {named}")))?;
+    listed.check(named, bytes).map_err(|e| mismatch(e.to_string()))?;
+    let file = seal_tuf::SignedFile::parse(named, bytes.clone()).map_err(|e| mismatch(e.to_string()))?;
+    let got = file
+        .signed()
+        .get("version")
+        .and_then(Value::as_int)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| mismatch("it has no version".into()))?;
+    if got < before {
+        return Err(Refusal::NamedRollback {
+            named,
+            high_water: before,
+            got,
+        });
+    }
+    Ok(got)
 }
 
 /// Where `got` (the request) holds something `model` (its re-encoding)
@@ -408,15 +516,121 @@ mod tests {
         }
     }
 
-    fn run(role: &str, content: &[u8], last: Option<&HighWater>) -> Result<Approved, Refusal> {
-        check(
-            &scope(role),
+    /// The policy as a real Notary server's signer runs it: no named files
+    /// needed (the tests of every other rule use it).
+    fn compat() -> PolicyConfig {
+        PolicyConfig {
+            notary_compat: true,
+            ..PolicyConfig::default()
+        }
+    }
+
+    /// A signed file of `role` (no signatures needed by the policy).
+    fn file(role: &str, version: u64) -> Vec<u8> {
+        let signed = Value::object([
+            ("_type", Value::str(role)),
+            ("version", Value::Int(i128::from(version))),
+        ]);
+        seal_tuf::SignedFile::assemble(role, signed, Vec::new()).into_bytes()
+    }
+
+    /// A timestamp of `version` listing `snapshot`.
+    fn ts_over(version: u64, snapshot: &[u8]) -> Vec<u8> {
+        let mut meta = BTreeMap::new();
+        meta.insert(SNAPSHOT.to_owned(), FileMeta::for_bytes(snapshot));
+        Timestamp {
+            version,
+            expires: now() + Duration::days(1),
+            meta,
+        }
+        .to_value()
+        .to_canonical()
+    }
+
+    fn bound(role: &str, content: &[u8], named: Option<&[u8]>, last: Option<&HighWater>) -> Result<Approved, Refusal> {
+        let claimed = Claimed {
+            named: named
+                .map(|b| (named_role(role).unwrap().to_owned(), b.to_vec()))
+                .into_iter()
+                .collect(),
+            ..Claimed::default()
+        };
+        check(&scope(role), &claimed, content, last, now(), &PolicyConfig::default())
+    }
+
+    #[test]
+    fn a_timestamp_is_signed_only_with_the_snapshot_it_names_and_never_an_older_one() {
+        let (s6, s7) = (file("Snapshot", 6), file("Snapshot", 7));
+        // Without the snapshot: refused (Notary's server as client needs notary_compat).
+        let e = bound(TIMESTAMP, &ts_over(5, &s7), None, None).unwrap_err();
+        assert_eq!(e.reason(), "unbound", "{e}");
+        // With it: signed, and the snapshot's version is the new mark.
+        let hw = bound(TIMESTAMP, &ts_over(5, &s7), Some(&s7), None).unwrap().high_water;
+        assert_eq!((hw.version, hw.named_version), (5, 7));
+        // Bytes other than the ones listed.
+        let e = bound(TIMESTAMP, &ts_over(6, &s7), Some(&s6), Some(&hw)).unwrap_err();
+        assert!(matches!(e, Refusal::NamedMismatch { named: SNAPSHOT, .. }), "{e}");
+        // A fresh timestamp over an older snapshot: the rollback a
+        // compromised node would need to keep clients on old targets.
+        let e = bound(TIMESTAMP, &ts_over(6, &s6), Some(&s6), Some(&hw)).unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::NamedRollback {
+                named: SNAPSHOT,
+                high_water: 7,
+                got: 6
+            }
+        );
+        // A refresh over the same snapshot, and a newer one, are fine.
+        let hw = bound(TIMESTAMP, &ts_over(6, &s7), Some(&s7), Some(&hw))
+            .unwrap()
+            .high_water;
+        assert_eq!(hw.named_version, 7);
+        let s8 = file("Snapshot", 8);
+        assert_eq!(
+            bound(TIMESTAMP, &ts_over(7, &s8), Some(&s8), Some(&hw))
+                .unwrap()
+                .high_water
+                .named_version,
+            8
+        );
+        // notary_compat signs without the snapshot and keeps the mark.
+        let a = check(
+            &scope(TIMESTAMP),
             &Claimed::default(),
-            content,
-            last,
+            &ts_over(7, &s6),
+            Some(&hw),
             now(),
-            &PolicyConfig::default(),
+            &compat(),
         )
+        .unwrap();
+        assert_eq!(a.high_water.named_version, 7);
+    }
+
+    #[test]
+    fn a_server_managed_snapshot_is_bound_to_the_targets_it_names() {
+        let snap_over = |version: u64, targets: &[u8]| {
+            let mut meta = BTreeMap::new();
+            meta.insert(ROOT.to_owned(), FileMeta::for_bytes(b"root"));
+            meta.insert(TARGETS.to_owned(), FileMeta::for_bytes(targets));
+            Snapshot {
+                version,
+                expires: now() + Duration::days(30),
+                meta,
+            }
+            .to_value()
+            .to_canonical()
+        };
+        let (t2, t3) = (file("Targets", 2), file("Targets", 3));
+        let hw = bound(SNAPSHOT, &snap_over(4, &t3), Some(&t3), None).unwrap().high_water;
+        assert_eq!(hw.named_version, 3);
+        let e = bound(SNAPSHOT, &snap_over(5, &t2), Some(&t2), Some(&hw)).unwrap_err();
+        assert_eq!(e.reason(), "named_rollback", "{e}");
+        assert!(bound(SNAPSHOT, &snap_over(5, &t3), None, Some(&hw)).is_err());
+    }
+
+    fn run(role: &str, content: &[u8], last: Option<&HighWater>) -> Result<Approved, Refusal> {
+        check(&scope(role), &Claimed::default(), content, last, now(), &compat())
     }
 
     #[test]
@@ -556,7 +770,7 @@ mod tests {
     fn an_unenforced_policy_signs_what_it_would_refuse_without_moving_the_mark() {
         let off = PolicyConfig {
             enforce: false,
-            ..PolicyConfig::default()
+            ..compat()
         };
         let decide_with = |config: &PolicyConfig, content: &[u8], last: Option<&HighWater>| {
             decide(&scope(TIMESTAMP), &Claimed::default(), content, last, now(), config)
@@ -564,7 +778,7 @@ mod tests {
         let hw = run(TIMESTAMP, &ts(5, Duration::days(14)), None).unwrap().high_water;
         // Enforced (the default): a rollback is an error.
         assert_eq!(
-            decide_with(&PolicyConfig::default(), &ts(4, Duration::days(1)), Some(&hw)),
+            decide_with(&compat(), &ts(4, Duration::days(1)), Some(&hw)),
             Err(Refusal::NotNewer { high_water: 5, got: 4 })
         );
         // Not enforced: signed, and no new high-water mark to record.
@@ -611,6 +825,7 @@ mod tests {
         let claimed = Claimed {
             gun: Some("example.com/other".into()),
             role: None,
+            named: Default::default(),
         };
         let e = check(
             &scope(TIMESTAMP),
@@ -618,12 +833,13 @@ mod tests {
             &ts(1, Duration::days(1)),
             None,
             now(),
-            &PolicyConfig::default(),
+            &compat(),
         );
         assert!(matches!(e, Err(Refusal::WrongGun { .. })), "{e:?}");
         let claimed = Claimed {
             gun: None,
             role: Some(SNAPSHOT.into()),
+            named: Default::default(),
         };
         let e = check(
             &scope(TIMESTAMP),
@@ -631,7 +847,7 @@ mod tests {
             &ts(1, Duration::days(1)),
             None,
             now(),
-            &PolicyConfig::default(),
+            &compat(),
         );
         assert!(matches!(e, Err(Refusal::WrongRole { .. })), "{e:?}");
         // Arbitrary bytes, non-canonical JSON, a root.

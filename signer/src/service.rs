@@ -280,11 +280,13 @@ impl Signer for SignerService {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let claimed = Claimed {
+        let mut claimed = Claimed {
             gun: header(GUN_HEADER),
             role: header(ROLE_HEADER),
+            named: Default::default(),
         };
         let req = request.into_inner();
+        claimed.named = req.named.into_iter().collect();
         let id = req.key_id.map(|k| k.id).unwrap_or_default();
         let core = self.0.clone();
         let record = core.record(&id)?;

@@ -140,16 +140,22 @@ impl Store {
         else {
             return Ok(None);
         };
-        if v.len() != 40 {
+        // 40 bytes (version, content SHA-256) before named-file binding;
+        // 48 with the named-file version after them.
+        if v.len() != 40 && v.len() != 48 {
             return Err(StoreError(format!("high-water mark of {key_id} is corrupt")));
         }
-        let mut version = [0u8; 8];
-        version.copy_from_slice(&v[..8]);
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[at..at + 8]);
+            u64::from_be_bytes(b)
+        };
         let mut sha = [0u8; 32];
-        sha.copy_from_slice(&v[8..]);
+        sha.copy_from_slice(&v[8..40]);
         Ok(Some(HighWater {
-            version: u64::from_be_bytes(version),
+            version: u64_at(0),
             content_sha256: sha,
+            named_version: if v.len() == 48 { u64_at(40) } else { 0 },
         }))
     }
 
@@ -157,6 +163,7 @@ impl Store {
     pub fn set_high_water(&self, key_id: &str, hw: &HighWater) -> Result<(), StoreError> {
         let mut v = hw.version.to_be_bytes().to_vec();
         v.extend_from_slice(&hw.content_sha256);
+        v.extend_from_slice(&hw.named_version.to_be_bytes());
         self.put_synced(CF_HIGH_WATER, key_id.as_bytes(), &v)
     }
 }
@@ -192,6 +199,7 @@ mod tests {
                 &HighWater {
                     version: 7,
                     content_sha256: [9; 32],
+                    named_version: 0,
                 },
             )
             .unwrap();

@@ -1057,6 +1057,7 @@ impl ThresholdBackend {
                 signing_package: package_bytes,
                 claimed_gun: claimed.gun.clone().unwrap_or_default(),
                 claimed_role: claimed.role.clone().unwrap_or_default(),
+                named: claimed.named.clone().into_iter().collect(),
             };
             let round_started = Instant::now();
             let results = on_each!(self, &chosen, self.config.peer_timeout, sign_share, share_req);
@@ -1839,6 +1840,7 @@ impl ThresholdBackend {
             let claimed = Claimed {
                 gun: nonempty(&req.claimed_gun),
                 role: nonempty(&req.claimed_role),
+                named: req.named.clone().into_iter().collect(),
             };
             let scope = KeyScope {
                 gun: record.gun.clone(),
@@ -2224,8 +2226,13 @@ pub(crate) mod tests {
                 peer_timeout: Duration::from_secs(2),
                 dkg_timeout: Duration::from_secs(10),
             };
-            let mut b =
-                ThresholdBackend::new(config, store.clone(), passphrases, 1000, PolicyConfig::default()).unwrap();
+            // The messages here are bare timestamps: the binding to the
+            // snapshot they name is the policy's own tests' subject.
+            let policy = PolicyConfig {
+                notary_compat: true,
+                ..PolicyConfig::default()
+            };
+            let mut b = ThresholdBackend::new(config, store.clone(), passphrases, 1000, policy).unwrap();
             b.max_nonce_sessions = max_nonce_sessions;
             let b = Arc::new(b);
             b.set_transport(net.clone());
@@ -2566,6 +2573,7 @@ pub(crate) mod tests {
             signing_package: package,
             claimed_gun: String::new(),
             claimed_role: String::new(),
+            named: Default::default(),
         };
         b.sign_share(share("s1", package.clone())).await.unwrap();
         // The same session again: its nonces are gone.

@@ -90,6 +90,9 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
                        "admin_client_names": ["signer-admin"]},
             "storage": {"data_dir": data},
             "default_alias": "main",
+            // The bare timestamps here stand for a real Notary server as
+            // client; the binding to the snapshot is tested below.
+            "policy": {"notary_compat": true},
         })
         .to_string(),
     )
@@ -260,4 +263,81 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
         files_containing(&data, &scalar).is_empty(),
         "private scalar found at rest"
     );
+}
+
+/// A signed snapshot file of `version` (the policy reads its version; no
+/// signature needed).
+fn snapshot_file(version: u64) -> Vec<u8> {
+    let signed = seal_tuf::cjson::Value::parse(&snapshot(version)).unwrap();
+    seal_tuf::SignedFile::assemble("snapshot", signed, Vec::new()).into_bytes()
+}
+
+/// A timestamp of `version` listing `snapshot`.
+fn timestamp_over(version: u64, snapshot: &[u8]) -> Vec<u8> {
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("snapshot".to_owned(), FileMeta::for_bytes(snapshot));
+    seal_tuf::Timestamp {
+        version,
+        expires: OffsetDateTime::now_utc() + time::Duration::days(7),
+        meta,
+    }
+    .to_value()
+    .to_canonical()
+}
+
+/// A compromised node, holding a node certificate, asks the signer for
+/// fresh timestamps that keep clients on an old snapshot (old targets):
+/// refused, before and after a restart, as is a timestamp without its
+/// snapshot or with other bytes than the ones it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_timestamp_over_an_older_snapshot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "seal");
+    let (server_cert, server_key) = pki.leaf("signer");
+    let (node_cert, node_key) = pki.leaf("node-1");
+    let config = dir.path().join("signer.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": server_cert, "tls_key_file": server_key,
+                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["node*"]},
+            "storage": {"data_dir": dir.path().join("data")},
+            "default_alias": "main",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut signer = Signer::start(&config);
+    let ca = pki.ca_file();
+    let c = client(signer.port, &ca, &node_cert, &node_key, Duration::from_secs(5));
+    let gun = "example.com/app";
+    let key = c.create_key("ecdsa", gun, "timestamp").await.unwrap();
+    let (s1, s2) = (snapshot_file(1), snapshot_file(2));
+    let sign = |c: &seal_signer::client::SignerClient, content: Vec<u8>, named: Option<Vec<u8>>| {
+        let (c, key_id) = (c.clone(), key.key_id.clone());
+        async move {
+            let named: Vec<(&str, &[u8])> = named.iter().map(|b| ("snapshot", b.as_slice())).collect();
+            c.sign_bound(&key_id, &content, Some(gun), Some("timestamp"), &named)
+                .await
+        }
+    };
+    let refused = |r: Result<_, ClientError>| match r {
+        Err(ClientError::Refused { message, .. }) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    sign(&c, timestamp_over(1, &s2), Some(s2.clone())).await.unwrap();
+    let m = refused(sign(&c, timestamp_over(2, &s1), Some(s1.clone())).await);
+    assert!(m.contains("snapshot named has version 1, below version 2"), "{m}");
+    let m = refused(sign(&c, timestamp_over(2, &s2), None).await);
+    assert!(m.contains("only with the snapshot it names"), "{m}");
+    let m = refused(sign(&c, timestamp_over(2, &s2), Some(s1.clone())).await);
+    assert!(m.contains("not the one listed"), "{m}");
+    // A refresh over the same snapshot is signed.
+    sign(&c, timestamp_over(2, &s2), Some(s2.clone())).await.unwrap();
+
+    signer.restart();
+    let c = client(signer.port, &ca, &node_cert, &node_key, Duration::from_secs(5));
+    let m = refused(sign(&c, timestamp_over(3, &s1), Some(s1)).await);
+    assert!(m.contains("below version 2"), "{m}");
+    sign(&c, timestamp_over(3, &s2), Some(s2)).await.unwrap();
 }

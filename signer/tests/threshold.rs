@@ -41,7 +41,13 @@ impl Setup {
             dir.path(),
             (2, 3),
             &["node*"],
-            adjust,
+            |id, config| {
+                // Bare timestamps, as a Notary server sends them: the
+                // binding to the snapshot is tested with seal-node on top
+                // (node/tests/signer_failover.rs) and in the policy.
+                config["policy"] = serde_json::json!({"notary_compat": true});
+                adjust(id, config)
+            },
         );
         Setup {
             cluster,
@@ -311,7 +317,7 @@ async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
     let _serial = SERIAL.lock().await;
     let mut setup = Setup::new(|id, config| {
         if id == 1 {
-            config["policy"] = serde_json::json!({"enforce": false});
+            config["policy"]["enforce"] = serde_json::json!(false);
         }
     });
     let clients = setup.clients();
@@ -460,6 +466,7 @@ async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
                     signing_package: rollback.serialize().unwrap(),
                     claimed_gun: gun.to_owned(),
                     claimed_role: "timestamp".to_owned(),
+                    named: Default::default(),
                 },
             )
             .await
