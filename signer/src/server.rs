@@ -173,6 +173,15 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
                 .with_metrics(metrics),
         );
         backend.set_transport(Arc::new(transport));
+        // Before serving: a signer that was down while its peers signed
+        // must not take part below the marks they reached.
+        let raised = backend.learn_marks().await;
+        if raised > 0 {
+            tracing::info!(
+                raised,
+                "high-water marks raised to what peers signed while this signer was away"
+            );
+        }
         core = core.with_threshold(backend.clone());
         threshold = Some(backend);
     }

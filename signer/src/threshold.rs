@@ -47,12 +47,12 @@ use rand::RngCore as _;
 use seal_proto::threshold::threshold_peer_client::ThresholdPeerClient;
 use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
 use seal_proto::threshold::{
-    DkgCommitRequest, DkgCommitResponse, DkgDeliverRequest, DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse,
-    DkgRound1Request, DkgRound1Response, DkgRound2Request, DkgRound2Response, RefreshSharesRequest,
-    RefreshSharesResponse, RepairDeliverRequest, RepairDeliverResponse, RepairFinishRequest, RepairFinishResponse,
-    RepairRound1Request, RepairRound1Response, RepairRound2Request, RepairRound2Response, RepairShareRequest,
-    RepairShareResponse, SignCommitRequest, SignCommitResponse, SignShareRequest, SignShareResponse, StatusRequest,
-    StatusResponse,
+    AnnounceMarkRequest, AnnounceMarkResponse, DkgCommitRequest, DkgCommitResponse, DkgDeliverRequest,
+    DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse, DkgRound1Request, DkgRound1Response, DkgRound2Request,
+    DkgRound2Response, MarksRequest, MarksResponse, RefreshSharesRequest, RefreshSharesResponse, RepairDeliverRequest,
+    RepairDeliverResponse, RepairFinishRequest, RepairFinishResponse, RepairRound1Request, RepairRound1Response,
+    RepairRound2Request, RepairRound2Response, RepairShareRequest, RepairShareResponse, SignCommitRequest,
+    SignCommitResponse, SignShareRequest, SignShareResponse, StatusRequest, StatusResponse,
 };
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -66,6 +66,9 @@ use crate::service::HIGH_WATER_HEADER;
 use crate::software::{decrypt_secret, encrypt_secret, jwe_kid, Passphrases};
 use crate::store::{KeyRecord, Store};
 use crate::tls::AllowedNames;
+
+#[path = "threshold_marks.rs"]
+mod marks;
 
 /// The backend's name in key records, config and metrics.
 pub const BACKEND_NAME: &str = "threshold";
@@ -294,6 +297,10 @@ pub trait PeerTransport: Send + Sync {
     async fn repair_deliver(&self, to: u16, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status>;
     /// `RepairFinish` on `to`.
     async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status>;
+    /// `AnnounceMark` on `to`.
+    async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, Status>;
+    /// `Marks` on `to`.
+    async fn marks(&self, to: u16, req: MarksRequest) -> Result<MarksResponse, Status>;
 }
 
 /// The production transport: one lazily connected gRPC channel per peer,
@@ -417,6 +424,12 @@ impl PeerTransport for GrpcPeers {
     }
     async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
         Ok(self.client(to)?.repair_finish(req).await?.into_inner())
+    }
+    async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, Status> {
+        Ok(self.client(to)?.announce_mark(req).await?.into_inner())
+    }
+    async fn marks(&self, to: u16, req: MarksRequest) -> Result<MarksResponse, Status> {
+        Ok(self.client(to)?.marks(req).await?.into_inner())
     }
 }
 
@@ -1861,14 +1874,22 @@ impl ThresholdBackend {
             let share = frost::round2::sign(&package, &entry.nonces, &key_package)
                 .map_err(|e| Status::invalid_argument(format!("signature share: {e}")))?;
             // Durable before the share leaves.
-            if let Some(approved) = approved {
-                me.store
-                    .set_high_water(&record.key_id, &approved.high_water)
-                    .map_err(|e| Status::internal(e.to_string()))?;
-            }
-            Ok(share.serialize())
+            let mark = match approved {
+                Some(approved) => {
+                    me.store
+                        .set_high_water(&record.key_id, &approved.high_water)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    Some((record.key_id.clone(), approved.high_water))
+                }
+                None => None,
+            };
+            Ok((share.serialize(), mark))
         })
         .await?;
+        let (share, mark) = share;
+        if let Some((key_id, hw)) = mark {
+            self.announce_mark(&key_id, &hw);
+        }
         Ok(SignShareResponse { share })
     }
 
@@ -2112,6 +2133,29 @@ impl ThresholdPeer for ThresholdPeerService {
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.backend.status().map(Response::new)
     }
+
+    async fn announce_mark(
+        &self,
+        request: Request<AnnounceMarkRequest>,
+    ) -> Result<Response<AnnounceMarkResponse>, Status> {
+        let from = request.get_ref().from;
+        self.check_named(&request, from)?;
+        let mark = request
+            .into_inner()
+            .mark
+            .ok_or_else(|| Status::invalid_argument("an announcement carries a mark"))?;
+        let backend = self.backend.clone();
+        let from = u16::try_from(from).unwrap_or(0);
+        let raised = blocking(move || backend.merge_mark(from, &mark)).await?;
+        Ok(Response::new(AnnounceMarkResponse { raised }))
+    }
+
+    async fn marks(&self, request: Request<MarksRequest>) -> Result<Response<MarksResponse>, Status> {
+        self.check_named(&request, request.get_ref().from)?;
+        let backend = self.backend.clone();
+        let marks = blocking(move || backend.marks()).await?;
+        Ok(Response::new(MarksResponse { marks }))
+    }
 }
 
 #[cfg(test)]
@@ -2185,6 +2229,17 @@ pub(crate) mod tests {
                 r.sigma[0] ^= 1;
             }
             Ok(r)
+        }
+        async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, Status> {
+            let from = u16::try_from(req.from).unwrap_or(0);
+            let mark = req.mark.unwrap_or_default();
+            let raised = self.node(to)?.merge_mark(from, &mark)?;
+            Ok(AnnounceMarkResponse { raised })
+        }
+        async fn marks(&self, to: u16, _req: MarksRequest) -> Result<MarksResponse, Status> {
+            Ok(MarksResponse {
+                marks: self.node(to)?.marks()?,
+            })
         }
     }
 

@@ -683,3 +683,68 @@ async fn a_lost_signer_is_repaired_through_the_command_and_signs_again() {
         "plaintext key package at rest"
     );
 }
+
+/// A compromised coordinator pairs with the honest signer whose mark is
+/// oldest, to get a rollback signed. Signer 3 was down while signers 1 and
+/// 2 signed version 5; when it comes back it learns their marks before it
+/// serves, so with signer 2 gone it refuses the compromised signer 1's
+/// version 4. And with every signer up, a participant's new mark reaches
+/// the signer that did not take part: both honest signers refuse the next
+/// rollback, whichever one the compromised coordinator picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_signers_share_their_marks_so_no_old_one_can_be_paired_with() {
+    let _serial = SERIAL.lock().await;
+    let mut setup = Setup::new(|id, config| {
+        if id == 1 {
+            config["policy"]["enforce"] = serde_json::json!(false);
+        }
+    });
+    let clients = setup.clients();
+    let gun = "example.com/marks";
+    let key = clients[1].create_key("ed25519", gun, "timestamp").await.unwrap();
+    let sign = |c: &SignerClient, version: u64| {
+        let (c, key_id) = (c.clone(), key.key_id.clone());
+        async move {
+            c.sign(&key_id, &timestamp(version, WEEK), Some(gun), Some("timestamp"))
+                .await
+        }
+    };
+    sign(&clients[1], 3).await.unwrap();
+
+    // Signer 3 away: version 5 is signed by signers 2 and 1.
+    setup.cluster.signer(3).kill();
+    sign_when_reachable(&clients[1], &key.key_id, &timestamp(5, WEEK)).await;
+    setup.cluster.signer(3).start();
+    setup.cluster.signer(2).kill();
+    let clients = setup.clients();
+    match sign(&clients[0], 4).await {
+        Err(ClientError::Refused { message, high_water }) => {
+            assert!(message.contains("signer 3 refused"), "{message}");
+            assert!(message.contains("not above version 5"), "{message}");
+            assert_eq!(high_water, Some(5));
+        }
+        other => panic!("signer 3 did not refuse the rollback: {other:?}"),
+    }
+
+    // All up: version 7 through signer 3 and one of the others; the
+    // announcements reach the one left out.
+    setup.cluster.signer(2).start();
+    let clients = setup.clients();
+    sign_when_reachable(&clients[2], &key.key_id, &timestamp(7, WEEK)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for honest in [3u16, 2] {
+        // Whichever honest signer answers, it refuses version 6 (the other
+        // is paused, not restarted: it learns nothing at start-up).
+        let other = if honest == 3 { 2 } else { 3 };
+        setup.cluster.signer(other).pause();
+        let result = sign(&clients[0], 6).await;
+        setup.cluster.signer(other).resume();
+        match result {
+            Err(ClientError::Refused { message, .. }) => {
+                assert!(message.contains(&format!("signer {honest} refused")), "{message}");
+                assert!(message.contains("not above version 7"), "{message}");
+            }
+            other => panic!("signer {honest} did not refuse the rollback: {other:?}"),
+        }
+    }
+}
