@@ -50,6 +50,11 @@ pub struct ClusterSpec {
     pub timestamp_lifetime_secs: u64,
     /// Start the nodes with `SEAL_FAULTS_FILE` (needs the `fault-injection` build).
     pub fault_switches: bool,
+    /// Signers: 1 (software keys), or n ≥ 2 holding the keys as FROST shares, `threshold` of
+    /// which sign together; every node lists them all.
+    pub signers: u16,
+    /// k of a threshold signer cluster (ignored with one signer).
+    pub threshold: u16,
 }
 
 /// The test-only switches of a node built with `fault-injection`.
@@ -84,8 +89,8 @@ pub struct Member {
     pub raft: String,
     /// Where its peers reach it.
     pub raft_proxy: FaultProxy,
-    /// Where it reaches the signer.
-    pub signer_proxy: FaultProxy,
+    /// Where it reaches each signer, in signer order.
+    pub signer_proxies: Vec<FaultProxy>,
     /// The address it connects to its peers from.
     pub source_ip: IpAddr,
     /// Its directory (config, data, log, faults file).
@@ -94,8 +99,10 @@ pub struct Member {
     paused: bool,
 }
 
-/// The signer process.
+/// One signer process.
 struct SignerProc {
+    /// Where the other signers reach it (threshold peers); nodes have proxies of their own.
+    front: FaultProxy,
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -106,7 +113,7 @@ struct SignerProc {
 pub struct Cluster {
     /// The nodes, voters first, in id order.
     pub members: Vec<Member>,
-    signer: SignerProc,
+    signers: Vec<SignerProc>,
     spec: ClusterSpec,
     ca: PathBuf,
     cert: PathBuf,
@@ -181,27 +188,62 @@ impl Cluster {
         std::fs::create_dir_all(&pki_dir).map_err(io(pki_dir.display()))?;
         let pki = seal_signer::testing::TestPki::new(&pki_dir, "seal-chaos");
         let (cert, key) = pki.leaf(NODE_NAME);
-        let (signer_cert, signer_key) = pki.leaf("signer");
         let ca = pki.ca_file();
 
-        // The signer, on a fixed port so that it can be restarted.
-        let signer_dir = spec.dir.join("signer");
-        std::fs::create_dir_all(&signer_dir).map_err(io(signer_dir.display()))?;
-        let signer_addr = format!("127.0.0.1:{}", free_port()?);
-        let signer_config = signer_dir.join("signer.json");
-        let config = serde_json::json!({
-            "server": {"grpc_addr": signer_addr, "tls_cert_file": signer_cert, "tls_key_file": signer_key,
-                       "client_ca_file": ca, "allowed_client_names": [NODE_NAME]},
-            "storage": {"data_dir": signer_dir.join("data")},
-        });
-        std::fs::write(&signer_config, config.to_string()).map_err(io(signer_config.display()))?;
-        let mut signer = SignerProc {
-            config: signer_config,
-            log: signer_dir.join("signer.log"),
-            child: None,
-            paused: false,
+        // The signers, on fixed ports so that they can be restarted.
+        let count = spec.signers.max(1);
+        let threshold = count > 1;
+        let addrs: Vec<String> = (0..count)
+            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Result<_, _>>()?;
+        let fronts: Vec<FaultProxy> = addrs
+            .iter()
+            .map(|a| FaultProxy::start("127.0.0.1:0", a).map_err(io("starting a proxy")))
+            .collect::<Result<_, _>>()?;
+        let front_ports: Vec<String> = fronts.iter().map(|f| port_of(&f.addr)).collect();
+        let name = |j: u16| {
+            if threshold {
+                format!("signer-{j}")
+            } else {
+                "signer".to_owned()
+            }
         };
-        signer.start(&signer_bin)?;
+        let mut signers = Vec::new();
+        for (j, (addr, front)) in (1..=count).zip(addrs.iter().zip(fronts)) {
+            let (signer_cert, signer_key) = pki.leaf(&name(j));
+            let signer_dir = if threshold {
+                spec.dir.join(name(j))
+            } else {
+                spec.dir.join("signer")
+            };
+            std::fs::create_dir_all(&signer_dir).map_err(io(signer_dir.display()))?;
+            let signer_config = signer_dir.join("signer.json");
+            let mut config = serde_json::json!({
+                "server": {"grpc_addr": addr, "tls_cert_file": signer_cert, "tls_key_file": signer_key,
+                           "client_ca_file": ca, "allowed_client_names": [NODE_NAME]},
+                "storage": {"data_dir": signer_dir.join("data")},
+            });
+            if threshold {
+                config["server"]["allowed_client_names"] = serde_json::json!([NODE_NAME, "signer-*"]);
+                config["key_backend"] = serde_json::json!({
+                    "type": "threshold", "threshold": spec.threshold, "self_id": j, "peer_timeout_ms": 1000,
+                    "peers": (1..=count).filter(|p| *p != j).map(|p| serde_json::json!({
+                        "id": p, "addr": format!("localhost:{}", front_ports[usize::from(p) - 1]), "name": name(p)
+                    })).collect::<Vec<_>>(),
+                });
+            }
+            std::fs::write(&signer_config, config.to_string()).map_err(io(signer_config.display()))?;
+            signers.push(SignerProc {
+                front,
+                config: signer_config,
+                log: signer_dir.join("signer.log"),
+                child: None,
+                paused: false,
+            });
+        }
+        for signer in &mut signers {
+            signer.start(&signer_bin)?;
+        }
 
         let n = spec.voters + spec.learners;
         let mut members = Vec::with_capacity(n);
@@ -209,7 +251,10 @@ impl Cluster {
             let raft = format!("127.0.0.1:{}", free_port()?);
             let http = format!("127.0.0.1:{}", free_port()?);
             let raft_proxy = FaultProxy::start("127.0.0.1:0", &raft).map_err(io("starting a proxy"))?;
-            let signer_proxy = FaultProxy::start("127.0.0.1:0", &signer_addr).map_err(io("starting a proxy"))?;
+            let signer_proxies: Vec<FaultProxy> = addrs
+                .iter()
+                .map(|a| FaultProxy::start("127.0.0.1:0", a).map_err(io("starting a proxy")))
+                .collect::<Result<_, _>>()?;
             members.push(Member {
                 id: i,
                 role: if i as usize <= spec.voters {
@@ -220,7 +265,7 @@ impl Cluster {
                 http,
                 raft,
                 raft_proxy,
-                signer_proxy,
+                signer_proxies,
                 source_ip: source_ip(i),
                 dir: spec.dir.join(format!("node{i}")),
                 child: None,
@@ -233,9 +278,10 @@ impl Cluster {
             .iter()
             .flat_map(|m| [m.raft.as_str(), m.http.as_str()])
             .collect();
-        taken.push(&signer_addr);
+        taken.extend(addrs.iter().map(String::as_str));
+        taken.extend(signers.iter().map(|s| s.front.addr.as_str()));
         for m in &members {
-            for p in [&m.raft_proxy.addr, &m.signer_proxy.addr] {
+            for p in std::iter::once(&m.raft_proxy.addr).chain(m.signer_proxies.iter().map(|p| &p.addr)) {
                 if taken.contains(&p.as_str()) {
                     return Err(format!("port {p} was drawn twice; start the run again"));
                 }
@@ -248,7 +294,7 @@ impl Cluster {
             .collect();
         let mut cluster = Cluster {
             members,
-            signer,
+            signers,
             spec: spec.clone(),
             ca,
             cert,
@@ -257,11 +303,15 @@ impl Cluster {
         for i in 0..cluster.members.len() {
             let m = &cluster.members[i];
             std::fs::create_dir_all(&m.dir).map_err(io(m.dir.display()))?;
-            let signer_port = m.signer_proxy.addr.rsplit(':').next().unwrap_or_default().to_owned();
+            let signer_list: Vec<serde_json::Value> = m
+                .signer_proxies
+                .iter()
+                .map(|p| serde_json::json!({"hostname": "localhost", "port": port_of(&p.addr)}))
+                .collect();
             let config = serde_json::json!({
                 "insecure": true,
                 "server": {"http_addr": m.http},
-                "trust_service": {"type": "remote", "hostname": "localhost", "port": signer_port,
+                "trust_service": {"type": "remote", "signers": signer_list,
                                   "tls_ca_file": cluster.ca, "tls_client_cert": cluster.cert,
                                   "tls_client_key": cluster.key, "key_algorithm": "ed25519"},
                 "storage": {"backend": "rocksdb", "data_dir": m.dir.join("data")},
@@ -418,34 +468,66 @@ impl Cluster {
         Ok(())
     }
 
-    /// `kill -9` the signer.
-    pub fn kill_signer(&mut self) {
-        kill_child(&mut self.signer.child, self.signer.paused);
+    /// How many signers the cluster has.
+    pub fn signer_count(&self) -> u16 {
+        u16::try_from(self.signers.len()).unwrap_or(u16::MAX)
     }
 
-    /// Starts the signer again if it is not running.
-    pub fn restart_signer(&mut self) -> Result<(), String> {
-        if self.signer.child.is_none() {
-            let bin = self.spec.bin_dir.join("seal-signer");
-            self.signer.start(&bin)?;
+    fn signer_proc(&mut self, j: u16) -> Option<&mut SignerProc> {
+        self.signers.get_mut(usize::from(j).checked_sub(1)?)
+    }
+
+    /// `kill -9` signer `j` (1-based).
+    pub fn kill_signer(&mut self, j: u16) {
+        if let Some(s) = self.signer_proc(j) {
+            kill_child(&mut s.child, s.paused);
+        }
+    }
+
+    /// Starts every signer that is not running.
+    pub fn restart_signers(&mut self) -> Result<(), String> {
+        let bin = self.spec.bin_dir.join("seal-signer");
+        for s in &mut self.signers {
+            if gone(&mut s.child) {
+                s.start(&bin)?;
+            }
         }
         Ok(())
     }
 
-    /// SIGSTOP the signer.
-    pub fn pause_signer(&mut self) {
-        if let Some(c) = &self.signer.child {
-            signal(c, "-STOP");
-            self.signer.paused = true;
+    /// SIGSTOP signer `j`.
+    pub fn pause_signer(&mut self, j: u16) {
+        if let Some(s) = self.signer_proc(j) {
+            if let Some(c) = &s.child {
+                signal(c, "-STOP");
+                s.paused = true;
+            }
         }
     }
 
-    /// SIGCONT the signer.
-    pub fn resume_signer(&mut self) {
-        if let Some(c) = &self.signer.child {
-            signal(c, "-CONT");
+    /// SIGCONT every paused signer.
+    pub fn resume_signers(&mut self) {
+        for s in &mut self.signers {
+            if s.paused {
+                if let Some(c) = &s.child {
+                    signal(c, "-CONT");
+                }
+                s.paused = false;
+            }
         }
-        self.signer.paused = false;
+    }
+
+    /// Cuts signer `j` off from every node and every other signer.
+    pub fn partition_signer(&self, j: u16) {
+        let Some(i) = usize::from(j).checked_sub(1) else { return };
+        if let Some(s) = self.signers.get(i) {
+            s.front.block_all();
+        }
+        for m in &self.members {
+            if let Some(p) = m.signer_proxies.get(i) {
+                p.block_all();
+            }
+        }
     }
 
     fn member(&self, id: u64) -> Result<&Member, String> {
@@ -472,7 +554,9 @@ impl Cluster {
 
     /// Cuts node `id` off from the signer.
     pub fn cut_signer(&self, id: u64) -> Result<(), String> {
-        self.member(id)?.signer_proxy.block_all();
+        for p in &self.member(id)?.signer_proxies {
+            p.block_all();
+        }
         Ok(())
     }
 
@@ -486,9 +570,14 @@ impl Cluster {
 
     /// Undoes every network fault.
     pub fn heal_network(&self) {
+        for s in &self.signers {
+            s.front.heal();
+        }
         for m in &self.members {
             m.raft_proxy.heal();
-            m.signer_proxy.heal();
+            for p in &m.signer_proxies {
+                p.heal();
+            }
         }
     }
 
@@ -513,13 +602,8 @@ impl Cluster {
                 self.spawn(i)?;
             }
         }
-        if self.signer.paused {
-            self.resume_signer();
-        }
-        if gone(&mut self.signer.child) {
-            self.restart_signer()?;
-        }
-        Ok(())
+        self.resume_signers();
+        self.restart_signers()
     }
 
     /// Runs `seal-node cluster <args>` against the admin service at `raft_addr`.
@@ -570,7 +654,9 @@ impl Cluster {
         for m in &mut self.members {
             kill_child(&mut m.child, m.paused);
         }
-        kill_child(&mut self.signer.child, self.signer.paused);
+        for s in &mut self.signers {
+            kill_child(&mut s.child, s.paused);
+        }
     }
 }
 
@@ -611,6 +697,11 @@ impl SignerProc {
         self.paused = false;
         Ok(())
     }
+}
+
+/// The port of a `host:port` address.
+fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().unwrap_or_default().to_owned()
 }
 
 /// The last few lines of a log, on one line, for an error message.

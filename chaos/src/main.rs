@@ -96,6 +96,13 @@ struct Schedule {
     /// Learners (read replicas).
     #[arg(long, default_value_t = 1)]
     learners: usize,
+    /// Signers: 1 (software keys), or n >= 2 holding the keys as FROST shares (with
+    /// --threshold); every node lists them all, and the signer nemesis faults one at a time.
+    #[arg(long, default_value_t = 1)]
+    signers: u16,
+    /// With --signers n: how many sign together (2 <= k <= n).
+    #[arg(long, default_value_t = 2)]
+    threshold: u16,
 }
 
 /// `90s`, `2m`, `1h`, `1h30m` or a number of seconds.
@@ -167,6 +174,8 @@ fn real_main() -> Result<ExitCode, String> {
                     seed,
                     voters,
                     learners,
+                    signers,
+                    threshold,
                 },
             writers,
             readers,
@@ -203,10 +212,17 @@ fn real_main() -> Result<ExitCode, String> {
                 timestamp_lifetime_secs,
                 liveness_bound: Duration::from_secs(liveness_secs),
                 fault_switches: !no_fault_switches,
+                signers,
+                threshold,
                 ack_before_commit,
                 keep_data,
                 verbose: true,
             };
+            if signers == 0 || signers > 9 || (signers > 1 && !(2..=signers).contains(&threshold)) {
+                return Err(format!(
+                    "--signers {signers} --threshold {threshold}: use 1 signer, or n <= 9 signers with 2 <= k <= n"
+                ));
+            }
             let outcome = run(&spec)?;
             println!("{}", render_text(&outcome.summary));
             println!("history: {}", outcome.history.display());
@@ -240,6 +256,7 @@ fn real_main() -> Result<ExitCode, String> {
                     seed,
                     voters,
                     learners,
+                    ..
                 },
         } => {
             let steps = plan(seed, duration, &nemeses(&nemesis, true)?, voters, learners);

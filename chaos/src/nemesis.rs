@@ -311,13 +311,35 @@ pub fn inject(cluster: &mut Cluster, fault: &Planned) -> Result<Injected, String
                 Undo::Network,
             )
         }
+        Planned::Signer { how, who } if cluster.signer_count() > 1 => {
+            // Threshold signers: the planned node picks which signer (one at a time).
+            let j = u16::try_from((resolve(cluster, *who) - 1) % u64::from(cluster.signer_count())).unwrap_or(0) + 1;
+            match how {
+                SignerFault::Kill => {
+                    cluster.kill_signer(j);
+                    done(Vec::new(), format!("kill -9 signer {j}"), Undo::Signer)
+                }
+                SignerFault::Pause => {
+                    cluster.pause_signer(j);
+                    done(Vec::new(), format!("SIGSTOP signer {j}"), Undo::Signer)
+                }
+                SignerFault::Cut => {
+                    cluster.partition_signer(j);
+                    done(
+                        Vec::new(),
+                        format!("cut signer {j} off from nodes and signers"),
+                        Undo::Network,
+                    )
+                }
+            }
+        }
         Planned::Signer { how, who } => match how {
             SignerFault::Kill => {
-                cluster.kill_signer();
+                cluster.kill_signer(1);
                 done(Vec::new(), "kill -9 the signer".into(), Undo::Signer)
             }
             SignerFault::Pause => {
-                cluster.pause_signer();
+                cluster.pause_signer(1);
                 done(Vec::new(), "SIGSTOP the signer".into(), Undo::Signer)
             }
             SignerFault::Cut => {
@@ -369,8 +391,8 @@ pub fn heal(cluster: &mut Cluster, injected: &Injected) -> Result<(), String> {
             Ok(())
         }
         Undo::Signer => {
-            cluster.resume_signer();
-            cluster.restart_signer()
+            cluster.resume_signers();
+            cluster.restart_signers()
         }
         Undo::Faults(id) => cluster.set_faults(id, NodeFaults::default()),
     }

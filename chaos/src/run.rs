@@ -52,6 +52,10 @@ pub struct RunSpec {
     pub liveness_bound: Duration,
     /// Start the nodes with their fault switches (needs the `fault-injection` build).
     pub fault_switches: bool,
+    /// Signers: 1, or n ≥ 2 threshold signers of which `threshold` sign together.
+    pub signers: u16,
+    /// k of the threshold signers.
+    pub threshold: u16,
     /// Make every node acknowledge publishes before they commit (a deliberately broken cluster,
     /// to show that the checker catches it).
     pub ack_before_commit: bool,
@@ -125,6 +129,8 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, String> {
         max_staleness_ms: spec.max_staleness_ms,
         timestamp_lifetime_secs: spec.timestamp_lifetime_secs,
         fault_switches: spec.fault_switches,
+        signers: spec.signers,
+        threshold: spec.threshold,
     })?;
     say(&format!(
         "cluster up: {} voters, {} learners under {}",

@@ -208,8 +208,12 @@ pub struct TrustServiceConfig {
     /// the node counts it as down and asks the next one.
     pub attempt_timeout: Duration,
     /// `trust_service.call_timeout_ms` (default 5000): the deadline of a
-    /// whole call over every signer tried (key creation gets all of it).
+    /// whole call over every signer tried.
     pub call_timeout: Duration,
+    /// `trust_service.key_creation_timeout_ms` (default 30000): the deadline
+    /// of a key creation, which on threshold signers is a distributed key
+    /// generation with every signer (each encrypting its share).
+    pub key_creation_timeout: Duration,
 }
 
 /// One entry of `trust_service.signers`.
@@ -428,6 +432,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("trust_service.key_algorithm", Kind::Str),
     ("trust_service.attempt_timeout_ms", Kind::Int),
     ("trust_service.call_timeout_ms", Kind::Int),
+    ("trust_service.key_creation_timeout_ms", Kind::Int),
     ("storage.backend", Kind::Str),
     ("storage.db_url", Kind::Str),
     ("storage.data_dir", Kind::Str),
@@ -593,6 +598,7 @@ struct RawTrust {
     signers: Vec<RawSignerAddr>,
     attempt_timeout_ms: Option<u64>,
     call_timeout_ms: Option<u64>,
+    key_creation_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -911,6 +917,11 @@ impl NodeConfig {
         };
         let attempt_timeout = millis("trust_service.attempt_timeout_ms", t.attempt_timeout_ms, 1000)?;
         let call_timeout = millis("trust_service.call_timeout_ms", t.call_timeout_ms, 5000)?;
+        let key_creation_timeout = millis(
+            "trust_service.key_creation_timeout_ms",
+            t.key_creation_timeout_ms,
+            30_000,
+        )?;
         if attempt_timeout > call_timeout {
             return Err(invalid(
                 "trust_service.attempt_timeout_ms",
@@ -945,6 +956,7 @@ impl NodeConfig {
             signers,
             attempt_timeout,
             call_timeout,
+            key_creation_timeout,
         };
 
         // storage

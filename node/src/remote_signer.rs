@@ -13,8 +13,9 @@
 //!   it could not sign; then signers found unreachable, each given only
 //!   [`DOWN_ATTEMPT`], so a call with every signer down fails in well under
 //!   a second, yet the first call after a signer comes back finds it.
-//! * The whole call is bounded by `call_timeout` (key creation, which on
-//!   threshold signers is a distributed key generation, gets all of it).
+//! * The whole call is bounded by `call_timeout`; key creation, which on
+//!   threshold signers is a distributed key generation with every signer,
+//!   by `key_creation_timeout`, all of it for one signer at a time.
 //! * A transport failure or timeout marks a signer down; any answer marks it
 //!   up; a probe of every signer's gRPC health service each
 //!   [`HEALTH_PROBE_INTERVAL`] finds signers going down without waiting for
@@ -133,6 +134,7 @@ pub struct RemoteSigner {
     preferred: AtomicUsize,
     attempt_timeout: Duration,
     call_timeout: Duration,
+    key_creation_timeout: Duration,
     metrics: Option<Metrics>,
 }
 
@@ -174,10 +176,11 @@ fn parse_algorithm(name: &str) -> Result<KeyAlgorithm, SignerError> {
 /// How long one attempt on a member may take.
 #[derive(Clone, Copy)]
 enum Budget {
-    /// `attempt_timeout` (or [`DOWN_ATTEMPT`] for a down member).
+    /// `attempt_timeout` (or [`DOWN_ATTEMPT`] for a down member), within
+    /// `call_timeout` for the whole call.
     Attempt,
-    /// What is left of the call's deadline.
-    Whole,
+    /// Key creation: what is left of `key_creation_timeout`.
+    Creation,
 }
 
 impl RemoteSigner {
@@ -203,7 +206,7 @@ impl RemoteSigner {
                     cert_file: cert_file.clone(),
                     key_file: key_file.clone(),
                     connect_timeout: config.attempt_timeout,
-                    timeout: config.call_timeout,
+                    timeout: config.call_timeout.max(config.key_creation_timeout),
                 })
                 .map_err(|e| format!("signer {addr}: {e}"))?;
                 Ok(Member {
@@ -218,6 +221,7 @@ impl RemoteSigner {
             preferred: AtomicUsize::new(0),
             attempt_timeout: config.attempt_timeout,
             call_timeout: config.call_timeout,
+            key_creation_timeout: config.key_creation_timeout,
             metrics,
         })
     }
@@ -266,7 +270,11 @@ impl RemoteSigner {
         F: Fn(SignerClient) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let deadline = Instant::now() + self.call_timeout;
+        let deadline = Instant::now()
+            + match budget {
+                Budget::Attempt => self.call_timeout,
+                Budget::Creation => self.key_creation_timeout,
+            };
         let mut failures = Vec::new();
         for (tried, i) in self.order().into_iter().enumerate() {
             let member = &self.members[i];
@@ -278,12 +286,30 @@ impl RemoteSigner {
             let limit = match (budget, member.health()) {
                 (_, SignerHealth::Down { .. }) => DOWN_ATTEMPT,
                 (Budget::Attempt, _) => self.attempt_timeout,
-                (Budget::Whole, _) => left,
+                (Budget::Creation, _) => left,
             }
             .min(left);
-            let result = match tokio::time::timeout(limit, f(member.client.clone())).await {
-                Ok(r) => r,
-                Err(_) => Err(ClientError::Unavailable(format!("no answer within {limit:?}"))),
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(limit, f(member.client.clone()));
+            // The health probe may find the signer down while this call
+            // waits on it (a long key creation on a signer that hangs):
+            // stop waiting then rather than at the deadline.
+            let found_down = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let SignerHealth::Down { reason, since } = member.health() {
+                        if since > started {
+                            return reason;
+                        }
+                    }
+                }
+            };
+            let result = tokio::select! {
+                r = attempt => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(ClientError::Unavailable(format!("no answer within {limit:?}"))),
+                },
+                reason = found_down => Err(ClientError::Unavailable(format!("found down while waiting: {reason}"))),
             };
             let outcome = outcome(&result);
             match result {
@@ -369,7 +395,7 @@ pub async fn run_health_probe(signer: Arc<RemoteSigner>, shutdown: Arc<tokio::sy
 impl CryptoService for RemoteSigner {
     async fn create_key(&self, gun: &str, role: &str, algorithm: KeyAlgorithm) -> Result<PublicKeyInfo, SignerError> {
         let k = self
-            .call("create_key", Budget::Whole, |c| async move {
+            .call("create_key", Budget::Creation, |c| async move {
                 c.create_key(algorithm.as_str(), gun, role).await
             })
             .await?;
@@ -489,6 +515,7 @@ mod tests {
             signers: signers.clone(),
             attempt_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(5),
+            key_creation_timeout: Duration::from_secs(30),
         };
         let metrics = Metrics::new().unwrap();
         let remote = RemoteSigner::new(&config, Some(metrics.clone())).unwrap();

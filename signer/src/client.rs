@@ -70,6 +70,9 @@ fn status_error(s: tonic::Status) -> ClientError {
         Code::Unavailable if s.metadata().get(UNAVAILABLE_HEADER).is_some() => {
             ClientError::BackendUnavailable(s.message().to_owned())
         }
+        // tonic reports a connection that failed under a call (a reset, a
+        // peer gone mid-stream) as `Unknown: transport error`.
+        Code::Unknown if s.message() == "transport error" => ClientError::Unavailable(s.message().to_owned()),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
             ClientError::Unavailable(s.message().to_owned())
         }

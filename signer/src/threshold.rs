@@ -892,7 +892,11 @@ impl ThresholdBackend {
             refresh_key_id: refresh_key_id.to_owned(),
         };
         let started = Instant::now();
-        let results = on_each!(self, &participants, self.config.dkg_timeout, dkg_round1, req);
+        // Round 1 is cheap (a polynomial and its commitments): a participant
+        // that does not answer within the peer timeout is down or hung, and
+        // the DKG fails now rather than after the whole DKG timeout. The
+        // later rounds (share encryption under PBES2) keep the DKG timeout.
+        let results = on_each!(self, &participants, self.config.peer_timeout, dkg_round1, req);
         self.dkg_round_done("dkg_round1", started, &results);
         let (ok, failed) = split(results);
         if !failed.is_empty() {
