@@ -232,6 +232,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     raft_config.snapshot_logs_since_last = Some(config.raft.snapshot_logs_since_last);
     raft_config.snapshot_log_percent = config.raft.snapshot_log_percent;
     raft_config.max_in_snapshot_log_to_keep = config.raft.max_in_snapshot_log_to_keep;
+    raft_config.max_connections = config.raft.max_connections;
     raft_config.source_ip = config.raft.source_ip;
     let raft = match (&config.raft.addr, &config.raft.tls) {
         (Some(raft_addr), Some(tls)) => {
