@@ -889,6 +889,15 @@ impl RaftBackend {
         self.metrics.raft_leader.set(as_i64(m.leader));
         self.metrics.raft_commit_index.set(as_i64(m.last_log_index));
         self.metrics.raft_applied_index.set(as_i64(m.applied_index));
+        if let Some(c) = self.raft.connection_counts() {
+            // This task is the counters' only writer: bring each up to the listener's count.
+            let catch_up = |counter: &prometheus::IntCounter, total: u64| {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            };
+            catch_up(&self.metrics.raft_connections_refused, c.refused());
+            catch_up(&self.metrics.raft_accept_errors, c.accept_errors());
+            self.metrics.raft_connections_open.set(as_i64(Some(c.open())));
+        }
         if let Some(age) = self.oldest_timestamp_age() {
             self.metrics.timestamp_age.set(age);
         }

@@ -347,6 +347,10 @@ pub struct RaftConfig {
     /// `raft.max_in_snapshot_log_to_keep` (default 1000): log entries kept after a snapshot, so a
     /// follower that lags by fewer catches up by log; one further behind gets the snapshot.
     pub max_in_snapshot_log_to_keep: u64,
+    /// `raft.max_connections` (default 1024): connections the Raft gRPC port (Raft, cluster
+    /// admin, forwarding) keeps open at once; one more is closed on arrival and counted in
+    /// `seal_raft_connections_refused_total`.
+    pub max_connections: usize,
 }
 
 /// `timestamps.*`.
@@ -455,6 +459,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("raft.snapshot_logs_since_last", Kind::Int),
     ("raft.snapshot_log_percent", Kind::Int),
     ("raft.max_in_snapshot_log_to_keep", Kind::Int),
+    ("raft.max_connections", Kind::Int),
     ("raft.addr", Kind::Str),
     ("raft.tls_ca_file", Kind::Str),
     ("raft.tls_cert_file", Kind::Str),
@@ -670,6 +675,7 @@ struct RawRaft {
     snapshot_logs_since_last: Option<u64>,
     snapshot_log_percent: Option<u64>,
     max_in_snapshot_log_to_keep: Option<u64>,
+    max_connections: Option<u64>,
     source_ip: Option<String>,
     addr: Option<String>,
     tls_ca_file: Option<String>,
@@ -1092,6 +1098,14 @@ impl NodeConfig {
             snapshot_logs_since_last: raw.raft.snapshot_logs_since_last.unwrap_or(10_000),
             snapshot_log_percent: raw.raft.snapshot_log_percent.unwrap_or(100),
             max_in_snapshot_log_to_keep: raw.raft.max_in_snapshot_log_to_keep.unwrap_or(1_000),
+            max_connections: match raw.raft.max_connections {
+                None => seal_raft::DEFAULT_MAX_CONNECTIONS,
+                Some(0) => return Err(invalid("raft.max_connections", "must be positive")),
+                Some(n) => usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= tokio::sync::Semaphore::MAX_PERMITS)
+                    .ok_or_else(|| invalid("raft.max_connections", "too large"))?,
+            },
         };
         if raft.snapshot_logs_since_last == 0 {
             return Err(invalid("raft.snapshot_logs_since_last", "must be positive"));
@@ -1435,6 +1449,7 @@ mod tests {
         assert_eq!(c.raft.snapshot_logs_since_last, 10_000);
         assert_eq!(c.raft.snapshot_log_percent, 100);
         assert_eq!(c.raft.max_in_snapshot_log_to_keep, 1_000);
+        assert_eq!(c.raft.max_connections, 1024);
         assert_eq!(c.limits, UploadLimits::default());
         assert_eq!(c.timestamps.refresh_margin_fraction, 0.5);
         assert_eq!(c.timestamps.timestamp_lifetime_secs, 1_209_600);
@@ -1446,7 +1461,7 @@ mod tests {
         let c = parse(
             r#"{"server":{"http_addr":"[::1]:80"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
             "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600,"max_staleness_ms":800,
-                    "snapshot_logs_since_last":50,"snapshot_log_percent":0,"max_in_snapshot_log_to_keep":5,"source_ip":"127.0.0.7"},
+                    "snapshot_logs_since_last":50,"snapshot_log_percent":0,"max_in_snapshot_log_to_keep":5,"max_connections":64,"source_ip":"127.0.0.7"},
             "limits":{"max_body_bytes":1000,"max_parts":5,"max_file_bytes":100},
             "caching":{"max_age":{"current_metadata":0,"consistent_metadata":60}},
             "repositories":{"gun_prefixes":["docker.io/"]},
@@ -1461,6 +1476,7 @@ mod tests {
         assert_eq!(c.raft.snapshot_logs_since_last, 50);
         assert_eq!(c.raft.snapshot_log_percent, 0);
         assert_eq!(c.raft.max_in_snapshot_log_to_keep, 5);
+        assert_eq!(c.raft.max_connections, 64);
         assert_eq!(c.raft.source_ip, Some([127, 0, 0, 7].into()));
         assert_eq!(
             c.limits,

@@ -21,6 +21,9 @@
 //!   identity, [`listen`] is the accept loop with its connection cap and timeouts;
 //! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
 //!   in-process [`signer::LocalSigner`];
+//! * `testing` (only with the `testing` feature, and in unit tests) holds the
+//!   bodies of the HTTP-edge fuzz targets in `fuzz/` and a checker of HTTP
+//!   answers;
 //! * `faults` (only with the test-only `fault-injection` feature) follows the
 //!   file named by `SEAL_FAULTS_FILE`: clock offset, slow fsync, publishes
 //!   acknowledged before they commit.
@@ -45,5 +48,7 @@ pub mod remote_signer;
 pub mod routes;
 pub mod server;
 pub mod signer;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod token_server;

@@ -198,8 +198,10 @@ impl Activity {
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends or stays idle
-/// (no request in progress, no byte moved) for `limits.idle_timeout`.
-async fn serve_connection<I>(io: I, app: Router, limits: ConnectionLimits)
+/// (no request in progress, no byte moved) for `limits.idle_timeout`, as
+/// [`serve`] does for each connection it accepts (after TLS). Public for
+/// serving connections that are not sockets (fuzzing, `crate::testing`).
+pub async fn serve_connection<I>(io: I, app: Router, limits: ConnectionLimits)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -57,6 +57,13 @@ pub struct Metrics {
     /// `seal_signer_failovers_total`: calls answered by a signer other than
     /// the first one tried.
     pub signer_failovers: IntCounter,
+    /// `seal_raft_connections_refused_total`: connections to the Raft gRPC port closed on
+    /// arrival because `raft.max_connections` were open (cluster nodes).
+    pub raft_connections_refused: IntCounter,
+    /// `seal_raft_accept_errors_total`: failed `accept()` calls of the Raft gRPC port.
+    pub raft_accept_errors: IntCounter,
+    /// `seal_raft_connections_open`: connections to the Raft gRPC port open now.
+    pub raft_connections_open: IntGauge,
 }
 
 fn size_buckets() -> Vec<f64> {
@@ -142,6 +149,18 @@ impl Metrics {
         registry.register(Box::new(signer_up.clone()))?;
         registry.register(Box::new(signer_calls.clone()))?;
         registry.register(Box::new(signer_failovers.clone()))?;
+        let raft_connections_refused = IntCounter::new(
+            "seal_raft_connections_refused_total",
+            "Raft gRPC connections closed on arrival because raft.max_connections were open.",
+        )?;
+        let raft_accept_errors = IntCounter::new(
+            "seal_raft_accept_errors_total",
+            "Failed accept() calls of the Raft gRPC port (the loop backs off and goes on).",
+        )?;
+        let raft_connections_open = IntGauge::new("seal_raft_connections_open", "Raft gRPC connections open now.")?;
+        registry.register(Box::new(raft_connections_refused.clone()))?;
+        registry.register(Box::new(raft_accept_errors.clone()))?;
+        registry.register(Box::new(raft_connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(accept_errors.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -175,6 +194,9 @@ impl Metrics {
             signer_up,
             signer_calls,
             signer_failovers,
+            raft_connections_refused,
+            raft_accept_errors,
+            raft_connections_open,
         })
     }
 

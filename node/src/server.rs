@@ -104,11 +104,18 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The backend.
     pub backend: Arc<RaftBackend>,
+    app: axum::Router,
     shutdown: Arc<tokio::sync::Notify>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// The router the listener serves (every layer included), to serve it on other
+    /// connections, e.g. in-memory ones for fuzzing ([`crate::listen::serve_connection`]).
+    pub fn app(&self) -> axum::Router {
+        self.app.clone()
+    }
+
     /// Serves until SIGINT or SIGTERM, then shuts down Raft cleanly.
     pub async fn wait_for_signal(self) -> std::io::Result<()> {
         seal_signer::server::shutdown_signal().await?;
@@ -232,6 +239,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     raft_config.snapshot_logs_since_last = Some(config.raft.snapshot_logs_since_last);
     raft_config.snapshot_log_percent = config.raft.snapshot_log_percent;
     raft_config.max_in_snapshot_log_to_keep = config.raft.max_in_snapshot_log_to_keep;
+    raft_config.max_connections = config.raft.max_connections;
     raft_config.source_ip = config.raft.source_ip;
     let raft = match (&config.raft.addr, &config.raft.tls) {
         (Some(raft_addr), Some(tls)) => {
@@ -334,13 +342,14 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let server = tokio::spawn(crate::listen::serve(
         listener,
         acceptor,
-        app,
+        app.clone(),
         config.connections,
         listener_metrics,
     ));
     Ok(Running {
         addr: local,
         backend,
+        app,
         shutdown,
         server,
     })

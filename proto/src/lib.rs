@@ -21,6 +21,8 @@
 //!   serialized packages.
 //! * [`health`]: the standard `grpc.health.v1.Health` service (a re-export of `tonic-health`),
 //!   and [`HEALTH_SERVICES`]: the service names a Notary-compatible signer reports under it.
+//! * [`peer`]: allow-lists of the names in a peer's certificate; [`listen`]: the bounded accept
+//!   loop (connection cap, accept errors retried with backoff) the Raft port and the signer share.
 //!
 //! # Health service names
 //!
@@ -48,6 +50,7 @@
 //!   code here is transport-agnostic and the TLS setup lives in `seal-signer` and `seal-node`.
 #![forbid(unsafe_code)]
 
+pub mod listen;
 pub mod peer;
 
 pub mod signer {

@@ -45,11 +45,17 @@
 //! every client openraft asks for (openraft creates one per heartbeat round and per replication
 //! stream); HTTP/2 multiplexes them over one connection, which reconnects by itself after a
 //! failure. HTTP/2 keep-alive pings notice a silently dead peer.
+//!
+//! The server accepts through [`seal_proto::listen`]: an `accept()` error is logged and retried
+//! after 10 ms doubling to 1 s (the listener never ends and never spins), at most
+//! `RaftConfig::max_connections` connections are open at once (one more is closed on arrival and
+//! counted, see [`ConnectionCounts`]), and a TLS handshake must finish within 10 s (tonic's
+//! `ServerTlsConfig::timeout`, applied per connection while others are accepted).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +71,7 @@ use openraft::BasicNode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
+use seal_proto::listen::{ConnectionCap, ListenerEvents};
 use seal_proto::peer::AllowedNames;
 use seal_proto::raft::raft_client::RaftClient;
 use seal_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
@@ -74,7 +81,6 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 
@@ -89,7 +95,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// A peer that does not answer a keep-alive ping within this is considered gone.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
-/// How long the server waits for a client's TLS handshake.
+/// How long the server waits for a client's TLS handshake (a connection that never completes one
+/// holds a slot under the connection cap this long at most).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First sleep after a peer was unreachable; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -748,18 +755,71 @@ impl RaftRpc for RaftService {
     }
 }
 
+/// What the Raft port's listener counted so far.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    open: AtomicU64,
+    refused: AtomicU64,
+    accept_errors: AtomicU64,
+}
+
+impl ConnectionCounts {
+    /// Connections open now (TLS handshakes in progress included).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed on arrival because `RaftConfig::max_connections` were open.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Failed `accept()` calls.
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts and logs what the Raft port's listener does.
+#[derive(Debug, Clone)]
+struct RaftListenerEvents {
+    node_id: u64,
+    counts: Arc<ConnectionCounts>,
+}
+
+impl ListenerEvents for RaftListenerEvents {
+    fn accept_failed(&self, error: &std::io::Error, retry_in: Duration) {
+        self.counts.accept_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(node_id = self.node_id, %error, ?retry_in, "raft gRPC: accepting a connection failed");
+    }
+
+    fn refused(&self, peer: SocketAddr, max: usize) {
+        self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(node_id = self.node_id, %peer, max, "raft gRPC: connection refused, too many open");
+    }
+
+    fn opened(&self) {
+        self.counts.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn closed(&self) {
+        self.counts.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A running Raft gRPC server (with the cluster admin and forwarding services when asked).
 #[derive(Debug)]
 pub(crate) struct ServerHandle {
     addr: SocketAddr,
     service: RaftService,
+    counts: Arc<ConnectionCounts>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
 impl ServerHandle {
     /// Serve `service`, and `admin`'s services when given, over mutual TLS on `listener` (bound
-    /// to `configured_addr`).
+    /// to `configured_addr`), at most `max_connections` connections at once.
     pub(crate) fn spawn(
         listener: TcpListener,
         configured_addr: &str,
@@ -767,6 +827,7 @@ impl ServerHandle {
         admin: Option<crate::admin::AdminService>,
         tls: &TlsMaterial,
         max_message_bytes: usize,
+        max_connections: usize,
     ) -> Result<ServerHandle, Error> {
         let addr = listener.local_addr().map_err(|source| Error::Bind {
             addr: configured_addr.to_string(),
@@ -778,8 +839,7 @@ impl ServerHandle {
                 what: "configuration",
                 path: None,
                 reason: error_chain(&e),
-            })?
-            .tcp_nodelay(true);
+            })?;
         let mut router = builder.add_service(service.clone().into_server(max_message_bytes));
         let with_admin = admin.is_some();
         if let Some(admin) = admin {
@@ -787,7 +847,12 @@ impl ServerHandle {
         }
         let (stop, stopped) = oneshot::channel::<()>();
         let node_id = service.node_id;
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let counts = Arc::new(ConnectionCounts::default());
+        let events = RaftListenerEvents {
+            node_id,
+            counts: counts.clone(),
+        };
+        let incoming = seal_proto::listen::incoming(listener, ConnectionCap::new(max_connections, events));
         let task = tokio::spawn(async move {
             let signal = async move {
                 let _ = stopped.await;
@@ -804,6 +869,7 @@ impl ServerHandle {
         Ok(ServerHandle {
             addr,
             service,
+            counts,
             stop,
             task,
         })
@@ -814,12 +880,18 @@ impl ServerHandle {
         self.addr
     }
 
+    /// The counts of the server's connections.
+    pub(crate) fn connection_counts(&self) -> Arc<ConnectionCounts> {
+        self.counts.clone()
+    }
+
     /// Refuse further RPCs, stop accepting connections, and wait up to `grace` for open ones to
     /// finish (then abandon them: they can only get refusals).
     pub(crate) async fn stop(self, grace: Duration) {
         let ServerHandle {
             addr,
             service,
+            counts: _,
             stop,
             mut task,
         } = self;

@@ -14,7 +14,7 @@ use seal_storage::{ApplyOutcome, Command, Reader, Store};
 use crate::admin::{AdminClient, AdminError, AdminService, AdminShared, AdminTls, ForwardHandler};
 use crate::contact::LeaderContact;
 use crate::error::{Error, MembershipError, WriteError};
-use crate::grpc::{peer_host, ClusterTls, GrpcNetwork, RaftService, ServerHandle};
+use crate::grpc::{peer_host, ClusterTls, ConnectionCounts, GrpcNetwork, RaftService, ServerHandle};
 use crate::log_store::LogStore;
 use crate::network::NoNetwork;
 use crate::state_machine::{SnapshotSizes, StateMachine, Watermark};
@@ -22,6 +22,10 @@ use crate::types::{Raft, TypeConfig};
 
 /// How long [`SealRaft::shutdown`] waits for open Raft connections to finish.
 const SERVER_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Default of [`RaftConfig::max_connections`]: far above what cluster peers and operators need,
+/// far below the descriptors a node has.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// How to run a node. Built once from the node's configuration and handed down.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub struct RaftConfig {
     /// Largest Raft RPC message sent or accepted, in bytes; must exceed the chunk size. An
     /// append-entries batch over it is split; a single entry over it cannot be replicated.
     pub max_rpc_message_bytes: usize,
+    /// Connections the Raft gRPC port (Raft, cluster admin, forwarding) keeps open at once; one
+    /// more is closed on arrival and counted ([`SealRaft::connection_counts`]). Peers multiplex
+    /// their RPCs over one connection each, so a cluster needs a handful.
+    pub max_connections: usize,
     /// Names (certificate CN or DNS SAN, `prefix*` allowed) a peer's
     /// certificate must carry for its Raft RPCs to be served; empty: any
     /// certificate the cluster CA signed.
@@ -71,7 +79,7 @@ impl RaftConfig {
     /// Defaults suited to a LAN: 50 ms heartbeats, 150-300 ms elections, a
     /// snapshot once at least 10,000 entries and as many bytes as the last snapshot's size were
     /// applied since it, keeping 1,000 entries; snapshots sent in 3 MiB chunks with
-    /// 10 s per chunk; RPC messages up to 64 MiB.
+    /// 10 s per chunk; RPC messages up to 64 MiB; at most 1024 connections to the gRPC port.
     pub fn new(node_id: u64, addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> RaftConfig {
         RaftConfig {
             node_id,
@@ -86,6 +94,7 @@ impl RaftConfig {
             snapshot_max_chunk_size: 3 * 1024 * 1024,
             install_snapshot_timeout: Duration::from_secs(10),
             max_rpc_message_bytes: 64 * 1024 * 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             allowed_peer_names: seal_proto::peer::AllowedNames::default(),
             source_ip: None,
         }
@@ -96,6 +105,11 @@ impl RaftConfig {
         if self.snapshot_max_chunk_size == 0 {
             return Err(Error::Config {
                 reason: "snapshot_max_chunk_size must be positive".into(),
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config {
+                reason: "max_connections must be positive".into(),
             });
         }
         // A chunk travels with its snapshot metadata (the membership) and framing.
@@ -366,6 +380,7 @@ impl SealRaft {
             shared.clone().map(AdminService::new),
             &material,
             config.max_rpc_message_bytes,
+            config.max_connections,
         ) {
             Ok(s) => s,
             Err(e) => {
@@ -436,6 +451,12 @@ impl SealRaft {
     /// The address the Raft gRPC server listens on (cluster nodes only).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().map(ServerHandle::addr)
+    }
+
+    /// What the Raft gRPC port's listener counted: connections open and refused, accept errors
+    /// (cluster nodes only).
+    pub fn connection_counts(&self) -> Option<Arc<ConnectionCounts>> {
+        self.server.as_ref().map(ServerHandle::connection_counts)
     }
 
     /// Form a new cluster: record `members` (node id -> Raft address `host:port`) as the first

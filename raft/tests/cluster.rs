@@ -672,3 +672,66 @@ async fn bad_tls_files_fail_at_open_with_the_file_named() {
         assert!(matches!(err, seal_raft::Error::Tls { .. }), "{err:?}");
     }
 }
+
+/// Waits until `count()` equals `want`.
+async fn until_count(what: &str, want: u64, count: impl Fn() -> u64) {
+    let deadline = Instant::now() + WAIT;
+    while count() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} after {WAIT:?}, expected {want}",
+            count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_over_the_cap_are_closed_at_once_and_counted() {
+    use tokio::io::AsyncReadExt as _;
+    const CAP: usize = 8;
+    let root = tempfile::tempdir().unwrap();
+    let ca = Ca::new("seal test cluster CA");
+    let nodes = start_voters(root.path(), &ca, 1, |c| c.max_connections = CAP).await;
+    let node = &nodes[0];
+    let addr = addr_of(node);
+    let counts = node.connection_counts().expect("a cluster node counts its connections");
+    let peer = ca.node_tls(&root.path().join("pki"), "node7");
+
+    // Clients that connect and never start a TLS handshake hold every slot...
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    until_count("open connections", CAP as u64, || counts.open()).await;
+    assert_eq!(counts.refused(), 0);
+
+    // ...so each further connection is closed on arrival (end of stream at once, not after the
+    // 10 s handshake timeout) and counted; a cluster peer is turned away too.
+    for _ in 0..4 {
+        let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte))
+            .await
+            .expect("a connection over the cap is closed at once");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert_eq!(counts.refused(), 4);
+    let status = raw_client(&peer, &addr, true)
+        .vote(raw_vote(1, 7, &vote_at(0, 7)))
+        .await
+        .unwrap_err();
+    assert!(counts.refused() >= 5, "{status:?}");
+    assert_eq!(counts.open(), CAP as u64);
+
+    // Once they are gone, the port serves again.
+    drop(idle);
+    until_count("open connections", 0, || counts.open()).await;
+    let reply = raw_client(&peer, &addr, true)
+        .vote(raw_vote(1, 7, &vote_at(0, 7)))
+        .await
+        .expect("a peer is answered once the idle connections are gone");
+    assert!(reply.into_inner().result.is_some());
+    assert!(node.metrics().is_leader);
+    shutdown_all(nodes).await;
+}

@@ -80,6 +80,19 @@ pub struct ServerSection {
     /// none when unset. Bind it to an address only the monitoring reaches.
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Connections open at once (TLS handshakes included); one more is
+    /// closed on arrival and counted in
+    /// `seal_signer_connections_refused_total`. Default 1024: the signer's
+    /// clients are a cluster's nodes, each multiplexing over one connection.
+    #[serde(default = "max_connections")]
+    pub max_connections: usize,
+}
+
+/// Default of `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+fn max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 /// `storage`.
@@ -296,6 +309,13 @@ impl SignerConfig {
         if let Some(t) = c.key_backend.threshold_config() {
             t.validate()?;
         }
+        if c.server.max_connections == 0 || c.server.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "{}: server.max_connections must be between 1 and {}",
+                path.display(),
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
+        }
         if c.default_alias.is_empty() || !c.default_alias.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!(
                 "default_alias {:?} must be letters, digits or _",
@@ -324,6 +344,7 @@ mod tests {
         assert_eq!(c.server.tls_cert_file, d.path().join("s.crt"));
         assert!(matches!(c.key_backend, KeyBackendSection::Software));
         assert_eq!(c.default_alias, "main");
+        assert_eq!(c.server.max_connections, DEFAULT_MAX_CONNECTIONS);
         std::fs::write(
             &p,
             br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
@@ -359,6 +380,14 @@ mod tests {
         )
         .unwrap();
         assert!(SignerConfig::load(&p).unwrap_err().contains("distinct"));
+        // The connection cap must let one connection in.
+        std::fs::write(
+            &p,
+            br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt",
+                "max_connections":0},"storage":{"data_dir":"data"}}"#,
+        )
+        .unwrap();
+        assert!(SignerConfig::load(&p).unwrap_err().contains("server.max_connections"));
         // Mutual TLS is not optional.
         std::fs::write(
             &p,

@@ -1,11 +1,12 @@
 //! The signer's Prometheus metrics: signatures made (by backend, with
 //! latency), policy refusals (by reason), and for the threshold backend the
 //! rounds this signer coordinated (by outcome, with latency), participants'
-//! refusals and peers that did not answer.
+//! refusals and peers that did not answer; and the gRPC listener's
+//! connections (open, refused over the cap, failed accepts).
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The signer's metrics.
 #[derive(Clone)]
@@ -18,6 +19,9 @@ pub struct Metrics {
     round_seconds: HistogramVec,
     participant_refusals: IntCounterVec,
     unreachable: IntCounterVec,
+    connections_refused: IntCounter,
+    connections_open: IntGauge,
+    accept_errors: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +75,21 @@ impl Metrics {
             ),
             &["peer"],
         )?;
+        let connections_refused = IntCounter::new(
+            "seal_signer_connections_refused_total",
+            "gRPC connections closed on arrival because server.max_connections were open.",
+        )?;
+        let connections_open = IntGauge::new(
+            "seal_signer_connections_open",
+            "gRPC connections open now (TLS handshakes included).",
+        )?;
+        let accept_errors = IntCounter::new(
+            "seal_signer_accept_errors_total",
+            "Failed accept() calls of the gRPC listener (the loop backs off and goes on).",
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(accept_errors.clone()))?;
         for c in [&signatures, &refusals, &rounds, &participant_refusals, &unreachable] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -85,7 +104,35 @@ impl Metrics {
             round_seconds,
             participant_refusals,
             unreachable,
+            connections_refused,
+            connections_open,
+            accept_errors,
         })
+    }
+
+    /// Counts a connection closed on arrival because the cap was reached.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Connections refused so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.get()
+    }
+
+    /// Counts a connection opened (`1`) or closed (`-1`).
+    pub fn connections_open_add(&self, delta: i64) {
+        self.connections_open.add(delta);
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> i64 {
+        self.connections_open.get()
+    }
+
+    /// Counts a failed `accept()`.
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
     }
 
     /// Counts a threshold round this signer coordinated (`round` such as

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use seal_proto::listen::{Acceptor, ConnectionCap, ListenerEvents};
 use seal_proto::signer::key_management_server::KeyManagementServer;
 use seal_proto::signer::signer_server::SignerServer;
 use seal_proto::threshold::threshold_peer_server::ThresholdPeerServer;
@@ -20,6 +21,34 @@ use crate::software::{Passphrases, SoftwareBackend, PBES2_ITERATIONS};
 use crate::store::Store;
 use crate::threshold::{GrpcPeers, ThresholdBackend, ThresholdPeerService};
 use crate::tls::{AllowedNames, ReloadableAcceptor, TlsFiles};
+
+/// Time a client has to complete its TLS handshake; until then its
+/// connection holds a slot under `server.max_connections`.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts and logs what the gRPC listener does.
+#[derive(Clone)]
+struct SignerListenerEvents(Metrics);
+
+impl ListenerEvents for SignerListenerEvents {
+    fn accept_failed(&self, error: &std::io::Error, retry_in: Duration) {
+        self.0.accept_failed();
+        tracing::warn!(%error, ?retry_in, "accept failed");
+    }
+
+    fn refused(&self, peer: SocketAddr, max: usize) {
+        self.0.connection_refused();
+        tracing::debug!(%peer, max, "connection refused: server.max_connections are open");
+    }
+
+    fn opened(&self) {
+        self.0.connections_open_add(1);
+    }
+
+    fn closed(&self) {
+        self.0.connections_open_add(-1);
+    }
+}
 
 /// The key backends a signer uses.
 pub type Backends = Vec<Arc<dyn KeyBackend>>;
@@ -187,7 +216,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
     }
     let core = Arc::new(core.with_admins(AllowedNames(config.server.admin_client_names.clone())));
 
-    let acceptor = ReloadableAcceptor::new(TlsFiles {
+    let acceptor_tls = ReloadableAcceptor::new(TlsFiles {
         cert: config.server.tls_cert_file.clone(),
         key: config.server.tls_key_file.clone(),
         client_ca: Some(config.server.client_ca_file.clone()),
@@ -195,7 +224,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         alpn: vec![b"h2".to_vec()],
     })
     .map_err(|e| e.to_string())?;
-    acceptor.spawn_reloader(Duration::from_secs(5));
+    acceptor_tls.spawn_reloader(Duration::from_secs(5));
 
     let listener = TcpListener::bind(config.server.grpc_addr)
         .await
@@ -222,34 +251,28 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
     if let Some(listener) = metrics_listener {
         tokio::spawn(serve_metrics(listener, core.metrics().clone(), shutdown_rx.clone()));
     }
+    let cap = ConnectionCap::new(
+        config.server.max_connections,
+        SignerListenerEvents(core.metrics().clone()),
+    );
     tokio::spawn(async move {
         // An accept error (descriptors exhausted) is retried after a pause
-        // doubling from 10 ms to 1 s, so the loop neither ends nor spins.
-        let mut backoff = Duration::from_millis(10);
+        // doubling from 10 ms to 1 s, so the loop neither ends nor spins;
+        // past `server.max_connections` open connections (TLS handshakes
+        // included) one more is closed on arrival and counted.
+        let mut acceptor = Acceptor::new(listener);
         loop {
             let (tcp, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => {
-                        backoff = Duration::from_millis(10);
-                        c
-                    }
-                    Err(e) => {
-                        tracing::warn!(%e, retry_in = ?backoff, "accept failed");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = accept_shutdown.changed() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        continue;
-                    }
-                },
+                accepted = acceptor.accept(cap.events()) => accepted,
                 _ = accept_shutdown.changed() => return,
             };
-            let _ = tcp.set_nodelay(true);
-            let tls = acceptor.get();
+            let Some(tcp) = cap.admit(tcp, peer) else {
+                continue;
+            };
+            let tls = acceptor_tls.get();
             let tx = conn_tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
                     }

@@ -215,16 +215,22 @@ impl ClusterSigner {
 
     /// Its Prometheus metrics, as `GET /metrics` answers them.
     pub fn metrics(&self) -> String {
-        use std::io::{Read as _, Write as _};
-        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect to metrics");
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .expect("ask for metrics");
-        let mut response = String::new();
-        tcp.read_to_string(&mut response).expect("read metrics");
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_owned()
+        scrape_metrics(self.metrics_port)
     }
+}
+
+/// The Prometheus metrics a signer serves on loopback `port`
+/// (`server.metrics_addr`), as `GET /metrics` answers them.
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("ask for metrics");
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).expect("read metrics");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
 
 /// The value of the series `series` (name and labels as the text

@@ -1,6 +1,7 @@
 //! seal-signer as a real process over mutual TLS: key management, signing
 //! checked by the policy, refusals, certificates that are not trusted,
-//! high-water marks that survive a restart, and no plaintext key at rest.
+//! high-water marks that survive a restart, no plaintext key at rest, a
+//! timestamp bound to its snapshot, and a cap on open connections.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use common::{client, files_containing, timestamp};
 
 use seal_signer::client::ClientError;
-use seal_signer::testing::{spawn_signer, TestPki};
+use seal_signer::testing::{free_port, metric, scrape_metrics, spawn_signer, TestPki};
 use seal_tuf::metadata::{ROOT, TARGETS};
 use seal_tuf::{FileMeta, Snapshot};
 use time::OffsetDateTime;
@@ -340,4 +341,88 @@ async fn a_fresh_timestamp_over_an_older_snapshot_is_refused() {
     let m = refused(sign(&c, timestamp_over(3, &s1), Some(s1)).await);
     assert!(m.contains("below version 2"), "{m}");
     sign(&c, timestamp_over(3, &s2), Some(s2)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_once_and_counted() {
+    use tokio::io::AsyncReadExt as _;
+    const CAP: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "seal");
+    let (server_cert, server_key) = pki.leaf("signer");
+    let (node_cert, node_key) = pki.leaf("node");
+    let metrics_port = free_port();
+    let config = dir.path().join("signer.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": server_cert, "tls_key_file": server_key,
+                       "client_ca_file": pki.ca_file(), "metrics_addr": format!("127.0.0.1:{metrics_port}"),
+                       "max_connections": CAP},
+            "storage": {"data_dir": dir.path().join("data")},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let signer = Signer::start(&config);
+    let addr = ("127.0.0.1", signer.port);
+    let value = |series: &str| metric(&scrape_metrics(metrics_port), series);
+    let until = |series: &'static str, want: f64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while value(series) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} = {}, expected {want}",
+                value(series)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    // Clients that connect and never start a TLS handshake hold every slot...
+    let mut idle = Vec::new();
+    for _ in 0..CAP {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    until("seal_signer_connections_open", CAP as f64).await;
+    assert_eq!(value("seal_signer_connections_refused_total"), 0.0);
+
+    // ...so each further connection is closed on arrival (end of stream at
+    // once, not after the 10 s handshake timeout) and counted.
+    for _ in 0..4 {
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte))
+            .await
+            .expect("a connection over the cap is closed at once");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    assert_eq!(value("seal_signer_connections_refused_total"), 4.0);
+    let c = client(
+        signer.port,
+        &pki.ca_file(),
+        &node_cert,
+        &node_key,
+        Duration::from_secs(5),
+    );
+    assert!(
+        c.check_health().await.is_err(),
+        "a node is turned away while the cap is reached"
+    );
+    drop(c);
+
+    // Once they are gone, a node is served again.
+    drop(idle);
+    until("seal_signer_connections_open", 0.0).await;
+    let c = client(
+        signer.port,
+        &pki.ca_file(),
+        &node_cert,
+        &node_key,
+        Duration::from_secs(5),
+    );
+    c.check_health()
+        .await
+        .expect("a node is served once the idle connections are gone");
+    assert!(value("seal_signer_connections_open") >= 1.0);
 }
