@@ -10,6 +10,8 @@
 //! healing. The [`report`] summarises a run for people; [`run`] ties it all
 //! together.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 pub mod checker;
 pub mod cluster;
 pub mod history;

@@ -4,6 +4,8 @@
 //! staged changes (`tuf/<gun>/metadata`, `tuf/<gun>/changelist`), laid out as
 //! Notary lays them out so an existing `~/.notary` works unchanged.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 pub mod auth;
 pub mod changelist;
 pub mod config;

@@ -48,6 +48,7 @@
 //!   `eddsa`, `rsapss`) in `algorithm`.
 //! * The transport is TLS, with mutual TLS when the signer is given a client CA; the generated
 //!   code here is transport-agnostic and the TLS setup lives in `seal-signer` and `seal-node`.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod listen;
@@ -60,6 +61,8 @@ pub mod signer {
     //! `/proto.KeyManagement/GetKeyInfo` and `/proto.Signer/Sign`. Protobuf names are turned into
     //! Rust ones by prost: message `KeyID` is [`KeyId`], fields `keyID`, `ID` and `publicKey` are
     //! `key_id`, `id` and `public_key`.
+    // Generated: what is documented is documented in the .proto file.
+    #![allow(missing_docs)]
     tonic::include_proto!("proto");
 }
 
@@ -76,6 +79,8 @@ pub mod raft {
     //! `cluster_admin_client`) and `seal.raft.v1.Forwarding` (`Forward`: a client's HTTP request
     //! sent from a follower to the leader; `forwarding_server`, `forwarding_client`), both served on
     //! the Raft port.
+    // Generated: what is documented is documented in the .proto file.
+    #![allow(missing_docs)]
     tonic::include_proto!("seal.raft.v1");
 }
 
@@ -84,6 +89,8 @@ pub mod threshold {
     //! `threshold.proto`: service `seal.threshold.v1.ThresholdPeer` between seal-signer nodes
     //! (FROST DKG rounds, signing rounds 1 and 2, status). The server is
     //! `threshold::threshold_peer_server`, the client `threshold::threshold_peer_client`.
+    // Generated: what is documented is documented in the .proto file.
+    #![allow(missing_docs)]
     tonic::include_proto!("seal.threshold.v1");
 }
 

@@ -22,6 +22,7 @@
 //! * [`admin`] serves the cluster admin API (`seal.raft.v1.ClusterAdmin`) and write forwarding
 //!   (`seal.raft.v1.Forwarding`) on the Raft port ([`SealRaft::open_cluster_with_admin`]), and
 //!   is the client of both ([`AdminClient`]).
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 // openraft's storage traits return its `StorageError` (over 200 bytes) by value;
 // boxing it in our helpers would only move the allocation, not remove it.

@@ -10,6 +10,8 @@
 //! call a signer; [`admin`] holds the operator commands (`rewrap`, and for a
 //! threshold cluster `status` and `refresh-shares`).
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 pub mod admin;
 pub mod backend;
 pub mod client;

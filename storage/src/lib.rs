@@ -16,6 +16,7 @@
 //!
 //! This crate knows nothing of openraft or TUF: the Raft layer passes its log
 //! ids as opaque bytes, and the node validates metadata before proposing.
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod command;

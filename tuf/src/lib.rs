@@ -13,6 +13,7 @@
 //! * [`generate`]: the next snapshot and timestamp the server signs.
 //! * [`client`]: the client's verification workflow (TOFU or pinning, root
 //!   rotation, timestamp → snapshot → targets → delegations).
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "certs")]
