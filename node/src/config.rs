@@ -178,6 +178,15 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa => "rsa",
         }
     }
+
+    /// The TUF key type of a public key of this algorithm.
+    pub fn key_type(self) -> seal_tuf::KeyType {
+        match self {
+            KeyAlgorithm::Ed25519 => seal_tuf::KeyType::Ed25519,
+            KeyAlgorithm::Ecdsa => seal_tuf::KeyType::Ecdsa,
+            KeyAlgorithm::Rsa => seal_tuf::KeyType::Rsa,
+        }
+    }
 }
 
 /// `trust_service.*`.

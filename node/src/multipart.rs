@@ -6,7 +6,7 @@
 //! Notary's order, part by part: filename present, valid role, JSON object.
 
 use crate::error::ApiError;
-use crate::routes::valid_role;
+use seal_tuf::metadata::is_valid_role;
 
 /// Upload limits (`limits.*` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,7 +331,7 @@ pub fn parse_upload(content_type: Option<&str>, body: &[u8], limits: &UploadLimi
         if role.is_empty() {
             return Err(ApiError::NoFilename { part: files.len() });
         }
-        if !valid_role(&role) {
+        if !is_valid_role(&role) {
             return Err(ApiError::InvalidRole { role });
         }
         if content.len() as u64 > limits.max_file_bytes {
@@ -624,7 +624,7 @@ mod proptests {
             if let Ok(files) = parse_upload(Some("multipart/form-data; boundary=b"), &body, &limits) {
                 prop_assert!(files.len() <= 4);
                 for f in files {
-                    prop_assert!(valid_role(&f.role));
+                    prop_assert!(is_valid_role(&f.role));
                     prop_assert!(f.bytes.len() <= 200);
                 }
             }

@@ -7,9 +7,7 @@
 //! fallback handler that calls [`parse`].
 
 use axum::http::Method;
-
-/// The longest role name accepted (exclusive bound, as Notary's).
-pub const MAX_ROLE_LEN: usize = 255;
+use seal_tuf::metadata::is_valid_role;
 
 /// Which file of a role a GET asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +196,7 @@ fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
     let metadata = |role: &str, selector| Route::GetMetadata {
         gun: gun.clone(),
         role: role.to_string(),
-        role_valid: valid_role(role),
+        role_valid: is_valid_role(role),
         selector,
     };
     // Notary's order: by checksum, by version, current.
@@ -235,26 +233,6 @@ fn route_role_shape(role: &str) -> bool {
 /// A GUN as Notary's router accepts it: non-empty, no `*`.
 pub fn valid_gun(gun: &str) -> bool {
     !gun.is_empty() && !gun.contains('*')
-}
-
-/// Whether `role` is a valid role name: a base role, or a delegation
-/// `targets/…` matching `^[-a-z0-9_/]+$`, path-clean (no empty, `.` or `..`
-/// segment, no trailing slash), shorter than 256 characters.
-pub fn valid_role(role: &str) -> bool {
-    match role {
-        "root" | "targets" | "snapshot" | "timestamp" => true,
-        _ => {
-            if role.len() > MAX_ROLE_LEN {
-                return false;
-            }
-            let Some(tail) = role.strip_prefix("targets/") else {
-                return false;
-            };
-            role.bytes()
-                .all(|b| matches!(b, b'-' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'/'))
-                && tail.split('/').all(|seg| !seg.is_empty())
-        }
-    }
 }
 
 /// Applies `repositories.gun_prefixes`: `true` when the GUN is allowed (no
@@ -401,41 +379,6 @@ mod tests {
     }
 
     #[test]
-    fn role_validity() {
-        for ok in [
-            "root",
-            "targets",
-            "snapshot",
-            "timestamp",
-            "targets/releases",
-            "targets/a-b_c/d0",
-        ] {
-            assert!(valid_role(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "bogus",
-            "targets/",
-            "targets//a",
-            "targets/a/",
-            "targets/./a",
-            "targets/../a",
-            "targets/A",
-            "targets/a.b",
-            "targets/a b",
-            "Targets",
-            "timestamp/x",
-        ] {
-            assert!(!valid_role(bad), "{bad}");
-        }
-        let long = format!("targets/{}", "a".repeat(247));
-        assert_eq!(long.len(), 255);
-        assert!(valid_role(&long));
-        let too_long = format!("targets/{}", "a".repeat(248));
-        assert!(!valid_role(&too_long));
-    }
-
-    #[test]
     fn prefixes() {
         assert!(gun_allowed(&[], "anything"));
         let p = vec!["docker.io/".to_string()];
@@ -461,13 +404,13 @@ mod proptests {
                 prop_assert!(valid_gun(gun));
             }
             if let Route::GetMetadata { role, role_valid, .. } = &route {
-                prop_assert_eq!(*role_valid, valid_role(role));
+                prop_assert_eq!(*role_valid, is_valid_role(role));
             }
         }
 
         #[test]
         fn valid_role_never_panics(role in "\\PC{0,300}") {
-            let _ = valid_role(&role);
+            let _ = is_valid_role(&role);
         }
     }
 }

@@ -23,7 +23,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use p256::pkcs8::DecodePublicKey;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::config::KeyAlgorithm;
@@ -99,7 +98,7 @@ pub struct PublicKeyInfo {
 impl PublicKeyInfo {
     /// Builds the info of a public key, computing its id.
     pub fn new(algorithm: KeyAlgorithm, public_key: Vec<u8>) -> PublicKeyInfo {
-        let key_id = key_id(algorithm.as_str(), &B64.encode(&public_key));
+        let key_id = seal_tuf::keys::key_id(algorithm.key_type(), &public_key);
         PublicKeyInfo {
             key_id,
             algorithm,
@@ -110,27 +109,12 @@ impl PublicKeyInfo {
     /// The JSON body Notary serves for `<role>.key`:
     /// `{"keytype":"ed25519","keyval":{"public":"<b64>","private":null}}`.
     pub fn to_notary_json(&self) -> String {
-        let keytype = serde_json::Value::String(self.algorithm.as_str().into()).to_string();
-        let public = serde_json::Value::String(B64.encode(&self.public_key)).to_string();
-        format!("{{\"keytype\":{keytype},\"keyval\":{{\"public\":{public},\"private\":null}}}}")
+        String::from_utf8(seal_tuf::keys::notary_key_json(
+            self.algorithm.key_type(),
+            &self.public_key,
+        ))
+        .unwrap_or_default()
     }
-}
-
-/// Notary's key id: hex sha256 of the canonical JSON
-/// `{"keytype":"<type>","keyval":{"private":null,"public":"<b64>"}}`.
-pub fn key_id(keytype: &str, public_b64: &str) -> String {
-    let canonical = seal_tuf::cjson::Value::object([
-        ("keytype", seal_tuf::cjson::Value::str(keytype)),
-        (
-            "keyval",
-            seal_tuf::cjson::Value::object([
-                ("private", seal_tuf::cjson::Value::Null),
-                ("public", seal_tuf::cjson::Value::str(public_b64)),
-            ]),
-        ),
-    ])
-    .to_canonical();
-    hex::encode(Sha256::digest(canonical))
 }
 
 /// A key's description, as `GetKeyInfo` returns it.
@@ -591,10 +575,6 @@ mod tests {
 
     #[test]
     fn key_id_of_fixture_timestamp_key() {
-        assert_eq!(
-            key_id("ed25519", "LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ="),
-            "f483ad6878ad3fca5b5cbacdf4ab77ba9719a156608755b59b1ef156a2aec6d5"
-        );
         let public = B64.decode("LN3wHx8BGVJVVsVJgmYsiEUUyGETPz3xYv3rIAoGiDQ=").unwrap();
         let info = PublicKeyInfo::new(KeyAlgorithm::Ed25519, public);
         assert_eq!(
@@ -622,7 +602,8 @@ mod tests {
         for (id, key) in root["signed"]["keys"].as_object().unwrap() {
             let keytype = key["keytype"].as_str().unwrap();
             let public = key["keyval"]["public"].as_str().unwrap();
-            assert_eq!(&key_id(keytype, public), id);
+            let kt = seal_tuf::KeyType::parse(keytype).unwrap();
+            assert_eq!(&seal_tuf::keys::key_id(kt, &B64.decode(public).unwrap()), id);
             if keytype == "ecdsa" {
                 ecdsa_seen += 1;
                 let der = B64.decode(public).unwrap();

@@ -139,6 +139,17 @@ pub fn key_id(key_type: KeyType, public: &[u8]) -> KeyId {
     hex::encode(h.finalize())
 }
 
+/// The body Notary serves for `GET <role>.key` of a key of `key_type` with
+/// public bytes `public`: Go struct order, public first.
+pub fn notary_key_json(key_type: KeyType, public: &[u8]) -> Vec<u8> {
+    format!(
+        "{{\"keytype\":\"{}\",\"keyval\":{{\"public\":\"{}\",\"private\":null}}}}",
+        key_type,
+        B64.encode(public)
+    )
+    .into_bytes()
+}
+
 fn key_json(key_type: KeyType, public: &[u8]) -> Value {
     Value::object([
         ("keytype", Value::str(key_type.as_str())),
@@ -222,12 +233,7 @@ impl PublicKey {
 
     /// The body Notary serves for `GET <role>.key`: Go struct order, public first.
     pub fn to_notary_key_json(&self) -> Vec<u8> {
-        format!(
-            "{{\"keytype\":\"{}\",\"keyval\":{{\"public\":\"{}\",\"private\":null}}}}",
-            self.key_type,
-            B64.encode(&self.public)
-        )
-        .into_bytes()
+        notary_key_json(self.key_type, &self.public)
     }
 
     /// The key ID.

@@ -845,11 +845,18 @@ mod tests {
             "targets/..",
             "Targets",
             "targets/a b",
+            "targets/../a",
+            "targets/a.b",
+            "timestamp/x",
             "",
         ] {
             assert!(!is_valid_role(bad), "{bad}");
         }
-        assert!(!is_valid_role(&format!("targets/{}", "a".repeat(250))));
+        // Shorter than 256 characters: Notary's limit on role names.
+        let longest = format!("targets/{}", "a".repeat(247));
+        assert_eq!(longest.len(), 255);
+        assert!(is_valid_role(&longest));
+        assert!(!is_valid_role(&format!("targets/{}", "a".repeat(248))));
         assert_eq!(parent_role("targets/a/b"), Some("targets/a"));
         assert_eq!(parent_role("targets/a"), Some("targets"));
         assert_eq!(parent_role("targets"), None);
