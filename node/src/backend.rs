@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use seal_raft::{SealRaft, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile};
-use seal_tuf::metadata::{Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
+use seal_tuf::metadata::{
+    set_signed_version, signed_version, Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TARGETS, TIMESTAMP,
+};
 use seal_tuf::update::{
     server_held, validate_update_with, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan,
 };
@@ -593,18 +595,6 @@ async fn activate_listed_keys(raft: &SealRaft, gun: &str, root: &Root) -> Result
         }
     }
     Ok(())
-}
-
-/// The `version` of a `signed` object.
-fn signed_version(signed: &seal_tuf::cjson::Value) -> Option<u64> {
-    signed.get("version")?.as_int()?.try_into().ok()
-}
-
-/// Sets the `version` of a `signed` object.
-fn set_signed_version(signed: &mut seal_tuf::cjson::Value, version: u64) {
-    if let seal_tuf::cjson::Value::Object(fields) = signed {
-        fields.insert("version".to_owned(), seal_tuf::cjson::Value::Int(i128::from(version)));
-    }
 }
 
 /// Seconds from `now_nanos` until `expires_nanos` (Unix nanoseconds); negative once past.

@@ -414,12 +414,7 @@ fn check_named(
         .ok_or_else(|| mismatch(format!("the content lists no {named}")))?;
     listed.check(named, bytes).map_err(|e| mismatch(e.to_string()))?;
     let file = seal_tuf::SignedFile::parse(named, bytes.clone()).map_err(|e| mismatch(e.to_string()))?;
-    let got = file
-        .signed()
-        .get("version")
-        .and_then(Value::as_int)
-        .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| mismatch("it has no version".into()))?;
+    let got = seal_tuf::metadata::signed_version(file.signed()).ok_or_else(|| mismatch("it has no version".into()))?;
     if got < before {
         return Err(Refusal::NamedRollback {
             named,

@@ -50,6 +50,19 @@ pub fn is_delegation(name: &str) -> bool {
         && rest.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
+/// The `version` of a role's `signed` object, when it has a valid one.
+pub fn signed_version(signed: &Value) -> Option<u64> {
+    signed.get("version")?.as_int()?.try_into().ok()
+}
+
+/// Sets the `version` of a role's `signed` object (for a server-made
+/// snapshot or timestamp regenerated at another version).
+pub fn set_signed_version(signed: &mut Value, version: u64) {
+    if let Value::Object(fields) = signed {
+        fields.insert("version".to_owned(), Value::Int(i128::from(version)));
+    }
+}
+
 /// The role that delegates to `role`: `targets` for `targets/a`,
 /// `targets/a` for `targets/a/b`, none for base roles.
 pub fn parent_role(role: &str) -> Option<&str> {
