@@ -23,6 +23,13 @@ use crate::listen::ConnectionLimits;
 use crate::multipart::UploadLimits;
 use seal_tuf::update::UpdateLimits;
 
+mod env;
+mod raw;
+
+use env::apply_env;
+pub use env::process_env;
+use raw::*;
+
 /// The environment, as a map from variable name to value.
 pub type Env = BTreeMap<String, String>;
 
@@ -950,13 +957,6 @@ impl NodeConfig {
         reasons
     }
 }
-
-mod env;
-mod raw;
-
-use env::apply_env;
-pub use env::process_env;
-use raw::*;
 
 #[cfg(test)]
 mod tests;
