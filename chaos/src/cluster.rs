@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,9 +124,10 @@ pub(crate) fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) ->
     move |e| format!("{what}: {e}")
 }
 
+/// A free loopback port below the ephemeral range, so that no outgoing
+/// connection takes it before the process meant for it binds it.
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io("picking a free port"))?;
-    Ok(l.local_addr().map_err(io("picking a free port"))?.port())
+    Ok(seal_signer::testing::free_port())
 }
 
 fn log_file(path: &Path) -> Result<std::fs::File, String> {

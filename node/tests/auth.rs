@@ -39,11 +39,7 @@ fn now_secs() -> i64 {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    seal_testkit::free_port()
 }
 
 /// The token-signing PKI, and a second CA the node does not trust.

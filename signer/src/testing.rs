@@ -146,10 +146,7 @@ pub fn softhsm_init_token(conf: &Path, label: &str, pin: &str, so_pin: &str) {
 
 /// A free TCP port on loopback (a later bind may still lose a race for it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    seal_testkit::free_port()
 }
 
 /// One signer process of a [`ThresholdCluster`], killed when dropped.

@@ -66,3 +66,47 @@ mod tests {
         }
     }
 }
+
+/// The lowest port [`free_port`] hands out.
+pub const TEST_PORTS_FROM: u16 = 20_000;
+/// One above the highest: Linux's ephemeral range (the source ports of
+/// outgoing connections) starts at 32768 by default.
+pub const TEST_PORTS_TO: u16 = 32_768;
+
+/// A loopback port nobody listens on, for a process a test starts.
+///
+/// A port the kernel picks (`bind(":0")`) comes from the ephemeral range,
+/// which the source ports of outgoing connections share: between picking
+/// it and the server binding it, any connection the test makes may take
+/// it (`Address already in use`). So the port comes from just below that
+/// range instead, at random, checked free by binding it.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let span = u64::from(TEST_PORTS_TO - TEST_PORTS_FROM);
+    for _ in 0..1000 {
+        // RandomState is seeded randomly per process; the counter varies
+        // each draw.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(DRAWS.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        let port = TEST_PORTS_FROM + u16::try_from(h.finish() % span).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {TEST_PORTS_FROM} and {TEST_PORTS_TO}");
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
+        for _ in 0..50 {
+            let p = super::free_port();
+            assert!((super::TEST_PORTS_FROM..super::TEST_PORTS_TO).contains(&p));
+            std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
+}

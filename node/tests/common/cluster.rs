@@ -2,7 +2,6 @@
 //! `TestPki`, one seal-signer every node signs through, node configs with
 //! `raft.bootstrap`, the `seal-node cluster` command, and polling helpers.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use time::OffsetDateTime;
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    seal_testkit::free_port()
 }
 
 pub struct Tls {

@@ -8,7 +8,6 @@ pub mod http;
 pub mod metadata;
 pub use http::*;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ pub struct Node {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    seal_testkit::free_port()
 }
 
 impl Node {
