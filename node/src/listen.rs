@@ -30,7 +30,6 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// The bounds on one listener's connections (`connections.*`).
@@ -116,7 +115,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// returns on an accept error.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<crate::tls::ReloadableAcceptor>,
     app: Router,
     limits: ConnectionLimits,
     metrics: ListenerMetrics,
@@ -152,11 +151,13 @@ pub async fn serve(
             let _open = open;
             match tls {
                 None => serve_connection(tcp, app, limits).await,
-                Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, app, limits).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.get().accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, limits).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }

@@ -332,11 +332,18 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         source,
     })?;
     let acceptor = match &config.server.tls {
-        None => None,
-        Some(tls) => Some(
-            crate::tls::acceptor(&tls.cert_file, &tls.key_file, config.server.client_ca_file.as_deref())
-                .map_err(|e| StartError::Config(e.to_string()))?,
-        ),
+        None => {
+            crate::tls::ignore_hangup();
+            None
+        }
+        Some(tls) => {
+            let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file, config.server.client_ca_file.as_deref())
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            // Renewed certificates are served without a restart: on SIGHUP
+            // and when the files change.
+            acceptor.spawn_reloader(crate::tls::RELOAD_POLL);
+            Some(acceptor)
+        }
     };
     crate::listen::check_descriptor_headroom(&config.connections);
     let server = tokio::spawn(crate::listen::serve(

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{try_request, Node};
+use common::{https_client, https_get, try_request, Node};
 
 /// A node serving HTTPS, its configuration extended by `connections`.
 fn https_node(dir: &std::path::Path, connections: serde_json::Value, nofile: u32) -> (Node, Arc<rustls::ClientConfig>) {
@@ -27,39 +27,7 @@ fn https_node(dir: &std::path::Path, connections: serde_json::Value, nofile: u32
         "connections": connections,
     });
     let node = Node::serve_unprobed_with_fd_limit(dir, config, nofile);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (node, Arc::new(client))
-}
-
-/// `GET path` over HTTPS on a new connection: the status line, or why not.
-fn https_get(addr: &str, client: &Arc<rustls::ClientConfig>, path: &str) -> Result<String, String> {
-    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let conn =
-        rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap()).map_err(|e| e.to_string())?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    match tls.read_to_string(&mut out) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    out.lines()
-        .next()
-        .map(str::to_owned)
-        .ok_or_else(|| "empty answer".to_owned())
+    (node, https_client(&cert))
 }
 
 /// Polls `check` until it answers or `within` passes; the time it took.
