@@ -82,3 +82,28 @@ fn sighup_does_not_end_a_node_without_tls() {
     let r = try_request(&node.addr, "GET", "/_notary_server/health", &[], &[]).unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("node.log");
+    let addr = format!("127.0.0.1:{}", seal_testkit::free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seal-node"))
+        .args(["dev", "--addr", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("SEAL_LOG", "info")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !try_request(&addr, "GET", "/_notary_server/health", &[], &[]).is_ok_and(|r| r.status == 200) {
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "nothing logged: {text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in the log file:\n{text}");
+}

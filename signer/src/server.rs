@@ -146,6 +146,8 @@ pub fn backends(
 /// until SIGINT or SIGTERM. Passphrases come from `env`.
 pub fn run(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
     tracing_subscriber::fmt()
+        // Colours only on a terminal: escape codes do not belong in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level)),
