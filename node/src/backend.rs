@@ -891,11 +891,9 @@ impl RaftBackend {
         if let Some(age) = self.oldest_timestamp_age() {
             self.metrics.timestamp_age.set(age);
         }
-        let remaining = if m.is_leader {
-            self.min_timestamp_remaining().unwrap_or(f64::NAN)
-        } else {
-            f64::NAN
-        };
+        // Every node holds the replicated expiry index: each answers from
+        // what it has applied (NaN only when no timestamp is stored).
+        let remaining = self.min_timestamp_remaining().unwrap_or(f64::NAN);
         self.metrics.timestamp_min_remaining.set(remaining);
     }
 

@@ -37,7 +37,7 @@ pub struct Metrics {
     /// `seal_timestamp_age_seconds`: age of the oldest timestamp served.
     pub timestamp_age: Gauge,
     /// `seal_timestamp_min_remaining_seconds`: the smallest remaining lifetime of any collection's
-    /// timestamp, set by the leader (NaN on other nodes and when no timestamp is stored).
+    /// timestamp this node has applied (NaN when no timestamp is stored).
     pub timestamp_min_remaining: Gauge,
     /// `seal_connections_refused_total`: HTTP connections closed on arrival because
     /// `connections.max_per_listener` were open.
@@ -116,7 +116,7 @@ impl Metrics {
         )?;
         let timestamp_min_remaining = Gauge::new(
             "seal_timestamp_min_remaining_seconds",
-            "Smallest remaining lifetime of any collection's timestamp (set by the leader; NaN elsewhere).",
+            "Smallest remaining lifetime of any collection's timestamp this node has applied (NaN: none stored).",
         )?;
         timestamp_min_remaining.set(f64::NAN);
         let connections_refused = IntCounter::new(

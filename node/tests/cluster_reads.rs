@@ -116,18 +116,20 @@ fn reads_on_any_node_are_bounded_linearizable_on_request_and_refused_when_cut_of
     );
     assert_eq!(r.status, 400, "{}", r.text());
 
-    // The leader exports the smallest remaining timestamp lifetime, positive.
-    let remaining = eventually("seal_timestamp_min_remaining_seconds on the leader", || {
-        let r = get(&nodes[leader], "/metrics", &[])?;
-        let line = r
-            .text()
-            .lines()
-            .find(|l| l.starts_with("seal_timestamp_min_remaining_seconds "))?
-            .to_owned();
-        let v: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        v.is_finite().then_some(v)
-    });
-    assert!(remaining > 0.0, "remaining lifetime {remaining}");
+    // Every node, followers too, exports the smallest remaining timestamp lifetime, positive.
+    for (i, who) in [(leader, "leader"), (f1, "a follower"), (f2, "the other follower")] {
+        let remaining = eventually(&format!("seal_timestamp_min_remaining_seconds on {who}"), || {
+            let r = get(&nodes[i], "/metrics", &[])?;
+            let line = r
+                .text()
+                .lines()
+                .find(|l| l.starts_with("seal_timestamp_min_remaining_seconds "))?
+                .to_owned();
+            let v: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            v.is_finite().then_some(v)
+        });
+        assert!(remaining > 0.0, "remaining lifetime on {who}: {remaining}");
+    }
 
     // Cut one follower off: kill the leader and the other voter. Within a bounded wait it stops
     // serving timestamp.json (503 UNAVAILABLE) rather than serve what it cannot vouch for.
