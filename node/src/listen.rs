@@ -29,7 +29,6 @@ use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// The bounds on one listener's connections (`connections.*`).
@@ -107,8 +106,27 @@ pub fn check_descriptor_headroom(limits: &ConnectionLimits) {
     }
 }
 
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The node's HTTP counters and log lines for [`seal_proto::listen`]'s
+/// accept loop and cap, shared with the gRPC ports.
+impl seal_proto::listen::ListenerEvents for ListenerMetrics {
+    fn accept_failed(&self, error: &io::Error, retry_in: Duration) {
+        self.accept_errors.inc();
+        tracing::warn!(%error, ?retry_in, "accepting a connection failed");
+    }
+
+    fn refused(&self, peer: std::net::SocketAddr, max: usize) {
+        self.refused.inc();
+        tracing::debug!(%peer, max, "connection refused: too many open");
+    }
+
+    fn opened(&self) {
+        self.open.inc();
+    }
+
+    fn closed(&self) {
+        self.open.dec();
+    }
+}
 
 /// Accepts connections on `listener` (TLS when `tls` is given) and serves
 /// `app` on each, within `limits`, until the task is aborted. Never
@@ -120,35 +138,16 @@ pub async fn serve(
     limits: ConnectionLimits,
     metrics: ListenerMetrics,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut acceptor = seal_proto::listen::Acceptor::new(listener);
+    let cap = seal_proto::listen::ConnectionCap::new(limits.max_connections, metrics.clone());
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = ACCEPT_BACKOFF_MIN;
-                accepted
-            }
-            Err(e) => {
-                metrics.accept_errors.inc();
-                tracing::warn!(error = %e, retry_in = ?backoff, "accepting a connection failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.refused.inc();
-            tracing::debug!(%peer, max = limits.max_connections, "connection refused: too many open");
-            drop(tcp);
+        let (tcp, peer) = acceptor.accept(&metrics).await;
+        let Some(tcp) = cap.admit(tcp, peer) else {
             continue;
         };
-        let _ = tcp.set_nodelay(true);
         let tls = tls.clone();
         let app = app.clone();
-        let open = OpenGuard::new(metrics.open.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let _open = open;
             match tls {
                 None => serve_connection(tcp, app, limits).await,
                 Some(acceptor) => {
@@ -160,22 +159,6 @@ pub async fn serve(
                 }
             }
         });
-    }
-}
-
-/// Counts an open connection for as long as it lives.
-struct OpenGuard(IntGauge);
-
-impl OpenGuard {
-    fn new(gauge: IntGauge) -> Self {
-        gauge.inc();
-        OpenGuard(gauge)
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 
