@@ -12,7 +12,7 @@ use seal_proto::signer::signer_client::SignerClient as PbSignerClient;
 use seal_proto::signer::{CreateKeyRequest, KeyId, SignatureRequest};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::service::{GUN_HEADER, HIGH_WATER_HEADER, ROLE_HEADER, UNAVAILABLE_HEADER};
+use crate::service::{high_water_of, GUN_HEADER, ROLE_HEADER, UNAVAILABLE_HEADER};
 
 /// Where the signer is and the TLS material to reach it.
 #[derive(Debug, Clone)]
@@ -79,11 +79,7 @@ fn status_error(s: tonic::Status) -> ClientError {
         Code::NotFound => ClientError::NotFound(s.message().to_owned()),
         Code::FailedPrecondition => ClientError::Refused {
             message: s.message().to_owned(),
-            high_water: s
-                .metadata()
-                .get(HIGH_WATER_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
+            high_water: high_water_of(&s),
         },
         _ => ClientError::Other(format!("{:?}: {}", s.code(), s.message())),
     }

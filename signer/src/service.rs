@@ -162,6 +162,15 @@ pub(crate) fn refusal_status(refusal: &policy::Refusal) -> Status {
     status
 }
 
+/// The high-water mark a refusal carries in [`HIGH_WATER_HEADER`], if any.
+pub(crate) fn high_water_of(status: &Status) -> Option<u64> {
+    status
+        .metadata()
+        .get(HIGH_WATER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 fn backend_status(e: BackendError) -> Status {
     match e {
         BackendError::NotFound(m) => Status::not_found(m),

@@ -314,29 +314,16 @@ impl ThresholdBackend {
             deliveries.push((to, bytes));
         }
         let session_id = req.session_id.clone();
-        let results = self
-            .all(
-                &deliveries.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
-                self.config.dkg_timeout,
-                move |b, to| {
-                    let package = deliveries
-                        .iter()
-                        .find(|(t, _)| *t == to)
-                        .map(|(_, p)| p.clone())
-                        .unwrap_or_default();
-                    let req = DkgDeliverRequest {
-                        session_id: session_id.clone(),
-                        from: u32::from(me),
-                        package,
-                    };
-                    async move { b.transport()?.dkg_deliver(to, req).await }
-                },
-            )
-            .await;
-        let (_, failed) = split(results);
-        if !failed.is_empty() {
-            return Err(Status::unavailable(format!("round-2 delivery failed: {failed}")));
-        }
+        self.deliver_each(deliveries, move |b, to, package| {
+            let req = DkgDeliverRequest {
+                session_id: session_id.clone(),
+                from: u32::from(me),
+                package,
+            };
+            async move { b.transport()?.dkg_deliver(to, req).await }
+        })
+        .await
+        .map_err(|failed| Status::unavailable(format!("round-2 delivery failed: {failed}")))?;
         Ok(DkgRound2Response {})
     }
 

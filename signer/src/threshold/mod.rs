@@ -482,6 +482,34 @@ impl ThresholdBackend {
         out
     }
 
+    /// Sends each participant its own bytes of `deliveries` with `send`
+    /// (a round-2 package, a repair delta), all at once within the DKG
+    /// timeout; the failures as one message.
+    async fn deliver_each<T, F, Fut>(self: &Arc<Self>, deliveries: Vec<(u16, Vec<u8>)>, send: F) -> Result<(), String>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Self>, u16, Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        let ids: Vec<u16> = deliveries.iter().map(|(to, _)| *to).collect();
+        let results = self
+            .all(&ids, self.config.dkg_timeout, move |b, to| {
+                let bytes = deliveries
+                    .iter()
+                    .find(|(t, _)| *t == to)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default();
+                send(b, to, bytes)
+            })
+            .await;
+        let (_, failed) = split(results);
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed)
+        }
+    }
+
     /// The decrypted key package of `record` (cached).
     fn key_package(&self, record: &KeyRecord) -> Result<Arc<KeyPackage>, Status> {
         if let Some(k) = lock(&self.shares).get(&record.key_id) {

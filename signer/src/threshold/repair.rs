@@ -306,29 +306,16 @@ impl ThresholdBackend {
             }
         }
         let session_id = req.session_id.clone();
-        let results = self
-            .all(
-                &deliveries.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
-                self.config.dkg_timeout,
-                move |b, to| {
-                    let delta = deliveries
-                        .iter()
-                        .find(|(t, _)| *t == to)
-                        .map(|(_, d)| d.clone())
-                        .unwrap_or_default();
-                    let req = RepairDeliverRequest {
-                        session_id: session_id.clone(),
-                        from: u32::from(me),
-                        delta,
-                    };
-                    async move { b.transport()?.repair_deliver(to, req).await }
-                },
-            )
-            .await;
-        let (_, failed) = split(results);
-        if !failed.is_empty() {
-            return Err(Status::unavailable(format!("repair delta delivery failed: {failed}")));
-        }
+        self.deliver_each(deliveries, move |b, to, delta| {
+            let req = RepairDeliverRequest {
+                session_id: session_id.clone(),
+                from: u32::from(me),
+                delta,
+            };
+            async move { b.transport()?.repair_deliver(to, req).await }
+        })
+        .await
+        .map_err(|failed| Status::unavailable(format!("repair delta delivery failed: {failed}")))?;
         Ok(RepairRound2Response {})
     }
 

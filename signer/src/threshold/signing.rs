@@ -146,11 +146,7 @@ impl ThresholdBackend {
                         return Err(ThresholdError::Refused {
                             signer: from,
                             message: s.message().to_owned(),
-                            high_water: s
-                                .metadata()
-                                .get(HIGH_WATER_HEADER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse().ok()),
+                            high_water: crate::service::high_water_of(&s),
                         });
                     }
                     Err(s) => {
