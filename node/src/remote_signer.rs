@@ -104,10 +104,9 @@ impl Member {
     fn set(&self, health: SignerHealth) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
         // A signer that stays down keeps the time it went down.
-        if matches!((&*h, &health), (SignerHealth::Down { .. }, SignerHealth::Down { .. })) {
-            if let (SignerHealth::Down { since, .. }, SignerHealth::Down { reason, .. }) = (&*h, health) {
-                *h = SignerHealth::Down { reason, since: *since };
-            }
+        if let (SignerHealth::Down { since, .. }, SignerHealth::Down { reason, .. }) = (&*h, &health) {
+            let (since, reason) = (*since, reason.clone());
+            *h = SignerHealth::Down { reason, since };
             return;
         }
         if *h != health {
