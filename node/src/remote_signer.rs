@@ -431,7 +431,7 @@ impl CryptoService for RemoteSigner {
             .call("sign", Budget::Attempt, |c| async move {
                 let named: Vec<(&str, &[u8])> = scope
                     .named
-                    .and_then(|bytes| Some((seal_signer::policy::named_role(scope.role)?, bytes)))
+                    .and_then(|bytes| Some((seal_tuf::metadata::named_role(scope.role)?, bytes)))
                     .into_iter()
                     .collect();
                 c.sign_bound(key_id, message, Some(scope.gun), Some(scope.role), &named)

@@ -110,15 +110,6 @@ pub struct Claimed {
     pub named: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
-/// The role whose file metadata of `role` names and is bound to.
-pub fn named_role(role: &str) -> Option<&'static str> {
-    match role {
-        TIMESTAMP => Some(SNAPSHOT),
-        SNAPSHOT => Some(TARGETS),
-        _ => None,
-    }
-}
-
 /// The last signature made with a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HighWater {
@@ -395,7 +386,7 @@ fn check_named(
     config: &PolicyConfig,
 ) -> Result<u64, Refusal> {
     let before = last.map_or(0, |hw| hw.named_version);
-    let Some(named) = named_role(role) else {
+    let Some(named) = seal_tuf::metadata::named_role(role) else {
         return Ok(before);
     };
     let Some(bytes) = claimed.named.get(named) else {
@@ -545,7 +536,7 @@ mod tests {
     fn bound(role: &str, content: &[u8], named: Option<&[u8]>, last: Option<&HighWater>) -> Result<Approved, Refusal> {
         let claimed = Claimed {
             named: named
-                .map(|b| (named_role(role).unwrap().to_owned(), b.to_vec()))
+                .map(|b| (seal_tuf::metadata::named_role(role).unwrap().to_owned(), b.to_vec()))
                 .into_iter()
                 .collect(),
             ..Claimed::default()

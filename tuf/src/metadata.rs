@@ -50,6 +50,17 @@ pub fn is_delegation(name: &str) -> bool {
         && rest.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
+/// The role whose file the metadata of `role` lists and vouches for: the
+/// snapshot for a timestamp, the targets for a snapshot (the file a
+/// server-held key's signature is bound to); none for the other roles.
+pub fn named_role(role: &str) -> Option<&'static str> {
+    match role {
+        TIMESTAMP => Some(SNAPSHOT),
+        SNAPSHOT => Some(TARGETS),
+        _ => None,
+    }
+}
+
 /// The `version` of a role's `signed` object, when it has a valid one.
 pub fn signed_version(signed: &Value) -> Option<u64> {
     signed.get("version")?.as_int()?.try_into().ok()
