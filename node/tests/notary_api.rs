@@ -324,9 +324,6 @@ fn timestamps_are_refreshed_before_they_expire() {
 /// (rustls), checked by a rustls client that trusts only the test CA.
 #[test]
 fn serves_https_with_the_configured_certificate() {
-    use std::io::{Read, Write};
-    use std::sync::Arc;
-
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
@@ -341,33 +338,8 @@ fn serves_https_with_the_configured_certificate() {
     // Readiness is probed over plain HTTP by the launcher; probe TLS here instead.
     let node = common::Node::serve_unprobed(dir.path(), config);
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let client = Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
-    let get = |path: &str| -> std::io::Result<String> {
-        let tcp = std::net::TcpStream::connect(&node.addr)?;
-        let conn = rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap())
-            .map_err(std::io::Error::other)?;
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        write!(
-            tls,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        match tls.read_to_string(&mut out) {
-            Ok(_) => Ok(out),
-            // Some servers close without close_notify; what was read is the answer.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => Ok(out),
-            Err(e) => Err(e),
-        }
-    };
+    let client = common::https_client(&cert);
+    let get = |path: &str| common::https_answer(&node.addr, &client, path);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let answer = loop {
         match get("/v2/") {

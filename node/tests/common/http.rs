@@ -130,8 +130,8 @@ pub fn https_client(cert: &rcgen::Certificate) -> std::sync::Arc<rustls::ClientC
     std::sync::Arc::new(client)
 }
 
-/// `GET path` over HTTPS on a new connection: the status line, or why not.
-pub fn https_get(addr: &str, client: &std::sync::Arc<rustls::ClientConfig>, path: &str) -> Result<String, String> {
+/// `GET path` over HTTPS on a new connection: the whole answer, or why not.
+pub fn https_answer(addr: &str, client: &std::sync::Arc<rustls::ClientConfig>, path: &str) -> Result<String, String> {
     let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let conn =
@@ -144,11 +144,17 @@ pub fn https_get(addr: &str, client: &std::sync::Arc<rustls::ClientConfig>, path
     .map_err(|e| e.to_string())?;
     let mut out = String::new();
     match tls.read_to_string(&mut out) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
-        Err(e) => return Err(e.to_string()),
+        Ok(_) => Ok(out),
+        // Some servers close without close_notify; what was read is the answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => Ok(out),
+        Err(e) => Err(e.to_string()),
     }
-    out.lines()
+}
+
+/// `GET path` over HTTPS on a new connection: the status line, or why not.
+pub fn https_get(addr: &str, client: &std::sync::Arc<rustls::ClientConfig>, path: &str) -> Result<String, String> {
+    https_answer(addr, client, path)?
+        .lines()
         .next()
         .map(str::to_owned)
         .ok_or_else(|| "empty answer".to_owned())
