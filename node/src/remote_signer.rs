@@ -10,9 +10,10 @@
 //!
 //! * Healthy signers are tried first, starting with the one that answered
 //!   last, each given `attempt_timeout`; then signers whose key backend said
-//!   it could not sign; then signers found unreachable, each given only
-//!   [`DOWN_ATTEMPT`], so a call with every signer down fails in well under
-//!   a second, yet the first call after a signer comes back finds it.
+//!   it could not sign; then signers found unreachable, each first given
+//!   only [`DOWN_ATTEMPT`] to answer a health check, so a call with every
+//!   signer down fails in well under a second, yet the first call after a
+//!   signer comes back finds it and gets a whole attempt.
 //! * The whole call is bounded by `call_timeout`; key creation, which on
 //!   threshold signers is a distributed key generation with every signer,
 //!   by `key_creation_timeout`, all of it for one signer at a time.
@@ -175,7 +176,7 @@ fn parse_algorithm(name: &str) -> Result<KeyAlgorithm, SignerError> {
 /// How long one attempt on a member may take.
 #[derive(Clone, Copy)]
 enum Budget {
-    /// `attempt_timeout` (or [`DOWN_ATTEMPT`] for a down member), within
+    /// `attempt_timeout` (after [`DOWN_ATTEMPT`]'s health check for a down member), within
     /// `call_timeout` for the whole call.
     Attempt,
     /// Key creation: what is left of `key_creation_timeout`.
@@ -282,10 +283,28 @@ impl RemoteSigner {
                 failures.push(format!("{}: not tried, the call's deadline passed", member.name));
                 continue;
             }
-            let limit = match (budget, member.health()) {
-                (_, SignerHealth::Down { .. }) => DOWN_ATTEMPT,
-                (Budget::Attempt, _) => self.attempt_timeout,
-                (Budget::Creation, _) => left,
+            // A signer found down first gets DOWN_ATTEMPT to show it is
+            // back (its health service): a dead or hung one costs no more,
+            // and one that came back then gets a whole attempt, however
+            // long its first signature takes (a key to decrypt).
+            if let SignerHealth::Down { .. } = member.health() {
+                match tokio::time::timeout(DOWN_ATTEMPT.min(left), member.client.check_health()).await {
+                    Ok(Ok(())) => member.set(SignerHealth::Up),
+                    Ok(Err(e)) => {
+                        self.record(member, "health", outcome::<()>(&Err(e.clone())));
+                        failures.push(format!("{}: {e}", member.name));
+                        continue;
+                    }
+                    Err(_) => {
+                        failures.push(format!("{}: no answer within {DOWN_ATTEMPT:?}", member.name));
+                        continue;
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let limit = match budget {
+                Budget::Attempt => self.attempt_timeout,
+                Budget::Creation => left,
             }
             .min(left);
             let started = Instant::now();
@@ -545,11 +564,15 @@ mod tests {
         let reason = remote.operational().unwrap_err();
         assert!(reason.starts_with("signer unavailable: "), "{reason}");
         let text = String::from_utf8(metrics.encode().unwrap()).unwrap();
-        let series = format!(
-            "seal_signer_calls_total{{call=\"sign\",outcome=\"unavailable\",signer=\"{}\"}} 2",
-            signers[0]
-        );
-        assert!(text.lines().any(|l| l == series), "{series} missing in\n{text}");
+        // The first call tried each signer; the second found them down and
+        // asked each one's health service first, which did not answer.
+        for call in ["sign", "health"] {
+            let series = format!(
+                "seal_signer_calls_total{{call=\"{call}\",outcome=\"unavailable\",signer=\"{}\"}} 1",
+                signers[0]
+            );
+            assert!(text.lines().any(|l| l == series), "{series} missing in\n{text}");
+        }
         assert!(
             text.contains(&format!("seal_signer_up{{signer=\"{}\"}} 0", signers[2])),
             "{text}"
