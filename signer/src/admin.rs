@@ -10,6 +10,7 @@ use std::time::Duration;
 use seal_proto::threshold::StatusResponse;
 
 use crate::config::SignerConfig;
+use crate::error::Error;
 use crate::software::{Passphrases, SoftwareBackend};
 use crate::store::Store;
 use crate::threshold::{GrpcPeers, Peer, ThresholdHandle};
@@ -42,27 +43,25 @@ impl fmt::Display for RewrapReport {
 /// `env`. Each key is replaced by one synced write, so an interrupted run
 /// leaves every key readable and can simply be repeated. Stops at the first
 /// key it cannot decrypt, naming it.
-pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<RewrapReport, String> {
-    let passphrases = Passphrases::from_env(&config.default_alias, &config.aliases, env).map_err(|e| e.to_string())?;
+pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<RewrapReport, Error> {
+    let passphrases = Passphrases::from_env(&config.default_alias, &config.aliases, env)?;
     let software = SoftwareBackend::new(passphrases);
-    let store = Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.storage.data_dir)?;
     let mut report = RewrapReport::default();
-    for mut record in store.keys().map_err(|e| e.to_string())? {
+    for mut record in store.keys()? {
+        let of_key = |what: &str, e: &dyn fmt::Display| Error::Internal(format!("{what}{}: {e}", record.key_id));
         let rewrapped = match record.backend.as_str() {
-            "software" => software
-                .rewrap(&record.handle)
-                .map_err(|e| format!("key {}: {e}", record.key_id))?,
+            "software" => software.rewrap(&record.handle).map_err(|e| of_key("key ", &e))?,
             crate::threshold::BACKEND_NAME => {
-                let mut handle =
-                    ThresholdHandle::decode(&record.handle).map_err(|e| format!("key {}: {e}", record.key_id))?;
+                let mut handle = ThresholdHandle::decode(&record.handle).map_err(|e| of_key("key ", &e))?;
                 match software
                     .rewrap_secret(&handle.share_jwe)
-                    .map_err(|e| format!("threshold share of key {}: {e}", record.key_id))?
+                    .map_err(|e| of_key("threshold share of key ", &e))?
                 {
                     None => None,
                     Some(jwe) => {
                         handle.share_jwe = jwe;
-                        Some(serde_json::to_vec(&handle).map_err(|e| format!("key {}: {e}", record.key_id))?)
+                        Some(serde_json::to_vec(&handle).map_err(|e| of_key("key ", &e))?)
                     }
                 }
             }
@@ -75,7 +74,7 @@ pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
             None => report.current += 1,
             Some(handle) => {
                 record.handle = handle;
-                store.put_key(&record).map_err(|e| e.to_string())?;
+                store.put_key(&record)?;
                 report.rewrapped += 1;
             }
         }
@@ -288,7 +287,7 @@ pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Algorithm, KeyBackend};
+    use crate::backend::{Algorithm, LocalBackend};
     use crate::software::{decrypt_secret, encrypt_secret, jwe_kid};
     use crate::store::KeyRecord;
 
@@ -413,7 +412,9 @@ mod tests {
 
         // Without the old alias's passphrase nothing is touched.
         let new_only = env(&[("SEAL_SIGNER_NEW", "new passphrase")]);
-        let e = rewrap(&config(dir.path(), "new", &["old"]), &new_only).unwrap_err();
+        let e = rewrap(&config(dir.path(), "new", &["old"]), &new_only)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key0") || e.contains("threshold-key"), "{e}");
 
         let both = env(&[

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use seal_tuf::PrivateKey;
 
-use crate::backend::{Algorithm, BackendError, KeyBackend, NewKey};
+use crate::backend::{Algorithm, BackendError, LocalBackend, NewKey};
 
 /// PBES2 iterations for keys Seal encrypts (OWASP's figure for
 /// PBKDF2-HMAC-SHA256). Paid once per key per process: keys are cached.
@@ -248,7 +248,7 @@ fn poisoned() -> BackendError {
     BackendError::Unavailable("key cache lock poisoned".into())
 }
 
-impl KeyBackend for SoftwareBackend {
+impl LocalBackend for SoftwareBackend {
     fn name(&self) -> &'static str {
         "software"
     }

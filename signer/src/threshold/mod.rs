@@ -367,6 +367,7 @@ macro_rules! on_each {
     }};
 }
 
+mod key_backend;
 mod keygen;
 mod marks;
 mod repair;
