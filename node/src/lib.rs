@@ -19,8 +19,8 @@
 //!   validation and generation, the timestamp refresher;
 //! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] loads its TLS
 //!   identity, [`listen`] is the accept loop with its connection cap and timeouts;
-//! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
-//!   in-process [`signer::LocalSigner`];
+//! * [`signer`] is the signing seam ([`signer::CryptoService`]) and
+//!   [`signer::InProcessSigner`], seal-signer's core in the node's process;
 //! * `testing` (only with the `testing` feature, and in unit tests) holds the
 //!   bodies of the HTTP-edge fuzz targets in `fuzz/` and a checker of HTTP
 //!   answers;
