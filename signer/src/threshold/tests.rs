@@ -17,69 +17,84 @@ struct Local {
 }
 
 impl Local {
-    fn node(&self, to: u16) -> Result<Arc<ThresholdBackend>, Status> {
+    fn node(&self, to: u16) -> Result<Arc<ThresholdBackend>, ThresholdError> {
+        let unreachable = |message: String| ThresholdError::Unreachable {
+            signer: to,
+            why: Unanswered::Unavailable,
+            message,
+        };
         if lock(&self.down).contains(&to) {
-            return Err(Status::unavailable(format!("signer {to} is down")));
+            return Err(unreachable(format!("signer {to} is down")));
         }
         lock(&self.nodes)
             .get(&to)
             .and_then(Weak::upgrade)
-            .ok_or_else(|| Status::unavailable(format!("signer {to} unknown")))
+            .ok_or_else(|| unreachable(format!("signer {to} unknown")))
     }
+}
+
+/// What the coordinator gets when `to` answers `r` over gRPC: the
+/// participant's error through both edges, as `GrpcPeers` would see it.
+fn wire<T>(to: u16, r: Result<T, ThresholdError>) -> Result<T, ThresholdError> {
+    r.map_err(|e| transport::from_peer_status(to, &e.into_status()))
 }
 
 #[tonic::async_trait]
 impl PeerTransport for Local {
-    async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, Status> {
-        self.node(to)?.dkg_round1(req).await
+    async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, ThresholdError> {
+        wire(to, self.node(to)?.dkg_round1(req).await)
     }
-    async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
-        self.node(to)?.dkg_round2(req).await
+    async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, ThresholdError> {
+        wire(to, self.node(to)?.dkg_round2(req).await)
     }
-    async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status> {
-        self.node(to)?.dkg_deliver(req).await
+    async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, ThresholdError> {
+        wire(to, self.node(to)?.dkg_deliver(req).await)
     }
-    async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
-        self.node(to)?.dkg_finish(req).await
+    async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, ThresholdError> {
+        wire(to, self.node(to)?.dkg_finish(req).await)
     }
-    async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
-        self.node(to)?.dkg_commit(req).await
+    async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, ThresholdError> {
+        wire(to, self.node(to)?.dkg_commit(req).await)
     }
-    async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
-        self.node(to)?.sign_commit(req).await
+    async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, ThresholdError> {
+        wire(to, self.node(to)?.sign_commit(req).await)
     }
-    async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status> {
-        let mut r = self.node(to)?.sign_share(req).await?;
+    async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, ThresholdError> {
+        let mut r = wire(to, self.node(to)?.sign_share(req).await)?;
         if lock(&self.corrupt).contains(&to) {
             r.share[0] ^= 1;
         }
         Ok(r)
     }
-    async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, Status> {
-        self.node(to)?.repair_round1(req).await
+    async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, ThresholdError> {
+        wire(to, self.node(to)?.repair_round1(req).await)
     }
-    async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, Status> {
-        self.node(to)?.repair_round2(req).await
+    async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, ThresholdError> {
+        wire(to, self.node(to)?.repair_round2(req).await)
     }
-    async fn repair_deliver(&self, to: u16, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status> {
-        self.node(to)?.repair_deliver(req).await
+    async fn repair_deliver(
+        &self,
+        to: u16,
+        req: RepairDeliverRequest,
+    ) -> Result<RepairDeliverResponse, ThresholdError> {
+        wire(to, self.node(to)?.repair_deliver(req).await)
     }
-    async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
-        let mut r = self.node(to)?.repair_finish(req).await?;
+    async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, ThresholdError> {
+        let mut r = wire(to, self.node(to)?.repair_finish(req).await)?;
         if lock(&self.corrupt).contains(&to) {
             r.sigma[0] ^= 1;
         }
         Ok(r)
     }
-    async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, Status> {
+    async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, ThresholdError> {
         let from = u16::try_from(req.from).unwrap_or(0);
         let mark = req.mark.unwrap_or_default();
-        let raised = self.node(to)?.merge_mark(from, &mark)?;
+        let raised = wire(to, self.node(to)?.merge_mark(from, &mark))?;
         Ok(AnnounceMarkResponse { raised })
     }
-    async fn marks(&self, to: u16, _req: MarksRequest) -> Result<MarksResponse, Status> {
+    async fn marks(&self, to: u16, _req: MarksRequest) -> Result<MarksResponse, ThresholdError> {
         Ok(MarksResponse {
-            marks: self.node(to)?.marks()?,
+            marks: wire(to, self.node(to)?.marks())?,
         })
     }
 }
@@ -474,11 +489,13 @@ async fn nonces_are_used_once_and_packages_are_checked() {
     b.sign_share(share("s1", package.clone())).await.unwrap();
     // The same session again: its nonces are gone.
     let e = b.sign_share(share("s1", package.clone())).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Aborted);
+    assert!(matches!(e, ThresholdError::SessionGone(_)), "{e:?}");
+    assert_eq!(e.into_status().code(), tonic::Code::Aborted);
     // A package without our commitments is refused (and consumes the session).
     b.sign_commit(commit("s2")).await.unwrap();
     let e = b.sign_share(share("s2", package)).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(matches!(e, ThresholdError::InvalidArgument(_)), "{e:?}");
+    assert_eq!(e.into_status().code(), tonic::Code::InvalidArgument);
     // A policy refusal: not metadata.
     let cb = b.sign_commit(commit("s3")).await.unwrap();
     let commitments = BTreeMap::from([
@@ -489,7 +506,8 @@ async fn nonces_are_used_once_and_packages_are_checked() {
         .serialize()
         .unwrap();
     let e = b.sign_share(share("s3", package)).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(matches!(e, ThresholdError::Policy(_)), "{e:?}");
+    assert_eq!(e.into_status().code(), tonic::Code::FailedPrecondition);
     // ECDSA is refused with a clear error.
     let e = a.create_key(Algorithm::Ecdsa, "g", "timestamp").await.unwrap_err();
     assert_eq!(e, ThresholdError::Unsupported("ecdsa"));
