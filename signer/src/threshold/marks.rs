@@ -52,7 +52,7 @@ impl ThresholdBackend {
             let (transport, req, to, timeout) = (transport.clone(), req.clone(), peer.id, self.config.peer_timeout);
             tokio::spawn(async move {
                 if let Err(e) = with_timeout(to, timeout, transport.announce_mark(to, req)).await {
-                    tracing::debug!(peer = to, code = e.kind(), message = %e, "mark announcement not delivered");
+                    tracing::debug!(peer = to, code = %e.kind(), message = %e, "mark announcement not delivered");
                 }
             });
         }

@@ -81,7 +81,7 @@ impl ThresholdBackend {
                     }
                     Err(e) => {
                         self.note_unanswered(to, &e);
-                        tracing::warn!(peer = to, code = e.kind(), message = %e, "peer skipped in signing round 1");
+                        tracing::warn!(peer = to, code = %e.kind(), message = %e, "peer skipped in signing round 1");
                         failures.push(format!("signer {to}: {e}"));
                     }
                 }
@@ -157,7 +157,7 @@ impl ThresholdBackend {
                     }
                     Err(e) => {
                         self.note_unanswered(from, &e);
-                        tracing::warn!(peer = from, code = e.kind(), message = %e, "peer failed in signing round 2");
+                        tracing::warn!(peer = from, code = %e.kind(), message = %e, "peer failed in signing round 2");
                         if from == me {
                             return Err(ThresholdError::Internal(format!("own signature share: {e}")));
                         }
