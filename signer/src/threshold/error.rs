@@ -41,7 +41,8 @@ pub enum ThresholdError {
     /// Fewer signers answered than the operation needs.
     #[error("{operation} needs {needed} signers, {reachable} answered: {details}")]
     Unavailable {
-        /// `DKG` or `signing`.
+        /// What was attempted: `key generation (DKG)`, `share refresh`,
+        /// `threshold signing` or `share repair`.
         operation: &'static str,
         /// Signers needed.
         needed: usize,
