@@ -66,7 +66,7 @@ impl Error {
     pub fn high_water(&self) -> Option<u64> {
         match self {
             Error::Refused(Refusal::NotNewer { high_water, .. }) => Some(*high_water),
-            Error::Threshold(ThresholdError::Refused { high_water, .. }) => *high_water,
+            Error::Threshold(t) => t.high_water(),
             _ => None,
         }
     }
@@ -76,7 +76,7 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Error::Refused(_) | Error::Threshold(ThresholdError::Refused { .. })
+            Error::Refused(_) | Error::Threshold(ThresholdError::Refused { .. } | ThresholdError::Policy(_))
         )
     }
 }
