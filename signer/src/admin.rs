@@ -177,11 +177,11 @@ impl fmt::Display for StatusReport {
 fn this_signer(
     config: &SignerConfig,
     self_addr: Option<&str>,
-) -> Result<(crate::threshold::ThresholdConfig, Peer), String> {
+) -> Result<(crate::threshold::ThresholdConfig, Peer), Error> {
     let t = config
         .key_backend
         .threshold_config()
-        .ok_or("this needs a threshold signer (key_backend.type = \"threshold\")")?;
+        .ok_or_else(|| Error::Config("this needs a threshold signer (key_backend.type = \"threshold\")".to_owned()))?;
     let me = Peer {
         id: t.self_id,
         addr: self_addr
@@ -196,13 +196,13 @@ fn this_signer(
 /// [`status`]) to refresh the shares of threshold key `key_id` with all
 /// its peers; returns the group public key, which does not change. The
 /// call presents this signer's own certificate, the only one allowed to ask.
-pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, Error> {
     let (t, id, transport) = own_transport(config, self_addr)?;
     // Four rounds with every signer, each bounded by the DKG timeout.
     transport
         .refresh_shares(id, key_id, t.dkg_timeout * 4)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        .map_err(answer_error)
 }
 
 /// Asks the running signer `config` describes (at `self_addr`, as for
@@ -210,13 +210,23 @@ pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Opti
 /// (started again with an empty data directory), to get it back from k of
 /// its peers; returns the group public key, which does not change. The
 /// call presents this signer's own certificate, the only one allowed to ask.
-pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, Error> {
     let (t, id, transport) = own_transport(config, self_addr)?;
     // Three rounds with k signers, each bounded by the DKG timeout.
     transport
         .repair_share(id, key_id, t.dkg_timeout * 4)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        .map_err(answer_error)
+}
+
+/// The running signer's answer to an operator's call, as an error: its
+/// status code and message.
+fn answer_error(s: tonic::Status) -> Error {
+    Error::Internal(status_text(&s))
+}
+
+fn status_text(s: &tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
 }
 
 /// The threshold settings and id of the signer `config` describes, and a
@@ -225,7 +235,7 @@ pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option
 fn own_transport(
     config: &SignerConfig,
     self_addr: Option<&str>,
-) -> Result<(crate::threshold::ThresholdConfig, u16, GrpcPeers), String> {
+) -> Result<(crate::threshold::ThresholdConfig, u16, GrpcPeers), Error> {
     let (t, me) = this_signer(config, self_addr)?;
     let id = me.id;
     let transport = GrpcPeers::new(
@@ -242,7 +252,7 @@ fn own_transport(
 /// `Status`, over mutual TLS with this signer's certificate and key. This
 /// signer is reached at `self_addr`, by default `localhost:<port of
 /// server.grpc_addr>` (the host is the TLS name checked).
-pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<StatusReport, String> {
+pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<StatusReport, Error> {
     let (t, me) = this_signer(config, self_addr)?;
     let mut all = vec![me];
     all.extend(t.peers.iter().cloned());
@@ -278,7 +288,7 @@ pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<St
                 id: p.id,
                 is_self: p.id == t.self_id,
                 addr: p.addr,
-                answer: answer.map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+                answer: answer.map_err(|s| status_text(&s)),
             })
             .collect(),
     })

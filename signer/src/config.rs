@@ -309,7 +309,7 @@ impl SignerConfig {
             }
         }
         if let Some(t) = c.key_backend.threshold_config() {
-            t.validate().map_err(Error::Config)?;
+            t.validate()?;
         }
         if c.server.max_connections == 0 || c.server.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(Error::Config(format!(

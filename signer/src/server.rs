@@ -189,8 +189,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
             &config.server.tls_cert_file,
             &config.server.tls_key_file,
             t.peer_timeout,
-        )
-        .map_err(Error::Config)?;
+        )?;
         if t.peers.iter().any(|p| p.name.is_none()) {
             tracing::warn!(
                 "threshold peers without a \"name\": any certificate the client CA signed may call the peer service as them"
@@ -203,8 +202,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
                 passphrases,
                 PBES2_ITERATIONS,
                 config.policy.to_policy(),
-            )
-            .map_err(Error::Config)?
+            )?
             .with_metrics(metrics.clone()),
         );
         backend.set_transport(Arc::new(transport));

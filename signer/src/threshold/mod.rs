@@ -123,23 +123,25 @@ impl ThresholdConfig {
     }
 
     /// Checks identifiers and k against n.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::Error> {
         let all = self.participants();
         if all.contains(&0) {
-            return Err("threshold: identifiers start at 1".into());
+            return Err(crate::Error::Config("threshold: identifiers start at 1".into()));
         }
         if all.windows(2).any(|w| w[0] == w[1]) {
-            return Err("threshold: self_id and the peers' ids must be distinct".into());
+            return Err(crate::Error::Config(
+                "threshold: self_id and the peers' ids must be distinct".into(),
+            ));
         }
         let n = all.len();
         if n > 255 {
-            return Err("threshold: at most 255 signers".into());
+            return Err(crate::Error::Config("threshold: at most 255 signers".into()));
         }
         if self.min_signers < 2 || usize::from(self.min_signers) > n {
-            return Err(format!(
+            return Err(crate::Error::Config(format!(
                 "threshold: threshold {} must be between 2 and the number of signers ({n})",
                 self.min_signers
-            ));
+            )));
         }
         Ok(())
     }
@@ -324,7 +326,7 @@ impl ThresholdBackend {
         passphrases: Passphrases,
         iterations: u64,
         policy: PolicyConfig,
-    ) -> Result<ThresholdBackend, String> {
+    ) -> Result<ThresholdBackend, crate::Error> {
         config.validate()?;
         Ok(ThresholdBackend {
             config,
@@ -333,7 +335,7 @@ impl ThresholdBackend {
             iterations,
             policy,
             transport: OnceLock::new(),
-            metrics: Metrics::new().map_err(|e| e.to_string())?,
+            metrics: Metrics::new().map_err(|e| crate::Error::Internal(format!("metrics: {e}")))?,
             dkg: Mutex::new(HashMap::new()),
             repairs: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),

@@ -62,16 +62,21 @@ impl GrpcPeers {
         cert_file: &Path,
         key_file: &Path,
         connect_timeout: Duration,
-    ) -> Result<GrpcPeers, String> {
+    ) -> Result<GrpcPeers, crate::Error> {
         crate::install_crypto_provider();
-        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let read = |p: &Path| std::fs::read(p).map_err(crate::Error::io(p.display().to_string()));
         let ca = read(ca_file)?;
         let (cert, key) = (read(cert_file)?, read(key_file)?);
         let mut clients = BTreeMap::new();
         for peer in peers {
             let host = match peer.addr.rsplit_once(':') {
                 Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
-                None => return Err(format!("peer {}: address {:?} is not host:port", peer.id, peer.addr)),
+                None => {
+                    return Err(crate::Error::Config(format!(
+                        "peer {}: address {:?} is not host:port",
+                        peer.id, peer.addr
+                    )))
+                }
             };
             let tls = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(ca.clone()))
@@ -79,7 +84,7 @@ impl GrpcPeers {
                 .domain_name(host.to_owned());
             let channel = Endpoint::from_shared(format!("https://{}", peer.addr))
                 .and_then(|e| e.tls_config(tls))
-                .map_err(|e| format!("peer {} at {}: {e}", peer.id, peer.addr))?
+                .map_err(|e| crate::Error::Config(format!("peer {} at {}: {e}", peer.id, peer.addr)))?
                 .connect_timeout(connect_timeout)
                 .tcp_nodelay(true)
                 .connect_lazy();
