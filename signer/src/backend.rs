@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub use crate::error::BackendError;
 use crate::error::{Error, Result};
 use crate::policy::Claimed;
 use crate::store::KeyRecord;
@@ -57,24 +58,6 @@ pub struct NewKey {
     /// keys the encrypted key itself; for PKCS#11 the object's `CKA_ID`).
     /// Never secret in clear.
     pub handle: Vec<u8>,
-}
-
-/// Why a backend failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The backend cannot make keys of this algorithm.
-    #[error("algorithm {0} is not supported by this key backend")]
-    Unsupported(&'static str),
-    /// The key the handle names is gone.
-    #[error("key not found in the key backend: {0}")]
-    NotFound(String),
-    /// The backend (HSM, token, passphrase) is not usable.
-    #[error("key backend unavailable: {0}")]
-    Unavailable(String),
-    /// A cryptographic operation failed.
-    #[error("key backend failure: {0}")]
-    Crypto(String),
 }
 
 /// A backend whose keys are on this machine (software, PKCS#11). Calls

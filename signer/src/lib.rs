@@ -31,6 +31,7 @@ pub mod store;
 pub mod testing;
 pub mod threshold;
 pub mod tls;
+pub mod wire;
 
 pub use error::{Error, Result};
 

@@ -19,31 +19,9 @@ use tonic::{Request, Response, Status};
 use crate::backend::BackendError;
 use crate::core::SignerCore;
 use crate::error::Error;
-use crate::policy::{self, Claimed};
+use crate::policy::Claimed;
 use crate::store::KeyRecord;
-
-/// Request metadata a Seal node sends with `Sign`: the GUN it signs for.
-pub const GUN_HEADER: &str = "x-seal-gun";
-/// Request metadata a Seal node sends with `Sign`: the role it signs for.
-pub const ROLE_HEADER: &str = "x-seal-role";
-/// Response metadata on a `NotNewer` refusal: the last version signed.
-pub const HIGH_WATER_HEADER: &str = "x-seal-high-water";
-/// Response metadata on an `Unavailable` answer that this signer gave
-/// itself (value `backend`): it is up, but its key backend cannot sign now
-/// (an HSM gone, too few threshold peers). A node tries another signer but
-/// does not count this one as down; a transport failure carries no such
-/// metadata.
-pub const UNAVAILABLE_HEADER: &str = "x-seal-unavailable";
-
-/// `Unavailable` from the signer itself, marked with [`UNAVAILABLE_HEADER`].
-pub(crate) fn backend_unavailable(message: String) -> Status {
-    let mut status = Status::unavailable(message);
-    status.metadata_mut().insert(
-        UNAVAILABLE_HEADER,
-        tonic::metadata::MetadataValue::from_static("backend"),
-    );
-    status
-}
+use crate::wire::{backend_unavailable, refusal_status, GUN_HEADER, ROLE_HEADER};
 
 fn key_info(r: &KeyRecord) -> KeyInfo {
     KeyInfo {
@@ -54,33 +32,11 @@ fn key_info(r: &KeyRecord) -> KeyInfo {
     }
 }
 
-/// A policy refusal as the gRPC status Seal's signers answer with:
-/// `FailedPrecondition`, with the high-water mark in [`HIGH_WATER_HEADER`]
-/// for a version refusal.
-pub(crate) fn refusal_status(refusal: &policy::Refusal) -> Status {
-    let mut status = Status::failed_precondition(format!("signing policy: {refusal}"));
-    if let policy::Refusal::NotNewer { high_water, .. } = refusal {
-        if let Ok(v) = high_water.to_string().parse() {
-            status.metadata_mut().insert(HIGH_WATER_HEADER, v);
-        }
-    }
-    status
-}
-
-/// The high-water mark a refusal carries in [`HIGH_WATER_HEADER`], if any.
-pub(crate) fn high_water_of(status: &Status) -> Option<u64> {
-    status
-        .metadata()
-        .get(HIGH_WATER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 impl From<Error> for Status {
     /// notary-signer's codes: an unknown key is `NotFound`, an unsupported
     /// algorithm `Unknown`, a policy refusal `FailedPrecondition` (with the
-    /// high-water mark in [`HIGH_WATER_HEADER`]), a backend that cannot sign
-    /// now `Unavailable` marked with [`UNAVAILABLE_HEADER`], anything else
+    /// high-water mark in `x-seal-high-water`), a backend that cannot sign
+    /// now `Unavailable` marked with `x-seal-unavailable`, anything else
     /// `Internal`.
     fn from(e: Error) -> Status {
         match e {

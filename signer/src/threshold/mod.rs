@@ -303,7 +303,6 @@ macro_rules! on_each {
     }};
 }
 
-mod error;
 mod key_backend;
 mod keygen;
 mod marks;
@@ -312,7 +311,7 @@ mod service;
 mod signing;
 mod transport;
 
-pub use error::{ThresholdError, Unanswered};
+pub use crate::error::{ThresholdError, Unanswered};
 pub use service::ThresholdPeerService;
 pub use transport::{GrpcPeers, PeerTransport};
 

@@ -9,8 +9,8 @@ use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
 use tonic::{Request, Response, Status};
 
 use super::*;
-use crate::service::{backend_unavailable, refusal_status, HIGH_WATER_HEADER};
 use crate::tls::AllowedNames;
+use crate::wire::{backend_unavailable, refusal_status, HIGH_WATER_HEADER};
 
 impl ThresholdError {
     /// As a gRPC status, for a peer that called this participant or for

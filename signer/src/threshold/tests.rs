@@ -657,10 +657,10 @@ fn errors_cross_both_grpc_edges_with_their_code_message_and_marks() {
         let status = error.clone().into_status();
         assert_eq!((status.code(), status.message()), (code, message), "{error:?}");
         assert!(
-            status.metadata().get(crate::service::UNAVAILABLE_HEADER).is_none(),
+            status.metadata().get(crate::wire::UNAVAILABLE_HEADER).is_none(),
             "{error:?}"
         );
-        let high_water = status.metadata().get(crate::service::HIGH_WATER_HEADER);
+        let high_water = status.metadata().get(crate::wire::HIGH_WATER_HEADER);
         assert_eq!(
             high_water.and_then(|v| v.to_str().ok()),
             (error == ThresholdError::Policy(refusal.clone())).then_some("7"),
@@ -687,7 +687,7 @@ fn errors_cross_both_grpc_edges_with_their_code_message_and_marks() {
     );
     assert_eq!(
         s.metadata()
-            .get(crate::service::UNAVAILABLE_HEADER)
+            .get(crate::wire::UNAVAILABLE_HEADER)
             .and_then(|v| v.to_str().ok()),
         Some("backend")
     );
@@ -703,7 +703,7 @@ fn errors_cross_both_grpc_edges_with_their_code_message_and_marks() {
         s.message(),
         "signer 3 refused: signing policy: version 3 is not above version 7 already signed with this key"
     );
-    assert_eq!(crate::service::high_water_of(&s), Some(7));
+    assert_eq!(crate::wire::high_water_of(&s), Some(7));
     for (error, code) in [
         (ThresholdError::Unsupported("ecdsa"), Code::Unknown),
         (ThresholdError::NotFound("k".into()), Code::NotFound),

@@ -9,7 +9,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Response, Status};
 
 use super::*;
-use crate::service::high_water_of;
+use crate::wire::high_water_of;
 
 /// How a coordinator or participant reaches another signer. Errors are the
 /// callee's, as [`ThresholdError`]s: a policy refusal as

@@ -1,12 +1,18 @@
-//! The signer's error: what a signer operation can fail with, whatever
-//! called it. The gRPC services turn it into a `tonic::Status` in one
+//! The signer's errors: [`Error`], what a signer operation can fail with,
+//! whatever called it, and the errors of the key backends
+//! ([`BackendError`]) and of the threshold protocol ([`ThresholdError`]) it
+//! wraps. The gRPC services turn it into a `tonic::Status` in one
 //! place (`service`), with notary-signer's status codes; an in-process
 //! caller (a node running its signer in process) matches on it directly.
 
-use crate::backend::BackendError;
+mod backend;
+mod threshold;
+
+pub use backend::BackendError;
+pub use threshold::{ThresholdError, Unanswered};
+
 use crate::policy::Refusal;
 use crate::store::StoreError;
-use crate::threshold::ThresholdError;
 
 /// Why a signer operation failed.
 #[derive(Debug, thiserror::Error)]

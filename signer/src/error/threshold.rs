@@ -1,10 +1,11 @@
 //! Why a threshold operation failed: [`ThresholdError`], the one error of
 //! the protocol, as coordinator and as participant.
 //!
-//! It becomes a `tonic::Status` only at the two gRPC edges:
-//! [`ThresholdError::into_status`] (in `service.rs`) for whoever called this
-//! signer — a peer running the protocol, or a client of the signer — and
-//! `GrpcPeers` (in `transport.rs`) turns a peer's `Status` back into a
+//! It becomes a `tonic::Status` only at the two gRPC edges of
+//! [`crate::threshold`]: [`ThresholdError::into_status`] (in its
+//! `service.rs`) for whoever called this signer — a peer running the
+//! protocol, or a client of the signer — and `GrpcPeers` (in its
+//! `transport.rs`) turns a peer's `Status` back into a
 //! `ThresholdError`. The coordinator decides on variants: a policy refusal
 //! ([`ThresholdError::Policy`] here, [`ThresholdError::Refused`] from a
 //! peer) ends a signing, a peer that did not answer
@@ -162,7 +163,7 @@ impl ThresholdError {
 
     /// The class of failure, named as the peer protocol's status code for
     /// it (`Unavailable`, `InvalidArgument`, …); for messages only.
-    pub(super) fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ThresholdError::Unsupported(_) => "Unknown",
             ThresholdError::Unavailable { .. }
@@ -197,7 +198,7 @@ impl ThresholdError {
     /// What signer `id` answered, for a list of failures: the kind and
     /// the signer's own words (a peer's refusal without the "signer N
     /// refused" this error adds).
-    pub(super) fn detail(&self, id: u16) -> String {
+    pub(crate) fn detail(&self, id: u16) -> String {
         match self {
             ThresholdError::Refused { message, .. } => format!("signer {id}: {}: {message}", self.kind()),
             other => format!("signer {id}: {}: {other}", other.kind()),
