@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use seal_tuf::client::{Repo, TrustPin};
-use seal_tuf::metadata::{DelegatedRole, ROOT, TARGETS};
+use seal_tuf::metadata::{DelegatedRole, ROOT};
 use seal_tuf::{FileMeta, SignedFile};
 use time::OffsetDateTime;
 
@@ -67,25 +67,6 @@ pub struct Verified {
     pub repo: Repo,
     /// The exact bytes of every verified file, by role.
     pub files: BTreeMap<String, Vec<u8>>,
-}
-
-impl Verified {
-    /// Targets roles in pre-order (parents before children, delegations in
-    /// their listed order), with the chain of delegations leading to each.
-    fn roles_preorder(&self) -> Vec<(String, Vec<DelegatedRole>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![(TARGETS.to_owned(), Vec::<DelegatedRole>::new())];
-        while let Some((role, chain)) = stack.pop() {
-            let Some(t) = self.repo.targets(&role) else { continue };
-            for d in t.delegations.roles.iter().rev() {
-                let mut c = chain.clone();
-                c.push(d.clone());
-                stack.push((d.name.clone(), c));
-            }
-            out.push((role, chain));
-        }
-        out
-    }
 }
 
 /// One collection.

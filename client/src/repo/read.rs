@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use seal_tuf::client::{Limits, Repo};
 use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
+use seal_tuf::verify::check_expiry;
 use seal_tuf::{FileMeta, Root, SignedFile, Snapshot, Timestamp};
 
 use super::{parse_role_file, DelegationEntry, Repository, TargetEntry, Verified};
@@ -135,11 +136,8 @@ impl Repository {
         repo.load_trusted_root(root.clone(), self.now)?;
         // A cached root is only a starting point online; offline it is the
         // root, and must not have expired.
-        if let Some(r) = repo.root().filter(|r| r.expires <= self.now) {
-            return Err(ClientError::Tuf(seal_tuf::Error::Expired {
-                role: ROOT.into(),
-                expires: r.expires,
-            }));
+        if let Some(r) = repo.root() {
+            check_expiry(ROOT, r.expires, self.now)?;
         }
         files.insert(ROOT.to_owned(), root);
         let ts = read(TIMESTAMP)?;
@@ -272,29 +270,13 @@ impl Repository {
     /// those roles (and what they delegate).
     pub fn list_targets(&self, roles: &[String]) -> Result<Vec<TargetEntry>, ClientError> {
         let v = self.fetch_verified()?;
-        let mut seen = BTreeMap::new();
-        for (role, chain) in v.roles_preorder() {
-            if !roles.is_empty() && !roles.iter().any(|r| role == *r || role.starts_with(&format!("{r}/"))) {
-                continue;
-            }
-            let Some(t) = v.repo.targets(&role) else { continue };
-            for (name, meta) in &t.targets {
-                if seen.contains_key(name) || !chain.iter().all(|d| d.covers(name)) {
-                    continue;
-                }
-                seen.insert(
-                    name.clone(),
-                    TargetEntry {
-                        name: name.clone(),
-                        meta: meta.clone(),
-                        role: role.clone(),
-                    },
-                );
-            }
-        }
+        let listed = v.repo.list_targets(roles);
         // Freeze protection applies to listings too.
         v.repo.lookup("", self.now)?;
-        Ok(seen.into_values().collect())
+        Ok(listed
+            .into_iter()
+            .map(|(name, (role, meta))| TargetEntry { name, meta, role })
+            .collect())
     }
 
     /// The target `name` as the delegation tree resolves it.
@@ -317,8 +299,8 @@ impl Repository {
     pub fn list_delegations(&self) -> Result<Vec<DelegationEntry>, ClientError> {
         let v = self.fetch_verified()?;
         let mut out = Vec::new();
-        for (role, _) in v.roles_preorder() {
-            let Some(t) = v.repo.targets(&role) else { continue };
+        for (role, _) in v.repo.roles_preorder() {
+            let Some(t) = v.repo.targets(role) else { continue };
             for d in &t.delegations.roles {
                 let canonical_ids = d
                     .keyids
