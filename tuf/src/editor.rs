@@ -541,7 +541,7 @@ impl Editor {
 /// The keys that sign `role`: every `held` key, then each of `extra` not
 /// already among them, each under its listed key ID. Refused when there is
 /// none, or when fewer than `threshold` of them are `listed` for the role.
-pub fn signers<'a>(
+fn signers<'a>(
     gun: &str,
     role: &str,
     held: &'a [(PrivateKey, KeyId)],
