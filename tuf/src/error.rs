@@ -327,3 +327,119 @@ impl UpdateError {
         }
     }
 }
+
+/// Why an edit of a collection (see [`crate::editor`]) is refused. The
+/// messages are the ones Seal's CLI has always printed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditError {
+    /// The metadata an edit builds on breaks a TUF rule (a version that
+    /// cannot grow, a snapshot that cannot be made).
+    #[error(transparent)]
+    Tuf(#[from] Error),
+    /// The collection has no `targets` metadata to edit.
+    #[error("repository {0} is not initialized")]
+    NotInitialized(String),
+    /// A target edit names a delegated role not delegated all the way from `targets`.
+    #[error("cannot add or remove {target} in {role}: {gun} has no such delegation")]
+    NoSuchDelegation {
+        /// The collection.
+        gun: String,
+        /// The role named.
+        role: String,
+        /// The target.
+        target: String,
+    },
+    /// A target outside the paths delegated to the role (or to a role above it).
+    #[error("target {target} is outside the paths delegated to {role}")]
+    PathNotDelegated {
+        /// The role.
+        role: String,
+        /// The target.
+        target: String,
+    },
+    /// A witness of a role that has no metadata.
+    #[error("cannot witness {role}: it has no metadata in {gun}")]
+    CannotWitness {
+        /// The collection.
+        gun: String,
+        /// The role.
+        role: String,
+    },
+    /// A delegation change of a role that is not `targets/…`.
+    #[error("{0:?} is not a delegation role")]
+    NotDelegationRole(String),
+    /// A delegation whose parent role has no metadata.
+    #[error("cannot delegate {role}: its parent {parent} has no metadata yet")]
+    ParentMissing {
+        /// The delegated role.
+        role: String,
+        /// Its parent.
+        parent: String,
+    },
+    /// An update of a delegation that does not exist.
+    #[error("{role} is not delegated in {parent}")]
+    NotDelegated {
+        /// The role.
+        role: String,
+        /// The parent that does not delegate it.
+        parent: String,
+    },
+    /// A key rotation before the first publish.
+    #[error("{0} has not been published yet: publish it before rotating keys")]
+    NotPublished(String),
+    /// A local timestamp key.
+    #[error("the timestamp key is always held by the server: use --server-managed (-r)")]
+    TimestampKeyIsServers,
+    /// A server-held root or targets key.
+    #[error("only snapshot and timestamp keys can be server-managed, not {0}")]
+    NotServerManageable(String),
+    /// A rotation of something that is not a base role.
+    #[error("{0:?} is not a role whose key can be rotated (root, targets, snapshot, timestamp)")]
+    NotRotatable(String),
+    /// A role to sign has no metadata.
+    #[error("{0}: no metadata")]
+    NoMetadata(String),
+    /// A delegated role to sign whose parent has no metadata.
+    #[error("{0}: its parent role has no metadata")]
+    ParentGone(String),
+    /// A delegated role to sign that its parent no longer delegates.
+    #[error("{0} is no longer delegated; cannot sign it")]
+    NoLongerDelegated(String),
+    /// A role to sign whose next version would pass the largest allowed.
+    #[error("{0}: version would overflow")]
+    VersionOverflow(String),
+    /// No private key is held for a role that must sign.
+    #[error("no private key for role {role} of {gun}: cannot sign {role}")]
+    MissingKey {
+        /// The role.
+        role: String,
+        /// The collection.
+        gun: String,
+    },
+    /// The held keys cannot meet the role's threshold.
+    #[error("{role} needs signatures from {threshold} keys; this trust directory holds {held}")]
+    BelowThreshold {
+        /// The role.
+        role: String,
+        /// Its threshold.
+        threshold: u32,
+        /// The held keys that count for it.
+        held: usize,
+    },
+}
+
+/// What an edit allowed but a user should hear about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditWarning {
+    /// A delegation left with fewer keys than its threshold (as Notary
+    /// allows): it signs nothing until keys are added.
+    #[error("role {role} has fewer keys than its threshold of {threshold}; it will not be usable until keys are added to it")]
+    BelowThreshold {
+        /// The role.
+        role: String,
+        /// Its threshold.
+        threshold: u32,
+    },
+}

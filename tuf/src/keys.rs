@@ -195,6 +195,11 @@ impl PublicKey {
         })
     }
 
+    /// The key of a PEM certificate: `ecdsa-x509`, else `rsa-x509`.
+    pub fn from_certificate_pem(pem: Vec<u8>) -> Result<PublicKey, KeyError> {
+        PublicKey::new(KeyType::EcdsaX509, pem.clone()).or_else(|_| PublicKey::new(KeyType::RsaX509, pem))
+    }
+
     /// Parses `{"keytype":…,"keyval":{"public":…,"private":…}}`; a private
     /// part must be null or absent.
     pub fn from_value(v: &Value) -> Result<PublicKey, KeyError> {

@@ -11,6 +11,9 @@
 //! * [`verify`]: threshold signature checks shared by server and client.
 //! * [`update`]: the server's validation of an upload, one pure function.
 //! * [`generate`]: the next snapshot and timestamp the server signs.
+//! * [`editor`]: the client's edits of a collection (targets, delegations,
+//!   key rotation) and its signing of them, with version bumps, default
+//!   expiries and threshold counting.
 //! * [`client`]: the client's verification workflow (TOFU or pinning, root
 //!   rotation, timestamp → snapshot → targets → delegations).
 #![warn(missing_docs)]
@@ -20,6 +23,7 @@
 pub mod certs;
 pub mod cjson;
 pub mod client;
+pub mod editor;
 pub mod error;
 pub mod generate;
 pub mod keys;
@@ -30,6 +34,6 @@ pub mod time;
 pub mod update;
 pub mod verify;
 
-pub use error::{Error, KeyError, UpdateError, UpdateErrorKind};
+pub use error::{EditError, EditWarning, Error, KeyError, UpdateError, UpdateErrorKind};
 pub use keys::{KeyId, KeyType, PrivateKey, PublicKey, Signature};
 pub use metadata::{FileMeta, Root, SignedFile, Snapshot, Targets, Timestamp};
