@@ -245,6 +245,7 @@ impl ForwardBudget {
                 "request bodies being forwarded to the Raft leader fill limits.max_forward_bytes_in_flight ({} bytes); retry",
                 self.inner.max
             ),
+            source: None,
         }
     }
 }
@@ -468,6 +469,7 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
         Route::Metrics => {
             let body = state.metrics.encode().map_err(|e| ApiError::Unknown {
                 reason: format!("encoding metrics: {e}"),
+                source: None,
             })?;
             Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()).into())
         }
@@ -534,11 +536,13 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             // off the runtime that serves reads and Raft, as validation is.
             let _slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
                 reason: "upload parsing pool closed".into(),
+                source: None,
             })?;
             let files = tokio::task::spawn_blocking(move || parse_upload(content_type.as_deref(), &body, &limits))
                 .await
                 .map_err(|e| ApiError::Unknown {
                     reason: format!("upload parsing task: {e}"),
+                    source: None,
                 })??;
             backend.publish(gun, files).await?;
             Ok(Handled {
@@ -552,7 +556,7 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
 fn ready(backend: &dyn Backend) -> Result<(), ApiError> {
     match backend.readiness() {
         Readiness::Ready => Ok(()),
-        Readiness::Unavailable { reason } => Err(ApiError::Unavailable { reason }),
+        Readiness::Unavailable { reason } => Err(ApiError::Unavailable { reason, source: None }),
     }
 }
 

@@ -33,6 +33,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cache;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -11,6 +11,8 @@
 //! * [`verify`]: threshold signature checks shared by server and client.
 //! * [`update`]: the server's validation of an upload, one pure function.
 //! * [`generate`]: the next snapshot and timestamp the server signs.
+//! * [`server`]: the server's own plans: timestamp refresh, the version
+//!   above a signer's mark, which held key is active.
 //! * [`client`]: the client's verification workflow (TOFU or pinning, root
 //!   rotation, timestamp → snapshot → targets → delegations).
 #![warn(missing_docs)]
@@ -24,6 +26,7 @@ pub mod error;
 pub mod generate;
 pub mod keys;
 pub mod metadata;
+pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
