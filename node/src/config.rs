@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use crate::cache::{DEFAULT_CONSISTENT_MAX_AGE, DEFAULT_CURRENT_MAX_AGE};
 use crate::listen::ConnectionLimits;
-use crate::multipart::UploadLimits;
 use seal_tuf::update::UpdateLimits;
 
 mod env;
@@ -367,6 +366,35 @@ pub struct RaftConfig {
     /// admin, forwarding) keeps open at once; one more is closed on arrival and counted in
     /// `seal_raft_connections_refused_total`.
     pub max_connections: usize,
+}
+
+/// Upload limits (`limits.*` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// Most parts accepted in one upload.
+    pub max_parts: usize,
+    /// Largest single part accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Most bytes of request bodies a node that does not lead holds at once to forward them to
+    /// the Raft leader; a write that would exceed it is answered 503.
+    pub max_forward_bytes_in_flight: u64,
+}
+
+/// The default of `limits.max_forward_bytes_in_flight` (when `limits.max_body_bytes` is no
+/// larger): two bodies of the default maximum size.
+pub const DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT: u64 = 64 * 1024 * 1024;
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        UploadLimits {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_parts: 64,
+            max_file_bytes: 8 * 1024 * 1024,
+            max_forward_bytes_in_flight: DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT,
+        }
+    }
 }
 
 /// `timestamps.*`.

@@ -37,10 +37,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use time::OffsetDateTime;
 
 use crate::cache::CachePolicy;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, UploadLimits};
 use crate::error::{go_escape, ApiError};
 use crate::metrics::{Metrics, METRICS_CONTENT_TYPE};
-use crate::multipart::{parse_upload, RoleFile, UploadLimits};
+use crate::multipart::{parse_upload, RoleFile};
 use crate::routes::{self, KeyRole, MetadataSelector, Route};
 use crate::signer::PublicKeyInfo;
 
