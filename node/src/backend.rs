@@ -197,7 +197,7 @@ impl RaftBackend {
     }
 
     /// Signs `signed` (`role` metadata of `gun`) with each of `key_ids`
-    /// and assembles the file; returns it with its version.
+    /// and assembles the file to store (with its version).
     ///
     /// A Seal signer refuses a version at or below the last one it signed
     /// with a key. That happens when a signature was made but the write
@@ -212,7 +212,7 @@ impl RaftBackend {
         mut signed: seal_tuf::cjson::Value,
         key_ids: &[String],
         named: Option<&[u8]>,
-    ) -> Result<(SignedFile, u64), ApiError> {
+    ) -> Result<MetaFile, ApiError> {
         let started = std::time::Instant::now();
         let scope = SignScope { gun, role, named };
         let mut skips = 0;
@@ -264,8 +264,24 @@ impl RaftBackend {
             self.metrics
                 .signing_histogram(role)
                 .observe(started.elapsed().as_secs_f64());
-            return Ok((SignedFile::assemble(role, signed, sigs), version));
+            return Ok(MetaFile {
+                role: role.to_owned(),
+                version,
+                bytes: SignedFile::assemble(role, signed, sigs).into_bytes(),
+            });
         }
+    }
+
+    /// Signs the timestamp `ts`, which names `snapshot_bytes`, into the file to store.
+    async fn sign_timestamp(
+        &self,
+        gun: &str,
+        ts: &Timestamp,
+        key_ids: &[String],
+        snapshot_bytes: &[u8],
+    ) -> Result<MetaFile, ApiError> {
+        self.sign_file(gun, TIMESTAMP, ts.to_value(), key_ids, Some(snapshot_bytes))
+            .await
     }
 
     async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, ApiError> {
@@ -311,32 +327,18 @@ impl RaftBackend {
                     .find(|f| f.role == TARGETS)
                     .map(|f| f.bytes.as_slice())
                     .or_else(|| stored.get(TARGETS).map(Vec::as_slice));
-                let (file, version) = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids, targets).await?;
-                let bytes = file.into_bytes();
-                files.push(MetaFile {
-                    role: SNAPSHOT.into(),
-                    version,
-                    bytes: bytes.clone(),
-                });
+                let file = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids, targets).await?;
+                let bytes = file.bytes.clone();
+                files.push(file);
                 bytes
             }
         };
         let ts = plan.next_timestamp(&stored, &snapshot_bytes, now, self.lifetimes.timestamp)?;
         let ts_expires = ts.expires;
-        let (ts_file, ts_version) = self
-            .sign_file(
-                gun,
-                TIMESTAMP,
-                ts.to_value(),
-                &plan.timestamp_key_ids,
-                Some(&snapshot_bytes),
-            )
-            .await?;
-        files.push(MetaFile {
-            role: TIMESTAMP.into(),
-            version: ts_version,
-            bytes: ts_file.into_bytes(),
-        });
+        files.push(
+            self.sign_timestamp(gun, &ts, &plan.timestamp_key_ids, &snapshot_bytes)
+                .await?,
+        );
 
         let new_root = plan
             .files
@@ -422,32 +424,18 @@ impl RaftBackend {
         let mut snapshot_bytes = snap_bytes.clone();
         if let Some((next, snap_keys)) = &plan.snapshot {
             let targets = stored.get(TARGETS).map(Vec::as_slice);
-            let (file, version) = self
+            let file = self
                 .sign_file(gun, SNAPSHOT, next.to_value(), snap_keys, targets)
                 .await?;
-            snapshot_bytes = file.into_bytes();
-            files.push(MetaFile {
-                role: SNAPSHOT.into(),
-                version,
-                bytes: snapshot_bytes.clone(),
-            });
+            snapshot_bytes = file.bytes.clone();
+            files.push(file);
         }
         let ts = plan.next_timestamp(&snapshot_bytes)?;
         let expires = ts.expires;
-        let (ts_file, version) = self
-            .sign_file(
-                gun,
-                TIMESTAMP,
-                ts.to_value(),
-                &plan.timestamp_key_ids,
-                Some(&snapshot_bytes),
-            )
-            .await?;
-        files.push(MetaFile {
-            role: TIMESTAMP.into(),
-            version,
-            bytes: ts_file.into_bytes(),
-        });
+        files.push(
+            self.sign_timestamp(gun, &ts, &plan.timestamp_key_ids, &snapshot_bytes)
+                .await?,
+        );
         let cmd = Command::RefreshTimestamp {
             gun: gun.to_owned(),
             files,
