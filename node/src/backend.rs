@@ -150,10 +150,7 @@ impl RaftBackend {
         let (gun, stored, uploads, limits) = (gun.to_owned(), stored.clone(), uploads.to_vec(), self.update_limits);
         tokio::task::spawn_blocking(move || validate_update_with(&gun, &stored, uploads, now, &keys, &limits))
             .await
-            .map_err(|e| ApiError::Unknown {
-                reason: format!("validation task: {e}"),
-                source: None,
-            })?
+            .map_err(|e| ApiError::unknown(format!("validation task: {e}"), e))?
             .map_err(ApiError::from)
     }
 

@@ -390,7 +390,7 @@ impl ReadGate {
             Err(WriteError::ForwardToLeader { leader_id, .. }) => Err(ApiError::NotLeader { leader: leader_id }),
             Err(e) => Err(ApiError::Unavailable {
                 reason: format!("linearizable read: {e}"),
-                source: None,
+                source: Some(crate::error::Cause::new(e)),
             }),
         }
     }
@@ -546,10 +546,7 @@ impl RouterHandler {
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX)
             .await
-            .map_err(|e| ApiError::Unknown {
-                reason: format!("reading the response to a forwarded request: {e}"),
-                source: None,
-            })?;
+            .map_err(|e| ApiError::unknown(format!("reading the response to a forwarded request: {e}"), e))?;
         Ok(ForwardedResponse {
             not_leader: false,
             status: u32::from(parts.status.as_u16()),

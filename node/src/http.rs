@@ -467,10 +467,10 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             Ok(json_utf8(status, go_escape(&body)).into())
         }
         Route::Metrics => {
-            let body = state.metrics.encode().map_err(|e| ApiError::Unknown {
-                reason: format!("encoding metrics: {e}"),
-                source: None,
-            })?;
+            let body = state
+                .metrics
+                .encode()
+                .map_err(|e| ApiError::unknown(format!("encoding metrics: {e}"), e))?;
             Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()).into())
         }
         Route::NotFound => Err(not_found()),
@@ -540,10 +540,7 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             })?;
             let files = tokio::task::spawn_blocking(move || parse_upload(content_type.as_deref(), &body, &limits))
                 .await
-                .map_err(|e| ApiError::Unknown {
-                    reason: format!("upload parsing task: {e}"),
-                    source: None,
-                })??;
+                .map_err(|e| ApiError::unknown(format!("upload parsing task: {e}"), e))??;
             backend.publish(gun, files).await?;
             Ok(Handled {
                 response: StatusCode::OK.into_response(),
