@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 use crate::auth::TokenAuth;
-use crate::backend::{run_refresher, Clock, RaftBackend, ServerLifetimes, SystemClock};
+use crate::backend::{run_refresher, RaftBackend, ServerLifetimes};
+use crate::clock::{Clock, SystemClock};
 use crate::cluster::{forward_layer, read_layer, Forwarder, ReadGate, RouterHandler};
 use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType, FAULTS_FILE_ENV};
 use crate::http::{router, AppState, AuthHook};

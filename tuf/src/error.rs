@@ -210,6 +210,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The server holds no key the root lists for a role it must sign
+    /// (enough of them to reach the role's threshold).
+    #[error("{role}: the server holds none of the keys the root lists")]
+    NoServerKey {
+        /// The role.
+        role: String,
+    },
 }
 
 impl Error {
@@ -233,7 +240,8 @@ impl Error {
             | Error::TooManySignatures { role, .. }
             | Error::DuplicateSignature { role, .. }
             | Error::TooMany { role, .. }
-            | Error::VersionJump { role, .. } => Some(role),
+            | Error::VersionJump { role, .. }
+            | Error::NoServerKey { role } => Some(role),
             Error::InvalidRole(_) => None,
         }
     }

@@ -14,6 +14,8 @@
 //! * [`editor`]: the client's edits of a collection (targets, delegations,
 //!   key rotation) and its signing of them, with version bumps, default
 //!   expiries and threshold counting.
+//! * [`server`]: the server's own plans: timestamp refresh, the version
+//!   above a signer's mark, which held key is active.
 //! * [`client`]: the client's verification workflow (TOFU or pinning, root
 //!   rotation, timestamp → snapshot → targets → delegations).
 #![warn(missing_docs)]
@@ -28,6 +30,7 @@ pub mod error;
 pub mod generate;
 pub mod keys;
 pub mod metadata;
+pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
