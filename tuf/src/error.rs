@@ -3,38 +3,8 @@
 
 use time::OffsetDateTime;
 
-use crate::keys::{KeyId, KeyType};
-
-/// A key or signature problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The key's bytes do not decode as its type says.
-    #[error("malformed key: {0}")]
-    Malformed(String),
-    /// A key type Notary does not know.
-    #[error("unknown key type {0:?}")]
-    UnknownType(String),
-    /// The signature's method does not belong to the key's type.
-    #[error("signature method {method:?} does not match key type {key_type}")]
-    MethodMismatch {
-        /// The trusted key's type.
-        key_type: KeyType,
-        /// The method the signature claimed.
-        method: String,
-    },
-    /// The signature does not verify.
-    #[error("signature by key {0} does not verify")]
-    BadSignature(KeyId),
-    /// An RSA key too short for its signatures to count.
-    #[error("key {keyid} is a {bits}-bit RSA key: signatures count only from keys of at least 2048 bits")]
-    WeakKey {
-        /// The key.
-        keyid: KeyId,
-        /// Its modulus size.
-        bits: usize,
-    },
-}
+pub use crate::keys::KeyError;
+use crate::keys::KeyId;
 
 /// A metadata file that cannot be parsed, does not verify, or breaks a
 /// TUF rule.
