@@ -9,6 +9,7 @@
 //! which notary-server opens relative to its working directory). Lists
 //! (`repositories.gun_prefixes`) have no environment override.
 
+pub use crate::signer::KeyAlgorithm;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -156,37 +157,6 @@ pub enum TrustServiceType {
     Local,
     /// A remote signer over gRPC.
     Remote,
-}
-
-/// Key algorithms a signer can be asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
-    /// Ed25519.
-    Ed25519,
-    /// ECDSA over P-256.
-    Ecdsa,
-    /// RSA (remote signers only).
-    Rsa,
-}
-
-impl KeyAlgorithm {
-    /// Notary's name of the algorithm.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyAlgorithm::Ed25519 => "ed25519",
-            KeyAlgorithm::Ecdsa => "ecdsa",
-            KeyAlgorithm::Rsa => "rsa",
-        }
-    }
-
-    /// The TUF key type of a public key of this algorithm.
-    pub fn key_type(self) -> seal_tuf::KeyType {
-        match self {
-            KeyAlgorithm::Ed25519 => seal_tuf::KeyType::Ed25519,
-            KeyAlgorithm::Ecdsa => seal_tuf::KeyType::Ecdsa,
-            KeyAlgorithm::Rsa => seal_tuf::KeyType::Rsa,
-        }
-    }
 }
 
 /// `trust_service.*`.

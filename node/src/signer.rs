@@ -12,7 +12,36 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::config::KeyAlgorithm;
+/// Key algorithms a signer can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// Ed25519.
+    Ed25519,
+    /// ECDSA over P-256.
+    Ecdsa,
+    /// RSA (remote signers only).
+    Rsa,
+}
+
+impl KeyAlgorithm {
+    /// Notary's name of the algorithm.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Ed25519 => "ed25519",
+            KeyAlgorithm::Ecdsa => "ecdsa",
+            KeyAlgorithm::Rsa => "rsa",
+        }
+    }
+
+    /// The TUF key type of a public key of this algorithm.
+    pub fn key_type(self) -> seal_tuf::KeyType {
+        match self {
+            KeyAlgorithm::Ed25519 => seal_tuf::KeyType::Ed25519,
+            KeyAlgorithm::Ecdsa => seal_tuf::KeyType::Ecdsa,
+            KeyAlgorithm::Rsa => seal_tuf::KeyType::Rsa,
+        }
+    }
+}
 
 /// An error of a signing service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,11 +219,11 @@ pub use in_process::InProcessSigner;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::tests::fixtures_dir;
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine as _;
     use ed25519_dalek::Verifier as _;
     use p256::pkcs8::DecodePublicKey;
+    use seal_testkit::notary_fixtures as fixtures_dir;
     use seal_tuf::{FileMeta, Timestamp};
     use zeroize::Zeroizing;
 

@@ -19,8 +19,9 @@ use seal_signer::software::{Passphrases, SoftwareBackend};
 use seal_signer::store::{KeyRecord, Store};
 use zeroize::Zeroizing;
 
-use super::{CryptoService, KeyDescription, PublicKeyInfo, SignScope, Signature, SignatureMethod, SignerError};
-use crate::config::KeyAlgorithm;
+use super::{
+    CryptoService, KeyAlgorithm, KeyDescription, PublicKeyInfo, SignScope, Signature, SignatureMethod, SignerError,
+};
 
 /// The alias the node's signer passphrase is known by in the key store.
 const ALIAS: &str = "node";
