@@ -7,8 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use seal_tuf::editor::DelegationEdit;
+use seal_tuf::PublicKey;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::error::ClientError;
 
 /// Change type: a target file.
@@ -119,7 +122,7 @@ impl Changelist {
         let name = format!("{nanos:024}_{}.change", hex::encode(rand::random::<[u8; 8]>()));
         let path = self.dir.join(name);
         let body = serde_json::to_vec(change).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        crate::layout::write_atomic(&path, &body)
+        write_atomic(&path, &body)
     }
 
     /// Drops every staged change.
@@ -169,6 +172,25 @@ pub struct DelegationChange {
     /// Remove every path first.
     #[serde(rename = "ClearAllPaths", default)]
     pub clear_all_paths: bool,
+}
+
+impl DelegationChange {
+    /// The change as [`seal_tuf::editor`] applies it, its keys parsed.
+    pub fn to_edit(&self) -> Result<DelegationEdit, ClientError> {
+        let add_keys = self
+            .add_keys
+            .iter()
+            .map(|k| PublicKey::from_json(k.to_string().as_bytes()))
+            .collect::<Result<_, _>>()?;
+        Ok(DelegationEdit {
+            new_threshold: self.new_threshold,
+            add_keys,
+            remove_keys: self.remove_keys.clone(),
+            add_paths: self.add_paths.clone(),
+            remove_paths: self.remove_paths.clone(),
+            clear_all_paths: self.clear_all_paths,
+        })
+    }
 }
 
 /// Reads a change's data as `T`.

@@ -68,6 +68,9 @@ pub enum ClientError {
         /// The collection.
         gun: String,
     },
+    /// An edit of the collection's metadata was refused.
+    #[error("{0}")]
+    Edit(seal_tuf::EditError),
     /// Bad input from the user.
     #[error("{0}")]
     Invalid(String),
@@ -86,5 +89,18 @@ impl ClientError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ClientError {
         let path = path.into();
         move |source| ClientError::Io { path, source }
+    }
+}
+
+impl From<seal_tuf::EditError> for ClientError {
+    /// The editor's refusals, with the variants the client already has
+    /// for the same failures kept.
+    fn from(e: seal_tuf::EditError) -> ClientError {
+        match e {
+            seal_tuf::EditError::Tuf(e) => ClientError::Tuf(e),
+            seal_tuf::EditError::NotInitialized(gun) => ClientError::NotInitialized(gun),
+            seal_tuf::EditError::MissingKey { role, gun } => ClientError::MissingKey { role, gun },
+            other => ClientError::Edit(other),
+        }
     }
 }

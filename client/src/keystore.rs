@@ -23,6 +23,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use seal_tuf::metadata::{ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use seal_tuf::PrivateKey;
 
 pub use passphrase::{
@@ -56,7 +57,7 @@ const NOTARY_ED25519_LABEL: &str = "ED25519 PRIVATE KEY";
 const RSA_LABEL: &str = "RSA PRIVATE KEY";
 
 /// Roles whose keys belong to one collection and so need a GUN.
-const COLLECTION_ROLES: [&str; 3] = ["targets", "snapshot", "timestamp"];
+const COLLECTION_ROLES: [&str; 3] = [TARGETS, SNAPSHOT, TIMESTAMP];
 
 /// The role Notary gives an imported key that names none.
 const DEFAULT_IMPORT_ROLE: &str = "delegation";
@@ -334,7 +335,7 @@ fn check_header(field: &'static str, value: &str) -> Result<(), KeyStoreError> {
 /// targets, snapshot and timestamp keys, as given for delegation keys.
 fn effective_gun<'a>(role: &str, gun: Option<&'a str>) -> Result<Option<&'a str>, KeyStoreError> {
     check_header("role", role)?;
-    if role == "root" {
+    if role == ROOT {
         return Ok(None);
     }
     if let Some(gun) = gun {

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+pub mod atomic;
 pub mod auth;
 pub mod changelist;
 pub mod config;

@@ -42,17 +42,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
-use josekit::jws::JwsVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde_json::{Map, Value};
-use sha2::Digest as _;
 use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::config::TokenAuthConfig;
 use crate::error::{AccessItem, ApiError};
 use crate::http::AuthHook;
 use crate::routes::Route;
+
+mod access;
+mod keys;
+
+pub use access::{required_access, scope_param, ChallengeError};
+pub use keys::{ed25519_pkcs8_v1, libtrust_key_id, verifier_for, KeyKind};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds (Docker's leeway).
 pub const LEEWAY_SECS: i64 = 60;
@@ -198,178 +202,6 @@ pub enum AuthConfigError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// The type of a token signing key, from its certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// ECDSA over P-256: `ES256`.
-    EcdsaP256,
-    /// ECDSA over P-384: `ES384`.
-    EcdsaP384,
-    /// RSA: `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`.
-    Rsa,
-    /// Ed25519: `EdDSA`.
-    Ed25519,
-}
-
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_RSA: &str = "1.2.840.113549.1.1.1";
-const OID_ED25519: &str = "1.3.101.112";
-
-impl KeyKind {
-    /// The kind of the key in a `SubjectPublicKeyInfo`.
-    pub fn of_spki(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Result<KeyKind, TokenError> {
-        let unsupported = |reason: String| TokenError::UnsupportedKey { reason };
-        match spki.algorithm.oid.to_string().as_str() {
-            OID_RSA => Ok(KeyKind::Rsa),
-            OID_ED25519 => Ok(KeyKind::Ed25519),
-            OID_EC_PUBLIC_KEY => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok())
-                    .ok_or_else(|| unsupported("EC key without a named curve".into()))?;
-                match curve.to_string().as_str() {
-                    OID_P256 => Ok(KeyKind::EcdsaP256),
-                    OID_P384 => Ok(KeyKind::EcdsaP384),
-                    other => Err(unsupported(format!("EC curve {other}"))),
-                }
-            }
-            other => Err(unsupported(format!("key algorithm {other}"))),
-        }
-    }
-
-    /// Whether a token of algorithm `alg` may be signed with this kind of key.
-    pub fn allows(self, alg: &str) -> bool {
-        match self {
-            KeyKind::EcdsaP256 => alg == "ES256",
-            KeyKind::EcdsaP384 => alg == "ES384",
-            KeyKind::Rsa => matches!(alg, "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512"),
-            KeyKind::Ed25519 => alg == "EdDSA",
-        }
-    }
-
-    /// The algorithm Seal's token server signs with for this kind of key.
-    pub fn signing_algorithm(self) -> &'static str {
-        match self {
-            KeyKind::EcdsaP256 => "ES256",
-            KeyKind::EcdsaP384 => "ES384",
-            KeyKind::Rsa => "RS256",
-            KeyKind::Ed25519 => "EdDSA",
-        }
-    }
-}
-
-impl std::fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            KeyKind::EcdsaP256 => "ECDSA P-256",
-            KeyKind::EcdsaP384 => "ECDSA P-384",
-            KeyKind::Rsa => "RSA",
-            KeyKind::Ed25519 => "Ed25519",
-        })
-    }
-}
-
-/// A josekit verifier of `alg` for the key in `spki_der`.
-pub fn verifier_for(alg: &str, spki_der: &[u8]) -> Result<Box<dyn JwsVerifier>, TokenError> {
-    use josekit::jws::{EdDSA, ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512};
-    let v: Result<Box<dyn JwsVerifier>, josekit::JoseError> = match alg {
-        "ES256" => ES256.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "ES384" => ES384.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "RS256" => RS256.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "RS384" => RS384.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "RS512" => RS512.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "PS256" => PS256.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "PS384" => PS384.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "PS512" => PS512.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        "EdDSA" => EdDSA.verifier_from_der(spki_der).map(|v| Box::new(v) as _),
-        other => return Err(TokenError::UnsupportedAlgorithm { alg: other.into() }),
-    };
-    v.map_err(|e| TokenError::UnsupportedKey { reason: e.to_string() })
-}
-
-/// Docker's libtrust key id of a public key: the first 240 bits of the
-/// SHA-256 of its DER `SubjectPublicKeyInfo`, in base32, in groups of four
-/// characters joined by `:`.
-pub fn libtrust_key_id(spki_der: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let digest = sha2::Sha256::digest(spki_der);
-    // 30 bytes = 240 bits = 48 base32 characters, no padding.
-    let mut chars = Vec::with_capacity(48);
-    for chunk in digest[..30].chunks(5) {
-        let mut n: u64 = 0;
-        for b in chunk {
-            n = (n << 8) | u64::from(*b);
-        }
-        for i in (0..8).rev() {
-            chars.push(ALPHABET[((n >> (i * 5)) & 31) as usize]);
-        }
-    }
-    chars
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// The access a route needs, in Notary's order (empty: no token needed).
-pub fn required_access(route: &Route) -> Vec<AccessItem> {
-    let item = |resource_type: &str, name: &str, action: &str| AccessItem {
-        resource_type: resource_type.into(),
-        name: name.into(),
-        action: action.into(),
-    };
-    match route {
-        Route::Ping | Route::Changefeed { gun: None } => vec![item("registry", "catalog", "*")],
-        Route::GetMetadata { gun, .. } | Route::Changefeed { gun: Some(gun) } => {
-            vec![item("repository", gun, "pull")]
-        }
-        Route::Publish { gun } | Route::GetKey { gun, .. } => {
-            vec![item("repository", gun, "push"), item("repository", gun, "pull")]
-        }
-        Route::DeleteGun { gun } | Route::RotateKey { gun, .. } => vec![item("repository", gun, "*")],
-        Route::Health | Route::Metrics | Route::NotFound => Vec::new(),
-    }
-}
-
-/// The challenge's `scope` value: `type:name:action,action` per resource,
-/// resources separated by spaces, in order of first appearance.
-pub fn scope_param(access: &[AccessItem]) -> String {
-    let mut resources: Vec<(&str, &str, Vec<&str>)> = Vec::new();
-    for a in access {
-        match resources
-            .iter_mut()
-            .find(|(t, n, _)| *t == a.resource_type && *n == a.name)
-        {
-            Some((_, _, actions)) => {
-                if !actions.contains(&a.action.as_str()) {
-                    actions.push(&a.action)
-                }
-            }
-            None => resources.push((&a.resource_type, &a.name, vec![&a.action])),
-        }
-    }
-    resources
-        .iter()
-        .map(|(t, n, actions)| format!("{t}:{n}:{}", actions.join(",")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The error parameter of a challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeError {
-    /// No token was sent (no `error` parameter).
-    TokenRequired,
-    /// `error="invalid_token"`.
-    InvalidToken,
-    /// `error="insufficient_scope"`.
-    InsufficientScope,
 }
 
 /// One grant of a token's `access` claim.

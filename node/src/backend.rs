@@ -14,20 +14,21 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use seal_raft::{SealRaft, WriteError};
+use seal_raft::SealRaft;
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use seal_tuf::metadata::{
     set_signed_version, signed_version, Root, SignedFile, Snapshot, Timestamp, ROOT, SNAPSHOT, TARGETS, TIMESTAMP,
 };
-use seal_tuf::update::{
-    server_held, validate_update_with, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan,
-};
-use seal_tuf::{PublicKey, Signature as TufSignature, UpdateError};
-use time::{Duration, OffsetDateTime};
+pub use seal_tuf::server::ServerLifetimes;
+use seal_tuf::server::{plan_refresh, version_above_mark, HeldKeys};
+use seal_tuf::update::{validate_update_with, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan};
+use seal_tuf::{PublicKey, Signature as TufSignature};
+use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::clock::Clock;
 use crate::config::KeyAlgorithm;
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
 use crate::http::{Backend, ChangeCategory, ChangeRecord, ChangefeedQuery, Health, Readiness, StoredMetadata};
 use crate::metrics::Metrics;
 use crate::multipart::RoleFile;
@@ -36,44 +37,6 @@ use crate::signer::{CryptoService, PublicKeyInfo, SignScope, SignerError};
 
 /// Notary's name for the health check of the trust service (the signer).
 pub const TRUST_OPERATIONAL: &str = "Trust operational";
-
-/// Where `now` comes from: one place, so a test build can offset it.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
-/// Lifetimes of the metadata the server generates.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerLifetimes {
-    /// Timestamp lifetime (Notary: 14 days).
-    pub timestamp: Duration,
-    /// Server-managed snapshot lifetime (Notary: 3 years).
-    pub snapshot: Duration,
-    /// Refresh a timestamp when less than this remains before it expires.
-    pub refresh_margin: Duration,
-}
-
-impl Default for ServerLifetimes {
-    fn default() -> Self {
-        let l = seal_tuf::time::Lifetimes::default();
-        ServerLifetimes {
-            timestamp: l.timestamp,
-            snapshot: l.snapshot,
-            refresh_margin: l.timestamp / 2,
-        }
-    }
-}
 
 /// How often a publish is re-validated when a concurrent one won the
 /// compare-and-set, before answering with the conflict.
@@ -182,14 +145,13 @@ impl RaftBackend {
     ) -> Result<UpdatePlan, ApiError> {
         let _slot = self.validation_slots.acquire().await.map_err(|_| ApiError::Unknown {
             reason: "validation pool closed".into(),
+            source: None,
         })?;
         let (gun, stored, uploads, limits) = (gun.to_owned(), stored.clone(), uploads.to_vec(), self.update_limits);
         tokio::task::spawn_blocking(move || validate_update_with(&gun, &stored, uploads, now, &keys, &limits))
             .await
-            .map_err(|e| ApiError::Unknown {
-                reason: format!("validation task: {e}"),
-            })?
-            .map_err(update_error)
+            .map_err(|e| ApiError::unknown(format!("validation task: {e}"), e))?
+            .map_err(ApiError::from)
     }
 
     /// The Raft node.
@@ -197,16 +159,12 @@ impl RaftBackend {
         &self.raft
     }
 
-    fn storage_error(e: impl std::fmt::Display) -> ApiError {
-        ApiError::Unknown { reason: e.to_string() }
-    }
-
     /// Every current file of `gun`.
     fn stored_files(&self, gun: &str) -> Result<StoredFiles, ApiError> {
         let reader = self.raft.read();
         let mut out = BTreeMap::new();
-        for (role, _) in reader.current_versions(gun).map_err(Self::storage_error)? {
-            if let Some((_, bytes)) = reader.current(gun, &role).map_err(Self::storage_error)? {
+        for (role, _) in reader.current_versions(gun)? {
+            if let Some((_, bytes)) = reader.current(gun, &role)? {
                 out.insert(role, bytes);
             }
         }
@@ -215,16 +173,15 @@ impl RaftBackend {
 
     /// The public keys the server holds for (gun, role): active and pending.
     fn held_keys(&self, gun: &str, role: &str) -> Result<Vec<PublicKey>, ApiError> {
-        let Some(keys) = self.raft.read().server_key(gun, role).map_err(Self::storage_error)? else {
+        let Some(keys) = self.raft.read().server_key(gun, role)? else {
             return Ok(Vec::new());
         };
         keys.active
             .iter()
             .chain(keys.pending.iter())
             .map(|k| {
-                PublicKey::from_json(&k.public_key_json).map_err(|e| ApiError::Unknown {
-                    reason: format!("stored server key {} for {gun} {role}: {e}", k.key_id),
-                })
+                PublicKey::from_json(&k.public_key_json)
+                    .map_err(|e| ApiError::unknown(format!("stored server key {} for {gun} {role}: {e}", k.key_id), e))
             })
             .collect()
     }
@@ -237,7 +194,7 @@ impl RaftBackend {
     }
 
     /// Signs `signed` (`role` metadata of `gun`) with each of `key_ids`
-    /// and assembles the file; returns it with its version.
+    /// and assembles the file to store (with its version).
     ///
     /// A Seal signer refuses a version at or below the last one it signed
     /// with a key. That happens when a signature was made but the write
@@ -252,13 +209,14 @@ impl RaftBackend {
         mut signed: seal_tuf::cjson::Value,
         key_ids: &[String],
         named: Option<&[u8]>,
-    ) -> Result<(SignedFile, u64), ApiError> {
+    ) -> Result<MetaFile, ApiError> {
         let started = std::time::Instant::now();
         let scope = SignScope { gun, role, named };
         let mut skips = 0;
         'attempt: loop {
             let version = signed_version(&signed).ok_or_else(|| ApiError::Updating {
                 reason: format!("generated {role} metadata has no version"),
+                source: None,
             })?;
             let canonical = signed.to_canonical();
             let mut sigs = Vec::with_capacity(key_ids.len());
@@ -269,12 +227,26 @@ impl RaftBackend {
                         method: s.method.as_str().to_owned(),
                         sig: s.signature,
                     }),
-                    Err(SignerError::Refused {
-                        high_water: Some(high_water),
-                        message,
-                    }) if skips < key_ids.len() && high_water >= version => {
-                        let next = high_water.checked_add(1).ok_or_else(|| ApiError::Updating {
-                            reason: format!("the signer's last {role} version for key {id} is the largest possible"),
+                    Err(e) => {
+                        // A signer refusing a version it already signed past: regenerate above
+                        // its mark (at most once per key, so two signers cannot chase each other).
+                        let above = match &e {
+                            SignerError::Refused {
+                                high_water: Some(high_water),
+                                message,
+                            } if skips < key_ids.len() => version_above_mark(role, version, *high_water)
+                                .transpose()
+                                .map(|next| (next, *high_water, message)),
+                            _ => None,
+                        };
+                        let Some((next, high_water, message)) = above else {
+                            return Err(signing_error(role, id, e));
+                        };
+                        let next = next.map_err(|source| {
+                            ApiError::updating(
+                                format!("the signer's last {role} version for key {id} is the largest possible"),
+                                source,
+                            )
                         })?;
                         tracing::warn!(
                             gun, role, key_id = %id, version, high_water, %message,
@@ -284,14 +256,29 @@ impl RaftBackend {
                         skips += 1;
                         continue 'attempt;
                     }
-                    Err(e) => return Err(signing_error(role, id, e)),
                 }
             }
             self.metrics
                 .signing_histogram(role)
                 .observe(started.elapsed().as_secs_f64());
-            return Ok((SignedFile::assemble(role, signed, sigs), version));
+            return Ok(MetaFile {
+                role: role.to_owned(),
+                version,
+                bytes: SignedFile::assemble(role, signed, sigs).into_bytes(),
+            });
         }
+    }
+
+    /// Signs the timestamp `ts`, which names `snapshot_bytes`, into the file to store.
+    async fn sign_timestamp(
+        &self,
+        gun: &str,
+        ts: &Timestamp,
+        key_ids: &[String],
+        snapshot_bytes: &[u8],
+    ) -> Result<MetaFile, ApiError> {
+        self.sign_file(gun, TIMESTAMP, ts.to_value(), key_ids, Some(snapshot_bytes))
+            .await
     }
 
     async fn propose(&self, cmd: Command) -> Result<ApplyOutcome, ApiError> {
@@ -327,44 +314,28 @@ impl RaftBackend {
                 .unwrap_or_default(),
             SnapshotPlan::Generate { key_ids } => {
                 let snap = plan
-                    .next_snapshot(&stored, now, self.lifetimes.snapshot)
-                    .map_err(|e| ApiError::Updating { reason: e.to_string() })?
+                    .next_snapshot(&stored, now, self.lifetimes.snapshot)?
                     .ok_or_else(|| ApiError::Updating {
                         reason: "no snapshot to generate".into(),
+                        source: None,
                     })?;
                 let targets = files
                     .iter()
                     .find(|f| f.role == TARGETS)
                     .map(|f| f.bytes.as_slice())
                     .or_else(|| stored.get(TARGETS).map(Vec::as_slice));
-                let (file, version) = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids, targets).await?;
-                let bytes = file.into_bytes();
-                files.push(MetaFile {
-                    role: SNAPSHOT.into(),
-                    version,
-                    bytes: bytes.clone(),
-                });
+                let file = self.sign_file(gun, SNAPSHOT, snap.to_value(), key_ids, targets).await?;
+                let bytes = file.bytes.clone();
+                files.push(file);
                 bytes
             }
         };
-        let ts = plan
-            .next_timestamp(&stored, &snapshot_bytes, now, self.lifetimes.timestamp)
-            .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
+        let ts = plan.next_timestamp(&stored, &snapshot_bytes, now, self.lifetimes.timestamp)?;
         let ts_expires = ts.expires;
-        let (ts_file, ts_version) = self
-            .sign_file(
-                gun,
-                TIMESTAMP,
-                ts.to_value(),
-                &plan.timestamp_key_ids,
-                Some(&snapshot_bytes),
-            )
-            .await?;
-        files.push(MetaFile {
-            role: TIMESTAMP.into(),
-            version: ts_version,
-            bytes: ts_file.into_bytes(),
-        });
+        files.push(
+            self.sign_timestamp(gun, &ts, &plan.timestamp_key_ids, &snapshot_bytes)
+                .await?,
+        );
 
         let new_root = plan
             .files
@@ -391,9 +362,10 @@ impl RaftBackend {
             } => {
                 return Err(ApiError::OldVersion {
                     reason: format!("{role} version {version} is not above {current}"),
+                    source: None,
                 })
             }
-            ApplyOutcome::Rejected { reason } => return Err(ApiError::Updating { reason }),
+            ApplyOutcome::Rejected { reason } => return Err(ApiError::Updating { reason, source: None }),
         }
         // A published root makes the server keys it lists the active ones.
         if let Some(root) = new_root {
@@ -418,6 +390,7 @@ impl RaftBackend {
                 },
                 Ok(outcome) => Err(ApiError::Updating {
                     reason: format!("{outcome:?}"),
+                    source: None,
                 }),
                 Err(e) => Err(e),
             };
@@ -439,61 +412,38 @@ impl RaftBackend {
         else {
             return Ok(()); // deleted meanwhile, or never complete
         };
-        let parse = |role: &str, b: &Vec<u8>| {
-            SignedFile::parse(role, b.clone()).map_err(|e| ApiError::Unknown {
-                reason: format!("stored {role} of {gun}: {e}"),
-            })
-        };
-        let root = Root::from_signed(parse(ROOT, root_bytes)?.signed()).map_err(Self::storage_error)?;
-        let prev_ts = Timestamp::from_signed(parse(TIMESTAMP, ts_bytes)?.signed()).map_err(Self::storage_error)?;
-        let snap = Snapshot::from_signed(parse(SNAPSHOT, snap_bytes)?.signed()).map_err(Self::storage_error)?;
+        let root = parse_stored(gun, ROOT, root_bytes, Root::from_signed)?;
+        let prev_ts = parse_stored(gun, TIMESTAMP, ts_bytes, Timestamp::from_signed)?;
+        let snap = parse_stored(gun, SNAPSHOT, snap_bytes, Snapshot::from_signed)?;
         let keys = self.server_keys(gun)?;
-        let ts_keys = server_held(&root, TIMESTAMP, &keys.timestamp);
-        if ts_keys.is_empty() {
-            return Err(ApiError::NoCryptoService);
-        }
+        let plan = plan_refresh(&root, &prev_ts, &snap, &keys, now, &self.lifetimes)?;
         let mut files = Vec::new();
         let mut snapshot_bytes = snap_bytes.clone();
-        let snap_keys = server_held(&root, SNAPSHOT, &keys.snapshot);
-        if !snap_keys.is_empty() && snap.expires - now <= self.lifetimes.refresh_margin {
-            let next = seal_tuf::generate::next_snapshot(Some(&snap), &[], now, self.lifetimes.snapshot)
-                .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
+        if let Some((next, snap_keys)) = &plan.snapshot {
             let targets = stored.get(TARGETS).map(Vec::as_slice);
-            let (file, version) = self
-                .sign_file(gun, SNAPSHOT, next.to_value(), &snap_keys, targets)
+            let file = self
+                .sign_file(gun, SNAPSHOT, next.to_value(), snap_keys, targets)
                 .await?;
-            snapshot_bytes = file.into_bytes();
-            files.push(MetaFile {
-                role: SNAPSHOT.into(),
-                version,
-                bytes: snapshot_bytes.clone(),
-            });
+            snapshot_bytes = file.bytes.clone();
+            files.push(file);
         }
-        let ts = seal_tuf::generate::next_timestamp(Some(&prev_ts), &snapshot_bytes, now, self.lifetimes.timestamp)
-            .map_err(|e| ApiError::Updating { reason: e.to_string() })?;
+        let ts = plan.next_timestamp(&snapshot_bytes)?;
         let expires = ts.expires;
-        let (ts_file, version) = self
-            .sign_file(gun, TIMESTAMP, ts.to_value(), &ts_keys, Some(&snapshot_bytes))
-            .await?;
-        files.push(MetaFile {
-            role: TIMESTAMP.into(),
-            version,
-            bytes: ts_file.into_bytes(),
-        });
+        files.push(
+            self.sign_timestamp(gun, &ts, &plan.timestamp_key_ids, &snapshot_bytes)
+                .await?,
+        );
         let cmd = Command::RefreshTimestamp {
             gun: gun.to_owned(),
             files,
-            expected: vec![
-                (TIMESTAMP.to_owned(), Some(prev_ts.version)),
-                (SNAPSHOT.to_owned(), Some(snap.version)),
-            ],
+            expected: plan.expected,
             timestamp_expires_unix_nanos: unix_nanos(expires),
             at_unix_nanos: unix_nanos(now),
         };
         match self.propose(cmd).await? {
             // A concurrent publish wrote a newer timestamp: nothing to do.
             ApplyOutcome::Applied | ApplyOutcome::Conflict { .. } | ApplyOutcome::OldVersion { .. } => Ok(()),
-            ApplyOutcome::Rejected { reason } => Err(ApiError::Updating { reason }),
+            ApplyOutcome::Rejected { reason } => Err(ApiError::Updating { reason, source: None }),
         }
     }
 
@@ -501,7 +451,7 @@ impl RaftBackend {
     /// many GUNs were due.
     pub async fn refresh_due(&self, limit: usize) -> usize {
         let now = self.clock.now();
-        let before = unix_nanos(now + self.lifetimes.refresh_margin);
+        let before = unix_nanos(self.lifetimes.due_before(now));
         let due = match self.raft.read().due_timestamps(before, limit) {
             Ok(d) => d,
             Err(e) => {
@@ -521,7 +471,7 @@ impl RaftBackend {
     pub fn next_due(&self) -> Option<OffsetDateTime> {
         let (_, expires) = self.raft.read().due_timestamps(i64::MAX, 1).ok()?.into_iter().next()?;
         let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires)).ok()?;
-        Some(t - self.lifetimes.refresh_margin)
+        Some(self.lifetimes.due_at(t))
     }
 
     async fn mint_key(&self, gun: &str, role: KeyRole, pending: bool) -> Result<PublicKeyInfo, ApiError> {
@@ -530,12 +480,11 @@ impl RaftBackend {
             .create_key(gun, role.as_str(), self.key_algorithm)
             .await
             .map_err(|e| match e {
-                SignerError::Unavailable { message } => ApiError::Unavailable {
+                SignerError::Unavailable { ref message } => ApiError::Unavailable {
                     reason: format!("the signer is unavailable: {message}"),
+                    source: Some(Cause::new(e)),
                 },
-                other => ApiError::Unknown {
-                    reason: other.to_string(),
-                },
+                other => ApiError::unknown(other.to_string(), other),
             })?;
         let json = info.to_notary_json().into_bytes();
         match self
@@ -551,6 +500,7 @@ impl RaftBackend {
             ApplyOutcome::Applied => Ok(info),
             other => Err(ApiError::Unknown {
                 reason: format!("recording the new {} key: {other:?}", role.as_str()),
+                source: None,
             }),
         }
     }
@@ -558,29 +508,42 @@ impl RaftBackend {
 
 /// Proposes `cmd` through `raft` and waits until it is applied; Raft errors as API errors.
 async fn propose_on(raft: &SealRaft, cmd: Command) -> Result<ApplyOutcome, ApiError> {
-    raft.write(cmd).await.map_err(|e| match e {
-        WriteError::ForwardToLeader { leader_id, .. } => ApiError::NotLeader { leader: leader_id },
-        other if other.is_retryable() => ApiError::Unavailable {
-            reason: other.to_string(),
-        },
-        other => ApiError::Updating {
-            reason: other.to_string(),
-        },
-    })
+    Ok(raft.write(cmd).await?)
+}
+
+/// The IDs of the keys held for one role, as seal-tuf's key plans take them: the active
+/// one and the pending ones (oldest first).
+fn held_key_ids(keys: &seal_storage::ServerKeys) -> (Option<&str>, Vec<&str>) {
+    let active = keys.active.as_ref().map(|k| k.key_id.as_str());
+    (active, keys.pending.iter().map(|k| k.key_id.as_str()).collect())
+}
+
+/// Parses a stored file of `gun` (`role`) with `from_signed`; what does not parse is corrupt
+/// state, 500 UNKNOWN.
+fn parse_stored<T>(
+    gun: &str,
+    role: &str,
+    bytes: &[u8],
+    from_signed: impl FnOnce(&seal_tuf::cjson::Value) -> Result<T, seal_tuf::Error>,
+) -> Result<T, ApiError> {
+    let file = SignedFile::parse(role, bytes.to_vec())
+        .map_err(|e| ApiError::unknown(format!("stored {role} of {gun}: {e}"), e))?;
+    from_signed(file.signed()).map_err(|e| ApiError::unknown(e.to_string(), e))
 }
 
 /// Makes the server keys of `gun` that `root` (just published) lists the active ones.
 async fn activate_listed_keys(raft: &SealRaft, gun: &str, root: &Root) -> Result<(), ApiError> {
     for role in [TIMESTAMP, SNAPSHOT] {
-        let Some(keys) = raft.read().server_key(gun, role).map_err(RaftBackend::storage_error)? else {
+        let Some(keys) = raft.read().server_key(gun, role)? else {
             continue;
         };
-        let listed = root.role(role).map(|r| r.keyids.clone()).unwrap_or_default();
-        let active_listed = keys.active.as_ref().is_some_and(|a| listed.contains(&a.key_id));
-        if active_listed {
-            continue;
-        }
-        if let Some(p) = keys.pending.iter().find(|p| listed.contains(&p.key_id)) {
+        let (active, pending) = held_key_ids(&keys);
+        let held = HeldKeys {
+            active,
+            pending: &pending,
+        };
+        let to_activate = held.to_activate(root, role);
+        if let Some(p) = keys.pending.iter().find(|p| Some(p.key_id.as_str()) == to_activate) {
             propose_on(
                 raft,
                 Command::SetServerKey {
@@ -607,34 +570,15 @@ pub fn unix_nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Maps seal-tuf's verdict on an update to Notary's error.
-pub fn update_error(e: UpdateError) -> ApiError {
-    match e {
-        UpdateError::InvalidRole(role) => ApiError::InvalidRole { role },
-        UpdateError::MalformedJson { role, .. } => ApiError::MalformedJson { role },
-        UpdateError::Invalid { kind, msg, .. } => ApiError::InvalidUpdate { kind, msg },
-        UpdateError::OldVersion {
-            role, version, current, ..
-        } => ApiError::OldVersion {
-            reason: format!("{role} version {version} is not above {current}"),
-        },
-        other => ApiError::InvalidUpdate {
-            kind: seal_tuf::UpdateErrorKind::Validation,
-            msg: other.to_string(),
-        },
-    }
-}
-
 /// A signing failure: 503 while the signer is unreachable (the client may
 /// retry), 500 otherwise.
 fn signing_error(role: &str, key_id: &str, e: SignerError) -> ApiError {
     match e {
-        SignerError::Unavailable { message } => ApiError::Unavailable {
+        SignerError::Unavailable { ref message } => ApiError::Unavailable {
             reason: format!("the signer is unavailable: {message}"),
+            source: Some(Cause::new(e)),
         },
-        other => ApiError::Updating {
-            reason: format!("signing {role} with key {key_id}: {other}"),
-        },
+        other => ApiError::updating(format!("signing {role} with key {key_id}: {other}"), other),
     }
 }
 
@@ -659,7 +603,7 @@ impl Backend for RaftBackend {
 
     async fn get_current(&self, gun: &str, role: &str) -> Result<Option<StoredMetadata>, ApiError> {
         let reader = self.raft.read();
-        let Some((_, bytes)) = reader.current(gun, role).map_err(Self::storage_error)? else {
+        let Some((_, bytes)) = reader.current(gun, role)? else {
             return Ok(None);
         };
         if role != TIMESTAMP {
@@ -667,14 +611,13 @@ impl Backend for RaftBackend {
         }
         // Never serve an expired timestamp: regenerate it first, as Notary does.
         let expired = reader
-            .timestamp_expiry(gun)
-            .map_err(Self::storage_error)?
+            .timestamp_expiry(gun)?
             .is_some_and(|exp| exp <= unix_nanos(self.clock.now()));
         if !expired {
             return Ok(Some(stored(bytes)));
         }
         self.refresh_timestamp(gun).await?;
-        let fresh = self.raft.read().current(gun, role).map_err(Self::storage_error)?;
+        let fresh = self.raft.read().current(gun, role)?;
         match fresh {
             Some((_, b)) => Ok(Some(stored(b))),
             None => Ok(None),
@@ -687,20 +630,12 @@ impl Backend for RaftBackend {
         role: &str,
         sha256_hex: &str,
     ) -> Result<Option<StoredMetadata>, ApiError> {
-        let r = self
-            .raft
-            .read()
-            .by_checksum(gun, role, sha256_hex)
-            .map_err(Self::storage_error)?;
+        let r = self.raft.read().by_checksum(gun, role, sha256_hex)?;
         Ok(r.map(|(_, bytes)| stored(bytes)))
     }
 
     async fn get_by_version(&self, gun: &str, role: &str, version: u64) -> Result<Option<StoredMetadata>, ApiError> {
-        let r = self
-            .raft
-            .read()
-            .by_version(gun, role, version)
-            .map_err(Self::storage_error)?;
+        let r = self.raft.read().by_version(gun, role, version)?;
         Ok(r.map(stored))
     }
 
@@ -714,6 +649,7 @@ impl Backend for RaftBackend {
         }
         Err(ApiError::OldVersion {
             reason: format!("concurrent updates to {gun} kept winning; try again"),
+            source: None,
         })
     }
 
@@ -726,6 +662,7 @@ impl Backend for RaftBackend {
             ApplyOutcome::Applied => Ok(()),
             other => Err(ApiError::Unknown {
                 reason: format!("{other:?}"),
+                source: None,
             }),
         }
     }
@@ -733,27 +670,29 @@ impl Backend for RaftBackend {
     async fn get_key(&self, gun: &str, role: KeyRole) -> Result<PublicKeyInfo, ApiError> {
         let _guard = self.key_lock.lock().await;
         let reader = self.raft.read();
-        let keys = reader.server_key(gun, role.as_str()).map_err(Self::storage_error)?;
-        let root = match reader.current(gun, ROOT).map_err(Self::storage_error)? {
+        let keys = reader.server_key(gun, role.as_str())?;
+        let root = match reader.current(gun, ROOT)? {
             Some((_, b)) => SignedFile::parse(ROOT, b)
                 .ok()
                 .and_then(|f| Root::from_signed(f.signed()).ok()),
             None => None,
         };
         if let Some(keys) = keys {
-            let candidates = keys.active.iter().chain(keys.pending.iter().rev());
-            let chosen = match &root {
-                // The key the root lists, if the server holds it.
-                Some(root) => {
-                    let listed = root.role(role.as_str()).map(|r| r.keyids.clone()).unwrap_or_default();
-                    candidates.into_iter().find(|k| listed.contains(&k.key_id))
-                }
-                // Before any root: the key handed out before (Notary mints a
-                // new one on every GET; reusing it keeps the key store bounded).
-                None => keys.active.as_ref().or(keys.pending.last()),
+            let (active, pending) = held_key_ids(&keys);
+            let held = HeldKeys {
+                active,
+                pending: &pending,
             };
-            if let Some(k) = chosen {
-                let pk = PublicKey::from_json(&k.public_key_json).map_err(Self::storage_error)?;
+            // The key the root lists, if the server holds it; before any root, the one handed
+            // out before.
+            let chosen = held.to_hand_out(root.as_ref(), role.as_str());
+            let entry = keys
+                .active
+                .iter()
+                .chain(&keys.pending)
+                .find(|k| Some(k.key_id.as_str()) == chosen);
+            if let Some(k) = entry {
+                let pk = PublicKey::from_json(&k.public_key_json).map_err(|e| ApiError::unknown(e.to_string(), e))?;
                 return Ok(public_key_info(&pk));
             }
         }
@@ -771,14 +710,14 @@ impl Backend for RaftBackend {
         let raw = self
             .raft
             .read()
-            .changefeed(query.gun.as_deref(), query.change_id, records)
-            .map_err(Self::storage_error)?;
+            .changefeed(query.gun.as_deref(), query.change_id, records)?;
         raw.into_iter()
             .map(|r| {
                 Ok(ChangeRecord {
-                    id: r.id.parse().map_err(Self::storage_error)?,
+                    id: r.id.parse().map_err(|e| ApiError::unknown(format!("{e}"), e))?,
                     created_at: seal_tuf::time::parse_rfc3339(&r.created_at).ok_or_else(|| ApiError::Unknown {
                         reason: format!("stored changefeed time {:?}", r.created_at),
+                        source: None,
                     })?,
                     gun: r.gun,
                     version: r.version,
@@ -906,12 +845,7 @@ impl RaftBackend {
 
     /// The version of `role` of `gun` this node has applied, if any.
     pub fn current_version(&self, gun: &str, role: &str) -> Result<Option<u64>, ApiError> {
-        Ok(self
-            .raft
-            .read()
-            .current(gun, role)
-            .map_err(Self::storage_error)?
-            .map(|(v, _)| v))
+        Ok(self.raft.read().current(gun, role)?.map(|(v, _)| v))
     }
 }
 

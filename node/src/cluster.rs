@@ -139,7 +139,7 @@ impl Forwarder {
 
     fn unavailable(&self, reason: String) -> Response {
         tracing::warn!(node_id = self.node_id, %reason, "request not forwarded");
-        ApiError::Unavailable { reason }.into_response()
+        ApiError::Unavailable { reason, source: None }.into_response()
     }
 
     /// Send `request` to the leader, waiting for one up to the bound. `Local` when this node
@@ -322,6 +322,7 @@ async fn applied_here(fw: &Forwarder, r: Response, what: Forwarded) -> Response 
                         fw.node_id,
                         APPLY_WAIT.as_millis()
                     ),
+                    source: None,
                 }
                 .into_response();
             }
@@ -389,6 +390,7 @@ impl ReadGate {
             Err(WriteError::ForwardToLeader { leader_id, .. }) => Err(ApiError::NotLeader { leader: leader_id }),
             Err(e) => Err(ApiError::Unavailable {
                 reason: format!("linearizable read: {e}"),
+                source: Some(crate::error::Cause::new(e)),
             }),
         }
     }
@@ -434,7 +436,7 @@ impl ClusterReads for ReadGate {
         } else if let Some(bound) = self.max_staleness {
             let state = self.raft().read_state();
             fresh_enough(self.raft().metrics().node_id, &state, bound)
-                .map_err(|reason| ApiError::Unavailable { reason })?;
+                .map_err(|reason| ApiError::Unavailable { reason, source: None })?;
         }
         if let (
             Some(min),
@@ -544,9 +546,7 @@ impl RouterHandler {
         let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX)
             .await
-            .map_err(|e| ApiError::Unknown {
-                reason: format!("reading the response to a forwarded request: {e}"),
-            })?;
+            .map_err(|e| ApiError::unknown(format!("reading the response to a forwarded request: {e}"), e))?;
         Ok(ForwardedResponse {
             not_leader: false,
             status: u32::from(parts.status.as_u16()),

@@ -5,9 +5,17 @@
 //! a newline, with `Content-Type: application/json; charset=utf-8`, byte for
 //! byte what Notary v0.7.0 sends (Go's encoder escapes `<`, `>`, `&`, U+2028
 //! and U+2029, so this module does too).
+//!
+//! Every conversion of another crate's error into an [`ApiError`] is a
+//! `From` impl here; a variant made from another error keeps it as its
+//! [`std::error::Error::source`] ([`Cause`]), which is never sent.
+
+use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use seal_raft::WriteError;
+use seal_tuf::UpdateError;
 use serde_json::{json, Value};
 
 /// The content type of every error body.
@@ -24,6 +32,41 @@ pub struct AccessItem {
     pub name: String,
     /// The action: `pull`, `push` or `*`.
     pub action: String,
+}
+
+/// The error an [`ApiError`] was made from: logged and inspected, never sent.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `e` as a cause.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Arc::new(e))
+    }
+
+    /// The error, to downcast.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Two causes are equal when they say the same (the error types need not be comparable).
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Every error the node's HTTP API can answer with.
@@ -78,12 +121,18 @@ pub enum ApiError {
     OldVersion {
         /// What conflicted (logged, not sent).
         reason: String,
+        /// The error that said so, if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// 500 UPDATING: the storage layer failed to apply an update.
     #[error("error updating: {reason}")]
     Updating {
         /// What failed (logged, not sent).
         reason: String,
+        /// The error it failed with, if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// 500 NO_STORAGE.
     #[error("no storage configured")]
@@ -96,6 +145,9 @@ pub enum ApiError {
     Unknown {
         /// What failed (logged, not sent).
         reason: String,
+        /// The error it failed with, if any.
+        #[source]
+        source: Option<Cause>,
     },
     /// 400 INVALID_PARAMETERS; detail is the string, or `{}` when `None`.
     #[error("invalid parameters: {detail:?}")]
@@ -125,6 +177,9 @@ pub enum ApiError {
     Unavailable {
         /// Why, sent as detail.
         reason: String,
+        /// The error that made this node unavailable, if any (not sent).
+        #[source]
+        source: Option<Cause>,
     },
     /// 503 UNAVAILABLE: a write reached a node that is not the Raft leader
     /// (it was not proposed). The response carries the [`NotLeader`]
@@ -146,6 +201,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 500 UPDATING: `reason` (what failed), caused by `source`.
+    pub fn updating(reason: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+        ApiError::Updating {
+            reason: reason.into(),
+            source: Some(Cause::new(source)),
+        }
+    }
+
+    /// 500 UNKNOWN: `reason` (what failed), caused by `source`.
+    pub fn unknown(reason: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+        ApiError::Unknown {
+            reason: reason.into(),
+            source: Some(Cause::new(source)),
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -243,7 +314,7 @@ impl ApiError {
                     .map(|a| json!({"Type": a.resource_type, "Class": "", "Name": a.name, "Action": a.action}))
                     .collect(),
             )),
-            ApiError::Unavailable { reason } => Some(Value::String(reason.clone())),
+            ApiError::Unavailable { reason, .. } => Some(Value::String(reason.clone())),
             ApiError::NotLeader { .. } => Some(Value::String(self.to_string())),
             ApiError::TooLarge { limit, max } => Some(json!({"limit": limit, "max": max})),
         }
@@ -269,12 +340,68 @@ impl From<crate::signer::SignerError> for ApiError {
     /// signer is reported as 503 so that clients retry.
     fn from(e: crate::signer::SignerError) -> Self {
         match e {
-            crate::signer::SignerError::Unavailable { message } => ApiError::Unavailable {
+            crate::signer::SignerError::Unavailable { ref message } => ApiError::Unavailable {
                 reason: format!("signer unavailable: {message}"),
+                source: Some(Cause::new(e)),
             },
-            other => ApiError::Unknown {
+            other => ApiError::unknown(other.to_string(), other),
+        }
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    /// seal-tuf's verdict on an upload, as Notary answers it.
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::InvalidRole(role) => ApiError::InvalidRole { role },
+            UpdateError::MalformedJson { role, .. } => ApiError::MalformedJson { role },
+            UpdateError::Invalid { kind, msg, .. } => ApiError::InvalidUpdate { kind, msg },
+            UpdateError::OldVersion {
+                ref role,
+                version,
+                current,
+                ..
+            } => ApiError::OldVersion {
+                reason: format!("{role} version {version} is not above {current}"),
+                source: Some(Cause::new(e)),
+            },
+            other => ApiError::InvalidUpdate {
+                kind: UpdateErrorKind::Validation,
+                msg: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<seal_tuf::Error> for ApiError {
+    /// The server could not make the metadata it signs (a version past the
+    /// largest); without a key the root lists for it, it has no crypto service.
+    fn from(e: seal_tuf::Error) -> Self {
+        match e {
+            seal_tuf::Error::NoServerKey { .. } => ApiError::NoCryptoService,
+            other => ApiError::updating(other.to_string(), other),
+        }
+    }
+}
+
+impl From<seal_storage::Error> for ApiError {
+    /// A local read failed.
+    fn from(e: seal_storage::Error) -> Self {
+        ApiError::unknown(e.to_string(), e)
+    }
+}
+
+impl From<WriteError> for ApiError {
+    /// A Raft write failed: not the leader (the cluster layer forwards), a
+    /// retryable failure (503), or a fatal one (500 UPDATING).
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::ForwardToLeader { leader_id, .. } => ApiError::NotLeader { leader: leader_id },
+            other if other.is_retryable() => ApiError::Unavailable {
                 reason: other.to_string(),
+                source: Some(Cause::new(other)),
             },
+            other => ApiError::updating(other.to_string(), other),
         }
     }
 }
@@ -453,7 +580,10 @@ pub(crate) mod tests {
     fn other_codes_have_notary_shapes() {
         let body = |e: ApiError| String::from_utf8(e.body()).unwrap();
         assert_eq!(
-            body(ApiError::OldVersion { reason: "x".into() }),
+            body(ApiError::OldVersion {
+                reason: "x".into(),
+                source: None
+            }),
             "{\"errors\":[{\"code\":\"VERSION\",\"message\":\"A newer version of metadata is already available.\",\"detail\":{}}]}\n"
         );
         assert_eq!(
@@ -468,11 +598,15 @@ pub(crate) mod tests {
             "{\"errors\":[{\"code\":\"INVALID_GUN\",\"message\":\"The server does not support actions on images of this name.\",\"detail\":\"Require GUNs with prefix: [docker.io/ quay.io/]\"}]}\n"
         );
         assert_eq!(
-            body(ApiError::Unknown { reason: "x".into() }),
+            body(ApiError::Unknown {
+                reason: "x".into(),
+                source: None
+            }),
             "{\"errors\":[{\"code\":\"UNKNOWN\",\"message\":\"unknown error\"}]}\n"
         );
         let unavailable = ApiError::Unavailable {
             reason: "raft leader unknown".into(),
+            source: None,
         };
         assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
@@ -497,6 +631,59 @@ pub(crate) mod tests {
         assert_eq!((e.status().as_u16(), e.code()), (500, "UNKNOWN"));
         let e: ApiError = SignerError::Unavailable { message: "down".into() }.into();
         assert_eq!((e.status().as_u16(), e.code()), (503, "UNAVAILABLE"));
+    }
+
+    #[test]
+    fn conversions_keep_their_source_and_send_notarys_body() {
+        use std::error::Error as _;
+        let refused = WriteError::Refused { reason: "busy".into() };
+        let e = ApiError::from(refused.clone());
+        assert_eq!((e.status().as_u16(), e.code()), (503, "UNAVAILABLE"));
+        assert_eq!(e.to_string(), "unavailable: raft refused the write: busy");
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), refused.to_string());
+        let e = ApiError::from(WriteError::ForwardToLeader {
+            leader_id: Some(2),
+            leader_addr: None,
+        });
+        assert_eq!(e, ApiError::NotLeader { leader: Some(2) });
+
+        let too_large = seal_tuf::Error::VersionTooLarge {
+            role: "timestamp".into(),
+            version: 1 << 64,
+        };
+        let e = ApiError::from(too_large.clone());
+        assert_eq!(
+            (e.code(), e.to_string()),
+            ("UPDATING", format!("error updating: {too_large}"))
+        );
+        let Some(ApiError::Updating {
+            source: Some(cause), ..
+        }) = Some(&e)
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(cause.get().downcast_ref::<seal_tuf::Error>(), Some(&too_large));
+        assert_eq!(
+            String::from_utf8(e.body()).unwrap(),
+            "{\"errors\":[{\"code\":\"UPDATING\",\"message\":\"An error has occurred while updating the TUF repository.\"}]}\n"
+        );
+        let e = ApiError::from(seal_tuf::Error::NoServerKey {
+            role: "timestamp".into(),
+        });
+        assert_eq!(e, ApiError::NoCryptoService);
+
+        let e = ApiError::from(UpdateError::OldVersion {
+            role: "targets".into(),
+            version: 2,
+            current: 3,
+        });
+        assert_eq!(e.to_string(), "old version: targets version 2 is not above 3");
+        assert!(e.source().is_some());
+        assert_eq!(
+            String::from_utf8(e.body()).unwrap(),
+            "{\"errors\":[{\"code\":\"VERSION\",\"message\":\"A newer version of metadata is already available.\",\"detail\":{}}]}\n"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::backend::Clock;
+use crate::clock::Clock;
 
 /// How often the faults file is read again.
 pub const POLL: Duration = Duration::from_millis(100);

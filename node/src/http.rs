@@ -37,10 +37,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use time::OffsetDateTime;
 
 use crate::cache::CachePolicy;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, UploadLimits};
 use crate::error::{go_escape, ApiError};
 use crate::metrics::{Metrics, METRICS_CONTENT_TYPE};
-use crate::multipart::{parse_upload, RoleFile, UploadLimits};
+use crate::multipart::{parse_upload, RoleFile};
 use crate::routes::{self, KeyRole, MetadataSelector, Route};
 use crate::signer::PublicKeyInfo;
 
@@ -245,6 +245,7 @@ impl ForwardBudget {
                 "request bodies being forwarded to the Raft leader fill limits.max_forward_bytes_in_flight ({} bytes); retry",
                 self.inner.max
             ),
+            source: None,
         }
     }
 }
@@ -466,9 +467,10 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             Ok(json_utf8(status, go_escape(&body)).into())
         }
         Route::Metrics => {
-            let body = state.metrics.encode().map_err(|e| ApiError::Unknown {
-                reason: format!("encoding metrics: {e}"),
-            })?;
+            let body = state
+                .metrics
+                .encode()
+                .map_err(|e| ApiError::unknown(format!("encoding metrics: {e}"), e))?;
             Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()).into())
         }
         Route::NotFound => Err(not_found()),
@@ -534,12 +536,11 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             // off the runtime that serves reads and Raft, as validation is.
             let _slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
                 reason: "upload parsing pool closed".into(),
+                source: None,
             })?;
             let files = tokio::task::spawn_blocking(move || parse_upload(content_type.as_deref(), &body, &limits))
                 .await
-                .map_err(|e| ApiError::Unknown {
-                    reason: format!("upload parsing task: {e}"),
-                })??;
+                .map_err(|e| ApiError::unknown(format!("upload parsing task: {e}"), e))??;
             backend.publish(gun, files).await?;
             Ok(Handled {
                 response: StatusCode::OK.into_response(),
@@ -552,7 +553,7 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
 fn ready(backend: &dyn Backend) -> Result<(), ApiError> {
     match backend.readiness() {
         Readiness::Ready => Ok(()),
-        Readiness::Unavailable { reason } => Err(ApiError::Unavailable { reason }),
+        Readiness::Unavailable { reason } => Err(ApiError::Unavailable { reason, source: None }),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `seal-node`: the library behind Seal's server node.
 //!
-//! It speaks Notary v0.7.0's HTTP API in front of a [`http::Backend`] (the
-//! Raft-replicated store and the TUF core, wired in later):
+//! It speaks Notary v0.7.0's HTTP API in front of a [`http::Backend`], whose
+//! implementation [`backend::RaftBackend`] reads and writes through seal-raft
+//! and leaves every TUF rule to seal-tuf:
 //!
 //! * [`routes`] parses request paths into typed routes (GUNs with slashes,
 //!   checksum- and version-named files) and applies `repositories.gun_prefixes`;
@@ -10,17 +11,28 @@
 //! * [`error`] maps every error to Notary's status and exact JSON body;
 //! * [`goquote`] is Go's `strconv.Quote`, for the texts Notary quotes;
 //! * [`cache`] builds the `Cache-Control` and `Last-Modified` headers;
-//! * [`config`] loads the node's JSON config with environment overrides;
+//! * [`config`] loads the node's JSON config with environment overrides, into
+//!   the typed sections the other modules take (`limits.*` as
+//!   [`config::UploadLimits`], …);
 //! * [`auth`] is token authentication (`auth.type = "token"`, Docker
 //!   registry v2 tokens as Notary checks them) behind [`http::AuthHook`];
-//!   [`token_server`] is a small token issuer for development and tests;
+//!   [`token_server`] is a small token issuer for development and tests
+//!   (the `seal-node token-server` subcommand exists only with the
+//!   `token-server` feature);
 //! * [`metrics`] holds the Prometheus registry;
 //! * [`backend`] is the real backend: Raft reads and writes, seal-tuf
-//!   validation and generation, the timestamp refresher;
+//!   validation, generation and refresh plans, the timestamp refresher;
+//!   [`clock`] is where its `now` comes from;
+//! * [`cluster`] is cluster mode: write forwarding to the leader, the read
+//!   gate (staleness bound), the `cluster` commands' output;
+//!   [`local_cluster`] is `seal-node local-cluster`, a loopback cluster for
+//!   trying Seal out;
 //! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] loads its TLS
 //!   identity, [`listen`] is the accept loop with its connection cap and timeouts;
-//! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
-//!   in-process [`signer::LocalSigner`];
+//! * [`signer`] is the signing seam ([`signer::CryptoService`]) and
+//!   [`signer::InProcessSigner`], seal-signer's core in the node's process;
+//!   [`remote_signer`] reaches signer services over gRPC, failing over
+//!   between them;
 //! * `testing` (only with the `testing` feature, and in unit tests) holds the
 //!   bodies of the HTTP-edge fuzz targets in `fuzz/` and a checker of HTTP
 //!   answers;
@@ -33,6 +45,7 @@
 pub mod auth;
 pub mod backend;
 pub mod cache;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -5,37 +5,9 @@
 //! parsers strip, and it enforces the node's upload limits. The checks come in
 //! Notary's order, part by part: filename present, valid role, JSON object.
 
+use crate::config::UploadLimits;
 use crate::error::ApiError;
 use seal_tuf::metadata::is_valid_role;
-
-/// Upload limits (`limits.*` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UploadLimits {
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: u64,
-    /// Most parts accepted in one upload.
-    pub max_parts: usize,
-    /// Largest single part accepted, in bytes.
-    pub max_file_bytes: u64,
-    /// Most bytes of request bodies a node that does not lead holds at once to forward them to
-    /// the Raft leader; a write that would exceed it is answered 503.
-    pub max_forward_bytes_in_flight: u64,
-}
-
-/// The default of `limits.max_forward_bytes_in_flight` (when `limits.max_body_bytes` is no
-/// larger): two bodies of the default maximum size.
-pub const DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT: u64 = 64 * 1024 * 1024;
-
-impl Default for UploadLimits {
-    fn default() -> Self {
-        UploadLimits {
-            max_body_bytes: 32 * 1024 * 1024,
-            max_parts: 64,
-            max_file_bytes: 8 * 1024 * 1024,
-            max_forward_bytes_in_flight: DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT,
-        }
-    }
-}
 
 /// The most bytes of headers accepted in one part.
 const MAX_PART_HEADER_BYTES: usize = 16 * 1024;

@@ -7,7 +7,7 @@
 //! fallback handler that calls [`parse`].
 
 use axum::http::Method;
-use seal_tuf::metadata::is_valid_role;
+use seal_tuf::metadata::{is_valid_role, BASE_ROLES, SNAPSHOT, TIMESTAMP};
 
 /// Which file of a role a GET asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +35,8 @@ impl KeyRole {
     /// The role's name.
     pub fn as_str(self) -> &'static str {
         match self {
-            KeyRole::Snapshot => "snapshot",
-            KeyRole::Timestamp => "timestamp",
+            KeyRole::Snapshot => SNAPSHOT,
+            KeyRole::Timestamp => TIMESTAMP,
         }
     }
 }
@@ -179,8 +179,8 @@ fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
     }
     if let Some(stem) = file.strip_suffix(".key") {
         let role = match stem {
-            "snapshot" => KeyRole::Snapshot,
-            "timestamp" => KeyRole::Timestamp,
+            SNAPSHOT => KeyRole::Snapshot,
+            TIMESTAMP => KeyRole::Timestamp,
             _ => return None,
         };
         return match *method {
@@ -217,17 +217,17 @@ fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
 }
 
 /// Notary's router pattern for roles:
-/// `root|targets(?:/[^/\s]+)*|snapshot|timestamp`.
+/// `root|targets(?:/[^/\s]+)*|snapshot|timestamp`. Looser than a valid role
+/// name (seal-tuf's [`is_valid_role`], checked after routing): a path of this
+/// shape with an invalid role is answered 404 without a lookup, as Notary does.
 fn route_role_shape(role: &str) -> bool {
-    match role {
-        "root" | "targets" | "snapshot" | "timestamp" => true,
-        _ => match role.strip_prefix("targets/") {
-            Some(tail) => tail
-                .split('/')
-                .all(|seg| !seg.is_empty() && !seg.chars().any(char::is_whitespace)),
-            None => false,
-        },
+    if BASE_ROLES.contains(&role) {
+        return true;
     }
+    role.strip_prefix("targets/").is_some_and(|tail| {
+        tail.split('/')
+            .all(|seg| !seg.is_empty() && !seg.chars().any(char::is_whitespace))
+    })
 }
 
 /// A GUN as Notary's router accepts it: non-empty, no `*`.

@@ -10,13 +10,14 @@ use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 use crate::auth::TokenAuth;
-use crate::backend::{run_refresher, Clock, RaftBackend, ServerLifetimes, SystemClock};
+use crate::backend::{run_refresher, RaftBackend, ServerLifetimes};
+use crate::clock::{Clock, SystemClock};
 use crate::cluster::{forward_layer, read_layer, Forwarder, ReadGate, RouterHandler};
 use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType, FAULTS_FILE_ENV};
 use crate::http::{router, AppState, AuthHook};
 use crate::metrics::Metrics;
 use crate::remote_signer::{run_health_probe, RemoteSigner};
-use crate::signer::{CryptoService, LocalSigner};
+use crate::signer::{CryptoService, InProcessSigner};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,22 @@ fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroiz
         "dev mode: generated the signer passphrase and stored it in plain text; never use dev mode in production"
     );
     Ok(Zeroizing::new(p))
+}
+
+/// The signing policy of the in-process signer: a signer process's, with
+/// lifetimes that admit the ones this node is configured to sign.
+fn in_process_policy(config: &NodeConfig) -> seal_signer::policy::PolicyConfig {
+    let default = seal_signer::policy::PolicyConfig::default();
+    let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    seal_signer::policy::PolicyConfig {
+        max_timestamp_lifetime: default
+            .max_timestamp_lifetime
+            .max(secs(config.timestamps.timestamp_lifetime_secs)),
+        max_snapshot_lifetime: default
+            .max_snapshot_lifetime
+            .max(secs(config.timestamps.snapshot_lifetime_secs)),
+        ..default
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -268,7 +285,10 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
             } else {
                 data_dir.join(&config.signer.keys_dir)
             };
-            Arc::new(LocalSigner::open(&keys_dir, passphrase).map_err(|e| StartError::Storage(e.to_string()))?)
+            Arc::new(
+                InProcessSigner::open(&keys_dir, passphrase, in_process_policy(&config))
+                    .map_err(|e| StartError::Storage(e.to_string()))?,
+            )
         }
         TrustServiceType::Remote => {
             let remote =

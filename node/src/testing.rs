@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::config::Env;
+use crate::config::{Env, UploadLimits};
 use crate::listen::ConnectionLimits;
-use crate::multipart::{parse_upload, UploadLimits};
+use crate::multipart::parse_upload;
 use crate::server::{dev_config, start, Running};
 
 /// The preface an HTTP/2 client opens a connection with (prior knowledge).

@@ -36,7 +36,7 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use x509_cert::der::{Decode as _, Encode as _};
 
-use crate::auth::{verifier_for, KeyKind};
+use crate::auth::{ed25519_pkcs8_v1, verifier_for, KeyKind};
 use crate::config::ListenAddr;
 
 /// The path tokens are served on.
@@ -518,24 +518,6 @@ impl TokenSigner {
         josekit::jwt::encode_with_signer(&payload, &header, self.signer.as_ref())
             .map_err(|e| TokenServerError::Key(format!("signing: {e}")))
     }
-}
-
-/// An Ed25519 private key in PEM (PKCS#8 version 1 or 2) re-encoded as
-/// version-1 PKCS#8 DER (RFC 8410), the form josekit reads; `None` when
-/// the PEM is not an Ed25519 PKCS#8 key.
-pub fn ed25519_pkcs8_v1(key_pem: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
-    use rustls::pki_types::PrivatePkcs8KeyDer;
-    /// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }`.
-    const PREFIX: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-    ];
-    let der = PrivatePkcs8KeyDer::from_pem_slice(key_pem).ok()?;
-    let key = ed25519_dalek::SigningKey::from_pkcs8_der(der.secret_pkcs8_der()).ok()?;
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(48));
-    out.extend_from_slice(&PREFIX);
-    out.extend_from_slice(key.as_bytes());
-    Some(out)
 }
 
 /// Who asks for a token.

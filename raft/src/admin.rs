@@ -13,7 +13,9 @@
 //!   running it, so the sender may safely try the new leader.
 //! * [`AdminClient`] is the client side: used by `seal-node cluster …` and by nodes talking to
 //!   their leader. It authenticates with the same cluster mutual TLS ([`ClusterTls`]).
-//! * [`ClusterServer`] serves the Raft transport and both services on one listener.
+//! * The Raft port (`server.rs`) serves the Raft transport and both services on one
+//!   listener; membership changes go through the same operations (`membership.rs`) as
+//!   [`crate::SealRaft`]'s own.
 //!
 //! Every caller presenting a certificate signed by the cluster CA (and, when
 //! `RaftConfig::allowed_peer_names` is set, carrying one of those names) is trusted with these
@@ -49,7 +51,8 @@ pub type StatusReporter = Arc<dyn Fn() -> Vec<seal_proto::raft::DependencyStatus
 
 use crate::codec::decode;
 use crate::error::MembershipError;
-use crate::grpc::{peer_host, ClusterTls};
+use crate::membership::Membership;
+use crate::tls::{peer_host, ClusterTls};
 use crate::types::{LogId, Raft};
 
 /// Metadata key marking an admin request a follower forwarded to its leader.
@@ -516,7 +519,7 @@ pub(crate) fn membership_status(e: &MembershipError) -> Status {
 pub struct AdminService {
     shared: Arc<AdminShared>,
     /// The local Raft, for membership changes.
-    seal: Arc<crate::node::Membership>,
+    seal: Arc<Membership>,
 }
 
 impl std::fmt::Debug for AdminService {
@@ -540,7 +543,7 @@ impl AdminService {
 
 impl AdminService {
     pub(crate) fn new(shared: Arc<AdminShared>) -> AdminService {
-        let seal = Arc::new(crate::node::Membership::new(shared.raft.clone(), shared.node_id));
+        let seal = Arc::new(Membership::new(shared.raft.clone(), shared.node_id));
         AdminService { shared, seal }
     }
 }

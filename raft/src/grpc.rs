@@ -33,11 +33,8 @@
 //!
 //! # TLS
 //!
-//! Every node holds a certificate and key signed by the cluster's CA ([`ClusterTls`]). The server
-//! requires a client certificate chaining to that CA; the client trusts only that CA (no system
-//! roots) and checks the server's certificate against the host part of the peer's Raft address
-//! (a DNS name or an IP address, which must be among the certificate's subject alternative names).
-//! rustls with the ring provider does both, through tonic's `tls-ring` feature.
+//! See [`crate::tls`]: the client trusts only the cluster CA and checks the server's certificate
+//! against the host part of the peer's Raft address.
 //!
 //! # Connections
 //!
@@ -46,16 +43,10 @@
 //! stream); HTTP/2 multiplexes them over one connection, which reconnects by itself after a
 //! failure. HTTP/2 keep-alive pings notice a silently dead peer.
 //!
-//! The server accepts through [`seal_proto::listen`]: an `accept()` error is logged and retried
-//! after 10 ms doubling to 1 s (the listener never ends and never spins), at most
-//! `RaftConfig::max_connections` connections are open at once (one more is closed on arrival and
-//! counted, see [`ConnectionCounts`]), and a TLS handshake must finish within 10 s (tonic's
-//! `ServerTlsConfig::timeout`, applied per connection while others are accepted).
+//! The server side of the port (accept loop, connection cap) is `server.rs`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,24 +59,18 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use seal_proto::listen::{ConnectionCap, ListenerEvents};
 use seal_proto::peer::AllowedNames;
 use seal_proto::raft::raft_client::RaftClient;
 use seal_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use seal_proto::raft::{raft_reply, PayloadFormat, RaftReply, RaftRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
 use crate::contact::LeaderContact;
 use crate::error::Error;
+use crate::tls::{error_chain, peer_host, ClusterTls, TlsMaterial};
 use crate::types::{Raft, TypeConfig};
 
 /// How long establishing a TCP connection to a peer may take (the TLS handshake is bounded by the
@@ -95,154 +80,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// A peer that does not answer a keep-alive ping within this is considered gone.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
-/// How long the server waits for a client's TLS handshake (a connection that never completes one
-/// holds a slot under the connection cap this long at most).
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First sleep after a peer was unreachable; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest sleep between attempts to reach an unreachable peer.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Upper bound of what a `RaftRequest` adds around its payload (field tags, lengths, ids).
 const REQUEST_FRAMING: usize = 64;
-
-/// The cluster's mutual-TLS material: three PEM files.
-///
-/// All three are mandatory: a node accepts Raft RPCs only from peers presenting a certificate
-/// signed by `ca_file`, and sends them only to peers presenting one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterTls {
-    /// The cluster CA's certificate (PEM); the only trust anchor for peers.
-    pub ca_file: PathBuf,
-    /// This node's certificate (PEM, optionally followed by intermediates), signed by the CA.
-    /// Used both as server and as client certificate, so its subject alternative names must
-    /// include the host of this node's Raft address.
-    pub cert_file: PathBuf,
-    /// This node's private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
-}
-
-impl ClusterTls {
-    /// Read and check the three files: the CA file holds usable CA certificates, the key parses,
-    /// and this node's certificate chains to the CA (valid now, usable for client
-    /// authentication), so that a wrong file fails the start with its name rather than every RPC.
-    pub(crate) fn load(&self) -> Result<TlsMaterial, Error> {
-        let tls_err = |what: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |reason: String| Error::Tls {
-                what,
-                path: Some(path.clone()),
-                reason,
-            }
-        };
-        let ca_err = tls_err("CA certificate", &self.ca_file);
-        let cert_err = tls_err("certificate", &self.cert_file);
-        let key_err = tls_err("private key", &self.key_file);
-
-        let ca_pem = std::fs::read(&self.ca_file).map_err(|e| ca_err(e.to_string()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in pem_certificates(&ca_pem).map_err(&ca_err)? {
-            roots
-                .add(cert)
-                .map_err(|e| ca_err(format!("not a usable CA certificate: {e}")))?;
-        }
-        let cert_pem = std::fs::read(&self.cert_file).map_err(|e| cert_err(e.to_string()))?;
-        let chain = pem_certificates(&cert_pem).map_err(&cert_err)?;
-        let key_pem = std::fs::read(&self.key_file).map_err(|e| key_err(e.to_string()))?;
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| key_err(format!("no usable PEM private key: {e}")))?;
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| ca_err(e.to_string()))?;
-        verifier
-            .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
-            .map_err(|e| {
-                cert_err(format!(
-                    "not accepted under the cluster CA {}: {e}",
-                    self.ca_file.display()
-                ))
-            })?;
-
-        let material = TlsMaterial {
-            ca: Certificate::from_pem(ca_pem),
-            identity: Identity::from_pem(cert_pem, key_pem),
-        };
-        // Build both sides once now (this checks, e.g., that the key is usable with the certificate).
-        let bad = |side: &str, e: &dyn std::error::Error| Error::Tls {
-            what: "certificate and key",
-            path: Some(self.key_file.clone()),
-            reason: format!("{side}: {}", error_chain(e)),
-        };
-        Server::builder()
-            .tls_config(material.server_config())
-            .map_err(|e| bad("as a server", &e))?;
-        Endpoint::from_static("https://localhost")
-            .tls_config(material.client_config("localhost"))
-            .map_err(|e| bad("as a client", &e))?;
-        Ok(material)
-    }
-}
-
-/// The certificates of a PEM file, at least one.
-fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("unreadable PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("no PEM certificate".into());
-    }
-    Ok(certs)
-}
-
-/// Loaded TLS material: the CA certificate and this node's identity.
-#[derive(Clone)]
-pub(crate) struct TlsMaterial {
-    ca: Certificate,
-    identity: Identity,
-}
-
-impl std::fmt::Debug for TlsMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsMaterial").finish_non_exhaustive()
-    }
-}
-
-impl TlsMaterial {
-    fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(self.identity.clone())
-            .client_ca_root(self.ca.clone())
-            .client_auth_optional(false)
-            .timeout(TLS_HANDSHAKE_TIMEOUT)
-    }
-
-    fn client_config(&self, server_name: &str) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(self.ca.clone())
-            .identity(self.identity.clone())
-            .domain_name(server_name)
-    }
-}
-
-/// The host part of a Raft address `host:port` (`[v6]:port` for IPv6), as TLS checks it.
-pub(crate) fn peer_host(addr: &str) -> Result<&str, String> {
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| "expected host:port".to_string())?;
-    port.parse::<u16>().map_err(|_| format!("invalid port {port:?}"))?;
-    let host = match host.strip_prefix('[') {
-        Some(inner) => inner
-            .strip_suffix(']')
-            .ok_or_else(|| "unbalanced '[' in host".to_string())?,
-        None if host.contains(':') => return Err("an IPv6 address must be written [addr]:port".into()),
-        None => host,
-    };
-    if host.is_empty() {
-        return Err("empty host".into());
-    }
-    if let Some(c) = host.chars().find(|c| c.is_whitespace() || "/@?#[]".contains(*c)) {
-        return Err(format!("unexpected {c:?} in host (give host:port, no scheme or path)"));
-    }
-    Ok(host)
-}
 
 /// Why an RPC to a peer failed on this side of the wire (openraft gets it wrapped in
 /// `Unreachable`, `Timeout` or `NetworkError`).
@@ -343,17 +186,6 @@ fn is_connection_failure(status: &Status) -> bool {
         source = e.source();
     }
     false
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The network factory of a cluster node: gRPC clients over mutual TLS, one channel per target.
@@ -625,7 +457,7 @@ impl RaftNetwork<TypeConfig> for GrpcClient {
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
-    node_id: u64,
+    pub(crate) node_id: u64,
     open: Arc<AtomicBool>,
     allowed: AllowedNames,
     contact: Option<Arc<LeaderContact>>,
@@ -752,155 +584,6 @@ impl RaftRpc for RaftService {
     async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = self.accept(RPCTypes::InstallSnapshot, request)?;
         reply(RPCTypes::InstallSnapshot, self.raft.install_snapshot(req).await)
-    }
-}
-
-/// What the Raft port's listener counted so far.
-#[derive(Debug, Default)]
-pub struct ConnectionCounts {
-    open: AtomicU64,
-    refused: AtomicU64,
-    accept_errors: AtomicU64,
-}
-
-impl ConnectionCounts {
-    /// Connections open now (TLS handshakes in progress included).
-    pub fn open(&self) -> u64 {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Connections closed on arrival because `RaftConfig::max_connections` were open.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// Failed `accept()` calls.
-    pub fn accept_errors(&self) -> u64 {
-        self.accept_errors.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts and logs what the Raft port's listener does.
-#[derive(Debug, Clone)]
-struct RaftListenerEvents {
-    node_id: u64,
-    counts: Arc<ConnectionCounts>,
-}
-
-impl ListenerEvents for RaftListenerEvents {
-    fn accept_failed(&self, error: &std::io::Error, retry_in: Duration) {
-        self.counts.accept_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(node_id = self.node_id, %error, ?retry_in, "raft gRPC: accepting a connection failed");
-    }
-
-    fn refused(&self, peer: SocketAddr, max: usize) {
-        self.counts.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(node_id = self.node_id, %peer, max, "raft gRPC: connection refused, too many open");
-    }
-
-    fn opened(&self) {
-        self.counts.open.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn closed(&self) {
-        self.counts.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A running Raft gRPC server (with the cluster admin and forwarding services when asked).
-#[derive(Debug)]
-pub(crate) struct ServerHandle {
-    addr: SocketAddr,
-    service: RaftService,
-    counts: Arc<ConnectionCounts>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl ServerHandle {
-    /// Serve `service`, and `admin`'s services when given, over mutual TLS on `listener` (bound
-    /// to `configured_addr`), at most `max_connections` connections at once.
-    pub(crate) fn spawn(
-        listener: TcpListener,
-        configured_addr: &str,
-        service: RaftService,
-        admin: Option<crate::admin::AdminService>,
-        tls: &TlsMaterial,
-        max_message_bytes: usize,
-        max_connections: usize,
-    ) -> Result<ServerHandle, Error> {
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: configured_addr.to_string(),
-            source,
-        })?;
-        let mut builder = Server::builder()
-            .tls_config(tls.server_config())
-            .map_err(|e| Error::Tls {
-                what: "configuration",
-                path: None,
-                reason: error_chain(&e),
-            })?;
-        let mut router = builder.add_service(service.clone().into_server(max_message_bytes));
-        let with_admin = admin.is_some();
-        if let Some(admin) = admin {
-            router = crate::admin::add_admin_services(router, admin, max_message_bytes);
-        }
-        let (stop, stopped) = oneshot::channel::<()>();
-        let node_id = service.node_id;
-        let counts = Arc::new(ConnectionCounts::default());
-        let events = RaftListenerEvents {
-            node_id,
-            counts: counts.clone(),
-        };
-        let incoming = seal_proto::listen::incoming(listener, ConnectionCap::new(max_connections, events));
-        let task = tokio::spawn(async move {
-            let signal = async move {
-                let _ = stopped.await;
-            };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
-                tracing::error!(node_id, error = %error_chain(&e), "raft gRPC server failed");
-            }
-        });
-        if with_admin {
-            tracing::info!(node_id, %addr, "serving raft, cluster admin and forwarding RPCs over mutual TLS");
-        } else {
-            tracing::info!(node_id, %addr, "serving raft RPCs over mutual TLS");
-        }
-        Ok(ServerHandle {
-            addr,
-            service,
-            counts,
-            stop,
-            task,
-        })
-    }
-
-    /// The address the server listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The counts of the server's connections.
-    pub(crate) fn connection_counts(&self) -> Arc<ConnectionCounts> {
-        self.counts.clone()
-    }
-
-    /// Refuse further RPCs, stop accepting connections, and wait up to `grace` for open ones to
-    /// finish (then abandon them: they can only get refusals).
-    pub(crate) async fn stop(self, grace: Duration) {
-        let ServerHandle {
-            addr,
-            service,
-            counts: _,
-            stop,
-            mut task,
-        } = self;
-        service.close();
-        let _ = stop.send(());
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(%addr, "raft gRPC connections still open after shutdown; abandoning them");
-            task.abort();
-        }
     }
 }
 

@@ -10,8 +10,11 @@
 //!   installs file snapshots.
 //! * [`network`] is the placeholder network of a single-node deployment ([`SealRaft::open`]).
 //! * [`grpc`] is the network of a cluster: openraft's RPCs over tonic gRPC
-//!   with mutual TLS (`seal-proto`'s `seal.raft.v1.Raft` service), client and
-//!   server side.
+//!   (`seal-proto`'s `seal.raft.v1.Raft` service), client side and the
+//!   service answering them; [`tls`] loads and checks the cluster's mutual TLS
+//!   ([`ClusterTls`]); `server` runs the Raft port, one listener for the
+//!   transport and the admin services, with its connection cap
+//!   ([`ConnectionCounts`]).
 //! * [`SealRaft`] ties it together: open a data directory, start Raft, and
 //!   either initialize a fresh single-voter cluster ([`SealRaft::open`]) or
 //!   join a multi-node cluster over gRPC ([`SealRaft::open_cluster`], then
@@ -19,6 +22,8 @@
 //!   [`SealRaft::change_membership`]); write commands, read state.
 //! * [`contact`] records when a follower last heard from its leader and with which commit index,
 //!   from which [`SealRaft::read_state`] tells how stale the node's applied state may be.
+//! * `membership` holds the membership operations (initialize, add a learner, change voters)
+//!   shared by [`SealRaft`] and the admin service.
 //! * [`admin`] serves the cluster admin API (`seal.raft.v1.ClusterAdmin`) and write forwarding
 //!   (`seal.raft.v1.Forwarding`) on the Raft port ([`SealRaft::open_cluster_with_admin`]), and
 //!   is the client of both ([`AdminClient`]).
@@ -34,16 +39,20 @@ pub mod contact;
 pub mod error;
 pub mod grpc;
 pub mod log_store;
+mod membership;
 pub mod network;
 mod node;
+mod server;
 pub mod state_machine;
+pub mod tls;
 pub mod types;
 
 pub use admin::{AdminClient, AdminError, ForwardHandler, StatusReporter};
 pub use contact::LeaderContact;
 pub use error::{Error, MembershipError, WriteError};
-pub use grpc::{ClusterTls, ConnectionCounts};
 pub use log_store::LogStore;
 pub use node::{Metrics, RaftConfig, ReadState, SealRaft, DEFAULT_MAX_CONNECTIONS};
+pub use server::ConnectionCounts;
 pub use state_machine::StateMachine;
+pub use tls::ClusterTls;
 pub use types::TypeConfig;

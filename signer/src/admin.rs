@@ -10,6 +10,7 @@ use std::time::Duration;
 use seal_proto::threshold::StatusResponse;
 
 use crate::config::SignerConfig;
+use crate::error::Error;
 use crate::software::{Passphrases, SoftwareBackend};
 use crate::store::Store;
 use crate::threshold::{GrpcPeers, Peer, ThresholdHandle};
@@ -42,27 +43,25 @@ impl fmt::Display for RewrapReport {
 /// `env`. Each key is replaced by one synced write, so an interrupted run
 /// leaves every key readable and can simply be repeated. Stops at the first
 /// key it cannot decrypt, naming it.
-pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<RewrapReport, String> {
-    let passphrases = Passphrases::from_env(&config.default_alias, &config.aliases, env).map_err(|e| e.to_string())?;
+pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<RewrapReport, Error> {
+    let passphrases = Passphrases::from_env(&config.default_alias, &config.aliases, env)?;
     let software = SoftwareBackend::new(passphrases);
-    let store = Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.storage.data_dir)?;
     let mut report = RewrapReport::default();
-    for mut record in store.keys().map_err(|e| e.to_string())? {
+    for mut record in store.keys()? {
+        let of_key = |what: &str, e: &dyn fmt::Display| Error::Internal(format!("{what}{}: {e}", record.key_id));
         let rewrapped = match record.backend.as_str() {
-            "software" => software
-                .rewrap(&record.handle)
-                .map_err(|e| format!("key {}: {e}", record.key_id))?,
+            "software" => software.rewrap(&record.handle).map_err(|e| of_key("key ", &e))?,
             crate::threshold::BACKEND_NAME => {
-                let mut handle =
-                    ThresholdHandle::decode(&record.handle).map_err(|e| format!("key {}: {e}", record.key_id))?;
+                let mut handle = ThresholdHandle::decode(&record.handle).map_err(|e| of_key("key ", &e))?;
                 match software
                     .rewrap_secret(&handle.share_jwe)
-                    .map_err(|e| format!("threshold share of key {}: {e}", record.key_id))?
+                    .map_err(|e| of_key("threshold share of key ", &e))?
                 {
                     None => None,
                     Some(jwe) => {
                         handle.share_jwe = jwe;
-                        Some(serde_json::to_vec(&handle).map_err(|e| format!("key {}: {e}", record.key_id))?)
+                        Some(serde_json::to_vec(&handle).map_err(|e| of_key("key ", &e))?)
                     }
                 }
             }
@@ -75,7 +74,7 @@ pub fn rewrap(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Re
             None => report.current += 1,
             Some(handle) => {
                 record.handle = handle;
-                store.put_key(&record).map_err(|e| e.to_string())?;
+                store.put_key(&record)?;
                 report.rewrapped += 1;
             }
         }
@@ -178,11 +177,11 @@ impl fmt::Display for StatusReport {
 fn this_signer(
     config: &SignerConfig,
     self_addr: Option<&str>,
-) -> Result<(crate::threshold::ThresholdConfig, Peer), String> {
+) -> Result<(crate::threshold::ThresholdConfig, Peer), Error> {
     let t = config
         .key_backend
         .threshold_config()
-        .ok_or("this needs a threshold signer (key_backend.type = \"threshold\")")?;
+        .ok_or_else(|| Error::Config("this needs a threshold signer (key_backend.type = \"threshold\")".to_owned()))?;
     let me = Peer {
         id: t.self_id,
         addr: self_addr
@@ -197,13 +196,13 @@ fn this_signer(
 /// [`status`]) to refresh the shares of threshold key `key_id` with all
 /// its peers; returns the group public key, which does not change. The
 /// call presents this signer's own certificate, the only one allowed to ask.
-pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, Error> {
     let (t, id, transport) = own_transport(config, self_addr)?;
     // Four rounds with every signer, each bounded by the DKG timeout.
     transport
         .refresh_shares(id, key_id, t.dkg_timeout * 4)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        .map_err(answer_error)
 }
 
 /// Asks the running signer `config` describes (at `self_addr`, as for
@@ -211,13 +210,23 @@ pub async fn refresh_shares(config: &SignerConfig, key_id: &str, self_addr: Opti
 /// (started again with an empty data directory), to get it back from k of
 /// its peers; returns the group public key, which does not change. The
 /// call presents this signer's own certificate, the only one allowed to ask.
-pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, String> {
+pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option<&str>) -> Result<Vec<u8>, Error> {
     let (t, id, transport) = own_transport(config, self_addr)?;
     // Three rounds with k signers, each bounded by the DKG timeout.
     transport
         .repair_share(id, key_id, t.dkg_timeout * 4)
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        .map_err(answer_error)
+}
+
+/// The running signer's answer to an operator's call, as an error: its
+/// status code and message.
+fn answer_error(s: tonic::Status) -> Error {
+    Error::Internal(status_text(&s))
+}
+
+fn status_text(s: &tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
 }
 
 /// The threshold settings and id of the signer `config` describes, and a
@@ -226,7 +235,7 @@ pub async fn repair_share(config: &SignerConfig, key_id: &str, self_addr: Option
 fn own_transport(
     config: &SignerConfig,
     self_addr: Option<&str>,
-) -> Result<(crate::threshold::ThresholdConfig, u16, GrpcPeers), String> {
+) -> Result<(crate::threshold::ThresholdConfig, u16, GrpcPeers), Error> {
     let (t, me) = this_signer(config, self_addr)?;
     let id = me.id;
     let transport = GrpcPeers::new(
@@ -243,7 +252,7 @@ fn own_transport(
 /// `Status`, over mutual TLS with this signer's certificate and key. This
 /// signer is reached at `self_addr`, by default `localhost:<port of
 /// server.grpc_addr>` (the host is the TLS name checked).
-pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<StatusReport, String> {
+pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<StatusReport, Error> {
     let (t, me) = this_signer(config, self_addr)?;
     let mut all = vec![me];
     all.extend(t.peers.iter().cloned());
@@ -279,7 +288,7 @@ pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<St
                 id: p.id,
                 is_self: p.id == t.self_id,
                 addr: p.addr,
-                answer: answer.map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+                answer: answer.map_err(|s| status_text(&s)),
             })
             .collect(),
     })
@@ -288,7 +297,7 @@ pub async fn status(config: &SignerConfig, self_addr: Option<&str>) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Algorithm, KeyBackend};
+    use crate::backend::{Algorithm, LocalBackend};
     use crate::software::{decrypt_secret, encrypt_secret, jwe_kid};
     use crate::store::KeyRecord;
 
@@ -413,7 +422,9 @@ mod tests {
 
         // Without the old alias's passphrase nothing is touched.
         let new_only = env(&[("SEAL_SIGNER_NEW", "new passphrase")]);
-        let e = rewrap(&config(dir.path(), "new", &["old"]), &new_only).unwrap_err();
+        let e = rewrap(&config(dir.path(), "new", &["old"]), &new_only)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key0") || e.contains("threshold-key"), "{e}");
 
         let both = env(&[

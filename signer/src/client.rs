@@ -12,7 +12,7 @@ use seal_proto::signer::signer_client::SignerClient as PbSignerClient;
 use seal_proto::signer::{CreateKeyRequest, KeyId, SignatureRequest};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::service::{high_water_of, GUN_HEADER, ROLE_HEADER, UNAVAILABLE_HEADER};
+use crate::wire::{high_water_of, GUN_HEADER, ROLE_HEADER, UNAVAILABLE_HEADER};
 
 /// Where the signer is and the TLS material to reach it.
 #[derive(Debug, Clone)]

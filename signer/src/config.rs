@@ -22,6 +22,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::error::Error;
 use serde::Deserialize;
 
 /// The config as written.
@@ -292,9 +293,10 @@ fn resolve(p: &mut PathBuf, base: &Path) {
 
 impl SignerConfig {
     /// Reads and checks `path`.
-    pub fn load(path: &Path) -> Result<SignerConfig, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut c: SignerConfig = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<SignerConfig, Error> {
+        let bytes = std::fs::read(path).map_err(Error::io(path.display().to_string()))?;
+        let mut c: SignerConfig =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         resolve(&mut c.server.tls_cert_file, base);
         resolve(&mut c.server.tls_key_file, base);
@@ -310,17 +312,17 @@ impl SignerConfig {
             t.validate()?;
         }
         if c.server.max_connections == 0 || c.server.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "{}: server.max_connections must be between 1 and {}",
                 path.display(),
                 tokio::sync::Semaphore::MAX_PERMITS
-            ));
+            )));
         }
         if c.default_alias.is_empty() || !c.default_alias.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "default_alias {:?} must be letters, digits or _",
                 c.default_alias
-            ));
+            )));
         }
         Ok(c)
     }
@@ -371,7 +373,7 @@ mod tests {
                 "peers":[{"id":2,"addr":"localhost:1"}]}}"#,
         )
         .unwrap();
-        assert!(SignerConfig::load(&p).unwrap_err().contains("threshold 3"));
+        assert!(SignerConfig::load(&p).unwrap_err().to_string().contains("threshold 3"));
         std::fs::write(
             &p,
             br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key","client_ca_file":"ca.crt"},
@@ -379,7 +381,7 @@ mod tests {
                 "peers":[{"id":1,"addr":"localhost:1"}]}}"#,
         )
         .unwrap();
-        assert!(SignerConfig::load(&p).unwrap_err().contains("distinct"));
+        assert!(SignerConfig::load(&p).unwrap_err().to_string().contains("distinct"));
         // The connection cap must let one connection in.
         std::fs::write(
             &p,
@@ -387,13 +389,19 @@ mod tests {
                 "max_connections":0},"storage":{"data_dir":"data"}}"#,
         )
         .unwrap();
-        assert!(SignerConfig::load(&p).unwrap_err().contains("server.max_connections"));
+        assert!(SignerConfig::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("server.max_connections"));
         // Mutual TLS is not optional.
         std::fs::write(
             &p,
             br#"{"server":{"grpc_addr":"127.0.0.1:7899","tls_cert_file":"s.crt","tls_key_file":"s.key"},"storage":{"data_dir":"d"}}"#,
         )
         .unwrap();
-        assert!(SignerConfig::load(&p).unwrap_err().contains("client_ca_file"));
+        assert!(SignerConfig::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("client_ca_file"));
     }
 }

@@ -1,11 +1,13 @@
 //! Seal's signer: holds the server-managed timestamp and snapshot keys so
 //! that server nodes never hold private keys, and checks what it signs.
 //!
-//! [`service`] serves the Notary-compatible gRPC API over [`store`]'s key
-//! records, applying [`policy`] before every signature; keys live in a
-//! [`backend`]: [`software`] (JWE-encrypted), [`pkcs11`] (an HSM), or
-//! [`threshold`] (FROST shares over several signers, which talk through the
-//! peer protocol in `seal_proto::threshold`). [`server`] starts it all from
+//! [`core`] holds [`store`]'s key records and applies [`policy`] before
+//! every signature; keys live in a [`backend`]: [`software`]
+//! (JWE-encrypted), [`pkcs11`] (an HSM), or [`threshold`] (FROST shares
+//! over several signers, which talk through the peer protocol in
+//! `seal_proto::threshold`). [`service`] serves the core as the
+//! Notary-compatible gRPC API; a node running its signer in process calls
+//! the core directly. Every operation fails with an [`Error`]. [`server`] starts it all from
 //! [`config`] and serves [`metrics`]; [`client`] is what server nodes use to
 //! call a signer; [`admin`] holds the operator commands (`rewrap`, and for a
 //! threshold cluster `status` and `refresh-shares`).
@@ -16,6 +18,8 @@ pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod core;
+pub mod error;
 pub mod metrics;
 pub mod pkcs11;
 pub mod policy;
@@ -27,6 +31,9 @@ pub mod store;
 pub mod testing;
 pub mod threshold;
 pub mod tls;
+pub mod wire;
+
+pub use error::{Error, Result};
 
 /// Installs ring as the process's rustls provider (Seal uses one provider).
 pub fn install_crypto_provider() {

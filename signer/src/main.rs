@@ -94,14 +94,14 @@ enum Command {
 fn key_operation<F, Fut>(path: &std::path::Path, what: &str, f: F) -> ExitCode
 where
     F: FnOnce(seal_signer::config::SignerConfig) -> Fut,
-    Fut: std::future::Future<Output = Result<String, String>>,
+    Fut: std::future::Future<Output = Result<String, seal_signer::Error>>,
 {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let outcome = tokio::runtime::Runtime::new()
-        .map_err(|e| e.to_string())
+        .map_err(seal_signer::Error::io("starting the runtime"))
         .and_then(|rt| rt.block_on(f(config)));
     match outcome {
         Ok(report) => {
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let report = tokio::runtime::Runtime::new()
-                .map_err(|e| e.to_string())
+                .map_err(seal_signer::Error::io("starting the runtime"))
                 .and_then(|rt| rt.block_on(seal_signer::admin::status(&config, addr.as_deref())));
             match report {
                 Ok(report) => {

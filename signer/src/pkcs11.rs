@@ -49,7 +49,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::backend::{Algorithm, BackendError, KeyBackend, NewKey};
+use crate::backend::{Algorithm, BackendError, LocalBackend, NewKey};
 
 /// Most sessions one token's pool opens at once.
 pub const MAX_SESSIONS: usize = 8;
@@ -137,7 +137,7 @@ fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, BackendError> {
     Ok(pin)
 }
 
-/// A [`KeyBackend`] whose keys live in a PKCS#11 token.
+/// A [`LocalBackend`] whose keys live in a PKCS#11 token.
 pub struct Pkcs11Backend {
     token: Arc<Token>,
 }
@@ -222,7 +222,7 @@ impl Pkcs11Backend {
     }
 }
 
-impl KeyBackend for Pkcs11Backend {
+impl LocalBackend for Pkcs11Backend {
     fn name(&self) -> &'static str {
         "pkcs11"
     }

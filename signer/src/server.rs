@@ -12,11 +12,13 @@ use seal_proto::signer::signer_server::SignerServer;
 use seal_proto::threshold::threshold_peer_server::ThresholdPeerServer;
 use tokio::net::TcpListener;
 
-use crate::backend::KeyBackend;
+use crate::backend::{Blocking, KeyBackend, LocalBackend};
 use crate::config::{KeyBackendSection, SignerConfig};
+use crate::core::SignerCore;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pkcs11::{Pkcs11Backend, Pkcs11Config};
-use crate::service::{KeyManagementService, SignerCore, SignerService};
+use crate::service::{KeyManagementService, SignerService};
 use crate::software::{Passphrases, SoftwareBackend, PBES2_ITERATIONS};
 use crate::store::Store;
 use crate::threshold::{GrpcPeers, ThresholdBackend, ThresholdPeerService};
@@ -50,8 +52,8 @@ impl ListenerEvents for SignerListenerEvents {
     }
 }
 
-/// The key backends a signer uses.
-pub type Backends = Vec<Arc<dyn KeyBackend>>;
+/// The key backends on this machine a signer uses.
+pub type Backends = Vec<Arc<dyn LocalBackend>>;
 
 /// A running signer.
 pub struct Running {
@@ -100,15 +102,12 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 /// The key backends `config` asks for. Software keys stay readable whenever
 /// a passphrase for the default alias is set, so a signer can move to an
 /// HSM and keep signing with the keys it made before.
-pub fn backends(
-    config: &SignerConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Backends, &'static str), String> {
+pub fn backends(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<(Backends, &'static str)> {
     let mut out: Backends = Vec::new();
     let software = Passphrases::from_env(&config.default_alias, &config.aliases, env);
     match &config.key_backend {
         KeyBackendSection::Software => {
-            out.push(Arc::new(SoftwareBackend::new(software.map_err(|e| e.to_string())?)));
+            out.push(Arc::new(SoftwareBackend::new(software?)));
             Ok((out, "software"))
         }
         KeyBackendSection::Pkcs11 {
@@ -117,14 +116,12 @@ pub fn backends(
             pin_file,
             pin_env,
         } => {
-            let pin =
-                Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env).map_err(|e| e.to_string())?;
+            let pin = Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env)?;
             let hsm = Pkcs11Backend::open(Pkcs11Config {
                 module: module.clone(),
                 token_label: token_label.clone(),
                 pin,
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             out.push(Arc::new(hsm));
             if let Ok(p) = software {
                 out.push(Arc::new(SoftwareBackend::new(p)));
@@ -134,7 +131,7 @@ pub fn backends(
         KeyBackendSection::Threshold { .. } => {
             // New keys are threshold keys (see `start`); software keys made
             // before stay usable.
-            out.push(Arc::new(SoftwareBackend::new(software.map_err(|e| e.to_string())?)));
+            out.push(Arc::new(SoftwareBackend::new(software?)));
             Ok((out, "software"))
         }
     }
@@ -144,7 +141,7 @@ pub fn backends(
 /// `RUST_LOG`), starts serving on a new runtime, prints
 /// `seal-signer listening on <addr>` on stdout once it listens, and serves
 /// until SIGINT or SIGTERM. Passphrases come from `env`.
-pub fn run(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+pub fn run(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     tracing_subscriber::fmt()
         // Colours only on a terminal: escape codes do not belong in log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -154,39 +151,38 @@ pub fn run(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Resul
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Runtime::new().map_err(Error::io("starting the runtime"))?;
     rt.block_on(async {
         let running = start(config, env).await?;
         println!("seal-signer listening on {}", running.addr);
-        running.wait_for_signal().await.map_err(|e| e.to_string())
+        running
+            .wait_for_signal()
+            .await
+            .map_err(Error::io("waiting for a signal"))
     })
 }
 
 /// Opens everything `config` names and starts serving.
-pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Running, String> {
+pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Running> {
     crate::install_crypto_provider();
     std::fs::create_dir_all(&config.storage.data_dir)
-        .map_err(|e| format!("{}: {e}", config.storage.data_dir.display()))?;
-    let store = Arc::new(Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?);
+        .map_err(Error::io(config.storage.data_dir.display().to_string()))?;
+    let store = Arc::new(Store::open(&config.storage.data_dir)?);
     if !config.policy.enforce {
         tracing::warn!(
             "SIGNING POLICY NOT ENFORCED (policy.enforce = false): this signer signs whatever it is sent, \
              rollbacks and non-metadata included; use this only for tests and compromise drills"
         );
     }
-    let (backends, new_keys) = backends(config, env)?;
-    let metrics = Metrics::new().map_err(|e| e.to_string())?;
-    let mut core = SignerCore::new(
-        store.clone(),
-        backends,
-        new_keys,
-        config.policy.to_policy(),
-        metrics.clone(),
-    )?;
+    let (local, mut new_keys) = backends(config, env)?;
+    let mut backends: Vec<Arc<dyn KeyBackend>> = local
+        .into_iter()
+        .map(|b| Arc::new(Blocking(b)) as Arc<dyn KeyBackend>)
+        .collect();
+    let metrics = Metrics::new().map_err(|e| Error::Internal(format!("metrics: {e}")))?;
     let mut threshold = None;
     if let Some(t) = config.key_backend.threshold_config() {
-        let passphrases =
-            Passphrases::from_env(&config.default_alias, &config.aliases, env).map_err(|e| e.to_string())?;
+        let passphrases = Passphrases::from_env(&config.default_alias, &config.aliases, env)?;
         let transport = GrpcPeers::new(
             &t.peers,
             &config.server.client_ca_file,
@@ -200,8 +196,14 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
             );
         }
         let backend = Arc::new(
-            ThresholdBackend::new(t, store, passphrases, PBES2_ITERATIONS, config.policy.to_policy())?
-                .with_metrics(metrics),
+            ThresholdBackend::new(
+                t,
+                store.clone(),
+                passphrases,
+                PBES2_ITERATIONS,
+                config.policy.to_policy(),
+            )?
+            .with_metrics(metrics.clone()),
         );
         backend.set_transport(Arc::new(transport));
         // Before serving: a signer that was down while its peers signed
@@ -213,9 +215,12 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
                 "high-water marks raised to what peers signed while this signer was away"
             );
         }
-        core = core.with_threshold(backend.clone());
+        // New keys are threshold keys; keys of the other backends stay usable.
+        backends.push(Arc::new(backend.clone()));
+        new_keys = crate::threshold::BACKEND_NAME;
         threshold = Some(backend);
     }
+    let core = SignerCore::new(store, backends, new_keys, config.policy.to_policy(), metrics)?;
     let core = Arc::new(core.with_admins(AllowedNames(config.server.admin_client_names.clone())));
 
     let acceptor_tls = ReloadableAcceptor::new(TlsFiles {
@@ -225,24 +230,24 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         allowed_client_names: AllowedNames(connecting_names(&config.server)),
         alpn: vec![b"h2".to_vec()],
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Error::Config(e.to_string()))?;
     acceptor_tls.spawn_reloader(Duration::from_secs(5));
 
     let listener = TcpListener::bind(config.server.grpc_addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.server.grpc_addr))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(Error::io(format!("cannot listen on {}", config.server.grpc_addr)))?;
+    let addr = listener.local_addr().map_err(Error::io("listening address"))?;
 
     let metrics_listener = match config.server.metrics_addr {
         Some(a) => Some(
             TcpListener::bind(a)
                 .await
-                .map_err(|e| format!("cannot listen on {a} for metrics: {e}"))?,
+                .map_err(Error::io(format!("cannot listen on {a} for metrics")))?,
         ),
         None => None,
     };
     let metrics_addr = match &metrics_listener {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        Some(l) => Some(l.local_addr().map_err(Error::io("metrics address"))?),
         None => None,
     };
 
@@ -300,12 +305,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
             tracing::error!(%e, "gRPC server failed");
         }
     });
-    let backend = if config.key_backend.threshold_config().is_some() {
-        crate::threshold::BACKEND_NAME
-    } else {
-        new_keys
-    };
-    tracing::info!(%addr, backend, "seal-signer serving gRPC over mutual TLS");
+    tracing::info!(%addr, backend = new_keys, "seal-signer serving gRPC over mutual TLS");
     Ok(Running {
         addr,
         metrics_addr,

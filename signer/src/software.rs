@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use seal_tuf::PrivateKey;
 
-use crate::backend::{Algorithm, BackendError, KeyBackend, NewKey};
+use crate::backend::{Algorithm, BackendError, LocalBackend, NewKey};
 
 /// PBES2 iterations for keys Seal encrypts (OWASP's figure for
 /// PBKDF2-HMAC-SHA256). Paid once per key per process: keys are cached.
@@ -213,6 +213,17 @@ impl SoftwareBackend {
         Ok(key)
     }
 
+    /// Takes in a key made elsewhere (a key file of an older key store, a
+    /// key imported from another signer): encrypts it under the default
+    /// alias and returns it as a new key of this backend.
+    pub fn import(&self, key: PrivateKey) -> Result<NewKey, BackendError> {
+        let public = key.public_key().public_bytes().to_vec();
+        let handle = self.wrap(&key)?;
+        let digest: [u8; 32] = Sha256::digest(&handle).into();
+        self.cache.lock().map_err(|_| poisoned())?.insert(digest, Arc::new(key));
+        Ok(NewKey { public, handle })
+    }
+
     /// Re-encrypts a secret [`encrypt_secret`] made under the current
     /// default alias; `None` if it already is.
     pub fn rewrap_secret(&self, jwe: &str) -> Result<Option<String>, BackendError> {
@@ -248,7 +259,7 @@ fn poisoned() -> BackendError {
     BackendError::Unavailable("key cache lock poisoned".into())
 }
 
-impl KeyBackend for SoftwareBackend {
+impl LocalBackend for SoftwareBackend {
     fn name(&self) -> &'static str {
         "software"
     }
@@ -259,11 +270,7 @@ impl KeyBackend for SoftwareBackend {
             Algorithm::Ecdsa => PrivateKey::generate_ecdsa(&mut rng),
             Algorithm::Ed25519 => PrivateKey::generate_ed25519(&mut rng),
         };
-        let public = key.public_key().public_bytes().to_vec();
-        let handle = self.wrap(&key)?;
-        let digest: [u8; 32] = Sha256::digest(&handle).into();
-        self.cache.lock().map_err(|_| poisoned())?.insert(digest, Arc::new(key));
-        Ok(NewKey { public, handle })
+        self.import(key)
     }
 
     fn sign(&self, algorithm: Algorithm, handle: &[u8], message: &[u8]) -> Result<Vec<u8>, BackendError> {

@@ -14,7 +14,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use cryptoki::session::Session;
-use seal_signer::backend::{Algorithm, BackendError, KeyBackend, NewKey};
+use seal_signer::backend::{Algorithm, BackendError, LocalBackend, NewKey};
 use seal_signer::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use seal_signer::testing::{softhsm_conf, softhsm_init_token, SOFTHSM_MODULE as MODULE};
 use seal_tuf::PublicKey;

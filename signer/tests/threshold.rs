@@ -15,7 +15,7 @@ use frost_ed25519::keys::KeyPackage;
 use seal_proto::threshold::{SignCommitRequest, SignShareRequest};
 use seal_signer::client::{ClientError, SignerClient};
 use seal_signer::testing::{assert_ed25519_signature as verify, metric, ClusterSigner, TestPki, ThresholdCluster};
-use seal_signer::threshold::{GrpcPeers, Peer, PeerTransport, ThresholdHandle};
+use seal_signer::threshold::{GrpcPeers, Peer, PeerTransport, ThresholdError, ThresholdHandle};
 
 const WEEK: time::Duration = time::Duration::days(7);
 
@@ -441,7 +441,7 @@ async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
             .sign_commit(honest, commit("posing-as-3", 3))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(matches!(e, ThresholdError::PermissionDenied(_)), "{e:?}");
         let session = format!("rollback-via-{honest}");
         let theirs = transport.sign_commit(honest, commit(&session, 1)).await.unwrap();
         let (_nonces, ours) = frost::round1::commit(package.signing_share(), &mut rand::rngs::OsRng);
@@ -471,13 +471,19 @@ async fn a_compromised_signer_cannot_sign_alone_or_get_a_rollback_signed() {
             )
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
-        assert!(e.message().contains("not above version 3"), "{}", e.message());
-        assert_eq!(
-            e.metadata().get("x-seal-high-water").and_then(|v| v.to_str().ok()),
-            Some("3"),
-            "signer {honest} tells its mark"
-        );
+        // The peer answered FailedPrecondition with its mark in x-seal-high-water.
+        match &e {
+            ThresholdError::Refused {
+                signer,
+                message,
+                high_water,
+            } => {
+                assert_eq!(*signer, honest, "{e:?}");
+                assert!(message.contains("not above version 3"), "{message}");
+                assert_eq!(*high_water, Some(3), "signer {honest} tells its mark");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }
 

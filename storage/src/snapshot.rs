@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{rocks, Error, Result};
 use crate::keys::{CF_RAFT_META, CF_SM_META, RM_INSTALLING, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
-use crate::store::{Inner, Store};
+use crate::store::{Inner, Reader, Store};
 
 const MAGIC: &[u8; 9] = b"SEALSNAP1";
 const END: u8 = 0xFF;
@@ -411,5 +411,14 @@ impl Store {
         sr.finish()?;
         batch.delete_cf(self.inner.cf(CF_RAFT_META)?, RM_INSTALLING);
         self.inner.write(batch, true)
+    }
+}
+
+impl Reader {
+    /// Hex sha256 over every state-machine column family in key order, read at one
+    /// consistent point: equal digests mean equal replicated state (including the last applied
+    /// log id and membership). The same value as [`Store::state_digest`]'s `sha256`.
+    pub fn state_digest(&self) -> Result<String> {
+        digest_state(&self.inner).map(|d| d.sha256)
     }
 }

@@ -106,7 +106,7 @@ pub struct Store {
 /// Read-only, lock-free access to the state machine (served by every replica).
 #[derive(Clone)]
 pub struct Reader {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Store {
@@ -808,13 +808,6 @@ impl Reader {
                 reason: e.to_string(),
             }),
         }
-    }
-
-    /// Hex sha256 over every state-machine column family in key order, read at one
-    /// consistent point: equal digests mean equal replicated state (including the last applied
-    /// log id and membership). The same value as [`Store::state_digest`]'s `sha256`.
-    pub fn state_digest(&self) -> Result<String> {
-        crate::snapshot::digest_state(&self.inner).map(|d| d.sha256)
     }
 }
 

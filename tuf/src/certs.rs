@@ -5,7 +5,7 @@
 use time::OffsetDateTime;
 
 use crate::error::KeyError;
-use crate::keys::PrivateKey;
+use crate::keys::{KeyType, PrivateKey, PublicKey};
 
 /// A self-signed certificate for `key` (an ECDSA key) with common name `cn`,
 /// valid from `not_before` to `not_after`, as PEM.
@@ -30,4 +30,16 @@ pub fn self_signed_cert(
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
     let cert = params.self_signed(&kp).map_err(|e| bad("self-signed certificate", e))?;
     Ok(cert.pem().into_bytes())
+}
+
+/// The `ecdsa-x509` root key of `gun` for `key`: its self-signed
+/// certificate (see [`self_signed_cert`]), valid from `not_before` to
+/// `not_after`.
+pub fn root_key(
+    key: &PrivateKey,
+    gun: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<PublicKey, KeyError> {
+    PublicKey::new(KeyType::EcdsaX509, self_signed_cert(key, gun, not_before, not_after)?)
 }

@@ -362,6 +362,48 @@ impl Repo {
         Ok(())
     }
 
+    /// The verified targets roles in pre-order (parents before children,
+    /// delegations in their listed order), each with the delegations that
+    /// lead to it from `targets`.
+    pub fn roles_preorder(&self) -> Vec<(&str, Vec<&DelegatedRole>)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(&str, Vec<&DelegatedRole>)> = vec![(TARGETS, Vec::new())];
+        while let Some((role, chain)) = stack.pop() {
+            let Some((name, t)) = self.targets.get_key_value(role) else {
+                continue;
+            };
+            for d in t.delegations.roles.iter().rev() {
+                let mut c = chain.clone();
+                c.push(d);
+                stack.push((d.name.as_str(), c));
+            }
+            out.push((name.as_str(), chain));
+        }
+        out
+    }
+
+    /// Every target of the verified roles, by name, with the role that
+    /// signs for it: the first role in pre-order that lists it inside the
+    /// paths of every delegation leading to it, which is the role
+    /// [`Repo::lookup`] resolves it to. With `roles` given, only those roles
+    /// and the roles below them are listed. Expiry is not checked here.
+    pub fn list_targets(&self, roles: &[String]) -> BTreeMap<String, (String, FileMeta)> {
+        let mut seen = BTreeMap::new();
+        for (role, chain) in self.roles_preorder() {
+            if !roles.is_empty() && !roles.iter().any(|r| role == r || role.starts_with(&format!("{r}/"))) {
+                continue;
+            }
+            let Some(t) = self.targets.get(role) else { continue };
+            for (name, meta) in &t.targets {
+                if seen.contains_key(name) || !chain.iter().all(|d| d.covers(name)) {
+                    continue;
+                }
+                seen.insert(name.clone(), (role.to_owned(), meta.clone()));
+            }
+        }
+        seen
+    }
+
     /// Delegated roles that a lookup of `name` would need and that are not
     /// verified yet, in the order to fetch them.
     pub fn roles_to_fetch(&self, name: &str) -> Vec<String> {

@@ -3,38 +3,8 @@
 
 use time::OffsetDateTime;
 
-use crate::keys::{KeyId, KeyType};
-
-/// A key or signature problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The key's bytes do not decode as its type says.
-    #[error("malformed key: {0}")]
-    Malformed(String),
-    /// A key type Notary does not know.
-    #[error("unknown key type {0:?}")]
-    UnknownType(String),
-    /// The signature's method does not belong to the key's type.
-    #[error("signature method {method:?} does not match key type {key_type}")]
-    MethodMismatch {
-        /// The trusted key's type.
-        key_type: KeyType,
-        /// The method the signature claimed.
-        method: String,
-    },
-    /// The signature does not verify.
-    #[error("signature by key {0} does not verify")]
-    BadSignature(KeyId),
-    /// An RSA key too short for its signatures to count.
-    #[error("key {keyid} is a {bits}-bit RSA key: signatures count only from keys of at least 2048 bits")]
-    WeakKey {
-        /// The key.
-        keyid: KeyId,
-        /// Its modulus size.
-        bits: usize,
-    },
-}
+pub use crate::keys::KeyError;
+use crate::keys::KeyId;
 
 /// A metadata file that cannot be parsed, does not verify, or breaks a
 /// TUF rule.
@@ -210,6 +180,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The server holds no key the root lists for a role it must sign
+    /// (enough of them to reach the role's threshold).
+    #[error("{role}: the server holds none of the keys the root lists")]
+    NoServerKey {
+        /// The role.
+        role: String,
+    },
 }
 
 impl Error {
@@ -233,7 +210,8 @@ impl Error {
             | Error::TooManySignatures { role, .. }
             | Error::DuplicateSignature { role, .. }
             | Error::TooMany { role, .. }
-            | Error::VersionJump { role, .. } => Some(role),
+            | Error::VersionJump { role, .. }
+            | Error::NoServerKey { role } => Some(role),
             Error::InvalidRole(_) => None,
         }
     }
@@ -326,4 +304,120 @@ impl UpdateError {
             msg,
         }
     }
+}
+
+/// Why an edit of a collection (see [`crate::editor`]) is refused. The
+/// messages are the ones Seal's CLI has always printed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditError {
+    /// The metadata an edit builds on breaks a TUF rule (a version that
+    /// cannot grow, a snapshot that cannot be made).
+    #[error(transparent)]
+    Tuf(#[from] Error),
+    /// The collection has no `targets` metadata to edit.
+    #[error("repository {0} is not initialized")]
+    NotInitialized(String),
+    /// A target edit names a delegated role not delegated all the way from `targets`.
+    #[error("cannot add or remove {target} in {role}: {gun} has no such delegation")]
+    NoSuchDelegation {
+        /// The collection.
+        gun: String,
+        /// The role named.
+        role: String,
+        /// The target.
+        target: String,
+    },
+    /// A target outside the paths delegated to the role (or to a role above it).
+    #[error("target {target} is outside the paths delegated to {role}")]
+    PathNotDelegated {
+        /// The role.
+        role: String,
+        /// The target.
+        target: String,
+    },
+    /// A witness of a role that has no metadata.
+    #[error("cannot witness {role}: it has no metadata in {gun}")]
+    CannotWitness {
+        /// The collection.
+        gun: String,
+        /// The role.
+        role: String,
+    },
+    /// A delegation change of a role that is not `targets/…`.
+    #[error("{0:?} is not a delegation role")]
+    NotDelegationRole(String),
+    /// A delegation whose parent role has no metadata.
+    #[error("cannot delegate {role}: its parent {parent} has no metadata yet")]
+    ParentMissing {
+        /// The delegated role.
+        role: String,
+        /// Its parent.
+        parent: String,
+    },
+    /// An update of a delegation that does not exist.
+    #[error("{role} is not delegated in {parent}")]
+    NotDelegated {
+        /// The role.
+        role: String,
+        /// The parent that does not delegate it.
+        parent: String,
+    },
+    /// A key rotation before the first publish.
+    #[error("{0} has not been published yet: publish it before rotating keys")]
+    NotPublished(String),
+    /// A local timestamp key.
+    #[error("the timestamp key is always held by the server: use --server-managed (-r)")]
+    TimestampKeyIsServers,
+    /// A server-held root or targets key.
+    #[error("only snapshot and timestamp keys can be server-managed, not {0}")]
+    NotServerManageable(String),
+    /// A rotation of something that is not a base role.
+    #[error("{0:?} is not a role whose key can be rotated (root, targets, snapshot, timestamp)")]
+    NotRotatable(String),
+    /// A role to sign has no metadata.
+    #[error("{0}: no metadata")]
+    NoMetadata(String),
+    /// A delegated role to sign whose parent has no metadata.
+    #[error("{0}: its parent role has no metadata")]
+    ParentGone(String),
+    /// A delegated role to sign that its parent no longer delegates.
+    #[error("{0} is no longer delegated; cannot sign it")]
+    NoLongerDelegated(String),
+    /// A role to sign whose next version would pass the largest allowed.
+    #[error("{0}: version would overflow")]
+    VersionOverflow(String),
+    /// No private key is held for a role that must sign.
+    #[error("no private key for role {role} of {gun}: cannot sign {role}")]
+    MissingKey {
+        /// The role.
+        role: String,
+        /// The collection.
+        gun: String,
+    },
+    /// The held keys cannot meet the role's threshold.
+    #[error("{role} needs signatures from {threshold} keys; this trust directory holds {held}")]
+    BelowThreshold {
+        /// The role.
+        role: String,
+        /// Its threshold.
+        threshold: u32,
+        /// The held keys that count for it.
+        held: usize,
+    },
+}
+
+/// What an edit allowed but a user should hear about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditWarning {
+    /// A delegation left with fewer keys than its threshold (as Notary
+    /// allows): it signs nothing until keys are added.
+    #[error("role {role} has fewer keys than its threshold of {threshold}; it will not be usable until keys are added to it")]
+    BelowThreshold {
+        /// The role.
+        role: String,
+        /// Its threshold.
+        threshold: u32,
+    },
 }

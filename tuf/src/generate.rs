@@ -12,18 +12,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::Error;
 use crate::keys::PrivateKey;
-use crate::metadata::{FileMeta, SignedFile, Snapshot, Timestamp, MAX_VERSION, SNAPSHOT, TIMESTAMP};
-
-fn next_version(role: &str, prev: Option<u64>) -> Result<u64, Error> {
-    match prev {
-        None => Ok(1),
-        Some(v) if v < MAX_VERSION => Ok(v + 1),
-        Some(v) => Err(Error::VersionTooLarge {
-            role: role.to_owned(),
-            version: u128::from(v) + 1,
-        }),
-    }
-}
+use crate::metadata::{next_version, FileMeta, SignedFile, Snapshot, Timestamp, SNAPSHOT, TIMESTAMP};
 
 /// The next snapshot: the previous one's meta (if any) with the entries of
 /// `changed` (role name and exact file bytes) replaced, version + 1, and
@@ -77,6 +66,7 @@ pub fn sign(role: &str, signed: crate::cjson::Value, keys: &[(&PrivateKey, &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::MAX_VERSION;
     use crate::time::parse_rfc3339;
 
     #[test]

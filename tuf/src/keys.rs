@@ -21,7 +21,6 @@ use x509_cert::der::{Encode, Tagged};
 use zeroize::Zeroizing;
 
 use crate::cjson::Value;
-use crate::error::KeyError;
 
 /// A key ID: lowercase hex sha256.
 pub type KeyId = String;
@@ -195,6 +194,11 @@ impl PublicKey {
         })
     }
 
+    /// The key of a PEM certificate: `ecdsa-x509`, else `rsa-x509`.
+    pub fn from_certificate_pem(pem: Vec<u8>) -> Result<PublicKey, KeyError> {
+        PublicKey::new(KeyType::EcdsaX509, pem.clone()).or_else(|_| PublicKey::new(KeyType::RsaX509, pem))
+    }
+
     /// Parses `{"keytype":…,"keyval":{"public":…,"private":…}}`; a private
     /// part must be null or absent.
     pub fn from_value(v: &Value) -> Result<PublicKey, KeyError> {
@@ -339,6 +343,37 @@ fn rsa_from_spki(der: &[u8]) -> Result<Verifying, KeyError> {
 }
 
 use x509_cert::der::asn1::ObjectIdentifier as Oid;
+
+/// A key or signature problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key's bytes do not decode as its type says.
+    #[error("malformed key: {0}")]
+    Malformed(String),
+    /// A key type Notary does not know.
+    #[error("unknown key type {0:?}")]
+    UnknownType(String),
+    /// The signature's method does not belong to the key's type.
+    #[error("signature method {method:?} does not match key type {key_type}")]
+    MethodMismatch {
+        /// The trusted key's type.
+        key_type: KeyType,
+        /// The method the signature claimed.
+        method: String,
+    },
+    /// The signature does not verify.
+    #[error("signature by key {0} does not verify")]
+    BadSignature(KeyId),
+    /// An RSA key too short for its signatures to count.
+    #[error("key {keyid} is a {bits}-bit RSA key: signatures count only from keys of at least 2048 bits")]
+    WeakKey {
+        /// The key.
+        keyid: KeyId,
+        /// Its modulus size.
+        bits: usize,
+    },
+}
 
 const OID_CN: Oid = Oid::new_unwrap("2.5.4.3");
 const OID_RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");

@@ -11,6 +11,11 @@
 //! * [`verify`]: threshold signature checks shared by server and client.
 //! * [`update`]: the server's validation of an upload, one pure function.
 //! * [`generate`]: the next snapshot and timestamp the server signs.
+//! * [`editor`]: the client's edits of a collection (targets, delegations,
+//!   key rotation) and its signing of them, with version bumps, default
+//!   expiries and threshold counting.
+//! * [`server`]: the server's own plans: timestamp refresh, the version
+//!   above a signer's mark, which held key is active.
 //! * [`client`]: the client's verification workflow (TOFU or pinning, root
 //!   rotation, timestamp → snapshot → targets → delegations).
 #![warn(missing_docs)]
@@ -20,16 +25,18 @@
 pub mod certs;
 pub mod cjson;
 pub mod client;
+pub mod editor;
 pub mod error;
 pub mod generate;
 pub mod keys;
 pub mod metadata;
+pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
 pub mod update;
 pub mod verify;
 
-pub use error::{Error, KeyError, UpdateError, UpdateErrorKind};
+pub use error::{EditError, EditWarning, Error, KeyError, UpdateError, UpdateErrorKind};
 pub use keys::{KeyId, KeyType, PrivateKey, PublicKey, Signature};
 pub use metadata::{FileMeta, Root, SignedFile, Snapshot, Targets, Timestamp};

@@ -74,6 +74,24 @@ pub fn set_signed_version(signed: &mut Value, version: u64) {
     }
 }
 
+/// Whether `name` is a targets role: `targets` or a delegated role.
+pub fn is_targets_role(name: &str) -> bool {
+    name == TARGETS || is_delegation(name)
+}
+
+/// The version after `prev` (1 when there is none), refused when it would
+/// pass [`MAX_VERSION`].
+pub fn next_version(role: &str, prev: Option<u64>) -> Result<u64, Error> {
+    match prev {
+        None => Ok(1),
+        Some(v) if v < MAX_VERSION => Ok(v + 1),
+        Some(v) => Err(Error::VersionTooLarge {
+            role: role.to_owned(),
+            version: u128::from(v) + 1,
+        }),
+    }
+}
+
 /// The role that delegates to `role`: `targets` for `targets/a`,
 /// `targets/a` for `targets/a/b`, none for base roles.
 pub fn parent_role(role: &str) -> Option<&str> {

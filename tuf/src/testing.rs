@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
 
 use crate::cjson::Value;
+use crate::editor::new_root;
 use crate::generate::sign;
 use crate::keys::{KeyType, PrivateKey, PublicKey};
 use crate::metadata::{
-    DelegatedRole, Delegations, FileMeta, RoleKeys, Root, Snapshot, Targets, Timestamp, ROOT, SNAPSHOT, TARGETS,
-    TIMESTAMP,
+    DelegatedRole, Delegations, FileMeta, Root, Snapshot, Targets, Timestamp, ROOT, SNAPSHOT, TARGETS, TIMESTAMP,
 };
 use crate::update::ServerKeys;
 
@@ -35,8 +35,7 @@ impl RootKey {
     /// A root key for `gun` whose certificate is valid from `not_before` to `not_after`.
     pub fn new(gun: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> RootKey {
         let private = PrivateKey::generate_ecdsa(&mut rand::rngs::OsRng);
-        let pem = crate::certs::self_signed_cert(&private, gun, not_before, not_after).expect("root certificate");
-        let public = PublicKey::new(KeyType::EcdsaX509, pem).expect("certificate key");
+        let public = crate::certs::root_key(&private, gun, not_before, not_after).expect("root certificate");
         RootKey { private, public }
     }
 }
@@ -181,43 +180,21 @@ impl TestRepo {
         }
     }
 
-    /// The root metadata at `version`.
+    /// The root metadata at `version`: the root keys with
+    /// `root_threshold`, one key for each other role, expiring in 10 years.
     pub fn root(&self, version: u64) -> Root {
-        let mut keys = BTreeMap::new();
-        let mut roles = BTreeMap::new();
-        let root_ids = self.root_keys.iter().map(|k| k.public.id().to_owned()).collect();
-        for k in &self.root_keys {
-            keys.insert(k.public.id().to_owned(), k.public.clone());
-        }
-        roles.insert(
-            ROOT.to_owned(),
-            RoleKeys {
-                keyids: root_ids,
-                threshold: self.root_threshold,
-            },
-        );
-        for (role, key, server) in [
-            (TARGETS, &self.targets, None),
-            (SNAPSHOT, &self.snapshot, self.server_snapshot.as_ref()),
-            (TIMESTAMP, &self.timestamp, self.server_timestamp.as_ref()),
-        ] {
-            let pk = server.cloned().unwrap_or_else(|| key.public_key());
-            roles.insert(
-                role.to_owned(),
-                RoleKeys {
-                    keyids: vec![pk.id().to_owned()],
-                    threshold: 1,
-                },
-            );
-            keys.insert(pk.id().to_owned(), pk);
-        }
-        Root {
+        let root_keys: Vec<PublicKey> = self.root_keys.iter().map(|k| k.public.clone()).collect();
+        let key = |own: &PrivateKey, server: Option<&PublicKey>| [server.cloned().unwrap_or_else(|| own.public_key())];
+        new_root(
             version,
-            expires: self.now + Duration::days(3650),
-            consistent_snapshot: false,
-            keys,
-            roles,
-        }
+            self.now + Duration::days(3650),
+            &[
+                (ROOT, &root_keys, self.root_threshold),
+                (TARGETS, &key(&self.targets, None), 1),
+                (SNAPSHOT, &key(&self.snapshot, self.server_snapshot.as_ref()), 1),
+                (TIMESTAMP, &key(&self.timestamp, self.server_timestamp.as_ref()), 1),
+            ],
+        )
     }
 
     /// Signs a root `signed` value with every root key.

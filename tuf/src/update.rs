@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::error::{Error, UpdateError, UpdateErrorKind};
 use crate::keys::{KeyId, PublicKey};
 use crate::metadata::{
-    is_delegation, is_valid_role, parent_role, DelegatedRole, Root, SignedFile, Snapshot, Targets, Timestamp, ROOT,
+    is_targets_role, is_valid_role, parent_role, DelegatedRole, Root, SignedFile, Snapshot, Targets, Timestamp, ROOT,
     SNAPSHOT, TARGETS, TIMESTAMP,
 };
 use crate::verify::{check_expiry, check_signature_list, listed_keys, verify_threshold};
@@ -354,7 +354,7 @@ pub fn validate_update_with(
     };
 
     // 4. Targets and delegations, shallowest first, each against its parent.
-    let mut targets_roles: Vec<&String> = files.keys().filter(|r| *r == TARGETS || is_delegation(r)).collect();
+    let mut targets_roles: Vec<&String> = files.keys().filter(|r| is_targets_role(r)).collect();
     targets_roles.sort_by_key(|r| (depth(r), (*r).clone()));
     let mut loaded: BTreeMap<String, Targets> = BTreeMap::new();
     let mut loaded_parents: BTreeMap<String, SignedFile> = BTreeMap::new();
@@ -454,11 +454,7 @@ pub fn validate_update_with(
             let root_file = files.get(ROOT).or(stored_root_file.as_ref());
             let involved = root_file
                 .into_iter()
-                .chain(
-                    files
-                        .values()
-                        .filter(|f| f.role() == TARGETS || is_delegation(f.role())),
-                )
+                .chain(files.values().filter(|f| is_targets_role(f.role())))
                 .chain(loaded_parents.values());
             for f in involved {
                 let meta = snap.meta.get(f.role()).ok_or_else(|| {

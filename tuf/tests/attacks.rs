@@ -131,6 +131,15 @@ fn extraneous_dependencies_outside_delegated_paths_are_refused() {
     .unwrap();
     assert!(repo.lookup("tools/compiler", NOW).unwrap().is_none());
     assert!(repo.lookup("releases/1.0", NOW).unwrap().is_some());
+    // Nor lists it, under any role.
+    let listed = repo.list_targets(&[]);
+    assert!(!listed.contains_key("tools/compiler"), "{listed:?}");
+    assert_eq!(listed["releases/1.0"].0, "targets/releases");
+    assert_eq!(listed["app"].0, "targets");
+    let releases = repo.list_targets(&["targets/releases".to_owned()]);
+    assert_eq!(releases.keys().collect::<Vec<_>>(), ["releases/1.0"]);
+    let roles: Vec<&str> = repo.roles_preorder().into_iter().map(|(r, _)| r).collect();
+    assert_eq!(roles, ["targets", "targets/releases"]);
 }
 
 #[test]

@@ -69,7 +69,7 @@ fn signer(alg: &str, key_pem: &str) -> Box<dyn JwsSigner> {
         "ES384" => Box::new(ES384.signer_from_pem(key_pem).unwrap()),
         "RS256" => Box::new(RS256.signer_from_pem(key_pem).unwrap()),
         "EdDSA" => {
-            let der = crate::token_server::ed25519_pkcs8_v1(key_pem.as_bytes()).unwrap();
+            let der = ed25519_pkcs8_v1(key_pem.as_bytes()).unwrap();
             Box::new(EdDSA.signer_from_der(&*der).unwrap())
         }
         other => panic!("{other}"),

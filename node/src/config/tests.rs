@@ -1,5 +1,5 @@
 use super::*;
-use crate::error::tests::fixtures_dir;
+use seal_testkit::notary_fixtures as fixtures_dir;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -209,7 +209,7 @@ fn defaults_and_seal_keys() {
             max_body_bytes: 1000,
             max_parts: 5,
             max_file_bytes: 100,
-            max_forward_bytes_in_flight: crate::multipart::DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT,
+            max_forward_bytes_in_flight: super::DEFAULT_MAX_FORWARD_BYTES_IN_FLIGHT,
         }
     );
     assert_eq!(c.caching.current_metadata, 0);

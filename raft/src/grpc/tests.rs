@@ -1,25 +1,5 @@
 use super::*;
 
-#[test]
-fn peer_hosts() {
-    assert_eq!(peer_host("127.0.0.1:7001"), Ok("127.0.0.1"));
-    assert_eq!(peer_host("node-1.seal.internal:7001"), Ok("node-1.seal.internal"));
-    assert_eq!(peer_host("[::1]:7001"), Ok("::1"));
-    for bad in [
-        "127.0.0.1",
-        "127.0.0.1:",
-        "127.0.0.1:70000",
-        ":7001",
-        "::1:7001",
-        "[::1:7001",
-        "https://n1:7001",
-        "n1/x:7001",
-        "a b:1",
-    ] {
-        assert!(peer_host(bad).is_err(), "{bad:?} accepted");
-    }
-}
-
 fn client() -> GrpcClient {
     GrpcClient {
         node_id: 1,

@@ -41,7 +41,7 @@ impl ThresholdBackend {
     pub async fn refresh_shares(self: &Arc<Self>, key_id: &str) -> Result<Vec<u8>, ThresholdError> {
         let record = self
             .threshold_record(key_id)
-            .map_err(|s| ThresholdError::NotFound(s.message().to_owned()))?;
+            .map_err(|e| ThresholdError::NotFound(e.to_string()))?;
         let (session_id, finished) = self
             .dkg_rounds("share refresh", &record.gun, &record.role, key_id)
             .await?;
@@ -171,7 +171,7 @@ impl ThresholdBackend {
     }
 
     /// DKG round 1 on this participant.
-    pub async fn dkg_round1(self: &Arc<Self>, req: DkgRound1Request) -> Result<DkgRound1Response, Status> {
+    pub async fn dkg_round1(self: &Arc<Self>, req: DkgRound1Request) -> Result<DkgRound1Response, ThresholdError> {
         let mut participants = Vec::new();
         for p in &req.participants {
             participants.push(id16(*p)?);
@@ -179,19 +179,21 @@ impl ThresholdBackend {
         participants.sort_unstable();
         participants.dedup();
         if participants != self.config.participants() {
-            return Err(Status::invalid_argument(format!(
+            return Err(ThresholdError::InvalidArgument(format!(
                 "DKG participants {participants:?} differ from this signer's cluster {:?}",
                 self.config.participants()
             )));
         }
         if req.min_signers != u32::from(self.config.min_signers) {
-            return Err(Status::invalid_argument(format!(
+            return Err(ThresholdError::InvalidArgument(format!(
                 "DKG threshold {} differs from this signer's {}",
                 req.min_signers, self.config.min_signers
             )));
         }
         if req.gun.is_empty() || req.role.is_empty() || req.session_id.is_empty() || req.session_id.len() > 64 {
-            return Err(Status::invalid_argument("a DKG session needs an id, a gun and a role"));
+            return Err(ThresholdError::InvalidArgument(
+                "a DKG session needs an id, a gun and a role".into(),
+            ));
         }
         let me = identifier(self.config.self_id)?;
         let refresh = nonempty(&req.refresh_key_id);
@@ -205,14 +207,14 @@ impl ThresholdBackend {
             Some(key_id) => {
                 // Only a key this signer holds, for the stated GUN and role, made by this cluster.
                 let record = self.threshold_record(key_id)?;
-                let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
+                let handle = ThresholdHandle::decode(&record.handle)?;
                 let mut holders = handle.participants.clone();
                 holders.sort_unstable();
                 if (record.gun.as_str(), record.role.as_str()) != (req.gun.as_str(), req.role.as_str())
                     || holders != participants
                     || handle.min_signers != self.config.min_signers
                 {
-                    return Err(Status::invalid_argument(format!(
+                    return Err(ThresholdError::InvalidArgument(format!(
                         "share refresh of {key_id}: the key belongs to {}/{} with signers {holders:?}, {} of them",
                         record.gun, record.role, handle.min_signers
                     )));
@@ -225,15 +227,18 @@ impl ThresholdBackend {
                 )
             }
         }
-        .map_err(|e| Status::internal(format!("DKG part 1: {e}")))?;
-        let package = package.serialize().map_err(|e| internal("DKG part 1")(e.to_string()))?;
+        .map_err(|e| failure("DKG part 1")(e.to_string()))?;
+        let package = package.serialize().map_err(|e| failure("DKG part 1")(e.to_string()))?;
         let mut sessions = lock(&self.dkg);
         Self::sweep_dkg(&mut sessions);
         if sessions.len() >= MAX_DKG_SESSIONS {
-            return Err(Status::resource_exhausted("too many DKG sessions in progress"));
+            return Err(ThresholdError::Busy("too many DKG sessions in progress".into()));
         }
         if sessions.contains_key(&req.session_id) {
-            return Err(Status::already_exists(format!("DKG session {} exists", req.session_id)));
+            return Err(ThresholdError::AlreadyExists(format!(
+                "DKG session {} exists",
+                req.session_id
+            )));
         }
         sessions.insert(
             req.session_id.clone(),
@@ -252,18 +257,18 @@ impl ThresholdBackend {
 
     /// DKG round 2 on this participant: part 2, then direct delivery of each
     /// secret package to its recipient.
-    pub async fn dkg_round2(self: &Arc<Self>, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
+    pub async fn dkg_round2(self: &Arc<Self>, req: DkgRound2Request) -> Result<DkgRound2Response, ThresholdError> {
         let me = self.config.self_id;
         let (secret, own, participants, refresh) = {
             let mut sessions = lock(&self.dkg);
             let s = sessions
                 .get_mut(&req.session_id)
-                .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+                .ok_or_else(|| ThresholdError::Missing(format!("no DKG session {}", req.session_id)))?;
             match std::mem::replace(&mut s.state, DkgState::Busy) {
                 DkgState::Round1(secret, own) => (secret, own, s.participants.clone(), s.refresh.is_some()),
                 other => {
                     s.state = other;
-                    return Err(Status::failed_precondition("DKG session is not in round 1"));
+                    return Err(ThresholdError::OutOfOrder("DKG session is not in round 1".into()));
                 }
             }
         };
@@ -272,17 +277,17 @@ impl ThresholdBackend {
             let bytes = req
                 .round1_packages
                 .get(&u32::from(*p))
-                .ok_or_else(|| Status::invalid_argument(format!("round-1 package of signer {p} missing")))?;
+                .ok_or_else(|| ThresholdError::InvalidArgument(format!("round-1 package of signer {p} missing")))?;
             if *p == me {
                 if *bytes != own {
-                    return Err(Status::invalid_argument(
-                        "the coordinator relayed a different round-1 package of ours",
+                    return Err(ThresholdError::InvalidArgument(
+                        "the coordinator relayed a different round-1 package of ours".into(),
                     ));
                 }
                 continue;
             }
             let pkg = frost::keys::dkg::round1::Package::deserialize(bytes)
-                .map_err(|e| Status::invalid_argument(format!("round-1 package of signer {p}: {e}")))?;
+                .map_err(|e| ThresholdError::InvalidArgument(format!("round-1 package of signer {p}: {e}")))?;
             others.insert(identifier(*p)?, pkg);
         }
         let part2 = if refresh {
@@ -290,13 +295,13 @@ impl ThresholdBackend {
         } else {
             frost::keys::dkg::part2(secret, &others)
         };
-        let (secret2, outgoing) =
-            part2.map_err(|e| Status::invalid_argument(format!("DKG part 2 (culprits {:?}): {e}", e.culprits())))?;
+        let (secret2, outgoing) = part2
+            .map_err(|e| ThresholdError::InvalidArgument(format!("DKG part 2 (culprits {:?}): {e}", e.culprits())))?;
         {
             let mut sessions = lock(&self.dkg);
             let s = sessions
                 .get_mut(&req.session_id)
-                .ok_or_else(|| Status::not_found(format!("DKG session {} expired", req.session_id)))?;
+                .ok_or_else(|| ThresholdError::Missing(format!("DKG session {} expired", req.session_id)))?;
             s.state = DkgState::Round2(secret2, others);
         }
         let by_identifier: BTreeMap<Identifier, u16> = participants
@@ -307,10 +312,10 @@ impl ThresholdBackend {
         for (to_ident, package) in outgoing {
             let to = *by_identifier
                 .get(&to_ident)
-                .ok_or_else(|| Status::internal("round-2 package for an unknown participant"))?;
+                .ok_or_else(|| ThresholdError::Failed("round-2 package for an unknown participant".into()))?;
             let bytes = package
                 .serialize()
-                .map_err(|e| internal("round-2 package")(e.to_string()))?;
+                .map_err(|e| failure("round-2 package")(e.to_string()))?;
             deliveries.push((to, bytes));
         }
         let session_id = req.session_id.clone();
@@ -323,27 +328,30 @@ impl ThresholdBackend {
             async move { b.transport()?.dkg_deliver(to, req).await }
         })
         .await
-        .map_err(|failed| Status::unavailable(format!("round-2 delivery failed: {failed}")))?;
+        .map_err(|details| ThresholdError::DeliveryFailed {
+            what: "round-2",
+            details,
+        })?;
         Ok(DkgRound2Response {})
     }
 
     /// A round-2 package from another participant.
-    pub async fn dkg_deliver(self: &Arc<Self>, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status> {
+    pub async fn dkg_deliver(self: &Arc<Self>, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, ThresholdError> {
         let from = id16(req.from)?;
         let package = frost::keys::dkg::round2::Package::deserialize(&req.package)
-            .map_err(|e| Status::invalid_argument(format!("round-2 package from signer {from}: {e}")))?;
+            .map_err(|e| ThresholdError::InvalidArgument(format!("round-2 package from signer {from}: {e}")))?;
         let mut sessions = lock(&self.dkg);
         let s = sessions
             .get_mut(&req.session_id)
-            .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+            .ok_or_else(|| ThresholdError::Missing(format!("no DKG session {}", req.session_id)))?;
         if from == self.config.self_id || !s.participants.contains(&from) {
-            return Err(Status::permission_denied(format!(
+            return Err(ThresholdError::PermissionDenied(format!(
                 "signer {from} is not a participant of this DKG"
             )));
         }
         let ident = identifier(from)?;
         if s.received.contains_key(&ident) {
-            return Err(Status::already_exists(format!(
+            return Err(ThresholdError::AlreadyExists(format!(
                 "round-2 package from signer {from} already received"
             )));
         }
@@ -352,18 +360,18 @@ impl ThresholdBackend {
     }
 
     /// DKG round 3 on this participant: derive, encrypt and store the share.
-    pub async fn dkg_finish(self: &Arc<Self>, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
+    pub async fn dkg_finish(self: &Arc<Self>, req: DkgFinishRequest) -> Result<DkgFinishResponse, ThresholdError> {
         let session = lock(&self.dkg)
             .remove(&req.session_id)
-            .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+            .ok_or_else(|| ThresholdError::Missing(format!("no DKG session {}", req.session_id)))?;
         let DkgState::Round2(secret2, round1) = &session.state else {
-            return Err(Status::failed_precondition("DKG session is not in round 2"));
+            return Err(ThresholdError::OutOfOrder("DKG session is not in round 2".into()));
         };
         let old = match &session.refresh {
             Some(key_id) => {
                 let record = self.threshold_record(key_id)?;
-                let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
-                let public = handle.public_package().map_err(|e| Status::internal(e.to_string()))?;
+                let handle = ThresholdHandle::decode(&record.handle)?;
+                let public = handle.public_package()?;
                 Some((public, self.key_package(&record)?))
             }
             None => None,
@@ -378,19 +386,19 @@ impl ThresholdBackend {
                 (*old_share).clone(),
             ),
         };
-        let (key_package, public_package) =
-            derived.map_err(|e| Status::invalid_argument(format!("DKG part 3 (culprits {:?}): {e}", e.culprits())))?;
+        let (key_package, public_package) = derived
+            .map_err(|e| ThresholdError::InvalidArgument(format!("DKG part 3 (culprits {:?}): {e}", e.culprits())))?;
         let public = public_package
             .verifying_key()
             .serialize()
-            .map_err(|e| internal("group key")(e.to_string()))?;
+            .map_err(|e| failure("group key")(e.to_string()))?;
         let key_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
         if session.refresh.as_ref().is_some_and(|k| *k != key_id) {
-            return Err(Status::internal("share refresh changed the group key"));
+            return Err(ThresholdError::Failed("share refresh changed the group key".into()));
         }
         let public_bytes = public_package
             .serialize()
-            .map_err(|e| internal("public key package")(e.to_string()))?;
+            .map_err(|e| failure("public key package")(e.to_string()))?;
         let me = self.clone();
         let gun = session.gun.clone();
         let role = session.role.clone();
@@ -406,7 +414,7 @@ impl ThresholdBackend {
             }
             me.store
                 .put_key(&record)
-                .map_err(|e| internal("storing the share")(e.to_string()))?;
+                .map_err(|e| failure("storing the share")(e.to_string()))?;
             lock(&me.shares).insert(kid, key_package);
             Ok(None)
         })
@@ -439,24 +447,24 @@ impl ThresholdBackend {
         gun: String,
         role: String,
         participants: Vec<u16>,
-    ) -> Result<KeyRecord, Status> {
+    ) -> Result<KeyRecord, ThresholdError> {
         let public = public_package
             .verifying_key()
             .serialize()
-            .map_err(|e| internal("group key")(e.to_string()))?;
+            .map_err(|e| failure("group key")(e.to_string()))?;
         let key_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
         let public_bytes = public_package
             .serialize()
-            .map_err(|e| internal("public key package")(e.to_string()))?;
+            .map_err(|e| failure("public key package")(e.to_string()))?;
         let serialized =
-            Zeroizing::new(KeyPackage::serialize(key_package).map_err(|e| internal("key package")(e.to_string()))?);
+            Zeroizing::new(KeyPackage::serialize(key_package).map_err(|e| failure("key package")(e.to_string()))?);
         let alias = self.passphrases.default_alias();
         let passphrase = self
             .passphrases
             .get(alias)
-            .ok_or_else(|| Status::unavailable(format!("no passphrase for alias {alias:?}")))?;
+            .ok_or_else(|| ThresholdError::Locked(format!("no passphrase for alias {alias:?}")))?;
         let share_jwe = encrypt_secret(passphrase.as_bytes(), &serialized, alias, self.iterations)
-            .map_err(|e| internal("encrypting the share")(e.to_string()))?;
+            .map_err(|e| failure("encrypting the share")(e.to_string()))?;
         let handle = ThresholdHandle {
             share_jwe,
             public_package: base64::engine::general_purpose::STANDARD.encode(&public_bytes),
@@ -471,25 +479,27 @@ impl ThresholdBackend {
             algorithm: Algorithm::Ed25519.as_str().to_owned(),
             public,
             backend: BACKEND_NAME.to_owned(),
-            handle: serde_json::to_vec(&handle).map_err(|e| internal("key handle")(e.to_string()))?,
+            handle: serde_json::to_vec(&handle).map_err(|e| failure("key handle")(e.to_string()))?,
         })
     }
 
     /// The last step of a share refresh on this participant: store the new
     /// share prepared by `DkgFinish` in place of the old one.
-    pub async fn dkg_commit(self: &Arc<Self>, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
+    pub async fn dkg_commit(self: &Arc<Self>, req: DkgCommitRequest) -> Result<DkgCommitResponse, ThresholdError> {
         let session = lock(&self.dkg)
             .remove(&req.session_id)
-            .ok_or_else(|| Status::not_found(format!("no DKG session {}", req.session_id)))?;
+            .ok_or_else(|| ThresholdError::Missing(format!("no DKG session {}", req.session_id)))?;
         let DkgState::Prepared(record, key_package) = session.state else {
-            return Err(Status::failed_precondition("DKG session has no prepared share refresh"));
+            return Err(ThresholdError::OutOfOrder(
+                "DKG session has no prepared share refresh".into(),
+            ));
         };
         let me = self.clone();
         let key_id = record.key_id.clone();
         blocking(move || {
             me.store
                 .put_key(&record)
-                .map_err(|e| internal("storing the refreshed share")(e.to_string()))?;
+                .map_err(|e| failure("storing the refreshed share")(e.to_string()))?;
             lock(&me.shares).insert(record.key_id.clone(), key_package);
             Ok(())
         })

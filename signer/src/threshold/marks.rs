@@ -24,9 +24,8 @@
 use std::sync::Arc;
 
 use seal_proto::threshold::{AnnounceMarkRequest, Mark, MarksRequest};
-use tonic::Status;
 
-use super::{lock, with_timeout, ThresholdBackend, BACKEND_NAME};
+use super::{lock, with_timeout, ThresholdBackend, ThresholdError, BACKEND_NAME};
 use crate::policy::HighWater;
 
 fn to_mark(key_id: &str, hw: &HighWater) -> Mark {
@@ -52,8 +51,8 @@ impl ThresholdBackend {
         for peer in &self.config.peers {
             let (transport, req, to, timeout) = (transport.clone(), req.clone(), peer.id, self.config.peer_timeout);
             tokio::spawn(async move {
-                if let Err(s) = with_timeout(timeout, transport.announce_mark(to, req)).await {
-                    tracing::debug!(peer = to, code = ?s.code(), message = s.message(), "mark announcement not delivered");
+                if let Err(e) = with_timeout(to, timeout, transport.announce_mark(to, req)).await {
+                    tracing::debug!(peer = to, code = %e.kind(), message = %e, "mark announcement not delivered");
                 }
             });
         }
@@ -62,14 +61,14 @@ impl ThresholdBackend {
     /// Raises this signer's mark of a threshold key it holds to `mark`
     /// (announced by signer `from`) when it is higher; returns whether it
     /// did. Unknown keys are ignored.
-    pub(crate) fn merge_mark(&self, from: u16, mark: &Mark) -> Result<bool, Status> {
+    pub(crate) fn merge_mark(&self, from: u16, mark: &Mark) -> Result<bool, ThresholdError> {
         let sha: [u8; 32] = mark
             .content_sha256
             .as_slice()
             .try_into()
-            .map_err(|_| Status::invalid_argument("a mark's content_sha256 is 32 bytes"))?;
+            .map_err(|_| ThresholdError::InvalidArgument("a mark's content_sha256 is 32 bytes".into()))?;
         let _guard = lock(&self.participant);
-        let internal = |e: crate::store::StoreError| Status::internal(e.to_string());
+        let internal = |e: crate::store::StoreError| ThresholdError::Failed(e.to_string());
         match self.store.key(&mark.key_id).map_err(internal)? {
             Some(record) if record.backend == BACKEND_NAME => {}
             _ => return Ok(false),
@@ -82,10 +81,12 @@ impl ThresholdBackend {
         if mark.version - own_version > self.policy.max_version_jump {
             tracing::warn!(peer = from, key_id = %mark.key_id, version = mark.version, own_version,
                 "refused a mark announcement further above this signer's mark than policy.max_version_jump");
-            return Err(Status::failed_precondition(format!(
-                "mark {} of {} is more than {} above this signer's {own_version}",
-                mark.version, mark.key_id, self.policy.max_version_jump
-            )));
+            return Err(ThresholdError::MarkTooHigh {
+                key_id: mark.key_id.clone(),
+                version: mark.version,
+                own: own_version,
+                max_jump: self.policy.max_version_jump,
+            });
         }
         let merged = HighWater {
             version: mark.version,
@@ -98,8 +99,8 @@ impl ThresholdBackend {
     }
 
     /// Every mark of a threshold key this signer holds.
-    pub(crate) fn marks(&self) -> Result<Vec<Mark>, Status> {
-        let internal = |e: crate::store::StoreError| Status::internal(e.to_string());
+    pub(crate) fn marks(&self) -> Result<Vec<Mark>, ThresholdError> {
+        let internal = |e: crate::store::StoreError| ThresholdError::Failed(e.to_string());
         let mut out = Vec::new();
         for record in self.store.keys().map_err(internal)? {
             if record.backend != BACKEND_NAME {
@@ -127,7 +128,7 @@ impl ThresholdBackend {
             set.spawn(async move {
                 (
                     to,
-                    with_timeout(timeout, transport.marks(to, MarksRequest { from })).await,
+                    with_timeout(to, timeout, transport.marks(to, MarksRequest { from })).await,
                 )
             });
         }
@@ -140,13 +141,13 @@ impl ThresholdBackend {
                         match self.merge_mark(peer, mark) {
                             Ok(true) => raised += 1,
                             Ok(false) => {}
-                            Err(s) => {
-                                tracing::warn!(peer, key_id = %mark.key_id, message = s.message(), "peer mark not taken")
+                            Err(e) => {
+                                tracing::warn!(peer, key_id = %mark.key_id, message = %e, "peer mark not taken")
                             }
                         }
                     }
                 }
-                Err(s) => tracing::info!(peer, message = s.message(), "peer marks not learned at start-up"),
+                Err(e) => tracing::info!(peer, message = %e, "peer marks not learned at start-up"),
             }
         }
         raised

@@ -33,9 +33,11 @@
 //! How calls reach other signers is behind [`PeerTransport`]: [`GrpcPeers`]
 //! (mutual TLS with the signer's own certificate) in production, direct
 //! calls in unit tests. [`ThresholdPeerService`] serves the peer protocol.
+//! Inside, every failure is a [`ThresholdError`]; `tonic::Status` exists
+//! only at those two gRPC edges (`service.rs` answers with one,
+//! `transport.rs` reads a peer's).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,8 +46,6 @@ use frost_ed25519 as frost;
 use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use frost_ed25519::Identifier;
 use rand::RngCore as _;
-use seal_proto::threshold::threshold_peer_client::ThresholdPeerClient;
-use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
 use seal_proto::threshold::{
     AnnounceMarkRequest, AnnounceMarkResponse, DkgCommitRequest, DkgCommitResponse, DkgDeliverRequest,
     DkgDeliverResponse, DkgFinishRequest, DkgFinishResponse, DkgRound1Request, DkgRound1Response, DkgRound2Request,
@@ -55,17 +55,13 @@ use seal_proto::threshold::{
     SignCommitResponse, SignShareRequest, SignShareResponse, StatusRequest, StatusResponse,
 };
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use crate::backend::Algorithm;
 use crate::metrics::Metrics;
 use crate::policy::{self, Claimed, KeyScope, PolicyConfig};
-use crate::service::HIGH_WATER_HEADER;
 use crate::software::{decrypt_secret, encrypt_secret, jwe_kid, Passphrases};
 use crate::store::{KeyRecord, Store};
-use crate::tls::AllowedNames;
 
 /// The backend's name in key records, config and metrics.
 pub const BACKEND_NAME: &str = "threshold";
@@ -127,95 +123,33 @@ impl ThresholdConfig {
     }
 
     /// Checks identifiers and k against n.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::Error> {
         let all = self.participants();
         if all.contains(&0) {
-            return Err("threshold: identifiers start at 1".into());
+            return Err(crate::Error::Config("threshold: identifiers start at 1".into()));
         }
         if all.windows(2).any(|w| w[0] == w[1]) {
-            return Err("threshold: self_id and the peers' ids must be distinct".into());
+            return Err(crate::Error::Config(
+                "threshold: self_id and the peers' ids must be distinct".into(),
+            ));
         }
         let n = all.len();
         if n > 255 {
-            return Err("threshold: at most 255 signers".into());
+            return Err(crate::Error::Config("threshold: at most 255 signers".into()));
         }
         if self.min_signers < 2 || usize::from(self.min_signers) > n {
-            return Err(format!(
+            return Err(crate::Error::Config(format!(
                 "threshold: threshold {} must be between 2 and the number of signers ({n})",
                 self.min_signers
-            ));
+            )));
         }
         Ok(())
     }
 }
 
-/// Why a threshold operation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ThresholdError {
-    /// The backend only makes Ed25519 keys.
-    #[error("the threshold key backend makes only ed25519 keys (FROST); {0} is not supported")]
-    Unsupported(&'static str),
-    /// Fewer signers answered than the operation needs.
-    #[error("{operation} needs {needed} signers, {reachable} answered: {details}")]
-    Unavailable {
-        /// `DKG` or `signing`.
-        operation: &'static str,
-        /// Signers needed.
-        needed: usize,
-        /// Signers that answered.
-        reachable: usize,
-        /// Why the others did not.
-        details: String,
-    },
-    /// A signer's policy refused the message.
-    #[error("signer {signer} refused: {message}")]
-    Refused {
-        /// The refusing signer's identifier.
-        signer: u16,
-        /// Its reason.
-        message: String,
-        /// Its high-water mark, when it said.
-        high_water: Option<u64>,
-    },
-    /// The key is unknown here.
-    #[error("threshold key {0} not found")]
-    NotFound(String),
-    /// This signer already holds a share of the key (a repair is for a
-    /// signer that lost it).
-    #[error("this signer already holds a share of threshold key {0}")]
-    AlreadyHeld(String),
-    /// Signers disagree, or sent something malformed.
-    #[error("threshold protocol failure: {0}")]
-    Protocol(String),
-    /// Storage, encryption or another local failure.
-    #[error("threshold backend: {0}")]
-    Internal(String),
-}
-
-impl ThresholdError {
-    /// As a gRPC status for the signer's clients.
-    pub fn into_status(self) -> Status {
-        match &self {
-            ThresholdError::Unsupported(_) => Status::unknown(self.to_string()),
-            ThresholdError::Unavailable { .. } => crate::service::backend_unavailable(self.to_string()),
-            ThresholdError::Refused { high_water, .. } => {
-                // The participant's message already starts with "signing policy:".
-                let mut s = Status::failed_precondition(self.to_string());
-                if let Some(v) = high_water.and_then(|h| h.to_string().parse().ok()) {
-                    s.metadata_mut().insert(HIGH_WATER_HEADER, v);
-                }
-                s
-            }
-            ThresholdError::NotFound(_) => Status::not_found(self.to_string()),
-            ThresholdError::AlreadyHeld(_) => Status::already_exists(self.to_string()),
-            ThresholdError::Protocol(_) | ThresholdError::Internal(_) => Status::internal(self.to_string()),
-        }
-    }
-}
-
-fn internal(context: &str) -> impl FnOnce(String) -> Status + '_ {
-    move |e| Status::internal(format!("{context}: {e}"))
+/// `"{context}: {e}"` as a participant's own failure.
+fn failure(context: &str) -> impl FnOnce(String) -> ThresholdError + '_ {
+    move |e| ThresholdError::Failed(format!("{context}: {e}"))
 }
 
 /// What a threshold key's record keeps as its handle (JSON): the
@@ -251,12 +185,12 @@ impl ThresholdHandle {
     }
 }
 
-fn identifier(id: u16) -> Result<Identifier, Status> {
-    Identifier::try_from(id).map_err(|e| Status::invalid_argument(format!("participant id {id}: {e}")))
+fn identifier(id: u16) -> Result<Identifier, ThresholdError> {
+    Identifier::try_from(id).map_err(|e| ThresholdError::InvalidArgument(format!("participant id {id}: {e}")))
 }
 
-fn id16(id: u32) -> Result<u16, Status> {
-    u16::try_from(id).map_err(|_| Status::invalid_argument(format!("participant id {id} out of range")))
+fn id16(id: u32) -> Result<u16, ThresholdError> {
+    u16::try_from(id).map_err(|_| ThresholdError::InvalidArgument(format!("participant id {id} out of range")))
 }
 
 fn random_session_id() -> String {
@@ -340,10 +274,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ThresholdError> + Send + 'static,
+) -> Result<T, ThresholdError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(format!("threshold task failed: {e}")))?
+        .map_err(|e| ThresholdError::Failed(format!("threshold task failed: {e}")))?
 }
 
 /// Calls `$call($req)` on each participant of `$ids` at once, this signer
@@ -367,6 +303,7 @@ macro_rules! on_each {
     }};
 }
 
+mod key_backend;
 mod keygen;
 mod marks;
 mod repair;
@@ -374,6 +311,7 @@ mod service;
 mod signing;
 mod transport;
 
+pub use crate::error::{ThresholdError, Unanswered};
 pub use service::ThresholdPeerService;
 pub use transport::{GrpcPeers, PeerTransport};
 
@@ -387,7 +325,7 @@ impl ThresholdBackend {
         passphrases: Passphrases,
         iterations: u64,
         policy: PolicyConfig,
-    ) -> Result<ThresholdBackend, String> {
+    ) -> Result<ThresholdBackend, crate::Error> {
         config.validate()?;
         Ok(ThresholdBackend {
             config,
@@ -396,7 +334,7 @@ impl ThresholdBackend {
             iterations,
             policy,
             transport: OnceLock::new(),
-            metrics: Metrics::new().map_err(|e| e.to_string())?,
+            metrics: Metrics::new().map_err(|e| crate::Error::Internal(format!("metrics: {e}")))?,
             dkg: Mutex::new(HashMap::new()),
             repairs: Mutex::new(HashMap::new()),
             nonces: Mutex::new(HashMap::new()),
@@ -419,18 +357,15 @@ impl ThresholdBackend {
     }
 
     /// Counts a peer that did not answer a call.
-    fn note_unanswered(&self, peer: u16, status: &Status) {
-        let unanswered = matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-        );
+    fn note_unanswered(&self, peer: u16, error: &ThresholdError) {
+        let unanswered = matches!(error, ThresholdError::Unreachable { .. });
         if peer != self.config.self_id && unanswered {
             self.metrics.peer_unreachable(peer);
         }
     }
 
     /// Records a DKG round this signer coordinated.
-    fn dkg_round_done<T>(&self, round: &str, started: Instant, results: &[(u16, Result<T, Status>)]) {
+    fn dkg_round_done<T>(&self, round: &str, started: Instant, results: &[(u16, Result<T, ThresholdError>)]) {
         let mut outcome = "ok";
         for (id, r) in results {
             if let Err(s) = r {
@@ -451,25 +386,30 @@ impl ThresholdBackend {
         &self.config
     }
 
-    fn transport(&self) -> Result<&Arc<dyn PeerTransport>, Status> {
+    fn transport(&self) -> Result<&Arc<dyn PeerTransport>, ThresholdError> {
         self.transport
             .get()
-            .ok_or_else(|| Status::internal("threshold peer transport not set"))
+            .ok_or_else(|| ThresholdError::Failed("threshold peer transport not set".into()))
     }
 
     // ---------------------------------------------------------------- shared
 
     /// Runs `call` for every id in `ids` concurrently, each bounded by `timeout`.
-    async fn all<T, F, Fut>(self: &Arc<Self>, ids: &[u16], timeout: Duration, call: F) -> Vec<(u16, Result<T, Status>)>
+    async fn all<T, F, Fut>(
+        self: &Arc<Self>,
+        ids: &[u16],
+        timeout: Duration,
+        call: F,
+    ) -> Vec<(u16, Result<T, ThresholdError>)>
     where
         T: Send + 'static,
         F: Fn(Arc<Self>, u16) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, ThresholdError>> + Send + 'static,
     {
         let mut set = tokio::task::JoinSet::new();
         for &id in ids {
             let fut = call(self.clone(), id);
-            set.spawn(async move { (id, with_timeout(timeout, fut).await) });
+            set.spawn(async move { (id, with_timeout(id, timeout, fut).await) });
         }
         let mut out = Vec::new();
         while let Some(r) = set.join_next().await {
@@ -489,7 +429,7 @@ impl ThresholdBackend {
     where
         T: Send + 'static,
         F: Fn(Arc<Self>, u16, Vec<u8>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, ThresholdError>> + Send + 'static,
     {
         let ids: Vec<u16> = deliveries.iter().map(|(to, _)| *to).collect();
         let results = self
@@ -511,46 +451,48 @@ impl ThresholdBackend {
     }
 
     /// The decrypted key package of `record` (cached).
-    fn key_package(&self, record: &KeyRecord) -> Result<Arc<KeyPackage>, Status> {
+    fn key_package(&self, record: &KeyRecord) -> Result<Arc<KeyPackage>, ThresholdError> {
         if let Some(k) = lock(&self.shares).get(&record.key_id) {
             return Ok(k.clone());
         }
-        let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
-        let alias = jwe_kid(&handle.share_jwe).map_err(|e| Status::internal(e.to_string()))?;
+        let handle = ThresholdHandle::decode(&record.handle)?;
+        let alias = jwe_kid(&handle.share_jwe).map_err(|e| ThresholdError::Failed(e.to_string()))?;
         let passphrase = self.passphrases.get(&alias).ok_or_else(|| {
-            Status::unavailable(format!(
+            ThresholdError::Locked(format!(
                 "threshold share of {} is encrypted under alias {alias:?}, whose passphrase is not set",
                 record.key_id
             ))
         })?;
         let bytes = decrypt_secret(passphrase.as_bytes(), &handle.share_jwe)
-            .map_err(|e| Status::unavailable(format!("threshold share of {}: {e}", record.key_id)))?;
+            .map_err(|e| ThresholdError::Locked(format!("threshold share of {}: {e}", record.key_id)))?;
         let package = Arc::new(
             KeyPackage::deserialize(&bytes)
-                .map_err(|e| Status::internal(format!("threshold share of {}: {e}", record.key_id)))?,
+                .map_err(|e| ThresholdError::Failed(format!("threshold share of {}: {e}", record.key_id)))?,
         );
         lock(&self.shares).insert(record.key_id.clone(), package.clone());
         Ok(package)
     }
 
-    fn threshold_record(&self, key_id: &str) -> Result<KeyRecord, Status> {
+    fn threshold_record(&self, key_id: &str) -> Result<KeyRecord, ThresholdError> {
         let record = self
             .store
             .key(key_id)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| Status::not_found(format!("key {key_id} not found")))?;
+            .map_err(|e| ThresholdError::Failed(e.to_string()))?
+            .ok_or_else(|| ThresholdError::Missing(format!("key {key_id} not found")))?;
         if record.backend != BACKEND_NAME {
-            return Err(Status::invalid_argument(format!("key {key_id} is not a threshold key")));
+            return Err(ThresholdError::InvalidArgument(format!(
+                "key {key_id} is not a threshold key"
+            )));
         }
         Ok(record)
     }
 
     /// This participant's identifiers and the threshold keys it holds.
-    pub fn status(&self) -> Result<StatusResponse, Status> {
+    pub fn status(&self) -> Result<StatusResponse, ThresholdError> {
         let key_ids = self
             .store
             .keys()
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| ThresholdError::Failed(e.to_string()))?
             .into_iter()
             .filter(|r| r.backend == BACKEND_NAME)
             .map(|r| r.key_id)
@@ -569,8 +511,9 @@ impl ThresholdBackend {
     }
 }
 
-fn status_internal(s: Status) -> ThresholdError {
-    ThresholdError::Internal(s.message().to_owned())
+/// A participant's failure in the coordinator's own part: internal.
+fn as_internal(e: ThresholdError) -> ThresholdError {
+    ThresholdError::Internal(e.to_string())
 }
 
 fn decode_commitments(bytes: &[u8]) -> Result<frost::round1::SigningCommitments, ThresholdError> {
@@ -578,24 +521,30 @@ fn decode_commitments(bytes: &[u8]) -> Result<frost::round1::SigningCommitments,
         .map_err(|e| ThresholdError::Protocol(format!("malformed commitments: {e}")))
 }
 
+/// `fut`, a call to `signer`, answered within `timeout`.
 async fn with_timeout<T>(
+    signer: u16,
     timeout: Duration,
-    fut: impl std::future::Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+    fut: impl std::future::Future<Output = Result<T, ThresholdError>>,
+) -> Result<T, ThresholdError> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(Status::deadline_exceeded(format!("no answer within {timeout:?}"))),
+        Err(_) => Err(ThresholdError::Unreachable {
+            signer,
+            why: Unanswered::TimedOut,
+            message: format!("no answer within {timeout:?}"),
+        }),
     }
 }
 
 /// Successes, and the failures as one message.
-fn split<T>(results: Vec<(u16, Result<T, Status>)>) -> (Vec<(u16, T)>, String) {
+fn split<T>(results: Vec<(u16, Result<T, ThresholdError>)>) -> (Vec<(u16, T)>, String) {
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for (id, r) in results {
         match r {
             Ok(v) => ok.push((id, v)),
-            Err(s) => failed.push(format!("signer {id}: {:?}: {}", s.code(), s.message())),
+            Err(e) => failed.push(e.detail(id)),
         }
     }
     (ok, failed.join("; "))

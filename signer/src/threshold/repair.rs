@@ -67,7 +67,7 @@ impl ThresholdBackend {
             .map_err(|e| protocol(format!("group key: {e}")))?;
         let mut holders = Vec::new();
         for p in &info.participants {
-            holders.push(id16(*p).map_err(|s| protocol(s.message().to_owned()))?);
+            holders.push(id16(*p).map_err(|e| protocol(e.to_string()))?);
         }
         holders.sort_unstable();
         let derived_id = seal_tuf::keys::key_id(Algorithm::Ed25519.key_type(), &public).to_string();
@@ -82,7 +82,7 @@ impl ThresholdBackend {
                 info.min_signers
             )));
         }
-        let my_ident = identifier(me).map_err(status_internal)?;
+        let my_ident = identifier(me).map_err(as_internal)?;
         let expected = *public_package
             .verifying_shares()
             .get(&my_ident)
@@ -146,23 +146,23 @@ impl ThresholdBackend {
         blocking(move || {
             let record = b.share_record(&key_package, &public_package, info.gun, info.role, holders)?;
             if record.key_id != kid {
-                return Err(Status::internal("share repair changed the key ID"));
+                return Err(ThresholdError::Failed("share repair changed the key ID".into()));
             }
             if b.store
                 .key(&kid)
-                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| ThresholdError::Failed(e.to_string()))?
                 .is_some()
             {
-                return Err(Status::already_exists(format!("key {kid} was stored meanwhile")));
+                return Err(ThresholdError::AlreadyExists(format!("key {kid} was stored meanwhile")));
             }
             b.store
                 .put_key(&record)
-                .map_err(|e| internal("storing the repaired share")(e.to_string()))?;
+                .map_err(|e| failure("storing the repaired share")(e.to_string()))?;
             lock(&b.shares).insert(kid, key_package);
             Ok(())
         })
         .await
-        .map_err(|s| ThresholdError::Internal(s.message().to_owned()))?;
+        .map_err(as_internal)?;
         tracing::info!(%session_id, %key_id, ?helpers, "share repair complete");
         Ok(public)
     }
@@ -174,13 +174,18 @@ impl ThresholdBackend {
     /// Share repair round 1 on a helper: opens a session for the
     /// coordinator, the participant repaired, and answers with the key's
     /// record and public key package.
-    pub async fn repair_round1(self: &Arc<Self>, req: RepairRound1Request) -> Result<RepairRound1Response, Status> {
+    pub async fn repair_round1(
+        self: &Arc<Self>,
+        req: RepairRound1Request,
+    ) -> Result<RepairRound1Response, ThresholdError> {
         let participant = id16(req.coordinator)?;
         if req.session_id.is_empty() || req.session_id.len() > 64 {
-            return Err(Status::invalid_argument("bad repair session id"));
+            return Err(ThresholdError::InvalidArgument("bad repair session id".into()));
         }
         if participant == self.config.self_id {
-            return Err(Status::invalid_argument("a signer does not help repair its own share"));
+            return Err(ThresholdError::InvalidArgument(
+                "a signer does not help repair its own share".into(),
+            ));
         }
         let b = self.clone();
         let key_id = req.key_id.clone();
@@ -188,26 +193,26 @@ impl ThresholdBackend {
             let record = b.threshold_record(&key_id)?;
             // Only a helper that can use its own share takes part.
             b.key_package(&record)?;
-            let handle = ThresholdHandle::decode(&record.handle).map_err(|e| Status::internal(e.to_string()))?;
+            let handle = ThresholdHandle::decode(&record.handle)?;
             Ok((record, handle))
         })
         .await?;
         if !handle.participants.contains(&participant) {
-            return Err(Status::invalid_argument(format!(
+            return Err(ThresholdError::InvalidArgument(format!(
                 "signer {participant} holds no share of key {}",
                 req.key_id
             )));
         }
         let public_package = base64::engine::general_purpose::STANDARD
             .decode(&handle.public_package)
-            .map_err(|e| Status::internal(format!("public key package: {e}")))?;
+            .map_err(|e| failure("public key package")(e.to_string()))?;
         let mut sessions = lock(&self.repairs);
         Self::sweep_repairs(&mut sessions);
         if sessions.len() >= MAX_DKG_SESSIONS {
-            return Err(Status::resource_exhausted("too many repair sessions in progress"));
+            return Err(ThresholdError::Busy("too many repair sessions in progress".into()));
         }
         if sessions.contains_key(&req.session_id) {
-            return Err(Status::already_exists(format!(
+            return Err(ThresholdError::AlreadyExists(format!(
                 "repair session {} exists",
                 req.session_id
             )));
@@ -235,7 +240,10 @@ impl ThresholdBackend {
 
     /// Share repair round 2 on a helper: `repair_share_part1` over the
     /// helpers named, and direct delivery of each delta to its helper.
-    pub async fn repair_round2(self: &Arc<Self>, req: RepairRound2Request) -> Result<RepairRound2Response, Status> {
+    pub async fn repair_round2(
+        self: &Arc<Self>,
+        req: RepairRound2Request,
+    ) -> Result<RepairRound2Response, ThresholdError> {
         let me = self.config.self_id;
         let mut helpers = Vec::new();
         for h in &req.helpers {
@@ -244,26 +252,26 @@ impl ThresholdBackend {
         helpers.sort_unstable();
         helpers.dedup();
         if helpers.len() != req.helpers.len() {
-            return Err(Status::invalid_argument("repair helpers are named twice"));
+            return Err(ThresholdError::InvalidArgument("repair helpers are named twice".into()));
         }
         let (key_id, participant) = {
             let mut sessions = lock(&self.repairs);
             let s = sessions
                 .get_mut(&req.session_id)
-                .ok_or_else(|| Status::not_found(format!("no repair session {}", req.session_id)))?;
+                .ok_or_else(|| ThresholdError::Missing(format!("no repair session {}", req.session_id)))?;
             if u32::from(s.participant) != req.coordinator {
-                return Err(Status::permission_denied(
-                    "the repair session belongs to another signer",
+                return Err(ThresholdError::PermissionDenied(
+                    "the repair session belongs to another signer".into(),
                 ));
             }
             if s.helpers.is_some() {
-                return Err(Status::failed_precondition("repair session is past round 1"));
+                return Err(ThresholdError::OutOfOrder("repair session is past round 1".into()));
             }
             if !helpers.contains(&me)
                 || helpers.contains(&s.participant)
                 || !helpers.iter().all(|h| s.holders.contains(h))
             {
-                return Err(Status::invalid_argument(format!(
+                return Err(ThresholdError::InvalidArgument(format!(
                     "repair helpers {helpers:?} must be holders of the key, this signer among them, not signer {}",
                     s.participant
                 )));
@@ -287,19 +295,19 @@ impl ThresholdBackend {
             &mut rand::rngs::OsRng,
             identifier(participant)?,
         )
-        .map_err(|e| Status::invalid_argument(format!("repair part 1: {e}")))?;
+        .map_err(|e| ThresholdError::InvalidArgument(format!("repair part 1: {e}")))?;
         let by_identifier: BTreeMap<Identifier, u16> =
             helpers.iter().copied().zip(idents).map(|(h, i)| (i, h)).collect();
         let mut deliveries = Vec::new();
         for (ident, delta) in deltas {
             let to = *by_identifier
                 .get(&ident)
-                .ok_or_else(|| Status::internal("a delta for an unknown helper"))?;
+                .ok_or_else(|| ThresholdError::Failed("a delta for an unknown helper".into()))?;
             if to == me {
                 let mut sessions = lock(&self.repairs);
                 let s = sessions
                     .get_mut(&req.session_id)
-                    .ok_or_else(|| Status::not_found(format!("repair session {} expired", req.session_id)))?;
+                    .ok_or_else(|| ThresholdError::Missing(format!("repair session {} expired", req.session_id)))?;
                 s.received.insert(me, delta);
             } else {
                 deliveries.push((to, delta.serialize()));
@@ -315,27 +323,33 @@ impl ThresholdBackend {
             async move { b.transport()?.repair_deliver(to, req).await }
         })
         .await
-        .map_err(|failed| Status::unavailable(format!("repair delta delivery failed: {failed}")))?;
+        .map_err(|details| ThresholdError::DeliveryFailed {
+            what: "repair delta",
+            details,
+        })?;
         Ok(RepairRound2Response {})
     }
 
     /// A delta from another helper of a share repair.
-    pub async fn repair_deliver(self: &Arc<Self>, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status> {
+    pub async fn repair_deliver(
+        self: &Arc<Self>,
+        req: RepairDeliverRequest,
+    ) -> Result<RepairDeliverResponse, ThresholdError> {
         let from = id16(req.from)?;
         let delta = frost::keys::repairable::Delta::deserialize(&req.delta)
-            .map_err(|e| Status::invalid_argument(format!("delta from signer {from}: {e}")))?;
+            .map_err(|e| ThresholdError::InvalidArgument(format!("delta from signer {from}: {e}")))?;
         let mut sessions = lock(&self.repairs);
         let s = sessions
             .get_mut(&req.session_id)
-            .ok_or_else(|| Status::not_found(format!("no repair session {}", req.session_id)))?;
+            .ok_or_else(|| ThresholdError::Missing(format!("no repair session {}", req.session_id)))?;
         let not_helper = s.helpers.as_ref().is_some_and(|h| !h.contains(&from));
         if from == self.config.self_id || from == s.participant || !s.holders.contains(&from) || not_helper {
-            return Err(Status::permission_denied(format!(
+            return Err(ThresholdError::PermissionDenied(format!(
                 "signer {from} is not a helper of this repair"
             )));
         }
         if s.received.contains_key(&from) {
-            return Err(Status::already_exists(format!(
+            return Err(ThresholdError::AlreadyExists(format!(
                 "delta from signer {from} already received"
             )));
         }
@@ -345,28 +359,31 @@ impl ThresholdBackend {
 
     /// Share repair round 3 on a helper: the sum of every helper's delta
     /// for this one (`repair_share_part2`), for the participant repaired.
-    pub async fn repair_finish(self: &Arc<Self>, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
+    pub async fn repair_finish(
+        self: &Arc<Self>,
+        req: RepairFinishRequest,
+    ) -> Result<RepairFinishResponse, ThresholdError> {
         let session = {
             let mut sessions = lock(&self.repairs);
             match sessions.get(&req.session_id) {
-                None => return Err(Status::not_found(format!("no repair session {}", req.session_id))),
+                None => return Err(ThresholdError::Missing(format!("no repair session {}", req.session_id))),
                 Some(s) if u32::from(s.participant) != req.coordinator => {
-                    return Err(Status::permission_denied(
-                        "the repair session belongs to another signer",
+                    return Err(ThresholdError::PermissionDenied(
+                        "the repair session belongs to another signer".into(),
                     ))
                 }
                 Some(_) => {}
             }
             sessions
                 .remove(&req.session_id)
-                .ok_or_else(|| Status::internal("repair session vanished"))?
+                .ok_or_else(|| ThresholdError::Failed("repair session vanished".into()))?
         };
         let helpers = session
             .helpers
-            .ok_or_else(|| Status::failed_precondition("repair session is not past round 2"))?;
+            .ok_or_else(|| ThresholdError::OutOfOrder("repair session is not past round 2".into()))?;
         let from: Vec<u16> = session.received.keys().copied().collect();
         if from != helpers {
-            return Err(Status::failed_precondition(format!(
+            return Err(ThresholdError::OutOfOrder(format!(
                 "deltas arrived from signers {from:?}, the helpers are {helpers:?}"
             )));
         }

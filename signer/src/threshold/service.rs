@@ -1,8 +1,61 @@
 //! The `seal.threshold.v1.ThresholdPeer` gRPC service: the edge where a
 //! peer's call is authenticated and the participant's errors become
-//! `tonic::Status`.
+//! `tonic::Status` ([`ThresholdError::into_status`], also used for the
+//! signer's own clients).
+
+use std::path::Path;
+
+use seal_proto::threshold::threshold_peer_server::ThresholdPeer;
+use tonic::{Request, Response, Status};
 
 use super::*;
+use crate::tls::AllowedNames;
+use crate::wire::{backend_unavailable, refusal_status, HIGH_WATER_HEADER};
+
+impl ThresholdError {
+    /// As a gRPC status, for a peer that called this participant or for
+    /// the signer's clients: a coordinator's [`ThresholdError::Unavailable`]
+    /// carries `x-seal-unavailable: backend`, a refusal its high-water mark
+    /// in `x-seal-high-water`; a participant's own errors keep their words.
+    pub fn into_status(self) -> Status {
+        let message = self.to_string();
+        match self {
+            ThresholdError::Unsupported(_) => Status::unknown(message),
+            ThresholdError::Unavailable { .. } => backend_unavailable(message),
+            ThresholdError::Refused { high_water, .. } => {
+                // The participant's message already starts with "signing policy:".
+                let mut s = Status::failed_precondition(message);
+                if let Some(v) = high_water.and_then(|h| h.to_string().parse().ok()) {
+                    s.metadata_mut().insert(HIGH_WATER_HEADER, v);
+                }
+                s
+            }
+            ThresholdError::Policy(refusal) => refusal_status(&refusal),
+            ThresholdError::OutOfOrder(_) | ThresholdError::MarkTooHigh { .. } => Status::failed_precondition(message),
+            ThresholdError::NotFound(_) | ThresholdError::Missing(_) => Status::not_found(message),
+            ThresholdError::AlreadyHeld(_) | ThresholdError::AlreadyExists(_) => Status::already_exists(message),
+            ThresholdError::Protocol(_) | ThresholdError::Internal(_) | ThresholdError::Failed(_) => {
+                Status::internal(message)
+            }
+            ThresholdError::InvalidArgument(_) => Status::invalid_argument(message),
+            ThresholdError::SessionGone(_) => Status::aborted(message),
+            ThresholdError::PermissionDenied(_) => Status::permission_denied(message),
+            ThresholdError::Busy(_) => Status::resource_exhausted(message),
+            ThresholdError::Locked(_) | ThresholdError::DeliveryFailed { .. } => Status::unavailable(message),
+            ThresholdError::Unreachable { why, .. } => match why {
+                Unanswered::Unavailable => Status::unavailable(message),
+                Unanswered::TimedOut => Status::deadline_exceeded(message),
+                Unanswered::Cancelled => Status::cancelled(message),
+            },
+        }
+    }
+}
+
+impl From<ThresholdError> for Status {
+    fn from(e: ThresholdError) -> Status {
+        e.into_status()
+    }
+}
 
 /// The `seal.threshold.v1.ThresholdPeer` service: authenticates the
 /// calling signer by its certificate, then runs the participant's part.
@@ -79,27 +132,27 @@ impl ThresholdPeerService {
 impl ThresholdPeer for ThresholdPeerService {
     async fn dkg_round1(&self, request: Request<DkgRound1Request>) -> Result<Response<DkgRound1Response>, Status> {
         self.check(&request, request.get_ref().coordinator)?;
-        self.backend.dkg_round1(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.dkg_round1(request.into_inner()).await?))
     }
 
     async fn dkg_round2(&self, request: Request<DkgRound2Request>) -> Result<Response<DkgRound2Response>, Status> {
         self.check(&request, request.get_ref().coordinator)?;
-        self.backend.dkg_round2(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.dkg_round2(request.into_inner()).await?))
     }
 
     async fn dkg_deliver(&self, request: Request<DkgDeliverRequest>) -> Result<Response<DkgDeliverResponse>, Status> {
         self.check(&request, request.get_ref().from)?;
-        self.backend.dkg_deliver(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.dkg_deliver(request.into_inner()).await?))
     }
 
     async fn dkg_finish(&self, request: Request<DkgFinishRequest>) -> Result<Response<DkgFinishResponse>, Status> {
         self.check(&request, request.get_ref().coordinator)?;
-        self.backend.dkg_finish(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.dkg_finish(request.into_inner()).await?))
     }
 
     async fn dkg_commit(&self, request: Request<DkgCommitRequest>) -> Result<Response<DkgCommitResponse>, Status> {
         self.check(&request, request.get_ref().coordinator)?;
-        self.backend.dkg_commit(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.dkg_commit(request.into_inner()).await?))
     }
 
     async fn refresh_shares(
@@ -120,10 +173,7 @@ impl ThresholdPeer for ThresholdPeerService {
         request: Request<RepairRound1Request>,
     ) -> Result<Response<RepairRound1Response>, Status> {
         self.check_named(&request, request.get_ref().coordinator)?;
-        self.backend
-            .repair_round1(request.into_inner())
-            .await
-            .map(Response::new)
+        Ok(Response::new(self.backend.repair_round1(request.into_inner()).await?))
     }
 
     async fn repair_round2(
@@ -131,10 +181,7 @@ impl ThresholdPeer for ThresholdPeerService {
         request: Request<RepairRound2Request>,
     ) -> Result<Response<RepairRound2Response>, Status> {
         self.check_named(&request, request.get_ref().coordinator)?;
-        self.backend
-            .repair_round2(request.into_inner())
-            .await
-            .map(Response::new)
+        Ok(Response::new(self.backend.repair_round2(request.into_inner()).await?))
     }
 
     async fn repair_deliver(
@@ -142,10 +189,7 @@ impl ThresholdPeer for ThresholdPeerService {
         request: Request<RepairDeliverRequest>,
     ) -> Result<Response<RepairDeliverResponse>, Status> {
         self.check_named(&request, request.get_ref().from)?;
-        self.backend
-            .repair_deliver(request.into_inner())
-            .await
-            .map(Response::new)
+        Ok(Response::new(self.backend.repair_deliver(request.into_inner()).await?))
     }
 
     async fn repair_finish(
@@ -153,10 +197,7 @@ impl ThresholdPeer for ThresholdPeerService {
         request: Request<RepairFinishRequest>,
     ) -> Result<Response<RepairFinishResponse>, Status> {
         self.check_named(&request, request.get_ref().coordinator)?;
-        self.backend
-            .repair_finish(request.into_inner())
-            .await
-            .map(Response::new)
+        Ok(Response::new(self.backend.repair_finish(request.into_inner()).await?))
     }
 
     async fn repair_share(
@@ -174,19 +215,19 @@ impl ThresholdPeer for ThresholdPeerService {
 
     async fn sign_commit(&self, request: Request<SignCommitRequest>) -> Result<Response<SignCommitResponse>, Status> {
         self.check(&request, request.get_ref().coordinator)?;
-        self.backend.sign_commit(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.sign_commit(request.into_inner()).await?))
     }
 
     async fn sign_share(&self, request: Request<SignShareRequest>) -> Result<Response<SignShareResponse>, Status> {
         self.check(&request, request.get_ref().coordinator)?;
-        self.backend.sign_share(request.into_inner()).await.map(Response::new)
+        Ok(Response::new(self.backend.sign_share(request.into_inner()).await?))
     }
 
     /// Open to every client the server's mutual TLS admits (peers, nodes,
     /// `seal-signer status` with this signer's own certificate): it tells
     /// only identifiers, k, n and key IDs, which root.json lists anyway.
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        self.backend.status().map(Response::new)
+        Ok(Response::new(self.backend.status()?))
     }
 
     async fn announce_mark(

@@ -44,10 +44,10 @@ impl ThresholdBackend {
             let own = self
                 .sign_commit(commit.clone())
                 .await
-                .map_err(|s| ThresholdError::Internal(format!("own commitments: {}", s.message())))?;
+                .map_err(|e| ThresholdError::Internal(format!("own commitments: {e}")))?;
             let mut commitments = BTreeMap::new();
             commitments.insert(
-                identifier(me).map_err(status_internal)?,
+                identifier(me).map_err(as_internal)?,
                 decode_commitments(&own.commitments)?,
             );
             let mut chosen = vec![me];
@@ -63,7 +63,7 @@ impl ThresholdBackend {
                 let (b, req, timeout) = (self.clone(), commit.clone(), self.config.peer_timeout);
                 set.spawn(async move {
                     let r = match b.transport() {
-                        Ok(t) => with_timeout(timeout, t.sign_commit(to, req)).await,
+                        Ok(t) => with_timeout(to, timeout, t.sign_commit(to, req)).await,
                         Err(e) => Err(e),
                     };
                     (to, r)
@@ -73,16 +73,16 @@ impl ThresholdBackend {
                 let Some(joined) = set.join_next().await else { break };
                 let Ok((to, r)) = joined else { continue };
                 match r.and_then(|r| {
-                    decode_commitments(&r.commitments).map_err(|e| Status::invalid_argument(e.to_string()))
+                    decode_commitments(&r.commitments).map_err(|e| ThresholdError::InvalidArgument(e.to_string()))
                 }) {
                     Ok(c) => {
-                        commitments.insert(identifier(to).map_err(status_internal)?, c);
+                        commitments.insert(identifier(to).map_err(as_internal)?, c);
                         chosen.push(to);
                     }
-                    Err(s) => {
-                        self.note_unanswered(to, &s);
-                        tracing::warn!(peer = to, code = ?s.code(), message = s.message(), "peer skipped in signing round 1");
-                        failures.push(format!("signer {to}: {}", s.message()));
+                    Err(e) => {
+                        self.note_unanswered(to, &e);
+                        tracing::warn!(peer = to, code = %e.kind(), message = %e, "peer skipped in signing round 1");
+                        failures.push(format!("signer {to}: {e}"));
                     }
                 }
             }
@@ -132,7 +132,7 @@ impl ThresholdBackend {
                 match r {
                     Ok(r) => match frost::round2::SignatureShare::deserialize(&r.share) {
                         Ok(s) => {
-                            shares.insert(identifier(from).map_err(status_internal)?, s);
+                            shares.insert(identifier(from).map_err(as_internal)?, s);
                         }
                         Err(e) => {
                             tracing::warn!(peer = from, %e, "peer sent a malformed signature share");
@@ -140,25 +140,28 @@ impl ThresholdBackend {
                             retry = true;
                         }
                     },
-                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    // This signer's policy refused, or a peer's did.
+                    Err(e @ (ThresholdError::Policy(_) | ThresholdError::Refused { .. })) => {
                         self.metrics.participant_refused(from);
                         self.metrics.round("sign_share", "refused", round_started.elapsed());
+                        let high_water = e.high_water();
+                        let message = match e {
+                            ThresholdError::Refused { message, .. } => message,
+                            policy => policy.to_string(),
+                        };
                         return Err(ThresholdError::Refused {
                             signer: from,
-                            message: s.message().to_owned(),
-                            high_water: crate::service::high_water_of(&s),
+                            message,
+                            high_water,
                         });
                     }
-                    Err(s) => {
-                        self.note_unanswered(from, &s);
-                        tracing::warn!(peer = from, code = ?s.code(), message = s.message(), "peer failed in signing round 2");
+                    Err(e) => {
+                        self.note_unanswered(from, &e);
+                        tracing::warn!(peer = from, code = %e.kind(), message = %e, "peer failed in signing round 2");
                         if from == me {
-                            return Err(ThresholdError::Internal(format!(
-                                "own signature share: {}",
-                                s.message()
-                            )));
+                            return Err(ThresholdError::Internal(format!("own signature share: {e}")));
                         }
-                        failures.push(format!("signer {from}: {}", s.message()));
+                        failures.push(format!("signer {from}: {e}"));
                         excluded.insert(from);
                         retry = true;
                     }
@@ -228,9 +231,9 @@ impl ThresholdBackend {
     }
 
     /// Signing round 1 on this participant: fresh nonces, kept in memory.
-    pub async fn sign_commit(self: &Arc<Self>, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
+    pub async fn sign_commit(self: &Arc<Self>, req: SignCommitRequest) -> Result<SignCommitResponse, ThresholdError> {
         if req.session_id.is_empty() || req.session_id.len() > 64 {
-            return Err(Status::invalid_argument("bad signing session id"));
+            return Err(ThresholdError::InvalidArgument("bad signing session id".into()));
         }
         let me = self.clone();
         let key_id = req.key_id.clone();
@@ -242,7 +245,7 @@ impl ThresholdBackend {
         let (nonces, commitments) = frost::round1::commit(package.signing_share(), &mut rand::rngs::OsRng);
         let bytes = commitments
             .serialize()
-            .map_err(|e| internal("commitments")(e.to_string()))?;
+            .map_err(|e| failure("commitments")(e.to_string()))?;
         let mut map = lock(&self.nonces);
         map.retain(|_, e| e.created.elapsed() < NONCE_TTL);
         if map.len() >= self.max_nonce_sessions {
@@ -254,7 +257,7 @@ impl ThresholdBackend {
             }
         }
         if map.contains_key(&req.session_id) {
-            return Err(Status::already_exists("signing session exists"));
+            return Err(ThresholdError::AlreadyExists("signing session exists".into()));
         }
         map.insert(
             req.session_id,
@@ -271,21 +274,23 @@ impl ThresholdBackend {
     /// Signing round 2 on this participant: consume the session's nonces,
     /// apply the policy to the message, record the high-water mark, answer
     /// with a share.
-    pub async fn sign_share(self: &Arc<Self>, req: SignShareRequest) -> Result<SignShareResponse, Status> {
+    pub async fn sign_share(self: &Arc<Self>, req: SignShareRequest) -> Result<SignShareResponse, ThresholdError> {
         // Taken out first: whatever happens next, these nonces are never used again.
         let entry = lock(&self.nonces)
             .remove(&req.session_id)
             .filter(|e| e.created.elapsed() < NONCE_TTL)
-            .ok_or_else(|| Status::aborted(format!("no live signing session {}", req.session_id)))?;
+            .ok_or_else(|| ThresholdError::SessionGone(format!("no live signing session {}", req.session_id)))?;
         if entry.key_id != req.key_id {
-            return Err(Status::invalid_argument("signing session was opened for another key"));
+            return Err(ThresholdError::InvalidArgument(
+                "signing session was opened for another key".into(),
+            ));
         }
         let package = frost::SigningPackage::deserialize(&req.signing_package)
-            .map_err(|e| Status::invalid_argument(format!("signing package: {e}")))?;
+            .map_err(|e| ThresholdError::InvalidArgument(format!("signing package: {e}")))?;
         let me_ident = identifier(self.config.self_id)?;
         if package.signing_commitments().get(&me_ident) != Some(&entry.commitments) {
-            return Err(Status::invalid_argument(
-                "the signing package does not carry our commitments",
+            return Err(ThresholdError::InvalidArgument(
+                "the signing package does not carry our commitments".into(),
             ));
         }
         let me = self.clone();
@@ -305,22 +310,22 @@ impl ThresholdBackend {
             let last = me
                 .store
                 .high_water(&record.key_id)
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| ThresholdError::Failed(e.to_string()))?;
             let now = time::OffsetDateTime::now_utc();
             let approved = policy::decide(&scope, &claimed, package.message(), last.as_ref(), now, &me.policy)
                 .map_err(|refusal| {
                     me.metrics.refused(refusal.reason());
                     tracing::warn!(key_id = %record.key_id, coordinator = req.coordinator, %refusal, "refused a threshold signature share");
-                    crate::service::refusal_status(&refusal)
+                    ThresholdError::Policy(refusal)
                 })?;
             let share = frost::round2::sign(&package, &entry.nonces, &key_package)
-                .map_err(|e| Status::invalid_argument(format!("signature share: {e}")))?;
+                .map_err(|e| ThresholdError::InvalidArgument(format!("signature share: {e}")))?;
             // Durable before the share leaves.
             let mark = match approved {
                 Some(approved) => {
                     me.store
                         .set_high_water(&record.key_id, &approved.high_water)
-                        .map_err(|e| Status::internal(e.to_string()))?;
+                        .map_err(|e| ThresholdError::Failed(e.to_string()))?;
                     Some((record.key_id.clone(), approved.high_water))
                 }
                 None => None,

@@ -17,69 +17,84 @@ struct Local {
 }
 
 impl Local {
-    fn node(&self, to: u16) -> Result<Arc<ThresholdBackend>, Status> {
+    fn node(&self, to: u16) -> Result<Arc<ThresholdBackend>, ThresholdError> {
+        let unreachable = |message: String| ThresholdError::Unreachable {
+            signer: to,
+            why: Unanswered::Unavailable,
+            message,
+        };
         if lock(&self.down).contains(&to) {
-            return Err(Status::unavailable(format!("signer {to} is down")));
+            return Err(unreachable(format!("signer {to} is down")));
         }
         lock(&self.nodes)
             .get(&to)
             .and_then(Weak::upgrade)
-            .ok_or_else(|| Status::unavailable(format!("signer {to} unknown")))
+            .ok_or_else(|| unreachable(format!("signer {to} unknown")))
     }
+}
+
+/// What the coordinator gets when `to` answers `r` over gRPC: the
+/// participant's error through both edges, as `GrpcPeers` would see it.
+fn wire<T>(to: u16, r: Result<T, ThresholdError>) -> Result<T, ThresholdError> {
+    r.map_err(|e| transport::from_peer_status(to, &e.into_status()))
 }
 
 #[tonic::async_trait]
 impl PeerTransport for Local {
-    async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, Status> {
-        self.node(to)?.dkg_round1(req).await
+    async fn dkg_round1(&self, to: u16, req: DkgRound1Request) -> Result<DkgRound1Response, ThresholdError> {
+        wire(to, self.node(to)?.dkg_round1(req).await)
     }
-    async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, Status> {
-        self.node(to)?.dkg_round2(req).await
+    async fn dkg_round2(&self, to: u16, req: DkgRound2Request) -> Result<DkgRound2Response, ThresholdError> {
+        wire(to, self.node(to)?.dkg_round2(req).await)
     }
-    async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, Status> {
-        self.node(to)?.dkg_deliver(req).await
+    async fn dkg_deliver(&self, to: u16, req: DkgDeliverRequest) -> Result<DkgDeliverResponse, ThresholdError> {
+        wire(to, self.node(to)?.dkg_deliver(req).await)
     }
-    async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, Status> {
-        self.node(to)?.dkg_finish(req).await
+    async fn dkg_finish(&self, to: u16, req: DkgFinishRequest) -> Result<DkgFinishResponse, ThresholdError> {
+        wire(to, self.node(to)?.dkg_finish(req).await)
     }
-    async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, Status> {
-        self.node(to)?.dkg_commit(req).await
+    async fn dkg_commit(&self, to: u16, req: DkgCommitRequest) -> Result<DkgCommitResponse, ThresholdError> {
+        wire(to, self.node(to)?.dkg_commit(req).await)
     }
-    async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, Status> {
-        self.node(to)?.sign_commit(req).await
+    async fn sign_commit(&self, to: u16, req: SignCommitRequest) -> Result<SignCommitResponse, ThresholdError> {
+        wire(to, self.node(to)?.sign_commit(req).await)
     }
-    async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, Status> {
-        let mut r = self.node(to)?.sign_share(req).await?;
+    async fn sign_share(&self, to: u16, req: SignShareRequest) -> Result<SignShareResponse, ThresholdError> {
+        let mut r = wire(to, self.node(to)?.sign_share(req).await)?;
         if lock(&self.corrupt).contains(&to) {
             r.share[0] ^= 1;
         }
         Ok(r)
     }
-    async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, Status> {
-        self.node(to)?.repair_round1(req).await
+    async fn repair_round1(&self, to: u16, req: RepairRound1Request) -> Result<RepairRound1Response, ThresholdError> {
+        wire(to, self.node(to)?.repair_round1(req).await)
     }
-    async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, Status> {
-        self.node(to)?.repair_round2(req).await
+    async fn repair_round2(&self, to: u16, req: RepairRound2Request) -> Result<RepairRound2Response, ThresholdError> {
+        wire(to, self.node(to)?.repair_round2(req).await)
     }
-    async fn repair_deliver(&self, to: u16, req: RepairDeliverRequest) -> Result<RepairDeliverResponse, Status> {
-        self.node(to)?.repair_deliver(req).await
+    async fn repair_deliver(
+        &self,
+        to: u16,
+        req: RepairDeliverRequest,
+    ) -> Result<RepairDeliverResponse, ThresholdError> {
+        wire(to, self.node(to)?.repair_deliver(req).await)
     }
-    async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, Status> {
-        let mut r = self.node(to)?.repair_finish(req).await?;
+    async fn repair_finish(&self, to: u16, req: RepairFinishRequest) -> Result<RepairFinishResponse, ThresholdError> {
+        let mut r = wire(to, self.node(to)?.repair_finish(req).await)?;
         if lock(&self.corrupt).contains(&to) {
             r.sigma[0] ^= 1;
         }
         Ok(r)
     }
-    async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, Status> {
+    async fn announce_mark(&self, to: u16, req: AnnounceMarkRequest) -> Result<AnnounceMarkResponse, ThresholdError> {
         let from = u16::try_from(req.from).unwrap_or(0);
         let mark = req.mark.unwrap_or_default();
-        let raised = self.node(to)?.merge_mark(from, &mark)?;
+        let raised = wire(to, self.node(to)?.merge_mark(from, &mark))?;
         Ok(AnnounceMarkResponse { raised })
     }
-    async fn marks(&self, to: u16, _req: MarksRequest) -> Result<MarksResponse, Status> {
+    async fn marks(&self, to: u16, _req: MarksRequest) -> Result<MarksResponse, ThresholdError> {
         Ok(MarksResponse {
-            marks: self.node(to)?.marks()?,
+            marks: wire(to, self.node(to)?.marks())?,
         })
     }
 }
@@ -474,11 +489,13 @@ async fn nonces_are_used_once_and_packages_are_checked() {
     b.sign_share(share("s1", package.clone())).await.unwrap();
     // The same session again: its nonces are gone.
     let e = b.sign_share(share("s1", package.clone())).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Aborted);
+    assert!(matches!(e, ThresholdError::SessionGone(_)), "{e:?}");
+    assert_eq!(e.into_status().code(), tonic::Code::Aborted);
     // A package without our commitments is refused (and consumes the session).
     b.sign_commit(commit("s2")).await.unwrap();
     let e = b.sign_share(share("s2", package)).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(matches!(e, ThresholdError::InvalidArgument(_)), "{e:?}");
+    assert_eq!(e.into_status().code(), tonic::Code::InvalidArgument);
     // A policy refusal: not metadata.
     let cb = b.sign_commit(commit("s3")).await.unwrap();
     let commitments = BTreeMap::from([
@@ -489,9 +506,222 @@ async fn nonces_are_used_once_and_packages_are_checked() {
         .serialize()
         .unwrap();
     let e = b.sign_share(share("s3", package)).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(matches!(e, ThresholdError::Policy(_)), "{e:?}");
+    assert_eq!(e.into_status().code(), tonic::Code::FailedPrecondition);
     // ECDSA is refused with a clear error.
     let e = a.create_key(Algorithm::Ecdsa, "g", "timestamp").await.unwrap_err();
     assert_eq!(e, ThresholdError::Unsupported("ecdsa"));
     assert_eq!(e.into_status().code(), tonic::Code::Unknown);
+}
+
+/// Every error a participant answers reaches the peer's coordinator as the
+/// same class with the same words, whatever gRPC makes of it on the way.
+#[test]
+fn errors_cross_both_grpc_edges_with_their_code_message_and_marks() {
+    use tonic::Code;
+    let refusal = policy::Refusal::NotNewer { high_water: 7, got: 3 };
+    let unreachable = |why| ThresholdError::Unreachable {
+        signer: 2,
+        why,
+        message: "tcp connect error".into(),
+    };
+    // (error on the callee, status it answers, what the caller gets back)
+    let cases = [
+        (
+            ThresholdError::InvalidArgument("bad signing session id".into()),
+            Code::InvalidArgument,
+            "bad signing session id",
+            ThresholdError::InvalidArgument("bad signing session id".into()),
+        ),
+        (
+            ThresholdError::Missing("key k not found".into()),
+            Code::NotFound,
+            "key k not found",
+            ThresholdError::Missing("key k not found".into()),
+        ),
+        (
+            ThresholdError::SessionGone("no live signing session s".into()),
+            Code::Aborted,
+            "no live signing session s",
+            ThresholdError::SessionGone("no live signing session s".into()),
+        ),
+        (
+            ThresholdError::AlreadyExists("signing session exists".into()),
+            Code::AlreadyExists,
+            "signing session exists",
+            ThresholdError::AlreadyExists("signing session exists".into()),
+        ),
+        (
+            ThresholdError::OutOfOrder("DKG session is not in round 1".into()),
+            Code::FailedPrecondition,
+            "DKG session is not in round 1",
+            ThresholdError::Refused {
+                signer: 2,
+                message: "DKG session is not in round 1".into(),
+                high_water: None,
+            },
+        ),
+        (
+            ThresholdError::Policy(refusal.clone()),
+            Code::FailedPrecondition,
+            "signing policy: version 3 is not above version 7 already signed with this key",
+            ThresholdError::Refused {
+                signer: 2,
+                message: "signing policy: version 3 is not above version 7 already signed with this key".into(),
+                high_water: Some(7),
+            },
+        ),
+        (
+            ThresholdError::MarkTooHigh {
+                key_id: "k".into(),
+                version: 9,
+                own: 1,
+                max_jump: 5,
+            },
+            Code::FailedPrecondition,
+            "mark 9 of k is more than 5 above this signer's 1",
+            ThresholdError::Refused {
+                signer: 2,
+                message: "mark 9 of k is more than 5 above this signer's 1".into(),
+                high_water: None,
+            },
+        ),
+        (
+            ThresholdError::PermissionDenied("signer 4 is not a participant of this DKG".into()),
+            Code::PermissionDenied,
+            "signer 4 is not a participant of this DKG",
+            ThresholdError::PermissionDenied("signer 4 is not a participant of this DKG".into()),
+        ),
+        (
+            ThresholdError::Busy("too many DKG sessions in progress".into()),
+            Code::ResourceExhausted,
+            "too many DKG sessions in progress",
+            ThresholdError::Busy("too many DKG sessions in progress".into()),
+        ),
+        (
+            ThresholdError::Locked("no passphrase for alias \"main\"".into()),
+            Code::Unavailable,
+            "no passphrase for alias \"main\"",
+            ThresholdError::Unreachable {
+                signer: 2,
+                why: Unanswered::Unavailable,
+                message: "no passphrase for alias \"main\"".into(),
+            },
+        ),
+        (
+            ThresholdError::DeliveryFailed {
+                what: "round-2",
+                details: "signer 3: Unavailable: down".into(),
+            },
+            Code::Unavailable,
+            "round-2 delivery failed: signer 3: Unavailable: down",
+            ThresholdError::Unreachable {
+                signer: 2,
+                why: Unanswered::Unavailable,
+                message: "round-2 delivery failed: signer 3: Unavailable: down".into(),
+            },
+        ),
+        (
+            ThresholdError::Failed("storing the share: disk full".into()),
+            Code::Internal,
+            "storing the share: disk full",
+            ThresholdError::Failed("storing the share: disk full".into()),
+        ),
+        (
+            ThresholdError::Internal("threshold key handle: eof".into()),
+            Code::Internal,
+            "threshold backend: threshold key handle: eof",
+            ThresholdError::Failed("threshold backend: threshold key handle: eof".into()),
+        ),
+        (
+            unreachable(Unanswered::Unavailable),
+            Code::Unavailable,
+            "tcp connect error",
+            unreachable(Unanswered::Unavailable),
+        ),
+        (
+            unreachable(Unanswered::TimedOut),
+            Code::DeadlineExceeded,
+            "tcp connect error",
+            unreachable(Unanswered::TimedOut),
+        ),
+        (
+            unreachable(Unanswered::Cancelled),
+            Code::Cancelled,
+            "tcp connect error",
+            unreachable(Unanswered::Cancelled),
+        ),
+    ];
+    for (error, code, message, back) in cases {
+        assert_eq!(error.kind(), format!("{code:?}"), "{error:?}");
+        let status = error.clone().into_status();
+        assert_eq!((status.code(), status.message()), (code, message), "{error:?}");
+        assert!(
+            status.metadata().get(crate::wire::UNAVAILABLE_HEADER).is_none(),
+            "{error:?}"
+        );
+        let high_water = status.metadata().get(crate::wire::HIGH_WATER_HEADER);
+        assert_eq!(
+            high_water.and_then(|v| v.to_str().ok()),
+            (error == ThresholdError::Policy(refusal.clone())).then_some("7"),
+            "{error:?}"
+        );
+        assert_eq!(transport::from_peer_status(2, &status), back, "{error:?}");
+    }
+
+    // What the signer's clients see of a coordinator's errors.
+    let unavailable = ThresholdError::Unavailable {
+        operation: "threshold signing",
+        needed: 2,
+        reachable: 1,
+        details: "signer 3: tcp connect error".into(),
+    };
+    assert_eq!(unavailable.kind(), "Unavailable");
+    let s = unavailable.into_status();
+    assert_eq!(
+        (s.code(), s.message()),
+        (
+            Code::Unavailable,
+            "threshold signing needs 2 signers, 1 answered: signer 3: tcp connect error"
+        )
+    );
+    assert_eq!(
+        s.metadata()
+            .get(crate::wire::UNAVAILABLE_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some("backend")
+    );
+    let refused = ThresholdError::Refused {
+        signer: 3,
+        message: "signing policy: version 3 is not above version 7 already signed with this key".into(),
+        high_water: Some(7),
+    };
+    assert_eq!(refused.kind(), "FailedPrecondition");
+    let s = refused.clone().into_status();
+    assert_eq!(s.code(), Code::FailedPrecondition);
+    assert_eq!(
+        s.message(),
+        "signer 3 refused: signing policy: version 3 is not above version 7 already signed with this key"
+    );
+    assert_eq!(crate::wire::high_water_of(&s), Some(7));
+    for (error, code) in [
+        (ThresholdError::Unsupported("ecdsa"), Code::Unknown),
+        (ThresholdError::NotFound("k".into()), Code::NotFound),
+        (ThresholdError::AlreadyHeld("k".into()), Code::AlreadyExists),
+        (ThresholdError::Protocol("p".into()), Code::Internal),
+    ] {
+        assert_eq!(error.kind(), format!("{code:?}"), "{error:?}");
+        let s = error.clone().into_status();
+        assert_eq!((s.code(), s.message()), (code, error.to_string().as_str()));
+    }
+    // A peer's refusal in a list of failures keeps its own words.
+    assert_eq!(
+        refused.detail(3),
+        "signer 3: FailedPrecondition: signing policy: version 3 is not above version 7 already signed with this key"
+    );
+    // Codes no participant answers (a peer of another version) are named.
+    assert_eq!(
+        transport::from_peer_status(2, &tonic::Status::unimplemented("no such method")),
+        ThresholdError::Failed("Unimplemented: no such method".into())
+    );
 }

@@ -1,0 +1,100 @@
+//! Membership operations over a Raft handle (initialize, add a learner, change the voters),
+//! shared by [`crate::SealRaft`] and the admin service, with openraft's errors turned into
+//! [`MembershipError`]s.
+
+use std::collections::BTreeMap;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+
+use crate::error::MembershipError;
+use crate::tls::peer_host;
+use crate::types::Raft;
+
+/// Membership operations over a Raft handle, shared by [`crate::SealRaft`] and the admin service.
+pub(crate) struct Membership {
+    raft: Raft,
+    node_id: u64,
+}
+
+impl Membership {
+    pub(crate) fn new(raft: Raft, node_id: u64) -> Membership {
+        Membership { raft, node_id }
+    }
+
+    /// See [`crate::SealRaft::initialize`].
+    pub(crate) async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), MembershipError> {
+        if members.is_empty() {
+            return Err(MembershipError::EmptyMembership);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, addr) in members {
+            check_addr(id, &addr)?;
+            nodes.insert(id, BasicNode::new(addr));
+        }
+        let ids: Vec<u64> = nodes.keys().copied().collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(MembershipError::AlreadyInitialized {
+                node_id: self.node_id,
+                reason: e.to_string(),
+            }),
+            Err(RaftError::APIError(InitializeError::NotInMembers(e))) => Err(MembershipError::NotInMembers {
+                node_id: e.node_id,
+                members: ids,
+            }),
+            Err(RaftError::Fatal(f)) => Err(MembershipError::Fatal {
+                node_id: self.node_id,
+                reason: f.to_string(),
+            }),
+        }
+    }
+
+    /// See [`crate::SealRaft::add_learner`].
+    pub(crate) async fn add_learner(&self, id: u64, addr: String, blocking: bool) -> Result<u64, MembershipError> {
+        check_addr(id, &addr)?;
+        self.raft
+            .add_learner(id, BasicNode::new(addr), blocking)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(|e| membership_error(self.node_id, e))
+    }
+
+    /// Apply one membership change and return the log index of the final membership entry.
+    pub(crate) async fn change(&self, change: ChangeMembers<u64, BasicNode>) -> Result<u64, MembershipError> {
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map(|r| r.log_id.index)
+            .map_err(|e| membership_error(self.node_id, e))
+    }
+}
+
+fn membership_error(node_id: u64, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::ForwardToLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => MembershipError::InProgress { reason: p.to_string() },
+            ChangeMembershipError::EmptyMembership(_) => MembershipError::EmptyMembership,
+            ChangeMembershipError::LearnerNotFound(l) => MembershipError::LearnerNotFound { node_id: l.node_id },
+        },
+        RaftError::Fatal(f) => MembershipError::Fatal {
+            node_id,
+            reason: f.to_string(),
+        },
+    }
+}
+
+/// Check that `addr` is a usable Raft address for node `id`.
+pub(crate) fn check_addr(id: u64, addr: &str) -> Result<(), MembershipError> {
+    peer_host(addr)
+        .map(|_| ())
+        .map_err(|reason| MembershipError::InvalidAddress {
+            node_id: id,
+            addr: addr.to_string(),
+            reason,
+        })
+}
