@@ -6,6 +6,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/seal-target}
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The chaos tests' seal-node with its test-only fault switches, built first and
+# kept apart; the `cargo test` below then links target/debug/seal-node back to
+# the build every other test runs, with the features that ship
+# (docs/architecture.md, "Fault injection").
+cargo build --locked -p seal-node --bin seal-node --features fault-injection
+mkdir -p "$CARGO_TARGET_DIR/fault-injection"
+cp -f "$CARGO_TARGET_DIR/debug/seal-node" "$CARGO_TARGET_DIR/fault-injection/seal-node"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -13,19 +13,17 @@
 //! fsync delay and the deliberately broken acknowledge-before-commit.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use seal_testkit::process::{Process, START_WAIT};
+use seal_testkit::proxy::FaultProxy;
 use serde::{Deserialize, Serialize};
 
 use crate::history::NodeInfo;
-use crate::proxy::FaultProxy;
 
-/// How long a process gets to start.
-const START_WAIT: Duration = Duration::from_secs(60);
+pub use seal_testkit::proxy::source_ip;
 
 /// The certificate name every node presents.
 const NODE_NAME: &str = "seal-node";
@@ -38,8 +36,10 @@ const SIGNER_PASSPHRASE: &str = "seal-chaos throw-away signer passphrase";
 pub struct ClusterSpec {
     /// Everything goes under this directory.
     pub dir: PathBuf,
-    /// Where the `seal-node` and `seal-signer` binaries are.
-    pub bin_dir: PathBuf,
+    /// The `seal-node` binary (a `fault-injection` build for [`ClusterSpec::fault_switches`]).
+    pub node_bin: PathBuf,
+    /// The `seal-signer` binary.
+    pub signer_bin: PathBuf,
     /// Voters: 3 or 5.
     pub voters: usize,
     /// Learners (read replicas).
@@ -95,8 +95,7 @@ pub struct Member {
     pub source_ip: IpAddr,
     /// Its directory (config, data, log, faults file).
     pub dir: PathBuf,
-    child: Option<Child>,
-    paused: bool,
+    process: Option<Process>,
 }
 
 /// One signer process.
@@ -104,9 +103,7 @@ struct SignerProc {
     /// Where the other signers reach it (threshold peers); nodes have proxies of their own.
     front: FaultProxy,
     config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    paused: bool,
+    process: Option<Process>,
 }
 
 /// A running cluster; every process is killed when it is dropped.
@@ -127,44 +124,19 @@ pub(crate) fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) ->
 /// A free loopback port below the ephemeral range, so that no outgoing
 /// connection takes it before the process meant for it binds it.
 fn free_port() -> Result<u16, String> {
-    Ok(seal_signer::testing::free_port())
+    Ok(seal_testkit::free_port())
 }
 
-fn log_file(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io(path.display()))
-}
-
-/// The source address of node `id`'s connections to its peers.
-pub fn source_ip(id: u64) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(id).unwrap_or(200)))
-}
-
-fn signal(child: &Child, sig: &str) {
-    let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
-}
-
-/// `kill -9` of `child` (continued first when `paused`, so that it is not left stopped), reaped.
-fn kill_child(child: &mut Option<Child>, paused: bool) {
-    if let Some(mut c) = child.take() {
-        if paused {
-            signal(&c, "-CONT");
-        }
-        let _ = c.kill();
-        let _ = c.wait();
+/// `kill -9` of a process, if there is one.
+fn kill(process: &mut Option<Process>) {
+    if let Some(p) = process {
+        p.kill();
     }
 }
 
-/// Whether `child` is gone (never started, killed, or exited); an exited one is forgotten.
-fn gone(child: &mut Option<Child>) -> bool {
-    let gone = child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
-    if gone {
-        *child = None;
-    }
-    gone
+/// Whether a process is gone (never started, killed, or exited).
+fn gone(process: &mut Option<Process>) -> bool {
+    process.as_mut().is_none_or(Process::is_gone)
 }
 
 impl Cluster {
@@ -174,9 +146,7 @@ impl Cluster {
         if !(spec.voters == 3 || spec.voters == 5) {
             return Err(format!("a cluster has 3 or 5 voters, not {}", spec.voters));
         }
-        let node_bin = spec.bin_dir.join("seal-node");
-        let signer_bin = spec.bin_dir.join("seal-signer");
-        for b in [&node_bin, &signer_bin] {
+        for b in [&spec.node_bin, &spec.signer_bin] {
             if !b.exists() {
                 return Err(format!(
                     "{} is missing (see docs/chaos.md for how to build it)",
@@ -187,7 +157,7 @@ impl Cluster {
         std::fs::create_dir_all(&spec.dir).map_err(io(spec.dir.display()))?;
         let pki_dir = spec.dir.join("pki");
         std::fs::create_dir_all(&pki_dir).map_err(io(pki_dir.display()))?;
-        let pki = seal_signer::testing::TestPki::new(&pki_dir, "seal-chaos");
+        let pki = seal_testkit::pki::TestPki::new(&pki_dir, "seal-chaos");
         let (cert, key) = pki.leaf(NODE_NAME);
         let ca = pki.ca_file();
 
@@ -237,13 +207,11 @@ impl Cluster {
             signers.push(SignerProc {
                 front,
                 config: signer_config,
-                log: signer_dir.join("signer.log"),
-                child: None,
-                paused: false,
+                process: None,
             });
         }
         for signer in &mut signers {
-            signer.start(&signer_bin)?;
+            signer.start(&spec.signer_bin)?;
         }
 
         let n = spec.voters + spec.learners;
@@ -269,8 +237,7 @@ impl Cluster {
                 signer_proxies,
                 source_ip: source_ip(i),
                 dir: spec.dir.join(format!("node{i}")),
-                child: None,
-                paused: false,
+                process: None,
             });
         }
         // A proxy takes a port picked free now: one could be a node's port picked (and
@@ -323,12 +290,12 @@ impl Cluster {
                          "allowed_peer_names": [NODE_NAME],
                          "bootstrap": if m.role == Role::Voter { bootstrap.clone() } else { Vec::new() }},
             });
-            let path = m.dir.join("config.json");
-            std::fs::write(&path, config.to_string()).map_err(io(path.display()))?;
+            let mut launch = seal_testkit::process::node(&spec.node_bin, &m.dir, &config, "info")?;
             if spec.fault_switches {
                 cluster.set_faults(m.id, NodeFaults::default())?;
+                launch = launch.env("SEAL_FAULTS_FILE", m.dir.join("faults.json"));
             }
-            cluster.spawn(i)?;
+            cluster.members[i].process = Some(launch.start()?);
         }
         for i in 0..spec.voters {
             cluster.wait_serving(i)?;
@@ -342,56 +309,26 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn spawn(&mut self, index: usize) -> Result<(), String> {
-        let bin = self.spec.bin_dir.join("seal-node");
+    /// Starts member `index` again (same config, data and log) if it is not running.
+    fn respawn(&mut self, index: usize) -> Result<(), String> {
         let m = &mut self.members[index];
-        let log = m.dir.join("node.log");
-        let mut cmd = Command::new(&bin);
-        cmd.args(["serve", "--config"])
-            .arg(m.dir.join("config.json"))
-            .env("SEAL_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file(&log)?)
-            .stderr(log_file(&log)?);
-        if self.spec.fault_switches {
-            cmd.env("SEAL_FAULTS_FILE", m.dir.join("faults.json"));
+        let id = m.id;
+        let p = m
+            .process
+            .as_mut()
+            .ok_or_else(|| format!("node {id} was never started"))?;
+        if p.is_gone() {
+            p.restart()?;
         }
-        m.child = Some(cmd.spawn().map_err(io(bin.display()))?);
-        m.paused = false;
         Ok(())
     }
 
     /// Waits until member `index` answers its health check (it knows a leader and the signer).
     fn wait_serving(&mut self, index: usize) -> Result<(), String> {
-        let deadline = Instant::now() + START_WAIT;
-        loop {
-            let m = &mut self.members[index];
-            if let Some(child) = m.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!(
-                        "node {} exited ({status}) while starting: {}",
-                        m.id,
-                        last_lines(&m.dir.join("node.log"))
-                    ));
-                }
-            }
-            let healthy = crate::http::request(
-                &m.http,
-                "GET",
-                "/_notary_server/health",
-                &[],
-                &[],
-                Duration::from_secs(2),
-            )
-            .is_ok_and(|r| r.status == 200);
-            if healthy {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("node {} did not serve within {START_WAIT:?}", m.id));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let m = &mut self.members[index];
+        let (id, http) = (m.id, m.http.clone());
+        let p = m.process.as_mut().ok_or_else(|| format!("node {id} is not running"))?;
+        p.wait_healthy(&http, START_WAIT).map_err(|e| format!("node {id}: {e}"))
     }
 
     fn index(&self, id: u64) -> Result<usize, String> {
@@ -433,27 +370,21 @@ impl Cluster {
     /// `kill -9` node `id`.
     pub fn kill(&mut self, id: u64) -> Result<(), String> {
         let i = self.index(id)?;
-        let m = &mut self.members[i];
-        kill_child(&mut m.child, m.paused);
+        kill(&mut self.members[i].process);
         Ok(())
     }
 
     /// Starts node `id` again (same config and data) if it is not running.
     pub fn restart(&mut self, id: u64) -> Result<(), String> {
         let i = self.index(id)?;
-        if self.members[i].child.is_none() {
-            self.spawn(i)?;
-        }
-        Ok(())
+        self.respawn(i)
     }
 
     /// SIGSTOP node `id`.
     pub fn pause(&mut self, id: u64) -> Result<(), String> {
         let i = self.index(id)?;
-        let m = &mut self.members[i];
-        if let Some(c) = &m.child {
-            signal(c, "-STOP");
-            m.paused = true;
+        if let Some(p) = &mut self.members[i].process {
+            p.pause();
         }
         Ok(())
     }
@@ -461,11 +392,9 @@ impl Cluster {
     /// SIGCONT node `id`.
     pub fn resume(&mut self, id: u64) -> Result<(), String> {
         let i = self.index(id)?;
-        let m = &mut self.members[i];
-        if let Some(c) = &m.child {
-            signal(c, "-CONT");
+        if let Some(p) = &mut self.members[i].process {
+            p.resume();
         }
-        m.paused = false;
         Ok(())
     }
 
@@ -481,16 +410,15 @@ impl Cluster {
     /// `kill -9` signer `j` (1-based).
     pub fn kill_signer(&mut self, j: u16) {
         if let Some(s) = self.signer_proc(j) {
-            kill_child(&mut s.child, s.paused);
+            kill(&mut s.process);
         }
     }
 
     /// Starts every signer that is not running.
     pub fn restart_signers(&mut self) -> Result<(), String> {
-        let bin = self.spec.bin_dir.join("seal-signer");
         for s in &mut self.signers {
-            if gone(&mut s.child) {
-                s.start(&bin)?;
+            if gone(&mut s.process) {
+                s.start(&self.spec.signer_bin)?;
             }
         }
         Ok(())
@@ -498,23 +426,15 @@ impl Cluster {
 
     /// SIGSTOP signer `j`.
     pub fn pause_signer(&mut self, j: u16) {
-        if let Some(s) = self.signer_proc(j) {
-            if let Some(c) = &s.child {
-                signal(c, "-STOP");
-                s.paused = true;
-            }
+        if let Some(p) = self.signer_proc(j).and_then(|s| s.process.as_mut()) {
+            p.pause();
         }
     }
 
     /// SIGCONT every paused signer.
     pub fn resume_signers(&mut self) {
-        for s in &mut self.signers {
-            if s.paused {
-                if let Some(c) = &s.child {
-                    signal(c, "-CONT");
-                }
-                s.paused = false;
-            }
+        for p in self.signers.iter_mut().filter_map(|s| s.process.as_mut()) {
+            p.resume();
         }
     }
 
@@ -595,13 +515,10 @@ impl Cluster {
     /// Resumes every paused process and restarts every stopped one: the end of every fault.
     pub fn heal_processes(&mut self) -> Result<(), String> {
         for i in 0..self.members.len() {
-            let id = self.members[i].id;
-            if self.members[i].paused {
-                self.resume(id)?;
+            if let Some(p) = &mut self.members[i].process {
+                p.resume();
             }
-            if gone(&mut self.members[i].child) {
-                self.spawn(i)?;
-            }
+            self.respawn(i)?;
         }
         self.resume_signers();
         self.restart_signers()
@@ -609,18 +526,8 @@ impl Cluster {
 
     /// Runs `seal-node cluster <args>` against the admin service at `raft_addr`.
     pub fn admin(&self, raft_addr: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(self.spec.bin_dir.join("seal-node"))
-            .arg("cluster")
-            .args(args)
-            .args(["--addr", raft_addr])
-            .arg("--ca")
-            .arg(&self.ca)
-            .arg("--cert")
-            .arg(&self.cert)
-            .arg("--key")
-            .arg(&self.key)
-            .stdin(Stdio::null())
-            .output()
+        let tls = (self.ca.as_path(), self.cert.as_path(), self.key.as_path());
+        let out = seal_testkit::process::cluster_admin(&self.spec.node_bin, raft_addr, tls, args)
             .map_err(io("running seal-node cluster"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -653,10 +560,10 @@ impl Cluster {
     /// Kills every process, nodes first.
     pub fn stop(&mut self) {
         for m in &mut self.members {
-            kill_child(&mut m.child, m.paused);
+            kill(&mut m.process);
         }
         for s in &mut self.signers {
-            kill_child(&mut s.child, s.paused);
+            kill(&mut s.process);
         }
     }
 }
@@ -668,34 +575,21 @@ impl Drop for Cluster {
 }
 
 impl SignerProc {
+    /// Starts (or restarts) it and waits until it listens.
     fn start(&mut self, bin: &Path) -> Result<(), String> {
-        let mut child = Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("SEAL_SIGNER_MAIN", SIGNER_PASSPHRASE)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file(&self.log)?)
-            .spawn()
-            .map_err(io(bin.display()))?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let mut reader = BufReader::new(out);
-            let _ = reader.read_line(&mut line);
-            // Keep draining stdout so that the signer never blocks on a full pipe.
-            std::thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = reader.read_to_end(&mut sink);
-            });
+        let process = match &mut self.process {
+            Some(p) => {
+                p.restart()?;
+                p
+            }
+            None => self
+                .process
+                .insert(seal_testkit::process::signer(bin, &self.config, SIGNER_PASSPHRASE).start()?),
+        };
+        if let Err(e) = process.wait_listening(START_WAIT) {
+            process.kill();
+            return Err(format!("seal-signer did not start: {e}"));
         }
-        if !line.contains("listening") {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("seal-signer did not start: {}", last_lines(&self.log)));
-        }
-        self.child = Some(child);
-        self.paused = false;
         Ok(())
     }
 }
@@ -703,15 +597,4 @@ impl SignerProc {
 /// The port of a `host:port` address.
 fn port_of(addr: &str) -> String {
     addr.rsplit(':').next().unwrap_or_default().to_owned()
-}
-
-/// The last few lines of a log, on one line, for an error message.
-fn last_lines(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().rev().take(3).collect();
-    let mut lines: Vec<&str> = lines.into_iter().rev().collect();
-    if lines.is_empty() {
-        lines.push("(empty log)");
-    }
-    format!("{} (log: {})", lines.join(" | "), path.display())
 }

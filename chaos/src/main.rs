@@ -198,7 +198,8 @@ fn real_main() -> Result<ExitCode, String> {
             };
             let spec = RunSpec {
                 out,
-                bin_dir,
+                node_bin: bin_dir.join("seal-node"),
+                signer_bin: bin_dir.join("seal-signer"),
                 voters,
                 learners,
                 duration,

@@ -14,18 +14,20 @@ use crate::cluster::{io, Cluster, ClusterSpec, NodeFaults};
 use crate::history::{
     ms_since, sha256_hex, Entry, Fault, FinalState, Header, History, NodeFinal, Recorder, RoleVersion, FORMAT,
 };
-use crate::http::request;
 use crate::nemesis::{heal, inject, plan, Step};
 use crate::report::{render_html, render_text, summarize, Summary};
 use crate::workload::{version_of, Target, Workload, WorkloadSpec};
+use seal_testkit::http::send;
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     /// Where the history, report, logs and data go.
     pub out: PathBuf,
-    /// Where `seal-node` and `seal-signer` are.
-    pub bin_dir: PathBuf,
+    /// The `seal-node` binary (a `fault-injection` build for [`RunSpec::fault_switches`]).
+    pub node_bin: PathBuf,
+    /// The `seal-signer` binary.
+    pub signer_bin: PathBuf,
     /// Voters (3 or 5).
     pub voters: usize,
     /// Learners.
@@ -123,7 +125,8 @@ pub fn run(spec: &RunSpec) -> Result<RunOutcome, String> {
     }
     let mut cluster = Cluster::start(&ClusterSpec {
         dir: cluster_dir.clone(),
-        bin_dir: spec.bin_dir.clone(),
+        node_bin: spec.node_bin.clone(),
+        signer_bin: spec.signer_bin.clone(),
         voters: spec.voters,
         learners: spec.learners,
         max_staleness_ms: spec.max_staleness_ms,
@@ -367,7 +370,7 @@ fn served(http: &str, gun: &str) -> Result<Option<BTreeMap<String, RoleVersion>>
     let mut out = BTreeMap::new();
     for role in [ROOT, TARGETS, SNAPSHOT] {
         let path = format!("/v2/{gun}/_trust/tuf/{role}.json");
-        let r = request(http, "GET", &path, &[], &[], Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let r = send(http, "GET", &path, &[], &[], Duration::from_secs(10)).map_err(|e| e.to_string())?;
         match r.status {
             404 if out.is_empty() && role == ROOT => return Ok(None),
             200 => {

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use crate::history::{
     sha256_hex, Consistency, Entry, Observed, Op, OpKind, Outcome, Recorder, RoleVersion, RoleWrite, LISTED_NOT_SERVED,
 };
-use crate::http::{multipart, request, HttpError, Response};
+use seal_testkit::http::{multipart, send, HttpError, Response};
 
 /// How long a client waits for an answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -275,7 +275,7 @@ fn resync(ctx: &Ctx, gun: &mut Gun, node: &Target) -> bool {
         return true;
     }
     let get = |file: &str| {
-        request(
+        send(
             &node.http,
             "GET",
             &tuf_path(&gun.name, &format!("{file}.json?consistent")),
@@ -326,7 +326,7 @@ fn resync(ctx: &Ctx, gun: &mut Gun, node: &Target) -> bool {
 /// `POST` (a new key).
 fn server_key(node: &Target, gun: &str, rotate: bool) -> Result<PublicKey, (Outcome, String)> {
     let method = if rotate { "POST" } else { "GET" };
-    let r = request(&node.http, method, &tuf_path(gun, "timestamp.key"), &[], &[], TIMEOUT);
+    let r = send(&node.http, method, &tuf_path(gun, "timestamp.key"), &[], &[], TIMEOUT);
     match outcome(&r) {
         (Outcome::Ok, _) => {
             let body = r.map(|r| r.body).unwrap_or_default();
@@ -338,7 +338,7 @@ fn server_key(node: &Target, gun: &str, rotate: bool) -> Result<PublicKey, (Outc
 
 fn upload(node: &Target, gun: &str, files: &[(String, Vec<u8>)]) -> (Outcome, Option<String>) {
     let (ct, body) = multipart(files);
-    let r = request(
+    let r = send(
         &node.http,
         "POST",
         &tuf_path(gun, ""),
@@ -580,7 +580,7 @@ fn delete_lifecycle(ctx: &Ctx, client: u32, node: &Target, rng: &mut StdRng) {
     }
     let node = &ctx.nodes[rng.gen_range(0..ctx.nodes.len())];
     let op = Started::new(ctx, client, node);
-    let r = request(&node.http, "DELETE", &tuf_path(&gun.name, ""), &[], &[], TIMEOUT);
+    let r = send(&node.http, "DELETE", &tuf_path(&gun.name, ""), &[], &[], TIMEOUT);
     let (o, e) = outcome(&r);
     op.end(o, e, OpKind::Delete { gun: gun.name.clone() });
 }
@@ -647,7 +647,7 @@ fn read(
         ),
     };
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = request(&node.http, "GET", &path, &headers, &[], TIMEOUT);
+    let r = send(&node.http, "GET", &path, &headers, &[], TIMEOUT);
     let ts = match r {
         Ok(r) if r.status == 200 => r,
         Ok(r) if r.status == 404 => {
@@ -716,7 +716,7 @@ fn fetch_and_verify(
         let sha = meta
             .and_then(seal_tuf::FileMeta::sha256_hex)
             .ok_or_else(|| Fetch::Invalid(format!("no sha256 of {role} listed")))?;
-        let r = request(
+        let r = send(
             &node.http,
             "GET",
             &tuf_path(gun, &format!("{role}.{sha}.json")),

@@ -2,9 +2,12 @@
 //! kind of fault must pass every check; one deliberately broken cluster (its
 //! nodes acknowledge publishes before they commit) must fail them.
 //!
-//! They need the `seal-node` (built with `fault-injection`, as `cargo test
-//! --workspace` builds it for this crate) and `seal-signer` binaries that
-//! cargo builds beside this test.
+//! The runs with fault switches need a `seal-node` built with its test-only
+//! `fault-injection` feature, kept apart from the seal-node every other test
+//! runs (which is built with the features that ship): `scripts/test.sh`
+//! builds it first and copies it to `$CARGO_TARGET_DIR/fault-injection/`
+//! ([`fault_switch_node`]). The `seal-signer` (and the shipping `seal-node`)
+//! are those cargo builds beside this test (`cargo test --workspace`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,24 +16,38 @@ use seal_chaos::checker::Check;
 use seal_chaos::nemesis::{Planned, Shape, SignerFault, Step, Who, ALL};
 use seal_chaos::report::render_text;
 use seal_chaos::run::{run, RunSpec};
+use seal_testkit::process::built_binary;
 
-fn bin_dir() -> PathBuf {
+/// `seal-node` with its fault switches, as `scripts/test.sh` leaves it:
+/// `cargo build -p seal-node --bin seal-node --features fault-injection`,
+/// then `target/debug/seal-node` copied to `target/fault-injection/`
+/// before `cargo test` links the shipping build back in its place. `None`,
+/// after saying so, when it is not there (a failure under `CI=true`).
+fn fault_switch_node() -> Option<PathBuf> {
+    // target/<profile>/deps/<this test>
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    for bin in ["seal-node", "seal-signer"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{} is missing: run the tests with `cargo test --workspace`",
-            dir.join(bin).display()
-        );
+    let bin = exe
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("fault-injection")
+        .join("seal-node");
+    if bin.exists() {
+        Some(bin)
+    } else {
+        seal_testkit::skip(&format!(
+            "{} is missing: run scripts/test.sh, which builds it",
+            bin.display()
+        ));
+        None
     }
-    dir
 }
 
-fn spec(out: PathBuf, duration: Duration, seed: u64) -> RunSpec {
+fn spec(out: PathBuf, node_bin: PathBuf, duration: Duration, seed: u64) -> RunSpec {
     RunSpec {
         out,
-        bin_dir: bin_dir(),
+        node_bin,
+        signer_bin: built_binary("seal-signer"),
         voters: 3,
         learners: 1,
         duration,
@@ -60,10 +77,11 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 #[test]
 fn a_healthy_cluster_passes_every_check_under_faults() {
+    let Some(node_bin) = fault_switch_node() else { return };
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let outcome = run(&spec(out.clone(), Duration::from_secs(100), 7)).unwrap();
+    let outcome = run(&spec(out.clone(), node_bin, Duration::from_secs(100), 7)).unwrap();
     let text = render_text(&outcome.summary);
     println!("{text}");
     let failures: Vec<_> = outcome.report.violations().collect();
@@ -86,9 +104,10 @@ fn a_healthy_cluster_passes_every_check_under_faults() {
 
 #[test]
 fn a_node_acknowledging_before_commit_fails_the_checker() {
+    let Some(node_bin) = fault_switch_node() else { return };
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = spec(dir.path().join("run"), Duration::from_secs(30), 11);
+    let mut spec = spec(dir.path().join("run"), node_bin, Duration::from_secs(30), 11);
     spec.ack_before_commit = true;
     let isolate = Step {
         quiet_ms: 3_000,
@@ -117,10 +136,15 @@ fn a_node_acknowledging_before_commit_fails_the_checker() {
 fn threshold_signers_keep_publishing_through_single_signer_faults() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = spec(dir.path().join("run"), Duration::from_secs(36), 13);
+    // Signer faults need no switch in the nodes: the shipping seal-node.
+    let mut spec = spec(
+        dir.path().join("run"),
+        built_binary("seal-node"),
+        Duration::from_secs(36),
+        13,
+    );
     spec.signers = 3;
     spec.threshold = 2;
-    // Signer faults need no switch in the nodes.
     spec.fault_switches = false;
     spec.nemeses = vec!["signer".to_owned()];
     let fault = |how, node| Step {

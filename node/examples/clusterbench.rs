@@ -151,7 +151,7 @@ fn seed(addr: &str, gun: &str) -> (TestRepo, Vec<u8>, u64) {
     (repo, root, 3)
 }
 
-fn publish(addr: &str, gun: &str, files: &[(String, Vec<u8>)]) -> std::io::Result<common::Response> {
+fn publish(addr: &str, gun: &str, files: &[(String, Vec<u8>)]) -> Result<common::Response, common::HttpError> {
     let (ct, body) = common::multipart(files);
     common::try_request(
         addr,

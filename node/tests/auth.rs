@@ -12,15 +12,16 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use common::{multipart, request, Node, Response};
 use seal_node::token_server::TokenSigner;
 use seal_signer::testing::TestPki;
+use seal_testkit::process::{Launch, Process, START_WAIT};
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use serde_json::{json, Map, Value};
@@ -164,16 +165,9 @@ fn first_publish(node: &Node, gun: &str, token: &str) -> (TestRepo, Vec<(String,
 
 /// A running `seal-node token-server`, killed when dropped.
 struct TokenServer {
-    child: Child,
+    _process: Process,
     addr: String,
     realm: String,
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl TokenServer {
@@ -184,29 +178,23 @@ impl TokenServer {
         config["server"] = json!({"http_addr": addr});
         let path = dir.join("tokens.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
+        let mut process = Launch::new(common::node_binary(), dir.join("token-server.log"))
             .args(["token-server", "--config"])
             .arg(&path)
             .env("SEAL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
+            .start()
             .expect("start seal-node token-server");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let realm = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(realm) = line.strip_prefix("Seal development token server: ") {
-                        break realm.to_owned();
-                    }
-                }
-                _ => panic!("token-server exited before listening: {:?}", child.wait()),
-            }
-        };
+        let realm = process
+            .wait_for_line("the token server listening", START_WAIT, |l| {
+                l.strip_prefix("Seal development token server: ").map(str::to_owned)
+            })
+            .unwrap_or_else(|e| panic!("token-server: {e}"));
         assert_eq!(realm, format!("http://{addr}/auth/token"));
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
-        TokenServer { child, addr, realm }
+        TokenServer {
+            _process: process,
+            addr,
+            realm,
+        }
     }
 
     /// `GET /auth/token` with `scopes`, as `user:password` when given.
@@ -638,30 +626,21 @@ fn a_bad_root_bundle_stops_start_up() {
         config["server"]["http_addr"] = json!(format!("127.0.0.1:{}", free_port()));
         config["storage"]["data_dir"] = json!(dir.path().join(name));
         config["insecure"] = json!(true);
-        let path = dir.path().join(format!("{name}.json"));
-        std::fs::write(&path, config.to_string()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
-            .env("SEAL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{name}: seal-node kept running with a bad root bundle");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut node = seal_testkit::process::node(
+            &common::node_binary(),
+            &dir.path().join(format!("{name}-node")),
+            &config,
+            "warn",
+        )
+        .unwrap()
+        .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
+        .start()
+        .unwrap();
+        let status = node
+            .wait_exit(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{name}: seal-node kept running with a bad root bundle"));
+        // Its log: standard output (nothing here) and standard error.
+        let stderr = node.output();
         assert!(!status.success(), "{name}");
         assert!(
             stderr.contains("auth.options.rootcertbundle") && stderr.contains(&bundle.display().to_string()),

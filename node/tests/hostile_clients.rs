@@ -14,12 +14,9 @@ use common::{https_client, https_get, try_request, Node};
 
 /// A node serving HTTPS, its configuration extended by `connections`.
 fn https_node(dir: &std::path::Path, connections: serde_json::Value, nofile: u32) -> (Node, Arc<rustls::ClientConfig>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
+    let cert = seal_testkit::pki::SelfSigned::localhost();
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("node.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+    cert.write(&dir.join("node.crt"), &dir.join("node.key"));
     let config = serde_json::json!({
         "server": {"tls_cert_file": "node.crt", "tls_key_file": "node.key"},
         "storage": {"backend": "rocksdb"},

@@ -7,34 +7,18 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{https_client, https_get, try_request, Node};
-
-fn self_signed() -> (rcgen::Certificate, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    (cert, key)
-}
+use seal_testkit::pki::SelfSigned;
 
 fn hangup(node: &Node) {
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &node.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(node.process.signal("-HUP"));
 }
 
 #[test]
 fn sighup_reloads_renewed_certificates_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let (old_cert, old_key) = self_signed();
-    let (new_cert, new_key) = self_signed();
-    let write = |cert: &rcgen::Certificate, key: &rcgen::KeyPair| {
-        std::fs::write(dir.path().join("node.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("node.key"), key.serialize_pem()).unwrap();
-    };
-    write(&old_cert, &old_key);
+    let (old_cert, new_cert) = (SelfSigned::localhost(), SelfSigned::localhost());
+    let write = |cert: &SelfSigned| cert.write(&dir.path().join("node.crt"), &dir.path().join("node.key"));
+    write(&old_cert);
     let mut node = Node::serve_unprobed(
         dir.path(),
         serde_json::json!({
@@ -47,18 +31,18 @@ fn sighup_reloads_renewed_certificates_and_keeps_serving() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !https_get(&node.addr, &old_client, "/_notary_server/health").is_ok_and(|l| l.contains(" 200 ")) {
         assert!(Instant::now() < deadline, "the node did not serve HTTPS");
-        assert!(node.child.try_wait().unwrap().is_none(), "the node exited");
+        assert!(node.running(), "the node exited");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(https_get(&node.addr, &new_client, "/_notary_server/health").is_err());
 
     // The certificate is renewed on disk; SIGHUP makes the node serve it
     // at once (well before the files are next checked, every 5 s).
-    write(&new_cert, &new_key);
+    write(&new_cert);
     let sent = Instant::now();
     hangup(&node);
     loop {
-        assert!(node.child.try_wait().unwrap().is_none(), "SIGHUP ended the node");
+        assert!(node.running(), "SIGHUP ended the node");
         if https_get(&node.addr, &new_client, "/_notary_server/health").is_ok_and(|l| l.contains(" 200 ")) {
             break;
         }
@@ -69,7 +53,7 @@ fn sighup_reloads_renewed_certificates_and_keeps_serving() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(https_get(&node.addr, &old_client, "/_notary_server/health").is_err());
-    assert!(node.child.try_wait().unwrap().is_none());
+    assert!(node.running());
 }
 
 #[test]
@@ -78,7 +62,7 @@ fn sighup_does_not_end_a_node_without_tls() {
     let mut node = Node::dev(dir.path());
     hangup(&node);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(node.child.try_wait().unwrap().is_none(), "SIGHUP ended the node");
+    assert!(node.running(), "SIGHUP ended the node");
     let r = try_request(&node.addr, "GET", "/_notary_server/health", &[], &[]).unwrap();
     assert_eq!(r.status, 200);
 }
@@ -88,22 +72,42 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("node.log");
     let addr = format!("127.0.0.1:{}", seal_testkit::free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seal-node"))
+    let mut node = seal_testkit::process::Launch::new(common::node_binary(), &log)
         .args(["dev", "--addr", &addr, "--data-dir"])
         .arg(dir.path().join("data"))
         .env("SEAL_LOG", "info")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
-        .spawn()
+        .start()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !try_request(&addr, "GET", "/_notary_server/health", &[], &[]).is_ok_and(|r| r.status == 200) {
-        assert!(Instant::now() < deadline, "the node did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    node.wait_healthy(&addr, Duration::from_secs(30)).unwrap();
+    node.kill();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("INFO"), "nothing logged: {text}");
     assert!(!text.contains('\u{1b}'), "escape codes in the log file:\n{text}");
+}
+
+/// The seal-node these tests run is built with the features that ship: it
+/// has no fault switches, so it refuses `SEAL_FAULTS_FILE`. A dependency
+/// turning seal-node's `fault-injection` on anywhere in the workspace (cargo
+/// unifies features across a `cargo test --workspace`) would make this fail;
+/// the chaos tests build their fault-switch node apart (docs/architecture.md).
+#[test]
+fn the_node_under_test_is_a_shipping_build_without_fault_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", seal_testkit::free_port());
+    std::fs::write(dir.path().join("faults.json"), r#"{"clock_offset_ms": 60000}"#).unwrap();
+    let mut node = seal_testkit::process::Launch::new(common::node_binary(), dir.path().join("node.log"))
+        .args(["dev", "--addr", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("SEAL_FAULTS_FILE", dir.path().join("faults.json"))
+        .start()
+        .unwrap();
+    let status = node
+        .wait_exit(Duration::from_secs(30))
+        .expect("a seal-node without fault switches stops at once");
+    assert!(!status.success());
+    let said = node.output();
+    assert!(
+        said.contains("SEAL_FAULTS_FILE is set but this seal-node was built without the fault-injection feature"),
+        "{said}"
+    );
 }

@@ -2,42 +2,37 @@
 //! and a signer (or a 2-of-3 threshold signer cluster) on loopback, prints
 //! them, serves, and stops every process on SIGTERM.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use seal_testkit::process::{Launch, Process};
 
 mod common;
 
-type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
-
 /// Starts `seal-node local-cluster` with `args` in `dir`; returns the
-/// process, what it printed up to `ready`, and the rest of its output.
-fn start(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, Vec<String>, Lines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
+/// process and what it printed up to `ready`.
+fn start(dir: &std::path::Path, args: &[&str]) -> (Process, Vec<String>) {
+    let mut process = Launch::new(common::node_binary(), dir.join("local-cluster.log"))
         .args(["local-cluster", "--base-port", "0", "--dir"])
         .arg(dir)
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+        .start()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let ready = line.starts_with("ready");
-        printed.push(line);
-        if ready {
+    process
+        .wait_for_line("ready", Duration::from_secs(120), |l| {
+            l.starts_with("ready").then_some(())
+        })
+        .unwrap_or_else(|e| panic!("local-cluster did not get ready: {e}"));
+    let output = process.output();
+    let mut printed: Vec<String> = Vec::new();
+    for line in output.lines() {
+        printed.push(line.to_owned());
+        if line.starts_with("ready") {
             break;
         }
     }
-    assert!(
-        printed.last().is_some_and(|l| l.starts_with("ready")),
-        "local-cluster did not get ready:\n{}",
-        printed.join("\n")
-    );
-    (child, printed, lines)
+    (process, printed)
 }
 
 /// The nodes' HTTP addresses in what local-cluster printed, checking the roles.
@@ -62,22 +57,13 @@ fn http_addrs(printed: &[String]) -> Vec<String> {
 }
 
 /// SIGTERM stops the cluster and every process in it.
-fn stop(mut child: std::process::Child, lines: Lines, http: &[String]) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "local-cluster did not stop");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+fn stop(mut process: Process, http: &[String]) {
+    let status = process
+        .stop(Duration::from_secs(60))
+        .expect("local-cluster stopped on SIGTERM");
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+    let output = process.output();
+    assert!(output.lines().any(|l| l == "stopped"), "{output}");
     for addr in http {
         assert!(TcpStream::connect(addr).is_err(), "{addr} still accepts connections");
     }
@@ -86,15 +72,15 @@ fn stop(mut child: std::process::Child, lines: Lines, http: &[String]) {
 #[test]
 fn a_local_cluster_starts_serves_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, printed, lines) = start(dir.path(), &[]);
+    let (process, printed) = start(dir.path(), &[]);
     let http = http_addrs(&printed);
-    stop(child, lines, &http);
+    stop(process, &http);
 }
 
 #[test]
 fn a_local_cluster_with_two_of_three_threshold_signers_lists_them_all() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, printed, lines) = start(dir.path(), &["--signers", "3", "--threshold", "2"]);
+    let (process, printed) = start(dir.path(), &["--signers", "3", "--threshold", "2"]);
     let http = http_addrs(&printed);
     assert!(
         printed
@@ -128,14 +114,11 @@ fn a_local_cluster_with_two_of_three_threshold_signers_lists_them_all() {
         .expect("a cluster status command")
         .to_owned();
     let words: Vec<&str> = status_cmd.split_whitespace().collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-        .args(&words[1..])
-        .output()
-        .unwrap();
+    let out = Command::new(common::node_binary()).args(&words[1..]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("SIGNER")).skip(1).collect();
     assert_eq!(rows.len(), 3, "{text}");
     assert!(rows.iter().all(|r| r.contains(" up")), "{text}");
-    stop(child, lines, &http);
+    stop(process, &http);
 }

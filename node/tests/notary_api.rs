@@ -325,11 +325,8 @@ fn timestamps_are_refreshed_before_they_expire() {
 #[test]
 fn serves_https_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.path().join("node.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("node.key"), key.serialize_pem()).unwrap();
+    let cert = seal_testkit::pki::SelfSigned::localhost();
+    cert.write(&dir.path().join("node.crt"), &dir.path().join("node.key"));
     let config = serde_json::json!({
         "server": {"tls_cert_file": "node.crt", "tls_key_file": "node.key"},
         "storage": {"backend": "rocksdb"},

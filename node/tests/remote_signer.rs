@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
 use common::cluster::tuf;
@@ -18,6 +17,7 @@ use common::metadata::{refreshed_timestamp, served_timestamp, update};
 use common::{signer_binary, Node};
 use seal_signer::client::{ClientConfig, SignerClient};
 use seal_signer::testing::{softhsm_conf, softhsm_init_token, spawn_signer_with_env, TestPki, SOFTHSM_MODULE};
+use seal_testkit::process::Process;
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use time::OffsetDateTime;
@@ -25,18 +25,11 @@ use time::OffsetDateTime;
 const PASSPHRASE: &str = "remote signer test passphrase";
 
 /// A signer process, killed when dropped (also when a test fails).
-struct Signer(Child);
+struct Signer(Process);
 
 impl Signer {
     fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Signer {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 
@@ -58,11 +51,7 @@ impl Setup {
         let pki = TestPki::new(dir.path(), "seal");
         let (signer_cert, signer_key) = pki.leaf("signer");
         let (node_cert, node_key) = pki.leaf("node");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = seal_testkit::free_port();
         let signer_config = dir.path().join("signer.json");
         let mut config = serde_json::json!({
             "server": {"grpc_addr": format!("127.0.0.1:{port}"), "tls_cert_file": signer_cert,

@@ -1,5 +1,5 @@
 //! Multi-node clusters in one process over real loopback gRPC with mutual TLS: each node has its
-//! own RocksDB directory and its own certificate from a throw-away CA made here with rcgen.
+//! own RocksDB directory and its own certificate from a throw-away CA (seal-testkit's `TestPki`).
 //!
 //! Waits poll Raft metrics with deadlines of 30 s; nothing depends on timing beyond that.
 
@@ -16,6 +16,7 @@ use seal_proto::raft::{PayloadFormat, RaftRequest};
 use seal_raft::grpc::{GrpcNetwork, RaftService};
 use seal_raft::{AdminClient, ClusterTls, MembershipError, RaftConfig, SealRaft, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile};
+use seal_testkit::pki::TestPki;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
@@ -26,57 +27,34 @@ const DAY: i64 = 86_400_000_000_000;
 // ---------------------------------------------------------------------------------------------
 // Test PKI
 
-/// A throw-away certificate authority.
+/// A throw-away certificate authority (seal-testkit's), its files in a directory of its own.
 struct Ca {
-    pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pki: TestPki,
+    _dir: tempfile::TempDir,
 }
 
 impl Ca {
     fn new(name: &str) -> Ca {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         Ca {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
+            pki: TestPki::new(dir.path(), name),
+            _dir: dir,
         }
     }
 
-    /// A node certificate for 127.0.0.1 and localhost (server and client use), written with this
-    /// CA's certificate under `dir`.
-    fn node_tls(&self, dir: &Path, name: &str) -> ClusterTls {
-        self.node_tls_trusting(dir, name, &self.pem)
+    /// A node certificate for 127.0.0.1 and localhost (server and client use), trusting this CA.
+    fn node_tls(&self, name: &str) -> ClusterTls {
+        self.node_tls_trusting(name, self)
     }
 
-    /// Like [`Ca::node_tls`], but trusting the CA certificate `trusted_ca_pem`.
-    fn node_tls_trusting(&self, dir: &Path, name: &str, trusted_ca_pem: &str) -> ClusterTls {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        let tls = ClusterTls {
-            ca_file: dir.join(format!("{name}-ca.pem")),
-            cert_file: dir.join(format!("{name}.pem")),
-            key_file: dir.join(format!("{name}-key.pem")),
-        };
-        std::fs::write(&tls.ca_file, trusted_ca_pem).unwrap();
-        std::fs::write(&tls.cert_file, cert.pem()).unwrap();
-        std::fs::write(&tls.key_file, key.serialize_pem()).unwrap();
-        tls
+    /// Like [`Ca::node_tls`], but trusting the CA `trusted`.
+    fn node_tls_trusting(&self, name: &str, trusted: &Ca) -> ClusterTls {
+        let (cert_file, key_file) = self.pki.leaf(name);
+        ClusterTls {
+            ca_file: trusted.pki.ca_file(),
+            cert_file,
+            key_file,
+        }
     }
 }
 
@@ -111,7 +89,7 @@ fn addr_of(node: &SealRaft) -> String {
 async fn start_voters(root: &Path, ca: &Ca, n: u64, tweak: impl Fn(&mut RaftConfig)) -> Vec<SealRaft> {
     let mut nodes = Vec::new();
     for id in 1..=n {
-        let tls = ca.node_tls(&root.join("pki"), &format!("node{id}"));
+        let tls = ca.node_tls(&format!("node{id}"));
         let mut c = config(id, "127.0.0.1:0", &root.join(format!("node{id}")));
         tweak(&mut c);
         nodes.push(open(c, &tls).await);
@@ -242,7 +220,7 @@ async fn shutdown_all(nodes: Vec<SealRaft>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_voters_elect_a_leader_and_replicate_writes() {
     let root = tempfile::tempdir().unwrap();
-    let ca = Ca::new("seal test cluster CA");
+    let ca = Ca::new("seal test cluster");
     let nodes = start_voters(root.path(), &ca, 3, |_| {}).await;
     let refs: Vec<&SealRaft> = nodes.iter().collect();
     let leader_id = agreed_leader(&refs).await;
@@ -254,7 +232,7 @@ async fn three_voters_elect_a_leader_and_replicate_writes() {
 
     // Asked for its state digest, each node answers itself (not the leader) with the digest of
     // its own state machine and the index it covers: the same on all three.
-    let admin_tls = ca.node_tls(&root.path().join("pki"), "admin");
+    let admin_tls = ca.node_tls("admin");
     let mut answers = BTreeSet::new();
     for node in &refs {
         let client = AdminClient::new(&addr_of(node), &admin_tls).unwrap();
@@ -305,7 +283,7 @@ async fn three_voters_elect_a_leader_and_replicate_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_shutdown_elects_a_new_leader_and_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
-    let ca = Ca::new("seal test cluster CA");
+    let ca = Ca::new("seal test cluster");
     let mut nodes = start_voters(root.path(), &ca, 3, |_| {}).await;
     let (old_leader, old_term) = {
         let refs: Vec<&SealRaft> = nodes.iter().collect();
@@ -335,7 +313,7 @@ async fn leader_shutdown_elects_a_new_leader_and_loses_no_acknowledged_write() {
     check_replicated(&survivors, 1..=20).await;
 
     // The old leader restarts on its address and data and catches up by log.
-    let tls = ca.node_tls(&root.path().join("pki"), &format!("node{old_leader}-again"));
+    let tls = ca.node_tls(&format!("node{old_leader}-again"));
     let back = open(config(old_leader, &dead_addr, &dead_dir), &tls).await;
     assert_eq!(addr_of(&back), dead_addr);
     nodes.push(back);
@@ -349,7 +327,7 @@ async fn leader_shutdown_elects_a_new_leader_and_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn learner_added_after_log_purge_catches_up_by_snapshot_and_is_promoted() {
     let root = tempfile::tempdir().unwrap();
-    let ca = Ca::new("seal test cluster CA");
+    let ca = Ca::new("seal test cluster");
     // Snapshot every 20 entries (whatever the state's size), keep no log behind a snapshot, send
     // snapshots in 4 KiB chunks.
     let small_snapshots = |c: &mut RaftConfig| {
@@ -387,7 +365,7 @@ async fn learner_added_after_log_purge_catches_up_by_snapshot_and_is_promoted() 
         "snapshot of {snapshot_len} bytes would not need several chunks"
     );
 
-    let tls = ca.node_tls(&root.path().join("pki"), "node4");
+    let tls = ca.node_tls("node4");
     let mut c4 = config(4, "127.0.0.1:0", &root.path().join("node4"));
     small_snapshots(&mut c4);
     let learner = open(c4, &tls).await;
@@ -484,8 +462,7 @@ fn raw_vote(target: u64, sender: u64, vote: &VoteRequest<u64>) -> RaftRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_the_ca_signed_but_not_on_the_allow_list_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let pki = root.path().join("pki");
-    let ca = Ca::new("seal test cluster CA");
+    let ca = Ca::new("seal test cluster");
     let nodes = start_voters(root.path(), &ca, 1, |c| {
         c.allowed_peer_names = seal_proto::peer::AllowedNames(vec!["node*".into()]);
     })
@@ -495,7 +472,7 @@ async fn a_peer_the_ca_signed_but_not_on_the_allow_list_is_refused() {
     let term = leader.metrics().term;
 
     // A cluster node is answered.
-    let node = ca.node_tls(&pki, "node7");
+    let node = ca.node_tls("node7");
     let reply = raw_client(&node, &leader_addr, true)
         .vote(raw_vote(1, 7, &vote_at(0, 7)))
         .await
@@ -504,7 +481,7 @@ async fn a_peer_the_ca_signed_but_not_on_the_allow_list_is_refused() {
 
     // Another service holding a certificate from the same CA is refused by
     // the service, and its vote at a much higher term never reaches Raft.
-    let frontend = ca.node_tls(&pki, "registry-frontend");
+    let frontend = ca.node_tls("registry-frontend");
     let status = raw_client(&frontend, &leader_addr, true)
         .vote(raw_vote(1, 9, &vote_at(term + 100, 9)))
         .await
@@ -519,9 +496,8 @@ async fn a_peer_the_ca_signed_but_not_on_the_allow_list_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     let root = tempfile::tempdir().unwrap();
-    let pki = root.path().join("pki");
-    let ca = Ca::new("seal test cluster CA");
-    let other_ca = Ca::new("someone else's CA");
+    let ca = Ca::new("seal test cluster");
+    let other_ca = Ca::new("someone else's");
 
     let nodes = start_voters(root.path(), &ca, 1, |_| {}).await;
     let leader = &nodes[0];
@@ -532,7 +508,7 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
 
     // Control: a peer with a certificate from the cluster CA gets an answer (its stale vote is
     // not granted).
-    let good = ca.node_tls(&pki, "peer7");
+    let good = ca.node_tls("peer7");
     let mut net = GrpcNetwork::new(7, &good, max).expect("network");
     let mut client = net.new_client(1, &BasicNode::new(leader_addr.clone())).await;
     let resp = client
@@ -553,7 +529,7 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     let mut control = raw_client(&good, &leader_addr, true);
     let reply = control.vote(raw_vote(1, 7, &vote_at(0, 7))).await.expect("answered");
     assert!(reply.into_inner().result.is_some());
-    let rogue_client_tls = other_ca.node_tls_trusting(&pki, "rogue-client", &ca.pem);
+    let rogue_client_tls = other_ca.node_tls_trusting("rogue-client", &ca);
     let anonymous = raw_client(&good, &leader_addr, false);
     let rogue = raw_client(&rogue_client_tls, &leader_addr, true);
     for mut rogue in [anonymous.clone(), rogue.clone(), anonymous, rogue] {
@@ -569,7 +545,7 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     // the cluster's, so our side is satisfied) refuses us after the handshake: unreachable.
     let picky = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let picky_addr = picky.local_addr().unwrap().to_string();
-    let picky_tls = ca.node_tls_trusting(&pki, "picky", &other_ca.pem);
+    let picky_tls = ca.node_tls_trusting("picky", &other_ca);
     let read = |p: &Path| std::fs::read(p).unwrap();
     let picky_server = tonic::transport::Server::builder()
         .tls_config(
@@ -591,9 +567,9 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
 
     // A server presenting a certificate from another CA gets nothing from the cluster: added as
     // a learner next to a legitimate one, it never receives a single entry.
-    let rogue_server_tls = other_ca.node_tls_trusting(&pki, "rogue-server", &other_ca.pem);
+    let rogue_server_tls = other_ca.node_tls_trusting("rogue-server", &other_ca);
     let rogue_server = open(config(9, "127.0.0.1:0", &root.path().join("node9")), &rogue_server_tls).await;
-    let legit_tls = ca.node_tls(&pki, "node2");
+    let legit_tls = ca.node_tls("node2");
     let legit = open(config(2, "127.0.0.1:0", &root.path().join("node2")), &legit_tls).await;
     leader
         .add_learner(9, addr_of(&rogue_server), false)
@@ -635,8 +611,8 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tls_files_fail_at_open_with_the_file_named() {
     let root = tempfile::tempdir().unwrap();
-    let ca = Ca::new("seal test cluster CA");
-    let good = ca.node_tls(&root.path().join("pki"), "n1");
+    let ca = Ca::new("seal test cluster");
+    let good = ca.node_tls("n1");
     let missing = ClusterTls {
         key_file: PathBuf::from("/nonexistent/key.pem"),
         ..good.clone()
@@ -657,7 +633,8 @@ async fn bad_tls_files_fail_at_open_with_the_file_named() {
         ..good.clone()
     };
     // This node's certificate from another CA than the cluster's.
-    let foreign = Ca::new("another CA").node_tls_trusting(&root.path().join("pki"), "n1-foreign", &ca.pem);
+    let another = Ca::new("another");
+    let foreign = another.node_tls_trusting("n1-foreign", &ca);
     for (tls, path) in [
         (missing, "/nonexistent/key.pem".to_string()),
         (not_a_cert, good.key_file.display().to_string()),
@@ -691,12 +668,12 @@ async fn connections_over_the_cap_are_closed_at_once_and_counted() {
     use tokio::io::AsyncReadExt as _;
     const CAP: usize = 8;
     let root = tempfile::tempdir().unwrap();
-    let ca = Ca::new("seal test cluster CA");
+    let ca = Ca::new("seal test cluster");
     let nodes = start_voters(root.path(), &ca, 1, |c| c.max_connections = CAP).await;
     let node = &nodes[0];
     let addr = addr_of(node);
     let counts = node.connection_counts().expect("a cluster node counts its connections");
-    let peer = ca.node_tls(&root.path().join("pki"), "node7");
+    let peer = ca.node_tls("node7");
 
     // Clients that connect and never start a TLS handshake hold every slot...
     let mut idle = Vec::new();

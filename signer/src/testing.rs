@@ -1,95 +1,35 @@
-//! Test support (feature `testing`): a throw-away PKI whose certificates
-//! work for mutual TLS between Seal's processes.
+//! Test support (feature `testing`): signer processes started through
+//! seal-testkit's one launcher (one signer, or a threshold cluster of them),
+//! SoftHSM2 tokens, metrics, and a client; the throw-away PKI is
+//! seal-testkit's, re-exported here.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// A CA writing PEM files into a directory, and the leaves it signs.
-pub struct TestPki {
-    dir: PathBuf,
-    name: String,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl TestPki {
-    /// A new CA named `name`; its certificate is `<dir>/<name>-ca.crt`.
-    pub fn new(dir: &Path, name: &str) -> TestPki {
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} CA"));
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).expect("CA certificate");
-        let pki = TestPki {
-            dir: dir.to_owned(),
-            name: name.to_owned(),
-            ca: rcgen::Issuer::new(params, key),
-        };
-        std::fs::write(pki.ca_file(), cert.pem()).expect("write CA");
-        pki
-    }
-
-    /// The CA certificate's file.
-    pub fn ca_file(&self) -> PathBuf {
-        self.dir.join(format!("{}-ca.crt", self.name))
-    }
-
-    /// A leaf named `cn` for localhost and 127.0.0.1, usable as server and
-    /// client; returns its certificate and key files.
-    pub fn leaf(&self, cn: &str) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("leaf params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
-        let (c, k) = (self.dir.join(format!("{cn}.crt")), self.dir.join(format!("{cn}.key")));
-        std::fs::write(&c, cert.pem()).expect("write leaf");
-        std::fs::write(&k, key.serialize_pem()).expect("write key");
-        (c, k)
-    }
-}
+pub use seal_testkit::free_port;
+pub use seal_testkit::pki::TestPki;
+use seal_testkit::process::{Process, START_WAIT};
 
 /// Starts the `seal-signer` binary `bin` with `config`, the default alias's
-/// passphrase set to `passphrase`; returns the process and the port it
-/// listens on once it says so.
-pub fn spawn_signer(bin: &Path, config: &Path, passphrase: &str) -> (Child, u16) {
+/// passphrase set to `passphrase`, logging to `config` with the extension
+/// `log`; returns the process (killed when dropped) and the port it listens
+/// on once it says so.
+pub fn spawn_signer(bin: &Path, config: &Path, passphrase: &str) -> (Process, u16) {
     spawn_signer_with_env(bin, config, passphrase, &[])
 }
 
 /// Like [`spawn_signer`], with more environment variables (for example
 /// `SOFTHSM2_CONF` for a PKCS#11 backend).
-pub fn spawn_signer_with_env(bin: &Path, config: &Path, passphrase: &str, env: &[(&str, &Path)]) -> (Child, u16) {
-    let mut child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("SEAL_SIGNER_MAIN", passphrase)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn seal-signer");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read seal-signer's first line");
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("seal-signer did not start: {line:?}"));
-    (child, port)
+pub fn spawn_signer_with_env(bin: &Path, config: &Path, passphrase: &str, env: &[(&str, &Path)]) -> (Process, u16) {
+    let launch = env.iter().fold(
+        seal_testkit::process::signer(bin, config, passphrase),
+        |launch, (k, v)| launch.env(k, v),
+    );
+    let mut process = launch.start().expect("spawn seal-signer");
+    let port = process
+        .wait_listening(START_WAIT)
+        .unwrap_or_else(|e| panic!("seal-signer did not start: {e}"));
+    (process, port)
 }
 
 /// The SoftHSM2 PKCS#11 module Debian's `softhsm2` package installs.
@@ -144,11 +84,6 @@ pub fn softhsm_init_token(conf: &Path, label: &str, pin: &str, so_pin: &str) {
     );
 }
 
-/// A free TCP port on loopback (a later bind may still lose a race for it).
-pub fn free_port() -> u16 {
-    seal_testkit::free_port()
-}
-
 /// One signer process of a [`ThresholdCluster`], killed when dropped.
 pub struct ClusterSigner {
     /// Its FROST identifier (1..=n); its certificate is named `signer-<id>`.
@@ -168,7 +103,7 @@ pub struct ClusterSigner {
     /// The passphrase of its default alias (`SEAL_SIGNER_MAIN`).
     pub passphrase: String,
     bin: PathBuf,
-    child: Option<Child>,
+    process: Option<Process>,
 }
 
 impl ClusterSigner {
@@ -176,38 +111,30 @@ impl ClusterSigner {
     /// until it listens.
     pub fn start(&mut self) {
         self.kill();
-        let (child, port) = spawn_signer(&self.bin, &self.config, &self.passphrase);
+        let (process, port) = spawn_signer(&self.bin, &self.config, &self.passphrase);
         assert_eq!(port, self.port, "signer {} listens on its configured port", self.id);
-        self.child = Some(child);
+        self.process = Some(process);
     }
 
     /// Kills the process (SIGKILL, which ends a paused one too) and waits
     /// for it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
     }
 
     /// Stops the process with SIGSTOP: it holds its connections open and
     /// answers nothing, as a hung machine would.
-    pub fn pause(&self) {
-        self.signal("-STOP");
+    pub fn pause(&mut self) {
+        let process = self.process.as_mut().expect("the signer is running");
+        process.pause();
+        assert!(process.is_paused(), "kill -STOP signer {}", self.id);
     }
 
     /// Lets a paused process go on (SIGCONT).
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("the signer is running");
-        let status = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} signer {}", self.id);
+    pub fn resume(&mut self) {
+        self.process.as_mut().expect("the signer is running").resume();
     }
 
     /// Its Prometheus metrics, as `GET /metrics` answers them.
@@ -219,15 +146,9 @@ impl ClusterSigner {
 /// The Prometheus metrics a signer serves on loopback `port`
 /// (`server.metrics_addr`), as `GET /metrics` answers them.
 pub fn scrape_metrics(port: u16) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .expect("ask for metrics");
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).expect("read metrics");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    let r = seal_testkit::http::request(&format!("127.0.0.1:{port}"), "GET", "/metrics", &[], &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
 }
 
 /// The value of the series `series` (name and labels as the text
@@ -304,7 +225,7 @@ impl ThresholdCluster {
                 key,
                 passphrase: format!("passphrase of signer {id}"),
                 bin: bin.to_owned(),
-                child: None,
+                process: None,
             });
         }
         for s in &mut signers {

@@ -6,53 +6,46 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::Duration;
 
 use common::{client, files_containing, timestamp};
 
 use seal_signer::client::ClientError;
 use seal_signer::testing::{free_port, metric, scrape_metrics, spawn_signer, TestPki};
+use seal_testkit::process::Process;
 use seal_tuf::metadata::{ROOT, TARGETS};
 use seal_tuf::{FileMeta, Snapshot};
 use time::OffsetDateTime;
 
+/// A signer process, killed when dropped.
 struct Signer {
-    child: Child,
+    process: Process,
     port: u16,
     config: PathBuf,
 }
 
 impl Signer {
     fn start(config: &Path) -> Signer {
-        let (child, port) = spawn_signer(
+        let (process, port) = spawn_signer(
             Path::new(env!("CARGO_BIN_EXE_seal-signer")),
             config,
             "a signer passphrase for tests",
         );
         Signer {
-            child,
+            process,
             port,
             config: config.to_owned(),
         }
     }
 
     fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         let port = self.port;
         // Same port: rewrite the config.
         let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&self.config).unwrap()).unwrap();
         c["server"]["grpc_addr"] = serde_json::json!(format!("127.0.0.1:{port}"));
         std::fs::write(&self.config, c.to_string()).unwrap();
         *self = Signer::start(&self.config);
-    }
-}
-
-impl Drop for Signer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,6 +1,18 @@
-//! `seal-testkit`: the few rules every Seal test crate shares, so that
-//! there is one answer to "where are the Notary fixtures?" and "may this
-//! test skip?".
+//! `seal-testkit`: what every Seal test crate, and the seal-chaos tool,
+//! shares, so that each has one answer:
+//!
+//! * "where are the Notary fixtures?" and "may this test skip?" (below);
+//! * "which port may a process take?" ([`free_port`]);
+//! * "how is a process started, waited for, killed, restarted?"
+//!   ([`process`]);
+//! * "how does a test talk HTTP to a node?" ([`http`]);
+//! * "where do certificates come from?" ([`pki`]);
+//! * "how is a link between processes cut?" ([`proxy`]).
+//!
+//! It depends on no Seal crate and has no feature, so the crates below
+//! seal-node (seal-raft's and seal-signer's tests, seal-signer's `testing`
+//! feature) and the shipping seal-chaos binary can all use it
+//! (docs/architecture.md, "Test harness").
 //!
 //! A test whose outside part is missing (the Notary fixtures, SoftHSM2, a
 //! database server) says that it skipped, on stderr, and passes; under
@@ -9,6 +21,11 @@
 //! never pass on tests that did not run.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod http;
+pub mod pki;
+pub mod process;
+pub mod proxy;
 
 use std::path::PathBuf;
 

@@ -3,21 +3,19 @@
 //! `raft.bootstrap`, the `seal-node cluster` command, and polling helpers.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{multipart, signer_binary, try_request, Node};
-use seal_chaos::proxy::FaultProxy;
+use super::{multipart, node_binary, signer_binary, try_request, Node};
 use seal_signer::testing::{spawn_signer, TestPki};
+use seal_testkit::process::Process;
+use seal_testkit::proxy::FaultProxy;
 use seal_tuf::testing::TestRepo;
 use seal_tuf::PublicKey;
 use time::OffsetDateTime;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-pub fn free_port() -> u16 {
-    seal_testkit::free_port()
-}
+pub use seal_testkit::free_port;
 
 pub struct Tls {
     pub ca: PathBuf,
@@ -27,14 +25,7 @@ pub struct Tls {
 }
 
 /// The signer every node uses, killed when dropped.
-pub struct Signer(pub std::process::Child);
-
-impl Drop for Signer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub struct Signer(pub Process);
 
 pub fn start_signer(dir: &Path, pki: &TestPki) -> (Signer, u16) {
     let (cert, key) = pki.leaf("signer");
@@ -88,22 +79,12 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 pub fn healthy(node: &Node) -> bool {
-    try_request(&node.addr, "GET", "/_notary_server/health", &[], &[]).is_ok_and(|r| r.status == 200)
+    seal_testkit::http::healthy(&node.addr)
 }
 
 pub fn cluster_cmd(tls: &Tls, addr: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-        .arg("cluster")
-        .args(args)
-        .args(["--addr", addr])
-        .arg("--ca")
-        .arg(&tls.ca)
-        .arg("--cert")
-        .arg(&tls.cert)
-        .arg("--key")
-        .arg(&tls.key)
-        .output()
-        .unwrap();
+    let tls = (tls.ca.as_path(), tls.cert.as_path(), tls.key.as_path());
+    let out = seal_testkit::process::cluster_admin(&node_binary(), addr, tls, args).unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -215,7 +196,7 @@ fn merge(into: &mut serde_json::Value, from: &serde_json::Value) {
 }
 
 /// The source address of node `id`'s connections to its peers in a proxied cluster.
-pub use seal_chaos::cluster::source_ip;
+pub use seal_testkit::proxy::source_ip;
 
 pub fn start_cluster(spare: usize) -> Cluster {
     start_cluster_with(spare, ClusterOptions::default())
@@ -264,12 +245,10 @@ pub fn start_cluster_with(spare: usize, options: ClusterOptions) -> Cluster {
         })
         .collect();
     for n in &mut nodes {
-        eventually(&format!("{} healthy", n.addr), || {
-            if let Some(status) = n.child.try_wait().unwrap() {
-                panic!("seal-node {} exited while starting: {status}", n.addr);
-            }
-            healthy(n).then_some(())
-        });
+        let addr = n.addr.clone();
+        if let Err(e) = n.process.wait_healthy(&addr, DEADLINE) {
+            panic!("seal-node {addr} while starting: {e}");
+        }
     }
     Cluster {
         nodes,

@@ -1,5 +1,6 @@
 //! Shared pieces of the node's integration tests: start the real
-//! `seal-node` binary on a free loopback port, talk HTTP/1.1 to it.
+//! `seal-node` binary on a free loopback port, talk HTTP/1.1 to it, all
+//! through seal-testkit's harness (launcher, HTTP client, PKI).
 
 #![allow(dead_code)]
 
@@ -9,145 +10,107 @@ pub mod metadata;
 pub use http::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use seal_testkit::process::{Launch, Process};
+
+/// How long a node gets to become healthy.
+const READY_WAIT: Duration = Duration::from_secs(30);
 
 /// Writes `json` as the node's config with a free port and a data dir
-/// under `data_dir`; returns the `serve` arguments and the address.
-fn write_config(data_dir: &Path, mut json: serde_json::Value) -> (Vec<String>, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
+/// under `data_dir`; returns how to start it and its address.
+fn launch(data_dir: &Path, mut json: serde_json::Value) -> (Launch, String) {
+    let addr = format!("127.0.0.1:{}", seal_testkit::free_port());
     json["server"]["http_addr"] = serde_json::Value::String(addr.clone());
     json["storage"]["data_dir"] = serde_json::Value::String(data_dir.join("data").to_string_lossy().into_owned());
     // Most tests run plain HTTP without auth; a test of the refusal sets it to false.
     if json.get("insecure").is_none() {
         json["insecure"] = serde_json::Value::Bool(true);
     }
-    std::fs::create_dir_all(data_dir).unwrap();
-    let config = data_dir.join("config.json");
-    std::fs::write(&config, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
-    let args = vec![
-        "serve".to_owned(),
-        "--config".to_owned(),
-        config.to_string_lossy().into_owned(),
-    ];
-    (args, addr)
+    let launch = seal_testkit::process::node(&node_binary(), data_dir, &json, "warn")
+        .unwrap()
+        .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase");
+    (launch, addr)
 }
 
-/// A running `seal-node` process.
+/// The seal-node binary cargo built for these tests.
+pub fn node_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_seal-node"))
+}
+
+/// A running `seal-node` process (seal-testkit's launcher), killed when dropped; it logs to
+/// `node.log` in its directory.
 pub struct Node {
-    pub child: Child,
+    pub process: Process,
     pub addr: String,
     pub data_dir: PathBuf,
-    args: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    seal_testkit::free_port()
 }
 
 impl Node {
     /// `seal-node dev` on a free port with data in `data_dir`.
     pub fn dev(data_dir: &Path) -> Node {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let args = vec![
-            "dev".to_owned(),
-            "--addr".to_owned(),
-            addr.clone(),
-            "--data-dir".to_owned(),
-            data_dir.to_string_lossy().into_owned(),
-        ];
-        Node::spawn(args, addr, data_dir)
+        let addr = format!("127.0.0.1:{}", seal_testkit::free_port());
+        let launch = Launch::new(node_binary(), data_dir.join("node.log"))
+            .args(["dev", "--addr", &addr, "--data-dir"])
+            .arg(data_dir)
+            .env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
+            .env("SEAL_LOG", "warn");
+        Node::start(launch, addr, data_dir, true)
     }
 
     /// `seal-node serve --config <file>` with a config written from `json`
     /// (its `server.http_addr` is set to a free port).
     pub fn serve(data_dir: &Path, json: serde_json::Value) -> Node {
-        let (args, addr) = write_config(data_dir, json);
-        Node::spawn(args, addr, data_dir)
+        let (launch, addr) = launch(data_dir, json);
+        Node::start(launch, addr, data_dir, true)
     }
 
     /// Like [`Node::serve`] but without the plain-HTTP readiness probe (for TLS).
     pub fn serve_unprobed(data_dir: &Path, json: serde_json::Value) -> Node {
-        let (args, addr) = write_config(data_dir, json);
-        let child = Node::command(&args).spawn().expect("start seal-node");
-        Node {
-            child,
-            addr,
-            data_dir: data_dir.to_owned(),
-            args,
-        }
+        let (launch, addr) = launch(data_dir, json);
+        Node::start(launch, addr, data_dir, false)
     }
 
     /// Like [`Node::serve_unprobed`], the process's open-file limit set to
     /// `nofile` (`ulimit -n`) before it starts.
     pub fn serve_unprobed_with_fd_limit(data_dir: &Path, json: serde_json::Value, nofile: u32) -> Node {
-        let (args, addr) = write_config(data_dir, json);
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_seal-node"))
-            .args(&args);
-        Node::environment(&mut c);
-        let child = c.spawn().expect("start seal-node");
-        Node {
-            child,
-            addr,
-            data_dir: data_dir.to_owned(),
-            args,
-        }
+        let (launch, addr) = launch(data_dir, json);
+        Node::start(launch.nofile(nofile), addr, data_dir, false)
     }
 
-    fn environment(c: &mut Command) {
-        c.env("SEAL_SIGNER_PASSPHRASE", "integration-test-passphrase")
-            .env("SEAL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-    }
-
-    fn command(args: &[String]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_seal-node"));
-        c.args(args);
-        Node::environment(&mut c);
-        c
-    }
-
-    fn spawn(args: Vec<String>, addr: String, data_dir: &Path) -> Node {
-        let child = Node::command(&args).spawn().expect("start seal-node");
+    fn start(launch: Launch, addr: String, data_dir: &Path, probe: bool) -> Node {
         let mut node = Node {
-            child,
+            process: launch.start().expect("start seal-node"),
             addr,
             data_dir: data_dir.to_owned(),
-            args,
         };
-        node.wait_ready();
+        if probe {
+            node.wait_ready();
+        }
         node
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("seal-node exited early: {status}");
-            }
-            if let Ok(r) = try_request(&self.addr, "GET", "/_notary_server/health", &[], &[]) {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    /// Waits until it answers its health check.
+    pub fn wait_ready(&mut self) {
+        let addr = self.addr.clone();
+        if let Err(e) = self.process.wait_healthy(&addr, READY_WAIT) {
+            panic!("seal-node on {addr}: {e}");
         }
-        panic!("seal-node did not become ready on {}", self.addr);
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        !self.process.is_gone()
     }
 
     /// Kills the process with SIGKILL (no clean shutdown) and waits for it.
     pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill();
     }
 
     /// Starts the same command again (same address and data).
     pub fn restart(&mut self) {
-        self.child = Node::command(&self.args).spawn().expect("restart seal-node");
+        self.process.restart().expect("restart seal-node");
         self.wait_ready();
     }
 
@@ -170,21 +133,7 @@ impl Node {
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The seal-signer binary cargo built beside this test.
 pub fn signer_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("seal-signer");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p seal-signer` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
+    seal_testkit::process::built_binary("seal-signer")
 }

@@ -10,13 +10,21 @@
 //! * [`FaultProxy::set_delay`] holds every chunk of data for a while before
 //!   passing it on; [`FaultProxy::set_loss`] cuts a connection on a chunk
 //!   with some probability.
+//!
+//! [`source_ip`] is the loopback address node `i` of a proxied cluster
+//! connects to its peers from (`raft.source_ip`).
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The source address of node `id`'s connections to its peers: `127.0.0.<10+id>`.
+pub fn source_ip(id: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(id).unwrap_or(200)))
+}
 
 #[derive(Default)]
 struct Shared {
@@ -188,7 +196,6 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     fn echo_server() -> String {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,15 +1,21 @@
-//! A small blocking HTTP/1.1 client, one connection per request as
-//! Notary's CLI makes them, that tells a request that never left (the
-//! operation certainly did not happen) from one whose answer was lost (it
-//! may have).
+//! The one small HTTP/1.1 client of Seal's process tests and seal-chaos:
+//! blocking, one connection per request as Notary's CLI makes them, plain
+//! HTTP on loopback. It tells a request that never left (the operation
+//! certainly did not happen) from one whose answer was lost (it may have).
+//!
+//! [`send`] is the whole client; [`try_request`] and [`request`] are the
+//! tests' shorthands with a 30 s wait, the second panicking on failure.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// How long a client waits to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long [`try_request`] and [`request`] wait for an answer.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An HTTP response.
 #[derive(Debug, Clone)]
@@ -26,6 +32,17 @@ impl Response {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The Notary error code of an error body (`errors[0].code`), or "".
+    pub fn error_code(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
     }
 
     /// `status` and the body as text, cut short, for error messages.
@@ -45,6 +62,8 @@ pub enum HttpError {
     NoAnswer(String),
 }
 
+impl std::error::Error for HttpError {}
+
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -54,9 +73,31 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+/// [`send`] with [`TEST_TIMEOUT`].
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, HttpError> {
+    send(addr, method, path, headers, body, TEST_TIMEOUT)
+}
+
+/// [`try_request`], panicking (with the method and path) when no answer comes.
+#[track_caller]
+pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// `GET /_notary_server/health` on the node at `addr` answered 200.
+pub fn healthy(addr: &str) -> bool {
+    send(addr, "GET", "/_notary_server/health", &[], &[], Duration::from_secs(2)).is_ok_and(|r| r.status == 200)
+}
+
 /// Sends one request to `addr` (`host:port`) and reads the whole answer, waiting at most
 /// `timeout` for it.
-pub fn request(
+pub fn send(
     addr: &str,
     method: &str,
     path: &str,
@@ -65,8 +106,10 @@ pub fn request(
     timeout: Duration,
 ) -> Result<Response, HttpError> {
     let sock: SocketAddr = addr
-        .parse()
-        .map_err(|e| HttpError::NotSent(format!("address {addr}: {e}")))?;
+        .to_socket_addrs()
+        .map_err(|e| HttpError::NotSent(format!("address {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| HttpError::NotSent(format!("address {addr}: no address")))?;
     let mut s = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT).map_err(|e| HttpError::NotSent(e.to_string()))?;
     let no_answer = |e: std::io::Error| HttpError::NoAnswer(e.to_string());
     s.set_read_timeout(Some(timeout)).map_err(no_answer)?;
@@ -84,10 +127,12 @@ pub fn request(
     s.write_all(body).map_err(no_answer)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(no_answer)?;
-    parse(&raw).map_err(|e| HttpError::NoAnswer(e.to_owned()))
+    parse(&raw, method == "HEAD").map_err(|e| HttpError::NoAnswer(e.to_owned()))
 }
 
-fn parse(raw: &[u8]) -> Result<Response, &'static str> {
+/// A response read to the end of the connection; `head` for the answer to a HEAD request
+/// (headers only, whatever its Content-Length says).
+fn parse(raw: &[u8], head_request: bool) -> Result<Response, &'static str> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -106,7 +151,9 @@ fn parse(raw: &[u8]) -> Result<Response, &'static str> {
         }
     }
     let rest = &raw[split + 4..];
-    let body = if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+    let body = if head_request || status == 204 || status == 304 {
+        Vec::new()
+    } else if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
         dechunk(rest)?
     } else if let Some(len) = headers.get("content-length") {
         let len: usize = len.parse().map_err(|_| "a bad Content-Length")?;
@@ -137,7 +184,7 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, &'static str> {
 /// A multipart/form-data body with one part per role, as the Notary CLI sends;
 /// returns the content type and the body.
 pub fn multipart(files: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
-    let boundary = "5eal-chaos-7d0f2c61b94e8a35";
+    let boundary = "a1d52fff367cf5b48540c8ca5c1fdb443949f851ec1779623269744e286e";
     let mut body = Vec::new();
     for (role, bytes) in files {
         body.extend_from_slice(
@@ -160,16 +207,21 @@ mod tests {
 
     #[test]
     fn parses_lengths_and_chunks_and_refuses_truncation() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabcdef").unwrap();
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabcdef", false).unwrap();
         assert_eq!(
             (r.status, r.body.as_slice(), r.header("x-a")),
             (200, &b"abc"[..], Some("b"))
         );
-        let r = parse(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-            .unwrap();
+        let r = parse(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            false,
+        )
+        .unwrap();
         assert_eq!(r.body, b"abcde");
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc").is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-").is_err());
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true).unwrap();
+        assert!(r.body.is_empty());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", false).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc", false).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-", false).is_err());
     }
 }
