@@ -19,6 +19,7 @@
 //!   validation and generation, the timestamp refresher;
 //! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] loads its TLS
 //!   identity, [`listen`] is the accept loop with its connection cap and timeouts;
+//! * [`import`] is `seal-node import-notary`: a Notary server's database into a cluster;
 //! * [`signer`] is the signing seam ([`signer::CryptoService`]) and the
 //!   in-process [`signer::LocalSigner`];
 //! * `testing` (only with the `testing` feature, and in unit tests) holds the
@@ -40,6 +41,7 @@ pub mod error;
 pub mod faults;
 pub mod goquote;
 pub mod http;
+pub mod import;
 pub mod listen;
 pub mod local_cluster;
 pub mod metrics;

@@ -286,6 +286,8 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         snapshot: secs(config.timestamps.snapshot_lifetime_secs),
         refresh_margin: ts_life * config.timestamps.refresh_margin_fraction,
     };
+    // The leader's import-notary handler asks the signer which keys it holds.
+    let import_signer = signer.clone();
     let backend = Arc::new(
         RaftBackend::new(
             Arc::new(raft),
@@ -314,7 +316,11 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let app = router(state).layer(axum::middleware::from_fn_with_state(gate, read_layer));
     let app = if cluster_mode {
         let raft = backend.raft().clone();
-        raft.set_forward_handler(Arc::new(RouterHandler::new(app.clone())));
+        raft.set_forward_handler(Arc::new(crate::import::leader::ImportHandler::new(
+            Arc::new(RouterHandler::new(app.clone())),
+            raft.clone(),
+            import_signer,
+        )));
         if let Some(remote) = remote_signer {
             raft.set_status_reporter(Arc::new(move || crate::cluster::signer_statuses(&remote)));
         }

@@ -8,7 +8,8 @@
 //! peer protocol in `seal_proto::threshold`). [`server`] starts it all from
 //! [`config`] and serves [`metrics`]; [`client`] is what server nodes use to
 //! call a signer; [`admin`] holds the operator commands (`rewrap`, and for a
-//! threshold cluster `status` and `refresh-shares`).
+//! threshold cluster `status` and `refresh-shares`); [`import`] brings
+//! notary-signer's keys over (`import-notary`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod import;
 pub mod metrics;
 pub mod pkcs11;
 pub mod policy;

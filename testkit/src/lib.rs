@@ -12,6 +12,8 @@
 
 use std::path::PathBuf;
 
+pub mod db;
+
 /// The environment variable that overrides where the Notary fixtures are.
 pub const FIXTURES_ENV: &str = "SEAL_NOTARY_FIXTURES";
 
