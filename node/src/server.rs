@@ -57,7 +57,7 @@ pub fn dev_config(addr: &str, data_dir: &Path, env: &Env) -> Result<NodeConfig, 
 /// The signer passphrase: from the environment variable the config names;
 /// in dev mode, when it is unset, one generated and kept in the data
 /// directory (plain text: a development convenience, said loudly).
-fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroizing<String>, StartError> {
+pub(crate) fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroizing<String>, StartError> {
     if let Some(p) = env.get(&config.signer.passphrase_env).filter(|p| !p.is_empty()) {
         return Ok(Zeroizing::new(p.clone()));
     }

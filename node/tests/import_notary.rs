@@ -196,6 +196,7 @@ fn every_row_is_read_and_verified_and_the_bad_one_is_named() {
                 },
                 concurrency: 4,
                 check_only: true,
+                local: None,
                 progress: false,
             };
             let report = runtime()
@@ -237,6 +238,7 @@ fn an_unreachable_database_or_a_wrong_password_is_one_clear_error() {
         },
         concurrency: 1,
         check_only: true,
+        local: None,
         progress: false,
     };
     let e = runtime()
@@ -923,4 +925,60 @@ fn import_speed() {
         "{out}\nwall clock of `seal-node import-notary` (process start to exit): {secs:.2}s, {:.0} file versions/s",
         files as f64 / secs
     );
+}
+
+#[test]
+fn a_stopped_single_node_imports_through_its_own_log_and_a_running_one_is_refused() {
+    let Some(fixtures) = seal_testkit::notary_fixtures() else {
+        return;
+    };
+    let Some(db) = DbServer::postgres() else {
+        return;
+    };
+    let url = db.create_database("notary", SERVER_SCHEMA_POSTGRES, "server", "pw", true);
+    runtime().block_on(fill(&url, Kind::Postgres, &fixtures));
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = common::Node::dev(dir.path());
+    let offline = |url: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_seal-node"))
+            .args(["import-notary", "--dev-data-dir"])
+            .arg(dir.path())
+            .env("SEAL_IMPORT_DATABASE_URL", url)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // While the node runs, its database is locked: nothing is written.
+    let (code, out, err) = offline(&url);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("is the node still running?"), "{err}");
+
+    node.kill9();
+    let (code, out, err) = offline(&url);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("imported: 2\n") && out.contains(&format!("FAILED {BAD}")),
+        "{out}"
+    );
+    node.restart();
+    let files = fixture_files(&fixtures);
+    let root = &files.iter().find(|f| f.0 == "root" && f.1 == 2).unwrap().2;
+    let served = node.get(&tuf(APP, "root.json"));
+    assert_eq!((served.status, &served.body), (200, root));
+    let v1 = &files.iter().find(|f| f.0 == "root" && f.1 == 1).unwrap().2;
+    assert_eq!(&node.get(&tuf(APP, &format!("root.{}.json", sha(v1)))).body, v1);
+    let feed = node.get(&format!("/v2/{APP}/_trust/changefeed?change_id=0&records=10"));
+    let feed: serde_json::Value = serde_json::from_slice(&feed.body).unwrap();
+    // PostgreSQL keeps microseconds.
+    assert_eq!(feed["records"][0]["CreatedAt"], "2026-11-21T23:54:56.210447Z", "{feed}");
+    assert_eq!(node.get(&tuf(BAD, "root.json")).status, 404);
+    // Again, stopped: nothing new.
+    node.kill9();
+    let (code, out, _) = offline(&url);
+    assert_eq!(code, 1);
+    assert!(out.contains("imported: 0\nalready imported: 2"), "{out}");
 }

@@ -31,6 +31,13 @@ pub struct ImportArgs {
     /// Its private key (PEM).
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// Instead of a running cluster: the config of a stopped single node (no `raft.addr`) to
+    /// import into through its own log.
+    #[arg(long, conflicts_with_all = ["addr", "dev_data_dir"])]
+    pub config: Option<PathBuf>,
+    /// Instead of a running cluster: a stopped `seal-node dev` data directory.
+    #[arg(long, conflicts_with_all = ["addr", "config"])]
+    pub dev_data_dir: Option<PathBuf>,
     /// Collections sent to the leader at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -49,6 +56,26 @@ pub fn main(args: ImportArgs, env: impl Fn(&str) -> Option<String>) -> ExitCode 
     let Some(database_url) = args.database.or_else(|| env(DATABASE_URL_ENV)) else {
         return fail(&format!("--database or {DATABASE_URL_ENV} is required"));
     };
+    let node_env = crate::config::process_env();
+    let local = match (&args.config, &args.dev_data_dir) {
+        (Some(path), _) => match crate::config::NodeConfig::load(path, &node_env) {
+            Ok(config) => Some(super::LocalTarget {
+                config,
+                env: node_env.clone(),
+                dev: false,
+            }),
+            Err(e) => return fail(&e),
+        },
+        (None, Some(dir)) => match crate::server::dev_config("127.0.0.1:0", dir, &node_env) {
+            Ok(config) => Some(super::LocalTarget {
+                config,
+                env: node_env.clone(),
+                dev: true,
+            }),
+            Err(e) => return fail(&e),
+        },
+        (None, None) => None,
+    };
     let (addr, tls) = match (args.addr, args.ca, args.cert, args.key) {
         (Some(addr), Some(ca_file), Some(cert_file), Some(key_file)) => (
             addr,
@@ -58,7 +85,7 @@ pub fn main(args: ImportArgs, env: impl Fn(&str) -> Option<String>) -> ExitCode 
                 key_file,
             },
         ),
-        _ if args.check => (
+        _ if args.check || local.is_some() => (
             String::new(),
             ClusterTls {
                 ca_file: PathBuf::new(),
@@ -66,7 +93,7 @@ pub fn main(args: ImportArgs, env: impl Fn(&str) -> Option<String>) -> ExitCode 
                 key_file: PathBuf::new(),
             },
         ),
-        _ => return fail(&"--addr, --ca, --cert and --key are required (or --check)"),
+        _ => return fail(&"--addr, --ca, --cert and --key are required (or --config, --dev-data-dir, --check)"),
     };
     let opts = ImportOptions {
         database_url,
@@ -74,6 +101,7 @@ pub fn main(args: ImportArgs, env: impl Fn(&str) -> Option<String>) -> ExitCode 
         tls,
         concurrency: args.concurrency,
         check_only: args.check,
+        local,
         progress: true,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

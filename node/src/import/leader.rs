@@ -43,17 +43,33 @@ pub struct ImportAnswer {
 /// Runs import requests, and hands every other forwarded request to `inner`.
 pub struct ImportHandler {
     inner: Arc<dyn ForwardHandler>,
-    raft: Arc<SealRaft>,
-    signer: Arc<dyn CryptoService>,
+    importer: Importer,
 }
 
 impl ImportHandler {
     /// Wraps the node's forwarding handler.
     pub fn new(inner: Arc<dyn ForwardHandler>, raft: Arc<SealRaft>, signer: Arc<dyn CryptoService>) -> ImportHandler {
-        ImportHandler { inner, raft, signer }
+        ImportHandler {
+            inner,
+            importer: Importer { raft, signer },
+        }
+    }
+}
+
+/// What a leader does with one collection: picks its server keys, proposes it.
+pub struct Importer {
+    raft: Arc<SealRaft>,
+    signer: Arc<dyn CryptoService>,
+}
+
+impl Importer {
+    /// An importer proposing through `raft` (which must lead) and asking `signer` for keys.
+    pub fn new(raft: Arc<SealRaft>, signer: Arc<dyn CryptoService>) -> Importer {
+        Importer { raft, signer }
     }
 
-    async fn import(&self, body: &[u8]) -> (u16, ImportAnswer) {
+    /// Imports the postcard-encoded collection `body`: the HTTP status and the answer.
+    pub async fn import(&self, body: &[u8]) -> (u16, ImportAnswer) {
         let refused = |status: u16, reason: String| {
             (
                 status,
@@ -162,7 +178,7 @@ impl ForwardHandler for ImportHandler {
             return self.inner.handle(request);
         }
         Box::pin(async move {
-            if !self.raft.metrics().is_leader {
+            if !self.importer.raft.metrics().is_leader {
                 // The importer asks the cluster for its leader again.
                 return HttpResponse {
                     not_leader: true,
@@ -170,7 +186,7 @@ impl ForwardHandler for ImportHandler {
                 };
             }
             let (status, answer) = if request.method == "POST" {
-                self.import(&request.body).await
+                self.importer.import(&request.body).await
             } else {
                 (
                     405,

@@ -3,6 +3,7 @@
 //! * [`source`] reads Notary's database (MySQL/MariaDB or PostgreSQL);
 //! * [`verify`] checks each collection with seal-tuf (pure);
 //! * [`leader`] is the cluster leader's side: one collection in, one Raft command out;
+//! * [`offline`] opens a stopped single node's own log to import into it;
 //! * this module drives an import: every GUN, verified, sent to the leader (a few at a time),
 //!   with progress on stderr and a final report. A collection that does not verify is named
 //!   with its problems and not sent; one the leader refuses is named with the reason. Sending
@@ -11,6 +12,7 @@
 
 pub mod cli;
 pub mod leader;
+pub mod offline;
 pub mod source;
 pub mod verify;
 
@@ -41,6 +43,20 @@ pub enum ImportError {
     /// The cluster could not be reached, or has no leader.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The stopped node could not be opened.
+    #[error("node: {0}")]
+    Node(String),
+}
+
+/// A stopped single node to import into (instead of a running cluster).
+#[derive(Debug, Clone)]
+pub struct LocalTarget {
+    /// Its config (`seal-node serve`'s, or `dev_config`'s for a `seal-node dev` directory).
+    pub config: crate::config::NodeConfig,
+    /// The environment (the signer passphrase variable the config names).
+    pub env: crate::config::Env,
+    /// A `seal-node dev` data directory.
+    pub dev: bool,
 }
 
 /// What to import, and where.
@@ -56,6 +72,8 @@ pub struct ImportOptions {
     pub concurrency: usize,
     /// Only verify; write nothing.
     pub check_only: bool,
+    /// Import into this stopped node instead of the cluster at `addr`.
+    pub local: Option<LocalTarget>,
     /// Print progress to stderr.
     pub progress: bool,
 }
@@ -187,14 +205,20 @@ pub async fn run(opts: &ImportOptions) -> Result<Report, ImportError> {
     let db = NotaryDb::connect(&opts.database_url).await?;
     let totals = db.totals().await?;
     let guns = db.guns().await?;
-    let leader = if opts.check_only {
-        None
-    } else {
-        Some(Arc::new(Leader {
+    let mut local_node = None;
+    let sink = match (&opts.local, opts.check_only) {
+        (_, true) => Sink::Check,
+        (Some(local), false) => {
+            let node = offline::LocalNode::open(&local.config, &local.env, local.dev).await?;
+            let sink = Sink::Local(node.importer.clone());
+            local_node = Some(node);
+            sink
+        }
+        (None, false) => Sink::Cluster(Arc::new(Leader {
             client: RwLock::new(Leader::find(&opts.addr, &opts.tls).await?),
             addr: opts.addr.clone(),
             tls: opts.tls.clone(),
-        }))
+        })),
     };
     let mut report = Report {
         collections: guns.len() as u64,
@@ -205,8 +229,8 @@ pub async fn run(opts: &ImportOptions) -> Result<Report, ImportError> {
     let mut outcomes = stream::iter(guns)
         .map(|gun| {
             let db = db.clone();
-            let leader = leader.clone();
-            async move { one(&db, leader.as_deref(), gun, now).await }
+            let sink = sink.clone();
+            async move { one(&db, &sink, gun, now).await }
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut last_progress = Instant::now();
@@ -247,12 +271,27 @@ pub async fn run(opts: &ImportOptions) -> Result<Report, ImportError> {
             );
         }
     }
+    drop(outcomes);
+    if let Some(node) = local_node {
+        node.close().await?;
+    }
     report.failed.sort();
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-async fn one(db: &NotaryDb, leader: Option<&Leader>, gun: String, now: OffsetDateTime) -> Result<Outcome, ImportError> {
+/// Where verified collections go.
+#[derive(Clone)]
+enum Sink {
+    /// Nowhere (`--check`).
+    Check,
+    /// The running cluster's leader.
+    Cluster(Arc<Leader>),
+    /// A stopped node's own log.
+    Local(Arc<leader::Importer>),
+}
+
+async fn one(db: &NotaryDb, sink: &Sink, gun: String, now: OffsetDateTime) -> Result<Outcome, ImportError> {
     let files = db.files(&gun).await?;
     let changes = db.changes(&gun).await?;
     let verified = match verify::verify_collection(&gun, files, &changes, now) {
@@ -261,17 +300,24 @@ async fn one(db: &NotaryDb, leader: Option<&Leader>, gun: String, now: OffsetDat
     };
     let n_files = verified.collection.files.len() as u64;
     let n_changes = verified.collection.changes.len() as u64;
-    let Some(leader) = leader else {
-        return Ok(Outcome::Verified {
-            files: n_files,
-            changes: n_changes,
-        });
-    };
     let body = match postcard::to_allocvec(&verified.collection) {
         Ok(b) => b,
         Err(e) => return Ok(Outcome::Failed(gun, vec![format!("encoding: {e}")])),
     };
-    match leader.send(body).await {
+    let answer = match sink {
+        Sink::Check => {
+            return Ok(Outcome::Verified {
+                files: n_files,
+                changes: n_changes,
+            })
+        }
+        Sink::Cluster(leader) => leader.send(body).await,
+        Sink::Local(importer) => {
+            let (status, answer) = importer.import(&body).await;
+            Ok((u32::from(status), answer))
+        }
+    };
+    match answer {
         Ok((200, answer)) => Ok(Outcome::Done {
             already: answer.outcome == "already-imported",
             files: n_files,
