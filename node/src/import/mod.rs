@@ -182,6 +182,8 @@ impl Leader {
             };
             match client.forward(request).await {
                 Ok(r) if r.not_leader => {}
+                // Leadership moved between the check and the proposal, or no quorum yet.
+                Ok(r) if r.status == 503 => {}
                 Ok(r) => {
                     let answer: ImportAnswer = serde_json::from_slice(&r.body)
                         .map_err(|e| format!("the leader answered {} with an unreadable body: {e}", r.status))?;
