@@ -275,3 +275,157 @@ fn check_chain(gun: &str, parsed: &BTreeMap<String, BTreeMap<u64, SignedFile>>, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use seal_tuf::testing::TestRepo;
+    use seal_tuf::PrivateKey;
+
+    use super::*;
+
+    const GUN: &str = "example.com/verify";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    fn row(id: i64, role: &str, version: i64, data: &[u8]) -> FileRow {
+        FileRow {
+            id,
+            role: role.into(),
+            version,
+            data: data.to_vec(),
+            sha256: Some(hex::encode(Sha256::digest(data))),
+        }
+    }
+
+    fn update(id: i64, version: i64, data: &[u8]) -> ChangeRow {
+        ChangeRow {
+            id,
+            created_at_micros: Some(1_000_000),
+            version,
+            sha256: Some(hex::encode(Sha256::digest(data))),
+            category: "update".into(),
+        }
+    }
+
+    /// A first publish and its timestamp, then a second publish: (rows, changes).
+    fn collection(repo: &TestRepo) -> (Vec<FileRow>, Vec<ChangeRow>) {
+        let root = repo.root_file(1);
+        let t2 = repo.targets_file(2, &[("a", b"a")]);
+        let s2 = repo.snapshot_file(2, &[("root", &root), ("targets", &t2)]);
+        let ts1 = repo.timestamp_file(1, &s2);
+        let t3 = repo.targets_file(3, &[("a", b"a"), ("b", b"b")]);
+        let s3 = repo.snapshot_file(3, &[("root", &root), ("targets", &t3)]);
+        let ts2 = repo.timestamp_file(2, &s3);
+        let rows = vec![
+            row(1, "root", 1, &root),
+            row(2, "targets", 2, &t2),
+            row(3, "snapshot", 2, &s2),
+            row(4, "timestamp", 1, &ts1),
+            row(5, "targets", 3, &t3),
+            row(6, "snapshot", 3, &s3),
+            row(7, "timestamp", 2, &ts2),
+        ];
+        let changes = vec![update(1, 1, &ts1), update(2, 2, &ts2)];
+        (rows, changes)
+    }
+
+    fn problems(rows: Vec<FileRow>, changes: &[ChangeRow]) -> Vec<String> {
+        verify_collection(GUN, rows, changes, now()).expect_err("must not verify")
+    }
+
+    #[test]
+    fn a_consistent_collection_verifies_with_its_history() {
+        let repo = TestRepo::new(GUN, now());
+        let (rows, changes) = collection(&repo);
+        let v = verify_collection(GUN, rows, &changes, now()).unwrap();
+        assert_eq!(v.collection.files.len(), 7);
+        assert_eq!(v.collection.changes.len(), 2);
+        assert!(v.collection.timestamp_expires_unix_nanos.is_some());
+        assert_eq!(v.root.unwrap().version, 1);
+    }
+
+    #[test]
+    fn a_row_whose_version_is_not_its_files_is_named() {
+        let repo = TestRepo::new(GUN, now());
+        let (mut rows, changes) = collection(&repo);
+        rows[4].version = 4;
+        let p = problems(rows, &changes);
+        assert!(
+            p.iter()
+                .any(|p| p.contains("row 5 (targets version 4): signed.version")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_timestamp_by_another_key_does_not_verify() {
+        let mut repo = TestRepo::new(GUN, now());
+        let (mut rows, changes) = collection(&repo);
+        repo.timestamp = PrivateKey::generate_ed25519(&mut rand::rngs::OsRng);
+        let forged = repo.timestamp_file(2, &rows[5].data);
+        rows[6] = row(7, "timestamp", 2, &forged);
+        let p = problems(rows, &[changes[0].clone(), update(2, 2, &forged)]);
+        assert!(
+            p.iter()
+                .any(|p| p.contains("current metadata does not verify: timestamp")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_timestamp_naming_a_snapshot_that_is_not_stored_is_named() {
+        let repo = TestRepo::new(GUN, now());
+        let (mut rows, changes) = collection(&repo);
+        // Snapshot version 2 is gone: timestamp version 1 names nothing stored.
+        rows.remove(2);
+        let p = problems(rows, &changes);
+        assert!(
+            p.iter()
+                .any(|p| p.contains("timestamp version 1 names a snapshot that is not stored")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn changefeed_records_must_match_what_is_stored() {
+        let repo = TestRepo::new(GUN, now());
+        let (rows, mut changes) = collection(&repo);
+        changes[1].sha256 = Some("00".repeat(32));
+        let p = problems(rows.clone(), &changes);
+        assert!(
+            p.iter()
+                .any(|p| p.contains("changefeed row 2: sha256 is not that of timestamp version 2")),
+            "{p:?}"
+        );
+        let deletion_with_version = ChangeRow {
+            category: "deletion".into(),
+            ..changes[0].clone()
+        };
+        let p = problems(rows, &[deletion_with_version]);
+        assert!(
+            p.iter().any(|p| p.contains("a deletion with a version or sha256")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_recreated_collection_keeps_the_records_of_its_first_life() {
+        let repo = TestRepo::new(GUN, now());
+        let (rows, changes) = collection(&repo);
+        let earlier = update(1, 1, b"a timestamp of the deleted first life");
+        let deletion = ChangeRow {
+            id: 2,
+            created_at_micros: Some(2_000_000),
+            version: 0,
+            sha256: None,
+            category: "deletion".into(),
+        };
+        let mut all = vec![earlier, deletion];
+        all.extend(changes);
+        let v = verify_collection(GUN, rows, &all, now()).unwrap();
+        assert_eq!(v.collection.changes.len(), 4);
+        assert_eq!(v.collection.changes[1].category, ChangeCategory::Deletion);
+    }
+}
