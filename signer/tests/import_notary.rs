@@ -267,3 +267,75 @@ fn notary_signer_keys_of_both_derivations_are_imported_and_bad_ones_named() {
         assert!(out.contains("keys imported: 0\nalready held: 3"), "{out}");
     }
 }
+
+#[test]
+fn with_a_pkcs11_backend_the_keys_go_into_the_token() {
+    use seal_signer::pkcs11::{Pkcs11Backend, Pkcs11Config};
+    use seal_signer::testing::{softhsm_conf, softhsm_init_token, SOFTHSM_MODULE};
+    let Some(db) = DbServer::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(conf) = softhsm_conf(dir.path()) else {
+        return;
+    };
+    softhsm_init_token(&conf, "import", "1234", "5678");
+    // SoftHSM reads its configuration once per process, when the module is loaded.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let url = db.create_database("notarysigner", SIGNER_SCHEMA_POSTGRES, "signer", "pw", true);
+    let rows = rows();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fill(&url, Kind::Postgres, &rows));
+    let pki = TestPki::new(dir.path(), "import");
+    let (cert, key) = pki.leaf("signer");
+    let config = dir.path().join("signer.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": cert, "tls_key_file": key,
+                       "client_ca_file": pki.ca_file()},
+            "storage": {"data_dir": dir.path().join("data")},
+            "key_backend": {"type": "pkcs11", "module": SOFTHSM_MODULE, "token_label": "import", "pin_env": "HSM_PIN"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+        .args(["import-notary", "--config"])
+        .arg(&config)
+        .env("SEAL_IMPORT_DATABASE_URL", &url)
+        .env("SOFTHSM2_CONF", &conf)
+        .env("HSM_PIN", "1234")
+        .env("NOTARY_SIGNER_ALPHA", "alpha pass")
+        .env("NOTARY_SIGNER_BETA", "beta pass")
+        .env_remove("SEAL_SIGNER_MAIN")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("keys imported: 3"), "{report}");
+    assert_eq!(report.matches(", into the PKCS#11 token").count(), 3, "{report}");
+
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    let hsm = Pkcs11Backend::open(Pkcs11Config {
+        module: SOFTHSM_MODULE.into(),
+        token_label: "import".into(),
+        pin: zeroize::Zeroizing::new("1234".into()),
+    })
+    .unwrap();
+    for row in rows.iter().take(3) {
+        let public = row.key.public_key();
+        let record = store.key(public.id()).unwrap().expect("imported key");
+        assert_eq!(record.backend, "pkcs11");
+        let alg = Algorithm::parse(&record.algorithm).unwrap();
+        let sig = hsm.sign(alg, &record.handle, b"next timestamp").unwrap();
+        let method = if alg == Algorithm::Ecdsa { "ecdsa" } else { "eddsa" };
+        public.verify(method, b"next timestamp", &sig).unwrap();
+    }
+}

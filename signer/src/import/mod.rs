@@ -1,5 +1,6 @@
 //! `seal-signer import-notary`: notary-signer's keys into this signer's store, as software keys
-//! re-encrypted under Seal's default alias, keeping their key IDs (so the roots clients trust stay
+//! re-encrypted under Seal's default alias (or, with a `pkcs11` key backend, as non-extractable
+//! objects in the token), keeping their key IDs (so the roots clients trust stay
 //! valid and Seal keeps signing timestamps with the same keys).
 //!
 //! notary-signer keeps its keys in the `private_keys` table (MySQL/MariaDB or PostgreSQL): key ID,
@@ -24,7 +25,8 @@ use zeroize::Zeroizing;
 use seal_tuf::keys::key_id;
 use seal_tuf::{KeyType, PrivateKey};
 
-use crate::config::SignerConfig;
+use crate::config::{KeyBackendSection, SignerConfig};
+use crate::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use crate::software::{encrypt_secret, Passphrases, PBES2_ITERATIONS};
 use crate::store::{KeyRecord, Store};
 
@@ -201,12 +203,41 @@ pub fn import_keys(
     soft_deleted: u64,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<KeyImportReport, String> {
-    let passphrases = Passphrases::from_env(&config.default_alias, &config.aliases, env).map_err(|e| e.to_string())?;
-    let seal_alias = passphrases.default_alias().to_owned();
-    let seal_passphrase = passphrases
-        .get(&seal_alias)
-        .ok_or_else(|| format!("no passphrase for Seal's alias {seal_alias:?}"))?
-        .clone();
+    // Seal's own alias and passphrase, which software keys are encrypted under.
+    let seal_key = Passphrases::from_env(&config.default_alias, &config.aliases, env)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            let alias = p.default_alias().to_owned();
+            let passphrase = p
+                .get(&alias)
+                .cloned()
+                .ok_or_else(|| format!("no passphrase for Seal's alias {alias:?}"))?;
+            Ok((alias, passphrase))
+        });
+    // With a PKCS#11 key backend the keys go into the token; otherwise they are software keys.
+    let hsm = match &config.key_backend {
+        KeyBackendSection::Pkcs11 {
+            module,
+            token_label,
+            pin_file,
+            pin_env,
+        } => {
+            let pin =
+                Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env).map_err(|e| e.to_string())?;
+            Some(
+                Pkcs11Backend::open(Pkcs11Config {
+                    module: module.clone(),
+                    token_label: token_label.clone(),
+                    pin,
+                })
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        _ => None,
+    };
+    if hsm.is_none() {
+        seal_key.as_ref().map_err(Clone::clone)?;
+    }
     let store = Store::open(&config.storage.data_dir).map_err(|e| e.to_string())?;
     let mut report = KeyImportReport {
         soft_deleted,
@@ -239,9 +270,30 @@ pub fn import_keys(
                 continue;
             }
         };
-        let der = key.to_pkcs8_der().map_err(|e| format!("{name}: {e}"))?;
-        let handle = encrypt_secret(seal_passphrase.as_bytes(), &der, &seal_alias, PBES2_ITERATIONS)
-            .map_err(|e| format!("{name}: {e}"))?;
+        let (backend, handle, into) = match &hsm {
+            Some(hsm) => match hsm.import_key(&key, &format!("{} {}", row.gun, row.role)) {
+                Ok(new) if new.public == row.public => ("pkcs11", new.handle, ", into the PKCS#11 token"),
+                Ok(_) => {
+                    report
+                        .failed
+                        .push(format!("{name}: the token reports another public key for it"));
+                    continue;
+                }
+                Err(e) => {
+                    report
+                        .failed
+                        .push(format!("{name}: storing it in the PKCS#11 token: {e}"));
+                    continue;
+                }
+            },
+            None => {
+                let (seal_alias, seal_passphrase) = seal_key.as_ref().map_err(Clone::clone)?;
+                let der = key.to_pkcs8_der().map_err(|e| format!("{name}: {e}"))?;
+                let jwe = encrypt_secret(seal_passphrase.as_bytes(), &der, seal_alias, PBES2_ITERATIONS)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                ("software", jwe.into_bytes(), "")
+            }
+        };
         store
             .put_key(&KeyRecord {
                 key_id: row.key_id.clone(),
@@ -249,13 +301,13 @@ pub fn import_keys(
                 role: row.role.clone(),
                 algorithm: row.algorithm.clone(),
                 public: row.public.clone(),
-                backend: "software".into(),
-                handle: handle.into_bytes(),
+                backend: backend.into(),
+                handle,
             })
             .map_err(|e| e.to_string())?;
         report
             .imported
-            .push(format!("{name}, opened by the {} derivation", kdf.as_str()));
+            .push(format!("{name}, opened by the {} derivation{into}", kdf.as_str()));
     }
     Ok(report)
 }
