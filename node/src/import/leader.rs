@@ -139,6 +139,11 @@ impl Importer {
             let mut found = None;
             for key_id in root.role(role).map(|r| r.keyids.clone()).unwrap_or_default() {
                 match self.signer.get_key(&key_id).await {
+                    // A key made for another collection would be refused by the signer's policy.
+                    Ok(desc) if !desc.gun.is_empty() && desc.gun != gun => warnings.push(format!(
+                        "{gun}: the signer's key {key_id} for the {role} role was made for {:?}: not used",
+                        desc.gun
+                    )),
                     Ok(desc) => {
                         found = Some(KeyEntry {
                             key_id: desc.info.key_id.clone(),

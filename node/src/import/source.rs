@@ -76,6 +76,8 @@ impl NotaryDb {
     /// Connects to `url`: `mysql://user:pw@host:port/db` (or `?socket=/path`) or
     /// `postgres://user:pw@host:port/db` (or `?host=/socket/dir`).
     pub async fn connect(url: &str) -> Result<NotaryDb, ImportError> {
+        let converted = seal_signer::import::go_mysql_dsn(url);
+        let url = converted.as_deref().unwrap_or(url);
         let scheme = url.split("://").next().unwrap_or_default();
         match scheme {
             "mysql" | "mariadb" => {

@@ -123,6 +123,8 @@ macro_rules! read_from {
 
 /// Reads notary-signer's keys (not soft-deleted) and how many rows were soft-deleted.
 pub async fn read_keys(url: &str) -> Result<(Vec<KeyRow>, u64), String> {
+    let converted = go_mysql_dsn(url);
+    let url = converted.as_deref().unwrap_or(url);
     let scheme = url.split("://").next().unwrap_or_default();
     match scheme {
         "mysql" | "mariadb" => {
@@ -310,4 +312,37 @@ pub fn import_keys(
             .push(format!("{name}, opened by the {} derivation{into}", kdf.as_str()));
     }
     Ok(report)
+}
+
+/// Notary's own `storage.db_url` for MySQL is a Go driver DSN, `user:pw@tcp(host:port)/db?…`:
+/// the same as `mysql://user:pw@host:port/db` (its Go-only parameters such as `parseTime` are
+/// dropped), so that it can be copied from Notary's config as it is. `None` for anything else.
+pub fn go_mysql_dsn(dsn: &str) -> Option<String> {
+    if dsn.contains("://") {
+        return None;
+    }
+    let (user, rest) = dsn.rsplit_once("@tcp(")?;
+    let (host, rest) = rest.split_once(')')?;
+    let db = rest.strip_prefix('/')?.split('?').next()?;
+    Some(format!("mysql://{user}@{host}/{db}"))
+}
+
+#[cfg(test)]
+mod dsn_tests {
+    use super::go_mysql_dsn;
+
+    #[test]
+    fn notarys_go_dsn_reads_as_a_mysql_url() {
+        assert_eq!(
+            go_mysql_dsn("server@tcp(mysql:3306)/notaryserver?parseTime=True").as_deref(),
+            Some("mysql://server@mysql:3306/notaryserver")
+        );
+        assert_eq!(
+            go_mysql_dsn("server:pw@tcp(127.0.0.1:3306)/notaryserver").as_deref(),
+            Some("mysql://server:pw@127.0.0.1:3306/notaryserver")
+        );
+        assert_eq!(go_mysql_dsn("mysql://server@host/db"), None);
+        assert_eq!(go_mysql_dsn("postgres://server@host/db"), None);
+        assert_eq!(go_mysql_dsn("nonsense"), None);
+    }
 }
