@@ -309,6 +309,12 @@ fn a_mariadb_notary_database_is_imported_into_a_running_cluster_and_again_as_a_n
 
     let files = fixture_files(&fixtures);
     for node in &cluster.nodes {
+        // A follower applies the commands shortly after the leader answered.
+        eventually(&format!("{} applied the import", node.addr), || {
+            let feed = node.get(&format!("/v2/{GONE}/_trust/changefeed?change_id=0&records=10"));
+            let feed: serde_json::Value = serde_json::from_slice(&feed.body).ok()?;
+            (feed["records"].as_array()?.len() == 2 && node.get(&tuf(APP, "root.json")).status == 200).then_some(())
+        });
         for (role, version, bytes) in &files {
             let by_sum = node.get(&tuf(APP, &format!("{role}.{}.json", sha(bytes))));
             assert_eq!(
@@ -704,7 +710,13 @@ mod e2e {
     }
 
     fn config_for(i: u64, raft: &[String], tls: &Tls, bootstrap: &[(u64, String)]) -> serde_json::Value {
-        config(i, &raft[i as usize - 1], tls, bootstrap)
+        let mut json = config(i, &raft[i as usize - 1], tls, bootstrap);
+        // The signer's first signature with each imported key decrypts it (600,000 PBES2
+        // iterations): in a debug build on a loaded machine that can take longer than the
+        // default 1 s attempt, which would fail the publish that needs it.
+        json["trust_service"]["attempt_timeout_ms"] = 15_000.into();
+        json["trust_service"]["call_timeout_ms"] = 30_000.into();
+        json
     }
 
     pub fn databases(made: &Made) -> Option<(DbServer, String, String)> {
@@ -756,6 +768,12 @@ fn a_notary_deployment_moves_to_a_cluster_and_its_clients_keep_working() {
     }
     assert!(!out.contains("WARNING"), "{out}");
 
+    for node in &cluster.nodes {
+        eventually(&format!("{} applied the import", node.addr), || {
+            (node.get(&tuf(APP, "root.json")).status == 200 && node.get(&tuf(MANAGED, "root.json")).status == 200)
+                .then_some(())
+        });
+    }
     let trust = cluster.dir.path().join("trust");
     trust_dir(&trust, &seal, &made);
     let server = format!("http://{}", cluster.nodes[1].addr);
