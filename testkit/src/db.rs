@@ -162,6 +162,23 @@ fn temp_dir(kind: &str) -> PathBuf {
     dir
 }
 
+/// Runs a set-up command, removing `dir` (the server's directory) before panicking on failure.
+fn run_in(dir: &Path, cmd: &mut Command, what: &str) {
+    let out = cmd.output();
+    if out.as_ref().is_ok_and(|o| o.status.success()) {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    match out {
+        Ok(o) => panic!(
+            "{what}: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
@@ -211,7 +228,7 @@ impl DbServer {
             let first = install_cmd.output().map(|o| o.status.success()).unwrap_or(false);
             if !first {
                 let _ = std::fs::remove_dir_all(&data);
-                run(&mut install_cmd, "mariadb-install-db");
+                run_in(&dir, &mut install_cmd, "mariadb-install-db");
             }
         }
         let port = crate::free_port();
@@ -265,7 +282,8 @@ impl DbServer {
             run(Command::new("chown").arg("nobody").arg(&dir), "chown");
         }
         let data = dir.join("data");
-        run(
+        run_in(
+            &dir,
             as_user(bin.join("initdb")).arg("-D").arg(&data).args([
                 "-U",
                 "postgres",
