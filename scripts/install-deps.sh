@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Seal needs to build and test, when missing:
-# libclang (bindgen for RocksDB), softhsm2 (PKCS#11 tests), wrk (benchmarks).
+# libclang (bindgen for RocksDB), softhsm2 (PKCS#11 tests), wrk (benchmarks),
+# mariadb-server and postgresql (the import-notary tests start their own servers).
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 dpkg -s softhsm2 >/dev/null 2>&1 || need+=(softhsm2)
 dpkg -s wrk >/dev/null 2>&1 || need+=(wrk)
+dpkg -s mariadb-server >/dev/null 2>&1 || need+=(mariadb-server)
+dpkg -s postgresql >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   sudo_cmd=()

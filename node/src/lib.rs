@@ -29,6 +29,7 @@
 //!   trying Seal out;
 //! * [`server`] starts a node (`seal-node dev` and `serve`), [`tls`] loads its TLS
 //!   identity, [`listen`] is the accept loop with its connection cap and timeouts;
+//! * [`import`] is `seal-node import-notary`: a Notary server's database into a cluster;
 //! * [`signer`] is the signing seam ([`signer::CryptoService`]) and
 //!   [`signer::InProcessSigner`], seal-signer's core in the node's process;
 //!   [`remote_signer`] reaches signer services over gRPC, failing over
@@ -53,6 +54,7 @@ pub mod error;
 pub mod faults;
 pub mod goquote;
 pub mod http;
+pub mod import;
 pub mod listen;
 pub mod local_cluster;
 pub mod metrics;

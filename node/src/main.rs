@@ -6,6 +6,8 @@
 //! * `seal-node cluster init|add-learner|promote|remove|status --addr <raft addr> --ca … --cert …
 //!   --key …` — administer a cluster (see docs/cluster.md); `status --digest` adds the state
 //!   digest of the node asked.
+//! * `seal-node import-notary --database <url> --addr <raft addr> --ca … --cert … --key …` —
+//!   import a Notary server's database into a running cluster (docs/migration.md).
 //! * `seal-node token-server --config <file>` — a token issuer for
 //!   DEVELOPMENT and tests (`auth.type = "token"`); `seal-node token-server
 //!   hash-password` hashes a password (read from stdin) for its users file.
@@ -52,6 +54,9 @@ enum Cmd {
     TokenServer(token_server_cmd::TokenServerArgs),
     /// Administer a cluster through one node's Raft address (mutual TLS with the cluster CA).
     Cluster(ClusterArgs),
+    /// Import a Notary server's collections (its MySQL/MariaDB or PostgreSQL database) into a
+    /// running cluster, through its leader (docs/migration.md).
+    ImportNotary(seal_node::import::cli::ImportArgs),
     /// Start a cluster on loopback for trying Seal out: 3 voters, 1 learner and a signer (or a
     /// k-of-n threshold signer cluster), with
     /// generated certificates, all under one directory; runs until Ctrl-C. Not for production.
@@ -335,6 +340,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "token-server")]
         Cmd::TokenServer(args) => return token_server_cmd::token_server_main(args),
         Cmd::Cluster(args) => return cluster_main(args),
+        Cmd::ImportNotary(args) => return seal_node::import::cli::main(args, |k| std::env::var(k).ok()),
         Cmd::LocalCluster {
             dir,
             base_port,

@@ -58,7 +58,7 @@ pub fn dev_config(addr: &str, data_dir: &Path, env: &Env) -> Result<NodeConfig, 
 /// The signer passphrase: from the environment variable the config names;
 /// in dev mode, when it is unset, one generated and kept in the data
 /// directory (plain text: a development convenience, said loudly).
-fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroizing<String>, StartError> {
+pub(crate) fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroizing<String>, StartError> {
     if let Some(p) = env.get(&config.signer.passphrase_env).filter(|p| !p.is_empty()) {
         return Ok(Zeroizing::new(p.clone()));
     }
@@ -81,6 +81,20 @@ fn signer_passphrase(config: &NodeConfig, env: &Env, dev: bool) -> Result<Zeroiz
         "dev mode: generated the signer passphrase and stored it in plain text; never use dev mode in production"
     );
     Ok(Zeroizing::new(p))
+}
+
+/// The in-process signer of a node with `trust_service.type = "local"`:
+/// its key store under `signer.keys_dir` (relative to the data directory),
+/// the passphrase from `signer.passphrase_env` (in dev mode, generated).
+pub(crate) fn open_in_process_signer(config: &NodeConfig, env: &Env, dev: bool) -> Result<InProcessSigner, StartError> {
+    let passphrase = signer_passphrase(config, env, dev)?;
+    let keys_dir = if config.signer.keys_dir.is_absolute() {
+        config.signer.keys_dir.clone()
+    } else {
+        config.storage.data_dir.join(&config.signer.keys_dir)
+    };
+    InProcessSigner::open(&keys_dir, passphrase, in_process_policy(config))
+        .map_err(|e| StartError::Storage(e.to_string()))
 }
 
 /// The signing policy of the in-process signer: a signer process's, with
@@ -278,18 +292,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let mut remote_signer: Option<Arc<RemoteSigner>> = None;
     let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
-        TrustServiceType::Local => {
-            let passphrase = signer_passphrase(&config, env, dev)?;
-            let keys_dir = if config.signer.keys_dir.is_absolute() {
-                config.signer.keys_dir.clone()
-            } else {
-                data_dir.join(&config.signer.keys_dir)
-            };
-            Arc::new(
-                InProcessSigner::open(&keys_dir, passphrase, in_process_policy(&config))
-                    .map_err(|e| StartError::Storage(e.to_string()))?,
-            )
-        }
+        TrustServiceType::Local => Arc::new(open_in_process_signer(&config, env, dev)?),
         TrustServiceType::Remote => {
             let remote =
                 Arc::new(RemoteSigner::new(&config.trust_service, Some(metrics.clone())).map_err(StartError::Config)?);
@@ -306,6 +309,8 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         snapshot: secs(config.timestamps.snapshot_lifetime_secs),
         refresh_margin: ts_life * config.timestamps.refresh_margin_fraction,
     };
+    // The leader's import-notary handler asks the signer which keys it holds.
+    let import_signer = signer.clone();
     let backend = Arc::new(
         RaftBackend::new(
             Arc::new(raft),
@@ -334,7 +339,11 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let app = router(state).layer(axum::middleware::from_fn_with_state(gate, read_layer));
     let app = if cluster_mode {
         let raft = backend.raft().clone();
-        raft.set_forward_handler(Arc::new(RouterHandler::new(app.clone())));
+        raft.set_forward_handler(Arc::new(crate::import::leader::ImportHandler::new(
+            Arc::new(RouterHandler::new(app.clone())),
+            raft.clone(),
+            import_signer,
+        )));
         if let Some(remote) = remote_signer {
             raft.set_status_reporter(Arc::new(move || crate::cluster::signer_statuses(&remote)));
         }

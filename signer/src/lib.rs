@@ -10,7 +10,8 @@
 //! the core directly. Every operation fails with an [`Error`]. [`server`] starts it all from
 //! [`config`] and serves [`metrics`]; [`client`] is what server nodes use to
 //! call a signer; [`admin`] holds the operator commands (`rewrap`, and for a
-//! threshold cluster `status` and `refresh-shares`).
+//! threshold cluster `status` and `refresh-shares`); [`import`] brings
+//! notary-signer's keys over (`import-notary`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod import;
 pub mod metrics;
 pub mod pkcs11;
 pub mod policy;

@@ -1,6 +1,8 @@
 //! `seal-signer serve --config signer.json`: the signer service;
 //! `seal-signer rewrap --config signer.json`: re-encrypts software keys
 //! and threshold shares under the default alias (with the signer stopped);
+//! `seal-signer import-notary --config signer.json --database <url>`:
+//! notary-signer's keys into this signer's store (with the signer stopped);
 //! `seal-signer status --config signer.json`: asks every signer of a
 //! threshold cluster what it is and which keys it holds shares of;
 //! `seal-signer refresh-shares --config signer.json --key-id <id>`: new
@@ -40,6 +42,19 @@ enum Command {
         /// The config file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Import notary-signer's keys (its `private_keys` table in MySQL/MariaDB or PostgreSQL) as
+    /// software keys under `default_alias`, keeping their key IDs. Each Notary alias's passphrase
+    /// comes from NOTARY_SIGNER_<ALIAS>. Run it while the signer is stopped. Exits with 1 when a
+    /// key failed (named in the report; the others are imported).
+    ImportNotary {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// notary-signer's database, `mysql://…` or `postgres://…`; without it, read from
+        /// SEAL_IMPORT_DATABASE_URL (where a URL with a password belongs).
+        #[arg(long)]
+        database: Option<String>,
     },
     /// Ask this threshold signer and each of its peers (over mutual TLS,
     /// with this signer's certificate) whether it answers and which keys it
@@ -138,6 +153,34 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("seal-signer: rewrap: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::ImportNotary { config, database } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let env = |k: &str| std::env::var(k).ok();
+            let Some(url) = database.or_else(|| env("SEAL_IMPORT_DATABASE_URL")) else {
+                eprintln!("seal-signer: import-notary: --database or SEAL_IMPORT_DATABASE_URL is required");
+                return ExitCode::from(2);
+            };
+            let rows = tokio::runtime::Runtime::new()
+                .map_err(seal_signer::Error::io("starting the runtime"))
+                .and_then(|rt| rt.block_on(seal_signer::import::read_keys(&url)));
+            match rows.and_then(|(rows, deleted)| seal_signer::import::import_keys(&config, &rows, deleted, &env)) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.failed.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("seal-signer: import-notary: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -819,6 +819,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+#[path = "pkcs11_import.rs"]
+mod import;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,42 @@ pub enum Command {
         /// Pending (minted, not yet in a root) or active.
         pending: bool,
     },
+    /// A whole collection brought over from a Notary server (`seal-node import-notary`): every
+    /// stored version of every role, its changefeed history and the server keys its root lists.
+    /// Applied only to a GUN Seal holds nothing of (or, again, as a no-op to the same GUN holding
+    /// exactly what this command writes), so an import is all or nothing per collection and can be
+    /// resumed. See [`ImportedCollection`].
+    ImportCollection(Box<ImportedCollection>),
+}
+
+/// What [`Command::ImportCollection`] writes: one collection as a Notary server held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedCollection {
+    /// The collection.
+    pub gun: String,
+    /// Every stored version of every role (the highest version of each role becomes current).
+    /// Empty for a collection that was deleted and not re-created.
+    pub files: Vec<MetaFile>,
+    /// The collection's changefeed records, oldest first (Seal numbers them as it applies them).
+    pub changes: Vec<ImportedChange>,
+    /// The server-held keys (`timestamp`, and `snapshot` when server-managed) the current root
+    /// lists, as active server keys.
+    pub server_keys: Vec<(String, KeyEntry)>,
+    /// Expiry of the current timestamp (when a timestamp is among `files`), for the refresher.
+    pub timestamp_expires_unix_nanos: Option<i64>,
+}
+
+/// One changefeed record of an imported collection, with Notary's time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedChange {
+    /// Notary's `created_at`, as Unix nanoseconds.
+    pub created_at_unix_nanos: i64,
+    /// The timestamp version (0 for a deletion).
+    pub version: u64,
+    /// Hex sha256 of the timestamp (empty for a deletion).
+    pub sha256: String,
+    /// Update or deletion.
+    pub category: ChangeCategory,
 }
 
 impl Command {
@@ -100,6 +136,15 @@ impl Command {
                 public_key_json,
                 ..
             } => gun.len() + role.len() + key_id.len() + public_key_json.len(),
+            Command::ImportCollection(c) => {
+                c.gun.len()
+                    + files(&c.files)
+                    + c.changes.iter().map(|ch| 24 + ch.sha256.len()).sum::<usize>()
+                    + c.server_keys
+                        .iter()
+                        .map(|(r, k)| r.len() + k.key_id.len() + k.public_key_json.len())
+                        .sum::<usize>()
+            }
         };
         // Fixed fields and framing.
         n as u64 + 32

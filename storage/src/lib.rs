@@ -23,11 +23,15 @@ pub mod command;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod import;
 pub mod keys;
 pub mod snapshot;
 mod store;
 
-pub use command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
+pub use command::{
+    ApplyOutcome, ChangeCategory, ChangeRecord, Command, ImportedChange, ImportedCollection, KeyEntry, MetaFile,
+    ServerKeys,
+};
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use faults::set_sync_delay;

@@ -340,6 +340,7 @@ impl Store {
                 public_key_json,
                 pending,
             } => self.apply_server_key(&mut batch, gun, role, key_id, public_key_json, *pending)?,
+            Command::ImportCollection(c) => self.apply_import(&mut batch, c)?,
         };
         if outcome != ApplyOutcome::Applied {
             batch = WriteBatch::default();
@@ -357,7 +358,7 @@ impl Store {
         }
     }
 
-    fn next_change_id(&self) -> Result<u64> {
+    pub(crate) fn next_change_id(&self) -> Result<u64> {
         let last = match self.inner.get(CF_SM_META, SM_CHANGE_SEQ)? {
             None => 0,
             Some(v) => be_u64(CF_SM_META, SM_CHANGE_SEQ, &v)?,
@@ -365,7 +366,7 @@ impl Store {
         Ok(last + 1)
     }
 
-    fn put_change(&self, batch: &mut WriteBatch, record: &ChangeRecord, id: u64) -> Result<()> {
+    pub(crate) fn put_change(&self, batch: &mut WriteBatch, record: &ChangeRecord, id: u64) -> Result<()> {
         let bytes = postcard::to_allocvec(record).map_err(|e| Error::Encode {
             what: "changefeed record",
             reason: e.to_string(),
@@ -480,7 +481,7 @@ impl Store {
     }
 
     /// Replace the GUN's entry in the expiry index (remove it when `expires` is None).
-    fn move_expiry(&self, batch: &mut WriteBatch, gun: &str, expires: Option<i64>) -> Result<()> {
+    pub(crate) fn move_expiry(&self, batch: &mut WriteBatch, gun: &str, expires: Option<i64>) -> Result<()> {
         let cf_expiry = self.inner.cf(CF_EXPIRY)?;
         let cf_gun_expiry = self.inner.cf(CF_GUN_EXPIRY)?;
         if let Some(old) = self.inner.get(CF_GUN_EXPIRY, gun.as_bytes())? {

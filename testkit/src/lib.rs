@@ -29,6 +29,8 @@ pub mod proxy;
 
 use std::path::PathBuf;
 
+pub mod db;
+
 /// The environment variable that overrides where the Notary fixtures are.
 pub const FIXTURES_ENV: &str = "SEAL_NOTARY_FIXTURES";
 

@@ -43,6 +43,9 @@ pub enum Error {
     /// The key store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A database (notary-signer's, being imported) could not be read.
+    #[error("{0}")]
+    Database(String),
     /// The configuration cannot be used.
     #[error("{0}")]
     Config(String),
