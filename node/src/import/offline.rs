@@ -41,12 +41,6 @@ impl LocalNode {
                 data_dir.display()
             )));
         }
-        let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
-            TrustServiceType::Local => {
-                Arc::new(crate::server::open_in_process_signer(config, env, dev).map_err(|e| err(&e))?)
-            }
-            TrustServiceType::Remote => Arc::new(RemoteSigner::new(&config.trust_service, None).map_err(|e| err(&e))?),
-        };
         let raft_config = RaftConfig::new(config.raft.node_id, "127.0.0.1:0", data_dir.join("raft"));
         // A node still running holds the database's lock: opening fails here.
         let raft = SealRaft::open(raft_config).await.map_err(|e| {
@@ -58,6 +52,13 @@ impl LocalNode {
         raft.wait_until_leader(Duration::from_secs(10))
             .await
             .map_err(|e| err(&e))?;
+        // The signer after the Raft store: a running node is named by its lock there.
+        let signer: Arc<dyn CryptoService> = match config.trust_service.kind {
+            TrustServiceType::Local => {
+                Arc::new(crate::server::open_in_process_signer(config, env, dev).map_err(|e| err(&e))?)
+            }
+            TrustServiceType::Remote => Arc::new(RemoteSigner::new(&config.trust_service, None).map_err(|e| err(&e))?),
+        };
         let raft = Arc::new(raft);
         Ok(LocalNode {
             importer: Arc::new(Importer::new(raft.clone(), signer)),
