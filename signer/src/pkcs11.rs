@@ -443,6 +443,38 @@ impl Token {
     }
 }
 
+/// What every private key Seal keeps in the token is, made there or
+/// imported: a token object, private, sensitive, not extractable, for
+/// signing only, under `id` and `label`.
+fn private_template(key_type: KeyType, id: &[u8], label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+        Attribute::Derive(false),
+        Attribute::Id(id.to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
+/// Its public half: a public token object for verifying, on `curve`.
+fn public_template(key_type: KeyType, curve: &[u8], id: &[u8], label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(key_type),
+        Attribute::Token(true),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+        Attribute::EcParams(curve.to_vec()),
+        Attribute::Id(id.to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
 /// Makes a key pair under a fresh random `CKA_ID` (fresh on a retry too, so
 /// that a half-made pair can never share the ID of the one returned).
 fn generate_in(session: &Session, algorithm: Algorithm, label: &str) -> Result<NewKey, OpError> {
@@ -457,29 +489,9 @@ fn generate_in(session: &Session, algorithm: Algorithm, label: &str) -> Result<N
             &[ED25519_OID_PARAMS, ED25519_NAME_PARAMS],
         ),
     };
-    let private_template = [
-        Attribute::Class(ObjectClass::PRIVATE_KEY),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Derive(false),
-        Attribute::Id(id.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ];
+    let private_template = private_template(key_type, id, label);
     for (i, curve) in params.iter().enumerate() {
-        let public_template = [
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(key_type),
-            Attribute::Token(true),
-            Attribute::Private(false),
-            Attribute::Verify(true),
-            Attribute::EcParams(curve.to_vec()),
-            Attribute::Id(id.to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
+        let public_template = public_template(key_type, curve, id, label);
         match session.generate_key_pair(&mechanism, &public_template, &private_template) {
             Ok((public, private)) => return finish_generate(session, algorithm, id, public, private),
             Err(CkError::Pkcs11(RvError::MechanismInvalid, _)) => {

@@ -4,13 +4,15 @@
 //! `CKA_ID`, and read back and checked like a generated key. A child of `pkcs11` so that it
 //! shares that module's session handling and checks.
 
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::object::{Attribute, KeyType};
 use cryptoki::session::Session;
 use rand::RngCore as _;
 use seal_tuf::PrivateKey;
 use zeroize::Zeroizing;
 
-use super::{finish_generate, OpError, Pkcs11Backend, ED25519_OID_PARAMS, ID_LEN, P256_PARAMS};
+use super::{
+    finish_generate, private_template, public_template, OpError, Pkcs11Backend, ED25519_OID_PARAMS, ID_LEN, P256_PARAMS,
+};
 use crate::backend::{Algorithm, BackendError, NewKey};
 
 impl Pkcs11Backend {
@@ -55,31 +57,13 @@ fn import_in(
         Algorithm::Ecdsa => (KeyType::EC, P256_PARAMS),
         Algorithm::Ed25519 => (KeyType::EC_EDWARDS, ED25519_OID_PARAMS),
     };
-    let private = session.create_object(&[
-        Attribute::Class(ObjectClass::PRIVATE_KEY),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Derive(false),
-        Attribute::EcParams(params.to_vec()),
-        Attribute::Value(secret.to_vec()),
-        Attribute::Id(id.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ])?;
-    let public = session.create_object(&[
-        Attribute::Class(ObjectClass::PUBLIC_KEY),
-        Attribute::KeyType(key_type),
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::EcParams(params.to_vec()),
-        Attribute::EcPoint(octet_string(point)),
-        Attribute::Id(id.to_vec()),
-        Attribute::Label(label.as_bytes().to_vec()),
-    ]);
+    let mut private = private_template(key_type, &id, label);
+    private.push(Attribute::Value(secret.to_vec()));
+    private.push(Attribute::EcParams(params.to_vec()));
+    let private = session.create_object(&private)?;
+    let mut public = public_template(key_type, params, &id, label);
+    public.push(Attribute::EcPoint(octet_string(point)));
+    let public = session.create_object(&public);
     let public = match public {
         Ok(p) => p,
         Err(e) => {

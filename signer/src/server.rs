@@ -99,6 +99,26 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The PKCS#11 token `config` names as its key backend, logged in; `None`
+/// when the key backend is another.
+pub fn pkcs11_backend(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Pkcs11Backend>> {
+    let KeyBackendSection::Pkcs11 {
+        module,
+        token_label,
+        pin_file,
+        pin_env,
+    } = &config.key_backend
+    else {
+        return Ok(None);
+    };
+    let pin = Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env)?;
+    Ok(Some(Pkcs11Backend::open(Pkcs11Config {
+        module: module.clone(),
+        token_label: token_label.clone(),
+        pin,
+    })?))
+}
+
 /// The key backends `config` asks for. Software keys stay readable whenever
 /// a passphrase for the default alias is set, so a signer can move to an
 /// HSM and keep signing with the keys it made before.
@@ -110,18 +130,9 @@ pub fn backends(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) -> 
             out.push(Arc::new(SoftwareBackend::new(software?)));
             Ok((out, "software"))
         }
-        KeyBackendSection::Pkcs11 {
-            module,
-            token_label,
-            pin_file,
-            pin_env,
-        } => {
-            let pin = Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env)?;
-            let hsm = Pkcs11Backend::open(Pkcs11Config {
-                module: module.clone(),
-                token_label: token_label.clone(),
-                pin,
-            })?;
+        KeyBackendSection::Pkcs11 { .. } => {
+            let hsm = pkcs11_backend(config, env)?
+                .ok_or_else(|| Error::Internal("the PKCS#11 key backend did not open".to_owned()))?;
             out.push(Arc::new(hsm));
             if let Ok(p) = software {
                 out.push(Arc::new(SoftwareBackend::new(p)));

@@ -25,9 +25,8 @@ use zeroize::Zeroizing;
 use seal_tuf::keys::key_id;
 use seal_tuf::{KeyType, PrivateKey};
 
-use crate::config::{KeyBackendSection, SignerConfig};
+use crate::config::SignerConfig;
 use crate::error::Error;
-use crate::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use crate::software::{Passphrases, SoftwareBackend};
 use crate::store::{KeyRecord, Store};
 
@@ -213,22 +212,7 @@ pub fn import_keys(
     // Software keys are encrypted under Seal's own alias and passphrase.
     let software = Passphrases::from_env(&config.default_alias, &config.aliases, env).map(SoftwareBackend::new);
     // With a PKCS#11 key backend the keys go into the token; otherwise they are software keys.
-    let hsm = match &config.key_backend {
-        KeyBackendSection::Pkcs11 {
-            module,
-            token_label,
-            pin_file,
-            pin_env,
-        } => {
-            let pin = Pkcs11Config::pin_from(pin_file.as_deref(), pin_env.as_deref(), env)?;
-            Some(Pkcs11Backend::open(Pkcs11Config {
-                module: module.clone(),
-                token_label: token_label.clone(),
-                pin,
-            })?)
-        }
-        _ => None,
-    };
+    let hsm = crate::server::pkcs11_backend(config, env)?;
     if hsm.is_none() {
         software.as_ref().map_err(|e| Error::Backend(e.clone()))?;
     }
