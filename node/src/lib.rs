@@ -17,8 +17,7 @@
 //! * [`auth`] is token authentication (`auth.type = "token"`, Docker
 //!   registry v2 tokens as Notary checks them) behind [`http::AuthHook`];
 //!   [`token_server`] is a small token issuer for development and tests
-//!   (the `seal-node token-server` subcommand exists only with the
-//!   `token-server` feature);
+//!   (run by its own binary, `seal-token-server`);
 //! * [`metrics`] holds the Prometheus registry;
 //! * [`backend`] is the real backend: Raft reads and writes, seal-tuf
 //!   validation, generation and refresh plans, the timestamp refresher;

@@ -8,10 +8,8 @@
 //!   digest of the node asked.
 //! * `seal-node import-notary --database <url> --addr <raft addr> --ca … --cert … --key …` —
 //!   import a Notary server's database into a running cluster (docs/migration.md).
-//! * `seal-node token-server --config <file>` — a token issuer for
-//!   DEVELOPMENT and tests (`auth.type = "token"`); `seal-node token-server
-//!   hash-password` hashes a password (read from stdin) for its users file.
-//!   Only in builds with the `token-server` feature (not a default one).
+//!
+//! The development token issuer is another binary, `seal-token-server`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,10 +46,6 @@ enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Run the development token issuer (Docker registry v2 tokens for
-    /// `auth.type = "token"`). A development and test tool: not for production.
-    #[cfg(feature = "token-server")]
-    TokenServer(token_server_cmd::TokenServerArgs),
     /// Administer a cluster through one node's Raft address (mutual TLS with the cluster CA).
     Cluster(ClusterArgs),
     /// Import a Notary server's collections (its MySQL/MariaDB or PostgreSQL database) into a
@@ -202,115 +196,6 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
     })
 }
 
-/// `seal-node token-server`: only in builds with the `token-server` feature (development and
-/// tests; see docs/architecture.md), so that a production binary cannot run it by accident.
-#[cfg(feature = "token-server")]
-mod token_server_cmd {
-    use std::io::{IsTerminal as _, Read as _};
-    use std::path::PathBuf;
-    use std::process::ExitCode;
-
-    use clap::{Args, Subcommand};
-
-    use super::init_logging;
-
-    #[derive(Args)]
-    #[command(args_conflicts_with_subcommands = true)]
-    pub(super) struct TokenServerArgs {
-        #[command(subcommand)]
-        action: Option<TokenServerCmd>,
-        /// The token server's JSON config file (see docs/auth.md).
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-    }
-
-    #[derive(Subcommand)]
-    enum TokenServerCmd {
-        /// Read a password from stdin (prompted on a terminal) and print its
-        /// argon2id hash for the users file.
-        HashPassword,
-    }
-
-    /// The password for `hash-password`: prompted twice on a terminal,
-    /// otherwise all of stdin without one trailing newline.
-    fn read_new_password() -> Result<String, String> {
-        let password = if std::io::stdin().is_terminal() {
-            let p = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
-            let again = rpassword::prompt_password("Repeat: ").map_err(|e| e.to_string())?;
-            if p != again {
-                return Err("the passwords differ".into());
-            }
-            p
-        } else {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| format!("reading stdin: {e}"))?;
-            let trimmed = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            trimmed.to_owned()
-        };
-        if password.is_empty() {
-            return Err("empty password".into());
-        }
-        Ok(password)
-    }
-
-    pub(super) fn token_server_main(args: TokenServerArgs) -> ExitCode {
-        use seal_node::token_server::{hash_password, start, TokenServerConfig};
-        let fail = |e: &dyn std::fmt::Display| {
-            eprintln!("seal-node token-server: {e}");
-            ExitCode::FAILURE
-        };
-        let path = match (args.action, args.config) {
-            (Some(TokenServerCmd::HashPassword), _) => {
-                return match read_new_password().and_then(|p| hash_password(&p).map_err(|e| e.to_string())) {
-                    Ok(hash) => {
-                        println!("{hash}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(&e),
-                };
-            }
-            (None, Some(path)) => path,
-            (None, None) => return fail(&"--config <file> is required (or the hash-password command)"),
-        };
-        let config = match TokenServerConfig::load(&path) {
-            Ok(c) => c,
-            Err(e) => return fail(&e),
-        };
-        init_logging(&config.log_level);
-        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(r) => r,
-            Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-        };
-        runtime.block_on(async move {
-            let running = match start(config).await {
-                Ok(r) => r,
-                Err(e) => return fail(&e),
-            };
-            println!("Seal development token server: {}", running.realm());
-            match running.wait_for_signal().await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        })
-    }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    tracing_subscriber::fmt()
-        // Colours only on a terminal: escape codes do not belong in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = process_env();
@@ -337,8 +222,6 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        #[cfg(feature = "token-server")]
-        Cmd::TokenServer(args) => return token_server_cmd::token_server_main(args),
         Cmd::Cluster(args) => return cluster_main(args),
         Cmd::ImportNotary(args) => return seal_node::import::cli::main(args, |k| std::env::var(k).ok()),
         Cmd::LocalCluster {
@@ -368,7 +251,7 @@ fn main() -> ExitCode {
     if let Ok(p) = std::env::var(&config.signer.passphrase_env) {
         env.insert(config.signer.passphrase_env.clone(), p);
     }
-    init_logging(&config.logging.level);
+    seal_node::server::init_logging(&config.logging.level);
     if !dev && !config.insecure_reasons().is_empty() {
         tracing::warn!(
             "INSECURE: serving with {} because the config sets \"insecure\": true; not for production",

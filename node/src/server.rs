@@ -391,6 +391,19 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     })
 }
 
+/// Logs to stdout at `level` (or `SEAL_LOG`), openraft's own at `warn`;
+/// colours only on a terminal. For the node's binaries.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
+    tracing_subscriber::fmt()
+        // Colours only on a terminal: escape codes do not belong in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! A small token issuer for DEVELOPMENT AND TESTS (`seal-node token-server`):
+//! A small token issuer for DEVELOPMENT AND TESTS (`seal-token-server`):
 //! the other half of Docker registry v2 token authentication, so that a
 //! node with `auth.type = "token"` can be run and tested without an
 //! external identity service. It is not meant for production: users and
@@ -12,7 +12,7 @@
 //! user's rules allow (asking for more is not an error, as the
 //! specification requires); it is an ES256, ES384, RS256 or EdDSA JWT
 //! (after the key's type) with the configured certificate chain in `x5c`.
-//! Passwords are stored as argon2 PHC strings (`seal-node token-server
+//! Passwords are stored as argon2 PHC strings (`seal-token-server
 //! hash-password` makes one). See `docs/auth.md`.
 
 use std::collections::BTreeMap;
@@ -278,7 +278,7 @@ impl TokenServerConfig {
             let hash = PasswordHash::new(&user.password_hash).map_err(|e| {
                 invalid(
                     format!("users.{name}.password_hash"),
-                    format!("not a PHC string ({e}); make one with `seal-node token-server hash-password`"),
+                    format!("not a PHC string ({e}); make one with `seal-token-server hash-password`"),
                 )
             })?;
             if !hash.algorithm.as_str().starts_with("argon2") {
@@ -822,7 +822,7 @@ pub async fn start(config: TokenServerConfig) -> Result<RunningTokenServer, Toke
         source,
     })?;
     let app = router(issuer.clone());
-    tracing::warn!("seal-node token-server is a development tool: do not use it in production");
+    tracing::warn!("seal-token-server is a development tool: do not use it in production");
     let (acceptor, scheme) = match tls {
         None => {
             tracing::warn!("plain HTTP: passwords cross the network in clear (set server.tls_cert_file)");

@@ -1,6 +1,6 @@
 //! Token authentication with real processes: `seal-node serve` with
 //! `auth.type = "token"` and the development token issuer
-//! (`seal-node token-server`), certificates from a throw-away PKI.
+//! (`seal-token-server`), certificates from a throw-away PKI.
 //!
 //! Without a token every route answers Notary's exact 401 challenge; reads
 //! are anonymous only when the config says so; a token for one GUN cannot
@@ -163,7 +163,7 @@ fn first_publish(node: &Node, gun: &str, token: &str) -> (TestRepo, Vec<(String,
     (repo, files)
 }
 
-/// A running `seal-node token-server`, killed when dropped.
+/// A running `seal-token-server`, killed when dropped.
 struct TokenServer {
     _process: Process,
     addr: String,
@@ -178,12 +178,12 @@ impl TokenServer {
         config["server"] = json!({"http_addr": addr});
         let path = dir.join("tokens.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let mut process = Launch::new(common::node_binary(), dir.join("token-server.log"))
-            .args(["token-server", "--config"])
+        let mut process = Launch::new(env!("CARGO_BIN_EXE_seal-token-server"), dir.join("token-server.log"))
+            .args(["--config"])
             .arg(&path)
             .env("SEAL_LOG", "warn")
             .start()
-            .expect("start seal-node token-server");
+            .expect("start seal-token-server");
         let realm = process
             .wait_for_line("the token server listening", START_WAIT, |l| {
                 l.strip_prefix("Seal development token server: ").map(str::to_owned)
@@ -225,10 +225,10 @@ impl TokenServer {
     }
 }
 
-/// `seal-node token-server hash-password` with `password` on stdin.
+/// `seal-token-server hash-password` with `password` on stdin.
 fn hash_password(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-        .args(["token-server", "hash-password"])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seal-token-server"))
+        .args(["hash-password"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
