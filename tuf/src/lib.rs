@@ -10,6 +10,8 @@
 //!   delegations; [`time`] formats times as Notary does.
 //! * [`verify`]: threshold signature checks shared by server and client.
 //! * [`update`]: the server's validation of an upload, one pure function.
+//! * [`history`]: a collection's stored history judged as a whole (current
+//!   state as a client verifies it, the hash chain between versions).
 //! * [`generate`]: the next snapshot and timestamp the server signs.
 //! * [`editor`]: the client's edits of a collection (targets, delegations,
 //!   key rotation) and its signing of them, with version bumps, default
@@ -28,6 +30,7 @@ pub mod client;
 pub mod editor;
 pub mod error;
 pub mod generate;
+pub mod history;
 pub mod keys;
 pub mod metadata;
 pub mod server;

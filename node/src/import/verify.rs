@@ -16,15 +16,15 @@
 //!
 //! Anything that fails is returned as one line per problem and the collection is not imported.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use seal_storage::{ChangeCategory, ImportedChange, ImportedCollection, MetaFile};
-use seal_tuf::client::{Limits, Repo, TrustPin};
-use seal_tuf::metadata::{is_valid_role, signed_version, SNAPSHOT, TARGETS, TIMESTAMP};
-use seal_tuf::{FileMeta, Root, SignedFile, Snapshot, Targets, Timestamp};
+use seal_tuf::history;
+use seal_tuf::metadata::{is_valid_role, signed_version, TIMESTAMP};
+use seal_tuf::{Root, SignedFile};
 
 use super::source::{ChangeRow, FileRow};
 
@@ -46,7 +46,7 @@ pub fn verify_collection(
     now: OffsetDateTime,
 ) -> Result<Verified, Vec<String>> {
     let mut problems = Vec::new();
-    let mut parsed: BTreeMap<String, BTreeMap<u64, SignedFile>> = BTreeMap::new();
+    let mut parsed: history::Stored = BTreeMap::new();
     let mut meta_files = Vec::with_capacity(files.len());
     for row in files {
         let at = format!("{gun}: tuf_files row {} ({} version {})", row.id, row.role, row.version);
@@ -96,14 +96,14 @@ pub fn verify_collection(
     let mut root = None;
     let mut ts_expires = None;
     if problems.is_empty() && !parsed.is_empty() {
-        match verify_current(gun, &parsed, now) {
+        match history::verify_current(gun, &parsed, now) {
             Ok((r, expires)) => {
                 root = Some(r);
                 ts_expires = Some(expires);
             }
             Err(e) => problems.push(format!("{gun}: current metadata does not verify: {e}")),
         }
-        check_chain(gun, &parsed, &mut problems);
+        problems.extend(history::chain_problems(gun, &parsed));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -173,107 +173,6 @@ fn check_changes(
         });
     }
     out
-}
-
-fn latest<'a>(parsed: &'a BTreeMap<String, BTreeMap<u64, SignedFile>>, role: &str) -> Option<&'a SignedFile> {
-    parsed.get(role).and_then(|v| v.values().next_back())
-}
-
-/// Verifies the current state as a client would, at a moment when everything was valid;
-/// returns the current root and the current timestamp's expiry (Unix nanoseconds).
-fn verify_current(
-    gun: &str,
-    parsed: &BTreeMap<String, BTreeMap<u64, SignedFile>>,
-    now: OffsetDateTime,
-) -> Result<(Root, i64), String> {
-    let missing = |role: &str| format!("no {role} stored");
-    let roots = parsed.get("root").ok_or_else(|| missing("root"))?;
-    let ts_file = latest(parsed, TIMESTAMP).ok_or_else(|| missing(TIMESTAMP))?;
-    let snap_file = latest(parsed, SNAPSHOT).ok_or_else(|| missing(SNAPSHOT))?;
-    let ts = Timestamp::from_signed(ts_file.signed()).map_err(|e| e.to_string())?;
-    let snap = Snapshot::from_signed(snap_file.signed()).map_err(|e| e.to_string())?;
-    // The earliest expiry among the current files, so that expiry is not what is judged.
-    let mut earliest = ts.expires.min(snap.expires);
-    for role in snap.meta.keys() {
-        if let Some(f) = latest(parsed, role) {
-            if role == "root" {
-                earliest = earliest.min(Root::from_signed(f.signed()).map_err(|e| e.to_string())?.expires);
-            } else {
-                earliest = earliest.min(
-                    Targets::from_signed(role, f.signed())
-                        .map_err(|e| e.to_string())?
-                        .expires,
-                );
-            }
-        }
-    }
-    let at = now.min(earliest - time::Duration::seconds(1));
-    let mut repo = Repo::new(gun, TrustPin::Tofu, Limits::default());
-    for (version, f) in roots {
-        repo.update_root(f.bytes().to_vec(), at)
-            .map_err(|e| format!("root version {version}: {e}"))?;
-    }
-    repo.update_timestamp(ts_file.bytes().to_vec(), at)
-        .map_err(|e| format!("timestamp: {e}"))?;
-    repo.update_snapshot(snap_file.bytes().to_vec(), at)
-        .map_err(|e| format!("snapshot: {e}"))?;
-    // Parents before children: by depth, then name.
-    let mut roles: Vec<&String> = snap.meta.keys().filter(|r| *r != "root").collect();
-    roles.sort_by_key(|r| (r.matches('/').count(), (*r).clone()));
-    if !roles.iter().any(|r| *r == TARGETS) {
-        return Err("the snapshot does not list targets".into());
-    }
-    for role in roles {
-        let f = latest(parsed, role).ok_or_else(|| missing(role))?;
-        repo.update_targets(role, f.bytes().to_vec(), at)
-            .map_err(|e| format!("{role}: {e}"))?;
-    }
-    let root = repo.root().cloned().ok_or_else(|| missing("root"))?;
-    let expires = i64::try_from(ts.expires.unix_timestamp_nanos()).map_err(|_| "timestamp expiry out of range")?;
-    Ok((root, expires))
-}
-
-/// Every stored timestamp names a stored snapshot; every stored snapshot names stored files.
-fn check_chain(gun: &str, parsed: &BTreeMap<String, BTreeMap<u64, SignedFile>>, problems: &mut Vec<String>) {
-    let by_sha: HashMap<(&str, String), &SignedFile> = parsed
-        .iter()
-        .flat_map(|(role, versions)| {
-            versions
-                .values()
-                .map(move |f| ((role.as_str(), hex::encode(Sha256::digest(f.bytes()))), f))
-        })
-        .collect();
-    let find = |role: &str, meta: &FileMeta| -> bool {
-        meta.sha256_hex()
-            .and_then(|sha| by_sha.get(&(role, sha)))
-            .is_some_and(|f| meta.check(role, f.bytes()).is_ok())
-    };
-    for (version, f) in parsed.get(TIMESTAMP).into_iter().flatten() {
-        match Timestamp::from_signed(f.signed()) {
-            Ok(ts) => {
-                if !ts.snapshot_meta().is_some_and(|m| find(SNAPSHOT, m)) {
-                    problems.push(format!(
-                        "{gun}: timestamp version {version} names a snapshot that is not stored"
-                    ));
-                }
-            }
-            Err(e) => problems.push(format!("{gun}: timestamp version {version}: {e}")),
-        }
-    }
-    for (version, f) in parsed.get(SNAPSHOT).into_iter().flatten() {
-        match Snapshot::from_signed(f.signed()) {
-            Ok(snap) => {
-                for (role, meta) in &snap.meta {
-                    if !find(role, meta) {
-                        problems.push(format!(
-                            "{gun}: snapshot version {version} names a {role} that is not stored"
-                        ));
-                    }
-                }
-            }
-            Err(e) => problems.push(format!("{gun}: snapshot version {version}: {e}")),
-        }
-    }
 }
 
 #[cfg(test)]
