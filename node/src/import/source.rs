@@ -72,6 +72,17 @@ fn db_error(what: &'static str) -> impl Fn(sqlx::Error) -> ImportError {
     }
 }
 
+/// `$body` with `$pool` bound to this database's pool: sqlx's row types
+/// differ per database, so the one body is compiled once for each.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            NotaryDb::MySql($pool) => $body,
+            NotaryDb::Postgres($pool) => $body,
+        }
+    };
+}
+
 impl NotaryDb {
     /// Connects to `url`: `mysql://user:pw@host:port/db` (or `?socket=/path`) or
     /// `postgres://user:pw@host:port/db` (or `?host=/socket/dir`).
@@ -108,155 +119,102 @@ impl NotaryDb {
         }
     }
 
+    /// The SQL for this database: Notary's schema is the same in both, the
+    /// dialects are not.
+    fn sql(&self, mysql: &'static str, postgres: &'static str) -> &'static str {
+        match self {
+            NotaryDb::MySql(_) => mysql,
+            NotaryDb::Postgres(_) => postgres,
+        }
+    }
+
     /// Every GUN with a served file or a changefeed record, sorted.
     pub async fn guns(&self) -> Result<Vec<String>, ImportError> {
         const Q: &str = "SELECT gun FROM tuf_files WHERE deleted_at IS NULL \
                          UNION SELECT gun FROM changefeed ORDER BY gun";
-        let rows = match self {
-            NotaryDb::MySql(p) => sqlx::query(Q)
-                .fetch_all(p)
-                .await
-                .map_err(db_error("listing GUNs"))?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<Vec<_>, _>>(),
-            NotaryDb::Postgres(p) => sqlx::query(Q)
-                .fetch_all(p)
-                .await
-                .map_err(db_error("listing GUNs"))?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<Vec<_>, _>>(),
-        };
-        rows.map_err(db_error("listing GUNs"))
+        on_pool!(self, p => sqlx::query(Q)
+            .fetch_all(p)
+            .await
+            .map_err(db_error("listing GUNs"))?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error("listing GUNs")))
     }
 
     /// Counts for the report.
     pub async fn totals(&self) -> Result<Totals, ImportError> {
-        const Q: &str = "SELECT \
-            CAST((SELECT COUNT(*) FROM tuf_files WHERE deleted_at IS NULL) AS SIGNED), \
-            CAST((SELECT COUNT(*) FROM tuf_files WHERE deleted_at IS NOT NULL) AS SIGNED), \
-            CAST((SELECT COUNT(*) FROM changefeed) AS SIGNED)";
+        let q = self.sql(
+            "SELECT CAST((SELECT COUNT(*) FROM tuf_files WHERE deleted_at IS NULL) AS SIGNED), \
+             CAST((SELECT COUNT(*) FROM tuf_files WHERE deleted_at IS NOT NULL) AS SIGNED), \
+             CAST((SELECT COUNT(*) FROM changefeed) AS SIGNED)",
+            "SELECT CAST((SELECT COUNT(*) FROM tuf_files WHERE deleted_at IS NULL) AS BIGINT), \
+             CAST((SELECT COUNT(*) FROM tuf_files WHERE deleted_at IS NOT NULL) AS BIGINT), \
+             CAST((SELECT COUNT(*) FROM changefeed) AS BIGINT)",
+        );
         let get = |a: Result<i64, sqlx::Error>| a.map(|n| u64::try_from(n).unwrap_or(0));
-        match self {
-            NotaryDb::MySql(p) => {
-                let r = sqlx::query(Q).fetch_one(p).await.map_err(db_error("counting rows"))?;
-                Ok(Totals {
-                    files: get(r.try_get(0)).map_err(db_error("counting rows"))?,
-                    soft_deleted: get(r.try_get(1)).map_err(db_error("counting rows"))?,
-                    changes: get(r.try_get(2)).map_err(db_error("counting rows"))?,
-                })
-            }
-            NotaryDb::Postgres(p) => {
-                let q = Q.replace("AS SIGNED", "AS BIGINT");
-                let r = sqlx::query(&q).fetch_one(p).await.map_err(db_error("counting rows"))?;
-                Ok(Totals {
-                    files: get(r.try_get(0)).map_err(db_error("counting rows"))?,
-                    soft_deleted: get(r.try_get(1)).map_err(db_error("counting rows"))?,
-                    changes: get(r.try_get(2)).map_err(db_error("counting rows"))?,
-                })
-            }
-        }
+        on_pool!(self, p => {
+            let r = sqlx::query(q).fetch_one(p).await.map_err(db_error("counting rows"))?;
+            Ok(Totals {
+                files: get(r.try_get(0)).map_err(db_error("counting rows"))?,
+                soft_deleted: get(r.try_get(1)).map_err(db_error("counting rows"))?,
+                changes: get(r.try_get(2)).map_err(db_error("counting rows"))?,
+            })
+        })
     }
 
     /// The served rows of `gun` (soft-deleted rows left out), by role and version.
     pub async fn files(&self, gun: &str) -> Result<Vec<FileRow>, ImportError> {
-        match self {
-            NotaryDb::MySql(p) => {
-                let rows = sqlx::query(
-                    "SELECT CAST(id AS SIGNED), role, CAST(version AS SIGNED), data, sha256 FROM tuf_files \
-                     WHERE gun = ? AND deleted_at IS NULL ORDER BY role, version",
-                )
-                .bind(gun)
-                .fetch_all(p)
-                .await
-                .map_err(db_error("reading tuf_files"))?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(FileRow {
-                            id: r.try_get(0)?,
-                            role: r.try_get(1)?,
-                            version: r.try_get(2)?,
-                            data: r.try_get(3)?,
-                            sha256: r.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(db_error("reading tuf_files"))
-            }
-            NotaryDb::Postgres(p) => {
-                let rows = sqlx::query(
-                    "SELECT CAST(id AS BIGINT), role, CAST(version AS BIGINT), data, CAST(sha256 AS TEXT) \
-                     FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL ORDER BY role, version",
-                )
-                .bind(gun)
-                .fetch_all(p)
-                .await
-                .map_err(db_error("reading tuf_files"))?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(FileRow {
-                            id: r.try_get(0)?,
-                            role: r.try_get(1)?,
-                            version: r.try_get(2)?,
-                            data: r.try_get(3)?,
-                            sha256: r.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(db_error("reading tuf_files"))
-            }
-        }
+        let q = self.sql(
+            "SELECT CAST(id AS SIGNED), role, CAST(version AS SIGNED), data, sha256 FROM tuf_files \
+             WHERE gun = ? AND deleted_at IS NULL ORDER BY role, version",
+            "SELECT CAST(id AS BIGINT), role, CAST(version AS BIGINT), data, CAST(sha256 AS TEXT) \
+             FROM tuf_files WHERE gun = $1 AND deleted_at IS NULL ORDER BY role, version",
+        );
+        on_pool!(self, p => sqlx::query(q)
+            .bind(gun)
+            .fetch_all(p)
+            .await
+            .map_err(db_error("reading tuf_files"))?
+            .iter()
+            .map(|r| {
+                Ok(FileRow {
+                    id: r.try_get(0)?,
+                    role: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    data: r.try_get(3)?,
+                    sha256: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db_error("reading tuf_files")))
     }
 
     /// The changefeed records of `gun`, oldest (lowest id) first.
     pub async fn changes(&self, gun: &str) -> Result<Vec<ChangeRow>, ImportError> {
-        match self {
-            NotaryDb::MySql(p) => {
-                let rows = sqlx::query(
-                    "SELECT CAST(id AS SIGNED), CAST(UNIX_TIMESTAMP(created_at) * 1000000 AS SIGNED), \
-                     CAST(version AS SIGNED), sha256, category FROM changefeed WHERE gun = ? ORDER BY id",
-                )
-                .bind(gun)
-                .fetch_all(p)
-                .await
-                .map_err(db_error("reading changefeed"))?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(ChangeRow {
-                            id: r.try_get(0)?,
-                            created_at_micros: r.try_get(1)?,
-                            version: r.try_get(2)?,
-                            sha256: r.try_get(3)?,
-                            category: r.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(db_error("reading changefeed"))
-            }
-            NotaryDb::Postgres(p) => {
-                let rows = sqlx::query(
-                    "SELECT CAST(id AS BIGINT), CAST(EXTRACT(EPOCH FROM created_at) * 1000000 AS BIGINT), \
-                     CAST(version AS BIGINT), CAST(sha256 AS TEXT), CAST(category AS TEXT) FROM changefeed \
-                     WHERE gun = $1 ORDER BY id",
-                )
-                .bind(gun)
-                .fetch_all(p)
-                .await
-                .map_err(db_error("reading changefeed"))?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(ChangeRow {
-                            id: r.try_get(0)?,
-                            created_at_micros: r.try_get(1)?,
-                            version: r.try_get(2)?,
-                            sha256: r.try_get(3)?,
-                            category: r.try_get(4)?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(db_error("reading changefeed"))
-            }
-        }
+        let q = self.sql(
+            "SELECT CAST(id AS SIGNED), CAST(UNIX_TIMESTAMP(created_at) * 1000000 AS SIGNED), \
+             CAST(version AS SIGNED), sha256, category FROM changefeed WHERE gun = ? ORDER BY id",
+            "SELECT CAST(id AS BIGINT), CAST(EXTRACT(EPOCH FROM created_at) * 1000000 AS BIGINT), \
+             CAST(version AS BIGINT), CAST(sha256 AS TEXT), CAST(category AS TEXT) FROM changefeed \
+             WHERE gun = $1 ORDER BY id",
+        );
+        on_pool!(self, p => sqlx::query(q)
+            .bind(gun)
+            .fetch_all(p)
+            .await
+            .map_err(db_error("reading changefeed"))?
+            .iter()
+            .map(|r| {
+                Ok(ChangeRow {
+                    id: r.try_get(0)?,
+                    created_at_micros: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                    sha256: r.try_get(3)?,
+                    category: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db_error("reading changefeed")))
     }
 }
