@@ -15,6 +15,7 @@ use common::cluster::*;
 use seal_node::import::{run, ImportOptions};
 use seal_raft::ClusterTls;
 use seal_testkit::db::{DbServer, Kind, SERVER_SCHEMA_MYSQL, SERVER_SCHEMA_POSTGRES};
+use seal_testkit::process::run_to_end;
 use sha2::{Digest as _, Sha256};
 
 const APP: &str = "example.com/interop/app";
@@ -251,20 +252,15 @@ fn an_unreachable_database_or_a_wrong_password_is_one_clear_error() {
 }
 
 fn import_cmd(tls: &Tls, addr: &str, url: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-        .args(["import-notary", "--addr", addr, "--ca"])
-        .arg(&tls.ca)
-        .arg("--cert")
-        .arg(&tls.cert)
-        .arg("--key")
-        .arg(&tls.key)
-        .env("SEAL_IMPORT_DATABASE_URL", url)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run_to_end(
+        Command::new(env!("CARGO_BIN_EXE_seal-node"))
+            .args(["import-notary", "--addr", addr, "--ca"])
+            .arg(&tls.ca)
+            .arg("--cert")
+            .arg(&tls.cert)
+            .arg("--key")
+            .arg(&tls.key)
+            .env("SEAL_IMPORT_DATABASE_URL", url),
     )
 }
 
@@ -664,21 +660,16 @@ mod e2e {
             .to_string(),
         )
         .unwrap();
-        let out = Command::new(signer_binary())
-            .args(["import-notary", "--config"])
-            .arg(&config)
-            .env("SEAL_IMPORT_DATABASE_URL", signer_url)
-            .env("SEAL_SIGNER_MAIN", "cluster test passphrase")
-            .env("NOTARY_SIGNER_ALPHA", passphrase("alpha"))
-            .env("NOTARY_SIGNER_BETA", passphrase("beta"))
-            .output()
-            .unwrap();
-        let signer_report = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "seal-signer import-notary: {signer_report}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (code, signer_report, err) = seal_testkit::process::run_to_end(
+            Command::new(signer_binary())
+                .args(["import-notary", "--config"])
+                .arg(&config)
+                .env("SEAL_IMPORT_DATABASE_URL", signer_url)
+                .env("SEAL_SIGNER_MAIN", "cluster test passphrase")
+                .env("NOTARY_SIGNER_ALPHA", passphrase("alpha"))
+                .env("NOTARY_SIGNER_BETA", passphrase("beta")),
         );
+        assert_eq!(code, 0, "seal-signer import-notary: {signer_report}\n{err}");
         let (child, signer_port) = spawn_signer(&signer_binary(), &config, "cluster test passphrase");
         let tls = Tls {
             ca: pki.ca_file(),
@@ -960,16 +951,11 @@ fn a_stopped_single_node_imports_through_its_own_log_and_a_running_one_is_refuse
     let dir = tempfile::tempdir().unwrap();
     let mut node = common::Node::dev(dir.path());
     let offline = |url: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_seal-node"))
-            .args(["import-notary", "--dev-data-dir"])
-            .arg(dir.path())
-            .env("SEAL_IMPORT_DATABASE_URL", url)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        run_to_end(
+            Command::new(env!("CARGO_BIN_EXE_seal-node"))
+                .args(["import-notary", "--dev-data-dir"])
+                .arg(dir.path())
+                .env("SEAL_IMPORT_DATABASE_URL", url),
         )
     };
     // While the node runs, its database is locked: nothing is written.

@@ -13,6 +13,7 @@ use seal_signer::software::{Passphrases, SoftwareBackend};
 use seal_signer::store::Store;
 use seal_signer::testing::TestPki;
 use seal_testkit::db::{DbServer, Kind, SIGNER_SCHEMA_MYSQL, SIGNER_SCHEMA_POSTGRES};
+use seal_testkit::process::run_to_end;
 use seal_tuf::PrivateKey;
 
 /// A notary-signer row: key, its plaintext as notary-signer stores it, alias, gun, role, JWE.
@@ -150,20 +151,15 @@ async fn fill(url: &str, kind: Kind, rows: &[Row]) {
 }
 
 fn import(config: &std::path::Path, url: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_seal-signer"))
-        .args(["import-notary", "--config"])
-        .arg(config)
-        .env("SEAL_IMPORT_DATABASE_URL", url)
-        .env("SEAL_SIGNER_MAIN", "seal passphrase")
-        .env("NOTARY_SIGNER_ALPHA", "alpha pass")
-        .env("NOTARY_SIGNER_BETA", "beta pass")
-        .env_remove("NOTARY_SIGNER_GAMMA")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run_to_end(
+        Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+            .args(["import-notary", "--config"])
+            .arg(config)
+            .env("SEAL_IMPORT_DATABASE_URL", url)
+            .env("SEAL_SIGNER_MAIN", "seal passphrase")
+            .env("NOTARY_SIGNER_ALPHA", "alpha pass")
+            .env("NOTARY_SIGNER_BETA", "beta pass")
+            .env_remove("NOTARY_SIGNER_GAMMA"),
     )
 }
 
@@ -301,24 +297,18 @@ fn with_a_pkcs11_backend_the_keys_go_into_the_token() {
         .to_string(),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_seal-signer"))
-        .args(["import-notary", "--config"])
-        .arg(&config)
-        .env("SEAL_IMPORT_DATABASE_URL", &url)
-        .env("SOFTHSM2_CONF", &conf)
-        .env("HSM_PIN", "1234")
-        .env("NOTARY_SIGNER_ALPHA", "alpha pass")
-        .env("NOTARY_SIGNER_BETA", "beta pass")
-        .env_remove("SEAL_SIGNER_MAIN")
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (code, report, err) = run_to_end(
+        Command::new(env!("CARGO_BIN_EXE_seal-signer"))
+            .args(["import-notary", "--config"])
+            .arg(&config)
+            .env("SEAL_IMPORT_DATABASE_URL", &url)
+            .env("SOFTHSM2_CONF", &conf)
+            .env("HSM_PIN", "1234")
+            .env("NOTARY_SIGNER_ALPHA", "alpha pass")
+            .env("NOTARY_SIGNER_BETA", "beta pass")
+            .env_remove("SEAL_SIGNER_MAIN"),
     );
+    assert_eq!(code, 1, "{report}\n{err}");
     assert!(report.contains("keys imported: 3"), "{report}");
     assert_eq!(report.matches(", into the PKCS#11 token").count(), 3, "{report}");
 

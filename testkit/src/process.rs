@@ -374,6 +374,20 @@ pub fn signer(bin: &Path, config: &Path, passphrase: &str) -> Launch {
         .env("RUST_LOG", "warn")
 }
 
+/// Runs `command` to the end, stdin closed: its exit code (-1 when a signal
+/// ended it), stdout and stderr as text.
+pub fn run_to_end(command: &mut std::process::Command) -> (i32, String, String) {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `seal-node cluster <args>` (the cluster admin commands) of the binary `bin` against the
 /// admin service at `addr`, with mutual TLS from `ca`, `cert` and `key`, to the end.
 pub fn cluster_admin(
