@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::policy::{self, Claimed, KeyScope, PolicyConfig};
 use crate::store::{KeyRecord, Store};
-use crate::tls::AllowedNames;
 
 /// A signature the core made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +33,6 @@ pub struct SignerCore {
     metrics: Metrics,
     // Per key: check, sign and record the high-water mark as one step.
     sign_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    // Who may call DeleteKey over gRPC (`server.admin_client_names`); empty: nobody.
-    admins: AllowedNames,
 }
 
 impl SignerCore {
@@ -61,19 +58,7 @@ impl SignerCore {
             policy,
             metrics,
             sign_locks: std::sync::Mutex::new(HashMap::new()),
-            admins: AllowedNames(Vec::new()),
         })
-    }
-
-    /// Lets the certificates carrying one of `admins` delete keys over gRPC.
-    pub fn with_admins(mut self, admins: AllowedNames) -> SignerCore {
-        self.admins = admins;
-        self
-    }
-
-    /// Who may delete keys over gRPC.
-    pub fn admins(&self) -> &AllowedNames {
-        &self.admins
     }
 
     /// The metrics.
@@ -154,11 +139,8 @@ impl SignerCore {
             }
         };
         let started = std::time::Instant::now();
-        let signature = backend.sign(&record, claimed, content).await.map_err(|e| {
-            if backend.records_high_water() {
-                tracing::warn!(key_id, %e, "threshold signing failed");
-            }
-            e
+        let signature = backend.sign(&record, claimed, content).await.inspect_err(|e| {
+            tracing::warn!(key_id, backend = backend.name(), %e, "signing failed");
         })?;
         if let (Some(approved), false) = (approved, backend.records_high_water()) {
             // Durable before the signature leaves.
@@ -182,7 +164,7 @@ impl SignerCore {
 
     /// Deletes this signer's part of `key_id`; a key not held is no error
     /// (as in notary-signer). Who may ask is the caller's business (the
-    /// gRPC service allows only [`SignerCore::admins`]).
+    /// gRPC service allows only `server.admin_client_names`).
     pub async fn delete_key(&self, key_id: &str) -> Result<()> {
         let Some(record) = self.store.key(key_id)? else {
             return Ok(());

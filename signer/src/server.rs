@@ -232,7 +232,7 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
         threshold = Some(backend);
     }
     let core = SignerCore::new(store, backends, new_keys, config.policy.to_policy(), metrics)?;
-    let core = Arc::new(core.with_admins(AllowedNames(config.server.admin_client_names.clone())));
+    let core = Arc::new(core);
 
     let acceptor_tls = ReloadableAcceptor::new(TlsFiles {
         cert: config.server.tls_cert_file.clone(),
@@ -303,7 +303,10 @@ pub async fn start(config: &SignerConfig, env: &dyn Fn(&str) -> Option<String>) 
     let incoming = tokio_stream::wrappers::ReceiverStream::new(conn_rx);
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(KeyManagementServer::new(KeyManagementService(core.clone())))
+        .add_service(KeyManagementServer::new(KeyManagementService::new(
+            core.clone(),
+            AllowedNames(config.server.admin_client_names.clone()),
+        )))
         .add_service(SignerServer::new(SignerService(core.clone())))
         .add_optional_service(threshold.map(|t| {
             ThresholdPeerServer::new(ThresholdPeerService::new(t).with_own_certificate(&config.server.tls_cert_file))

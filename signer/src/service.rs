@@ -21,6 +21,7 @@ use crate::core::SignerCore;
 use crate::error::Error;
 use crate::policy::Claimed;
 use crate::store::KeyRecord;
+use crate::tls::AllowedNames;
 use crate::wire::{backend_unavailable, refusal_status, GUN_HEADER, ROLE_HEADER};
 
 fn key_info(r: &KeyRecord) -> KeyInfo {
@@ -55,7 +56,19 @@ impl From<Error> for Status {
 
 /// The `KeyManagement` service.
 #[derive(Clone)]
-pub struct KeyManagementService(pub Arc<SignerCore>);
+pub struct KeyManagementService {
+    core: Arc<SignerCore>,
+    // Who may call DeleteKey (`server.admin_client_names`); empty: nobody.
+    admins: AllowedNames,
+}
+
+impl KeyManagementService {
+    /// The service over `core`, letting the certificates carrying one of
+    /// `admins` delete keys.
+    pub fn new(core: Arc<SignerCore>, admins: AllowedNames) -> KeyManagementService {
+        KeyManagementService { core, admins }
+    }
+}
 
 /// The `Signer` service.
 #[derive(Clone)]
@@ -65,7 +78,7 @@ pub struct SignerService(pub Arc<SignerCore>);
 impl KeyManagement for KeyManagementService {
     async fn create_key(&self, request: Request<CreateKeyRequest>) -> Result<Response<PbPublicKey>, Status> {
         let req = request.into_inner();
-        let record = self.0.create_key(&req.algorithm, &req.gun, &req.role).await?;
+        let record = self.core.create_key(&req.algorithm, &req.gun, &req.role).await?;
         Ok(Response::new(PbPublicKey {
             key_info: Some(key_info(&record)),
             public_key: record.public,
@@ -75,22 +88,21 @@ impl KeyManagement for KeyManagementService {
     async fn delete_key(&self, request: Request<KeyId>) -> Result<Response<Void>, Status> {
         // Server nodes never delete keys: a compromised node must not be able
         // to destroy every server-held key (and threshold high-water marks).
-        let admins = self.0.admins();
-        let admin = !admins.0.is_empty() && admins.check_request(&request).is_ok();
+        let admin = !self.admins.0.is_empty() && self.admins.check_request(&request).is_ok();
         if !admin {
-            self.0.metrics().refused("delete_key_not_admin");
+            self.core.metrics().refused("delete_key_not_admin");
             tracing::warn!("DeleteKey refused: the caller is not in server.admin_client_names");
             return Err(Error::PermissionDenied(
                 "DeleteKey is only for the certificates named in the signer's server.admin_client_names".to_owned(),
             )
             .into());
         }
-        self.0.delete_key(&request.into_inner().id).await?;
+        self.core.delete_key(&request.into_inner().id).await?;
         Ok(Response::new(Void {}))
     }
 
     async fn get_key_info(&self, request: Request<KeyId>) -> Result<Response<GetKeyInfoResponse>, Status> {
-        let record = self.0.key(&request.into_inner().id)?;
+        let record = self.core.key(&request.into_inner().id)?;
         Ok(Response::new(GetKeyInfoResponse {
             key_info: Some(key_info(&record)),
             public_key: record.public.clone(),

@@ -19,15 +19,15 @@ use super::SignerError;
 
 /// The on-disk form of one key.
 #[derive(Deserialize)]
-pub(super) struct KeyFile {
-    pub(super) key_id: String,
-    pub(super) algorithm: String,
-    pub(super) gun: String,
-    pub(super) role: String,
+struct KeyFile {
+    key_id: String,
+    algorithm: String,
+    gun: String,
+    role: String,
     /// Base64 of the public key bytes.
-    pub(super) public: String,
+    public: String,
     /// Compact JWE of the PKCS#8 key.
-    pub(super) private_jwe: String,
+    private_jwe: String,
 }
 
 /// Whether `s` is a key ID (64 lowercase hex digits), so it can name a file.
