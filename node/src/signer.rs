@@ -527,14 +527,6 @@ mod tests {
     }
 
     #[test]
-    fn private_keys_zeroize_on_drop() {
-        fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
-        zeroize_on_drop::<ed25519_dalek::SigningKey>();
-        zeroize_on_drop::<p256::ecdsa::SigningKey>();
-        zeroize_on_drop::<Zeroizing<Vec<u8>>>();
-    }
-
-    #[test]
     fn empty_passphrase_refused() {
         let dir = tempfile::tempdir().unwrap();
         assert!(open(dir.path(), Zeroizing::new(String::new())).is_err());

@@ -617,6 +617,16 @@ impl PrivateKey {
 
 #[cfg(test)]
 mod tests {
+    /// The key types `PrivateKey` holds wipe their secrets on drop (the
+    /// signer's key cache and the client's key store hold `PrivateKey`s).
+    #[test]
+    fn private_keys_zeroize_on_drop() {
+        fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroize_on_drop::<ed25519_dalek::SigningKey>();
+        zeroize_on_drop::<p256::ecdsa::SigningKey>();
+        zeroize_on_drop::<zeroize::Zeroizing<Vec<u8>>>();
+    }
+
     use super::*;
 
     #[test]
