@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Seal needs to build and test, when missing:
 # libclang (bindgen for RocksDB), softhsm2 (PKCS#11 tests), wrk (benchmarks),
-# mariadb-server and postgresql (the import-notary tests start their own servers).
+# mariadb-server and postgresql (the import-notary tests start their own servers),
+# openssl and python3-venv (node/tests/deploy.rs: deploy/certs.sh, and a virtualenv
+# for PyPI's kubernetes-validate).
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -9,6 +11,12 @@ dpkg -s softhsm2 >/dev/null 2>&1 || need+=(softhsm2)
 dpkg -s wrk >/dev/null 2>&1 || need+=(wrk)
 dpkg -s mariadb-server >/dev/null 2>&1 || need+=(mariadb-server)
 dpkg -s postgresql >/dev/null 2>&1 || need+=(postgresql)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if ! command -v python3 >/dev/null 2>&1; then
+  need+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   sudo_cmd=()
