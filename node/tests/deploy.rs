@@ -505,6 +505,10 @@ fn kubernetes_validate() -> Option<PathBuf> {
     let venv = target.join("deploy-venv");
     let tool = venv.join("bin/kubernetes-validate");
     if !tool.exists() {
+        if Command::new("python3").arg("--version").output().is_err() {
+            seal_testkit::skip("python3 is not installed (scripts/install-deps.sh installs it)");
+            return None;
+        }
         let (code, out, err) = run_to_end(Command::new("python3").args(["-m", "venv"]).arg(&venv));
         if code != 0 {
             seal_testkit::skip(&format!("python3 -m venv failed ({out}{err}); install python3-venv"));
@@ -681,6 +685,39 @@ fn the_dockerfile_copies_files_that_exist_and_builds_binaries_that_exist() {
         ["seal", "seal-node", "seal-signer"].map(String::from).into(),
         "the runtime image holds seal-node, seal-signer and seal"
     );
+    // Every workspace member is in the build stage, or cargo cannot load the workspace.
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members = "))
+        .expect("workspace members");
+    for member in members
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+    {
+        assert!(
+            text.lines().any(|l| l.trim() == format!("COPY {member} {member}")),
+            "the build stage does not copy the workspace member {member}"
+        );
+    }
+    // The build stage has scripts/install-deps.sh's build packages; the runtime stage no toolchain.
+    let (build, runtime) = text.rsplit_once("\nFROM ").expect("two stages");
+    for pkg in ["clang", "libclang-dev"] {
+        assert!(
+            build.split_whitespace().any(|w| w == pkg),
+            "the build stage lacks {pkg}"
+        );
+    }
+    for word in ["cargo", "-dev", "clang"] {
+        assert!(
+            !runtime
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .any(|l| l.contains(word)),
+            "the runtime stage holds {word}"
+        );
+    }
     assert!(text.contains("ENTRYPOINT [\"seal-node\"]"), "{text}");
     assert!(text.contains("EXPOSE "), "{text}");
     let user = text
