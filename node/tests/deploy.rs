@@ -9,11 +9,12 @@
 //!   against the CA, keeps its keys on a second run and replaces them with
 //!   `--force`, and refuses a malformed host;
 //! * those certificates work for real: three threshold signers and a
-//!   one-voter `seal-node serve` made from the examples (addresses and paths
-//!   replaced, nothing else) talk mutual TLS, an HTTPS client trusting the
-//!   generated CA gets a healthy node, a token holder gets a timestamp key
-//!   made by a distributed key generation among the signers, and the admin
-//!   certificate runs `seal-node cluster status`;
+//!   voter and a learner made from the examples (`seal-node serve`, addresses
+//!   and paths replaced, nothing else) talk mutual TLS, an HTTPS client
+//!   trusting the generated CA gets a healthy node, a token holder gets a
+//!   timestamp key made by a distributed key generation among the signers,
+//!   the admin certificate runs `cluster status` and `cluster add-learner`
+//!   (a signer's certificate cannot), and the learner then serves that key;
 //! * the systemd units pass `systemd-analyze verify` (when installed), the
 //!   Kubernetes manifests pass `kubernetes-validate --strict` (from PyPI, in
 //!   a virtualenv under the target directory), and the Dockerfile copies only
@@ -353,7 +354,9 @@ fn the_generated_certificates_carry_signers_node_https_and_admin_for_real() {
     let d = dir.path();
     let certs = d.join("tls");
     let mut args = vec!["--out".to_owned(), certs.to_string_lossy().into_owned()];
-    args.extend(["--node".into(), "seal-node-1=localhost,127.0.0.1".into()]);
+    for i in [1, 4] {
+        args.extend(["--node".into(), format!("seal-node-{i}=localhost,127.0.0.1")]);
+    }
     for j in 1..=3 {
         args.extend(["--signer".into(), format!("seal-signer-{j}=localhost,127.0.0.1")]);
     }
@@ -386,21 +389,29 @@ fn the_generated_certificates_carry_signers_node_https_and_admin_for_real() {
     let (token_cert, token_key) = token_pki.leaf("token-signer");
     std::fs::copy(token_pki.ca_file(), certs.join("token-ca.crt")).unwrap();
 
-    // One voter from node-1.json: a cluster of one, so the Raft port and its mutual TLS run too.
+    // node-N.json on loopback: its Raft address, the signers' ports, the test's certificates.
+    let node_config = |n: u64, raft_addr: &str| {
+        let mut c = read_json(&deploy().join(format!("config/node-{n}.json")));
+        retarget_tls(&mut c, &certs);
+        c["raft"]["addr"] = json!(raft_addr);
+        if c["raft"].get("bootstrap").is_some() {
+            c["raft"]["bootstrap"] = json!([{"id": n, "raft_addr": raft_addr}]);
+        }
+        for (s, port) in c["trust_service"]["signers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .zip(&ports)
+        {
+            *s = json!({"hostname": "localhost", "port": port});
+        }
+        c["insecure"] = json!(false);
+        c
+    };
+    // Voter 1 from node-1.json, bootstrapping a cluster of one: the Raft port and its mutual TLS
+    // run too.
     let raft_addr = format!("127.0.0.1:{}", seal_testkit::free_port());
-    let mut c = read_json(&deploy().join("config/node-1.json"));
-    retarget_tls(&mut c, &certs);
-    c["raft"]["addr"] = json!(raft_addr);
-    c["raft"]["bootstrap"] = json!([{"id": 1, "raft_addr": raft_addr}]);
-    for (s, port) in c["trust_service"]["signers"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .zip(&ports)
-    {
-        *s = json!({"hostname": "localhost", "port": port});
-    }
-    c["insecure"] = json!(false);
+    let c = node_config(1, &raft_addr);
     let node = common::Node::serve_unprobed(&d.join("node-1"), c.clone());
     let client = https_client(&certs.join("ca.crt"));
 
@@ -449,6 +460,37 @@ fn the_generated_certificates_carry_signers_node_https_and_admin_for_real() {
     let out = seal_testkit::process::cluster_admin(&common::node_binary(), &raft_addr, (&ca, &cert, &key), &["status"])
         .unwrap();
     assert!(!out.status.success(), "a signer certificate ran cluster status");
+
+    // Learner 4 from node-4.json joins with `cluster add-learner` (admin certificate), replicates
+    // over the Raft port's mutual TLS, and serves the key to the token holder.
+    let learner_raft = format!("127.0.0.1:{}", seal_testkit::free_port());
+    let learner = common::Node::serve_unprobed(&d.join("node-4"), node_config(4, &learner_raft));
+    let (cert, key) = (certs.join("admin.crt"), certs.join("admin.key"));
+    let out = seal_testkit::process::cluster_admin(
+        &common::node_binary(),
+        &raft_addr,
+        (&ca, &cert, &key),
+        &["add-learner", "--id", "4", "--raft-addr", &learner_raft],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "cluster add-learner: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match https(&learner.addr, &client, &key_path, Some(&token)) {
+            Ok((200, served)) if served == body => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the learner does not serve the key: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(learner);
     drop(node);
     drop(signers);
 }
