@@ -7,9 +7,9 @@
 #                   [--node NAME=HOST[,HOST...]]... [--signer NAME=HOST[,HOST...]]...
 #                   [--public-name HOST]... [--admin NAME]
 #
-# Names and hosts come from the arguments, else from a config file of shell
-# variables (--config, default deploy/certs.env beside this script), else from
-# the environment:
+# Names and hosts come from the arguments, else from the environment, else from
+# a config file of shell defaults (--config, default deploy/certs.env beside this
+# script, written as : "${SEAL_NODES:=...}" so that the environment wins):
 #
 #   SEAL_CERTS_OUT     output directory (default /etc/seal/tls)
 #   SEAL_NODES         space-separated NAME=HOST[,HOST...]: one per seal-node
@@ -31,8 +31,8 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
+  sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+  exit 0
 }
 
 die() {
