@@ -378,6 +378,15 @@ impl ReadGate {
         self.backend.raft()
     }
 
+    /// The staleness bound of a plain read: `Ok` when a cluster node's local state is within
+    /// `raft.max_staleness_ms` of the leader's (always on a single node), else why not.
+    fn within_bound(&self) -> Result<(), String> {
+        match self.max_staleness {
+            Some(bound) => fresh_enough(self.raft().metrics().node_id, &self.raft().read_state(), bound),
+            None => Ok(()),
+        }
+    }
+
     /// Confirm leadership with a quorum and apply up to the read index; `NotLeader` on a follower
     /// (the forwarding layer then sends the request to the leader).
     async fn linearize(&self) -> Result<(), ApiError> {
@@ -433,9 +442,8 @@ impl ClusterReads for ReadGate {
         let min_version = min_version(headers)?;
         if linearizable {
             self.linearize().await?;
-        } else if let Some(bound) = self.max_staleness {
-            let state = self.raft().read_state();
-            fresh_enough(self.raft().metrics().node_id, &state, bound)
+        } else {
+            self.within_bound()
                 .map_err(|reason| ApiError::Unavailable { reason, source: None })?;
         }
         if let (
@@ -451,6 +459,22 @@ impl ClusterReads for ReadGate {
             self.wait_for_version(gun, role, min, linearizable).await?;
         }
         Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match self.max_staleness {
+            Some(_) => self.within_bound(),
+            None => {
+                let m = self.raft().metrics();
+                if !m.is_leader {
+                    return Err(format!("node {} is not the Raft leader", m.node_id));
+                }
+                self.backend
+                    .current_version("_health", "root")
+                    .map(|_| ())
+                    .map_err(|e| format!("the store cannot be read: {e}"))
+            }
+        }
     }
 }
 

@@ -151,6 +151,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The node's checks: what fails and what is degraded.
     async fn health(&self) -> Health;
+
+    /// Brings the gauges that describe this node's state up to date, before `/metrics` is
+    /// encoded.
+    fn export_metrics(&self) {}
 }
 
 /// The outcome of the health checks, each named as Notary names it.
@@ -182,6 +186,10 @@ pub trait ClusterReads: Send + Sync + 'static {
     /// `Ok` to serve the read of `route` here; otherwise the answer (`NotLeader`: the cluster
     /// layer sends the read on to the leader).
     async fn before_read(&self, route: &Route, query: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError>;
+
+    /// `Ok` when a plain read (no consistency or version asked for) would be served here now;
+    /// otherwise why not. `GET /_seal/ready` answers with it.
+    fn ready(&self) -> Result<(), String>;
 }
 
 /// A cluster node's forwarding of writes to the Raft leader (`cluster::Forwarder`).
@@ -374,6 +382,10 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             (e.into_response(), request_len)
         }
     };
+    if route == Route::Ready {
+        // A probe, not a Notary request: a 503 here is no failed request.
+        return response;
+    }
     let response_len = axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0);
     state.metrics.observe_http(
         operation,
@@ -421,7 +433,7 @@ fn admit(state: &AppState, route: &Route, headers: &HeaderMap) -> Result<(), Api
             });
         }
     }
-    if !matches!(route, Route::Health | Route::Metrics) {
+    if !matches!(route, Route::Health | Route::Metrics | Route::Ready) {
         if let Some(auth) = &state.auth {
             auth.check(route, headers)?;
         }
@@ -466,7 +478,18 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             let body = serde_json::to_string(&failing).unwrap_or_else(|_| "{}".into());
             Ok(json_utf8(status, go_escape(&body)).into())
         }
+        Route::Ready => {
+            let verdict = match request.extensions().get::<Arc<dyn ClusterReads>>() {
+                Some(reads) => reads.ready(),
+                None => match backend.readiness() {
+                    Readiness::Ready => Ok(()),
+                    Readiness::Unavailable { reason } => Err(reason),
+                },
+            };
+            Ok(ready_response(verdict).into())
+        }
         Route::Metrics => {
+            backend.export_metrics();
             let body = state
                 .metrics
                 .encode()
@@ -548,6 +571,18 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             })
         }
     }
+}
+
+/// The answer of `GET /_seal/ready`: 200 `{"ready":true}`, or 503 `{"ready":false,"reason":…}`.
+fn ready_response(verdict: Result<(), String>) -> Response {
+    let (status, body) = match verdict {
+        Ok(()) => (StatusCode::OK, serde_json::json!({ "ready": true })),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "ready": false, "reason": reason }),
+        ),
+    };
+    text_response(status, METADATA_CONTENT_TYPE, &body.to_string())
 }
 
 fn ready(backend: &dyn Backend) -> Result<(), ApiError> {
