@@ -40,6 +40,36 @@ fn assert_no_nan(who: &str, text: &str) {
     }
 }
 
+fn monitoring_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring")
+}
+
+/// Every `seal_…` metric name in `text` (rules or dashboard).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("seal_") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.insert(tail[..len].to_owned());
+        }
+        rest = &tail[len..];
+    }
+    names
+}
+
+/// Whether the exposition `text` holds a sample of `name`.
+fn exports(text: &str, name: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+    })
+}
+
 fn ready(node: &Node) -> Option<(u16, serde_json::Value)> {
     let r = try_request(&node.addr, "GET", "/_seal/ready", &[], &[]).ok()?;
     Some((r.status, serde_json::from_slice(&r.body).ok()?))
@@ -110,6 +140,32 @@ fn every_node_exports_real_numbers_and_a_follower_that_loses_its_leader_is_not_r
         sample(&leader_text, "seal_raft_leader_changes_total").is_some_and(|n| n >= 1.0),
         "{leader_text}"
     );
+
+    // Every metric the alert rules and the dashboard use is exported by a node or the signer.
+    let signer_config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.dir.path().join("signer.json")).unwrap()).unwrap();
+    let signer_metrics = signer_config["server"]["metrics_addr"]
+        .as_str()
+        .expect("the signer's metrics_addr");
+    let mut exported: Vec<String> = nodes.iter().map(|n| metrics_of(&n.addr)).collect();
+    exported.push(metrics_of(signer_metrics));
+    assert!(
+        exported
+            .last()
+            .is_some_and(|t| t.contains("seal_build_info{component=\"signer\"")),
+        "{exported:?}"
+    );
+    for file in ["prometheus-rules.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(monitoring_dir().join(file)).unwrap();
+        let names = metric_names(&text);
+        assert!(names.len() >= 8, "{file}: {names:?}");
+        for name in names {
+            assert!(
+                exported.iter().any(|t| exports(t, &name)),
+                "{file} uses {name}, which no node or signer exports"
+            );
+        }
+    }
 
     // Cut one follower off: kill the leader and the other voter. Within its staleness bound plus
     // a generous wait, it says it is not ready, and why.
