@@ -309,6 +309,8 @@ pub struct AppState {
     pub forward_budget: ForwardBudget,
     /// Uploads parsed at once, on the blocking pool (one per core).
     pub parse_slots: Arc<tokio::sync::Semaphore>,
+    /// Whether this listener serves `GET /metrics` (`metrics.main_listener`).
+    pub serve_metrics: bool,
 }
 
 fn parse_slots() -> Arc<tokio::sync::Semaphore> {
@@ -330,6 +332,7 @@ impl AppState {
             auth: None,
             forward_budget: ForwardBudget::new(config.limits.max_forward_bytes_in_flight),
             parse_slots: parse_slots(),
+            serve_metrics: config.metrics.main_listener,
         }
     }
 
@@ -345,6 +348,7 @@ impl AppState {
             auth: None,
             forward_budget: ForwardBudget::new(UploadLimits::default().max_forward_bytes_in_flight),
             parse_slots: parse_slots(),
+            serve_metrics: true,
         }
     }
 }
@@ -352,6 +356,31 @@ impl AppState {
 /// The axum app serving Notary's API.
 pub fn router(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)
+}
+
+/// The app of the metrics listener (`metrics.addr`): `GET /metrics` and nothing else (404).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().fallback(metrics_only).with_state(state)
+}
+
+async fn metrics_only(State(state): State<AppState>, request: Request) -> Response {
+    if request.method() != axum::http::Method::GET || request.uri().path() != "/metrics" {
+        return not_found().into_response();
+    }
+    match encode_metrics(&state) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /metrics`: the gauges brought up to date, then every metric in the text format.
+fn encode_metrics(state: &AppState) -> Result<Response, ApiError> {
+    state.backend.export_metrics();
+    let body = state
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::unknown(format!("encoding metrics: {e}"), e))?;
+    Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()))
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
@@ -488,14 +517,8 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             };
             Ok(ready_response(verdict).into())
         }
-        Route::Metrics => {
-            backend.export_metrics();
-            let body = state
-                .metrics
-                .encode()
-                .map_err(|e| ApiError::unknown(format!("encoding metrics: {e}"), e))?;
-            Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()).into())
-        }
+        Route::Metrics if !state.serve_metrics => Err(not_found()),
+        Route::Metrics => Ok(encode_metrics(state)?.into()),
         Route::NotFound => Err(not_found()),
         Route::GetMetadata {
             gun,

@@ -186,3 +186,36 @@ fn every_node_exports_real_numbers_and_a_follower_that_loses_its_leader_is_not_r
     assert_no_nan(&nodes[f2].addr, &text);
     assert!(sample(&text, "seal_timestamp_min_remaining_seconds").is_some_and(f64::is_finite));
 }
+
+/// A single node with `metrics.addr` and `metrics.main_listener: false`: `/metrics` is served on
+/// its own plain-HTTP listener (and nothing else there), no longer on the main one; the main
+/// listener's `/_seal/ready` says the node (its own leader, store open) is ready.
+#[test]
+fn metrics_on_their_own_listener_and_a_single_node_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let node = Node::serve(
+        dir.path(),
+        serde_json::json!({
+            "server": {},
+            "storage": {"backend": "rocksdb"},
+            "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+            "metrics": {"addr": metrics_addr, "main_listener": false},
+        }),
+    );
+    let text = metrics_of(&metrics_addr);
+    assert_no_nan(&metrics_addr, &text);
+    assert!(text.contains("seal_build_info{component=\"node\""), "{text}");
+    assert_eq!(sample(&text, "seal_raft_leader"), Some(1.0), "{text}");
+    for path in ["/v2/", "/_notary_server/health", "/_seal/ready", "/metricsx"] {
+        let r = try_request(&metrics_addr, "GET", path, &[], &[]).unwrap();
+        assert_eq!(r.status, 404, "{path} on the metrics listener: {}", r.text());
+    }
+    assert_eq!(
+        node.get("/metrics").status,
+        404,
+        "main listener with main_listener: false"
+    );
+    let r = node.get("/_seal/ready");
+    assert_eq!((r.status, r.text().as_str()), (200, "{\"ready\":true}"));
+}
