@@ -3,7 +3,9 @@
 # libclang (bindgen for RocksDB), softhsm2 (PKCS#11 tests), wrk (benchmarks),
 # mariadb-server and postgresql (the import-notary tests start their own servers),
 # openssl and python3-venv (node/tests/deploy.rs: deploy/certs.sh, and a virtualenv
-# for PyPI's kubernetes-validate).
+# for PyPI's kubernetes-validate),
+# prometheus for its promtool (the deploy/monitoring rules' tests), without its
+# recommends and without starting its daemon.
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -23,4 +25,17 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}"
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing Debian package: prometheus (for promtool; its service is not started)"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  # policy-rc.d exit 101 tells invoke-rc.d and deb-systemd-invoke not to start the service.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo_cmd[@]}" chmod 755 /usr/sbin/policy-rc.d
+    trap '"${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends prometheus
 fi

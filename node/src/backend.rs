@@ -744,6 +744,10 @@ impl Backend for RaftBackend {
         }
         health
     }
+
+    fn export_metrics(&self) {
+        RaftBackend::export_metrics(self);
+    }
 }
 
 fn public_key_info(pk: &PublicKey) -> PublicKeyInfo {
@@ -761,6 +765,7 @@ fn public_key_info(pk: &PublicKey) -> PublicKeyInfo {
 /// leader refreshes; a node that is not the leader also wakes the moment it
 /// becomes one, so a new leader resumes refreshing at once after a failover.
 pub async fn run_refresher(backend: Arc<RaftBackend>, max_sleep: StdDuration, shutdown: Arc<tokio::sync::Notify>) {
+    tokio::spawn(count_leader_changes(backend.clone(), shutdown.clone()));
     let mut was_leader = backend.raft.metrics().is_leader;
     loop {
         let wait = match backend.next_due() {
@@ -801,16 +806,32 @@ pub async fn run_refresher(backend: Arc<RaftBackend>, max_sleep: StdDuration, sh
     }
 }
 
-impl RaftBackend {
-    /// Age in seconds of the oldest timestamp stored: its lifetime minus
-    /// what is left of it.
-    fn oldest_timestamp_age(&self) -> Option<f64> {
-        let (_, expires) = self.raft.read().due_timestamps(i64::MAX, 1).ok()?.into_iter().next()?;
-        let left = (expires - unix_nanos(self.clock.now())) as f64 / 1e9;
-        Some(self.lifetimes.timestamp.as_seconds_f64() - left)
+/// Counts every change of the leader this node knows in `seal_raft_leader_changes_total`, from
+/// openraft's metrics channel (each change is seen, not only those a scrape happens to catch),
+/// until `shutdown` is notified or Raft stops.
+async fn count_leader_changes(backend: Arc<RaftBackend>, shutdown: Arc<tokio::sync::Notify>) {
+    let mut rx = backend.raft.raft().metrics();
+    let mut leader = rx.borrow_and_update().current_leader;
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.notified() => return,
+        }
+        let now = rx.borrow_and_update().current_leader;
+        if now != leader {
+            backend.metrics.raft_leader_changes.inc();
+            leader = now;
+        }
     }
+}
 
-    /// Sets the Raft and timestamp gauges.
+impl RaftBackend {
+    /// Sets the Raft and timestamp gauges from this node's own state: called by the refresher
+    /// and before every scrape of `/metrics`, on every node (leader, follower or learner).
     pub fn export_metrics(&self) {
         let m = self.raft.metrics();
         let as_i64 = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).unwrap_or(0);
@@ -818,6 +839,20 @@ impl RaftBackend {
         self.metrics.raft_leader.set(as_i64(m.leader));
         self.metrics.raft_commit_index.set(as_i64(m.last_log_index));
         self.metrics.raft_applied_index.set(as_i64(m.applied_index));
+        let peers: Option<Vec<(u64, Option<u64>)>> = {
+            let openraft_metrics = self.raft.raft().metrics();
+            let om = openraft_metrics.borrow();
+            om.replication.as_ref().map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != m.node_id)
+                    .map(|(id, matched)| (*id, matched.map(|l| l.index)))
+                    .collect()
+            })
+        };
+        self.metrics
+            .set_replication_lag(m.last_log_index, peers.as_deref().filter(|_| m.is_leader));
+        self.metrics
+            .set_last_leader_contact(self.raft.read_state().last_contact);
         if let Some(c) = self.raft.connection_counts() {
             // This task is the counters' only writer: bring each up to the listener's count.
             let catch_up = |counter: &prometheus::IntCounter, total: u64| {
@@ -827,20 +862,26 @@ impl RaftBackend {
             catch_up(&self.metrics.raft_accept_errors, c.accept_errors());
             self.metrics.raft_connections_open.set(as_i64(Some(c.open())));
         }
-        if let Some(age) = self.oldest_timestamp_age() {
-            self.metrics.timestamp_age.set(age);
+        match self.soonest_timestamp_expiry() {
+            Ok(soonest) => self.metrics.set_timestamps(soonest.map(|expires| {
+                let left = seconds_until(expires, unix_nanos(self.clock.now()));
+                (left, self.lifetimes.timestamp.as_seconds_f64() - left)
+            })),
+            // Keep the last values; the health check reports the store.
+            Err(e) => tracing::warn!(error = %e, "reading the timestamp expiry index for metrics"),
         }
-        // Every node holds the replicated expiry index: each answers from
-        // what it has applied (NaN only when no timestamp is stored).
-        let remaining = self.min_timestamp_remaining().unwrap_or(f64::NAN);
-        self.metrics.timestamp_min_remaining.set(remaining);
     }
 
-    /// Seconds left before the soonest-expiring stored timestamp expires (negative once expired),
-    /// from the expiry index the refresher uses.
-    fn min_timestamp_remaining(&self) -> Option<f64> {
-        let (_, expires) = self.raft.read().due_timestamps(i64::MAX, 1).ok()?.into_iter().next()?;
-        Some(seconds_until(expires, unix_nanos(self.clock.now())))
+    /// The soonest expiry (Unix nanoseconds) of any stored timestamp, from the replicated expiry
+    /// index the refresher uses (every node holds it).
+    fn soonest_timestamp_expiry(&self) -> Result<Option<i64>, ApiError> {
+        Ok(self
+            .raft
+            .read()
+            .due_timestamps(i64::MAX, 1)?
+            .into_iter()
+            .next()
+            .map(|(_, expires)| expires))
     }
 
     /// The version of `role` of `gun` this node has applied, if any.

@@ -378,6 +378,15 @@ impl ReadGate {
         self.backend.raft()
     }
 
+    /// The staleness bound of a plain read: `Ok` when a cluster node's local state is within
+    /// `raft.max_staleness_ms` of the leader's (always on a single node), else why not.
+    fn within_bound(&self) -> Result<(), String> {
+        match self.max_staleness {
+            Some(bound) => fresh_enough(self.raft().metrics().node_id, &self.raft().read_state(), bound),
+            None => Ok(()),
+        }
+    }
+
     /// Confirm leadership with a quorum and apply up to the read index; `NotLeader` on a follower
     /// (the forwarding layer then sends the request to the leader).
     async fn linearize(&self) -> Result<(), ApiError> {
@@ -433,9 +442,8 @@ impl ClusterReads for ReadGate {
         let min_version = min_version(headers)?;
         if linearizable {
             self.linearize().await?;
-        } else if let Some(bound) = self.max_staleness {
-            let state = self.raft().read_state();
-            fresh_enough(self.raft().metrics().node_id, &state, bound)
+        } else {
+            self.within_bound()
                 .map_err(|reason| ApiError::Unavailable { reason, source: None })?;
         }
         if let (
@@ -451,6 +459,22 @@ impl ClusterReads for ReadGate {
             self.wait_for_version(gun, role, min, linearizable).await?;
         }
         Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match self.max_staleness {
+            Some(_) => self.within_bound(),
+            None => {
+                let m = self.raft().metrics();
+                if !m.is_leader {
+                    return Err(format!("node {} is not the Raft leader", m.node_id));
+                }
+                self.backend
+                    .current_version("_health", "root")
+                    .map(|_| ())
+                    .map_err(|e| format!("the store cannot be read: {e}"))
+            }
+        }
     }
 }
 
@@ -638,6 +662,107 @@ pub fn format_status(s: &ClusterStatus) -> String {
     out
 }
 
+/// `seal-node cluster status --json`: what [`format_status`] prints, as one JSON object whose
+/// field names are stable (documented in `docs/cluster.md`). Every field is always present;
+/// unknown numbers are `null`, and so are `state_digest` and `state_digest_applied_index`
+/// without `--digest`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatusJson {
+    /// The node that answered.
+    pub answered_by: u64,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// Its current term.
+    pub term: u64,
+    /// Its last log index.
+    pub last_log_index: Option<u64>,
+    /// Its last applied index.
+    pub applied_index: Option<u64>,
+    /// Last index its snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// Last index purged from its log.
+    pub purged_index: Option<u64>,
+    /// Hex sha256 of its whole state machine (`--digest` only).
+    pub state_digest: Option<String>,
+    /// The applied index the digest covers (`--digest` only).
+    pub state_digest_applied_index: Option<u64>,
+    /// Every member, in id order.
+    pub members: Vec<MemberJson>,
+    /// The remote signers as the answering node sees them (empty with an in-process signer).
+    pub signers: Vec<SignerJson>,
+}
+
+/// One member in [`StatusJson`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberJson {
+    /// Node id.
+    pub id: u64,
+    /// Raft address.
+    pub raft_addr: String,
+    /// `voter` or `learner`.
+    pub role: &'static str,
+    /// Whether it is the leader.
+    pub leader: bool,
+    /// Last index the leader knows it holds (leader answers only).
+    pub matched_index: Option<u64>,
+    /// Entries behind the leader's last log index (leader answers only).
+    pub lag: Option<u64>,
+}
+
+/// One signer in [`StatusJson`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignerJson {
+    /// `host:port`.
+    pub name: String,
+    /// `up`, `unknown`, `degraded` or `down`.
+    pub state: String,
+    /// Why it is degraded or down.
+    pub detail: String,
+}
+
+impl From<&ClusterStatus> for StatusJson {
+    fn from(s: &ClusterStatus) -> StatusJson {
+        StatusJson {
+            answered_by: s.answered_by,
+            leader_id: s.leader_id,
+            term: s.term,
+            last_log_index: s.last_log_index,
+            applied_index: s.applied_index,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            state_digest: s.state_digest.clone(),
+            state_digest_applied_index: s.state_digest.as_ref().and(s.state_digest_applied_index),
+            members: s
+                .members
+                .iter()
+                .map(|m| MemberJson {
+                    id: m.id,
+                    raft_addr: m.raft_addr.clone(),
+                    role: if m.voter { "voter" } else { "learner" },
+                    leader: s.leader_id == Some(m.id),
+                    matched_index: m.matched_index,
+                    lag: m.lag,
+                })
+                .collect(),
+            signers: s
+                .dependencies
+                .iter()
+                .filter(|d| d.kind == "signer")
+                .map(|d| SignerJson {
+                    name: d.name.clone(),
+                    state: d.state.clone(),
+                    detail: d.detail.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// [`StatusJson`] of `s` as one line of JSON.
+pub fn format_status_json(s: &ClusterStatus) -> String {
+    serde_json::to_string(&StatusJson::from(s)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
 /// The remote signers as a cluster status reports them.
 pub fn signer_statuses(signer: &crate::remote_signer::RemoteSigner) -> Vec<seal_raft::admin::DependencyStatus> {
     signer
@@ -745,6 +870,29 @@ mod tests {
         assert_eq!(tail[0], "signers as node 2 sees them:", "{text}");
         assert!(tail[2].starts_with("signer-1:7899") && tail[2].contains("down") && tail[2].contains("refused"));
         assert!(tail[3].starts_with("signer-2:7899") && tail[3].contains("up"), "{text}");
+
+        // The same as JSON, every field present.
+        let json: serde_json::Value = serde_json::from_str(&format_status_json(&with_signers)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "answered_by": 2, "leader_id": 2, "term": 3, "last_log_index": 10, "applied_index": 10,
+                "snapshot_index": 8, "purged_index": null, "state_digest": null,
+                "state_digest_applied_index": null,
+                "members": [
+                    {"id": 1, "raft_addr": "127.0.0.1:7001", "role": "voter", "leader": false,
+                     "matched_index": 9, "lag": 1},
+                    {"id": 2, "raft_addr": "127.0.0.1:7002", "role": "voter", "leader": true,
+                     "matched_index": 10, "lag": 0},
+                    {"id": 4, "raft_addr": "127.0.0.1:7004", "role": "learner", "leader": false,
+                     "matched_index": null, "lag": null},
+                ],
+                "signers": [
+                    {"name": "signer-1:7899", "state": "down", "detail": "connection refused (for 2.0s)"},
+                    {"name": "signer-2:7899", "state": "up", "detail": ""},
+                ],
+            })
+        );
     }
 
     #[test]

@@ -383,6 +383,26 @@ pub struct SignerConfig {
     pub keys_dir: PathBuf,
 }
 
+/// `metrics.*`: where `GET /metrics` is served. By default on the main listener only; with
+/// `addr`, also on a listener of its own (plain HTTP, `/metrics` only), and with
+/// `main_listener: false` (which needs `addr`) there alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `metrics.addr`: an IP and port to serve `/metrics` on, plain HTTP.
+    pub addr: Option<std::net::SocketAddr>,
+    /// `metrics.main_listener` (default true): whether the main listener serves `/metrics` too.
+    pub main_listener: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            addr: None,
+            main_listener: true,
+        }
+    }
+}
+
 /// The whole, checked node configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -415,6 +435,8 @@ pub struct NodeConfig {
     pub timestamps: TimestampsConfig,
     /// `signer.*`.
     pub signer: SignerConfig,
+    /// `metrics.*`.
+    pub metrics: MetricsConfig,
     /// Top-level `insecure`: lets `seal-node serve` run without TLS or
     /// without authentication (see [`NodeConfig::insecure_reasons`]).
     pub insecure: bool,

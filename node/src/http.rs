@@ -151,6 +151,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The node's checks: what fails and what is degraded.
     async fn health(&self) -> Health;
+
+    /// Brings the gauges that describe this node's state up to date, before `/metrics` is
+    /// encoded.
+    fn export_metrics(&self) {}
 }
 
 /// The outcome of the health checks, each named as Notary names it.
@@ -182,6 +186,10 @@ pub trait ClusterReads: Send + Sync + 'static {
     /// `Ok` to serve the read of `route` here; otherwise the answer (`NotLeader`: the cluster
     /// layer sends the read on to the leader).
     async fn before_read(&self, route: &Route, query: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError>;
+
+    /// `Ok` when a plain read (no consistency or version asked for) would be served here now;
+    /// otherwise why not. `GET /_seal/ready` answers with it.
+    fn ready(&self) -> Result<(), String>;
 }
 
 /// A cluster node's forwarding of writes to the Raft leader (`cluster::Forwarder`).
@@ -301,6 +309,8 @@ pub struct AppState {
     pub forward_budget: ForwardBudget,
     /// Uploads parsed at once, on the blocking pool (one per core).
     pub parse_slots: Arc<tokio::sync::Semaphore>,
+    /// Whether this listener serves `GET /metrics` (`metrics.main_listener`).
+    pub serve_metrics: bool,
 }
 
 fn parse_slots() -> Arc<tokio::sync::Semaphore> {
@@ -322,6 +332,7 @@ impl AppState {
             auth: None,
             forward_budget: ForwardBudget::new(config.limits.max_forward_bytes_in_flight),
             parse_slots: parse_slots(),
+            serve_metrics: config.metrics.main_listener,
         }
     }
 
@@ -337,6 +348,7 @@ impl AppState {
             auth: None,
             forward_budget: ForwardBudget::new(UploadLimits::default().max_forward_bytes_in_flight),
             parse_slots: parse_slots(),
+            serve_metrics: true,
         }
     }
 }
@@ -344,6 +356,31 @@ impl AppState {
 /// The axum app serving Notary's API.
 pub fn router(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)
+}
+
+/// The app of the metrics listener (`metrics.addr`): `GET /metrics` and nothing else (404).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().fallback(metrics_only).with_state(state)
+}
+
+async fn metrics_only(State(state): State<AppState>, request: Request) -> Response {
+    if request.method() != axum::http::Method::GET || request.uri().path() != "/metrics" {
+        return not_found().into_response();
+    }
+    match encode_metrics(&state) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /metrics`: the gauges brought up to date, then every metric in the text format.
+fn encode_metrics(state: &AppState) -> Result<Response, ApiError> {
+    state.backend.export_metrics();
+    let body = state
+        .metrics
+        .encode()
+        .map_err(|e| ApiError::unknown(format!("encoding metrics: {e}"), e))?;
+    Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()))
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
@@ -374,6 +411,10 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             (e.into_response(), request_len)
         }
     };
+    if route == Route::Ready {
+        // A probe, not a Notary request: a 503 here is no failed request.
+        return response;
+    }
     let response_len = axum::body::HttpBody::size_hint(response.body()).exact().unwrap_or(0);
     state.metrics.observe_http(
         operation,
@@ -421,7 +462,7 @@ fn admit(state: &AppState, route: &Route, headers: &HeaderMap) -> Result<(), Api
             });
         }
     }
-    if !matches!(route, Route::Health | Route::Metrics) {
+    if !matches!(route, Route::Health | Route::Metrics | Route::Ready) {
         if let Some(auth) = &state.auth {
             auth.check(route, headers)?;
         }
@@ -466,13 +507,18 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             let body = serde_json::to_string(&failing).unwrap_or_else(|_| "{}".into());
             Ok(json_utf8(status, go_escape(&body)).into())
         }
-        Route::Metrics => {
-            let body = state
-                .metrics
-                .encode()
-                .map_err(|e| ApiError::unknown(format!("encoding metrics: {e}"), e))?;
-            Ok(bytes_response(StatusCode::OK, METRICS_CONTENT_TYPE, body.into()).into())
+        Route::Ready => {
+            let verdict = match request.extensions().get::<Arc<dyn ClusterReads>>() {
+                Some(reads) => reads.ready(),
+                None => match backend.readiness() {
+                    Readiness::Ready => Ok(()),
+                    Readiness::Unavailable { reason } => Err(reason),
+                },
+            };
+            Ok(ready_response(verdict).into())
         }
+        Route::Metrics if !state.serve_metrics => Err(not_found()),
+        Route::Metrics => Ok(encode_metrics(state)?.into()),
         Route::NotFound => Err(not_found()),
         Route::GetMetadata {
             gun,
@@ -548,6 +594,18 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             })
         }
     }
+}
+
+/// The answer of `GET /_seal/ready`: 200 `{"ready":true}`, or 503 `{"ready":false,"reason":…}`.
+fn ready_response(verdict: Result<(), String>) -> Response {
+    let (status, body) = match verdict {
+        Ok(()) => (StatusCode::OK, serde_json::json!({ "ready": true })),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "ready": false, "reason": reason }),
+        ),
+    };
+    text_response(status, METADATA_CONTENT_TYPE, &body.to_string())
 }
 
 fn ready(backend: &dyn Backend) -> Result<(), ApiError> {

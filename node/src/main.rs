@@ -126,6 +126,9 @@ enum ClusterCmd {
         /// `state digest index: <n>`. Reads that node's whole state.
         #[arg(long)]
         digest: bool,
+        /// Print the same as one JSON object (field names in docs/cluster.md).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -181,11 +184,15 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
             ),
             ClusterCmd::Promote { id } => done(client.promote(id).await, &format!("node {id} is a voter")),
             ClusterCmd::Remove { id } => done(client.remove(id).await, &format!("node {id} removed")),
-            ClusterCmd::Status { digest } => match if digest {
+            ClusterCmd::Status { digest, json } => match if digest {
                 client.status_with_digest().await
             } else {
                 client.status().await
             } {
+                Ok(s) if json => {
+                    println!("{}", seal_node::cluster::format_status_json(&s));
+                    ExitCode::SUCCESS
+                }
                 Ok(s) => {
                     print!("{}", seal_node::cluster::format_status(&s));
                     ExitCode::SUCCESS

@@ -1,11 +1,17 @@
 //! The node's Prometheus metrics: HTTP traffic per operation (Notary's
-//! operation names), Raft progress, signing latency and timestamp age, and
-//! the text encoder behind `GET /metrics`.
+//! operation names), Raft progress (per-peer replication lag on the leader,
+//! leader contact on the others, leader changes), signing latency, timestamp
+//! age and remaining lifetime, build information, and the text encoder behind
+//! `GET /metrics`.
+//!
+//! Every gauge holds a real number on every node: what cannot be known on a
+//! node is left out (the `peer` series of the replication lag off the leader,
+//! the leader contact before any contact), never exported as NaN.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
@@ -34,11 +40,24 @@ pub struct Metrics {
     pub raft_applied_index: IntGauge,
     /// `seal_signing_duration_seconds{role}`.
     pub signing_duration: HistogramVec,
-    /// `seal_timestamp_age_seconds`: age of the oldest timestamp served.
-    pub timestamp_age: Gauge,
+    /// `seal_timestamp_age_seconds`: age of the oldest timestamp served (absent while no
+    /// timestamp is stored).
+    timestamp_age: GaugeVec,
     /// `seal_timestamp_min_remaining_seconds`: the smallest remaining lifetime of any collection's
-    /// timestamp this node has applied (NaN when no timestamp is stored).
-    pub timestamp_min_remaining: Gauge,
+    /// timestamp this node has applied, computed from its own applied state on every node
+    /// (absent while no timestamp is stored: nothing can expire).
+    timestamp_min_remaining: GaugeVec,
+    /// `seal_build_info{component="node",version}`: always 1.
+    pub build_info: IntGaugeVec,
+    /// `seal_raft_replication_lag_entries{peer}`: on the leader, how many log entries each
+    /// follower or learner is behind the leader's last log index; no series on other nodes.
+    pub raft_replication_lag: IntGaugeVec,
+    /// `seal_raft_last_leader_contact_seconds`: on a follower or learner, seconds since it last
+    /// heard from the leader (0 on the leader); absent before any contact.
+    pub raft_last_leader_contact: GaugeVec,
+    /// `seal_raft_leader_changes_total`: how often the leader this node knows changed (including
+    /// to and from "no leader").
+    pub raft_leader_changes: IntCounter,
     /// `seal_connections_refused_total`: HTTP connections closed on arrival because
     /// `connections.max_per_listener` were open.
     pub connections_refused: IntCounter,
@@ -110,15 +129,49 @@ impl Metrics {
             HistogramOpts::new("seal_signing_duration_seconds", "Time to obtain a signature, by role."),
             &["role"],
         )?;
-        let timestamp_age = Gauge::new(
-            "seal_timestamp_age_seconds",
-            "Age of the oldest timestamp this node serves.",
+        let timestamp_age = GaugeVec::new(
+            Opts::new(
+                "seal_timestamp_age_seconds",
+                "Age of the oldest timestamp this node serves (absent: none stored).",
+            ),
+            &[],
         )?;
-        let timestamp_min_remaining = Gauge::new(
-            "seal_timestamp_min_remaining_seconds",
-            "Smallest remaining lifetime of any collection's timestamp this node has applied (NaN: none stored).",
+        let timestamp_min_remaining = GaugeVec::new(
+            Opts::new(
+                "seal_timestamp_min_remaining_seconds",
+                "Smallest remaining lifetime of any collection's timestamp this node has applied (absent: none stored).",
+            ),
+            &[],
         )?;
-        timestamp_min_remaining.set(f64::NAN);
+        let build_info = IntGaugeVec::new(
+            Opts::new("seal_build_info", "Always 1; the labels name the running build."),
+            &["component", "version"],
+        )?;
+        build_info
+            .with_label_values(&["node", env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let raft_replication_lag = IntGaugeVec::new(
+            Opts::new(
+                "seal_raft_replication_lag_entries",
+                "On the leader: log entries each peer is behind the leader's last log index.",
+            ),
+            &["peer"],
+        )?;
+        let raft_last_leader_contact = GaugeVec::new(
+            Opts::new(
+                "seal_raft_last_leader_contact_seconds",
+                "Seconds since this node last heard from the Raft leader (0 on the leader; absent before any contact).",
+            ),
+            &[],
+        )?;
+        let raft_leader_changes = IntCounter::new(
+            "seal_raft_leader_changes_total",
+            "Changes of the Raft leader this node knows (including to and from no leader).",
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(raft_replication_lag.clone()))?;
+        registry.register(Box::new(raft_last_leader_contact.clone()))?;
+        registry.register(Box::new(raft_leader_changes.clone()))?;
         let connections_refused = IntCounter::new(
             "seal_connections_refused_total",
             "HTTP connections closed on arrival because connections.max_per_listener were open.",
@@ -188,6 +241,10 @@ impl Metrics {
             signing_duration,
             timestamp_age,
             timestamp_min_remaining,
+            build_info,
+            raft_replication_lag,
+            raft_last_leader_contact,
+            raft_leader_changes,
             connections_refused,
             accept_errors,
             connections_open,
@@ -237,6 +294,53 @@ impl Metrics {
             .observe(response_bytes as f64);
     }
 
+    /// Sets the per-peer replication lag from the leader's view: `last_log_index` and, per peer,
+    /// the last log index it matched (`None`: nothing yet). `None` for `peers` (not the leader)
+    /// removes every series.
+    pub fn set_replication_lag(&self, last_log_index: Option<u64>, peers: Option<&[(u64, Option<u64>)]>) {
+        self.raft_replication_lag.reset();
+        let Some(peers) = peers else { return };
+        for (peer, matched) in peers {
+            let behind = match (last_log_index, matched) {
+                (None, _) => 0,
+                (Some(last), None) => last.saturating_add(1),
+                (Some(last), Some(m)) => last.saturating_sub(*m),
+            };
+            self.raft_replication_lag
+                .with_label_values(&[&peer.to_string()])
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets the timestamp gauges from the soonest expiry of any stored timestamp: `remaining`
+    /// seconds of it left, `age` seconds since it was signed; `None` (no timestamp stored)
+    /// removes both series.
+    pub fn set_timestamps(&self, soonest: Option<(f64, f64)>) {
+        match soonest {
+            Some((remaining, age)) => {
+                self.timestamp_min_remaining
+                    .with_label_values::<&str>(&[])
+                    .set(remaining);
+                self.timestamp_age.with_label_values::<&str>(&[]).set(age);
+            }
+            None => {
+                self.timestamp_min_remaining.reset();
+                self.timestamp_age.reset();
+            }
+        }
+    }
+
+    /// Sets the time since the last contact with the leader, or removes the series (`None`).
+    pub fn set_last_leader_contact(&self, since: Option<Duration>) {
+        match since {
+            Some(d) => self
+                .raft_last_leader_contact
+                .with_label_values::<&str>(&[])
+                .set(d.as_secs_f64()),
+            None => self.raft_last_leader_contact.reset(),
+        }
+    }
+
     /// A timer for one signature by `role`, recorded when dropped or stopped.
     pub fn signing_timer(&self, role: &str) -> prometheus::HistogramTimer {
         self.signing_duration.with_label_values(&[role]).start_timer()
@@ -270,7 +374,7 @@ mod tests {
         m.raft_applied_index.set(9);
         m.signing_histogram("timestamp").observe(0.01);
         drop(m.signing_timer("snapshot"));
-        m.timestamp_age.set(12.5);
+        m.set_timestamps(Some((-2.5, 12.5)));
         let text = String::from_utf8(m.encode().unwrap()).unwrap();
         for line in [
             "seal_http_requests_total{code=\"200\",operation=\"GetRole\"} 1",
@@ -285,8 +389,60 @@ mod tests {
             "seal_signing_duration_seconds_count{role=\"timestamp\"} 1",
             "seal_signing_duration_seconds_count{role=\"snapshot\"} 1",
             "seal_timestamp_age_seconds 12.5",
+            "seal_timestamp_min_remaining_seconds -2.5",
+            &format!(
+                "seal_build_info{{component=\"node\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "seal_raft_leader_changes_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+        assert!(!text.contains("NaN"), "{text}");
+    }
+
+    #[test]
+    fn replication_lag_counts_entries_behind_and_leaves_no_series_off_the_leader() {
+        let m = Metrics::new().unwrap();
+        m.set_replication_lag(Some(10), Some(&[(2, Some(10)), (3, Some(4)), (4, None)]));
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        for line in [
+            "seal_raft_replication_lag_entries{peer=\"2\"} 0",
+            "seal_raft_replication_lag_entries{peer=\"3\"} 6",
+            "seal_raft_replication_lag_entries{peer=\"4\"} 11",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        m.set_replication_lag(Some(12), None);
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        assert!(!text.contains("seal_raft_replication_lag_entries{"), "{text}");
+    }
+
+    #[test]
+    fn timestamp_gauges_are_absent_while_nothing_is_stored() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        assert!(!text.contains("seal_timestamp_min_remaining_seconds "), "{text}");
+        m.set_timestamps(Some((3600.0, 60.0)));
+        m.set_timestamps(None);
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        assert!(!text.contains("seal_timestamp_min_remaining_seconds "), "{text}");
+        assert!(!text.contains("seal_timestamp_age_seconds "), "{text}");
+    }
+
+    #[test]
+    fn leader_contact_is_absent_until_known() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        assert!(!text.contains("seal_raft_last_leader_contact_seconds "), "{text}");
+        m.set_last_leader_contact(Some(Duration::from_millis(1500)));
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        assert!(
+            text.lines().any(|l| l == "seal_raft_last_leader_contact_seconds 1.5"),
+            "{text}"
+        );
+        m.set_last_leader_contact(None);
+        let text = String::from_utf8(m.encode().unwrap()).unwrap();
+        assert!(!text.contains("seal_raft_last_leader_contact_seconds "), "{text}");
     }
 }

@@ -91,6 +91,8 @@ pub enum Route {
     Health,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /_seal/ready`: whether this node serves reads now (Seal's, not a Notary route).
+    Ready,
     /// Anything else: 404 METADATA_NOT_FOUND without detail.
     NotFound,
 }
@@ -112,6 +114,7 @@ impl Route {
             Route::Changefeed { .. } => "Changefeed",
             Route::Health => "Health",
             Route::Metrics => "Metrics",
+            Route::Ready => "Ready",
             Route::NotFound => "NotFound",
         }
     }
@@ -136,6 +139,7 @@ pub fn parse(method: &Method, path: &str) -> Route {
         ("GET", "/v2/") => return Route::Ping,
         ("GET", "/_notary_server/health") => return Route::Health,
         ("GET", "/metrics") => return Route::Metrics,
+        ("GET", "/_seal/ready") => return Route::Ready,
         ("GET", "/v2/_trust/changefeed") => return Route::Changefeed { gun: None },
         _ => {}
     }
@@ -265,6 +269,7 @@ mod tests {
         assert_eq!(get("/v2/"), Route::Ping);
         assert_eq!(get("/_notary_server/health"), Route::Health);
         assert_eq!(get("/metrics"), Route::Metrics);
+        assert_eq!(get("/_seal/ready"), Route::Ready);
         assert_eq!(get("/v2/_trust/changefeed"), Route::Changefeed { gun: None });
         assert_eq!(
             get("/v2/example.com/a/_trust/changefeed"),

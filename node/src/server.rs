@@ -334,6 +334,9 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     let listener_metrics = metrics.listener();
     let mut state = AppState::from_config(&config, backend.clone(), metrics);
     state.auth = auth;
+    if let Some(metrics_addr) = config.metrics.addr {
+        serve_metrics_listener(metrics_addr, state.clone(), config.connections).await?;
+    }
     let max_staleness = cluster_mode.then(|| StdDuration::from_millis(config.raft.max_staleness_ms));
     let gate = ReadGate::new(backend.clone(), max_staleness);
     let app = router(state).layer(axum::middleware::from_fn_with_state(gate, read_layer));
@@ -389,6 +392,28 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         shutdown,
         server,
     })
+}
+
+/// Serves `GET /metrics` alone on `addr` (`metrics.addr`), plain HTTP, under the same connection
+/// cap and timeouts as the main listener.
+async fn serve_metrics_listener(
+    addr: std::net::SocketAddr,
+    state: AppState,
+    limits: crate::listen::ConnectionLimits,
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    tracing::info!(%addr, "serving /metrics on its own listener");
+    tokio::spawn(crate::listen::serve(
+        listener,
+        None,
+        crate::http::metrics_router(state),
+        limits,
+        crate::listen::ListenerMetrics::unregistered(),
+    ));
+    Ok(())
 }
 
 /// Logs to stdout at `level` (or `SEAL_LOG`), openraft's own at `warn`;

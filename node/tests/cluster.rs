@@ -35,6 +35,24 @@ fn three_nodes_form_forward_fail_over_and_add_a_learner() {
         assert_eq!(row.contains('*'), *id == leader, "{row}");
     }
     assert!(!status.contains("digest"), "plain status prints no digest:\n{status}");
+    // `--json`: the same, machine-readable; it answers with the leader's view (lag per member).
+    let (ok, json, err) = cluster_cmd(tls, &raft[0], &["status", "--json"]);
+    assert!(ok, "status --json failed: {err}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(json["leader_id"], leader, "{json}");
+    assert!(json["term"].as_u64().is_some_and(|t| t >= 1), "{json}");
+    assert!(json["state_digest"].is_null(), "{json}");
+    let members = json["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{json}");
+    for ((id, addr), m) in bootstrap.iter().zip(members) {
+        assert_eq!(
+            (&m["id"], &m["raft_addr"], &m["role"]),
+            (&(*id).into(), &addr.as_str().into(), &"voter".into())
+        );
+        assert_eq!(m["leader"], *id == leader, "{m}");
+    }
+    let signers = json["signers"].as_array().expect("signers");
+    assert_eq!(signers.len(), 1, "{json}");
 
     // A publish through a follower is forwarded to the leader and served by every node.
     let follower = (0..3).find(|i| *i as u64 + 1 != leader).unwrap();

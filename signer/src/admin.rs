@@ -171,6 +171,36 @@ impl fmt::Display for StatusReport {
     }
 }
 
+impl StatusReport {
+    /// `seal-signer status --json`: what the text shows, as one JSON object with stable field
+    /// names (`docs/signer.md`): `min_signers`, `max_signers`, `all_well`, and per signer `id`,
+    /// `addr`, `is_self`, `reachable`, `error` (null when it answered), `mismatch` (null when
+    /// none) and `key_ids` (empty when unreachable).
+    pub fn to_json(&self) -> serde_json::Value {
+        let signers: Vec<serde_json::Value> = self
+            .signers
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id,
+                    "addr": s.addr,
+                    "is_self": s.is_self,
+                    "reachable": s.answer.is_ok(),
+                    "error": s.answer.as_ref().err(),
+                    "mismatch": self.mismatch(s),
+                    "key_ids": s.answer.as_ref().map(|a| a.key_ids.clone()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "min_signers": self.min_signers,
+            "max_signers": self.max_signers,
+            "all_well": self.all_well(),
+            "signers": signers,
+        })
+    }
+}
+
 /// The threshold settings of `config`, and the signer it describes as a
 /// peer reached at `self_addr` (by default `localhost:<port of
 /// server.grpc_addr>`).

@@ -68,6 +68,9 @@ enum Command {
         /// `server.grpc_addr`); the host is the TLS name checked.
         #[arg(long)]
         addr: Option<String>,
+        /// Print the report as one JSON object (field names in docs/signer.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Have this running threshold signer replace every signer's share of a
     /// key by a new one (FROST share refresh with all signers); the group
@@ -184,7 +187,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { config, addr } => {
+        Command::Status { config, addr, json } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -194,7 +197,11 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(seal_signer::admin::status(&config, addr.as_deref())));
             match report {
                 Ok(report) => {
-                    print!("{report}");
+                    if json {
+                        println!("{}", report.to_json());
+                    } else {
+                        print!("{report}");
+                    }
                     if report.all_well() {
                         ExitCode::SUCCESS
                     } else {

@@ -2,11 +2,12 @@
 //! latency), policy refusals (by reason), and for the threshold backend the
 //! rounds this signer coordinated (by outcome, with latency), participants'
 //! refusals and peers that did not answer; and the gRPC listener's
-//! connections (open, refused over the cap, failed accepts).
+//! connections (open, refused over the cap, failed accepts); and
+//! `seal_build_info{component="signer",version}`, always 1.
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The signer's metrics.
 #[derive(Clone)]
@@ -87,6 +88,14 @@ impl Metrics {
             "seal_signer_accept_errors_total",
             "Failed accept() calls of the gRPC listener (the loop backs off and goes on).",
         )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("seal_build_info", "Always 1; the labels name the running build."),
+            &["component", "version"],
+        )?;
+        build_info
+            .with_label_values(&["signer", env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(accept_errors.clone()))?;

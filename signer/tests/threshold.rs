@@ -100,9 +100,15 @@ impl Setup {
 /// `seal-signer status` with `s`'s config: whether it exited with success,
 /// and what it printed.
 fn status(s: &ClusterSigner) -> (bool, String) {
+    status_with(s, &[])
+}
+
+/// [`status`] with more arguments (`--json`).
+fn status_with(s: &ClusterSigner, more: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_seal-signer"))
         .args(["status", "--config"])
         .arg(&s.config)
+        .args(more)
         .output()
         .unwrap();
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -194,6 +200,26 @@ async fn two_of_three_signers_make_and_use_a_frost_key() {
     );
     assert!(out.contains("signer 2 (this signer) at "), "{out}");
     assert_eq!(out.matches(&format!("  {}\n", key.key_id)).count(), 2, "{out}");
+    // The same report as JSON: parsed, signer 3 unreachable with its error, the others' keys.
+    let (ok, out) = status_with(&cluster.signers[1], &["--json"]);
+    assert!(!ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (&report["min_signers"], &report["max_signers"], &report["all_well"]),
+        (&2.into(), &3.into(), &false.into()),
+        "{report}"
+    );
+    let signers = report["signers"].as_array().expect("signers");
+    assert_eq!(signers.len(), 3, "{report}");
+    assert_eq!((&signers[0]["id"], &signers[0]["is_self"]), (&2.into(), &true.into()));
+    for s in signers {
+        let up = s["id"] != 3;
+        assert_eq!(s["reachable"], up, "{s}");
+        assert_eq!(s["error"].is_null(), up, "{s}");
+        assert!(s["mismatch"].is_null(), "{s}");
+        let keys: Vec<serde_json::Value> = if up { vec![key.key_id.clone().into()] } else { vec![] };
+        assert_eq!(s["key_ids"], serde_json::Value::Array(keys), "{s}");
+    }
     let t2 = timestamp(2, WEEK);
     verify(
         &key.public,

@@ -20,7 +20,7 @@ pub fn required_access(route: &Route) -> Vec<AccessItem> {
             vec![item("repository", gun, "push"), item("repository", gun, "pull")]
         }
         Route::DeleteGun { gun } | Route::RotateKey { gun, .. } => vec![item("repository", gun, "*")],
-        Route::Health | Route::Metrics | Route::NotFound => Vec::new(),
+        Route::Health | Route::Metrics | Route::Ready | Route::NotFound => Vec::new(),
     }
 }
 

@@ -463,6 +463,26 @@ impl NodeConfig {
             keys_dir: path(raw.signer.keys_dir).unwrap_or_else(|| data_dir.join("keys")),
         };
 
+        // metrics
+        let metrics = MetricsConfig {
+            addr: match non_empty(raw.metrics.addr) {
+                None => None,
+                Some(a) => Some(a.trim().parse().map_err(|_| {
+                    invalid(
+                        "metrics.addr",
+                        format!("{a:?} is not an IP address and port (127.0.0.1:9100)"),
+                    )
+                })?),
+            },
+            main_listener: raw.metrics.main_listener.unwrap_or(true),
+        };
+        if !metrics.main_listener && metrics.addr.is_none() {
+            return Err(invalid(
+                "metrics.main_listener",
+                "false needs metrics.addr: the metrics would be served nowhere",
+            ));
+        }
+
         Ok(NodeConfig {
             base_dir: base.to_path_buf(),
             server: ServerConfig {
@@ -484,6 +504,7 @@ impl NodeConfig {
             connections,
             timestamps,
             signer,
+            metrics,
             insecure: raw.insecure.unwrap_or(false),
         })
     }

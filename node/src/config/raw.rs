@@ -156,6 +156,13 @@ pub(super) struct RawSigner {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) addr: Option<String>,
+    pub(super) main_listener: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
 #[serde(default)]
 pub(super) struct RawConfig {
     pub(super) server: RawServer,
@@ -171,5 +178,6 @@ pub(super) struct RawConfig {
     pub(super) connections: RawConnections,
     pub(super) timestamps: RawTimestamps,
     pub(super) signer: RawSigner,
+    pub(super) metrics: RawMetrics,
     pub(super) insecure: Option<bool>,
 }

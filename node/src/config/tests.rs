@@ -446,3 +446,39 @@ fn max_forward_bytes_in_flight_is_at_least_one_largest_body() {
     .unwrap();
     assert_eq!(c.limits.max_forward_bytes_in_flight, 40_000_000);
 }
+
+#[test]
+fn metrics_listener_section() {
+    let with = |metrics: &str| {
+        NodeConfig::from_json(
+            &format!(r#"{{"server":{{"http_addr":":1"}},"trust_service":{{"type":"local"}},"metrics":{metrics}}}"#),
+            Path::new("/etc/seal"),
+            &env(&[]),
+        )
+    };
+    let c = NodeConfig::from_json(
+        r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"}}"#,
+        Path::new("/etc/seal"),
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(c.metrics, MetricsConfig::default());
+    assert!(c.metrics.main_listener && c.metrics.addr.is_none());
+    let c = with(r#"{"addr":"127.0.0.1:9100","main_listener":false}"#).unwrap();
+    assert_eq!(c.metrics.addr, Some("127.0.0.1:9100".parse().unwrap()));
+    assert!(!c.metrics.main_listener);
+    for (bad, key) in [
+        (r#"{"main_listener":false}"#, "metrics.main_listener"),
+        (r#"{"addr":"localhost"}"#, "metrics.addr"),
+        (r#"{"addr":"127.0.0.1"}"#, "metrics.addr"),
+    ] {
+        match with(bad) {
+            Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{bad}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    match with(r#"{"adr":"127.0.0.1:9100"}"#) {
+        Err(ConfigError::Syntax { message, .. }) => assert!(message.contains("adr"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -746,8 +746,33 @@ async fn auth_hook_is_consulted() {
     let a = call_with(state.clone(), req("/v2/")).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert_eq!(a.header(header::WWW_AUTHENTICATE), Some("Bearer realm=\"x\""));
-    let a = call_with(state, req("/_notary_server/health")).await;
+    let a = call_with(state.clone(), req("/_notary_server/health")).await;
     assert_eq!(a.status, StatusCode::OK);
+    let a = call_with(state, req("/_seal/ready")).await;
+    assert_eq!((a.status, a.text()), (StatusCode::OK, "{\"ready\":true}"));
+}
+
+#[tokio::test]
+async fn ready_answers_from_the_backend_without_counting_as_a_request() {
+    let state = AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap());
+    let req = |p: &str| Request::builder().uri(p).body(Body::empty()).unwrap();
+    let a = call_with(state.clone(), req("/_seal/ready")).await;
+    assert_eq!((a.status, a.text()), (StatusCode::OK, "{\"ready\":true}"));
+    assert_eq!(a.header(header::CONTENT_TYPE), Some("application/json"));
+
+    let sick = AppState::new(
+        Arc::new(MemBackend {
+            unavailable: Some("no Raft leader is known".into()),
+            ..MemBackend::default()
+        }),
+        state.metrics.clone(),
+    );
+    let a = call_with(sick, req("/_seal/ready")).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.text(), "{\"ready\":false,\"reason\":\"no Raft leader is known\"}");
+    // Probes are not Notary requests: no 503 in the request counters.
+    let text = String::from_utf8(state.metrics.encode().unwrap()).unwrap();
+    assert!(!text.contains("operation=\"Ready\""), "{text}");
 }
 
 /// A cluster node's hooks that record what they were asked; forwarded writes wait for a
@@ -780,6 +805,10 @@ impl ClusterReads for Hooks {
     async fn before_read(&self, route: &Route, _: Option<&str>, _: &HeaderMap) -> Result<(), ApiError> {
         self.reads.lock().unwrap().push(route.operation());
         Ok(())
+    }
+    fn ready(&self) -> Result<(), String> {
+        self.reads.lock().unwrap().push("ready");
+        Err("node 2 was last in sync with the Raft leader 12300 ms ago".into())
     }
 }
 
@@ -857,6 +886,24 @@ async fn admission_comes_before_any_cluster_work() {
         *hooks.forwarded.lock().unwrap(),
         [(tuf.clone(), 5), (tuf.clone(), 0), (format!("{tuf}snapshot.key"), 5)]
     );
+}
+
+#[tokio::test]
+async fn ready_on_a_cluster_node_is_the_read_gates_verdict() {
+    let hooks = Hooks::new(false);
+    // The backend alone would say ready: the gate's staleness check decides.
+    let state = AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap());
+    let request = hooks
+        .on(Request::builder().uri("/_seal/ready"))
+        .body(Body::empty())
+        .unwrap();
+    let a = call_with(state, request).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        a.text(),
+        "{\"ready\":false,\"reason\":\"node 2 was last in sync with the Raft leader 12300 ms ago\"}"
+    );
+    assert_eq!(*hooks.reads.lock().unwrap(), ["ready"]);
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ pub fn start_signer(dir: &Path, pki: &TestPki) -> (Signer, u16) {
         &config,
         serde_json::json!({
             "server": {"grpc_addr": "127.0.0.1:0", "tls_cert_file": cert, "tls_key_file": key,
-                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["seal-node"]},
+                       "client_ca_file": pki.ca_file(), "allowed_client_names": ["seal-node"],
+                       "metrics_addr": format!("127.0.0.1:{}", free_port())},
             "storage": {"data_dir": dir.join("signer-data")},
         })
         .to_string(),
