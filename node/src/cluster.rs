@@ -629,6 +629,7 @@ pub fn format_status(s: &ClusterStatus) -> String {
         opt(s.snapshot_index),
         opt(s.purged_index),
     );
+    out.push_str(&format!("cluster id: {}\n", s.cluster_id.as_deref().unwrap_or("none")));
     if let Some(digest) = &s.state_digest {
         out.push_str(&format!(
             "state digest: {digest}\nstate digest index: {}\n",
@@ -818,12 +819,17 @@ mod tests {
             state_digest: None,
             state_digest_applied_index: None,
             dependencies: Vec::new(),
+            cluster_id: Some("seal-abc".into()),
+            holds_data: true,
         };
         let text = format_status(&s);
         assert!(text.contains("leader: node 2"), "{text}");
-        assert!(text.contains("snapshot index: 8\npurged index: -\nID "), "{text}");
+        assert!(
+            text.contains("snapshot index: 8\npurged index: -\ncluster id: seal-abc\nID "),
+            "{text}"
+        );
         assert!(!text.contains("digest"), "{text}");
-        let rows: Vec<&str> = text.lines().skip(8).collect();
+        let rows: Vec<&str> = text.lines().skip(9).collect();
         assert_eq!(rows.len(), 3, "{text}");
         assert!(rows[0].starts_with("1 ") && rows[0].contains("voter") && rows[0].contains(" 1"));
         assert!(rows[1].contains('*'));
@@ -837,10 +843,10 @@ mod tests {
         };
         let text = format_status(&with_digest);
         assert!(
-            text.contains("purged index: -\nstate digest: ab01\nstate digest index: 10\nID "),
+            text.contains("cluster id: seal-abc\nstate digest: ab01\nstate digest index: 10\nID "),
             "{text}"
         );
-        assert_eq!(text.lines().skip(10).count(), 3, "{text}");
+        assert_eq!(text.lines().skip(11).count(), 3, "{text}");
         let never_applied = ClusterStatus {
             state_digest_applied_index: None,
             ..with_digest
@@ -866,7 +872,7 @@ mod tests {
             ..s
         };
         let text = format_status(&with_signers);
-        let tail: Vec<&str> = text.lines().skip(11).collect();
+        let tail: Vec<&str> = text.lines().skip(12).collect();
         assert_eq!(tail[0], "signers as node 2 sees them:", "{text}");
         assert!(tail[2].starts_with("signer-1:7899") && tail[2].contains("down") && tail[2].contains("refused"));
         assert!(tail[3].starts_with("signer-2:7899") && tail[3].contains("up"), "{text}");

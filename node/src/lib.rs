@@ -58,6 +58,7 @@ pub mod listen;
 pub mod local_cluster;
 pub mod metrics;
 pub mod multipart;
+pub mod operate;
 pub mod remote_signer;
 pub mod routes;
 pub mod server;

@@ -48,6 +48,12 @@ enum Cmd {
     },
     /// Administer a cluster through one node's Raft address (mutual TLS with the cluster CA).
     Cluster(ClusterArgs),
+    /// Write a consistent copy of a node's data (a running cluster node through --addr, or a
+    /// stopped node through --config) to a new directory (docs/operations.md).
+    Backup(seal_node::operate::BackupArgs),
+    /// Seed a new node from a backup: the single voter of a new cluster, with a new cluster id
+    /// (docs/operations.md).
+    Restore(seal_node::operate::RestoreArgs),
     /// Import a Notary server's collections (its MySQL/MariaDB or PostgreSQL database) into a
     /// running cluster, through its leader (docs/migration.md).
     ImportNotary(seal_node::import::cli::ImportArgs),
@@ -130,10 +136,17 @@ enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// After a majority of voters is lost for good: make this stopped node the single voter of
+    /// a new cluster with its data (a new cluster id; docs/operations.md says what may be lost).
+    ForceNew(seal_node::operate::ForceNewArgs),
 }
 
 fn cluster_main(args: ClusterArgs) -> ExitCode {
     use seal_raft::{AdminClient, ClusterTls};
+    let args = match args.action {
+        ClusterCmd::ForceNew(force) => return seal_node::operate::force_new_main(force),
+        _ => args,
+    };
     let fail = |e: &dyn std::fmt::Display| {
         eprintln!("seal-node cluster: {e}");
         ExitCode::FAILURE
@@ -199,6 +212,8 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
                 }
                 Err(e) => fail(&e),
             },
+            // Handled above: it works on a stopped node, not through a connection.
+            ClusterCmd::ForceNew(_) => fail(&"force-new works on a stopped node: give --config"),
         }
     })
 }
@@ -230,6 +245,8 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Cluster(args) => return cluster_main(args),
+        Cmd::Backup(args) => return seal_node::operate::backup_main(args),
+        Cmd::Restore(args) => return seal_node::operate::restore_main(args),
         Cmd::ImportNotary(args) => return seal_node::import::cli::main(args, |k| std::env::var(k).ok()),
         Cmd::LocalCluster {
             dir,

@@ -34,8 +34,8 @@ use seal_proto::raft::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use seal_proto::raft::forwarding_client::ForwardingClient;
 use seal_proto::raft::forwarding_server::{Forwarding, ForwardingServer};
 use seal_proto::raft::{
-    AddLearnerRequest, AdminReply, HttpRequest, HttpResponse, InitRequest, Member, MemberStatus, NodeRequest,
-    StatusReply, StatusRequest,
+    AddLearnerRequest, AdminReply, BackupReply, BackupRequest, HttpRequest, HttpResponse, InitRequest, Member,
+    MemberStatus, NodeRequest, StatusReply, StatusRequest,
 };
 use seal_storage::Store;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -51,6 +51,7 @@ pub type StatusReporter = Arc<dyn Fn() -> Vec<seal_proto::raft::DependencyStatus
 
 use crate::codec::decode;
 use crate::error::MembershipError;
+use crate::identity::{Check, ClusterIdentity};
 use crate::membership::Membership;
 use crate::tls::{peer_host, ClusterTls};
 use crate::types::{LogId, Raft};
@@ -176,6 +177,8 @@ pub struct AdminClient {
     addr: String,
     admin: ClusterAdminClient<Channel>,
     forwarding: ForwardingClient<Channel>,
+    /// The calling node's cluster, carried by every call (an operator's client has none).
+    identity: Option<ClusterIdentity>,
 }
 
 impl std::fmt::Debug for AdminClient {
@@ -188,10 +191,15 @@ impl AdminClient {
     /// A client of the node whose Raft address is `addr`, authenticating with `tls` (a certificate
     /// signed by the cluster CA). Connects lazily: an unreachable node shows on the first call.
     pub fn new(addr: &str, tls: &ClusterTls) -> Result<AdminClient, AdminError> {
-        Self::with_tls(addr, &AdminTls::read(tls)?, usize::MAX)
+        Self::with_tls(addr, &AdminTls::read(tls)?, usize::MAX, None)
     }
 
-    pub(crate) fn with_tls(addr: &str, tls: &AdminTls, max_message_bytes: usize) -> Result<AdminClient, AdminError> {
+    pub(crate) fn with_tls(
+        addr: &str,
+        tls: &AdminTls,
+        max_message_bytes: usize,
+        identity: Option<ClusterIdentity>,
+    ) -> Result<AdminClient, AdminError> {
         let channel = tls.channel(addr)?;
         Ok(AdminClient {
             addr: addr.to_string(),
@@ -199,7 +207,25 @@ impl AdminClient {
             forwarding: ForwardingClient::new(channel)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
+            identity,
         })
+    }
+
+    /// `message` as a request carrying this client's cluster id.
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        if let Some(identity) = &self.identity {
+            identity.stamp(&mut req);
+        }
+        req
+    }
+
+    /// `message` as a request carrying this client's cluster id and the forwarded mark.
+    fn marked<T>(&self, message: T) -> Request<T> {
+        let mut req = self.request(message);
+        req.metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        req
     }
 
     fn error(&self, rpc: &'static str, status: Status) -> AdminError {
@@ -223,7 +249,7 @@ impl AdminClient {
                 .collect(),
         };
         let mut c = self.admin.clone();
-        c.init(req)
+        c.init(self.request(req))
             .await
             .map(Response::into_inner)
             .map_err(|s| self.error("Init", s))
@@ -232,10 +258,10 @@ impl AdminClient {
     /// Add node `id` at `raft_addr` as a learner.
     pub async fn add_learner(&self, id: u64, raft_addr: &str) -> Result<AdminReply, AdminError> {
         let mut c = self.admin.clone();
-        c.add_learner(AddLearnerRequest {
+        c.add_learner(self.request(AddLearnerRequest {
             id,
             raft_addr: raft_addr.to_string(),
-        })
+        }))
         .await
         .map(Response::into_inner)
         .map_err(|s| self.error("AddLearner", s))
@@ -244,7 +270,7 @@ impl AdminClient {
     /// Make learner `id` a voter.
     pub async fn promote(&self, id: u64) -> Result<AdminReply, AdminError> {
         let mut c = self.admin.clone();
-        c.promote(NodeRequest { id })
+        c.promote(self.request(NodeRequest { id }))
             .await
             .map(Response::into_inner)
             .map_err(|s| self.error("Promote", s))
@@ -253,7 +279,7 @@ impl AdminClient {
     /// Remove node `id` from the cluster.
     pub async fn remove(&self, id: u64) -> Result<AdminReply, AdminError> {
         let mut c = self.admin.clone();
-        c.remove(NodeRequest { id })
+        c.remove(self.request(NodeRequest { id }))
             .await
             .map(Response::into_inner)
             .map_err(|s| self.error("Remove", s))
@@ -273,16 +299,32 @@ impl AdminClient {
 
     async fn status_request(&self, request: StatusRequest) -> Result<StatusReply, AdminError> {
         let mut c = self.admin.clone();
-        c.status(request)
+        c.status(self.request(request))
             .await
             .map(Response::into_inner)
             .map_err(|s| self.error("Status", s))
     }
 
+    /// Have this node write a backup of its database to `dir` (an absolute path on its machine).
+    pub async fn backup(&self, dir: &str) -> Result<crate::recovery::DataSummary, AdminError> {
+        let mut c = self.admin.clone();
+        let reply = c
+            .backup(self.request(BackupRequest { dir: dir.to_string() }))
+            .await
+            .map(Response::into_inner)
+            .map_err(|s| self.error("Backup", s))?;
+        serde_json::from_str(&reply.summary_json).map_err(|e| AdminError::Rpc {
+            rpc: "Backup",
+            addr: self.addr.clone(),
+            code: Code::Internal,
+            message: format!("undecodable summary: {e}"),
+        })
+    }
+
     /// Send a client's HTTP request to this node (the leader) to run.
     pub async fn forward(&self, request: HttpRequest) -> Result<HttpResponse, AdminError> {
         let mut c = self.forwarding.clone();
-        let mut req = Request::new(request);
+        let mut req = self.request(request);
         req.set_timeout(FORWARD_TIMEOUT);
         c.forward(req)
             .await
@@ -307,6 +349,8 @@ pub(crate) struct AdminShared {
     reporter: OnceLock<StatusReporter>,
     /// Clients of other nodes, by Raft address.
     clients: Mutex<HashMap<String, AdminClient>>,
+    /// The cluster this node belongs to.
+    identity: ClusterIdentity,
 }
 
 impl AdminShared {
@@ -317,6 +361,7 @@ impl AdminShared {
         tls: AdminTls,
         max_message_bytes: usize,
         allowed: AllowedNames,
+        identity: ClusterIdentity,
     ) -> Arc<AdminShared> {
         Arc::new(AdminShared {
             raft,
@@ -328,6 +373,7 @@ impl AdminShared {
             handler: OnceLock::new(),
             reporter: OnceLock::new(),
             clients: Mutex::new(HashMap::new()),
+            identity,
         })
     }
 
@@ -376,7 +422,7 @@ impl AdminShared {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let c = AdminClient::with_tls(addr, &self.tls, self.max_message_bytes)?;
+        let c = AdminClient::with_tls(addr, &self.tls, self.max_message_bytes, Some(self.identity.clone()))?;
         clients.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -484,6 +530,52 @@ impl AdminShared {
             state_digest: None,
             state_digest_applied_index: None,
             dependencies: self.reporter.get().map(|r| r()).unwrap_or_default(),
+            cluster_id: self.identity.get(),
+            holds_data: self.holds_data(),
+        }
+    }
+
+    /// Whether this node holds any Raft state (unknown, e.g. while shutting down: yes).
+    fn holds_data(&self) -> bool {
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        store.is_none_or(|s| !s.is_pristine().unwrap_or(false))
+    }
+
+    /// Before adding node `id` at `addr` as a learner: ask it who it is, carrying this cluster's
+    /// id, and refuse a node of another cluster, a node holding data of a cluster with no id, or
+    /// another node than `id`. A node that cannot be reached now is added (it catches up once
+    /// up, and its Raft RPCs are checked the same way).
+    async fn check_joining(&self, id: u64, addr: &str) -> Result<(), MembershipError> {
+        let cannot = |reason: String| MembershipError::CannotJoin {
+            node_id: id,
+            addr: addr.to_string(),
+            reason,
+        };
+        let client = self.client(addr).map_err(|e| cannot(e.to_string()))?;
+        let mut admin = client.admin.clone();
+        let mut req = client.marked(StatusRequest::default());
+        req.set_timeout(Duration::from_secs(3));
+        let reply = match admin.status(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::FailedPrecondition => return Err(cannot(s.message().to_string())),
+            Err(s) => {
+                tracing::warn!(node_id = id, %addr, error = %s, "adding a learner that cannot be asked who it is now");
+                return Ok(());
+            }
+        };
+        if reply.answered_by != id {
+            return Err(cannot(format!("the node there is node {}", reply.answered_by)));
+        }
+        let mine = self.identity.get().unwrap_or_default();
+        match reply.cluster_id {
+            Some(theirs) if theirs != mine => Err(cannot(format!(
+                "it belongs to cluster {theirs}; this cluster is {mine}"
+            ))),
+            None if reply.holds_data => Err(cannot(format!(
+                "it holds data of another cluster (with no recorded cluster id); this cluster is {mine}: \
+                 wipe its data directory to add it as a new node"
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -509,7 +601,8 @@ pub(crate) fn membership_status(e: &MembershipError) -> Status {
         | MembershipError::InvalidAddress { .. } => Status::invalid_argument(msg),
         MembershipError::LearnerNotFound { .. }
         | MembershipError::NotAMember { .. }
-        | MembershipError::AlreadyVoter { .. } => Status::failed_precondition(msg),
+        | MembershipError::AlreadyVoter { .. }
+        | MembershipError::CannotJoin { .. } => Status::failed_precondition(msg),
         _ => Status::internal(msg),
     }
 }
@@ -535,9 +628,11 @@ fn is_forwarded<T>(request: &Request<T>) -> bool {
 }
 
 impl AdminService {
-    /// Refuse a caller whose certificate is not on `RaftConfig::allowed_peer_names`.
-    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        self.shared.allowed.check_request(request)
+    /// Refuse a caller whose certificate is not on `RaftConfig::allowed_peer_names`, or that
+    /// carries another cluster's id (`check` says how strictly, [`crate::identity`]).
+    fn check<T>(&self, request: &Request<T>, check: Check, what: &str) -> Result<(), Status> {
+        self.shared.allowed.check_request(request)?;
+        self.shared.identity.check(request, check, what, || false)
     }
 }
 
@@ -548,41 +643,41 @@ impl AdminService {
     }
 }
 
-/// Forward `request` to the leader's admin service with the forwarded mark.
-fn marked<T>(message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    req
-}
-
 #[tonic::async_trait]
 impl ClusterAdmin for AdminService {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<AdminReply>, Status> {
-        self.check(&request)?;
+        self.check(&request, Check::Admin, "Init")?;
         let members: BTreeMap<u64, String> = request
             .into_inner()
             .members
             .into_iter()
             .map(|m| (m.id, m.raft_addr))
             .collect();
-        self.seal.initialize(members).await.map_err(|e| membership_status(&e))?;
+        self.seal
+            .initialize(members, &self.shared.identity)
+            .await
+            .map_err(|e| membership_status(&e))?;
         Ok(self.shared.reply(0))
     }
 
     async fn add_learner(&self, request: Request<AddLearnerRequest>) -> Result<Response<AdminReply>, Status> {
-        self.check(&request)?;
+        self.check(&request, Check::Admin, "AddLearner")?;
         let forwarded = is_forwarded(&request);
         let req = request.into_inner();
         let (id, addr) = (req.id, req.raft_addr.clone());
         self.shared
             .membership(
                 forwarded,
-                || self.seal.add_learner(id, addr, false),
+                || async {
+                    if self.shared.is_leader() {
+                        self.shared.check_joining(id, &addr).await?;
+                    }
+                    self.seal.add_learner(id, addr.clone(), false).await
+                },
                 |c: AdminClient| async move {
                     let mut admin = c.admin.clone();
                     admin
-                        .add_learner(marked(req))
+                        .add_learner(c.marked(req))
                         .await
                         .map(Response::into_inner)
                         .map_err(|s| c.error("AddLearner", s))
@@ -592,7 +687,7 @@ impl ClusterAdmin for AdminService {
     }
 
     async fn promote(&self, request: Request<NodeRequest>) -> Result<Response<AdminReply>, Status> {
-        self.check(&request)?;
+        self.check(&request, Check::Admin, "Promote")?;
         let forwarded = is_forwarded(&request);
         let id = request.into_inner().id;
         self.shared
@@ -611,7 +706,7 @@ impl ClusterAdmin for AdminService {
                 |c: AdminClient| async move {
                     let mut admin = c.admin.clone();
                     admin
-                        .promote(marked(NodeRequest { id }))
+                        .promote(c.marked(NodeRequest { id }))
                         .await
                         .map(Response::into_inner)
                         .map_err(|s| c.error("Promote", s))
@@ -621,7 +716,7 @@ impl ClusterAdmin for AdminService {
     }
 
     async fn remove(&self, request: Request<NodeRequest>) -> Result<Response<AdminReply>, Status> {
-        self.check(&request)?;
+        self.check(&request, Check::Admin, "Remove")?;
         let forwarded = is_forwarded(&request);
         let id = request.into_inner().id;
         self.shared
@@ -651,7 +746,7 @@ impl ClusterAdmin for AdminService {
                 |c: AdminClient| async move {
                     let mut admin = c.admin.clone();
                     admin
-                        .remove(marked(NodeRequest { id }))
+                        .remove(c.marked(NodeRequest { id }))
                         .await
                         .map(Response::into_inner)
                         .map_err(|s| c.error("Remove", s))
@@ -661,7 +756,7 @@ impl ClusterAdmin for AdminService {
     }
 
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
-        self.check(&request)?;
+        self.check(&request, Check::Admin, "Status")?;
         let forwarded = is_forwarded(&request);
         if request.get_ref().state_digest {
             // The digest is of this node's own state: answer here, with this node's progress.
@@ -675,7 +770,7 @@ impl ClusterAdmin for AdminService {
             if let Some((_, Some(addr))) = self.shared.leader() {
                 if let Ok(client) = self.shared.client(&addr) {
                     let mut admin = client.admin.clone();
-                    let mut req = marked(StatusRequest::default());
+                    let mut req = client.marked(StatusRequest::default());
                     req.set_timeout(Duration::from_secs(2));
                     match admin.status(req).await {
                         Ok(r) => return Ok(r),
@@ -688,12 +783,46 @@ impl ClusterAdmin for AdminService {
         }
         Ok(Response::new(self.shared.status_here()))
     }
+
+    async fn backup(&self, request: Request<BackupRequest>) -> Result<Response<BackupReply>, Status> {
+        self.check(&request, Check::Admin, "Backup")?;
+        self.backup_here(request.into_inner().dir).await.map(Response::new)
+    }
+}
+
+impl AdminService {
+    async fn backup_here(&self, dir: String) -> Result<BackupReply, Status> {
+        let path = std::path::PathBuf::from(&dir);
+        if !path.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "backup directory {dir:?} must be an absolute path on the node's machine"
+            )));
+        }
+        let store = self
+            .shared
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Status::unavailable(format!("node {} is shutting down", self.shared.node_id)))?;
+        let summary = tokio::task::spawn_blocking(move || crate::recovery::backup(&store, &path))
+            .await
+            .map_err(|e| Status::internal(format!("backup: {e}")))?
+            .map_err(|e| match e {
+                crate::recovery::RecoveryError::Refused(m) => Status::failed_precondition(m),
+                other => Status::internal(format!("backup: {other}")),
+            })?;
+        tracing::info!(%dir, applied_index = ?summary.applied_index, "backup written");
+        let summary_json = serde_json::to_string(&summary).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(BackupReply { summary_json })
+    }
 }
 
 #[tonic::async_trait]
 impl Forwarding for AdminService {
     async fn forward(&self, request: Request<HttpRequest>) -> Result<Response<HttpResponse>, Status> {
-        self.check(&request)?;
+        let what = format!("a write forwarded by node {}", request.get_ref().sender);
+        self.check(&request, Check::Strict, &what)?;
         let req = request.into_inner();
         if !self.shared.is_leader() {
             return Ok(Response::new(HttpResponse {

@@ -191,6 +191,17 @@ pub enum MembershipError {
         /// openraft's explanation.
         reason: String,
     },
+    /// The node to add cannot join this cluster: it belongs to another cluster, holds data of
+    /// one, or is another node than the id given.
+    #[error("node {node_id} at {addr} cannot join this cluster: {reason}")]
+    CannotJoin {
+        /// The node concerned.
+        node_id: u64,
+        /// Its Raft address.
+        addr: String,
+        /// Why, naming both clusters' ids where known.
+        reason: String,
+    },
 }
 
 impl MembershipError {

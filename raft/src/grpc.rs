@@ -70,6 +70,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::contact::LeaderContact;
 use crate::error::Error;
+use crate::identity::{Check, ClusterIdentity};
 use crate::tls::{error_chain, peer_host, ClusterTls, TlsMaterial};
 use crate::types::{Raft, TypeConfig};
 
@@ -203,6 +204,8 @@ struct NetworkInner {
     source_ip: Option<std::net::IpAddr>,
     /// target id -> (address the channel was made for, channel).
     channels: Mutex<HashMap<u64, (String, Channel)>>,
+    /// This node's cluster id, carried by every RPC.
+    identity: ClusterIdentity,
 }
 
 impl GrpcNetwork {
@@ -214,6 +217,7 @@ impl GrpcNetwork {
             tls.load()?,
             max_message_bytes,
             None,
+            ClusterIdentity::default(),
         ))
     }
 
@@ -224,6 +228,7 @@ impl GrpcNetwork {
         tls: TlsMaterial,
         max_message_bytes: usize,
         source_ip: Option<std::net::IpAddr>,
+        identity: ClusterIdentity,
     ) -> GrpcNetwork {
         GrpcNetwork {
             inner: Arc::new(NetworkInner {
@@ -232,6 +237,7 @@ impl GrpcNetwork {
                 max_message_bytes,
                 source_ip,
                 channels: Mutex::new(HashMap::new()),
+                identity,
             }),
         }
     }
@@ -283,6 +289,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             node: node.clone(),
             client,
             max_message_bytes: limit,
+            identity: self.inner.identity.clone(),
         }
     }
 }
@@ -296,6 +303,7 @@ pub struct GrpcClient {
     /// `Err` when the target's address is unusable: every RPC then fails as unreachable.
     client: Result<RaftClient<Channel>, TransportError>,
     max_message_bytes: usize,
+    identity: ClusterIdentity,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -329,6 +337,7 @@ impl GrpcClient {
         });
         // Sent as the gRPC deadline, so the peer gives up too.
         request.set_timeout(ttl);
+        self.identity.stamp(&mut request);
         let call = async move {
             match rpc {
                 RPCTypes::AppendEntries => client.append_entries(request).await,
@@ -461,6 +470,7 @@ pub struct RaftService {
     open: Arc<AtomicBool>,
     allowed: AllowedNames,
     contact: Option<Arc<LeaderContact>>,
+    identity: ClusterIdentity,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -481,7 +491,14 @@ impl RaftService {
             open: Arc::new(AtomicBool::new(true)),
             allowed: AllowedNames::default(),
             contact: None,
+            identity: ClusterIdentity::default(),
         }
+    }
+
+    /// Serves only callers of this node's cluster ([`crate::identity`]).
+    pub fn of_cluster(mut self, identity: ClusterIdentity) -> RaftService {
+        self.identity = identity;
+        self
     }
 
     /// Records every `AppendEntries` accepted from a leader in `contact` (the node's read
@@ -523,6 +540,21 @@ impl RaftService {
             tracing::warn!(rpc = rpc_name(rpc), reason = refused.message(), "refused a Raft peer");
             return Err(refused);
         }
+        let sender = request.get_ref().sender;
+        let raft = &self.raft;
+        self.identity.check(
+            &request,
+            Check::Raft,
+            &format!("{} from node {sender}", rpc_name(rpc)),
+            || {
+                raft.metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&sender)
+                    .is_some()
+            },
+        )?;
         let req = request.into_inner();
         if req.format() != PayloadFormat::PostcardOpenraftV09 {
             return Err(Status::invalid_argument(format!(

@@ -24,6 +24,10 @@
 //!   from which [`SealRaft::read_state`] tells how stale the node's applied state may be.
 //! * `membership` holds the membership operations (initialize, add a learner, change voters)
 //!   shared by [`SealRaft`] and the admin service.
+//! * [`identity`] is the cluster id every member records and every call between nodes carries,
+//!   so that nodes of two clusters never mix.
+//! * [`recovery`] works on a stopped node's data: backups, restores, and forcing a new
+//!   one-voter cluster from a survivor after a majority is lost.
 //! * [`admin`] serves the cluster admin API (`seal.raft.v1.ClusterAdmin`) and write forwarding
 //!   (`seal.raft.v1.Forwarding`) on the Raft port ([`SealRaft::open_cluster_with_admin`]), and
 //!   is the client of both ([`AdminClient`]).
@@ -38,10 +42,12 @@ mod codec;
 pub mod contact;
 pub mod error;
 pub mod grpc;
+pub mod identity;
 pub mod log_store;
 mod membership;
 pub mod network;
 mod node;
+pub mod recovery;
 mod server;
 pub mod state_machine;
 pub mod tls;
@@ -50,6 +56,7 @@ pub mod types;
 pub use admin::{AdminClient, AdminError, ForwardHandler, StatusReporter};
 pub use contact::LeaderContact;
 pub use error::{Error, MembershipError, WriteError};
+pub use identity::{ClusterIdentity, CLUSTER_ID_HEADER};
 pub use log_store::LogStore;
 pub use node::{Metrics, RaftConfig, ReadState, SealRaft, DEFAULT_MAX_CONNECTIONS};
 pub use server::ConnectionCounts;

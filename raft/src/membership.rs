@@ -8,6 +8,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, 
 use openraft::{BasicNode, ChangeMembers};
 
 use crate::error::MembershipError;
+use crate::identity::ClusterIdentity;
 use crate::tls::peer_host;
 use crate::types::Raft;
 
@@ -23,7 +24,11 @@ impl Membership {
     }
 
     /// See [`crate::SealRaft::initialize`].
-    pub(crate) async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), MembershipError> {
+    pub(crate) async fn initialize(
+        &self,
+        members: BTreeMap<u64, String>,
+        identity: &ClusterIdentity,
+    ) -> Result<(), MembershipError> {
         if members.is_empty() {
             return Err(MembershipError::EmptyMembership);
         }
@@ -31,6 +36,20 @@ impl Membership {
         for (id, addr) in members {
             check_addr(id, &addr)?;
             nodes.insert(id, BasicNode::new(addr));
+        }
+        let fatal = |reason: String| MembershipError::Fatal {
+            node_id: self.node_id,
+            reason,
+        };
+        if !nodes.contains_key(&self.node_id) {
+            return Err(MembershipError::NotInMembers {
+                node_id: self.node_id,
+                members: nodes.keys().copied().collect(),
+            });
+        }
+        // A node that already holds a cluster's log keeps its id; openraft refuses it below.
+        if !self.raft.is_initialized().await.map_err(|e| fatal(e.to_string()))? {
+            identity.ensure().map_err(fatal)?;
         }
         let ids: Vec<u64> = nodes.keys().copied().collect();
         match self.raft.initialize(nodes).await {

@@ -15,6 +15,7 @@ use crate::admin::{AdminClient, AdminError, AdminService, AdminShared, AdminTls,
 use crate::contact::LeaderContact;
 use crate::error::{Error, MembershipError, WriteError};
 use crate::grpc::{GrpcNetwork, RaftService};
+use crate::identity::ClusterIdentity;
 use crate::log_store::LogStore;
 use crate::membership::Membership;
 use crate::network::NoNetwork;
@@ -178,6 +179,8 @@ pub struct SealRaft {
     contact: Arc<LeaderContact>,
     /// What readers of the store may see of the applied log.
     watermark: Arc<Watermark>,
+    /// The cluster this node belongs to.
+    identity: ClusterIdentity,
 }
 
 /// How fresh this node's applied state is, for serving reads ([`SealRaft::read_state`]).
@@ -215,12 +218,16 @@ impl SealRaft {
     /// Re-opening an existing directory recovers the vote, the log and the
     /// state machine and does not re-initialize.
     pub async fn open(config: RaftConfig) -> Result<SealRaft, Error> {
-        let (raft, store, watermark) = start(&config, NoNetwork).await?;
+        let identity = ClusterIdentity::default();
+        let (raft, store, watermark) = start(&config, NoNetwork, &identity).await?;
         let node_id = config.node_id;
         let fatal = |e: &dyn std::fmt::Display| Error::Fatal {
             node_id,
             reason: e.to_string(),
         };
+        // A single node is a cluster of its own: were it ever added to another, its data would
+        // otherwise mix with that cluster's.
+        identity.ensure().map_err(|e| fatal(&e))?;
         if !raft.is_initialized().await.map_err(|e| fatal(&e))? {
             let members = BTreeMap::from([(node_id, BasicNode::new(config.addr.clone()))]);
             raft.initialize(members).await.map_err(|e| Error::Initialize {
@@ -237,6 +244,7 @@ impl SealRaft {
             admin: None,
             contact: Arc::new(LeaderContact::new()),
             watermark,
+            identity,
         })
     }
 
@@ -278,17 +286,20 @@ impl SealRaft {
                 addr: config.addr.clone(),
                 source,
             })?;
+        let identity = ClusterIdentity::default();
         let network = GrpcNetwork::with_material(
             config.node_id,
             material.clone(),
             config.max_rpc_message_bytes,
             config.source_ip,
+            identity.clone(),
         );
-        let (raft, store, watermark) = start(&config, network).await?;
+        let (raft, store, watermark) = start(&config, network, &identity).await?;
         let contact = Arc::new(LeaderContact::new());
         let service = RaftService::new(raft.clone(), config.node_id)
             .allowing(config.allowed_peer_names.clone())
-            .recording(contact.clone());
+            .recording(contact.clone())
+            .of_cluster(identity.clone());
         let shared = admin_tls.map(|admin_tls| {
             AdminShared::new(
                 raft.clone(),
@@ -297,6 +308,7 @@ impl SealRaft {
                 admin_tls,
                 config.max_rpc_message_bytes,
                 config.allowed_peer_names.clone(),
+                identity.clone(),
             )
         });
         let server = match ServerHandle::spawn(
@@ -323,6 +335,7 @@ impl SealRaft {
             admin: shared,
             contact,
             watermark,
+            identity,
         })
     }
 
@@ -390,8 +403,14 @@ impl SealRaft {
     /// others learn the membership from the leader that is then elected.
     pub async fn initialize(&self, members: BTreeMap<u64, String>) -> Result<(), MembershipError> {
         Membership::new(self.raft.clone(), self.node_id)
-            .initialize(members)
+            .initialize(members, &self.identity)
             .await
+    }
+
+    /// The id of the cluster this node belongs to ([`crate::identity`]); `None` while it belongs
+    /// to none (a new node not yet added to a cluster).
+    pub fn cluster_id(&self) -> Option<String> {
+        self.identity.get()
     }
 
     /// Add node `id` at Raft address `addr` as a learner (a non-voting replica) and return the
@@ -616,6 +635,7 @@ impl SealRaft {
 async fn start<N: RaftNetworkFactory<TypeConfig>>(
     config: &RaftConfig,
     network: N,
+    identity: &ClusterIdentity,
 ) -> Result<(Raft, Store, Arc<Watermark>), Error> {
     let oconfig = Arc::new(config.openraft_config()?);
     let data_dir = config.data_dir.clone();
@@ -625,16 +645,24 @@ async fn start<N: RaftNetworkFactory<TypeConfig>>(
     })?;
     let db_dir = data_dir.join("db");
     let node_id = config.node_id;
-    let store = tokio::task::spawn_blocking(move || Store::open(db_dir))
-        .await
-        .map_err(|e| Error::Fatal {
-            node_id,
-            reason: format!("opening the store panicked: {e}"),
-        })?
-        .map_err(|source| Error::Storage {
-            data_dir: data_dir.clone(),
-            source,
-        })?;
+    let store = tokio::task::spawn_blocking(move || {
+        let store = Store::open(db_dir)?;
+        store.claim_node_id(node_id)?;
+        Ok::<Store, seal_storage::Error>(store)
+    })
+    .await
+    .map_err(|e| Error::Fatal {
+        node_id,
+        reason: format!("opening the store panicked: {e}"),
+    })?
+    .map_err(|source| Error::Storage {
+        data_dir: data_dir.clone(),
+        source,
+    })?;
+    identity.attach(store.clone()).map_err(|source| Error::Storage {
+        data_dir: data_dir.clone(),
+        source,
+    })?;
     let snap_dir = data_dir.join("snapshots");
     let sm = StateMachine::new(store.clone(), &snap_dir).map_err(|source| Error::Io {
         path: snap_dir.clone(),

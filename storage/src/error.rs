@@ -77,6 +77,35 @@ pub enum Error {
         /// The encoder's message.
         reason: String,
     },
+    /// The database was written by a newer Seal whose on-disk format this one cannot read.
+    #[error(
+        "{}: on-disk format {found} is newer than this Seal reads (up to {supported}): \
+         run the newer release, or restore a backup made by this one",
+        path.display()
+    )]
+    FormatTooNew {
+        /// The database directory.
+        path: PathBuf,
+        /// The format version recorded in it.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
+    /// The database belongs to another node id than the one opening it (a copied data directory).
+    #[error(
+        "{}: this data directory belongs to node {recorded}, not node {configured}: \
+         a node's data directory cannot be reused by another node (restore a backup with \
+         `seal-node restore` instead)",
+        path.display()
+    )]
+    NodeIdMismatch {
+        /// The database directory.
+        path: PathBuf,
+        /// The node id recorded in it.
+        recorded: u64,
+        /// The node id it was opened as.
+        configured: u64,
+    },
 }
 
 /// Result alias for this crate.

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 
 /// Raft log: index (u64 BE) -> serialized entry.
 pub const CF_RAFT_LOG: &str = "raft_log";
-/// Raft metadata: vote, committed, last purged, install marker.
+/// Raft metadata: vote, committed, last purged, install marker; and this node's own records:
+/// on-disk format version, node id, cluster id (never replicated, never in snapshots).
 pub const CF_RAFT_META: &str = "raft_meta";
 /// State-machine metadata: last applied, membership, changefeed sequence.
 pub const CF_SM_META: &str = "sm_meta";
@@ -53,6 +54,9 @@ pub(crate) const RM_VOTE: &[u8] = b"vote";
 pub(crate) const RM_COMMITTED: &[u8] = b"committed";
 pub(crate) const RM_LAST_PURGED: &[u8] = b"last_purged";
 pub(crate) const RM_INSTALLING: &[u8] = b"sm_installing_from";
+pub(crate) const RM_FORMAT: &[u8] = b"format_version";
+pub(crate) const RM_NODE_ID: &[u8] = b"node_id";
+pub(crate) const RM_CLUSTER_ID: &[u8] = b"cluster_id";
 
 /// Check a GUN or role name: non-empty and NUL-free.
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {

@@ -7,6 +7,8 @@
 //! * [`Store`] opens the database, offers the byte-level Raft log API used by
 //!   `seal-raft`, and applies commands deterministically, each as one atomic
 //!   write batch (compare-and-set on versions, no clock reads).
+//! * `local`: the node's own records beside the replicated state (on-disk format version,
+//!   node id, cluster id) and checkpoints of the whole database, for backups.
 //! * [`Reader`] serves lock-free reads of the state machine.
 //! * [`snapshot`] streams state-machine snapshots to files and installs them
 //!   crash-safely; the same stream, hashed, is the [`StateDigest`] by which
@@ -25,6 +27,7 @@ pub mod error;
 pub mod faults;
 mod import;
 pub mod keys;
+mod local;
 pub mod snapshot;
 mod store;
 
@@ -36,5 +39,6 @@ pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use faults::set_sync_delay;
 pub use keys::rfc3339_nanos;
+pub use local::FORMAT_VERSION;
 pub use snapshot::{verify_snapshot, SnapshotInfo, StateDigest};
 pub use store::{Applied, RaftMetaKey, Reader, Store};

@@ -141,6 +141,7 @@ impl Store {
                 write_lock: Mutex::new(()),
             }),
         };
+        store.check_format()?;
         store.recover_interrupted_install()?;
         Ok(store)
     }

@@ -11,6 +11,7 @@ fn client() -> GrpcClient {
             reason: "test".into(),
         }),
         max_message_bytes: 1,
+        identity: ClusterIdentity::default(),
     }
 }
 
