@@ -42,6 +42,9 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Time a connection with no request in progress may move no byte.
     pub idle_timeout: Duration,
+    /// On SIGTERM or SIGINT, time the requests in progress get to finish
+    /// before their connections are cut.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -51,6 +54,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(90),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
