@@ -222,6 +222,7 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = process_env();
+    let mut config_path = None;
     let (config, dev) = match cli.command {
         Cmd::Dev { addr, data_dir } => match dev_config(&addr, &data_dir, &env) {
             Ok(c) => (c, true),
@@ -231,7 +232,10 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Serve { config } => match load_for_serving(&config, &env) {
-            Ok(c) => (c, false),
+            Ok(c) => {
+                config_path = Some(config);
+                (c, false)
+            }
             Err(e) => {
                 eprintln!("seal-node: {e}");
                 return ExitCode::FAILURE;
@@ -281,7 +285,7 @@ fn main() -> ExitCode {
     if let Ok(p) = std::env::var(&config.signer.passphrase_env) {
         env.insert(config.signer.passphrase_env.clone(), p);
     }
-    seal_node::server::init_logging(&config.logging.level);
+    let log_level = seal_node::server::init_logging_as(&config.logging.level, config.logging.format);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -299,6 +303,9 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        if let Some(path) = config_path {
+            seal_node::server::spawn_log_level_reloader(path, env.clone(), log_level);
+        }
         let running = match start(config, &env, dev).await {
             Ok(r) => r,
             Err(e) => {

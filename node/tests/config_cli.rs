@@ -25,11 +25,11 @@ fn check_config(path: &Path) -> (i32, String, String) {
     )
 }
 
-/// A config whose TLS certificate key is misspelled: before strict parsing, the node served
-/// plain HTTP (and with `insecure`, even without complaint).
+/// A config whose TLS file keys are misspelled: before strict parsing, the node served plain
+/// HTTP (and with `insecure`, even without complaint).
 fn misspelled(dir: &Path, addr: &str) -> serde_json::Value {
     serde_json::json!({
-        "server": {"http_addr": addr, "tls_cert_flie": "node.crt", "tls_key_file": "node.key"},
+        "server": {"http_addr": addr, "tls_cert_flie": "node.crt", "tls_key_flie": "node.key"},
         "trust_service": {"type": "local"},
         "storage": {"backend": "rocksdb", "data_dir": dir.join("data")},
         "insecure": true,
