@@ -223,12 +223,14 @@ fn sigterm_lets_an_upload_in_flight_finish_and_refuses_new_connections() {
         .unwrap_or_else(|| panic!("the node did not exit after draining:\n{}", node.process.output()));
     assert!(exit.success(), "{exit:?}\n{}", node.process.output());
     let log = node.process.output();
-    for phase in [
-        "shutting down: no new connections",
-        "draining 2 connections",
-        "drained",
-        "raft stopped",
-    ] {
+    // How many connections are drained depends on when the node noticed the test's earlier
+    // ones closing: at least the upload's.
+    let draining: usize = log
+        .lines()
+        .find_map(|l| l.split("draining ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no \"draining N connections\" in the log:\n{log}"));
+    assert!(draining >= 1, "{log}");
+    for phase in ["shutting down: no new connections", "drained", "raft stopped"] {
         assert!(log.contains(phase), "no {phase:?} in the log:\n{log}");
     }
 
