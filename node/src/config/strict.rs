@@ -101,8 +101,33 @@ pub(super) fn screen_notary_keys(root: &mut Value) -> Result<Vec<String>, Config
     Ok(warnings)
 }
 
+/// The sections that are objects: serde would also read a list as one (`"raft": []` as an
+/// empty `raft`), so a list there is refused first.
+const OBJECT_SECTIONS: &[&str] = &[
+    "server",
+    "trust_service",
+    "storage",
+    "logging",
+    "auth",
+    "auth.options",
+    "repositories",
+    "caching",
+    "caching.max_age",
+    "raft",
+    "limits",
+    "connections",
+    "timestamps",
+    "signer",
+];
+
 /// Deserializes the raw config, each error naming its key path.
 pub(super) fn deserialize(root: Value) -> Result<RawConfig, ConfigError> {
+    for section in OBJECT_SECTIONS {
+        let found = section.split('.').try_fold(&root, |v, k| v.get(k));
+        if matches!(found, Some(Value::Array(_))) {
+            return Err(invalid(section, "expected an object, found a list"));
+        }
+    }
     serde_path_to_error::deserialize(root).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();

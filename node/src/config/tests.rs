@@ -125,6 +125,10 @@ fn type_errors_name_the_key() {
         "config key raft: expected an object, found the integer 5"
     );
     assert_eq!(
+        error(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"local"},"caching":{"max_age":[]}}"#),
+        "config key caching.max_age: expected an object, found a list"
+    );
+    assert_eq!(
         error(r#"{"server":{"http_addr":":1"},"trust_service":{"type":"remote","port":true}}"#),
         "config key trust_service.port: expected a port number (or a string holding one)"
     );
