@@ -26,6 +26,7 @@ use seal_tuf::update::UpdateLimits;
 mod check;
 mod env;
 mod raw;
+mod strict;
 
 use env::apply_env;
 pub use env::process_env;
@@ -69,6 +70,14 @@ pub enum ConfigError {
         var: String,
         /// What is wrong with it.
         message: String,
+    },
+    /// A key the config does not know (a typo, or a key of another program).
+    #[error("unknown key {key:?}{}", suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
+    UnknownKey {
+        /// The key's full path, for example `server.tls_cert_flie`.
+        key: String,
+        /// The closest known key, when one is close.
+        suggestion: Option<String>,
     },
     /// A value is missing or not acceptable.
     #[error("config key {key}: {message}")]
@@ -213,21 +222,34 @@ impl std::fmt::Display for SignerAddr {
 /// `storage.*` and the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
-    /// `storage.backend`. Seal always stores through Raft and RocksDB; Notary's
-    /// names (`memory`, `mysql`, …) are accepted so its configs load.
+    /// `storage.backend`: `rocksdb` (the default). Notary's `memory` is accepted
+    /// with a warning; its database backends are refused ([`strict`]).
     pub backend: String,
-    /// `storage.db_url` (unused by Seal, kept for compatibility).
+    /// `storage.db_url`: always `None` (only Notary's database backends read it;
+    /// an empty one is accepted, any other refused).
     pub db_url: Option<String>,
     /// `storage.data_dir` or top-level `data_dir` (default `seal-data`).
     pub data_dir: PathBuf,
 }
 
-/// `logging.level`.
+/// How log lines are written (`logging.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal); the default.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logging.*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingConfig {
     /// One of `debug`, `info`, `warn`, `error` (Notary's `warning`, `fatal`
-    /// and `panic` are accepted as `warn`, `error`, `error`).
+    /// and `panic` are accepted as `warn`, `error`, `error`). SIGHUP re-reads it.
     pub level: String,
+    /// `logging.format`: `text` (default) or `json`.
+    pub format: LogFormat,
 }
 
 /// `auth.options.*` for `auth.type = token`.
@@ -264,6 +286,7 @@ pub struct CachingConfig {
 
 /// One initial voter of `raft.bootstrap`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BootstrapMember {
     /// Its `raft.node_id`.
     pub id: u64,
@@ -440,6 +463,8 @@ pub struct NodeConfig {
     /// Top-level `insecure`: lets `seal-node serve` run without TLS or
     /// without authentication (see [`NodeConfig::insecure_reasons`]).
     pub insecure: bool,
+    /// Notary keys accepted but ignored, one sentence each, for the log.
+    pub warnings: Vec<String>,
 }
 
 impl NodeConfig {
@@ -479,8 +504,27 @@ impl NodeConfig {
             return Err(syntax("the top level is not a JSON object".into()));
         }
         apply_env(&mut root, env)?;
-        let raw: RawConfig = serde_json::from_value(root).map_err(|e| syntax(e.to_string()))?;
-        Self::check(raw, base_dir)
+        let mut warnings = strict::screen_notary_keys(&mut root)?;
+        let raw: RawConfig = strict::deserialize(root)?;
+        let mut config = Self::check(raw, base_dir)?;
+        warnings.append(&mut config.warnings);
+        config.warnings = warnings;
+        Ok(config)
+    }
+
+    /// One line saying what this node is: `mode standalone` or `mode cluster node N`,
+    /// `TLS on/off`, `signer local/remote` (what `seal-node check-config` prints).
+    pub fn summary(&self) -> String {
+        let mode = match &self.raft.addr {
+            Some(_) => format!("mode cluster node {}", self.raft.node_id),
+            None => "mode standalone".to_owned(),
+        };
+        let tls = if self.server.tls.is_some() { "on" } else { "off" };
+        let signer = match self.trust_service.kind {
+            TrustServiceType::Local => "local",
+            TrustServiceType::Remote => "remote",
+        };
+        format!("{mode}, TLS {tls}, signer {signer}")
     }
 
     /// Why this node would serve anyone everything: plain HTTP (no

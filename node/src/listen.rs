@@ -12,6 +12,11 @@
 //!   and a connection with no request in progress is closed once it has
 //!   moved no byte for `connections.idle_timeout_ms`.
 //!
+//! * On SIGTERM or SIGINT the node drains: the listening socket closes at
+//!   once (new connections are refused), each request in progress gets up
+//!   to `connections.drain_timeout_ms` to finish, idle keep-alive
+//!   connections close at once, and what is left at the deadline is cut.
+//!
 //! So idle or slow clients hold a bounded number of descriptors for a
 //! bounded time, and the node answers new clients once they go away.
 
@@ -29,6 +34,8 @@ use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 /// The bounds on one listener's connections (`connections.*`).
@@ -42,6 +49,9 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Time a connection with no request in progress may move no byte.
     pub idle_timeout: Duration,
+    /// On SIGTERM or SIGINT, time the requests in progress get to finish
+    /// before their connections are cut.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -51,6 +61,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(90),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -138,27 +149,69 @@ pub async fn serve(
     limits: ConnectionLimits,
     metrics: ListenerMetrics,
 ) {
+    let (_never, drain) = watch::channel(false);
+    serve_until_drained(listener, tls, app, limits, metrics, drain).await;
+}
+
+/// [`serve`] until `drain` turns true; then closes the listening socket,
+/// lets the requests in progress finish (see [`drain_connections`]) and
+/// returns.
+pub async fn serve_until_drained(
+    listener: TcpListener,
+    tls: Option<crate::tls::ReloadableAcceptor>,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: ListenerMetrics,
+    mut drain: watch::Receiver<bool>,
+) {
     let mut acceptor = seal_proto::listen::Acceptor::new(listener);
     let cap = seal_proto::listen::ConnectionCap::new(limits.max_connections, metrics.clone());
+    let mut connections = JoinSet::new();
     loop {
-        let (tcp, peer) = acceptor.accept(&metrics).await;
+        let (tcp, peer) = tokio::select! {
+            accepted = acceptor.accept(&metrics) => accepted,
+            // Finished connections are reaped as they go, so that the set counts open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            Ok(_) = drain.wait_for(|d| *d) => break,
+        };
         let Some(tcp) = cap.admit(tcp, peer) else {
             continue;
         };
         let tls = tls.clone();
         let app = app.clone();
-        tokio::spawn(async move {
+        let drain = drain.clone();
+        connections.spawn(async move {
             match tls {
-                None => serve_connection(tcp, app, limits).await,
+                None => serve_connection_until(tcp, app, limits, drain).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.get().accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, limits).await,
+                        Ok(Ok(stream)) => serve_connection_until(stream, app, limits, drain).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
         });
+    }
+    // Closing the listening socket: from now on a new connection is refused.
+    drop(acceptor);
+    drain_connections(connections, limits.drain_timeout).await;
+}
+
+/// Waits up to `timeout` for the connections in `connections` (each told to
+/// drain: it finishes the request in progress, then closes; an idle one
+/// closes at once), then cuts the rest. Logs each phase.
+async fn drain_connections(mut connections: JoinSet<()>, timeout: Duration) {
+    while connections.try_join_next().is_some() {}
+    tracing::info!(timeout = ?timeout, "draining {} connections", connections.len());
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(timeout, all_done).await.is_ok() {
+        tracing::info!("drained");
+    } else {
+        let cut = connections.len();
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        tracing::info!("drain timeout: {cut} connections cut");
     }
 }
 
@@ -189,6 +242,17 @@ pub async fn serve_connection<I>(io: I, app: Router, limits: ConnectionLimits)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Never told to drain: the sender lives as long as the connection.
+    let (_never, drain) = watch::channel(false);
+    serve_connection_until(io, app, limits, drain).await;
+}
+
+/// [`serve_connection`], until `drain` turns true: then the request in
+/// progress finishes and the connection closes (at once when idle).
+async fn serve_connection_until<I>(io: I, app: Router, limits: ConnectionLimits, mut drain: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity {
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
@@ -216,6 +280,7 @@ where
         .header_read_timeout(limits.header_read_timeout);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(watched), TowerToHyperService::new(service));
     tokio::pin!(conn);
+    let mut draining = false;
     loop {
         let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
         let since = if busy { Instant::now() } else { activity.last() };
@@ -226,6 +291,12 @@ where
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
+            }
+            Ok(_) = drain.wait_for(|d| *d), if !draining => {
+                // HTTP/1: the request in progress is answered, then the connection closes
+                // (an idle keep-alive one at once); HTTP/2: GOAWAY, open streams finish.
+                draining = true;
+                conn.as_mut().graceful_shutdown();
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 let idle = activity.in_flight.load(Ordering::Relaxed) == 0

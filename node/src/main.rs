@@ -3,6 +3,8 @@
 //! * `seal-node dev` — one node, no config: plain HTTP on 127.0.0.1:4443,
 //!   data in `./seal-data`, in-process signer. For development only.
 //! * `seal-node serve --config <file>` — a node from a Notary-style JSON config.
+//! * `seal-node check-config --config <file>` — load and check that config as `serve` would,
+//!   print `config OK: <summary>` (exit 0) or the error (exit 1); starts and opens nothing.
 //! * `seal-node cluster init|add-learner|promote|remove|status --addr <raft addr> --ca … --cert …
 //!   --key …` — administer a cluster (see docs/cluster.md); `status --digest` adds the state
 //!   digest of the node asked.
@@ -42,6 +44,13 @@ enum Cmd {
     },
     /// Start a node from a JSON config file (Notary server's keys plus Seal's).
     Serve {
+        /// The config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Load and check a config file as `serve` would (environment overrides included), then
+    /// exit: `config OK: <summary>` and 0, or the error and 1. Starts and opens nothing.
+    CheckConfig {
         /// The config file.
         #[arg(short, long)]
         config: PathBuf,
@@ -141,6 +150,20 @@ enum ClusterCmd {
     ForceNew(seal_node::operate::ForceNewArgs),
 }
 
+/// Loads and checks the config `serve` runs with: its keys and values, then the refusal to
+/// serve without TLS or authentication unless it says `"insecure": true`.
+fn load_for_serving(path: &std::path::Path, env: &seal_node::config::Env) -> Result<NodeConfig, String> {
+    let c = NodeConfig::load(path, env).map_err(|e| e.to_string())?;
+    if !c.insecure && !c.insecure_reasons().is_empty() {
+        return Err(format!(
+            "refusing to serve with {}: anyone could read and write every collection in clear. \
+             Configure TLS and auth, or set \"insecure\": true at the top of the config (development and tests only)",
+            c.insecure_reasons().join(" and ")
+        ));
+    }
+    Ok(c)
+}
+
 fn cluster_main(args: ClusterArgs) -> ExitCode {
     use seal_raft::{AdminClient, ClusterTls};
     let args = match args.action {
@@ -221,6 +244,7 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = process_env();
+    let mut config_path = None;
     let (config, dev) = match cli.command {
         Cmd::Dev { addr, data_dir } => match dev_config(&addr, &data_dir, &env) {
             Ok(c) => (c, true),
@@ -229,21 +253,31 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Cmd::Serve { config } => match NodeConfig::load(&config, &env) {
-            Ok(c) if !c.insecure && !c.insecure_reasons().is_empty() => {
-                eprintln!(
-                    "seal-node: refusing to serve with {}: anyone could read and write every collection in clear. \
-                     Configure TLS and auth, or set \"insecure\": true at the top of the config (development and tests only)",
-                    c.insecure_reasons().join(" and ")
-                );
-                return ExitCode::FAILURE;
+        Cmd::Serve { config } => match load_for_serving(&config, &env) {
+            Ok(c) => {
+                config_path = Some(config);
+                (c, false)
             }
-            Ok(c) => (c, false),
             Err(e) => {
                 eprintln!("seal-node: {e}");
                 return ExitCode::FAILURE;
             }
         },
+        Cmd::CheckConfig { config } => {
+            return match load_for_serving(&config, &env) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        println!("warning: {w}");
+                    }
+                    println!("config OK: {}", c.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seal-node: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Cluster(args) => return cluster_main(args),
         Cmd::Backup(args) => return seal_node::operate::backup_main(args),
         Cmd::Restore(args) => return seal_node::operate::restore_main(args),
@@ -275,7 +309,10 @@ fn main() -> ExitCode {
     if let Ok(p) = std::env::var(&config.signer.passphrase_env) {
         env.insert(config.signer.passphrase_env.clone(), p);
     }
-    seal_node::server::init_logging(&config.logging.level);
+    let log_level = seal_node::server::init_logging_as(&config.logging.level, config.logging.format);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     if !dev && !config.insecure_reasons().is_empty() {
         tracing::warn!(
             "INSECURE: serving with {} because the config sets \"insecure\": true; not for production",
@@ -290,6 +327,9 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        if let Some(path) = config_path {
+            seal_node::server::spawn_log_level_reloader(path, env.clone(), log_level);
+        }
         let running = match start(config, &env, dev).await {
             Ok(r) => r,
             Err(e) => {

@@ -137,6 +137,7 @@ pub struct Running {
     pub backend: Arc<RaftBackend>,
     app: axum::Router,
     shutdown: Arc<tokio::sync::Notify>,
+    drain: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -147,13 +148,31 @@ impl Running {
         self.app.clone()
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down Raft cleanly.
+    /// Serves until SIGINT or SIGTERM, then stops: see [`Running::stop`].
     pub async fn wait_for_signal(self) -> std::io::Result<()> {
         seal_signer::server::shutdown_signal().await?;
-        tracing::info!("shutting down");
-        self.shutdown.notify_waiters();
-        self.server.abort();
+        self.stop().await;
         Ok(())
+    }
+
+    /// Stops the node cleanly: the listener closes at once (new connections are refused), the
+    /// requests in progress finish within `connections.drain_timeout_ms` (the rest are cut), the
+    /// timestamp refresher and the signer health probe stop, then Raft stops. A leader stopping
+    /// so sends no more heartbeats: the other voters elect a new one after their election
+    /// timeout (docs/cluster.md, "Stopping a node").
+    pub async fn stop(self) {
+        tracing::info!("shutting down: no new connections");
+        let _ = self.drain.send(true);
+        if let Err(e) = self.server.await {
+            tracing::error!(error = %e, "the HTTP listener task failed");
+        }
+        self.shutdown.notify_waiters();
+        let raft = self.backend.raft();
+        let was_leader = raft.metrics().is_leader;
+        match raft.raft().shutdown().await {
+            Ok(()) => tracing::info!(was_leader, "raft stopped"),
+            Err(e) => tracing::error!(error = %e, "raft did not stop cleanly"),
+        }
     }
 }
 
@@ -378,18 +397,21 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         }
     };
     crate::listen::check_descriptor_headroom(&config.connections);
-    let server = tokio::spawn(crate::listen::serve(
+    let (drain, draining) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::listen::serve_until_drained(
         listener,
         acceptor,
         app.clone(),
         config.connections,
         listener_metrics,
+        draining,
     ));
     Ok(Running {
         addr: local,
         backend,
         app,
         shutdown,
+        drain,
         server,
     })
 }
@@ -416,17 +438,97 @@ async fn serve_metrics_listener(
     Ok(())
 }
 
-/// Logs to stdout at `level` (or `SEAL_LOG`), openraft's own at `warn`;
-/// colours only on a terminal. For the node's binaries.
+/// The filter of a log level from the config: `level`, openraft's own at `warn`.
+fn level_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn"))
+}
+
+/// Changes the level of the logging [`init_logging`] set up, while the node runs.
+#[derive(Clone)]
+pub struct LogLevelHandle {
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    /// `SEAL_LOG` was set: it wins over `logging.level`, also on SIGHUP.
+    from_env: bool,
+}
+
+impl LogLevelHandle {
+    /// Applies `level` (a checked `logging.level`) unless `SEAL_LOG` set the filter.
+    pub fn set(&self, level: &str) {
+        if self.from_env {
+            tracing::info!("SIGHUP: the log filter comes from SEAL_LOG; logging.level not applied");
+            return;
+        }
+        match self.handle.reload(level_filter(level)) {
+            Ok(()) => tracing::info!("log level now {level}"),
+            Err(e) => tracing::error!(error = %e, "cannot change the log level"),
+        }
+    }
+}
+
+/// Logs to stdout at `level` (or `SEAL_LOG`), openraft's own at `warn`, as
+/// text (colours only on a terminal) or one JSON object per line. For the
+/// node's binaries; the handle changes the level later (SIGHUP).
+pub fn init_logging_as(level: &str, format: crate::config::LogFormat) -> LogLevelHandle {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // An empty SEAL_LOG counts as unset.
+    let from_env = std::env::var("SEAL_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok());
+    let handle_from_env = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| level_filter(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        crate::config::LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // Colours only on a terminal: escape codes do not belong in log files.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .with_target(false),
+            )
+            .init(),
+        crate::config::LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_ansi(false)
+                    .with_target(false),
+            )
+            .init(),
+    }
+    LogLevelHandle {
+        handle,
+        from_env: handle_from_env,
+    }
+}
+
+/// [`init_logging_as`] as text, for binaries that do not change their level.
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    tracing_subscriber::fmt()
-        // Colours only on a terminal: escape codes do not belong in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    init_logging_as(level, crate::config::LogFormat::Text);
+}
+
+/// On each SIGHUP, re-reads `logging.level` from the config file at `path` (with the
+/// environment overrides in `env`) and applies it; a config that no longer loads is logged as
+/// an error and changes nothing. (The TLS certificates are reloaded on the same signal by
+/// [`crate::tls`].)
+pub fn spawn_log_level_reloader(path: PathBuf, env: Env, handle: LogLevelHandle) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match NodeConfig::load(&path, &env) {
+                Ok(c) => handle.set(&c.logging.level),
+                Err(e) => tracing::error!("SIGHUP: {e}; the log level is unchanged"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (path, env, handle);
 }
 
 #[cfg(test)]

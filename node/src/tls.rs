@@ -29,7 +29,8 @@ pub fn acceptor(cert_file: &Path, key_file: &Path, client_ca: Option<&Path>) -> 
 }
 
 /// Keeps SIGHUP from ending a node that has no certificates to reload
-/// (its default action is to terminate the process): logs it instead.
+/// (its default action is to terminate the process): logs it instead (the
+/// log level is reloaded on the same signal, by `server::spawn_log_level_reloader`).
 pub fn ignore_hangup() {
     #[cfg(unix)]
     tokio::spawn(async {
@@ -37,7 +38,7 @@ pub fn ignore_hangup() {
             return;
         };
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: nothing to reload (no TLS certificates)");
+            tracing::info!("SIGHUP: no TLS certificates to reload");
         }
     });
 }

@@ -201,8 +201,16 @@ impl NodeConfig {
         let data_dir = path(raw.storage.data_dir)
             .or_else(|| path(raw.data_dir))
             .unwrap_or_else(|| base.join("seal-data"));
+        let backend =
+            non_empty(raw.storage.backend).map_or_else(|| "rocksdb".into(), |b| b.trim().to_ascii_lowercase());
+        if backend != "rocksdb" && backend != "memory" {
+            return Err(invalid(
+                "storage.backend",
+                format!("unknown backend {backend:?}: Seal stores in rocksdb (the default)"),
+            ));
+        }
         let storage = StorageConfig {
-            backend: non_empty(raw.storage.backend).unwrap_or_else(|| "rocksdb".into()),
+            backend,
             db_url: non_empty(raw.storage.db_url),
             data_dir: data_dir.clone(),
         };
@@ -217,7 +225,25 @@ impl NodeConfig {
             Some("info") => "info".into(),
             Some("warn") | Some("warning") => "warn".into(),
             Some("error") | Some("fatal") | Some("panic") => "error".into(),
-            Some(other) => return Err(invalid("logging.level", format!("unknown level {other:?}"))),
+            Some(other) => {
+                return Err(invalid(
+                    "logging.level",
+                    format!("unknown level {other:?}: expected debug, info, warn or error"),
+                ))
+            }
+        };
+        let format = match non_empty(raw.logging.format)
+            .map(|f| f.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "logging.format",
+                    format!("unknown format {other:?}: expected text or json"),
+                ))
+            }
         };
 
         // auth
@@ -433,6 +459,11 @@ impl NodeConfig {
                 dc.idle_timeout,
                 "connections.idle_timeout_ms",
             )?,
+            drain_timeout: ms(
+                raw.connections.drain_timeout_ms,
+                dc.drain_timeout,
+                "connections.drain_timeout_ms",
+            )?,
         };
 
         // timestamps
@@ -492,7 +523,7 @@ impl NodeConfig {
             },
             trust_service,
             storage,
-            logging: LoggingConfig { level },
+            logging: LoggingConfig { level, format },
             auth,
             repositories: RepositoriesConfig {
                 gun_prefixes: raw.repositories.gun_prefixes,
@@ -506,6 +537,7 @@ impl NodeConfig {
             signer,
             metrics,
             insecure: raw.insecure.unwrap_or(false),
+            warnings: Vec::new(),
         })
     }
 }

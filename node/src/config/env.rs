@@ -36,6 +36,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("storage.data_dir", Kind::Str),
     ("data_dir", Kind::Str),
     ("logging.level", Kind::Str),
+    ("logging.format", Kind::Str),
     ("auth.type", Kind::Str),
     ("auth.options.realm", Kind::Str),
     ("auth.options.service", Kind::Str),
@@ -62,6 +63,7 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("connections.handshake_timeout_ms", Kind::Int),
     ("connections.header_read_timeout_ms", Kind::Int),
     ("connections.idle_timeout_ms", Kind::Int),
+    ("connections.drain_timeout_ms", Kind::Int),
     ("limits.max_body_bytes", Kind::Int),
     ("limits.max_parts", Kind::Int),
     ("limits.max_file_bytes", Kind::Int),
@@ -75,6 +77,8 @@ const SCALAR_KEYS: &[(&str, Kind)] = &[
     ("timestamps.snapshot_lifetime_secs", Kind::Int),
     ("signer.passphrase_env", Kind::Str),
     ("signer.keys_dir", Kind::Str),
+    ("metrics.addr", Kind::Str),
+    ("metrics.main_listener", Kind::Bool),
     ("insecure", Kind::Bool),
 ];
 
@@ -99,8 +103,30 @@ fn env_suffix(key: &str) -> String {
     key.to_ascii_uppercase().replace('.', "_")
 }
 
-/// Applies environment overrides to the raw JSON tree.
+/// Applies environment overrides to the raw JSON tree. A `SEAL_NODE_*`
+/// variable that names no key is refused (with the closest name when one is
+/// close); unknown `NOTARY_SERVER_*` variables are ignored, as notary-server
+/// ignores them (it only looks up the names of keys it knows).
 pub(super) fn apply_env(root: &mut Value, env: &Env) -> Result<(), ConfigError> {
+    let names: Vec<String> = SCALAR_KEYS
+        .iter()
+        .map(|(key, _)| format!("{SEAL_ENV_PREFIX}{}", env_suffix(key)))
+        .collect();
+    for var in env.keys().filter(|k| k.starts_with(SEAL_ENV_PREFIX)) {
+        if !names.contains(var) {
+            let near = names
+                .iter()
+                .map(|n| (super::strict::edit_distance(var, n), n))
+                .filter(|(d, _)| *d <= 2)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, n)| format!(" (did you mean {n}?)"))
+                .unwrap_or_default();
+            return Err(ConfigError::Env {
+                var: var.clone(),
+                message: format!("names no config key{near}"),
+            });
+        }
+    }
     for (key, kind) in SCALAR_KEYS {
         let suffix = env_suffix(key);
         let seal = format!("{SEAL_ENV_PREFIX}{suffix}");

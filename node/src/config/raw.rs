@@ -1,5 +1,6 @@
 //! The config file's shapes as serde reads them: every field optional, so
-//! that the checks in `NodeConfig::from_json` name what is missing or wrong.
+//! that the checks in `NodeConfig::from_json` name what is missing or wrong;
+//! every struct refuses keys it does not know (see [`super::strict`]).
 
 use serde::Deserialize;
 
@@ -14,7 +15,7 @@ pub(super) enum RawPort {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawServer {
     pub(super) http_addr: Option<String>,
     pub(super) tls_cert_file: Option<String>,
@@ -23,7 +24,7 @@ pub(super) struct RawServer {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawTrust {
     #[serde(rename = "type")]
     pub(super) kind: Option<String>,
@@ -47,7 +48,7 @@ pub(super) struct RawSignerAddr {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawStorage {
     pub(super) backend: Option<String>,
     pub(super) db_url: Option<String>,
@@ -55,13 +56,14 @@ pub(super) struct RawStorage {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawLogging {
     pub(super) level: Option<String>,
+    pub(super) format: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawAuthOptions {
     pub(super) realm: Option<String>,
     pub(super) service: Option<String>,
@@ -71,7 +73,7 @@ pub(super) struct RawAuthOptions {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawAuth {
     #[serde(rename = "type")]
     pub(super) kind: Option<String>,
@@ -79,26 +81,26 @@ pub(super) struct RawAuth {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawRepositories {
     pub(super) gun_prefixes: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawMaxAge {
     pub(super) current_metadata: Option<i64>,
     pub(super) consistent_metadata: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawCaching {
     pub(super) max_age: RawMaxAge,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawRaft {
     pub(super) node_id: Option<u64>,
     pub(super) heartbeat_ms: Option<u64>,
@@ -119,7 +121,7 @@ pub(super) struct RawRaft {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub(super) max_body_bytes: Option<u64>,
     pub(super) max_parts: Option<u64>,
@@ -132,16 +134,17 @@ pub(super) struct RawLimits {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawConnections {
     pub(super) max_per_listener: Option<u64>,
     pub(super) handshake_timeout_ms: Option<u64>,
     pub(super) header_read_timeout_ms: Option<u64>,
     pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawTimestamps {
     pub(super) refresh_margin_fraction: Option<f64>,
     pub(super) timestamp_lifetime_secs: Option<u64>,
@@ -149,7 +152,7 @@ pub(super) struct RawTimestamps {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawSigner {
     pub(super) passphrase_env: Option<String>,
     pub(super) keys_dir: Option<String>,
@@ -163,7 +166,7 @@ pub(super) struct RawMetrics {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) server: RawServer,
     pub(super) trust_service: RawTrust,
