@@ -146,9 +146,11 @@ fn a_node_that_ran_on_its_own_is_refused_as_a_learner() {
 
     // A new node with no data joins, and learns the cluster's id.
     let raft3 = format!("127.0.0.1:{}", free_port());
-    let node3 = started(spawn(site.dir.path(), "n3", config(3, &raft3, &site.tls, &[])));
+    // (A node in no cluster yet is not healthy: it knows no leader.)
+    let node3 = spawn(site.dir.path(), "n3", config(3, &raft3, &site.tls, &[]));
     let (ok, _, err) = cluster_cmd(&site.tls, &raft1, &["add-learner", "--id", "3", "--raft-addr", &raft3]);
     assert!(ok, "{err}");
+    let node3 = started(node3);
     let (_, root) = (0, node1.get(&tuf("cluster/one", "root.json")).body);
     served_everywhere(&[&node3], "cluster/one", &root);
     assert_eq!(cluster_id(&site.tls, &raft3), live);
@@ -165,9 +167,10 @@ fn a_data_directory_copied_to_another_node_id_is_refused() {
         "n1",
         config(1, &raft1, &site.tls, &[(1, raft1.clone())]),
     ));
-    let mut node2 = started(spawn(site.dir.path(), "n2", config(2, &raft2, &site.tls, &[])));
+    let node2 = spawn(site.dir.path(), "n2", config(2, &raft2, &site.tls, &[]));
     let (ok, _, err) = cluster_cmd(&site.tls, &raft1, &["add-learner", "--id", "2", "--raft-addr", &raft2]);
     assert!(ok, "{err}");
+    let mut node2 = started(node2);
     let (_, root) = publish_new(&node1, "copied/one");
     served_everywhere(&[&node2], "copied/one", &root);
     node2.kill9();
@@ -273,17 +276,14 @@ fn a_backup_taken_while_publishing_restores_into_a_new_cluster() {
     assert_ne!(new_id, old_id, "a restored copy is another cluster");
     let mut nodes = vec![n11];
     for (i, id) in [(1, 12u64), (2, 13)] {
-        nodes.push(started(spawn(
-            &dir,
-            &format!("n{id}"),
-            config(id, &raft[i], &cluster.tls, &[]),
-        )));
+        let node = spawn(&dir, &format!("n{id}"), config(id, &raft[i], &cluster.tls, &[]));
         let (ok, _, err) = cluster_cmd(
             &cluster.tls,
             &raft[0],
             &["add-learner", "--id", &id.to_string(), "--raft-addr", &raft[i]],
         );
         assert!(ok, "{err}");
+        nodes.push(started(node));
         let (ok, _, err) = cluster_cmd(&cluster.tls, &raft[0], &["promote", "--id", &id.to_string()]);
         assert!(ok, "{err}");
     }
@@ -342,17 +342,18 @@ fn a_survivor_of_a_lost_majority_becomes_a_new_cluster() {
     // Two new nodes join, and publishing goes on.
     let mut new_nodes = Vec::new();
     for (i, id) in [(3usize, 4u64), (4, 5)] {
-        new_nodes.push(started(spawn(
+        let node = spawn(
             cluster.dir.path(),
             &format!("n{id}"),
             config(id, &cluster.raft[i], &cluster.tls, &[]),
-        )));
+        );
         let (ok, _, err) = cluster_cmd(
             &cluster.tls,
             &cluster.raft[0],
             &["add-learner", "--id", &id.to_string(), "--raft-addr", &cluster.raft[i]],
         );
         assert!(ok, "{err}");
+        new_nodes.push(started(node));
         let (ok, _, err) = cluster_cmd(&cluster.tls, &cluster.raft[0], &["promote", "--id", &id.to_string()]);
         assert!(ok, "{err}");
     }
