@@ -299,6 +299,63 @@ fn a_backup_taken_while_publishing_restores_into_a_new_cluster() {
     // And the new cluster takes publishes.
     let (_, root) = publish_new(&nodes[2], "backup/after-restore");
     served_everywhere(&nodes.iter().collect::<Vec<_>>(), "backup/after-restore", &root);
+
+    // The same backup seeds a single node (no Raft port) as well.
+    let single = cluster.dir.path().join("single");
+    let mut json = serde_json::json!({"raft": {"node_id": 21}});
+    json["trust_service"] = config(21, &raft[0], &cluster.tls, &[])["trust_service"].clone();
+    let mut file_json = json.clone();
+    file_json["storage"] = serde_json::json!({"data_dir": single.join("data")});
+    file_json["server"] = serde_json::json!({"http_addr": "127.0.0.1:1"});
+    file_json["insecure"] = true.into();
+    std::fs::create_dir_all(&single).unwrap();
+    write_config(&single.join("restore.json"), &file_json);
+    let (ok, _, err) = seal_node(&[
+        "restore",
+        "--from",
+        out.to_str().unwrap(),
+        "--config",
+        single.join("restore.json").to_str().unwrap(),
+    ]);
+    assert!(ok, "restore into a single node: {err}");
+    let single = Node::serve(&single, json);
+    let (gun, root) = &before[0];
+    verify_collection(&single, gun, root).unwrap();
+}
+
+#[test]
+fn a_dead_voter_is_replaced_by_a_new_node() {
+    let _one = one_cluster_at_a_time();
+    let mut cluster = start_cluster(1);
+    let (_, root) = publish_new(&cluster.nodes[0], "replace/before");
+    // Node 3 is lost with its disk.
+    cluster.nodes[2].kill9();
+    std::fs::remove_dir_all(&cluster.nodes[2].data_dir).unwrap();
+    // The runbook: remove it, start a new node with a new id and an empty data directory, add it
+    // as a learner, promote it once it has caught up.
+    let (ok, _, err) = cluster_cmd(&cluster.tls, &cluster.raft[0], &["remove", "--id", "3"]);
+    assert!(ok, "remove: {err}");
+    let node4 = spawn(cluster.dir.path(), "n4", config(4, &cluster.raft[3], &cluster.tls, &[]));
+    let (ok, _, err) = cluster_cmd(
+        &cluster.tls,
+        &cluster.raft[0],
+        &["add-learner", "--id", "4", "--raft-addr", &cluster.raft[3]],
+    );
+    assert!(ok, "add-learner: {err}");
+    let node4 = started(node4);
+    served_everywhere(&[&node4], "replace/before", &root);
+    let (ok, _, err) = cluster_cmd(&cluster.tls, &cluster.raft[0], &["promote", "--id", "4"]);
+    assert!(ok, "promote: {err}");
+    let (ok, status, _) = cluster_cmd(&cluster.tls, &cluster.raft[1], &["status"]);
+    assert!(ok);
+    let voters: Vec<&str> = status
+        .lines()
+        .filter(|l| l.contains(" voter "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(voters, ["1", "2", "4"], "{status}");
+    let (_, root) = publish_new(&node4, "replace/after");
+    served_everywhere(&[&cluster.nodes[0], &cluster.nodes[1], &node4], "replace/after", &root);
 }
 
 #[test]
@@ -323,6 +380,17 @@ fn a_survivor_of_a_lost_majority_becomes_a_new_cluster() {
     }
     cluster.nodes[0].kill9();
     let config_file = cluster.nodes[0].data_dir.join("config.json");
+    // First a copy of what it holds, read from its stopped data directory.
+    let copy = cluster.dir.path().join("survivor-copy");
+    let (ok, printed, err) = seal_node(&[
+        "backup",
+        "--config",
+        config_file.to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(ok, "backup of a stopped node: {err}");
+    assert!(printed.contains(&format!("cluster id: {old_id}")), "{printed}");
     let (ok, printed, err) = seal_node(&[
         "cluster",
         "force-new",

@@ -16,10 +16,26 @@ pub(crate) fn encode<T: Serialize>(v: &T, subject: ErrorSubject<u64>) -> Result<
     postcard::to_allocvec(v).map_err(|e| io_err(subject, ErrorVerb::Write, &e))
 }
 
-/// Decode a value.
+/// Decode a value. A log entry that does not decode names the likely cause: a command of a newer
+/// release (docs/operations.md, "Upgrades": such a node must be upgraded, not left to guess).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], subject: ErrorSubject<u64>) -> Result<T, StorageError> {
-    postcard::from_bytes(bytes).map_err(|e| io_err(subject, ErrorVerb::Read, &e))
+    postcard::from_bytes(bytes).map_err(|e| match subject {
+        ErrorSubject::Log(_) | ErrorSubject::LogIndex(_) => io_err(
+            subject,
+            ErrorVerb::Read,
+            &UnknownEntry(format!(
+                "{e}: a log entry this release cannot read, most likely a command of a newer Seal \
+                 release: upgrade this node"
+            )),
+        ),
+        _ => io_err(subject, ErrorVerb::Read, &e),
+    })
 }
+
+/// Why a log entry could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UnknownEntry(String);
 
 /// Wrap an error as an openraft storage error.
 pub(crate) fn io_err<E: std::error::Error + 'static>(
