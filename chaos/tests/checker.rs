@@ -9,9 +9,11 @@ use seal_chaos::history::History;
 use seal_chaos::report::{render_html, render_text, summarize};
 
 fn load(name: &str) -> History {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/histories")
-        .join(name);
+    // The directory cargo runs the test from (a build reused from another checkout must not
+    // read that checkout's files).
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = dir.join("tests/histories").join(name);
     History::read(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -221,6 +221,19 @@ impl GrpcNetwork {
         ))
     }
 
+    /// The same network carrying `identity`'s cluster id in its calls (a client that is not a
+    /// node, e.g. a test or tool speaking to a cluster's nodes).
+    pub fn of_cluster(self, identity: ClusterIdentity) -> GrpcNetwork {
+        let inner = &self.inner;
+        GrpcNetwork::with_material(
+            inner.node_id,
+            inner.tls.clone(),
+            inner.max_message_bytes,
+            inner.source_ip,
+            identity,
+        )
+    }
+
     /// Like [`GrpcNetwork::new`] with loaded material; connections to peers are made from
     /// `source_ip` (`None`: the operating system chooses).
     pub(crate) fn with_material(

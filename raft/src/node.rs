@@ -603,8 +603,10 @@ impl SealRaft {
             node_id,
             server,
             admin,
+            identity,
             ..
         } = self;
+        identity.release_store();
         if let Some(server) = server {
             server.stop(SERVER_SHUTDOWN_GRACE).await;
         }

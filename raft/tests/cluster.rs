@@ -450,13 +450,21 @@ fn vote_at(term: u64, id: u64) -> VoteRequest<u64> {
 }
 
 /// A `Vote` call from node `sender` to node `target`, encoded as seal-raft encodes it.
-fn raw_vote(target: u64, sender: u64, vote: &VoteRequest<u64>) -> RaftRequest {
-    RaftRequest {
+/// A vote request as a cluster member sends it to `to`: addressed to node `target`, carrying
+/// `to`'s cluster id.
+fn raw_vote(to: &SealRaft, target: u64, sender: u64, vote: &VoteRequest<u64>) -> tonic::Request<RaftRequest> {
+    let mut request = tonic::Request::new(RaftRequest {
         payload: postcard::to_allocvec(vote).unwrap(),
         format: PayloadFormat::PostcardOpenraftV09 as i32,
         target,
         sender,
+    });
+    if let Some(id) = to.cluster_id() {
+        request
+            .metadata_mut()
+            .insert(seal_raft::CLUSTER_ID_HEADER, id.parse().unwrap());
     }
+    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -474,16 +482,39 @@ async fn a_peer_the_ca_signed_but_not_on_the_allow_list_is_refused() {
     // A cluster node is answered.
     let node = ca.node_tls("node7");
     let reply = raw_client(&node, &leader_addr, true)
-        .vote(raw_vote(1, 7, &vote_at(0, 7)))
+        .vote(raw_vote(leader, 1, 7, &vote_at(0, 7)))
         .await
         .expect("an allowed peer is answered");
     assert!(reply.into_inner().result.is_some());
+
+    // A node of another cluster (its certificate signed by the same CA, allowed by name, as a
+    // copy of a member's data directory would be) is refused before Raft: its vote at a much
+    // higher term would depose the leader. So is one carrying no cluster id.
+    for cluster_id in [Some("seal-another-cluster"), None] {
+        let mut vote = raw_vote(leader, 1, 9, &vote_at(term + 100, 9));
+        match cluster_id {
+            Some(id) => {
+                vote.metadata_mut()
+                    .insert(seal_raft::CLUSTER_ID_HEADER, id.parse().unwrap());
+            }
+            None => {
+                vote.metadata_mut().remove(seal_raft::CLUSTER_ID_HEADER);
+            }
+        }
+        let status = raw_client(&node, &leader_addr, true).vote(vote).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        let m = leader.metrics();
+        assert!(
+            m.is_leader && m.term == term,
+            "a vote of another cluster reached raft: {m:?}"
+        );
+    }
 
     // Another service holding a certificate from the same CA is refused by
     // the service, and its vote at a much higher term never reaches Raft.
     let frontend = ca.node_tls("registry-frontend");
     let status = raw_client(&frontend, &leader_addr, true)
-        .vote(raw_vote(1, 9, &vote_at(term + 100, 9)))
+        .vote(raw_vote(leader, 1, 9, &vote_at(term + 100, 9)))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -509,7 +540,9 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     // Control: a peer with a certificate from the cluster CA gets an answer (its stale vote is
     // not granted).
     let good = ca.node_tls("peer7");
-    let mut net = GrpcNetwork::new(7, &good, max).expect("network");
+    let mut net = GrpcNetwork::new(7, &good, max)
+        .expect("network")
+        .of_cluster(seal_raft::ClusterIdentity::fixed(leader.cluster_id().unwrap()));
     let mut client = net.new_client(1, &BasicNode::new(leader_addr.clone())).await;
     let resp = client
         .vote(vote_at(0, 7), option.clone())
@@ -527,13 +560,19 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused_both_ways() {
     // never reaches Raft, where a vote at a much higher term would depose the leader. The same
     // hand-made client with a cluster certificate is answered.
     let mut control = raw_client(&good, &leader_addr, true);
-    let reply = control.vote(raw_vote(1, 7, &vote_at(0, 7))).await.expect("answered");
+    let reply = control
+        .vote(raw_vote(leader, 1, 7, &vote_at(0, 7)))
+        .await
+        .expect("answered");
     assert!(reply.into_inner().result.is_some());
     let rogue_client_tls = other_ca.node_tls_trusting("rogue-client", &ca);
     let anonymous = raw_client(&good, &leader_addr, false);
     let rogue = raw_client(&rogue_client_tls, &leader_addr, true);
     for mut rogue in [anonymous.clone(), rogue.clone(), anonymous, rogue] {
-        let status = rogue.vote(raw_vote(1, 9, &vote_at(term + 100, 9))).await.unwrap_err();
+        let status = rogue
+            .vote(raw_vote(leader, 1, 9, &vote_at(term + 100, 9)))
+            .await
+            .unwrap_err();
         // Refused by the transport (the TLS layer), not answered by the service.
         let by_transport = std::error::Error::source(&status).is_some_and(|e| e.is::<tonic::transport::Error>());
         assert!(by_transport, "{status:?}");
@@ -695,7 +734,7 @@ async fn connections_over_the_cap_are_closed_at_once_and_counted() {
     }
     assert_eq!(counts.refused(), 4);
     let status = raw_client(&peer, &addr, true)
-        .vote(raw_vote(1, 7, &vote_at(0, 7)))
+        .vote(raw_vote(node, 1, 7, &vote_at(0, 7)))
         .await
         .unwrap_err();
     assert!(counts.refused() >= 5, "{status:?}");
@@ -705,7 +744,7 @@ async fn connections_over_the_cap_are_closed_at_once_and_counted() {
     drop(idle);
     until_count("open connections", 0, || counts.open()).await;
     let reply = raw_client(&peer, &addr, true)
-        .vote(raw_vote(1, 7, &vote_at(0, 7)))
+        .vote(raw_vote(node, 1, 7, &vote_at(0, 7)))
         .await
         .expect("a peer is answered once the idle connections are gone");
     assert!(reply.into_inner().result.is_some());

@@ -632,7 +632,10 @@ fn metrics_listener_section() {
         }
     }
     match with(r#"{"adr":"127.0.0.1:9100"}"#) {
-        Err(ConfigError::Syntax { message, .. }) => assert!(message.contains("adr"), "{message}"),
+        Err(ConfigError::UnknownKey { key, suggestion }) => {
+            assert_eq!(key, "metrics.adr");
+            assert_eq!(suggestion.as_deref(), Some("metrics.addr"));
+        }
         other => panic!("{other:?}"),
     }
 }
