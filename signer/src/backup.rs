@@ -143,9 +143,15 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<Manifest, BackupError> {
             out.display()
         )));
     }
-    // Everything is read before anything is written.
-    let dump = Store::open_read_only(data_dir)
-        .and_then(|s| s.dump(data_dir))
+    // Everything is read before anything is written. A read-only open can
+    // race the running signer removing a file it has just flushed or
+    // compacted; a second try sees the new set of files.
+    let read = || Store::open_read_only(data_dir).and_then(|s| s.dump(data_dir));
+    let dump = read()
+        .or_else(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            read()
+        })
         .map_err(store_err(data_dir))?;
     std::fs::create_dir(out).map_err(io_err(out))?;
     let written = write_backup(data_dir, out, &dump);
@@ -333,7 +339,65 @@ pub fn describe(manifest: &Manifest) -> String {
         );
     }
     s.push_str(
-        " High-water marks came along: a signer started on the restored store refuses versions at or below them.",
+        " The high-water marks are in it: a signer started on the restored store refuses versions at or below them.",
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::KeyRecord;
+
+    fn record(id: &str, backend: &str) -> KeyRecord {
+        KeyRecord {
+            key_id: id.repeat(32),
+            gun: "g".into(),
+            role: "timestamp".into(),
+            algorithm: "ecdsa".into(),
+            public: vec![1],
+            backend: backend.into(),
+            handle: vec![2],
+        }
+    }
+
+    #[test]
+    fn a_backup_says_what_it_does_not_hold() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        {
+            let s = Store::open(&data).unwrap();
+            s.put_key(&record("ab", "pkcs11")).unwrap();
+            s.put_key(&record("cd", crate::threshold::BACKEND_NAME)).unwrap();
+        }
+        let m = backup(&data, &d.path().join("b")).unwrap();
+        assert_eq!((m.keys, m.high_water_marks), (2, 0));
+        let text = describe(&m);
+        assert!(text.contains("HSM's own tools"), "{text}");
+        assert!(text.contains("not the other signers' shares"), "{text}");
+    }
+
+    #[test]
+    fn a_copy_that_disagrees_with_its_manifest_is_not_restored() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        Store::open(&data).unwrap().put_key(&record("ab", "software")).unwrap();
+        let b = d.path().join("b");
+        let mut m = backup(&data, &b).unwrap();
+        m.keys = 5;
+        std::fs::write(b.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        let target = d.path().join("restored");
+        let e = restore(&b, &target).unwrap_err().to_string();
+        assert!(e.contains("holds 1 keys") && e.contains("says 5"), "{e}");
+        assert!(!target.exists() && !d.path().join("restored.restoring").exists());
+        // An empty directory is restored into.
+        m.keys = 1;
+        std::fs::write(b.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        std::fs::create_dir(&target).unwrap();
+        restore(&b, &target).unwrap();
+        assert_eq!(
+            Store::open(&target).unwrap().keys().unwrap(),
+            vec![record("ab", "software")]
+        );
+    }
 }

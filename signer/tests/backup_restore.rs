@@ -94,10 +94,16 @@ async fn a_running_signer_backed_up_and_restored_signs_and_refuses_rollbacks() {
             .unwrap();
     }
 
-    // Backed up while it runs (it holds the database's lock).
+    // Backed up while it runs: it holds the database's lock, which an
+    // ordinary open would need.
+    assert!(
+        seal_signer::store::Store::open(&data).is_err(),
+        "the running signer holds the lock"
+    );
     let backup = dir.path().join("backup");
     let out = seal_signer(&[&"backup", &"--config", &config, &"--out", &backup]);
     let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("2 keys (2 software) and 1 high-water marks"),
