@@ -103,7 +103,6 @@ async fn a_running_signer_backed_up_and_restored_signs_and_refuses_rollbacks() {
     let backup = dir.path().join("backup");
     let out = seal_signer(&[&"backup", &"--config", &config, &"--out", &backup]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         stdout.contains("2 keys (2 software) and 1 high-water marks"),
@@ -125,6 +124,35 @@ async fn a_running_signer_backed_up_and_restored_signs_and_refuses_rollbacks() {
     c.sign(&ts_key.key_id, &timestamp(4, time::Duration::days(14)), None, None)
         .await
         .unwrap();
+
+    // Backups taken while the signer signs and syncs its marks are whole:
+    // each opens and holds both keys and the one mark.
+    let signing = {
+        let (c, key_id) = (c.clone(), ts_key.key_id.clone());
+        tokio::spawn(async move {
+            for v in 5..=40 {
+                c.sign(&key_id, &timestamp(v, time::Duration::days(14)), None, None)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for i in 0..3 {
+        let during = dir.path().join(format!("during-{i}"));
+        let out = tokio::task::spawn_blocking({
+            let (config, during) = (config.clone(), during.clone());
+            move || seal_signer(&[&"backup", &"--config", &config, &"--out", &during])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(during.join("backup.json")).unwrap()).unwrap();
+        assert_eq!(
+            (&m["keys"], &m["high_water_marks"]),
+            (&serde_json::json!(2), &serde_json::json!(1))
+        );
+    }
+    signing.await.unwrap();
 
     // Refusals of backup: an existing out directory (left as it was), a
     // data directory with no store (no out directory made).
