@@ -11,12 +11,14 @@
 //! [`config`] and serves [`metrics`]; [`client`] is what server nodes use to
 //! call a signer; [`admin`] holds the operator commands (`rewrap`, and for a
 //! threshold cluster `status` and `refresh-shares`); [`import`] brings
-//! notary-signer's keys over (`import-notary`).
+//! notary-signer's keys over (`import-notary`); [`backup`] copies the store
+//! while the signer runs and seeds a new data directory from it.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 pub mod admin;
 pub mod backend;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod core;

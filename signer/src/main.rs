@@ -8,7 +8,11 @@
 //! `seal-signer refresh-shares --config signer.json --key-id <id>`: new
 //! shares of a threshold key on every signer, same group key;
 //! `seal-signer repair-share --config signer.json --key-id <id>`: a signer
-//! that lost its share gets it back from k others, same group key.
+//! that lost its share gets it back from k others, same group key;
+//! `seal-signer backup --config signer.json --out <dir>`: a copy of the
+//! store, taken while the signer runs;
+//! `seal-signer restore --from <dir> --config signer.json`: a new signer's
+//! data directory seeded from a backup.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +108,27 @@ enum Command {
         /// `server.grpc_addr`).
         #[arg(long)]
         addr: Option<String>,
+    },
+    /// Back up this signer's store (key records, still encrypted, and
+    /// high-water marks) to a new directory: `db/` and `backup.json`. Works
+    /// while the signer runs.
+    Backup {
+        /// The signer's config file (its `storage.data_dir` is read).
+        #[arg(long)]
+        config: PathBuf,
+        /// The directory to write; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Seed a signer's data directory from a backup (with the signer
+    /// stopped; its `storage.data_dir` must hold no store yet).
+    Restore {
+        /// The backup directory (made by `seal-signer backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The config of the signer to restore.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -230,6 +255,48 @@ fn main() -> ExitCode {
                 hex::encode(public)
             ))
         }),
+        Command::Backup { config, out } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match seal_signer::backup::backup(&config.storage.data_dir, &out) {
+                Ok(manifest) => {
+                    println!(
+                        "backup of {} written to {}: {}",
+                        config.storage.data_dir.display(),
+                        out.display(),
+                        seal_signer::backup::describe(&manifest)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seal-signer: backup: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Restore { from, config } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match seal_signer::backup::restore(&from, &config.storage.data_dir) {
+                Ok(manifest) => {
+                    println!(
+                        "restored {} into {}: {} Start the signer with `seal-signer serve`.",
+                        from.display(),
+                        config.storage.data_dir.display(),
+                        seal_signer::backup::describe(&manifest)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seal-signer: restore: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let config = match load(&config) {
                 Ok(c) => c,

@@ -168,6 +168,96 @@ impl Store {
     }
 }
 
+/// A column family's entries (key, value), in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every entry of every column family of a store, read at one point in
+/// time: what a backup carries, byte for byte (keys stay encrypted as
+/// stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreDump {
+    /// Each column family's name and its entries, in key order.
+    pub families: Vec<(String, Entries)>,
+}
+
+impl Store {
+    /// Opens the store in `dir` read-only. It takes no lock, so it works
+    /// while a running signer holds the database, and it sees every write
+    /// the signer had synced when it was opened (its write-ahead log is
+    /// read too); it writes nothing in `dir`.
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let opts = Options::default();
+        let names = DB::list_cf(&opts, dir).map_err(err("open read-only"))?;
+        let db = DB::open_cf_for_read_only(&opts, dir, names, false).map_err(err("open read-only"))?;
+        Ok(Store { db })
+    }
+
+    /// Every column family's entries, read from one RocksDB snapshot.
+    pub fn dump(&self, dir: &Path) -> Result<StoreDump, StoreError> {
+        let names = DB::list_cf(&Options::default(), dir).map_err(err("list column families"))?;
+        let snapshot = self.db.snapshot();
+        let mut families = Vec::new();
+        for name in names {
+            let cf = self.cf(&name)?;
+            let mut entries = Vec::new();
+            for item in snapshot.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+                let (k, v) = item.map_err(err("iterate"))?;
+                entries.push((k.to_vec(), v.to_vec()));
+            }
+            families.push((name, entries));
+        }
+        Ok(StoreDump { families })
+    }
+
+    /// Creates a new store in `dir` (which must hold none) holding exactly
+    /// `dump`, written in one synced batch and flushed to its files.
+    pub fn create_from(dir: &Path, dump: &StoreDump) -> Result<(), StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_error_if_exists(true);
+        opts.create_missing_column_families(true);
+        let mut names: Vec<&str> = dump.families.iter().map(|(n, _)| n.as_str()).collect();
+        for required in [CF_KEYS, CF_HIGH_WATER] {
+            if !names.contains(&required) {
+                names.push(required);
+            }
+        }
+        let cfs = names
+            .iter()
+            .filter(|n| **n != rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(err("create"))?;
+        let store = Store { db };
+        let mut batch = rocksdb::WriteBatch::default();
+        for (name, entries) in &dump.families {
+            let cf = store.cf(name)?;
+            for (k, v) in entries {
+                batch.put_cf(cf, k, v);
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        store.db.write_opt(batch, &wo).map_err(err("write"))?;
+        for name in &names {
+            store.db.flush_cf(store.cf(name)?).map_err(err("flush"))?;
+        }
+        Ok(())
+    }
+
+    /// How many high-water marks the store holds.
+    pub fn high_water_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_HIGH_WATER)?, rocksdb::IteratorMode::Start)
+        {
+            item.map_err(err("iterate"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 impl KeyRecord {
     /// The public key as base64 (for logs and Notary's key JSON).
     pub fn public_b64(&self) -> String {
@@ -208,6 +298,28 @@ mod tests {
         assert_eq!(s.key(&r.key_id).unwrap().unwrap(), r);
         assert_eq!(s.keys().unwrap(), vec![r.clone()]);
         assert_eq!(s.high_water(&r.key_id).unwrap().unwrap().version, 7);
+        // Read-only while the store is open (no lock taken): the dump
+        // carries every family, and a store made from it reads the same.
+        let ro = Store::open_read_only(d.path()).unwrap();
+        let dump = ro.dump(d.path()).unwrap();
+        assert!(ro.put_key(&r).is_err(), "a read-only store writes nothing");
+        let copy = tempfile::tempdir().unwrap();
+        let at = copy.path().join("db");
+        Store::create_from(&at, &dump).unwrap();
+        assert!(
+            Store::create_from(&at, &dump).is_err(),
+            "an existing store is not overwritten"
+        );
+        let c = Store::open_read_only(&at).unwrap();
+        assert_eq!(c.dump(&at).unwrap(), dump);
+        assert_eq!(c.keys().unwrap(), vec![r.clone()]);
+        assert_eq!(
+            (
+                c.high_water_count().unwrap(),
+                c.high_water(&r.key_id).unwrap().unwrap().version
+            ),
+            (1, 7)
+        );
         s.delete_key(&r.key_id).unwrap();
         assert!(s.key(&r.key_id).unwrap().is_none());
         assert!(s.high_water(&r.key_id).unwrap().is_none());
