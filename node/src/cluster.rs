@@ -613,6 +613,41 @@ impl ForwardHandler for RouterHandler {
     }
 }
 
+/// How an operator's command reaches a running cluster: one node's Raft address and an identity
+/// the cluster CA signed (`seal-node cluster`, `backup`, `import-notary`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterAccess {
+    /// The Raft address (`host:port`) of a node of the running cluster.
+    #[arg(long, global = true)]
+    pub addr: Option<String>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, global = true)]
+    pub ca: Option<std::path::PathBuf>,
+    /// A certificate signed by the cluster CA (PEM).
+    #[arg(long, global = true)]
+    pub cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true)]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl ClusterAccess {
+    /// The address and TLS files, when all four were given.
+    pub fn given(self) -> Option<(String, seal_raft::ClusterTls)> {
+        match (self.addr, self.ca, self.cert, self.key) {
+            (Some(addr), Some(ca_file), Some(cert_file), Some(key_file)) => Some((
+                addr,
+                seal_raft::ClusterTls {
+                    ca_file,
+                    cert_file,
+                    key_file,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// `seal-node cluster status` output: the leader and term, then one row per member. A status
 /// carrying a state digest (`cluster status --digest`) has two more lines before the rows:
 /// `state digest: <hex>` and `state digest index: <log index>` (`-` when nothing was applied).

@@ -91,18 +91,9 @@ enum Cmd {
 struct ClusterArgs {
     #[command(subcommand)]
     action: ClusterCmd,
-    /// The Raft address (`host:port`) of the node to ask.
-    #[arg(long, global = true)]
-    addr: Option<String>,
-    /// The cluster CA certificate (PEM).
-    #[arg(long, global = true)]
-    ca: Option<PathBuf>,
-    /// A certificate signed by the cluster CA (PEM).
-    #[arg(long, global = true)]
-    cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long, global = true)]
-    key: Option<PathBuf>,
+    /// The node to ask.
+    #[command(flatten)]
+    access: seal_node::cluster::ClusterAccess,
 }
 
 #[derive(Subcommand)]
@@ -165,7 +156,7 @@ fn load_for_serving(path: &std::path::Path, env: &seal_node::config::Env) -> Res
 }
 
 fn cluster_main(args: ClusterArgs) -> ExitCode {
-    use seal_raft::{AdminClient, ClusterTls};
+    use seal_raft::AdminClient;
     let args = match args.action {
         ClusterCmd::ForceNew(force) => return seal_node::operate::force_new_main(force),
         _ => args,
@@ -174,13 +165,8 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
         eprintln!("seal-node cluster: {e}");
         ExitCode::FAILURE
     };
-    let (Some(addr), Some(ca_file), Some(cert_file), Some(key_file)) = (args.addr, args.ca, args.cert, args.key) else {
+    let Some((addr, tls)) = args.access.given() else {
         return fail(&"--addr, --ca, --cert and --key are required");
-    };
-    let tls = ClusterTls {
-        ca_file,
-        cert_file,
-        key_file,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,

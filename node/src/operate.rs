@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use seal_raft::recovery::{DataSummary, ForcedCluster};
-use seal_raft::ClusterTls;
 
 use crate::config::{process_env, NodeConfig};
 
@@ -21,20 +20,11 @@ pub struct BackupArgs {
     /// --addr, an absolute path on the node's machine.
     #[arg(long)]
     pub out: PathBuf,
-    /// The Raft address (`host:port`) of the running cluster node to back up.
-    #[arg(long, requires_all = ["ca", "cert", "key"], conflicts_with = "config")]
-    pub addr: Option<String>,
-    /// The cluster CA certificate (PEM).
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// A certificate signed by the cluster CA (PEM).
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    /// The running cluster node to back up.
+    #[command(flatten)]
+    pub access: crate::cluster::ClusterAccess,
     /// Instead of a running node: the config of a stopped node, whose data directory is read.
-    #[arg(long, required_unless_present = "addr")]
+    #[arg(long, required_unless_present = "addr", conflicts_with = "addr")]
     pub config: Option<PathBuf>,
 }
 
@@ -150,18 +140,13 @@ fn print_forced(f: &ForcedCluster, node_id: u64, addr: &str) {
 /// Runs `seal-node backup`.
 pub fn backup_main(args: BackupArgs) -> ExitCode {
     const CMD: &str = "backup";
-    if let Some(addr) = args.addr {
-        let (Some(ca_file), Some(cert_file), Some(key_file)) = (args.ca, args.cert, args.key) else {
+    if args.access.addr.is_some() {
+        let Some((addr, tls)) = args.access.given() else {
             return fail(CMD, &"--addr needs --ca, --cert and --key");
         };
         if !args.out.is_absolute() {
             return fail(CMD, &"--out must be an absolute path on the node's machine");
         }
-        let tls = ClusterTls {
-            ca_file,
-            cert_file,
-            key_file,
-        };
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(r) => r,
             Err(e) => return fail(CMD, &format!("cannot start the runtime: {e}")),

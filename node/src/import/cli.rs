@@ -19,18 +19,9 @@ pub struct ImportArgs {
     /// which is where a URL with a password belongs (argv is visible to every local user).
     #[arg(long)]
     pub database: Option<String>,
-    /// The Raft address (`host:port`) of any node of the running cluster.
-    #[arg(long)]
-    pub addr: Option<String>,
-    /// The cluster CA certificate (PEM).
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// A certificate signed by the cluster CA (PEM).
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long)]
-    pub key: Option<PathBuf>,
+    /// Any node of the running cluster.
+    #[command(flatten)]
+    pub access: crate::cluster::ClusterAccess,
     /// Instead of a running cluster: the config of a stopped single node (no `raft.addr`) to
     /// import into through its own log.
     #[arg(long, conflicts_with_all = ["addr", "dev_data_dir"])]
@@ -76,16 +67,9 @@ pub fn main(args: ImportArgs, env: impl Fn(&str) -> Option<String>) -> ExitCode 
         },
         (None, None) => None,
     };
-    let (addr, tls) = match (args.addr, args.ca, args.cert, args.key) {
-        (Some(addr), Some(ca_file), Some(cert_file), Some(key_file)) => (
-            addr,
-            ClusterTls {
-                ca_file,
-                cert_file,
-                key_file,
-            },
-        ),
-        _ if args.check || local.is_some() => (
+    let (addr, tls) = match args.access.given() {
+        Some(given) => given,
+        None if args.check || local.is_some() => (
             String::new(),
             ClusterTls {
                 ca_file: PathBuf::new(),
