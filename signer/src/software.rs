@@ -220,9 +220,11 @@ impl SoftwareBackend {
         };
         let alias = backend.passphrases.default_alias.clone();
         if let Some(passphrase) = backend.passphrases.get(&alias) {
-            let derived = backend.derive(passphrase.as_bytes(), &backend.salt, backend.kek_iterations());
-            if let Ok(mut keks) = backend.keks.lock() {
-                keks.insert((alias, backend.salt, backend.kek_iterations()), Arc::new(derived));
+            // A failure here is met again, and reported, by the first wrap.
+            if let Ok(derived) = backend.derive(passphrase.as_bytes(), &backend.salt, backend.kek_iterations()) {
+                if let Ok(mut keks) = backend.keks.lock() {
+                    keks.insert((alias, backend.salt, backend.kek_iterations()), Arc::new(derived));
+                }
             }
         }
         backend
@@ -239,9 +241,14 @@ impl SoftwareBackend {
         u32::try_from(self.iterations).unwrap_or(u32::MAX)
     }
 
-    fn derive(&self, passphrase: &[u8], salt: &[u8; kek::SALT_LEN], iterations: u32) -> kek::KekBytes {
+    fn derive(
+        &self,
+        passphrase: &[u8],
+        salt: &[u8; kek::SALT_LEN],
+        iterations: u32,
+    ) -> Result<kek::KekBytes, BackendError> {
         self.kdf_runs.fetch_add(1, Ordering::Relaxed);
-        kek::derive(passphrase, salt, iterations)
+        kek::derive(passphrase, salt, iterations).map_err(|e| BackendError::Crypto(e.to_string()))
     }
 
     fn passphrase(&self, alias: &str) -> Result<&Zeroizing<String>, BackendError> {
@@ -265,8 +272,8 @@ impl SoftwareBackend {
         let kek = match self.cached_kek(&id)? {
             Some(k) => k,
             None => {
-                // Only if the lock was poisoned at start; derive it now.
-                let derived = Arc::new(self.derive(self.passphrase(alias)?.as_bytes(), &self.salt, id.2));
+                // Only if deriving at start failed; derive it now.
+                let derived = Arc::new(self.derive(self.passphrase(alias)?.as_bytes(), &self.salt, id.2)?);
                 self.keks.lock().map_err(|_| poisoned())?.insert(id, derived.clone());
                 derived
             }
@@ -298,7 +305,7 @@ impl SoftwareBackend {
                 match self.cached_kek(&id)? {
                     Some(k) => w.open(&k).map_err(refused)?,
                     None => {
-                        let k = self.derive(self.passphrase(&w.alias)?.as_bytes(), &salt, id.2);
+                        let k = self.derive(self.passphrase(&w.alias)?.as_bytes(), &salt, id.2)?;
                         let der = w.open(&k).map_err(refused)?;
                         self.keks.lock().map_err(|_| poisoned())?.insert(id, Arc::new(k));
                         der

@@ -14,7 +14,6 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 /// The `v` of handles this module writes.
@@ -64,11 +63,20 @@ pub fn is_wrapped(handle: &[u8]) -> bool {
     handle.first() == Some(&b'{')
 }
 
-/// Derives the KEK of `passphrase` and `salt`.
-pub fn derive(passphrase: &[u8], salt: &[u8; SALT_LEN], iterations: u32) -> KekBytes {
+/// Derives the KEK of `passphrase` and `salt` (OpenSSL's PBKDF2: a generic
+/// Rust PBKDF2 is compiled in the calling crate's profile, ten times slower
+/// in debug builds, and a debug signer must start within a node's timeouts).
+pub fn derive(passphrase: &[u8], salt: &[u8; SALT_LEN], iterations: u32) -> Result<KekBytes, KwError> {
     let mut kek = Zeroizing::new([0u8; 32]);
-    pbkdf2::pbkdf2_hmac::<Sha256>(passphrase, salt, iterations, kek.as_mut());
-    kek
+    openssl::pkcs5::pbkdf2_hmac(
+        passphrase,
+        salt,
+        usize::try_from(iterations).unwrap_or(usize::MAX),
+        openssl::hash::MessageDigest::sha256(),
+        kek.as_mut(),
+    )
+    .map_err(|e| KwError::Malformed(format!("key derivation failed: {e}")))?;
+    Ok(kek)
 }
 
 /// A fresh random salt.
