@@ -177,6 +177,20 @@ pub fn handle_alias(handle: &[u8]) -> Result<String, BackendError> {
     jwe_kid(jwe).map_err(|e| BackendError::Crypto(e.to_string()))
 }
 
+/// Decrypts a software key handle of either form with `passphrase` (one
+/// key derivation): for operators' tools and tests, never on a signing path.
+pub fn open_handle(passphrase: &[u8], handle: &[u8]) -> Result<Zeroizing<Vec<u8>>, BackendError> {
+    if kek::is_wrapped(handle) {
+        let w = kek::Wrapped::parse(handle, MIN_PBES2_ITERATIONS, MAX_PBES2_ITERATIONS)
+            .map_err(|e| BackendError::Crypto(e.to_string()))?;
+        let salt = w.salt_bytes().map_err(|e| BackendError::Crypto(e.to_string()))?;
+        let kek = kek::derive(passphrase, &salt, w.iterations()).map_err(|e| BackendError::Crypto(e.to_string()))?;
+        return w.open(&kek).map_err(|e| BackendError::Crypto(e.to_string()));
+    }
+    let jwe = std::str::from_utf8(handle).map_err(|_| BackendError::Crypto("encrypted key is not text".into()))?;
+    decrypt_secret(passphrase, jwe).map_err(|e| BackendError::Crypto(e.to_string()))
+}
+
 /// A KEK in the cache: by alias, salt and iteration count.
 type KekId = (String, [u8; kek::SALT_LEN], u32);
 
