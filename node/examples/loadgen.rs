@@ -12,6 +12,13 @@
 //!   generator's own ECDSA signing off the CPUs the cluster runs on while it
 //!   is measured; a collection that runs out signs its next versions inline,
 //!   and the summary says how many.
+//! * `loadgen new <addr> <threads> <seconds> [max]` makes `max` (default
+//!   5,000) collections' client keys before the clock starts, then from
+//!   `threads` threads, each a new HTTP connection per request, creates new
+//!   collections for `seconds` (the first publish of a new GUN: GET its
+//!   `timestamp.key`, which makes the server's timestamp key, then POST root,
+//!   targets and snapshot), and prints new collections/s and latency
+//!   percentiles of the pair.
 
 #[path = "../tests/common/http.rs"]
 mod common;
@@ -26,9 +33,17 @@ use seal_tuf::PublicKey;
 use time::OffsetDateTime;
 
 fn seed(addr: &str, gun: &str) -> TestRepo {
+    let mut repo = TestRepo::new(gun, OffsetDateTime::now_utc());
+    first_publish(addr, &mut repo);
+    repo
+}
+
+/// Creates `repo`'s collection on the server: its timestamp key, then its
+/// first publish.
+fn first_publish(addr: &str, repo: &mut TestRepo) {
+    let gun = repo.gun.clone();
     let key = common::request(addr, "GET", &format!("/v2/{gun}/_trust/tuf/timestamp.key"), &[], &[]);
     assert_eq!(key.status, 200, "timestamp.key: {}", key.text());
-    let mut repo = TestRepo::new(gun, OffsetDateTime::now_utc());
     repo.server_timestamp = Some(PublicKey::from_json(&key.body).expect("key"));
     let contents: Vec<(String, Vec<u8>)> = (0..20)
         .map(|i| (format!("v{i}.0.0"), format!("release {i}").into_bytes()))
@@ -43,7 +58,6 @@ fn seed(addr: &str, gun: &str) -> TestRepo {
         &body,
     );
     assert_eq!(r.status, 200, "publish: {}", r.text());
-    repo
 }
 
 /// One benchmarked collection: its keys, current targets version, root bytes, and the next
@@ -179,9 +193,57 @@ fn main() {
                 inline.load(Ordering::Relaxed)
             );
         }
+        Some("new") => {
+            let addr = args[2].clone();
+            let threads: usize = args[3].parse().expect("threads");
+            let secs: u64 = args[4].parse().expect("seconds");
+            let max: usize = args.get(5).map_or(5_000, |r| r.parse().expect("max"));
+            let prefix = format!("new.example.com/{}", std::process::id());
+            let now = OffsetDateTime::now_utc();
+            let made = Instant::now();
+            let repos: Vec<Mutex<Option<TestRepo>>> = (0..max)
+                .map(|i| Mutex::new(Some(TestRepo::new(&format!("{prefix}/g{i}"), now))))
+                .collect();
+            eprintln!("made {max} collections' keys in {:.1} s", made.elapsed().as_secs_f64());
+            let (repos, next) = (Arc::new(repos), Arc::new(AtomicU64::new(0)));
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let started = Instant::now();
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (repos, next, addr) = (repos.clone(), next.clone(), addr.clone());
+                    std::thread::spawn(move || {
+                        let mut lat = Vec::new();
+                        while Instant::now() < deadline {
+                            let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                            let Some(mut repo) = repos.get(i).and_then(|r| r.lock().expect("lock").take()) else {
+                                eprintln!("ran out of the {} prepared collections: raise max", repos.len());
+                                break;
+                            };
+                            let start = Instant::now();
+                            first_publish(&addr, &mut repo);
+                            lat.push(start.elapsed());
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().expect("thread")).collect();
+            let elapsed = started.elapsed().as_secs_f64();
+            all.sort();
+            println!(
+                "new collections: {} in {:.1} s = {:.1}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} threads)",
+                all.len(),
+                elapsed,
+                all.len() as f64 / elapsed,
+                percentile(&all, 0.50).as_secs_f64() * 1e3,
+                percentile(&all, 0.99).as_secs_f64() * 1e3,
+                all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+                threads
+            );
+        }
         _ => {
             eprintln!(
-                "usage: loadgen seed <addr> <gun> | loadgen publish <addr> <guns> <threads> <seconds> [max-rate]"
+                "usage: loadgen seed <addr> <gun> | loadgen publish <addr> <guns> <threads> <seconds> [max-rate] | loadgen new <addr> <threads> <seconds> [max]"
             );
             std::process::exit(2);
         }

@@ -346,27 +346,17 @@ mod tests {
             .unwrap();
         drop(signer);
 
-        // The store holds no private key in clear: a JWE with the set parameters.
+        // The store holds no private key in clear: a key wrapped under a
+        // KEK of 600,000 PBKDF2 iterations and a 16-byte salt, under the node's alias.
         {
             let store = seal_signer::store::Store::open(&dir.path().join("store")).unwrap();
             let record = store.key(&ed.key_id).unwrap().unwrap();
-            let jwe = std::str::from_utf8(&record.handle).unwrap();
-            let header: serde_json::Value = serde_json::from_slice(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(jwe.split('.').next().unwrap())
-                    .unwrap(),
-            )
-            .unwrap();
-            assert_eq!(header["alg"], "PBES2-HS256+A128KW");
-            assert_eq!(header["enc"], "A256GCM");
-            assert_eq!(header["p2c"], 600_000);
+            let w = seal_signer::software::kek::Wrapped::parse(&record.handle, 600_000, 600_000).unwrap();
             assert_eq!(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(header["p2s"].as_str().unwrap())
-                    .unwrap()
-                    .len(),
-                16
+                (w.v.as_str(), w.alias.as_str(), w.kid.as_str()),
+                ("seal-kw1", "node", ed.key_id.as_str())
             );
+            assert_eq!(w.salt_bytes().unwrap().len(), 16);
         }
 
         // Reload: same keys, same descriptions, signing still works.

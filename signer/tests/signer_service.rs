@@ -238,11 +238,7 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     // for its plaintext in every file of the signer's database.
     let store = seal_signer::store::Store::open(&data).unwrap();
     let record = store.key(&ts_key.key_id).unwrap().unwrap();
-    let der = seal_signer::software::decrypt_secret(
-        b"a signer passphrase for tests",
-        std::str::from_utf8(&record.handle).unwrap(),
-    )
-    .unwrap();
+    let der = seal_signer::software::open_handle(b"a signer passphrase for tests", &record.handle).unwrap();
     let private = seal_tuf::PrivateKey::from_pkcs8_der(&der).unwrap();
     assert_eq!(private.public_key().id(), ts_key.key_id);
     drop(store);
