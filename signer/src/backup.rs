@@ -6,7 +6,7 @@
 //! keeps it), reads every column family from one RocksDB snapshot and
 //! writes a new, synced RocksDB at `<out>/db`, with `<out>/backup.json`
 //! ([`Manifest`]) beside it. Keys stay exactly as stored: software keys and
-//! threshold shares JWE-encrypted under their alias's passphrase, PKCS#11
+//! threshold shares encrypted under their alias's passphrase, PKCS#11
 //! keys as handles naming objects in the token (which only the HSM's own
 //! tools back up). The high-water marks come along, so a restored signer
 //! still refuses to sign a version at or below what it had signed.
@@ -108,14 +108,15 @@ fn summarize(dir: &Path) -> Result<Contents, BackupError> {
     let mut aliases = BTreeSet::new();
     for k in &keys {
         *backends.entry(k.backend.clone()).or_insert(0) += 1;
-        let jwe = match k.backend.as_str() {
-            "software" => String::from_utf8(k.handle.clone()).ok(),
+        // Software keys in either wrapped form; threshold shares as JWE.
+        let alias = match k.backend.as_str() {
+            "software" => crate::software::handle_alias(&k.handle).ok(),
             crate::threshold::BACKEND_NAME => crate::threshold::ThresholdHandle::decode(&k.handle)
                 .ok()
-                .map(|h| h.share_jwe),
+                .and_then(|h| crate::software::jwe_kid(&h.share_jwe).ok()),
             _ => None,
         };
-        if let Some(alias) = jwe.and_then(|j| crate::software::jwe_kid(&j).ok()) {
+        if let Some(alias) = alias {
             aliases.insert(alias);
         }
     }
