@@ -24,6 +24,7 @@ use crate::listen::ConnectionLimits;
 use seal_tuf::update::UpdateLimits;
 
 mod check;
+pub(crate) use check::resolve;
 mod env;
 mod raw;
 mod strict;

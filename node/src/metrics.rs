@@ -143,13 +143,7 @@ impl Metrics {
             ),
             &[],
         )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("seal_build_info", "Always 1; the labels name the running build."),
-            &["component", "version"],
-        )?;
-        build_info
-            .with_label_values(&["node", env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let build_info = seal_signer::metrics::build_info("node")?;
         let raft_replication_lag = IntGaugeVec::new(
             Opts::new(
                 "seal_raft_replication_lag_entries",

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::auth::{ed25519_pkcs8_v1, verifier_for, KeyKind};
-use crate::config::ListenAddr;
+use crate::config::{resolve, ListenAddr};
 
 /// The path tokens are served on.
 pub const TOKEN_PATH: &str = "/auth/token";
@@ -184,15 +184,6 @@ pub struct TokenServerConfig {
     pub anonymous: Vec<AccessRule>,
     /// `logging.level` (default `info`).
     pub log_level: String,
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    }
 }
 
 fn check_rules(key: &str, rules: &[AccessRule]) -> Result<(), TokenServerError> {

@@ -11,13 +11,6 @@ use common::cluster::*;
 use common::{request, try_request, Node};
 use std::time::Duration;
 
-/// The leader among `nodes` (1-based ids), asked of `raft[0]`'s node or any that answers.
-fn find_leader(tls: &Tls, raft: &[String]) -> u64 {
-    eventually("a leader in cluster status", || {
-        raft.iter().find_map(|a| leader_of(tls, a))
-    })
-}
-
 fn header_u64(r: &common::Response, name: &str) -> Option<u64> {
     r.header(name)?.parse().ok()
 }

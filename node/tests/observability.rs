@@ -10,13 +10,6 @@ mod common;
 use common::cluster::*;
 use common::{try_request, Node};
 
-/// The leader among the nodes, asked of any that answers `cluster status`.
-fn find_leader(tls: &Tls, raft: &[String]) -> u64 {
-    eventually("a leader in cluster status", || {
-        raft.iter().find_map(|a| leader_of(tls, a))
-    })
-}
-
 fn metrics_of(addr: &str) -> String {
     let r = try_request(addr, "GET", "/metrics", &[], &[]).unwrap_or_else(|e| panic!("/metrics on {addr}: {e}"));
     assert_eq!(r.status, 200, "/metrics on {addr}: {}", r.text());

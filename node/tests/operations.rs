@@ -151,7 +151,7 @@ fn a_node_that_ran_on_its_own_is_refused_as_a_learner() {
     let (ok, _, err) = cluster_cmd(&site.tls, &raft1, &["add-learner", "--id", "3", "--raft-addr", &raft3]);
     assert!(ok, "{err}");
     let node3 = started(node3);
-    let (_, root) = (0, node1.get(&tuf("cluster/one", "root.json")).body);
+    let root = node1.get(&tuf("cluster/one", "root.json")).body;
     served_everywhere(&[&node3], "cluster/one", &root);
     assert_eq!(cluster_id(&site.tls, &raft3), live);
 }

@@ -88,13 +88,7 @@ impl Metrics {
             "seal_signer_accept_errors_total",
             "Failed accept() calls of the gRPC listener (the loop backs off and goes on).",
         )?;
-        let build_info = IntGaugeVec::new(
-            Opts::new("seal_build_info", "Always 1; the labels name the running build."),
-            &["component", "version"],
-        )?;
-        build_info
-            .with_label_values(&["signer", env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let build_info = build_info("signer")?;
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -206,4 +200,15 @@ impl Metrics {
         let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// `seal_build_info{component, version} 1`: which build of which component runs (every Seal
+/// process exports it; the version is the workspace's).
+pub fn build_info(component: &str) -> prometheus::Result<IntGaugeVec> {
+    let gauge = IntGaugeVec::new(
+        Opts::new("seal_build_info", "Always 1; the labels name the running build."),
+        &["component", "version"],
+    )?;
+    gauge.with_label_values(&[component, env!("CARGO_PKG_VERSION")]).set(1);
+    Ok(gauge)
 }

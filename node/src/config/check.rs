@@ -17,7 +17,8 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
+/// `p` as given when absolute, else relative to `base` (the config file's directory).
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
     if path.is_absolute() {
         path.to_path_buf()

@@ -104,6 +104,13 @@ pub fn leader_of(tls: &Tls, addr: &str) -> Option<u64> {
         .and_then(|l| l.trim().parse().ok())
 }
 
+/// The leader's id (1-based), asked of every node at `raft` until one answers with a leader.
+pub fn find_leader(tls: &Tls, raft: &[String]) -> u64 {
+    eventually("a leader in cluster status", || {
+        raft.iter().find_map(|a| leader_of(tls, a))
+    })
+}
+
 pub fn tuf(gun: &str, path: &str) -> String {
     format!("/v2/{gun}/_trust/tuf/{path}")
 }
