@@ -173,21 +173,9 @@ pub fn backup_main(args: BackupArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(CMD, &e),
     };
-    let db = raft_dir(&config).join("db");
-    if !db.join("CURRENT").exists() {
-        return fail(
-            CMD,
-            &format!("{}: no database here (is storage.data_dir right?)", db.display()),
-        );
-    }
-    let store = match seal_storage::Store::open(&db) {
+    let store = match seal_raft::recovery::open_existing(&raft_dir(&config)) {
         Ok(s) => s,
-        Err(e) => {
-            return fail(
-                CMD,
-                &format!("{}: {e} (a running node is backed up with --addr)", db.display()),
-            )
-        }
+        Err(e) => return fail(CMD, &e),
     };
     match seal_raft::recovery::backup(&store, &args.out) {
         Ok(summary) => {
@@ -232,21 +220,13 @@ pub fn force_new_main(args: ForceNewArgs) -> ExitCode {
     };
     let node_id = config.raft.node_id;
     let dir = raft_dir(&config);
-    if !dir.join("db").join("CURRENT").exists() {
-        return fail(
-            CMD,
-            &format!(
-                "{}: no database here (is storage.data_dir right?)",
-                dir.join("db").display()
-            ),
-        );
-    }
-    // The address the membership it holds gives it, read before anything is written.
-    let known = match seal_storage::Store::open(dir.join("db")) {
+    // The address the membership it holds gives it, read before anything is written (the store
+    // is closed again before force_new_cluster opens it).
+    let known = match seal_raft::recovery::open_existing(&dir) {
         Ok(store) => seal_raft::recovery::summarize(&store, &dir.join("db"))
             .ok()
             .and_then(|s| s.members.get(&node_id).cloned()),
-        Err(e) => return fail(CMD, &format!("{}: {e} (stop the node first)", dir.join("db").display())),
+        Err(e) => return fail(CMD, &e),
     };
     let addr = match advertised_addr(&config, args.raft_addr, known.as_ref()) {
         Ok(a) => a,

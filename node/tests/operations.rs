@@ -330,7 +330,21 @@ fn a_dead_voter_is_replaced_by_a_new_node() {
     let (_, root) = publish_new(&cluster.nodes[0], "replace/before");
     // Node 3 is lost with its disk.
     cluster.nodes[2].kill9();
+    let config3 = cluster.nodes[2].data_dir.join("config.json");
+    let config3_text = std::fs::read(&config3).unwrap();
     std::fs::remove_dir_all(&cluster.nodes[2].data_dir).unwrap();
+    // Forcing a cluster out of a node with no data is refused, and creates nothing.
+    std::fs::create_dir_all(&cluster.nodes[2].data_dir).unwrap();
+    std::fs::write(&config3, config3_text).unwrap();
+    let (ok, _, err) = seal_node(&[
+        "cluster",
+        "force-new",
+        "--from-this-node",
+        "--config",
+        config3.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("no database here"), "{err}");
+    assert!(!cluster.nodes[2].data_dir.join("data").exists());
     // The runbook: remove it, start a new node with a new id and an empty data directory, add it
     // as a learner, promote it once it has caught up.
     let (ok, _, err) = cluster_cmd(&cluster.tls, &cluster.raft[0], &["remove", "--id", "3"]);

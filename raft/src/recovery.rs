@@ -135,6 +135,25 @@ fn last_log_id(store: &Store, path: &Path) -> Result<Option<LogId>, RecoveryErro
         .map_err(codec_err(path))
 }
 
+/// Open the database of the stopped node whose Raft data directory is `raft_dir`, refusing when
+/// there is none (a wrong `storage.data_dir` would otherwise get a new, empty one) or when a
+/// running node holds it.
+pub fn open_existing(raft_dir: &Path) -> Result<Store, RecoveryError> {
+    let path = raft_dir.join("db");
+    if !path.join("CURRENT").exists() {
+        return Err(RecoveryError::Refused(format!(
+            "{}: no database here (is storage.data_dir right?)",
+            path.display()
+        )));
+    }
+    Store::open(&path).map_err(|e| {
+        RecoveryError::Refused(format!(
+            "{}: {e} (is the node still running? stop it first, or back it up with --addr)",
+            path.display()
+        ))
+    })
+}
+
 /// What [`force_new_cluster`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForcedCluster {
@@ -161,13 +180,7 @@ pub fn force_new_cluster(
     reassign: bool,
 ) -> Result<ForcedCluster, RecoveryError> {
     let path = raft_dir.join("db");
-    if !path.join("CURRENT").exists() {
-        return Err(RecoveryError::Refused(format!(
-            "{}: no database here (is storage.data_dir right?)",
-            path.display()
-        )));
-    }
-    let store = Store::open(&path).map_err(store_err(&path))?;
+    let store = open_existing(raft_dir)?;
     if reassign {
         store.reassign_node_id(node_id).map_err(store_err(&path))?;
     } else {
