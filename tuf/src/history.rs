@@ -126,25 +126,10 @@ mod tests {
 
     const GUN: &str = "example.com/history";
 
-    /// root 1; targets, snapshot 2 with timestamp 1; targets, snapshot 3 with timestamp 2.
+    /// [`TestRepo::two_publishes`] as stored files.
     fn stored(repo: &TestRepo) -> Stored {
-        let root = repo.root_file(1);
-        let t2 = repo.targets_file(2, &[("a", b"a")]);
-        let s2 = repo.snapshot_file(2, &[("root", &root), ("targets", &t2)]);
-        let ts1 = repo.timestamp_file(1, &s2);
-        let t3 = repo.targets_file(3, &[("a", b"a"), ("b", b"b")]);
-        let s3 = repo.snapshot_file(3, &[("root", &root), ("targets", &t3)]);
-        let ts2 = repo.timestamp_file(2, &s3);
         let mut out = Stored::new();
-        for (role, version, bytes) in [
-            ("root", 1, root),
-            ("targets", 2, t2),
-            ("snapshot", 2, s2),
-            ("timestamp", 1, ts1),
-            ("targets", 3, t3),
-            ("snapshot", 3, s3),
-            ("timestamp", 2, ts2),
-        ] {
+        for (role, version, bytes) in repo.two_publishes() {
             let file = SignedFile::parse(role, bytes).unwrap();
             out.entry(role.to_owned()).or_default().insert(version, file);
         }

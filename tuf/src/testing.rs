@@ -208,6 +208,28 @@ impl TestRepo {
         self.sign_root(self.root(version).to_value())
     }
 
+    /// A stored history of two publishes, as a server keeps it, in the order it was written:
+    /// root 1; targets and snapshot 2 with timestamp 1; targets and snapshot 3 with timestamp 2
+    /// (role, version, bytes).
+    pub fn two_publishes(&self) -> Vec<(&'static str, u64, Vec<u8>)> {
+        let root = self.root_file(1);
+        let t2 = self.targets_file(2, &[("a", b"a")]);
+        let s2 = self.snapshot_file(2, &[("root", &root), ("targets", &t2)]);
+        let ts1 = self.timestamp_file(1, &s2);
+        let t3 = self.targets_file(3, &[("a", b"a"), ("b", b"b")]);
+        let s3 = self.snapshot_file(3, &[("root", &root), ("targets", &t3)]);
+        let ts2 = self.timestamp_file(2, &s3);
+        vec![
+            (ROOT, 1, root),
+            (TARGETS, 2, t2),
+            (SNAPSHOT, 2, s2),
+            (TIMESTAMP, 1, ts1),
+            (TARGETS, 3, t3),
+            (SNAPSHOT, 3, s3),
+            (TIMESTAMP, 2, ts2),
+        ]
+    }
+
     /// The targets metadata at `version` listing `targets` (name, content).
     pub fn targets_meta(&self, version: u64, targets: &[(&str, &[u8])]) -> Targets {
         let mut dkeys = BTreeMap::new();

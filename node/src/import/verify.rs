@@ -210,23 +210,14 @@ mod tests {
 
     /// A first publish and its timestamp, then a second publish: (rows, changes).
     fn collection(repo: &TestRepo) -> (Vec<FileRow>, Vec<ChangeRow>) {
-        let root = repo.root_file(1);
-        let t2 = repo.targets_file(2, &[("a", b"a")]);
-        let s2 = repo.snapshot_file(2, &[("root", &root), ("targets", &t2)]);
-        let ts1 = repo.timestamp_file(1, &s2);
-        let t3 = repo.targets_file(3, &[("a", b"a"), ("b", b"b")]);
-        let s3 = repo.snapshot_file(3, &[("root", &root), ("targets", &t3)]);
-        let ts2 = repo.timestamp_file(2, &s3);
-        let rows = vec![
-            row(1, "root", 1, &root),
-            row(2, "targets", 2, &t2),
-            row(3, "snapshot", 2, &s2),
-            row(4, "timestamp", 1, &ts1),
-            row(5, "targets", 3, &t3),
-            row(6, "snapshot", 3, &s3),
-            row(7, "timestamp", 2, &ts2),
-        ];
-        let changes = vec![update(1, 1, &ts1), update(2, 2, &ts2)];
+        let files = repo.two_publishes();
+        let rows: Vec<FileRow> = files
+            .iter()
+            .zip(1..)
+            .map(|((role, version, bytes), id)| row(id, role, *version as i64, bytes))
+            .collect();
+        // The timestamps (rows 4 and 7), in order.
+        let changes = vec![update(1, 1, &files[3].2), update(2, 2, &files[6].2)];
         (rows, changes)
     }
 
