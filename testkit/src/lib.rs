@@ -98,11 +98,14 @@ pub const TEST_PORTS_TO: u16 = 32_768;
 /// which the source ports of outgoing connections share: between picking
 /// it and the server binding it, any connection the test makes may take
 /// it (`Address already in use`). So the port comes from just below that
-/// range instead, at random, checked free by binding it.
+/// range instead, at random, checked free by binding it. A port is handed
+/// out at most once per process: two servers of one test never draw the
+/// same port, whichever threads ask.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static DRAWS: AtomicU64 = AtomicU64::new(0);
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let span = u64::from(TEST_PORTS_TO - TEST_PORTS_FROM);
     for _ in 0..1000 {
         // RandomState is seeded randomly per process; the counter varies
@@ -111,7 +114,12 @@ pub fn free_port() -> u16 {
         h.write_u64(DRAWS.fetch_add(1, Ordering::Relaxed));
         h.write_u32(std::process::id());
         let port = TEST_PORTS_FROM + u16::try_from(h.finish() % span).unwrap_or(0);
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.contains(&port) {
+            continue;
+        }
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }
@@ -120,12 +128,24 @@ pub fn free_port() -> u16 {
 
 #[cfg(test)]
 mod port_tests {
+    use super::{free_port, TEST_PORTS_FROM, TEST_PORTS_TO};
+    use std::net::TcpListener;
+
     #[test]
-    fn free_ports_are_below_the_ephemeral_range_and_bindable() {
-        for _ in 0..50 {
-            let p = super::free_port();
-            assert!((super::TEST_PORTS_FROM..super::TEST_PORTS_TO).contains(&p));
-            std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+    fn free_ports_are_in_range_distinct_and_never_a_port_in_use() {
+        // A port in use is never handed out: hold a block of the range
+        // (whatever of it another process does not hold already) and draw.
+        let held: Vec<TcpListener> = (TEST_PORTS_FROM..TEST_PORTS_FROM + 2_000)
+            .filter_map(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        let held_ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let mut drawn = Vec::new();
+        for _ in 0..300 {
+            let p = free_port();
+            assert!((TEST_PORTS_FROM..TEST_PORTS_TO).contains(&p), "{p}");
+            assert!(!held_ports.contains(&p), "{p} is held by this test");
+            assert!(!drawn.contains(&p), "{p} was handed out twice");
+            drawn.push(p);
         }
     }
 }
