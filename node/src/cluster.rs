@@ -49,7 +49,9 @@
 //!
 //! While no leader is known (an election), or the leader cannot be reached, or it refuses with
 //! `not_leader` (it lost leadership before running the request), the request waits and tries again
-//! for up to [`FORWARD_BOUND`], then answers 503 with Notary's `UNAVAILABLE` body. Nothing is
+//! for up to [`FORWARD_BOUND`], then answers 503 with Notary's `UNAVAILABLE` body. The wait is on
+//! Raft's metrics, not a timer: the request goes on the moment this node learns of another leader
+//! (or after [`LEADER_CHANGE_WAIT`], to the same one). Nothing is
 //! retried once a leader may have run it: a request whose outcome is unknown (the connection broke
 //! under it) answers 503 as well.
 
@@ -73,6 +75,9 @@ use crate::routes::{MetadataSelector, Route as ApiRoute};
 
 /// How long a request waits for a reachable leader before answering 503.
 pub const FORWARD_BOUND: Duration = Duration::from_secs(5);
+/// How long a forwarding node waits for Raft to name another leader after the one it knew
+/// was unreachable or said it no longer leads, before trying that one again.
+pub const LEADER_CHANGE_WAIT: Duration = Duration::from_millis(500);
 /// Response header naming the leader a request was forwarded to.
 pub const FORWARDED_TO: &str = "x-seal-forwarded-to";
 
@@ -173,12 +178,18 @@ impl Forwarder {
             };
             match self.raft.forward(&addr, request.clone()).await {
                 Ok(r) if r.not_leader => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Woken as soon as this node's Raft learns of another leader; the same one
+                    // is tried again after a while if none comes (a stale answer).
+                    self.raft
+                        .wait_for_leader_other_than(leader, remaining.min(LEADER_CHANGE_WAIT))
+                        .await;
                 }
                 Ok(r) => return Route::Forwarded(into_response(r, leader)),
                 Err(e) if e.is_unreachable() => {
                     tracing::debug!(leader, %addr, error = %e, "leader unreachable; waiting for a new one");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    self.raft
+                        .wait_for_leader_other_than(leader, remaining.min(LEADER_CHANGE_WAIT))
+                        .await;
                 }
                 Err(e) => {
                     let mut response = self.unavailable(format!(

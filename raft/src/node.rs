@@ -371,6 +371,18 @@ impl SealRaft {
             .and_then(|m| m.current_leader)
     }
 
+    /// Waits up to `timeout` for Raft's metrics to name a leader other than `old` (a new
+    /// leader after `old` failed or stepped down): the node that sees it first is woken at
+    /// once, with no polling. `None` when none is known by then.
+    pub async fn wait_for_leader_other_than(&self, old: u64, timeout: Duration) -> Option<u64> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some_and(|l| l != old), "a new leader")
+            .await
+            .ok()
+            .and_then(|m| m.current_leader)
+    }
+
     /// Send a client's HTTP request to the node at Raft address `leader_addr` to run there
     /// (nodes opened with [`SealRaft::open_cluster_with_admin`]).
     pub async fn forward(
