@@ -582,6 +582,14 @@ fn signing_error(role: &str, key_id: &str, e: SignerError) -> ApiError {
     }
 }
 
+/// A file the node's cache shares: served without a copy.
+fn shared(bytes: Arc<[u8]>) -> StoredMetadata {
+    StoredMetadata {
+        bytes: Bytes::from_owner(bytes),
+        last_modified: None,
+    }
+}
+
 fn stored(bytes: Vec<u8>) -> StoredMetadata {
     StoredMetadata {
         bytes: Bytes::from(bytes),
@@ -602,26 +610,20 @@ impl Backend for RaftBackend {
     }
 
     async fn get_current(&self, gun: &str, role: &str) -> Result<Option<StoredMetadata>, ApiError> {
-        let reader = self.raft.read();
-        let Some((_, bytes)) = reader.current(gun, role)? else {
+        // From the node's cache of current files when it holds this one (seal_storage::CurrentFile).
+        let Some(file) = self.raft.read().current_file(gun, role)? else {
             return Ok(None);
         };
-        if role != TIMESTAMP {
-            return Ok(Some(stored(bytes)));
-        }
         // Never serve an expired timestamp: regenerate it first, as Notary does.
-        let expired = reader
-            .timestamp_expiry(gun)?
-            .is_some_and(|exp| exp <= unix_nanos(self.clock.now()));
+        let expired = role == TIMESTAMP
+            && file
+                .timestamp_expiry
+                .is_some_and(|exp| exp <= unix_nanos(self.clock.now()));
         if !expired {
-            return Ok(Some(stored(bytes)));
+            return Ok(Some(shared(file.bytes)));
         }
         self.refresh_timestamp(gun).await?;
-        let fresh = self.raft.read().current(gun, role)?;
-        match fresh {
-            Some((_, b)) => Ok(Some(stored(b))),
-            None => Ok(None),
-        }
+        Ok(self.raft.read().current_file(gun, role)?.map(|f| shared(f.bytes)))
     }
 
     async fn get_by_checksum(

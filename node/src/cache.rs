@@ -10,49 +10,49 @@ pub const DEFAULT_CURRENT_MAX_AGE: u64 = 300;
 /// Default age of consistent (checksum-named) metadata (Notary: 30 days).
 pub const DEFAULT_CONSISTENT_MAX_AGE: u64 = 30 * 24 * 3600;
 
-/// How one class of responses may be cached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How one class of responses may be cached, with its `Cache-Control` value made once.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachePolicy {
     /// `max-age` and `s-maxage` in seconds; 0 disables caching.
-    pub max_age: u64,
-    /// Whether to add `must-revalidate`.
-    pub must_revalidate: bool,
+    max_age: u64,
+    /// The `Cache-Control` value, precomputed: it is set on every metadata answer.
+    header: HeaderValue,
 }
 
 impl CachePolicy {
     /// The policy for current files (`<role>.json`).
     pub fn current(max_age: u64) -> Self {
-        CachePolicy {
-            max_age,
-            must_revalidate: true,
-        }
+        Self::new(max_age, true)
     }
 
     /// The policy for consistent files (`<role>.<checksum>.json`, `<version>.<role>.json`).
     pub fn consistent(max_age: u64) -> Self {
+        Self::new(max_age, false)
+    }
+
+    fn new(max_age: u64, must_revalidate: bool) -> Self {
+        let value = if max_age == 0 {
+            "max-age=0, no-cache, no-store".to_string()
+        } else if must_revalidate {
+            format!("public, max-age={max_age}, s-maxage={max_age}, must-revalidate")
+        } else {
+            format!("public, max-age={max_age}, s-maxage={max_age}")
+        };
         CachePolicy {
             max_age,
-            must_revalidate: false,
+            header: HeaderValue::try_from(value).expect("digits, letters, commas and spaces"),
         }
     }
 
     /// The `Cache-Control` value.
-    pub fn cache_control(&self) -> String {
-        if self.max_age == 0 {
-            "max-age=0, no-cache, no-store".to_string()
-        } else if self.must_revalidate {
-            format!("public, max-age={0}, s-maxage={0}, must-revalidate", self.max_age)
-        } else {
-            format!("public, max-age={0}, s-maxage={0}", self.max_age)
-        }
+    pub fn cache_control(&self) -> &HeaderValue {
+        &self.header
     }
 
     /// Sets `Cache-Control` (and `Pragma: no-cache` when caching is off) and,
     /// when known, `Last-Modified`.
     pub fn apply(&self, headers: &mut HeaderMap, last_modified: Option<OffsetDateTime>) {
-        if let Ok(v) = HeaderValue::from_str(&self.cache_control()) {
-            headers.insert(header::CACHE_CONTROL, v);
-        }
+        headers.insert(header::CACHE_CONTROL, self.header.clone());
         if self.max_age == 0 {
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         }

@@ -531,16 +531,16 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
                 return Err(ApiError::MetadataNotFound);
             }
             let (found, policy) = match selector {
-                MetadataSelector::Current => (backend.get_current(gun, role).await?, state.current_cache),
+                MetadataSelector::Current => (backend.get_current(gun, role).await?, &state.current_cache),
                 MetadataSelector::Checksum(sum) if sum.len() == 64 => {
-                    (backend.get_by_checksum(gun, role, sum).await?, state.consistent_cache)
+                    (backend.get_by_checksum(gun, role, sum).await?, &state.consistent_cache)
                 }
                 // Only sha256 is indexed.
-                MetadataSelector::Checksum(_) => (None, state.consistent_cache),
+                MetadataSelector::Checksum(_) => (None, &state.consistent_cache),
                 MetadataSelector::Version(Some(v)) => {
-                    (backend.get_by_version(gun, role, *v).await?, state.consistent_cache)
+                    (backend.get_by_version(gun, role, *v).await?, &state.consistent_cache)
                 }
-                MetadataSelector::Version(None) => (None, state.consistent_cache),
+                MetadataSelector::Version(None) => (None, &state.consistent_cache),
             };
             let meta = found.ok_or(ApiError::MetadataNotFound)?;
             let mut response = bytes_response(StatusCode::OK, METADATA_CONTENT_TYPE, meta.bytes);

@@ -121,6 +121,17 @@ pub struct ImportedChange {
 }
 
 impl Command {
+    /// The collection the command changes.
+    pub fn gun(&self) -> &str {
+        match self {
+            Command::Publish { gun, .. }
+            | Command::RefreshTimestamp { gun, .. }
+            | Command::DeleteGun { gun, .. }
+            | Command::SetServerKey { gun, .. } => gun,
+            Command::ImportCollection(c) => &c.gun,
+        }
+    }
+
     /// About how many bytes the command occupies in the log: its files, names and key.
     pub fn approx_bytes(&self) -> u64 {
         let files = |files: &[MetaFile]| -> usize { files.iter().map(|f| f.role.len() + 8 + f.bytes.len()).sum() };

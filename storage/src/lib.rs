@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cache;
 pub mod command;
 pub mod error;
 #[cfg(feature = "fault-injection")]
@@ -31,6 +32,7 @@ mod local;
 pub mod snapshot;
 mod store;
 
+pub use cache::{CurrentFile, CACHE_BYTES};
 pub use command::{
     ApplyOutcome, ChangeCategory, ChangeRecord, Command, ImportedChange, ImportedCollection, KeyEntry, MetaFile,
     ServerKeys,

@@ -387,6 +387,9 @@ impl Store {
     /// Clear the state-machine column families and load `path` into them; the
     /// final, fsync'd batch removes the install marker. Caller holds the write lock.
     fn refill_from(&self, path: &Path) -> Result<()> {
+        // Readers see the state change under them during the refill (as without a cache); the
+        // cache must not keep any of it, nor anything from before.
+        self.inner.cache.clear();
         for name in SM_CFS {
             let cf = self.inner.cf(name)?;
             let mut batch = WriteBatch::default();
@@ -410,7 +413,9 @@ impl Store {
         // A file that changed since verification leaves the marker in place.
         sr.finish()?;
         batch.delete_cf(self.inner.cf(CF_RAFT_META)?, RM_INSTALLING);
-        self.inner.write(batch, true)
+        self.inner.write(batch, true)?;
+        self.inner.cache.clear();
+        Ok(())
     }
 }
 

@@ -4,9 +4,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rocksdb::{ColumnFamily, DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamily, DBCompressionType, Direction, IteratorMode, Options, SnapshotWithThreadMode, WriteBatch,
+    WriteOptions, DB,
+};
 use sha2::{Digest, Sha256};
 
+use crate::cache::{CurrentCache, CurrentFile, CACHE_BYTES};
 use crate::command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
 use crate::error::{rocks, Error, Result};
 use crate::keys::*;
@@ -47,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     /// Serialises writers to the state-machine column families. Readers never take it.
     pub(crate) write_lock: Mutex<()>,
+    /// Current files in memory, invalidated by every change ([`crate::cache`]).
+    pub(crate) cache: CurrentCache,
 }
 
 impl Inner {
@@ -139,6 +145,7 @@ impl Store {
                 db,
                 path,
                 write_lock: Mutex::new(()),
+                cache: CurrentCache::new(CACHE_BYTES),
             }),
         };
         store.check_format()?;
@@ -348,6 +355,9 @@ impl Store {
         }
         self.put_applied(&mut batch, applied)?;
         self.inner.write(batch, false)?;
+        if outcome == ApplyOutcome::Applied {
+            self.inner.cache.invalidate(cmd.gun());
+        }
         Ok(outcome)
     }
 
@@ -583,12 +593,60 @@ impl Store {
     }
 }
 
+/// A collection's timestamp expiry as [`CF_GUN_EXPIRY`] stores it.
+fn expiry_from(gun: &str, v: &[u8]) -> Result<i64> {
+    let arr: [u8; 8] = v.try_into().map_err(|_| Error::Corrupt {
+        cf: CF_GUN_EXPIRY,
+        key_hex: hex::encode(gun),
+        reason: "expected 8 bytes".into(),
+    })?;
+    Ok(unsortable(arr))
+}
+
 impl Reader {
+    /// The current file of (gun, role) as the read path serves it: from memory when this node
+    /// served it since the collection last changed, else from RocksDB (and then kept). For
+    /// `timestamp`, with the collection's timestamp expiry read at the same point.
+    pub fn current_file(&self, gun: &str, role: &str) -> Result<Option<CurrentFile>> {
+        if let Some(hit) = self.inner.cache.get(gun, role) {
+            return Ok(Some(hit));
+        }
+        let ticket = self.inner.cache.ticket();
+        let snap = self.inner.db.snapshot();
+        let Some((version, bytes)) = self.current_at(&snap, gun, role)? else {
+            return Ok(None);
+        };
+        let timestamp_expiry = if role == "timestamp" {
+            snap.get_cf(self.inner.cf(CF_GUN_EXPIRY)?, gun.as_bytes())
+                .map_err(rocks("get expiry"))?
+                .map(|v| expiry_from(gun, &v))
+                .transpose()?
+        } else {
+            None
+        };
+        let file = CurrentFile {
+            version,
+            bytes: bytes.into(),
+            timestamp_expiry,
+        };
+        self.inner.cache.insert(ticket, gun, role, file.clone());
+        Ok(Some(file))
+    }
+
     /// Current version and bytes of (gun, role), read at one consistent point.
     pub fn current(&self, gun: &str, role: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let snap = self.inner.db.snapshot();
+        self.current_at(&snap, gun, role)
+    }
+
+    fn current_at(
+        &self,
+        snap: &SnapshotWithThreadMode<'_, DB>,
+        gun: &str,
+        role: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>> {
         check_name("gun", gun)?;
         check_name("role", role)?;
-        let snap = self.inner.db.snapshot();
         let key = gun_role(gun, role);
         let Some(v) = snap
             .get_cf(self.inner.cf(CF_CURRENT)?, &key)
@@ -663,14 +721,7 @@ impl Reader {
         check_name("gun", gun)?;
         match self.inner.get(CF_GUN_EXPIRY, gun.as_bytes())? {
             None => Ok(None),
-            Some(v) => {
-                let arr: [u8; 8] = v.as_slice().try_into().map_err(|_| Error::Corrupt {
-                    cf: CF_GUN_EXPIRY,
-                    key_hex: hex::encode(gun),
-                    reason: "expected 8 bytes".into(),
-                })?;
-                Ok(Some(unsortable(arr)))
-            }
+            Some(v) => Ok(Some(expiry_from(gun, &v)?)),
         }
     }
 

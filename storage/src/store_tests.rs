@@ -647,3 +647,57 @@ fn interrupted_install_is_redone_on_open() {
         Err(Error::InstallUnrecoverable { .. })
     ));
 }
+
+#[test]
+fn the_current_file_cache_follows_every_change() {
+    let (dir, store) = open();
+    let r = store.reader();
+    assert_eq!(r.current_file("a", "timestamp").unwrap(), None);
+    apply(&store, 1, &first_publish("a"));
+    apply(&store, 2, &first_publish("b"));
+    let served = |gun: &str, role: &str| {
+        r.current_file(gun, role)
+            .unwrap()
+            .map(|f| (f.version, f.bytes.to_vec()))
+    };
+    // Read twice: the second answer comes from memory and is the same.
+    for _ in 0..2 {
+        let ts = r.current_file("a", "timestamp").unwrap().unwrap();
+        assert_eq!((ts.version, ts.bytes.to_vec()), (1, file("timestamp", 1).bytes));
+        assert_eq!(ts.timestamp_expiry, Some(T0 + 14 * DAY));
+        assert_eq!(served("a", "targets"), Some((2, file("targets", 2).bytes)));
+        assert_eq!(r.current_file("a", "targets").unwrap().unwrap().timestamp_expiry, None);
+    }
+    // A refresh of "a" is served at once; "b" is untouched.
+    let refresh = Command::RefreshTimestamp {
+        gun: "a".into(),
+        files: vec![file("timestamp", 2), file("snapshot", 3)],
+        expected: vec![("timestamp".into(), Some(1)), ("snapshot".into(), Some(2))],
+        timestamp_expires_unix_nanos: T0 + 21 * DAY,
+        at_unix_nanos: T0 + DAY,
+    };
+    assert_eq!(apply(&store, 3, &refresh), ApplyOutcome::Applied);
+    let ts = r.current_file("a", "timestamp").unwrap().unwrap();
+    assert_eq!((ts.version, ts.timestamp_expiry), (2, Some(T0 + 21 * DAY)));
+    assert_eq!(served("b", "timestamp"), Some((1, file("timestamp", 1).bytes)));
+    // A refused command changes nothing, cached or not.
+    assert!(matches!(apply(&store, 4, &refresh), ApplyOutcome::Conflict { .. }));
+    assert_eq!(r.current_file("a", "timestamp").unwrap().unwrap().version, 2);
+    // A deletion is served as absent.
+    let del = Command::DeleteGun {
+        gun: "a".into(),
+        at_unix_nanos: T0 + 2 * DAY,
+    };
+    assert_eq!(apply(&store, 5, &del), ApplyOutcome::Applied);
+    assert_eq!(r.current_file("a", "timestamp").unwrap(), None);
+    assert_eq!(r.current_file("a", "targets").unwrap(), None);
+    // A snapshot install replaces what was cached.
+    let src = Store::open(dir.path().join("src")).unwrap();
+    apply(&src, 1, &first_publish("c"));
+    let snap = dir.path().join("snap");
+    src.write_snapshot(&snap).unwrap();
+    assert!(served("b", "timestamp").is_some());
+    store.install_snapshot(&snap).unwrap();
+    assert_eq!(served("b", "timestamp"), None);
+    assert_eq!(served("c", "timestamp"), Some((1, file("timestamp", 1).bytes)));
+}
