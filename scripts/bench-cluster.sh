@@ -44,9 +44,9 @@ for node in "$follower" 4; do
 done
 
 echo "== publish through the leader: 100 GUNs, 8 client threads, ${pub_secs}s"
-"$bin/seal-bench" publish "$(at "$leader")" --guns 100 --threads 8 --seconds "$pub_secs"
+"$bin/seal-bench" publish "$(at "$leader")" --guns 100 --publishers 8 --seconds "$pub_secs"
 echo "== publish through a follower: 100 GUNs, 8 client threads, ${pub_secs}s"
-"$bin/seal-bench" publish "$(at "$follower")" --guns 100 --threads 8 --seconds "$pub_secs"
+"$bin/seal-bench" publish "$(at "$follower")" --guns 100 --publishers 8 --seconds "$pub_secs"
 
 # The publish target is for a three-node cluster: take the learner out of the membership (its
 # process stays up, idle) and measure the three voters alone.
@@ -57,7 +57,7 @@ leader=$("$bin/seal-node" $status | sed -n 's/^leader: node //p')
 echo "== three voters, no learner: publish through the leader: 100 GUNs, 8 client threads, ${pub_secs}s"
 # Also the CPU each process spends per publish, from /proc/<pid>/stat over the middle of the
 # timed window (from 1 s after seal-bench starts its clock to 1 s before it stops).
-"$bin/seal-bench" publish "$(at "$leader")" --guns 100 --threads 8 --seconds "$pub_secs" >"$dir/publish.out" 2>"$dir/publish.err" &
+"$bin/seal-bench" publish "$(at "$leader")" --guns 100 --publishers 8 --seconds "$pub_secs" >"$dir/publish.out" 2>"$dir/publish.err" &
 bench=$!
 declare -A pids=([bench]=$bench [signer]=$(pgrep -f "$dir/cluster/signer/signer.json"))
 for i in 1 2 3; do pids[node$i]=$(pgrep -f "$dir/cluster/node$i/config.json"); done

@@ -23,4 +23,4 @@ for p in "${paths[@]}"; do
   wrk -t2 -c32 -d"${secs}s" --latency "http://$addr$p" | grep -E "Requests/sec|Latency|50%|99%|requests in|Non-2xx"
 done
 echo "== publish: 100 GUNs, 8 client threads, ${pub_secs}s"
-"$bin/seal-bench" publish "$addr" --guns 100 --threads 8 --seconds "$pub_secs"
+"$bin/seal-bench" publish "$addr" --guns 100 --publishers 8 --seconds "$pub_secs"

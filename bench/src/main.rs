@@ -52,7 +52,7 @@ struct PublishArgs {
     guns: usize,
     /// Client threads, each with one publish in flight.
     #[arg(long, default_value_t = 8)]
-    threads: usize,
+    publishers: usize,
     /// Publishes/s the metadata signed ahead suffices for.
     #[arg(long, default_value_t = 2_500)]
     max_rate: u64,
@@ -212,12 +212,12 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Publish { addr, args, seconds } => {
             let addr = host_port(&addr);
             let load = PublishLoad::prepare(&addr, &format!("bench.example.com/{}", std::process::id()), args.guns)?;
-            let (run, inline) = load.run(args.threads, Duration::from_secs(seconds), args.max_rate)?;
+            let (run, inline) = load.run(args.publishers, Duration::from_secs(seconds), args.max_rate)?;
             println!(
-                "publish {} ({} GUNs, {} threads, {inline} signed inline)",
+                "publish {} ({} GUNs, {} publishers, {inline} signed inline)",
                 run.line(),
                 args.guns,
-                args.threads
+                args.publishers
             );
         }
         Command::New { addr, args, seconds } => {
@@ -350,12 +350,12 @@ fn compare(
                 PublishLoad::prepare(&sides[1].addr, &format!("bench.example.com/{pid}/b"), publish.guns)?,
             ];
             let mut s = Series {
-                label: format!("publish ({} GUNs, {} threads)", publish.guns, publish.threads),
+                label: format!("publish ({} GUNs, {} publishers)", publish.guns, publish.publishers),
                 runs: [Vec::new(), Vec::new()],
             };
             for round in 0..rounds {
                 for i in order(round) {
-                    let (run, inline) = loads[i].run(publish.threads, duration, publish.max_rate)?;
+                    let (run, inline) = loads[i].run(publish.publishers, duration, publish.max_rate)?;
                     eprintln!(
                         "round {} {}: {} ({inline} signed inline)",
                         round + 1,
@@ -370,13 +370,13 @@ fn compare(
         Workload::New => {
             let pid = std::process::id();
             let mut s = Series {
-                label: format!("new collections ({} threads)", publish.threads),
+                label: format!("new collections ({} publishers)", publish.publishers),
                 runs: [Vec::new(), Vec::new()],
             };
             for round in 0..rounds {
                 for i in order(round) {
                     let load = NewLoad::prepare(&sides[i].addr, &format!("new.example.com/{pid}/{round}/{i}"), count)?;
-                    let run = load.run(publish.threads, duration)?;
+                    let run = load.run(publish.publishers, duration)?;
                     eprintln!("round {} {}: {}", round + 1, sides[i].name, run.line());
                     s.runs[i].push(run);
                 }
@@ -388,4 +388,34 @@ fn compare(
         s.report(&sides);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "seal-bench",
+            "compare",
+            "publish",
+            "a=h:1",
+            "b=h:2",
+            "--publishers",
+            "4",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Compare {
+                publish: PublishArgs { publishers: 4, .. },
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["seal-bench", "compare", "read", "a=h:1"]).is_err());
+    }
 }

@@ -491,9 +491,9 @@ impl ClusterReads for ReadGate {
 
 /// Axum middleware of every node: the read checks of the module documentation, and the
 /// [`APPLIED_INDEX`] and [`LAST_CONTACT`] headers.
-pub async fn read_layer(State(gate): State<ReadGate>, mut request: Request, next: Next) -> Response {
+pub async fn read_layer(State(gate): State<Arc<ReadGate>>, mut request: Request, next: Next) -> Response {
     let raft = gate.backend.raft().clone();
-    let reads: Arc<dyn ClusterReads> = Arc::new(gate);
+    let reads: Arc<dyn ClusterReads> = gate;
     request.extensions_mut().insert(reads);
     let mut response = next.run(request).await;
     stamp(&raft, &mut response);

@@ -358,7 +358,7 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
     }
     let max_staleness = cluster_mode.then(|| StdDuration::from_millis(config.raft.max_staleness_ms));
     let gate = ReadGate::new(backend.clone(), max_staleness);
-    let app = router(state).layer(axum::middleware::from_fn_with_state(gate, read_layer));
+    let app = router(state).layer(axum::middleware::from_fn_with_state(Arc::new(gate), read_layer));
     let app = if cluster_mode {
         let raft = backend.raft().clone();
         raft.set_forward_handler(Arc::new(crate::import::leader::ImportHandler::new(
