@@ -2,27 +2,77 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 use seal_storage::{RaftMetaKey, Store};
 
-use crate::codec::{decode, encode, io_err, join_err};
+use crate::codec::{decode, encode, io_err};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The Raft log and vote, stored in Seal's RocksDB instance.
 ///
-/// `append` and `save_vote` are fsync'd before they report completion;
-/// `truncate` and `purge` are fsync'd too.
+/// `append` writes its entries at once (readable, not yet durable) and hands openraft's
+/// callback to the [`WalSyncer`], which reports them persisted after an fsync of the WAL:
+/// appends that arrive while one fsync runs share the next (group commit), and Raft goes on
+/// with its work in the meantime. `save_vote`, `truncate` and `purge` are fsync'd before they
+/// return.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Store,
+    syncer: Arc<WalSyncer>,
 }
 
 impl LogStore {
     /// Wrap an open store.
     pub fn new(store: Store) -> LogStore {
-        LogStore { store }
+        let syncer = Arc::new(WalSyncer::start(store.clone()));
+        LogStore { store, syncer }
+    }
+}
+
+/// The thread that fsyncs the WAL for appends and then tells openraft they are durable, in
+/// the order they were appended. It ends when the last [`LogStore`] clone is dropped.
+pub struct WalSyncer {
+    waiting: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+impl Debug for WalSyncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalSyncer").finish_non_exhaustive()
+    }
+}
+
+impl WalSyncer {
+    fn start(store: Store) -> WalSyncer {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let spawned = std::thread::Builder::new().name("seal-wal-sync".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                // Everything appended so far rides on this one fsync.
+                let group: Vec<_> = std::iter::once(first).chain(rx.try_iter()).collect();
+                let synced = store.sync_wal();
+                for callback in group {
+                    callback.log_io_completed(match &synced {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    });
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            // Without the thread, `wait_durable` syncs inline (see there).
+            tracing::error!(error = %e, "cannot start the WAL sync thread; appends sync one by one");
+        }
+        WalSyncer { waiting: tx }
+    }
+
+    /// Report `callback` once everything written so far is durable.
+    fn wait_durable(&self, store: &Store, callback: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::SendError(callback)) = self.waiting.send(callback) {
+            // The thread is gone (it could not start): sync here.
+            callback.log_io_completed(store.sync_wal().map_err(|e| std::io::Error::other(e.to_string())));
+        }
     }
 }
 
@@ -142,20 +192,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             rows.push((entry.log_id.index, encode(&entry, ErrorSubject::Log(entry.log_id))?));
         }
-        let store = self.store.clone();
-        // One batch, written with sync (fsync'd WAL), off the async workers.
-        let res = tokio::task::spawn_blocking(move || store.log_append(rows)).await;
-        let res = match res {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, &e)),
-            Err(e) => Err(join_err(ErrorSubject::Logs, ErrorVerb::Write, &e)),
-        };
-        // Report durability only after the sync write returned.
-        match &res {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        // One batch, not synced: readable when this returns, as openraft requires. An unsynced
+        // write only copies into RocksDB's memtable and WAL buffer, so it stays on this task.
+        if let Err(e) = self.store.log_append_unsynced(rows) {
+            let e = io_err(ErrorSubject::Logs, ErrorVerb::Write, &e);
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(e);
         }
-        res
+        // Durable (and reported so) after the syncer's next fsync.
+        self.syncer.wait_durable(&self.store, callback);
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -8,8 +8,9 @@ use std::time::Duration;
 /// The delay before each synced write, in nanoseconds (0: none).
 static SYNC_DELAY_NANOS: AtomicU64 = AtomicU64::new(0);
 
-/// Make every synced write of this process (Raft log appends, truncations and purges, vote
-/// writes, the last batch of a snapshot install: every write with `sync`) sleep `delay` first.
+/// Make every synced write of this process (the WAL fsync of a group of Raft log appends,
+/// truncations and purges, vote writes, the last batch of a snapshot install: every write with
+/// `sync`) sleep `delay` first.
 /// `Duration::ZERO` turns it off. Process-global: it affects every open [`crate::Store`].
 pub fn set_sync_delay(delay: Duration) {
     let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);

@@ -186,6 +186,29 @@ impl Store {
         self.inner.write(batch, true)
     }
 
+    /// Append log entries `(index, bytes)` in one batch, readable at once but not yet
+    /// durable: [`Store::sync_wal`] makes them so. Lets the Raft layer commit a group of
+    /// appends with one fsync.
+    pub fn log_append_unsynced<I>(&self, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (u64, Vec<u8>)>,
+    {
+        let cf = self.inner.cf(CF_RAFT_LOG)?;
+        let mut batch = WriteBatch::default();
+        for (index, bytes) in entries {
+            batch.put_cf(cf, index.to_be_bytes(), bytes);
+        }
+        self.inner.write(batch, false)
+    }
+
+    /// Fsync the write-ahead log: every write made before the call (log appends and applied
+    /// state alike, all column families share the WAL) is durable when it returns.
+    pub fn sync_wal(&self) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
+        crate::faults::before_sync();
+        self.inner.db.flush_wal(true).map_err(rocks("sync wal"))
+    }
+
     /// Log entries with `start <= index < end` (`end = None`: to the last), in order.
     pub fn log_entries(&self, start: u64, end: Option<u64>) -> Result<Vec<(u64, Vec<u8>)>> {
         let cf = self.inner.cf(CF_RAFT_LOG)?;
