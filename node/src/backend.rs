@@ -632,8 +632,8 @@ impl Backend for RaftBackend {
         role: &str,
         sha256_hex: &str,
     ) -> Result<Option<StoredMetadata>, ApiError> {
-        let r = self.raft.read().by_checksum(gun, role, sha256_hex)?;
-        Ok(r.map(|(_, bytes)| stored(bytes)))
+        let r = self.raft.read().file_by_checksum(gun, role, sha256_hex)?;
+        Ok(r.map(|f| shared(f.bytes)))
     }
 
     async fn get_by_version(&self, gun: &str, role: &str, version: u64) -> Result<Option<StoredMetadata>, ApiError> {

@@ -2,7 +2,9 @@
 //!
 //! Clients poll `timestamp.json` (and fetch `targets.json`, `root.json`) far more often than
 //! anyone publishes, so every node keeps the current file of each recently read (gun, role),
-//! with the collection's timestamp expiry beside the timestamp, and answers from memory.
+//! with the collection's timestamp expiry beside the timestamp, and answers from memory. The
+//! checksum-named files clients fetch next (`snapshot.<sha256>.json`) are kept the same way,
+//! under the collection, keyed by role and checksum.
 //!
 //! Correctness rests on two rules:
 //! * Every change to the state machine invalidates: [`Store::apply`](crate::Store::apply) drops

@@ -656,6 +656,29 @@ impl Reader {
         Ok(Some(file))
     }
 
+    /// The (gun, role) file whose sha256 is `sha256_hex`, as the read path serves it: from
+    /// memory when this node served it since the collection last changed, else from RocksDB
+    /// (and then kept). Such files never change, but a deletion of the collection removes them,
+    /// so they are kept and dropped with the collection's current files.
+    pub fn file_by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<CurrentFile>> {
+        // Role names hold no NUL (`check_name`), so this key is no role's.
+        let key = format!("\0{role}\0{sha256_hex}");
+        if let Some(hit) = self.inner.cache.get(gun, &key) {
+            return Ok(Some(hit));
+        }
+        let ticket = self.inner.cache.ticket();
+        let Some((version, bytes)) = self.by_checksum(gun, role, sha256_hex)? else {
+            return Ok(None);
+        };
+        let file = CurrentFile {
+            version,
+            bytes: bytes.into(),
+            timestamp_expiry: None,
+        };
+        self.inner.cache.insert(ticket, gun, &key, file.clone());
+        Ok(Some(file))
+    }
+
     /// Current version and bytes of (gun, role), read at one consistent point.
     pub fn current(&self, gun: &str, role: &str) -> Result<Option<(u64, Vec<u8>)>> {
         let snap = self.inner.db.snapshot();

@@ -683,6 +683,13 @@ fn the_current_file_cache_follows_every_change() {
     // A refused command changes nothing, cached or not.
     assert!(matches!(apply(&store, 4, &refresh), ApplyOutcome::Conflict { .. }));
     assert_eq!(r.current_file("a", "timestamp").unwrap().unwrap().version, 2);
+    // Checksum-named files: served (twice, the second from memory) until the deletion below.
+    let ts2 = file("timestamp", 2).bytes;
+    for _ in 0..2 {
+        let f = r.file_by_checksum("a", "timestamp", &sha(&ts2)).unwrap().unwrap();
+        assert_eq!((f.version, f.bytes.to_vec()), (2, ts2.clone()));
+    }
+    assert_eq!(r.file_by_checksum("a", "timestamp", &"0".repeat(64)).unwrap(), None);
     // A deletion is served as absent.
     let del = Command::DeleteGun {
         gun: "a".into(),
@@ -691,6 +698,7 @@ fn the_current_file_cache_follows_every_change() {
     assert_eq!(apply(&store, 5, &del), ApplyOutcome::Applied);
     assert_eq!(r.current_file("a", "timestamp").unwrap(), None);
     assert_eq!(r.current_file("a", "targets").unwrap(), None);
+    assert_eq!(r.file_by_checksum("a", "timestamp", &sha(&ts2)).unwrap(), None);
     // A snapshot install replaces what was cached.
     let src = Store::open(dir.path().join("src")).unwrap();
     apply(&src, 1, &first_publish("c"));
