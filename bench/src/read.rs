@@ -230,19 +230,21 @@ fn chunked_end(buf: &[u8], mut pos: usize) -> Result<Option<usize>, &'static str
 mod tests {
     use super::*;
 
+    /// Every proper prefix of `answer` is incomplete; the whole is done with a 200, kept open.
+    fn complete_only_whole(answer: &[u8]) {
+        for cut in 0..answer.len() {
+            assert_eq!(parse_response(&answer[..cut]), Ok(Parsed::Incomplete), "{cut}");
+        }
+        let done = Parsed::Done {
+            status: 200,
+            close: false,
+        };
+        assert_eq!(parse_response(answer), Ok(done));
+    }
+
     #[test]
     fn answers_are_complete_only_with_their_whole_body() {
-        let a = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        for cut in 0..a.len() {
-            assert_eq!(parse_response(&a[..cut]), Ok(Parsed::Incomplete), "{cut}");
-        }
-        assert_eq!(
-            parse_response(a),
-            Ok(Parsed::Done {
-                status: 200,
-                close: false
-            })
-        );
+        complete_only_whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
         let c = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nConnection: close\r\n\r\n";
         assert_eq!(
             parse_response(c),
@@ -255,16 +257,8 @@ mod tests {
 
     #[test]
     fn chunked_answers_end_at_the_last_chunk() {
-        let a = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\n\r\n";
-        for cut in 0..a.len() {
-            assert_eq!(parse_response(&a[..cut]), Ok(Parsed::Incomplete), "{cut}");
-        }
-        assert_eq!(
-            parse_response(a),
-            Ok(Parsed::Done {
-                status: 200,
-                close: false
-            })
+        complete_only_whole(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
         );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());

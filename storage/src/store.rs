@@ -178,12 +178,7 @@ impl Store {
     where
         I: IntoIterator<Item = (u64, Vec<u8>)>,
     {
-        let cf = self.inner.cf(CF_RAFT_LOG)?;
-        let mut batch = WriteBatch::default();
-        for (index, bytes) in entries {
-            batch.put_cf(cf, index.to_be_bytes(), bytes);
-        }
-        self.inner.write(batch, true)
+        self.write_log(entries, true)
     }
 
     /// Append log entries `(index, bytes)` in one batch, readable at once but not yet
@@ -193,12 +188,19 @@ impl Store {
     where
         I: IntoIterator<Item = (u64, Vec<u8>)>,
     {
+        self.write_log(entries, false)
+    }
+
+    fn write_log<I>(&self, entries: I, sync: bool) -> Result<()>
+    where
+        I: IntoIterator<Item = (u64, Vec<u8>)>,
+    {
         let cf = self.inner.cf(CF_RAFT_LOG)?;
         let mut batch = WriteBatch::default();
         for (index, bytes) in entries {
             batch.put_cf(cf, index.to_be_bytes(), bytes);
         }
-        self.inner.write(batch, false)
+        self.inner.write(batch, sync)
     }
 
     /// Fsync the write-ahead log: every write made before the call (log appends and applied
