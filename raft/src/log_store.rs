@@ -33,9 +33,25 @@ impl LogStore {
 }
 
 /// The thread that fsyncs the WAL for appends and then tells openraft they are durable, in
-/// the order they were appended. It ends when the last [`LogStore`] clone is dropped.
+/// the order they were appended. Dropping the last [`LogStore`] clone ends it and waits for it
+/// (at most one fsync): its handle on the database is released before the drop returns, so a
+/// process that ends right after Raft stops never closes RocksDB on this thread while the
+/// process's own teardown runs.
 pub struct WalSyncer {
-    waiting: mpsc::Sender<LogFlushed<TypeConfig>>,
+    waiting: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WalSyncer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once it has reported what it holds.
+        drop(self.waiting.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the WAL sync thread panicked");
+            }
+        }
+    }
 }
 
 impl Debug for WalSyncer {
@@ -60,16 +76,27 @@ impl WalSyncer {
                 }
             }
         });
-        if let Err(e) = spawned {
-            // Without the thread, `wait_durable` syncs inline (see there).
-            tracing::error!(error = %e, "cannot start the WAL sync thread; appends sync one by one");
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                // Without the thread, `wait_durable` syncs inline (see there).
+                tracing::error!(error = %e, "cannot start the WAL sync thread; appends sync one by one");
+                None
+            }
+        };
+        WalSyncer {
+            waiting: Some(tx),
+            thread,
         }
-        WalSyncer { waiting: tx }
     }
 
     /// Report `callback` once everything written so far is durable.
     fn wait_durable(&self, store: &Store, callback: LogFlushed<TypeConfig>) {
-        if let Err(mpsc::SendError(callback)) = self.waiting.send(callback) {
+        let unsent = match &self.waiting {
+            Some(waiting) => waiting.send(callback).err().map(|mpsc::SendError(c)| c),
+            None => Some(callback),
+        };
+        if let Some(callback) = unsent {
             // The thread is gone (it could not start): sync here.
             callback.log_io_completed(store.sync_wal().map_err(|e| std::io::Error::other(e.to_string())));
         }
