@@ -466,7 +466,7 @@ impl SealRaft {
         }
     }
 
-    /// Lock-free reads of this node's applied state.
+    /// Reads of this node's applied state, which never wait for the state machine's writers.
     pub fn read(&self) -> Reader {
         self.store.reader()
     }

@@ -103,13 +103,16 @@ pub type AppliedState = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// The database: one RocksDB directory with the column families listed in [`crate::keys`].
 ///
 /// Cloning is cheap (shared handle). Writes to the state machine are serialised
-/// internally; reads go through [`Store::reader`] and never block on writers.
+/// internally; reads go through [`Store::reader`] and never wait for a RocksDB write (they take
+/// the read lock of the current-file cache, which an apply holds only to drop one collection's
+/// entries).
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// Read-only, lock-free access to the state machine (served by every replica).
+/// Read-only access to the state machine (served by every replica): RocksDB snapshots and the
+/// current-file cache, never the writers' lock.
 #[derive(Clone)]
 pub struct Reader {
     pub(crate) inner: Arc<Inner>,
@@ -164,7 +167,7 @@ impl Store {
         &self.inner.path
     }
 
-    /// A lock-free reader of the state machine.
+    /// A reader of the state machine, which never takes the writers' lock.
     pub fn reader(&self) -> Reader {
         Reader {
             inner: self.inner.clone(),
