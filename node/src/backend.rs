@@ -21,7 +21,9 @@ use seal_tuf::metadata::{
 };
 pub use seal_tuf::server::ServerLifetimes;
 use seal_tuf::server::{plan_refresh, version_above_mark, HeldKeys};
-use seal_tuf::update::{validate_update_with, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan};
+use seal_tuf::update::{
+    validate_update_cached, ParsedRoot, ServerKeys, SnapshotPlan, StoredFiles, UpdateLimits, UpdatePlan,
+};
 use seal_tuf::{PublicKey, Signature as TufSignature};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
@@ -64,6 +66,35 @@ pub struct RaftBackend {
     /// pool, so a flood of uploads cannot take the async runtime that
     /// serves reads and Raft, and at most this many cores verify.
     validation_slots: Arc<tokio::sync::Semaphore>,
+    /// Each collection's root as its last accepted validation parsed it.
+    roots: RootCache,
+}
+
+/// Collections whose parsed root [`RootCache`] keeps at most (a root is a few KiB parsed).
+const ROOT_CACHE_ENTRIES: usize = 1024;
+
+/// Each collection's root as its last accepted validation parsed it, so that a later publish
+/// neither parses nor hashes the root again. An entry is only a hint: validation uses it only
+/// if its bytes are the stored root's, so an entry left by an update that never committed, or
+/// by a node that has since lost leadership, cannot change a verdict. Bounded by
+/// [`ROOT_CACHE_ENTRIES`]; when full, an arbitrary entry makes room.
+#[derive(Default)]
+struct RootCache(std::sync::Mutex<std::collections::HashMap<String, Arc<ParsedRoot>>>);
+
+impl RootCache {
+    fn get(&self, gun: &str) -> Option<Arc<ParsedRoot>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(gun).cloned()
+    }
+
+    fn put(&self, gun: &str, root: Arc<ParsedRoot>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= ROOT_CACHE_ENTRIES && !map.contains_key(gun) {
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(gun.to_owned(), root);
+    }
 }
 
 /// One async lock per collection, made on first use and dropped with its last user.
@@ -125,6 +156,7 @@ impl RaftBackend {
             validation_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            roots: RootCache::default(),
         }
     }
 
@@ -147,11 +179,17 @@ impl RaftBackend {
             reason: "validation pool closed".into(),
             source: None,
         })?;
-        let (gun, stored, uploads, limits) = (gun.to_owned(), stored.clone(), uploads.to_vec(), self.update_limits);
-        tokio::task::spawn_blocking(move || validate_update_with(&gun, &stored, uploads, now, &keys, &limits))
-            .await
-            .map_err(|e| ApiError::unknown(format!("validation task: {e}"), e))?
-            .map_err(ApiError::from)
+        let cached = self.roots.get(gun);
+        let (owned_gun, stored, uploads, limits) =
+            (gun.to_owned(), stored.clone(), uploads.to_vec(), self.update_limits);
+        let plan = tokio::task::spawn_blocking(move || {
+            validate_update_cached(&owned_gun, &stored, uploads, now, &keys, &limits, cached)
+        })
+        .await
+        .map_err(|e| ApiError::unknown(format!("validation task: {e}"), e))?
+        .map_err(ApiError::from)?;
+        self.roots.put(gun, plan.root.clone());
+        Ok(plan)
     }
 
     /// The Raft node.

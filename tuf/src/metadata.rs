@@ -279,23 +279,31 @@ impl FileMeta {
     /// Checks `bytes` against the length and every known hash listed; at
     /// least one of sha256 and sha512 must be listed.
     pub fn check(&self, role: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.check_digests(role, bytes.len(), |alg| match alg {
+            "sha256" => Some(Sha256::digest(bytes).to_vec()),
+            "sha512" => Some(Sha512::digest(bytes).to_vec()),
+            _ => None,
+        })
+    }
+
+    /// [`FileMeta::check`] of a file of `len` bytes whose digests `digest`
+    /// gives by algorithm name (`None`: not supported), each asked for at
+    /// most once and only when listed.
+    pub fn check_digests(&self, role: &str, len: usize, digest: impl Fn(&str) -> Option<Vec<u8>>) -> Result<(), Error> {
         let mismatch = |reason: String| Error::HashMismatch {
             role: role.to_owned(),
             reason,
         };
-        if i64::try_from(bytes.len()).ok() != Some(self.length) {
+        if i64::try_from(len).ok() != Some(self.length) {
             return Err(mismatch(format!(
-                "length {} does not match the expected {}",
-                bytes.len(),
+                "length {len} does not match the expected {}",
                 self.length
             )));
         }
         let mut checked = 0;
         for (alg, want) in &self.hashes {
-            let got = match alg.as_str() {
-                "sha256" => Sha256::digest(bytes).to_vec(),
-                "sha512" => Sha512::digest(bytes).to_vec(),
-                _ => continue,
+            let Some(got) = digest(alg) else {
+                continue;
             };
             if &got != want {
                 return Err(mismatch(format!("{alg} checksum does not match")));
@@ -316,6 +324,12 @@ impl FileMeta {
     /// Parses a file meta entry (`length`, `hashes`, optional `custom`)
     /// found at `path` in `role`'s file.
     pub fn parse(role: &str, path: &str, v: &Value) -> Result<FileMeta, Error> {
+        FileMeta::parse_at(role, &path, v)
+    }
+
+    /// [`FileMeta::parse`] with the path written only for an error (a
+    /// snapshot or targets file parses one entry per file it lists).
+    fn parse_at(role: &str, path: &dyn std::fmt::Display, v: &Value) -> Result<FileMeta, Error> {
         let field = |f: &str, reason: &str| Error::Field {
             role: role.to_owned(),
             field: format!("{path}.{f}"),
@@ -571,10 +585,19 @@ fn role_keys(r: &Reader<'_>, field: &str, v: &Value) -> Result<RoleKeys, Error> 
     Ok(RoleKeys { keyids, threshold })
 }
 
+/// `<field>.<key>`, written only when an error names it.
+struct EntryPath<'a>(&'a str, &'a str);
+
+impl std::fmt::Display for EntryPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
 fn meta_map(r: &Reader<'_>, field: &str) -> Result<BTreeMap<String, FileMeta>, Error> {
     r.object(field)?
         .iter()
-        .map(|(k, v)| Ok((k.clone(), FileMeta::parse(r.role, &format!("{field}.{k}"), v)?)))
+        .map(|(k, v)| Ok((k.clone(), FileMeta::parse_at(r.role, &EntryPath(field, k), v)?)))
         .collect()
 }
 

@@ -6,6 +6,9 @@
 //! comes from the trusted key.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256, Sha512};
 
 use time::OffsetDateTime;
 
@@ -55,6 +58,61 @@ pub struct UpdatePlan {
     /// The stored version of every role the validation relied on (None:
     /// absent). Applying the update must re-check them (compare-and-set).
     pub expected: Vec<(String, Option<u64>)>,
+    /// The root that is current once the update is stored (the uploaded
+    /// one, else the stored one), parsed: for [`validate_update_cached`]'s
+    /// next call on this collection.
+    pub root: Arc<ParsedRoot>,
+}
+
+/// A collection's root parsed once, with the digests a snapshot lists for
+/// it. [`validate_update_cached`] reuses it while the stored root is these
+/// exact bytes, so a later publish neither parses nor hashes the root again;
+/// a cached root whose bytes differ from the stored ones is ignored, so a
+/// stale cache cannot change a verdict.
+#[derive(Debug)]
+pub struct ParsedRoot {
+    bytes: Vec<u8>,
+    root: Root,
+    sha256: [u8; 32],
+    sha512: [u8; 64],
+}
+
+impl ParsedRoot {
+    /// Parses a root file's structure (not its signatures: a stored root was
+    /// verified when it was stored).
+    pub fn parse(bytes: Vec<u8>) -> Result<ParsedRoot, Error> {
+        let file = SignedFile::parse(ROOT, bytes)?;
+        let root = Root::from_signed(file.signed())?;
+        Ok(ParsedRoot::new(file.into_bytes(), root))
+    }
+
+    fn new(bytes: Vec<u8>, root: Root) -> ParsedRoot {
+        ParsedRoot {
+            sha256: Sha256::digest(&bytes).into(),
+            sha512: Sha512::digest(&bytes).into(),
+            bytes,
+            root,
+        }
+    }
+
+    /// The root file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The parsed root.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// Checks `meta` (a snapshot's entry for the root) against the cached digests.
+    fn check_meta(&self, meta: &crate::metadata::FileMeta) -> Result<(), Error> {
+        meta.check_digests(ROOT, self.bytes.len(), |alg| match alg {
+            "sha256" => Some(self.sha256.to_vec()),
+            "sha512" => Some(self.sha512.to_vec()),
+            _ => None,
+        })
+    }
 }
 
 /// How far above a role's current version (0 for a new role) one upload,
@@ -282,6 +340,21 @@ pub fn validate_update_with(
     server_keys: &ServerKeys,
     limits: &UpdateLimits,
 ) -> Result<UpdatePlan, UpdateError> {
+    validate_update_cached(gun, stored, uploaded, now, server_keys, limits, None)
+}
+
+/// [`validate_update_with`], given the collection's root as an earlier
+/// validation parsed it ([`UpdatePlan::root`]). It is used only if its bytes
+/// are the stored root's; otherwise the stored root is parsed as usual.
+pub fn validate_update_cached(
+    gun: &str,
+    stored: &StoredFiles,
+    uploaded: Vec<(String, Vec<u8>)>,
+    now: OffsetDateTime,
+    server_keys: &ServerKeys,
+    limits: &UpdateLimits,
+    cached_root: Option<Arc<ParsedRoot>>,
+) -> Result<UpdatePlan, UpdateError> {
     use UpdateErrorKind::*;
 
     // 1. Role names and JSON.
@@ -307,23 +380,26 @@ pub fn validate_update_with(
     }
 
     // 2. The stored root, loaded without checking its expiry.
-    let stored_root_file = parse_stored(stored, ROOT)?;
-    let stored_root = stored_root_file
-        .as_ref()
-        .map(|f| Root::from_signed(f.signed()))
-        .transpose()
-        .map_err(|e| UpdateError::from_error(Validation, &e))?;
+    let stored_root: Option<Arc<ParsedRoot>> = match stored.get(ROOT) {
+        None => None,
+        Some(bytes) => match cached_root {
+            Some(cached) if cached.bytes() == bytes.as_slice() => Some(cached),
+            _ => Some(Arc::new(
+                ParsedRoot::parse(bytes.clone()).map_err(|e| UpdateError::from_error(Validation, &e))?,
+            )),
+        },
+    };
 
     // 3. An uploaded root.
-    let root = match files.get(ROOT) {
+    let uploaded_root = match files.get(ROOT) {
         Some(file) => {
             let new_root = Root::from_signed(file.signed()).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
             check_count(ROOT, "keys", new_root.keys.len(), limits.max_keys)
                 .map_err(|e| UpdateError::from_error(BadRoot, &e))?;
             let root_keys = |r: &Root| r.role(ROOT).map_or(0, |k| k.keyids.len());
-            let could_count = root_keys(&new_root) + stored_root.as_ref().map_or(0, root_keys);
+            let could_count = root_keys(&new_root) + stored_root.as_ref().map_or(0, |r| root_keys(r.root()));
             check_signature_list(file, could_count).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
-            if let Some(prev) = &stored_root {
+            if let Some(prev) = stored_root.as_ref().map(|r| r.root()) {
                 if new_root.version != prev.version && Some(new_root.version) != prev.version.checked_add(1) {
                     return Err(UpdateError::invalid(
                         BadRoot,
@@ -346,12 +422,14 @@ pub fn validate_update_with(
             }
             verify_root_self(gun, &new_root, file, now).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
             check_expiry(ROOT, new_root.expires, now).map_err(|e| UpdateError::from_error(BadRoot, &e))?;
-            new_root
+            Some(Arc::new(ParsedRoot::new(file.bytes().to_vec(), new_root)))
         }
-        None => stored_root.clone().ok_or_else(|| {
-            UpdateError::invalid(Validation, None, "no pre-existing root and no root provided in update.")
-        })?,
+        None => None,
     };
+    let current_root = uploaded_root.clone().or_else(|| stored_root.clone()).ok_or_else(|| {
+        UpdateError::invalid(Validation, None, "no pre-existing root and no root provided in update.")
+    })?;
+    let root = current_root.root();
 
     // 4. Targets and delegations, shallowest first, each against its parent.
     let mut targets_roles: Vec<&String> = files.keys().filter(|r| is_targets_role(r)).collect();
@@ -367,7 +445,7 @@ pub fn validate_update_with(
                 .role(TARGETS)
                 .cloned()
                 .ok_or_else(|| UpdateError::invalid(BadTargets, Some(role), "root lists no targets role"))?;
-            (root.keys.clone(), rk, Vec::new())
+            (&root.keys, rk, Vec::new())
         } else {
             let parent = parent_role(role).unwrap_or(TARGETS).to_owned();
             if !loaded.contains_key(&parent) {
@@ -419,7 +497,7 @@ pub fn validate_update_with(
                 keyids: d.keyids.clone(),
                 threshold: d.threshold,
             };
-            (ptargets.delegations.keys.clone(), rk, chain)
+            (&ptargets.delegations.keys, rk, chain)
         };
         let targets = Targets::from_signed(role, file.signed()).map_err(|e| bad(&e))?;
         check_count(role, "keys", targets.delegations.keys.len(), limits.max_keys).map_err(|e| bad(&e))?;
@@ -432,7 +510,7 @@ pub fn validate_update_with(
         .map_err(|e| bad(&e))?;
         check_count(role, "targets", targets.targets.len(), limits.max_targets).map_err(|e| bad(&e))?;
         check_signature_list(file, role_keys.keyids.len()).map_err(|e| bad(&e))?;
-        verify_threshold(file, &listed_keys(&keys, &role_keys), role_keys.threshold).map_err(|e| bad(&e))?;
+        verify_threshold(file, &listed_keys(keys, &role_keys), role_keys.threshold).map_err(|e| bad(&e))?;
         check_expiry(role, targets.expires, now).map_err(|e| bad(&e))?;
         let chain_refs: Vec<&DelegatedRole> = chain.iter().collect();
         check_delegated_paths(role, &targets, &chain_refs).map_err(|e| bad(&e))?;
@@ -451,10 +529,18 @@ pub fn validate_update_with(
             check_signature_list(file, rk.keyids.len()).map_err(|e| bad(&e))?;
             verify_threshold(file, &listed_keys(&root.keys, rk), rk.threshold).map_err(|e| bad(&e))?;
             check_expiry(SNAPSHOT, snap.expires, now).map_err(|e| bad(&e))?;
-            let root_file = files.get(ROOT).or(stored_root_file.as_ref());
-            let involved = root_file
-                .into_iter()
-                .chain(files.values().filter(|f| is_targets_role(f.role())))
+            if let Some(parsed) = uploaded_root.as_ref().or(stored_root.as_ref()) {
+                let meta = snap
+                    .meta
+                    .get(ROOT)
+                    .ok_or_else(|| UpdateError::invalid(BadSnapshot, Some(SNAPSHOT), "snapshot does not list root"))?;
+                parsed.check_meta(meta).map_err(|e| {
+                    UpdateError::invalid(BadSnapshot, Some(SNAPSHOT), format!("snapshot entry for {e}"))
+                })?;
+            }
+            let involved = files
+                .values()
+                .filter(|f| is_targets_role(f.role()))
                 .chain(loaded_parents.values());
             for f in involved {
                 let meta = snap.meta.get(f.role()).ok_or_else(|| {
@@ -471,7 +557,7 @@ pub fn validate_update_with(
             SnapshotPlan::Uploaded
         }
         None => {
-            let key_ids = server_held(&root, SNAPSHOT, &server_keys.snapshot);
+            let key_ids = server_held(root, SNAPSHOT, &server_keys.snapshot);
             if key_ids.is_empty() {
                 return Err(UpdateError::invalid(
                     BadHierarchy,
@@ -484,7 +570,7 @@ pub fn validate_update_with(
     };
 
     // 7. The timestamp is the server's.
-    let timestamp_key_ids = server_held(&root, TIMESTAMP, &server_keys.timestamp);
+    let timestamp_key_ids = server_held(root, TIMESTAMP, &server_keys.timestamp);
     if timestamp_key_ids.is_empty() {
         return Err(UpdateError::invalid(
             BadRoot,
@@ -499,7 +585,7 @@ pub fn validate_update_with(
         seen: BTreeMap::new(),
     };
     if let Some(r) = &stored_root {
-        cache.seen.insert(ROOT.to_owned(), Some(r.version));
+        cache.seen.insert(ROOT.to_owned(), Some(r.root().version));
     }
     let mut versions = BTreeMap::new();
     for (role, file) in &files {
@@ -550,6 +636,7 @@ pub fn validate_update_with(
         snapshot: snapshot_plan,
         timestamp_key_ids,
         expected,
+        root: current_root,
     })
 }
 
