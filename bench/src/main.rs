@@ -7,6 +7,7 @@
 
 mod publish;
 mod read;
+mod scale;
 mod stats;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -104,6 +105,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Many collections: seed them, read random ones, time a restarted node's first answer.
+    Scale {
+        #[command(subcommand)]
+        command: ScaleCommand,
+    },
     /// Runs one workload against two servers, alternating which goes first, for several
     /// rounds, and prints each side's figures and the ratio A/B with its spread.
     Compare {
@@ -124,6 +130,50 @@ enum Command {
         /// Collections whose client keys are made before each run of `new`.
         #[arg(long, default_value_t = 4_000)]
         count: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScaleCommand {
+    /// Creates collections <prefix>/c<from> .. <prefix>/c<to - 1> (first publishes).
+    Seed {
+        addr: String,
+        #[arg(long, default_value = "scale.example.com/run")]
+        prefix: String,
+        #[arg(long, default_value_t = 0)]
+        from: usize,
+        #[arg(long)]
+        to: usize,
+        /// Client threads, each with one first publish in flight.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+    },
+    /// Keep-alive GETs of the timestamp.json of random collections among the first `count`
+    /// (or of `hot` of them, spread over that range).
+    Read {
+        addr: String,
+        #[arg(long, default_value = "scale.example.com/run")]
+        prefix: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        hot: Option<usize>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+    /// Waits until collection `index`'s timestamp.json is served and prints how long that took.
+    Ready {
+        addr: String,
+        #[arg(long, default_value = "scale.example.com/run")]
+        prefix: String,
+        #[arg(long, default_value_t = 0)]
+        index: usize,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
     },
 }
 
@@ -171,7 +221,7 @@ fn read_runs(addr: &str, args: &ReadArgs, paths: &[String], seconds: u64) -> Res
         .map(|path| {
             ReadLoad {
                 addr: sock,
-                path: path.clone(),
+                paths: vec![path.clone()],
                 connections: args.connections,
                 threads: args.threads,
                 duration: Duration::from_secs(seconds),
@@ -226,6 +276,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let run = load.run(args.threads, Duration::from_secs(seconds))?;
             println!("new collections {} ({} threads)", run.line(), args.threads);
         }
+        Command::Scale { command } => scale_command(command)?,
         Command::Compare {
             workload,
             a,
@@ -244,6 +295,76 @@ fn run(cli: Cli) -> Result<(), String> {
             &publish,
             count,
         )?,
+    }
+    Ok(())
+}
+
+fn scale_command(command: ScaleCommand) -> Result<(), String> {
+    match command {
+        ScaleCommand::Seed {
+            addr,
+            prefix,
+            from,
+            to,
+            threads,
+        } => {
+            let run = scale::seed(&host_port(&addr), &prefix, from, to, threads)?;
+            println!(
+                "seeded {} collections ({from}..{to}): {}",
+                to.saturating_sub(from),
+                run.line()
+            );
+            let json = serde_json::json!({
+                "what": "seed", "from": from, "to": to, "rate": run.rate(),
+                "seconds": run.elapsed.as_secs_f64(), "p50_ms": run.quantile_ms(0.5), "p99_ms": run.quantile_ms(0.99),
+            });
+            println!("RESULT {json}");
+        }
+        ScaleCommand::Read {
+            addr,
+            prefix,
+            count,
+            hot,
+            seconds,
+            connections,
+            threads,
+        } => {
+            let addr = host_port(&addr);
+            let paths = scale::read_paths(&prefix, count, hot);
+            let n = paths.len();
+            let run = ReadLoad {
+                addr: socket(&addr)?,
+                paths,
+                connections,
+                threads,
+                duration: Duration::from_secs(seconds),
+            }
+            .run()?;
+            println!("GET timestamp.json of {n} random collections: {}", run.line());
+            let json = serde_json::json!({
+                "what": "read", "collections": n, "rate": run.rate(),
+                "p50_ms": run.quantile_ms(0.5), "p99_ms": run.quantile_ms(0.99), "p999_ms": run.quantile_ms(0.999),
+                "errors": run.errors,
+            });
+            println!("RESULT {json}");
+        }
+        ScaleCommand::Ready {
+            addr,
+            prefix,
+            index,
+            timeout_secs,
+        } => {
+            let took = scale::wait_ready(
+                &host_port(&addr),
+                &scale::timestamp_path(&prefix, index),
+                Duration::from_secs(timeout_secs),
+            )?;
+            println!("served after {:.3} s", took.as_secs_f64());
+            println!(
+                "RESULT {}",
+                serde_json::json!({"what": "ready", "seconds": took.as_secs_f64()})
+            );
+        }
     }
     Ok(())
 }

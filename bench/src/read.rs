@@ -15,8 +15,9 @@ use crate::stats::{micros, Run};
 pub struct ReadLoad {
     /// The server.
     pub addr: SocketAddr,
-    /// The path every request asks for.
-    pub path: String,
+    /// The paths requests ask for: each request one of them at random
+    /// (uniformly; one path: always that one).
+    pub paths: Vec<String>,
     /// Open connections, each with one request in flight.
     pub connections: usize,
     /// Client threads the connections are spread over.
@@ -31,12 +32,21 @@ const SETTLE: Duration = Duration::from_millis(300);
 impl ReadLoad {
     /// Runs the workload and returns what completed inside the window.
     pub fn run(&self) -> Result<Run, String> {
-        let request: Arc<[u8]> = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: seal-bench\r\n\r\n",
-            self.path, self.addr
-        )
-        .into_bytes()
-        .into();
+        if self.paths.is_empty() {
+            return Err("no path to read".into());
+        }
+        let requests: Arc<[Box<[u8]>]> = self
+            .paths
+            .iter()
+            .map(|path| {
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: seal-bench\r\n\r\n",
+                    self.addr
+                )
+                .into_bytes()
+                .into_boxed_slice()
+            })
+            .collect();
         let start = Instant::now() + SETTLE;
         let deadline = start + self.duration;
         let threads = self.threads.clamp(1, self.connections.max(1));
@@ -44,7 +54,7 @@ impl ReadLoad {
             .map(|t| {
                 // Connections t, t + threads, …: spread evenly.
                 let conns = (t..self.connections).step_by(threads).count();
-                let (addr, request) = (self.addr, request.clone());
+                let (addr, requests) = (self.addr, requests.clone());
                 std::thread::spawn(move || -> Result<Vec<(u64, Vec<u32>)>, String> {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -52,7 +62,10 @@ impl ReadLoad {
                         .map_err(|e| format!("runtime: {e}"))?;
                     rt.block_on(async move {
                         let tasks: Vec<_> = (0..conns)
-                            .map(|_| tokio::spawn(connection(addr, request.clone(), start, deadline)))
+                            .map(|c| {
+                                let seed = ((t * 7919 + c) as u64) ^ 0x9E37_79B9_7F4A_7C15;
+                                tokio::spawn(connection(addr, requests.clone(), seed, start, deadline))
+                            })
                             .collect();
                         let mut out = Vec::new();
                         for t in tasks {
@@ -71,16 +84,35 @@ impl ReadLoad {
         if run.ok == 0 {
             return Err(format!(
                 "no request for {} on {} succeeded ({} errors)",
-                self.path, self.addr, run.errors
+                self.paths[0], self.addr, run.errors
             ));
         }
         Ok(run)
     }
 }
 
+/// A uniform index below `len` from a xorshift64 state (`len` ≥ 1).
+fn next_index(state: &mut u64, len: usize) -> usize {
+    if len == 1 {
+        return 0;
+    }
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    (x % len as u64) as usize
+}
+
 /// One connection's loop: the errors it saw and the latency of each
 /// successful request, in microseconds.
-async fn connection(addr: SocketAddr, request: Arc<[u8]>, start: Instant, deadline: Instant) -> (u64, Vec<u32>) {
+async fn connection(
+    addr: SocketAddr,
+    requests: Arc<[Box<[u8]>]>,
+    mut seed: u64,
+    start: Instant,
+    deadline: Instant,
+) -> (u64, Vec<u32>) {
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut errors = 0u64;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -99,8 +131,9 @@ async fn connection(addr: SocketAddr, request: Arc<[u8]>, start: Instant, deadli
             },
         };
         let _ = s.set_nodelay(true);
+        let request = &requests[next_index(&mut seed, requests.len())];
         let sent = Instant::now();
-        if s.write_all(&request).await.is_err() {
+        if s.write_all(request).await.is_err() {
             stream = None;
             errors += 1;
             continue;
@@ -229,6 +262,17 @@ fn chunked_end(buf: &[u8], mut pos: usize) -> Result<Option<usize>, &'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_paths_cover_every_index_and_stay_in_range() {
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        let mut seen = [0u32; 7];
+        for _ in 0..7_000 {
+            seen[next_index(&mut state, 7)] += 1;
+        }
+        assert!(seen.iter().all(|n| (700..1_300).contains(n)), "{seen:?}");
+        assert_eq!(next_index(&mut state, 1), 0);
+    }
 
     /// Every proper prefix of `answer` is incomplete; the whole is done with a 200, kept open.
     fn complete_only_whole(answer: &[u8]) {
