@@ -1,0 +1,402 @@
+//! Keys and signatures as securesystemslib writes them.
+//!
+//! | keytype | scheme | `keyval.public` | signature (`sig`, hex) |
+//! |---|---|---|---|
+//! | `ed25519` | `ed25519` | 32 bytes, hex | 64 bytes |
+//! | `ecdsa` (or the old `ecdsa-sha2-nistp256`) | `ecdsa-sha2-nistp256` | PEM SubjectPublicKeyInfo | DER `ECDSA-Sig-Value` over SHA-256 |
+//! | `rsa` | `rsassa-pss-sha256` | PEM SubjectPublicKeyInfo | RSA-PSS, MGF1-SHA-256, salt of 32 bytes |
+//! | `rsa` | `rsa-pkcs1v15-sha256` | PEM SubjectPublicKeyInfo | PKCS#1 v1.5 over SHA-256 |
+//!
+//! The algorithm is chosen by the key's (keytype, scheme) pair, never by
+//! anything in the signature. A key whose pair is unknown, or whose public
+//! part does not decode, is kept (python-tuf and the spec let a role list
+//! keys a client cannot use) but never verifies anything; the repository
+//! side refuses such keys in uploads ([`Key::check_usable`]).
+//!
+//! A key's ID is not required to be the hash of the key (python-tuf does
+//! not check it either); [`default_keyid`] computes the hash securesystemslib
+//! uses for the keys it makes. Thresholds count distinct key *contents*, so
+//! one key listed under two IDs counts once.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::Signer as _;
+use p256::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
+use sha2::{Digest, Sha256};
+
+use crate::cjson::Value;
+use crate::keys::PrivateKey;
+use crate::tuf1::cjson::to_canonical;
+use crate::tuf1::error::Error;
+
+/// keytype of Ed25519 keys.
+pub const KEYTYPE_ED25519: &str = "ed25519";
+/// keytype of ECDSA keys.
+pub const KEYTYPE_ECDSA: &str = "ecdsa";
+/// keytype of RSA keys.
+pub const KEYTYPE_RSA: &str = "rsa";
+/// Scheme of Ed25519 signatures.
+pub const SCHEME_ED25519: &str = "ed25519";
+/// Scheme of ECDSA P-256 / SHA-256 signatures (also an old keytype name).
+pub const SCHEME_ECDSA_P256: &str = "ecdsa-sha2-nistp256";
+/// Scheme of RSA-PSS / SHA-256 signatures.
+pub const SCHEME_RSA_PSS_SHA256: &str = "rsassa-pss-sha256";
+/// Scheme of RSA PKCS#1 v1.5 / SHA-256 signatures.
+pub const SCHEME_RSA_PKCS1V15_SHA256: &str = "rsa-pkcs1v15-sha256";
+
+#[derive(Clone)]
+enum Verifier {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// The uncompressed SEC1 point of a validated P-256 key.
+    EcdsaP256(Vec<u8>),
+    RsaPss(rsa::RsaPublicKey),
+    RsaPkcs1v15(rsa::RsaPublicKey),
+    /// Why this key can verify nothing.
+    Unusable(String),
+}
+
+/// A public key as listed in root's or a delegation's `keys`.
+#[derive(Clone)]
+pub struct Key {
+    keyid: String,
+    keytype: String,
+    scheme: String,
+    public: String,
+    value: Value,
+    verifier: Verifier,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({} {}/{})", self.keyid, self.keytype, self.scheme)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.keyid == other.keyid && self.value == other.value
+    }
+}
+impl Eq for Key {}
+
+/// The key ID securesystemslib computes: the hex sha256 of the canonical
+/// JSON of `{"keytype","scheme","keyval":{"public"}}`.
+pub fn default_keyid(keytype: &str, scheme: &str, public: &str) -> String {
+    hex::encode(Sha256::digest(to_canonical(&key_value(keytype, scheme, public))))
+}
+
+fn key_value(keytype: &str, scheme: &str, public: &str) -> Value {
+    Value::object([
+        ("keytype", Value::str(keytype)),
+        ("scheme", Value::str(scheme)),
+        ("keyval", Value::object([("public", Value::str(public))])),
+    ])
+}
+
+/// The DER inside a PEM `PUBLIC KEY` block.
+fn pem_spki(pem: &str) -> Result<Vec<u8>, String> {
+    const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+    const END: &str = "-----END PUBLIC KEY-----";
+    let start = pem.find(BEGIN).ok_or("no PEM PUBLIC KEY block")? + BEGIN.len();
+    let len = pem[start..].find(END).ok_or("unterminated PEM block")?;
+    let body: String = pem[start..start + len]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    B64.decode(body).map_err(|e| format!("PEM body is not base64: {e}"))
+}
+
+fn verifier(keytype: &str, scheme: &str, public: &str) -> Result<Verifier, String> {
+    match (keytype, scheme) {
+        (KEYTYPE_ED25519, SCHEME_ED25519) => {
+            let bytes = hex::decode(public).map_err(|e| format!("ed25519 public key is not hex: {e}"))?;
+            let bytes: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| "ed25519 public key is not 32 bytes".to_owned())?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map(Verifier::Ed25519)
+                .map_err(|e| format!("ed25519 public key: {e}"))
+        }
+        (KEYTYPE_ECDSA | SCHEME_ECDSA_P256, SCHEME_ECDSA_P256) => {
+            let der = pem_spki(public)?;
+            let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&der)
+                .map_err(|e| format!("not a P-256 SubjectPublicKeyInfo: {e}"))?;
+            Ok(Verifier::EcdsaP256(vk.to_encoded_point(false).as_bytes().to_vec()))
+        }
+        (KEYTYPE_RSA, SCHEME_RSA_PSS_SHA256 | SCHEME_RSA_PKCS1V15_SHA256) => {
+            let der = pem_spki(public)?;
+            let pk = rsa::RsaPublicKey::from_public_key_der(&der)
+                .map_err(|e| format!("not an RSA SubjectPublicKeyInfo: {e}"))?;
+            Ok(if scheme == SCHEME_RSA_PSS_SHA256 {
+                Verifier::RsaPss(pk)
+            } else {
+                Verifier::RsaPkcs1v15(pk)
+            })
+        }
+        _ => Err(format!("unsupported keytype/scheme {keytype}/{scheme}")),
+    }
+}
+
+impl Key {
+    /// Parses a key object listed under `keyid`. A wrong JSON shape is an
+    /// error; an unknown type or undecodable public part gives a key that
+    /// verifies nothing.
+    pub fn from_value(role: &str, field: &str, keyid: &str, v: &Value) -> Result<Key, Error> {
+        let string = |name: &str| {
+            v.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| Error::format(role, &format!("{field}.{name}"), "missing or not a string"))
+        };
+        if v.as_object().is_none() {
+            return Err(Error::format(role, field, "not an object"));
+        }
+        let keytype = string("keytype")?;
+        let scheme = string("scheme")?;
+        let public = v
+            .get("keyval")
+            .filter(|kv| kv.as_object().is_some())
+            .ok_or_else(|| Error::format(role, &format!("{field}.keyval"), "missing or not an object"))?
+            .get("public")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::format(role, &format!("{field}.keyval.public"), "missing or not a string"))?
+            .to_owned();
+        let verifier = verifier(&keytype, &scheme, &public).unwrap_or_else(Verifier::Unusable);
+        Ok(Key {
+            keyid: keyid.to_owned(),
+            keytype,
+            scheme,
+            public,
+            value: v.clone(),
+            verifier,
+        })
+    }
+
+    /// A key with the given parts, under its default key ID.
+    pub fn new(keytype: &str, scheme: &str, public: &str) -> Result<Key, Error> {
+        let keyid = default_keyid(keytype, scheme, public);
+        let verifier = verifier(keytype, scheme, public).map_err(|reason| Error::Key {
+            keyid: keyid.clone(),
+            reason,
+        })?;
+        Ok(Key {
+            keyid,
+            keytype: keytype.to_owned(),
+            scheme: scheme.to_owned(),
+            public: public.to_owned(),
+            value: key_value(keytype, scheme, public),
+            verifier,
+        })
+    }
+
+    /// The ID the key is listed under.
+    pub fn keyid(&self) -> &str {
+        &self.keyid
+    }
+
+    /// `keytype`.
+    pub fn keytype(&self) -> &str {
+        &self.keytype
+    }
+
+    /// `scheme`.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// `keyval.public`.
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
+    /// The key object as listed, unknown fields included.
+    pub fn to_value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Refuses a key that can verify nothing (unknown type or scheme,
+    /// malformed public part), for uploads that list keys.
+    pub fn check_usable(&self) -> Result<(), Error> {
+        match &self.verifier {
+            Verifier::Unusable(reason) => Err(Error::Key {
+                keyid: self.keyid.clone(),
+                reason: reason.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// What identifies the key material, whatever ID it is listed under.
+    pub(crate) fn identity(&self) -> Option<Vec<u8>> {
+        use rsa::pkcs8::EncodePublicKey as _;
+        match &self.verifier {
+            Verifier::Ed25519(k) => Some([b"ed25519:".as_slice(), k.as_bytes()].concat()),
+            Verifier::EcdsaP256(p) => Some([b"p256:".as_slice(), p].concat()),
+            Verifier::RsaPss(k) | Verifier::RsaPkcs1v15(k) => k
+                .to_public_key_der()
+                .ok()
+                .map(|d| [b"rsa:".as_slice(), d.as_bytes()].concat()),
+            Verifier::Unusable(_) => None,
+        }
+    }
+
+    /// Whether `sig` is this key's valid signature over `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match &self.verifier {
+            Verifier::Ed25519(vk) => ed25519_dalek::Signature::from_slice(sig)
+                .map(|s| vk.verify_strict(msg, &s).is_ok())
+                .unwrap_or(false),
+            Verifier::EcdsaP256(point) => {
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+                    .verify(msg, sig)
+                    .is_ok()
+            }
+            Verifier::RsaPss(pk) => pk.verify(rsa::Pss::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
+            Verifier::RsaPkcs1v15(pk) => pk
+                .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
+                .is_ok(),
+            Verifier::Unusable(_) => false,
+        }
+    }
+}
+
+/// One entry of a metadata file's `signatures`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The signing key's ID.
+    pub keyid: String,
+    /// The signature, hex as written.
+    pub sig: String,
+}
+
+impl Signature {
+    /// The signature as a JSON object.
+    pub fn to_value(&self) -> Value {
+        Value::object([("keyid", Value::str(&self.keyid)), ("sig", Value::str(&self.sig))])
+    }
+}
+
+/// A private key the service signs with (Ed25519 or ECDSA P-256), with its
+/// public key in TUF 1.0 form under its default key ID.
+pub struct SigningKey {
+    inner: PrivateKey,
+    public: Key,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({:?}, <secret>)", self.public)
+    }
+}
+
+impl SigningKey {
+    /// Wraps a private key: Ed25519 keys get scheme `ed25519`, P-256 keys
+    /// `ecdsa-sha2-nistp256` with a PEM public key.
+    pub fn new(inner: PrivateKey) -> Result<SigningKey, Error> {
+        let public = match &inner {
+            PrivateKey::Ed25519(k) => Key::new(
+                KEYTYPE_ED25519,
+                SCHEME_ED25519,
+                &hex::encode(k.verifying_key().as_bytes()),
+            )?,
+            PrivateKey::Ecdsa(k) => {
+                let pem = k
+                    .verifying_key()
+                    .to_public_key_pem(LineEnding::LF)
+                    .map_err(|e| Error::Signing(format!("P-256 public key PEM: {e}")))?;
+                Key::new(KEYTYPE_ECDSA, SCHEME_ECDSA_P256, &pem)?
+            }
+        };
+        Ok(SigningKey { inner, public })
+    }
+
+    /// A new random Ed25519 key.
+    pub fn generate_ed25519<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Result<SigningKey, Error> {
+        SigningKey::new(PrivateKey::Ed25519(ed25519_dalek::SigningKey::generate(rng)))
+    }
+
+    /// A new random ECDSA P-256 key.
+    pub fn generate_ecdsa<R: rand::CryptoRng + rand::RngCore>(rng: &mut R) -> Result<SigningKey, Error> {
+        SigningKey::new(PrivateKey::Ecdsa(p256::ecdsa::SigningKey::random(rng)))
+    }
+
+    /// The public key.
+    pub fn public(&self) -> &Key {
+        &self.public
+    }
+
+    /// The key ID.
+    pub fn keyid(&self) -> &str {
+        self.public.keyid()
+    }
+
+    /// Signs `msg` (the canonical bytes of `signed`): raw Ed25519, or DER
+    /// ECDSA as securesystemslib writes it.
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        let sig = match &self.inner {
+            PrivateKey::Ed25519(k) => k.sign(msg).to_bytes().to_vec(),
+            PrivateKey::Ecdsa(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(msg);
+                sig.to_der().as_bytes().to_vec()
+            }
+        };
+        Signature {
+            keyid: self.keyid().to_owned(),
+            sig: hex::encode(sig),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_generated_keys() {
+        let mut rng = rand::rngs::OsRng;
+        for k in [
+            SigningKey::generate_ed25519(&mut rng).unwrap(),
+            SigningKey::generate_ecdsa(&mut rng).unwrap(),
+        ] {
+            let s = k.sign(b"msg");
+            let sig = hex::decode(&s.sig).unwrap();
+            assert!(k.public().verify(b"msg", &sig));
+            assert!(!k.public().verify(b"other", &sig));
+            assert_eq!(
+                k.keyid(),
+                default_keyid(k.public().keytype(), k.public().scheme(), k.public().public())
+            );
+        }
+    }
+
+    #[test]
+    fn ecdsa_signatures_are_der_not_raw() {
+        let mut rng = rand::rngs::OsRng;
+        let k = SigningKey::generate_ecdsa(&mut rng).unwrap();
+        let sig = hex::decode(k.sign(b"m").sig).unwrap();
+        assert_eq!(sig[0], 0x30, "DER SEQUENCE");
+        let raw = p256::ecdsa::Signature::from_der(&sig).unwrap().to_bytes();
+        assert!(!k.public().verify(b"m", &raw));
+    }
+
+    #[test]
+    fn key_type_must_match_scheme() {
+        let mut rng = rand::rngs::OsRng;
+        let k = SigningKey::generate_ecdsa(&mut rng).unwrap();
+        let sig = hex::decode(k.sign(b"m").sig).unwrap();
+        // The same PEM declared as an Ed25519 key, or an RSA key, verifies nothing.
+        for (kt, scheme) in [
+            ("ed25519", "ecdsa-sha2-nistp256"),
+            ("rsa", "rsassa-pss-sha256"),
+            ("ecdsa", "ed25519"),
+        ] {
+            let v = key_value(kt, scheme, k.public().public());
+            let key = Key::from_value("root", "keys.x", "x", &v).unwrap();
+            assert!(key.check_usable().is_err());
+            assert!(!key.verify(b"m", &sig));
+        }
+    }
+}
