@@ -8,6 +8,12 @@
 //!   (Notary's dialect in [`crate::cjson`] also escapes U+2028/U+2029, so
 //!   the two writers differ.)
 //!
+//! Canonical JSON is what signatures cover, not what files hold: it writes
+//! control characters (the newlines of every PEM key) raw, which strict
+//! JSON parsers (Python's `json.loads`, serde_json) refuse. Files are
+//! written with [`to_json`]: the same compact, sorted form with strings
+//! escaped as JSON requires.
+//!
 //! Parsing is [`crate::cjson::Value::parse`], which refuses duplicate keys,
 //! numbers with a fraction or exponent, and trailing data.
 
@@ -22,6 +28,20 @@ pub fn to_canonical(value: &Value) -> Vec<u8> {
 
 /// Appends the canonical encoding of `value` to `out`.
 pub fn write(value: &Value, out: &mut Vec<u8>) {
+    write_with(value, out, write_string)
+}
+
+/// `value` as valid JSON for a file: compact, keys sorted, control
+/// characters escaped (`\n`, `\u001f`…), everything else as canonical.
+pub fn to_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write_with(value, &mut out, write_json_string);
+    out
+}
+
+fn write_with(value: &Value, out: &mut Vec<u8>, string: fn(&str, &mut Vec<u8>)) {
+    let write = |v: &Value, out: &mut Vec<u8>| write_with(v, out, string);
+    let write_string = string;
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -51,6 +71,22 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
             out.push(b'}');
         }
     }
+}
+
+fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for b in s.bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
@@ -85,6 +121,18 @@ mod tests {
         assert_eq!(
             to_canonical(&v),
             r#"{"B":"x","_type":"root","b":[1,-2,{"a":false,"z":true,"é":null}]}"#.as_bytes()
+        );
+    }
+
+    #[test]
+    fn file_json_escapes_control_characters_and_parses_back() {
+        let v = Value::parse(br#"{"k":"-----BEGIN\nx\ty\u0001\"\\\u2028"}"#).unwrap();
+        let json = to_json(&v);
+        assert_eq!(json, "{\"k\":\"-----BEGIN\\nx\\ty\\u0001\\\"\\\\\u{2028}\"}".as_bytes());
+        assert_eq!(Value::parse(&json).unwrap(), v);
+        assert!(
+            Value::parse(&to_canonical(&v)).is_err(),
+            "canonical form is not a JSON file"
         );
     }
 

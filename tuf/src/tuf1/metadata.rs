@@ -14,7 +14,7 @@ use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 use time::OffsetDateTime;
 
 use crate::cjson::Value;
-use crate::tuf1::cjson::to_canonical;
+use crate::tuf1::cjson::{to_canonical, to_json};
 use crate::tuf1::error::Error;
 use crate::tuf1::keys::{Key, Signature, SigningKey};
 
@@ -913,12 +913,13 @@ pub fn verify_threshold(
     Ok(counted.len())
 }
 
-/// Signs `signed` with each key and returns the file's bytes: the
-/// canonical JSON of `{"signatures":[…],"signed":…}`.
+/// Signs `signed` with each key and returns the file's bytes:
+/// `{"signatures":[…],"signed":…}` as compact JSON ([`to_json`]; canonical
+/// JSON is not valid JSON once a PEM key's newlines are in it).
 pub fn sign(signed: &Value, keys: &[&SigningKey]) -> Vec<u8> {
     let canonical = to_canonical(signed);
     let sigs = keys.iter().map(|k| k.sign(&canonical).to_value()).collect();
-    to_canonical(&Value::object([
+    to_json(&Value::object([
         ("signatures", Value::Array(sigs)),
         ("signed", signed.clone()),
     ]))

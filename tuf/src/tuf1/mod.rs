@@ -10,6 +10,8 @@
 //!   succinct hash bins; threshold verification.
 //! * [`client`]: the client workflow of spec §5.3–5.6 as a pure trusted
 //!   set, and the delegation search for a target.
+//! * [`repo`]: the repository side: validating uploaded roots and targets
+//!   roles, generating the next snapshot and timestamp.
 //! * [`error`]: one error enum whose variants carry role, versions, keys.
 //!
 //! Pure: no IO, no clock; `now` is an argument.
@@ -19,6 +21,7 @@ pub mod client;
 pub mod error;
 pub mod keys;
 pub mod metadata;
+pub mod repo;
 
 pub use client::{SearchStep, TargetSearch, TimestampUpdate, TrustedSet};
 pub use error::Error;
