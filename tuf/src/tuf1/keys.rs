@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | `ed25519` | `ed25519` | 32 bytes, hex | 64 bytes |
 //! | `ecdsa` (or the old `ecdsa-sha2-nistp256`) | `ecdsa-sha2-nistp256` | PEM SubjectPublicKeyInfo | DER `ECDSA-Sig-Value` over SHA-256 |
-//! | `rsa` | `rsassa-pss-sha256` | PEM SubjectPublicKeyInfo | RSA-PSS, MGF1-SHA-256, salt of 32 bytes |
+//! | `rsa` | `rsassa-pss-sha256` | PEM SubjectPublicKeyInfo | RSA-PSS, MGF1-SHA-256, any salt length (securesystemslib signs with 32 bytes) |
 //! | `rsa` | `rsa-pkcs1v15-sha256` | PEM SubjectPublicKeyInfo | PKCS#1 v1.5 over SHA-256 |
 //!
 //! The algorithm is chosen by the key's (keytype, scheme) pair, never by
@@ -254,13 +254,85 @@ impl Key {
                     .verify(msg, sig)
                     .is_ok()
             }
-            Verifier::RsaPss(pk) => pk.verify(rsa::Pss::new::<Sha256>(), &Sha256::digest(msg), sig).is_ok(),
+            Verifier::RsaPss(pk) => pss_sha256_verify_any_salt(pk, msg, sig),
             Verifier::RsaPkcs1v15(pk) => pk
                 .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
                 .is_ok(),
             Verifier::Unusable(_) => false,
         }
     }
+}
+
+/// RSASSA-PSS verification (RFC 8017 §9.1.2) with SHA-256 and MGF1-SHA-256
+/// and the salt length read from the signature, as securesystemslib
+/// verifies (`PSS.AUTO`): it signs with a 32-byte salt, other signers
+/// (Go's `rsa.PSSSaltLengthAuto`) with the longest salt that fits. Salt
+/// length does not affect the scheme's security; only public data is
+/// handled here.
+fn pss_sha256_verify_any_salt(pk: &rsa::RsaPublicKey, msg: &[u8], sig: &[u8]) -> bool {
+    use rsa::traits::PublicKeyParts;
+    use rsa::BigUint;
+    const H_LEN: usize = 32;
+    let k = pk.size();
+    if sig.len() != k {
+        return false;
+    }
+    let s = BigUint::from_bytes_be(sig);
+    if &s >= pk.n() {
+        return false;
+    }
+    let m = s.modpow(pk.e(), pk.n()).to_bytes_be();
+    if m.len() > k {
+        return false;
+    }
+    let mut em_full = vec![0u8; k - m.len()];
+    em_full.extend_from_slice(&m);
+    let mod_bits = pk.n().bits();
+    let em_bits = mod_bits.saturating_sub(1);
+    let em_len = em_bits.div_ceil(8);
+    // The octets above emLen (at most one) must be zero.
+    if em_full[..k - em_len].iter().any(|b| *b != 0) {
+        return false;
+    }
+    let em = &em_full[k - em_len..];
+    if em_len < H_LEN + 2 || em[em_len - 1] != 0xbc {
+        return false;
+    }
+    let (masked_db, rest) = em.split_at(em_len - H_LEN - 1);
+    let h = &rest[..H_LEN];
+    let unused_bits = 8 * em_len - em_bits;
+    let top_mask = 0xffu8.checked_shr(unused_bits as u32).unwrap_or(0);
+    if masked_db[0] & !top_mask != 0 {
+        return false;
+    }
+    let mut db = masked_db.to_vec();
+    let mut counter: u32 = 0;
+    let mut at = 0;
+    while at < db.len() {
+        let block = Sha256::new()
+            .chain_update(h)
+            .chain_update(counter.to_be_bytes())
+            .finalize();
+        for (d, m) in db[at..].iter_mut().zip(block.iter()) {
+            *d ^= m;
+        }
+        at += H_LEN;
+        counter += 1;
+    }
+    db[0] &= top_mask;
+    let Some(one) = db.iter().position(|b| *b != 0) else {
+        return false;
+    };
+    if db[one] != 0x01 {
+        return false;
+    }
+    let salt = &db[one + 1..];
+    let h2 = Sha256::new()
+        .chain_update([0u8; 8])
+        .chain_update(Sha256::digest(msg))
+        .chain_update(salt)
+        .finalize();
+    h2[..] == *h
 }
 
 /// One entry of a metadata file's `signatures`.
@@ -380,6 +452,32 @@ mod tests {
         assert_eq!(sig[0], 0x30, "DER SEQUENCE");
         let raw = p256::ecdsa::Signature::from_der(&sig).unwrap().to_bytes();
         assert!(!k.public().verify(b"m", &raw));
+    }
+
+    #[test]
+    fn rsa_pss_accepts_every_salt_length_and_nothing_else() {
+        use rsa::pkcs8::EncodePublicKey as _;
+        let mut rng = rand::rngs::OsRng;
+        let sk = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+        let pem = sk.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        let key = Key::new(KEYTYPE_RSA, SCHEME_RSA_PSS_SHA256, &pem).unwrap();
+        let digest = Sha256::digest(b"m");
+        for salt in [0, 20, 32, 64, 222] {
+            let sig = sk
+                .sign_with_rng(&mut rng, rsa::Pss::new_with_salt::<Sha256>(salt), &digest)
+                .unwrap();
+            assert!(key.verify(b"m", &sig), "salt {salt}");
+            assert!(!key.verify(b"n", &sig), "salt {salt}");
+            let mut bad = sig.clone();
+            bad[100] ^= 1;
+            assert!(!key.verify(b"m", &bad));
+        }
+        let sig = sk.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest).unwrap();
+        assert!(!key.verify(b"m", &sig), "PKCS#1 v1.5 is not PSS");
+        let pkcs = Key::new(KEYTYPE_RSA, SCHEME_RSA_PKCS1V15_SHA256, &pem).unwrap();
+        assert!(pkcs.verify(b"m", &sig));
+        assert!(!key.verify(b"m", &[]));
+        assert!(!key.verify(b"m", &[0xff; 256]));
     }
 
     #[test]
