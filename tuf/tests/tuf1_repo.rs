@@ -293,3 +293,62 @@ fn a_publish_cycle_is_accepted_by_a_client_holding_the_previous_state() {
         .unwrap();
     assert!(a.signed().targets.contains_key("a/new"));
 }
+
+#[test]
+fn one_upload_checks_each_role_against_its_delegators_new_version() {
+    use seal_tuf::tuf1::repo::validate_upload;
+    let (repo, k) = delegating(RootKeys::new());
+    let st = state(&repo);
+    let lim = Limits::default();
+    // targets v2 hands `a` to a new key and adds `b` under a; a v2 and b v1
+    // come in the same upload.
+    let (a2, b) = (ec(), ed());
+    let top = signed(
+        targets_json(
+            2,
+            EXPIRES,
+            json!({}),
+            Some(json!({"keys": keys_json(&[&a2]), "roles": [
+                {"name": "a", "keyids": [a2.keyid()], "threshold": 1, "terminating": false, "paths": ["a/*"]}]})),
+        ),
+        &[&repo.keys.targets],
+    );
+    let a_v2 = signed(
+        targets_json(
+            2,
+            EXPIRES,
+            json!({}),
+            Some(json!({"keys": keys_json(&[&b]), "roles": [
+                {"name": "b", "keyids": [b.keyid()], "threshold": 1, "terminating": false, "paths": ["a/b/*"]}]})),
+        ),
+        &[&a2],
+    );
+    let b_v1 = signed(targets_json(1, EXPIRES, json!({}), None), &[&b]);
+    let files = BTreeMap::from([
+        ("targets".to_owned(), top.clone()),
+        ("a".to_owned(), a_v2.clone()),
+        ("b".to_owned(), b_v1.clone()),
+    ]);
+    let next = validate_upload(&st, &files, NOW, &lim).unwrap();
+    assert_eq!(next.targets["a"].version(), 2);
+    assert_eq!(next.targets["b"].version(), 1);
+    // Signed with a's old key, a v2 fails against targets v2.
+    let a_old_key = signed(targets_json(2, EXPIRES, json!({}), None), &[&k.a]);
+    let files = BTreeMap::from([("targets".to_owned(), top), ("a".to_owned(), a_old_key)]);
+    assert!(matches!(
+        validate_upload(&st, &files, NOW, &lim),
+        Err(Error::Threshold { ref role, .. }) if role == "a"
+    ));
+    // b without the a that delegates it has no delegator.
+    let files = BTreeMap::from([("b".to_owned(), b_v1)]);
+    assert!(matches!(
+        validate_upload(&st, &files, NOW, &lim),
+        Err(Error::NotDelegated { ref role, .. }) if role == "b"
+    ));
+    // The service makes snapshot and timestamp itself.
+    let files = BTreeMap::from([("snapshot".to_owned(), repo.snapshot.clone())]);
+    assert!(matches!(
+        validate_upload(&st, &files, NOW, &lim),
+        Err(Error::Format { .. })
+    ));
+}

@@ -138,6 +138,16 @@ pub fn parse_expires(s: &str) -> Option<OffsetDateTime> {
     Some(time::PrimitiveDateTime::new(date, t).assume_utc())
 }
 
+/// The name a client fetches metadata of `role` under: `<version>.<role>.json`
+/// for root, and for snapshot and targets roles when the repository uses
+/// consistent snapshots; `<role>.json` otherwise (always for timestamp).
+pub fn metadata_file_name(role: &str, version: Option<u64>, consistent_snapshot: bool) -> String {
+    match version {
+        Some(v) if role == ROOT || (consistent_snapshot && role != TIMESTAMP) => format!("{v}.{role}.json"),
+        _ => format!("{role}.json"),
+    }
+}
+
 /// Formats a time as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
 pub fn format_expires(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -511,6 +521,16 @@ impl TargetFile {
     pub fn verify(&self, path: &str, data: &[u8]) -> Result<(), Error> {
         check_length(path, self.length, data)?;
         check_hashes(path, &self.hashes, data)
+    }
+
+    /// The names under which a consistent-snapshot repository serves the
+    /// target at `path`: `<dir>/<hash>.<name>`, one per listed hash.
+    pub fn hash_prefixed_paths(&self, path: &str) -> Vec<String> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((dir, name)) => (format!("{dir}/"), name),
+            None => (String::new(), path),
+        };
+        self.hashes.values().map(|h| format!("{dir}{h}.{name}")).collect()
     }
 
     /// The entry for `data`, with its sha256.
@@ -1056,6 +1076,19 @@ mod tests {
         ] {
             assert!(parse_expires(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn file_names_as_python_tuf_fetches_them() {
+        assert_eq!(metadata_file_name("root", Some(3), false), "3.root.json");
+        assert_eq!(metadata_file_name("timestamp", Some(3), true), "timestamp.json");
+        assert_eq!(metadata_file_name("snapshot", Some(3), true), "3.snapshot.json");
+        assert_eq!(metadata_file_name("snapshot", Some(3), false), "snapshot.json");
+        assert_eq!(metadata_file_name("bin-0a", Some(1), true), "1.bin-0a.json");
+        let t = TargetFile::from_data(b"x");
+        let h = &t.hashes["sha256"];
+        assert_eq!(t.hash_prefixed_paths("a/b/c.tgz"), [format!("a/b/{h}.c.tgz")]);
+        assert_eq!(t.hash_prefixed_paths("c.tgz"), [format!("{h}.c.tgz")]);
     }
 
     #[test]

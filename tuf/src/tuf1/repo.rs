@@ -242,6 +242,63 @@ pub fn validate_targets(
     Ok(new)
 }
 
+/// Validates the files of one publish (role name → bytes) as a whole and
+/// returns the state they lead to (snapshot and timestamp unchanged: make
+/// them with [`next_snapshot`] and [`next_timestamp`]). `root` goes first,
+/// then `targets`, then delegated roles with each role after the roles
+/// that delegate it, so a role is checked against its delegator's new
+/// version when both are uploaded. Uploading a snapshot or timestamp is
+/// refused: the service makes those.
+pub fn validate_upload(
+    state: &RepoState,
+    files: &BTreeMap<String, Vec<u8>>,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> Result<RepoState, Error> {
+    let mut next = state.clone();
+    let mut remaining: BTreeSet<&str> = files.keys().map(String::as_str).collect();
+    for role in [SNAPSHOT, TIMESTAMP] {
+        if remaining.contains(role) {
+            return Err(Error::format(
+                role,
+                "",
+                "the service makes this role; it cannot be uploaded",
+            ));
+        }
+    }
+    if let Some(bytes) = files.get(ROOT) {
+        next.root = validate_root(&state.root, bytes, now, limits)?;
+        remaining.remove(ROOT);
+    }
+    while !remaining.is_empty() {
+        // A role is ready when something delegates it and none of its
+        // delegators is still waiting to be validated.
+        let ready: Vec<&str> = remaining
+            .iter()
+            .copied()
+            .filter(|role| {
+                *role == TARGETS
+                    || (!remaining.contains(TARGETS) && {
+                        let parents = delegators(&next, role);
+                        !parents.is_empty() && parents.iter().all(|(p, _)| !remaining.contains(p))
+                    })
+            })
+            .collect();
+        let Some(first) = ready.first().copied() else {
+            let role = remaining.iter().next().copied().unwrap_or_default();
+            return Err(Error::NotDelegated {
+                role: role.to_owned(),
+                delegator: TARGETS.to_owned(),
+            });
+        };
+        let bytes = files.get(first).map(Vec::as_slice).unwrap_or_default();
+        let md = validate_targets(&next, first, bytes, now, limits)?;
+        next.targets.insert(first.to_owned(), md);
+        remaining.remove(first);
+    }
+    Ok(next)
+}
+
 fn common(kind: &str, version: u64, expires: OffsetDateTime) -> BTreeMap<String, Value> {
     BTreeMap::from([
         ("_type".to_owned(), Value::str(kind)),
