@@ -88,6 +88,14 @@ fn a_root_that_would_lock_its_owners_out_is_refused() {
     body["roles"]["targets"]["keyids"] = json!(["ab".repeat(32)]);
     let err = validate_root(&cur, &signed(body, &signers), NOW, &lim).unwrap_err();
     assert!(matches!(err, Error::Format { .. }), "{err:?}");
+    // Without consistent_snapshot (tough requires the field).
+    let mut body = keys.root_json(2, EXPIRES);
+    body.as_object_mut().unwrap().remove("consistent_snapshot");
+    let err = validate_root(&cur, &signed(body, &signers), NOW, &lim).unwrap_err();
+    assert!(
+        matches!(err, Error::Format { ref field, .. } if field == "signed.consistent_snapshot"),
+        "{err:?}"
+    );
     // Two signatures under one key ID: python-tuf refuses the whole file.
     let body = keys.root_json(2, EXPIRES);
     let dup = signed(body, &[&repo.keys.root[0], &keys.root[0], &keys.root[0]]);

@@ -131,8 +131,8 @@ pub fn is_safe_role_name(name: &str) -> bool {
 }
 
 /// Validates an uploaded root: version N+1, signed by the thresholds of
-/// both the current and the new root, not expired, every role's keys
-/// usable and enough of them for its threshold.
+/// both the current and the new root, not expired, `consistent_snapshot`
+/// present, every role's keys usable and enough of them for its threshold.
 pub fn validate_root(
     current: &Metadata<Root>,
     bytes: &[u8],
@@ -149,6 +149,14 @@ pub fn validate_root(
             expected,
             got: new.version(),
         });
+    }
+    // tough reads `consistent_snapshot` as a required boolean.
+    if new.signed().consistent_snapshot.is_none() {
+        return Err(Error::format(
+            ROOT,
+            "signed.consistent_snapshot",
+            "missing (tough requires it)",
+        ));
     }
     for (name, r) in &new.signed().roles {
         check_role_keys(ROOT, &format!("signed.roles.{name}"), &new.signed().keys, r)?;
