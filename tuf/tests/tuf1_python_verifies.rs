@@ -22,6 +22,68 @@ fn python() -> Option<PathBuf> {
     py.exists().then_some(py)
 }
 
+#[test]
+fn canonical_json_and_key_ids_match_securesystemslib() {
+    use std::io::Write;
+    let Some(py) = python() else {
+        eprintln!("skipped: set SEAL_TUF_VENV to a virtualenv with tuf==7.0.1 to compare with securesystemslib");
+        return;
+    };
+    let mut strings: Vec<String> = (0u32..0x80).filter_map(char::from_u32).map(String::from).collect();
+    strings.extend(
+        [
+            "\u{7f}",
+            "\u{80}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{feff}",
+            "\u{ffff}",
+            "\u{10000}",
+            "\u{1f600}",
+            "é",
+            "\\\"",
+        ]
+        .map(String::from),
+    );
+    let object: serde_json::Map<String, serde_json::Value> = strings.iter().map(|k| (k.clone(), json!(k))).collect();
+    let values = vec![
+        json!(strings),
+        serde_json::Value::Object(object),
+        json!({"b": [1, -2, 0, 18446744073709551615u64, true, false, null, {}], "a": "", "": []}),
+        json!({"z": 1, "\u{e9}": 2, "\u{10000}": 3, "\u{ffff}": 4, "Z": 5, "_": 6}),
+    ];
+    let keys = [ed(), ec()];
+    let doc = json!({"values": values, "keys": keys.iter().map(key_json).collect::<Vec<_>>()});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf1/check_encoding.py");
+    let mut child = Command::new(&py)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&doc).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    for (i, value) in values.iter().enumerate() {
+        let ours = hex::encode(seal_tuf::tuf1::cjson::to_canonical(&v(value.clone())));
+        assert_eq!(lines[i], ours, "value {i}: {value}");
+    }
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(lines[values.len() + i], k.keyid(), "key ID of {:?}", k.public());
+    }
+}
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
