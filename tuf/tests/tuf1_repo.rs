@@ -360,3 +360,52 @@ fn one_upload_checks_each_role_against_its_delegators_new_version() {
         Err(Error::Format { .. })
     ));
 }
+
+#[test]
+fn signatures_from_a_signer_service_are_assembled_and_checked() {
+    use seal_tuf::tuf1::cjson::to_canonical;
+    use seal_tuf::tuf1::keys::ecdsa_p256_raw_to_der;
+    use seal_tuf::tuf1::repo::{assemble, timestamp_to_sign};
+    use seal_tuf::tuf1::Signature;
+    let repo = simple_repo();
+    let st = state(&repo);
+    let signed = timestamp_to_sign(st.timestamp.as_ref(), st.snapshot.as_ref().unwrap(), EXPIRES).unwrap();
+    let canonical = to_canonical(&signed);
+    // A Notary-style signer returns raw r‖s; TUF 1.0 wants DER.
+    let raw = |k: &seal_tuf::tuf1::SigningKey| {
+        let der = hex::decode(k.sign(&canonical).sig).unwrap();
+        p256::ecdsa::Signature::from_der(&der).unwrap().to_bytes().to_vec()
+    };
+    let ts_key = &repo.keys.timestamp;
+    let as_raw = Signature {
+        keyid: ts_key.keyid().into(),
+        sig: hex::encode(raw(ts_key)),
+    };
+    assert!(matches!(
+        assemble(&st.root, "timestamp", &signed, std::slice::from_ref(&as_raw)),
+        Err(Error::Signing(_))
+    ));
+    let as_der = Signature {
+        keyid: ts_key.keyid().into(),
+        sig: hex::encode(ecdsa_p256_raw_to_der(&raw(ts_key)).unwrap()),
+    };
+    let bytes = assemble(&st.root, "timestamp", &signed, std::slice::from_ref(&as_der)).unwrap();
+    let md: Metadata<Timestamp> = Metadata::from_bytes("timestamp", &bytes).unwrap();
+    assert_eq!(md.version(), 2);
+    let mut client = TrustedSet::new(&repo.root).unwrap();
+    client.update_timestamp(&bytes, NOW).unwrap();
+    // Another key's signature under the timestamp key's ID does not count.
+    let other = ec();
+    let forged = Signature {
+        keyid: ts_key.keyid().into(),
+        sig: hex::encode(ecdsa_p256_raw_to_der(&raw(&other)).unwrap()),
+    };
+    assert!(matches!(
+        assemble(&st.root, "timestamp", &signed, &[forged]),
+        Err(Error::Signing(_))
+    ));
+    assert!(matches!(
+        assemble(&st.root, "targets", &signed, &[as_der]),
+        Err(Error::Order(_))
+    ));
+}

@@ -351,6 +351,14 @@ impl Signature {
     }
 }
 
+/// The DER form securesystemslib expects of an ECDSA P-256 signature given
+/// as raw `r‖s` (64 bytes), as Notary's signer API returns it.
+pub fn ecdsa_p256_raw_to_der(raw: &[u8]) -> Result<Vec<u8>, Error> {
+    p256::ecdsa::Signature::from_slice(raw)
+        .map(|s| s.to_der().as_bytes().to_vec())
+        .map_err(|e| Error::Signing(format!("not a raw P-256 signature: {e}")))
+}
+
 /// A private key the service signs with (Ed25519 or ECDSA P-256), with its
 /// public key in TUF 1.0 form under its default key ID.
 pub struct SigningKey {
@@ -452,6 +460,8 @@ mod tests {
         assert_eq!(sig[0], 0x30, "DER SEQUENCE");
         let raw = p256::ecdsa::Signature::from_der(&sig).unwrap().to_bytes();
         assert!(!k.public().verify(b"m", &raw));
+        assert!(k.public().verify(b"m", &ecdsa_p256_raw_to_der(&raw).unwrap()));
+        assert!(ecdsa_p256_raw_to_der(&raw[..63]).is_err());
     }
 
     #[test]

@@ -14,10 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use crate::cjson::Value;
+use crate::tuf1::cjson::{to_canonical, to_json};
 use crate::tuf1::error::Error;
-use crate::tuf1::keys::{Key, SigningKey};
+use crate::tuf1::keys::{Key, Signature, SigningKey};
 use crate::tuf1::metadata::{
-    format_expires, sign, Delegator, MetaFile, Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp, ROOT, SNAPSHOT,
+    format_expires, Delegator, MetaFile, Metadata, RoleKeys, Root, Snapshot, Targets, Timestamp, ROOT, SNAPSHOT,
     SPEC_VERSION, TARGETS, TIMESTAMP,
 };
 
@@ -316,18 +317,17 @@ fn common(kind: &str, version: u64, expires: OffsetDateTime) -> BTreeMap<String,
     ])
 }
 
-/// The next snapshot: version one above the current, `meta` listing every
-/// targets role of `targets` with version, length and sha256; signed with
-/// `keys`, which must meet root's snapshot threshold. Refuses to drop an
-/// entry the current snapshot lists or lower its version (clients would
-/// refuse that snapshot).
-pub fn next_snapshot(
-    root: &Metadata<Root>,
+/// The `signed` object of the next snapshot, to be signed (by
+/// [`next_snapshot`] with local keys, or by a signer service and then
+/// [`assemble`]): version one above the current, `meta` listing every
+/// targets role of `targets` with version, length and sha256. Refuses to
+/// drop an entry the current snapshot lists or lower its version (clients
+/// would refuse that snapshot).
+pub fn snapshot_to_sign(
     current: Option<&Metadata<Snapshot>>,
     targets: &BTreeMap<String, Metadata<Targets>>,
     expires: OffsetDateTime,
-    keys: &[&SigningKey],
-) -> Result<Vec<u8>, Error> {
+) -> Result<Value, Error> {
     if !targets.contains_key(TARGETS) {
         return Err(Error::MissingMeta {
             referrer: SNAPSHOT.to_owned(),
@@ -359,24 +359,17 @@ pub fn next_snapshot(
         "meta".into(),
         Value::Object(meta.iter().map(|(k, m)| (k.clone(), m.to_value())).collect()),
     );
-    let bytes = sign(&Value::Object(signed), keys);
-    let md: Metadata<Snapshot> = Metadata::from_bytes(SNAPSHOT, &bytes)?;
-    md.verify_by(SNAPSHOT, ROOT, root.signed())
-        .map_err(|e| Error::Signing(format!("snapshot keys do not meet root's threshold: {e}")))?;
-    Ok(bytes)
+    Ok(Value::Object(signed))
 }
 
-/// The next timestamp: version one above the current, naming `snapshot`
-/// (its version, length and sha256), which may not be older than the one
-/// the current timestamp names; signed with `keys`, which must meet root's
-/// timestamp threshold.
-pub fn next_timestamp(
-    root: &Metadata<Root>,
+/// The `signed` object of the next timestamp, to be signed: version one
+/// above the current, naming `snapshot` (its version, length and sha256),
+/// which may not be older than the one the current timestamp names.
+pub fn timestamp_to_sign(
     current: Option<&Metadata<Timestamp>>,
     snapshot: &Metadata<Snapshot>,
     expires: OffsetDateTime,
-    keys: &[&SigningKey],
-) -> Result<Vec<u8>, Error> {
+) -> Result<Value, Error> {
     if let Some(cur) = current {
         let trusted = cur.signed().snapshot_meta.version;
         if snapshot.version() < trusted {
@@ -396,9 +389,59 @@ pub fn next_timestamp(
             MetaFile::from_data(snapshot.version(), snapshot.bytes()).to_value(),
         )]),
     );
-    let bytes = sign(&Value::Object(signed), keys);
-    let md: Metadata<Timestamp> = Metadata::from_bytes(TIMESTAMP, &bytes)?;
-    md.verify_by(TIMESTAMP, ROOT, root.signed())
-        .map_err(|e| Error::Signing(format!("timestamp keys do not meet root's threshold: {e}")))?;
+    Ok(Value::Object(signed))
+}
+
+/// The file of top-level role `role` (`snapshot` or `timestamp`) from its
+/// `signed` object and signatures made elsewhere (a signer service),
+/// refused unless the signatures meet root's threshold for the role.
+pub fn assemble(root: &Metadata<Root>, role: &str, signed: &Value, signatures: &[Signature]) -> Result<Vec<u8>, Error> {
+    let bytes = to_json(&Value::object([
+        (
+            "signatures",
+            Value::Array(signatures.iter().map(Signature::to_value).collect()),
+        ),
+        ("signed", signed.clone()),
+    ]));
+    let check = |r: Result<usize, Error>| {
+        r.map(|_| ())
+            .map_err(|e| Error::Signing(format!("{role} signatures do not meet root's threshold: {e}")))
+    };
+    match role {
+        SNAPSHOT => check(Metadata::<Snapshot>::from_bytes(role, &bytes)?.verify_by(role, ROOT, root.signed()))?,
+        TIMESTAMP => check(Metadata::<Timestamp>::from_bytes(role, &bytes)?.verify_by(role, ROOT, root.signed()))?,
+        _ => return Err(Error::Order("assemble makes snapshot and timestamp files only")),
+    }
     Ok(bytes)
+}
+
+fn sign_with(signed: &Value, keys: &[&SigningKey]) -> Vec<Signature> {
+    let canonical = to_canonical(signed);
+    keys.iter().map(|k| k.sign(&canonical)).collect()
+}
+
+/// The next snapshot ([`snapshot_to_sign`]) signed with local `keys`,
+/// which must meet root's snapshot threshold.
+pub fn next_snapshot(
+    root: &Metadata<Root>,
+    current: Option<&Metadata<Snapshot>>,
+    targets: &BTreeMap<String, Metadata<Targets>>,
+    expires: OffsetDateTime,
+    keys: &[&SigningKey],
+) -> Result<Vec<u8>, Error> {
+    let signed = snapshot_to_sign(current, targets, expires)?;
+    assemble(root, SNAPSHOT, &signed, &sign_with(&signed, keys))
+}
+
+/// The next timestamp ([`timestamp_to_sign`]) signed with local `keys`,
+/// which must meet root's timestamp threshold.
+pub fn next_timestamp(
+    root: &Metadata<Root>,
+    current: Option<&Metadata<Timestamp>>,
+    snapshot: &Metadata<Snapshot>,
+    expires: OffsetDateTime,
+    keys: &[&SigningKey],
+) -> Result<Vec<u8>, Error> {
+    let signed = timestamp_to_sign(current, snapshot, expires)?;
+    assemble(root, TIMESTAMP, &signed, &sign_with(&signed, keys))
 }
