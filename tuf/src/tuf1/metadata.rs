@@ -48,7 +48,9 @@ impl<'a> Obj<'a> {
     }
 
     fn at(&self, key: &str) -> String {
-        if self.path.is_empty() {
+        if key.is_empty() {
+            self.path.clone()
+        } else if self.path.is_empty() {
             key.to_owned()
         } else {
             format!("{}.{}", self.path, key)
@@ -736,11 +738,12 @@ impl Delegations {
         }
     }
 
-    /// Names of every delegated role (for hash bins, every bin).
-    pub fn role_names(&self) -> Vec<String> {
+    /// Names of every delegated role (for hash bins, every bin: up to 2^32
+    /// of them, hence an iterator).
+    pub fn role_names(&self) -> Box<dyn Iterator<Item = String> + '_> {
         match &self.roles {
-            DelegatedRoles::Roles(roles) => roles.iter().map(|r| r.name.clone()).collect(),
-            DelegatedRoles::Succinct(s) => s.role_names().collect(),
+            DelegatedRoles::Roles(roles) => Box::new(roles.iter().map(|r| r.name.clone())),
+            DelegatedRoles::Succinct(s) => Box::new(s.role_names()),
         }
     }
 }
@@ -1076,6 +1079,47 @@ mod tests {
         ] {
             assert!(parse_expires(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let signed = Value::parse(
+            br#"{"_type":"root","spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z",
+                 "keys":{},"roles":{"root":{"keyids":[],"threshold":1}}}"#,
+        )
+        .unwrap();
+        let err = Root::from_signed("root", &signed).unwrap_err();
+        assert!(
+            matches!(err, Error::Format { ref field, .. } if field == "signed.roles"),
+            "{err:?}"
+        );
+        let signed = Value::parse(
+            br#"{"_type":"targets","spec_version":"1.0","version":1,"expires":"2030-01-01T00:00:00Z",
+                 "targets":{"a":{"length":-1,"hashes":{"sha256":"00"}}}}"#,
+        )
+        .unwrap();
+        let err = Targets::from_signed("t", &signed).unwrap_err();
+        assert!(
+            matches!(err, Error::Format { ref field, .. } if field == "signed.targets.a.length"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn listing_four_billion_bins_is_lazy() {
+        let d = Delegations {
+            keys: BTreeMap::new(),
+            roles: DelegatedRoles::Succinct(SuccinctRoles {
+                keys: RoleKeys {
+                    keyids: vec![],
+                    threshold: 1,
+                },
+                bit_length: 32,
+                name_prefix: "b".into(),
+            }),
+        };
+        let first: Vec<String> = d.role_names().take(2).collect();
+        assert_eq!(first, ["b-00000000", "b-00000001"]);
     }
 
     #[test]
