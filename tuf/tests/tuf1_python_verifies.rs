@@ -23,7 +23,7 @@ fn python() -> Option<PathBuf> {
 }
 
 #[test]
-fn canonical_json_and_key_ids_match_securesystemslib() {
+fn encodings_and_matching_rules_match_python_tuf() {
     use std::io::Write;
     let Some(py) = python() else {
         eprintln!("skipped: set SEAL_TUF_VENV to a virtualenv with tuf==7.0.1 to compare with securesystemslib");
@@ -53,7 +53,23 @@ fn canonical_json_and_key_ids_match_securesystemslib() {
         json!({"z": 1, "\u{e9}": 2, "\u{10000}": 3, "\u{ffff}": 4, "Z": 5, "_": 6}),
     ];
     let keys = [ed(), ec()];
-    let doc = json!({"values": values, "keys": keys.iter().map(key_json).collect::<Vec<_>>()});
+    let patterns = [
+        "*", "*.tgz", "a/*", "a/*/c", "?", "??", "[ab]", "[!ab]", "[a-c]x", "[!a-c]", "[]]", "[!]]", "[]a]", "[a-]",
+        "[-a]", "[z-a]", "[", "a[", "[!", "\\*", "**", "*a*", "a*b*c", ".*", "é?", "[é]", "x/**/y",
+    ];
+    let targets = [
+        "", "a", "b", "c", "d", "ab", "ax", "dx", "]", "-", "[", "a[", "x.tgz", "a/b", "a/b/c", "a/bb/c", "\\x", "é",
+        "éé", ".hidden", "abc", "aXbYc", "x/y", "x/q/y", "z",
+    ];
+    let paths: Vec<(&str, &str)> = targets
+        .iter()
+        .flat_map(|t| patterns.iter().map(move |p| (*t, *p)))
+        .collect();
+    let bins: Vec<(u32, String)> = (1..=32)
+        .flat_map(|bits| ["", "a", "files/x.tgz", "é/ü"].map(|t| (bits, t.to_owned())))
+        .collect();
+    let doc = json!({"values": values, "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
+        "paths": paths, "bins": bins});
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf1/check_encoding.py");
     let mut child = Command::new(&py)
         .arg(&script)
@@ -82,6 +98,33 @@ fn canonical_json_and_key_ids_match_securesystemslib() {
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(lines[values.len() + i], k.keyid(), "key ID of {:?}", k.public());
     }
+    let mut at = values.len() + keys.len();
+    for (target, pattern) in &paths {
+        let ours = if seal_tuf::tuf1::metadata::path_matches(target, pattern) {
+            "1"
+        } else {
+            "0"
+        };
+        assert_eq!(lines[at], ours, "target {target:?} against pattern {pattern:?}");
+        at += 1;
+    }
+    for (bits, target) in &bins {
+        let s = seal_tuf::tuf1::SuccinctRoles {
+            keys: seal_tuf::tuf1::metadata::RoleKeys {
+                keyids: vec![],
+                threshold: 1,
+            },
+            bit_length: *bits,
+            name_prefix: "bin".into(),
+        };
+        assert_eq!(
+            lines[at],
+            s.role_for_target(target),
+            "bit_length {bits}, target {target:?}"
+        );
+        at += 1;
+    }
+    assert_eq!(lines.len(), at);
 }
 
 struct TempDir(PathBuf);
