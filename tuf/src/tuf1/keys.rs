@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | `ed25519` | `ed25519` | 32 bytes, hex | 64 bytes |
 //! | `ecdsa` (or the old `ecdsa-sha2-nistp256`) | `ecdsa-sha2-nistp256` | PEM SubjectPublicKeyInfo | DER `ECDSA-Sig-Value` over SHA-256 |
+//! | `ecdsa` (or `ecdsa-sha2-nistp384`) | `ecdsa-sha2-nistp384` | PEM SubjectPublicKeyInfo | DER over SHA-384 (verification only) |
 //! | `rsa` | `rsassa-pss-sha256` | PEM SubjectPublicKeyInfo | RSA-PSS, MGF1-SHA-256, any salt length (securesystemslib signs with 32 bytes) |
 //! | `rsa` | `rsa-pkcs1v15-sha256` | PEM SubjectPublicKeyInfo | PKCS#1 v1.5 over SHA-256 |
 //!
@@ -41,6 +42,8 @@ pub const KEYTYPE_RSA: &str = "rsa";
 pub const SCHEME_ED25519: &str = "ed25519";
 /// Scheme of ECDSA P-256 / SHA-256 signatures (also an old keytype name).
 pub const SCHEME_ECDSA_P256: &str = "ecdsa-sha2-nistp256";
+/// Scheme of ECDSA P-384 / SHA-384 signatures.
+pub const SCHEME_ECDSA_P384: &str = "ecdsa-sha2-nistp384";
 /// Scheme of RSA-PSS / SHA-256 signatures.
 pub const SCHEME_RSA_PSS_SHA256: &str = "rsassa-pss-sha256";
 /// Scheme of RSA PKCS#1 v1.5 / SHA-256 signatures.
@@ -51,6 +54,8 @@ enum Verifier {
     Ed25519(ed25519_dalek::VerifyingKey),
     /// The uncompressed SEC1 point of a validated P-256 key.
     EcdsaP256(Vec<u8>),
+    /// The SEC1 point of a P-384 key (ring validates it when verifying).
+    EcdsaP384(Vec<u8>),
     RsaPss(rsa::RsaPublicKey),
     RsaPkcs1v15(rsa::RsaPublicKey),
     /// Why this key can verify nothing.
@@ -125,6 +130,30 @@ fn verifier(keytype: &str, scheme: &str, public: &str) -> Result<Verifier, Strin
             let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&der)
                 .map_err(|e| format!("not a P-256 SubjectPublicKeyInfo: {e}"))?;
             Ok(Verifier::EcdsaP256(vk.to_encoded_point(false).as_bytes().to_vec()))
+        }
+        (KEYTYPE_ECDSA | SCHEME_ECDSA_P384, SCHEME_ECDSA_P384) => {
+            use x509_cert::der::Decode as _;
+            // id-ecPublicKey with the secp384r1 curve.
+            const EC: &str = "1.2.840.10045.2.1";
+            const P384: &str = "1.3.132.0.34";
+            let der = pem_spki(public)?;
+            let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&der)
+                .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
+            let curve = spki
+                .algorithm
+                .parameters
+                .and_then(|p| p.decode_as::<x509_cert::der::asn1::ObjectIdentifier>().ok());
+            if spki.algorithm.oid.to_string() != EC || curve.map(|c| c.to_string()).as_deref() != Some(P384) {
+                return Err("not a P-384 SubjectPublicKeyInfo".to_owned());
+            }
+            let point = spki
+                .subject_public_key
+                .as_bytes()
+                .ok_or("P-384 key is not a whole number of bytes")?;
+            if point.len() != 97 || point[0] != 0x04 {
+                return Err("P-384 key is not an uncompressed point".to_owned());
+            }
+            Ok(Verifier::EcdsaP384(point.to_vec()))
         }
         (KEYTYPE_RSA, SCHEME_RSA_PSS_SHA256 | SCHEME_RSA_PKCS1V15_SHA256) => {
             let der = pem_spki(public)?;
@@ -235,6 +264,7 @@ impl Key {
         match &self.verifier {
             Verifier::Ed25519(k) => Some([b"ed25519:".as_slice(), k.as_bytes()].concat()),
             Verifier::EcdsaP256(p) => Some([b"p256:".as_slice(), p].concat()),
+            Verifier::EcdsaP384(p) => Some([b"p384:".as_slice(), p].concat()),
             Verifier::RsaPss(k) | Verifier::RsaPkcs1v15(k) => k
                 .to_public_key_der()
                 .ok()
@@ -251,6 +281,11 @@ impl Key {
                 .unwrap_or(false),
             Verifier::EcdsaP256(point) => {
                 ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+                    .verify(msg, sig)
+                    .is_ok()
+            }
+            Verifier::EcdsaP384(point) => {
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_ASN1, point)
                     .verify(msg, sig)
                     .is_ok()
             }
@@ -488,6 +523,29 @@ mod tests {
         assert!(pkcs.verify(b"m", &sig));
         assert!(!key.verify(b"m", &[]));
         assert!(!key.verify(b"m", &[0xff; 256]));
+    }
+
+    #[test]
+    fn ecdsa_p384_verifies_der_over_sha384() {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P384_SHA384_ASN1_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+        // SubjectPublicKeyInfo: id-ecPublicKey, secp384r1, the point.
+        let mut der = hex::decode("3076301006072a8648ce3d020106052b81040022036200").unwrap();
+        der.extend_from_slice(pair.public_key().as_ref());
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            B64.encode(&der)
+        );
+        let key = Key::new(KEYTYPE_ECDSA, SCHEME_ECDSA_P384, &pem).unwrap();
+        let sig = pair.sign(&rng, b"m").unwrap();
+        assert!(key.verify(b"m", sig.as_ref()));
+        assert!(!key.verify(b"n", sig.as_ref()));
+        // The same key under the P-256 scheme, and a P-256 key under P-384, are unusable.
+        assert!(Key::new(KEYTYPE_ECDSA, SCHEME_ECDSA_P256, &pem).is_err());
+        let p256 = SigningKey::generate_ecdsa(&mut rand::rngs::OsRng).unwrap();
+        assert!(Key::new(KEYTYPE_ECDSA, SCHEME_ECDSA_P384, p256.public().public()).is_err());
     }
 
     #[test]

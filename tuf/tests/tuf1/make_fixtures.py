@@ -10,8 +10,8 @@ RSA signatures and the RSA key are random):
 
 The repository: root v1 -> v2 (root key and timestamp key rotated, an
 unrecognised field added); targets delegating `releases/*` to an RSA-PSS
-key (terminating) and `hashed/*` to a role that delegates through TAP 15
-succinct hash bins; Ed25519 and ECDSA P-256 keys elsewhere; a target whose
+key (terminating) and `hashed/*` to an ECDSA P-384 key whose role delegates
+through TAP 15 succinct hash bins; Ed25519 and ECDSA P-256 keys elsewhere; a target whose
 `custom` holds U+2028 and a quote, to pin the canonical JSON escaping.
 """
 
@@ -59,7 +59,7 @@ def main(out: str) -> None:
     snap = ed_signer(3)
     targ = ec_signer(0x7A76)
     rel = CryptoSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    hashed = ed_signer(4)
+    hashed = CryptoSigner(ec.derive_private_key(0x4A5, ec.SECP384R1()))  # ecdsa-sha2-nistp384
     bins = ec_signer(0xB125)
 
     # Root v1, then v2 signed by both v1's and v2's root keys.
