@@ -409,3 +409,43 @@ fn signatures_from_a_signer_service_are_assembled_and_checked() {
         Err(Error::Order(_))
     ));
 }
+
+#[test]
+fn an_upload_may_not_strand_a_role_it_leaves_alone() {
+    use seal_tuf::tuf1::repo::validate_upload;
+    let (repo, k) = delegating(RootKeys::new());
+    let st = state(&repo);
+    let lim = Limits::default();
+    let deleg = |key: &seal_tuf::tuf1::SigningKey| {
+        json!({"keys": keys_json(&[key]), "roles": [
+            {"name": "a", "keyids": [key.keyid()], "threshold": 1, "terminating": false, "paths": ["a/*"]}]})
+    };
+    // targets v2 hands `a` to a new key, but `a` (signed by the old key)
+    // is not re-signed: clients would refuse it.
+    let new_key = ed();
+    let top = signed(
+        targets_json(2, EXPIRES, json!({}), Some(deleg(&new_key))),
+        &[&repo.keys.targets],
+    );
+    let files = BTreeMap::from([("targets".to_owned(), top)]);
+    assert!(matches!(
+        validate_upload(&st, &files, NOW, &lim),
+        Err(Error::Threshold { ref role, .. }) if role == "a"
+    ));
+    // The same delegation re-signed (only a new target): accepted.
+    let top = signed(
+        targets_json(2, EXPIRES, json!({"t": target_entry(b"t")}), Some(deleg(&k.a))),
+        &[&repo.keys.targets],
+    );
+    let files = BTreeMap::from([("targets".to_owned(), top)]);
+    validate_upload(&st, &files, NOW, &lim).unwrap();
+    // A root rotating the targets key strands the current targets.
+    let mut keys = RootKeys::new();
+    keys.root = vec![ed()];
+    let root2 = signed(keys.root_json(2, EXPIRES), &[&repo.keys.root[0], &keys.root[0]]);
+    let files = BTreeMap::from([("root".to_owned(), root2)]);
+    assert!(matches!(
+        validate_upload(&st, &files, NOW, &lim),
+        Err(Error::Threshold { ref role, .. }) if role == "targets"
+    ));
+}

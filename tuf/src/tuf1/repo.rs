@@ -256,8 +256,9 @@ pub fn validate_targets(
 /// them with [`next_snapshot`] and [`next_timestamp`]). `root` goes first,
 /// then `targets`, then delegated roles with each role after the roles
 /// that delegate it, so a role is checked against its delegator's new
-/// version when both are uploaded. Uploading a snapshot or timestamp is
-/// refused: the service makes those.
+/// version when both are uploaded. A role not uploaded must still verify
+/// if the upload changed the keys or threshold its delegator gives it.
+/// Uploading a snapshot or timestamp is refused: the service makes those.
 pub fn validate_upload(
     state: &RepoState,
     files: &BTreeMap<String, Vec<u8>>,
@@ -305,7 +306,68 @@ pub fn validate_upload(
         next.targets.insert(first.to_owned(), md);
         remaining.remove(first);
     }
+    check_children_still_verify(state, &next, files)?;
     Ok(next)
+}
+
+/// The keys and threshold `delegator` gives `role`, comparable across
+/// versions.
+fn delegation_of<'a>(delegator: &'a dyn Delegator, role: &str) -> Option<(&'a RoleKeys, Vec<(&'a str, &'a Key)>)> {
+    delegator.delegation(role).map(|(keys, r)| {
+        let listed = r
+            .keyids
+            .iter()
+            .filter_map(|id| keys.get(id).map(|k| (id.as_str(), k)))
+            .collect();
+        (r, listed)
+    })
+}
+
+/// A role left as it is must still verify when the upload changed the
+/// keys or threshold its delegator gives it: otherwise every client would
+/// refuse it after this publish.
+fn check_children_still_verify(
+    before: &RepoState,
+    after: &RepoState,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), Error> {
+    let changed_delegators: Vec<(&str, &dyn Delegator, Option<&dyn Delegator>)> = files
+        .keys()
+        .filter_map(|name| {
+            if name == ROOT {
+                Some((
+                    ROOT,
+                    after.root.signed() as &dyn Delegator,
+                    Some(before.root.signed() as &dyn Delegator),
+                ))
+            } else {
+                after.targets.get(name).map(|t| {
+                    (
+                        name.as_str(),
+                        t.signed() as &dyn Delegator,
+                        before.targets.get(name).map(|b| b.signed() as &dyn Delegator),
+                    )
+                })
+            }
+        })
+        .collect();
+    for (child, md) in &after.targets {
+        if files.contains_key(child) {
+            continue;
+        }
+        for (name, new_parent, old_parent) in &changed_delegators {
+            let Some(new) = delegation_of(*new_parent, child) else {
+                continue;
+            };
+            let unchanged = old_parent
+                .and_then(|p| delegation_of(p, child))
+                .is_some_and(|old| old == new);
+            if !unchanged {
+                md.verify_by(child, name, *new_parent)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn common(kind: &str, version: u64, expires: OffsetDateTime) -> BTreeMap<String, Value> {
