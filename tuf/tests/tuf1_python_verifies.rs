@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use seal_tuf::tuf1::metadata::format_expires;
 use serde_json::json;
 use tuf1_support::*;
 
@@ -125,6 +126,250 @@ fn encodings_and_matching_rules_match_python_tuf() {
         at += 1;
     }
     assert_eq!(lines.len(), at);
+}
+
+/// The python-tuf exception each seal-tuf error corresponds to.
+fn python_name(e: &seal_tuf::tuf1::Error) -> &'static str {
+    use seal_tuf::tuf1::Error as E;
+    match e {
+        E::Rollback { .. } | E::WrongVersion { .. } => "BadVersionNumberError",
+        E::Expired { .. } => "ExpiredMetadataError",
+        E::LengthMismatch { .. } | E::HashMismatch { .. } => "LengthOrHashMismatchError",
+        E::Threshold { .. } => "UnsignedMetadataError",
+        E::MissingMeta { .. } => "RepositoryError",
+        _ => "other",
+    }
+}
+
+/// The seal-tuf side of a case: the workflow over the case's files.
+type SealSteps = Box<dyn Fn(&dyn Fn(&str) -> Vec<u8>) -> Result<(), seal_tuf::tuf1::Error>>;
+
+/// One attack, as files, python-tuf steps, and the seal-tuf workflow.
+struct Case {
+    name: &'static str,
+    files: Vec<(&'static str, Vec<u8>)>,
+    steps: serde_json::Value,
+    seal: SealSteps,
+}
+
+#[test]
+fn python_tuf_and_seal_refuse_the_same_attacks_for_the_same_reason() {
+    use seal_tuf::tuf1::TrustedSet;
+    let Some(py) = python() else {
+        eprintln!("skipped: set SEAL_TUF_VENV to a virtualenv with tuf==7.0.1 to compare decisions with python-tuf");
+        return;
+    };
+    let past = time::macros::datetime!(2021-01-01 0:00 UTC);
+    let mut repo = simple_repo();
+    let (root, ts1, sn1, t1) = (
+        repo.root.clone(),
+        repo.timestamp.clone(),
+        repo.snapshot.clone(),
+        repo.targets["targets"].clone(),
+    );
+    repo.targets.insert(
+        "targets".into(),
+        signed(targets_json(2, EXPIRES, json!({}), None), &[&repo.keys.targets]),
+    );
+    repo.publish(EXPIRES);
+    let (ts2, sn2, t2) = (
+        repo.timestamp.clone(),
+        repo.snapshot.clone(),
+        repo.targets["targets"].clone(),
+    );
+    let k = &repo.keys;
+    let ts_naming = |version: u64, sn: u64, expires: &str| {
+        signed(
+            json!({"_type":"timestamp","spec_version":"1.0.31","version":version,"expires":expires,
+                   "meta":{"snapshot.json":{"version":sn}}}),
+            &[&k.timestamp],
+        )
+    };
+    let sn_listing = |version: u64, meta: serde_json::Value| {
+        signed(
+            json!({"_type":"snapshot","spec_version":"1.0.31","version":version,
+                   "expires":"2030-01-01T00:00:00Z","meta":meta}),
+            &[&k.snapshot],
+        )
+    };
+    let cases = vec![
+        Case {
+            name: "timestamp rollback",
+            files: vec![("root", root.clone()), ("ts1", ts1.clone()), ("ts2", ts2.clone())],
+            steps: json!([["init", "root"], ["timestamp", "ts2"], ["timestamp", "ts1"]]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.load_previous_timestamp(&f("ts2"))?;
+                s.update_timestamp(&f("ts1"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "expired timestamp",
+            files: vec![("root", root.clone()), ("ts", ts_naming(3, 1, &format_expires(past)))],
+            steps: json!([["init", "root"], ["timestamp", "ts"]]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.update_timestamp(&f("ts"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "old snapshot under the new timestamp",
+            files: vec![("root", root.clone()), ("ts2", ts2.clone()), ("sn1", sn1.clone())],
+            steps: json!([["init", "root"], ["timestamp", "ts2"], ["snapshot", "sn1"]]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.update_timestamp(&f("ts2"), NOW)?;
+                s.update_snapshot(&f("sn1"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "old targets under the new snapshot",
+            files: vec![
+                ("root", root.clone()),
+                ("ts2", ts2.clone()),
+                ("sn2", sn2.clone()),
+                ("t1", t1.clone()),
+            ],
+            steps: json!([
+                ["init", "root"],
+                ["timestamp", "ts2"],
+                ["snapshot", "sn2"],
+                ["targets", "t1"]
+            ]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.update_timestamp(&f("ts2"), NOW)?;
+                s.update_snapshot(&f("sn2"), NOW)?;
+                s.update_targets(&f("t1"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "snapshot version other than the timestamp names",
+            files: vec![
+                ("root", root.clone()),
+                ("ts", ts_naming(5, 2, "2030-01-01T00:00:00Z")),
+                ("sn1", sn1.clone()),
+            ],
+            steps: json!([["init", "root"], ["timestamp", "ts"], ["snapshot", "sn1"]]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.update_timestamp(&f("ts"), NOW)?;
+                s.update_snapshot(&f("sn1"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "snapshot dropping a role the cached one lists",
+            files: vec![
+                ("root", root.clone()),
+                ("ts", ts_naming(5, 3, "2030-01-01T00:00:00Z")),
+                (
+                    "cached",
+                    sn_listing(2, json!({"targets.json":{"version":1},"x.json":{"version":1}})),
+                ),
+                ("sn", sn_listing(3, json!({"targets.json":{"version":1}}))),
+            ],
+            steps: json!([
+                ["init", "root"],
+                ["timestamp", "ts"],
+                ["snapshot_cached", "cached"],
+                ["snapshot", "sn"]
+            ]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.load_previous_snapshot(&f("cached"))?;
+                s.update_timestamp(&f("ts"), NOW)?;
+                s.update_snapshot(&f("sn"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "snapshot lowering a role the cached one lists",
+            files: vec![
+                ("root", root.clone()),
+                ("ts", ts_naming(5, 3, "2030-01-01T00:00:00Z")),
+                ("cached", sn_listing(2, json!({"targets.json":{"version":4}}))),
+                ("sn", sn_listing(3, json!({"targets.json":{"version":1}}))),
+            ],
+            steps: json!([
+                ["init", "root"],
+                ["timestamp", "ts"],
+                ["snapshot_cached", "cached"],
+                ["snapshot", "sn"]
+            ]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.load_previous_snapshot(&f("cached"))?;
+                s.update_timestamp(&f("ts"), NOW)?;
+                s.update_snapshot(&f("sn"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "timestamp signed by the snapshot key",
+            files: vec![
+                ("root", root.clone()),
+                (
+                    "ts",
+                    signed(
+                        json!({"_type":"timestamp","spec_version":"1.0.31","version":9,
+                               "expires":"2030-01-01T00:00:00Z","meta":{"snapshot.json":{"version":1}}}),
+                        &[&k.snapshot],
+                    ),
+                ),
+            ],
+            steps: json!([["init", "root"], ["timestamp", "ts"]]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.update_timestamp(&f("ts"), NOW).map(|_| ())
+            }),
+        },
+        Case {
+            name: "the current repository",
+            files: vec![
+                ("root", root.clone()),
+                ("ts2", ts2.clone()),
+                ("sn2", sn2.clone()),
+                ("t2", t2.clone()),
+            ],
+            steps: json!([
+                ["init", "root"],
+                ["timestamp", "ts2"],
+                ["snapshot", "sn2"],
+                ["targets", "t2"]
+            ]),
+            seal: Box::new(|f| {
+                let mut s = TrustedSet::new(&f("root"))?;
+                s.update_timestamp(&f("ts2"), NOW)?;
+                s.update_snapshot(&f("sn2"), NOW)?;
+                s.update_targets(&f("t2"), NOW).map(|_| ())
+            }),
+        },
+    ];
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf1/run_steps.py");
+    for case in cases {
+        let dir = TempDir(std::env::temp_dir().join(format!(
+            "seal-tuf1-case-{}-{}",
+            std::process::id(),
+            case.name.replace(' ', "-")
+        )));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        for (name, bytes) in &case.files {
+            std::fs::write(dir.0.join(name), bytes).unwrap();
+        }
+        std::fs::write(dir.0.join("steps.json"), serde_json::to_vec(&case.steps).unwrap()).unwrap();
+        let out = Command::new(&py).arg(&script).arg(&dir.0).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let files: BTreeMap<&str, Vec<u8>> = case.files.iter().cloned().collect();
+        let read = |n: &str| files[n].clone();
+        let ours = match (case.seal)(&read) {
+            Ok(()) => "ok",
+            Err(e) => python_name(&e),
+        };
+        assert_eq!(
+            ours, theirs,
+            "{}: seal-tuf and python-tuf decide differently",
+            case.name
+        );
+    }
 }
 
 struct TempDir(PathBuf);
