@@ -28,6 +28,19 @@ use crate::tuf1::metadata::{
 
 /// Delegated roles a target search visits at most, as python-tuf's default.
 pub const MAX_DELEGATIONS: usize = 32;
+/// Root versions a client steps through in one update at most, as
+/// python-tuf's default.
+pub const MAX_ROOT_ROTATIONS: u64 = 256;
+/// Largest `root.json` a client downloads (python-tuf's default).
+pub const ROOT_MAX_LENGTH: usize = 512_000;
+/// Largest `timestamp.json` a client downloads (python-tuf's default).
+pub const TIMESTAMP_MAX_LENGTH: usize = 16_384;
+/// Largest snapshot a client downloads when the timestamp gives no length
+/// (python-tuf's default).
+pub const SNAPSHOT_MAX_LENGTH: usize = 2_000_000;
+/// Largest targets role a client downloads when the snapshot gives no
+/// length (python-tuf's default).
+pub const TARGETS_MAX_LENGTH: usize = 5_000_000;
 
 /// What [`TrustedSet::update_timestamp`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +120,7 @@ impl TrustedSet {
     /// Loads the timestamp trusted in an earlier session, as the reference
     /// for rollback checks: signatures are checked against the current
     /// root, expiry is not. Only before [`TrustedSet::update_timestamp`].
+    /// An error means the cached file is unusable: go on without it.
     pub fn load_previous_timestamp(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.timestamp_current {
             return Err(Error::Order("previous timestamp after a new timestamp"));
@@ -120,7 +134,8 @@ impl TrustedSet {
     /// Loads the snapshot trusted in an earlier session, as the reference
     /// for rollback checks of the roles it lists: signatures are checked
     /// against the current root, expiry is not. Only before
-    /// [`TrustedSet::update_snapshot`].
+    /// [`TrustedSet::update_snapshot`]. An error means the cached file is
+    /// unusable: go on without it.
     pub fn load_previous_snapshot(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.snapshot_current {
             return Err(Error::Order("previous snapshot after a new snapshot"));
