@@ -38,8 +38,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            root: 512_000,
-            targets: 5_000_000,
+            root: crate::tuf1::client::ROOT_MAX_LENGTH,
+            targets: crate::tuf1::client::TARGETS_MAX_LENGTH,
             max_bit_length: 14,
         }
     }
