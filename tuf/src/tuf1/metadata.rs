@@ -121,12 +121,10 @@ pub fn parse_expires(s: &str) -> Option<OffsetDateTime> {
     {
         return None;
     }
+    // On bytes: a multi-byte character must not be sliced through.
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = &s[r];
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
+        b[r].iter()
+            .try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
     };
     let year = i32::try_from(num(0..4)?).ok()?;
     let month = time::Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
@@ -606,6 +604,12 @@ pub struct SuccinctRoles {
 }
 
 impl SuccinctRoles {
+    /// How many bins (`bit_length` is 1 to 32 when parsed; a larger value
+    /// set by hand counts as 32).
+    fn bin_count(&self) -> u64 {
+        1u64 << self.bit_length.min(32)
+    }
+
     fn suffix_len(&self) -> usize {
         // Hex digits of the largest bin number.
         (self.bit_length as usize).div_ceil(4)
@@ -620,7 +624,7 @@ impl SuccinctRoles {
     pub fn role_for_target(&self, target: &str) -> String {
         let h = Sha256::digest(target.as_bytes());
         let first = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
-        self.bin_name(first >> (32 - self.bit_length))
+        self.bin_name(first >> 32u32.saturating_sub(self.bit_length.min(32)))
     }
 
     /// Whether `name` is one of the bins.
@@ -633,12 +637,12 @@ impl SuccinctRoles {
         };
         suffix.len() == self.suffix_len()
             && suffix.bytes().all(|c| c.is_ascii_hexdigit())
-            && u64::from_str_radix(suffix, 16).is_ok_and(|n| n < (1u64 << self.bit_length))
+            && u64::from_str_radix(suffix, 16).is_ok_and(|n| n < self.bin_count())
     }
 
     /// Every bin's name, in order.
     pub fn role_names(&self) -> impl Iterator<Item = String> + '_ {
-        (0..(1u64 << self.bit_length)).map(|n| self.bin_name(n))
+        (0..self.bin_count()).map(|n| self.bin_name(n))
     }
 }
 
@@ -1076,6 +1080,8 @@ mod tests {
             "2030-02-30T03:04:05Z",
             "2030-01-02 03:04:05Z",
             "+030-01-02T03:04:05Z",
+            "2é3-01-02T03:04:05Z",
+            "2030-01-02T03:04:éZ",
         ] {
             assert!(parse_expires(bad).is_none(), "{bad}");
         }
