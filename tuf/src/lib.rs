@@ -20,6 +20,8 @@
 //!   above a signer's mark, which held key is active.
 //! * [`client`]: the client's verification workflow (TOFU or pinning, root
 //!   rotation, timestamp → snapshot → targets → delegations).
+//! * [`tuf1`]: standard TUF 1.0 repositories (python-tuf, go-tuf, tough):
+//!   canonical JSON, keys, metadata model and the client workflow.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -37,6 +39,7 @@ pub mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod tuf1;
 pub mod update;
 pub mod verify;
 
