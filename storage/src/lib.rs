@@ -43,4 +43,4 @@ pub use faults::set_sync_delay;
 pub use keys::rfc3339_nanos;
 pub use local::FORMAT_VERSION;
 pub use snapshot::{verify_snapshot, SnapshotInfo, StateDigest};
-pub use store::{Applied, RaftMetaKey, Reader, Store};
+pub use store::{Applied, RaftMetaKey, Reader, Store, MAX_TOTAL_WAL_BYTES};

@@ -709,3 +709,37 @@ fn the_current_file_cache_follows_every_change() {
     assert_eq!(served("b", "timestamp"), None);
     assert_eq!(served("c", "timestamp"), Some((1, file("timestamp", 1).bytes)));
 }
+
+/// Bytes of the write-ahead log files (`*.log`) in the database directory.
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn the_write_ahead_log_stays_bounded_when_one_family_is_written_rarely() {
+    let (dir, store) = open();
+    // The vote, written once (as a node's vote is, between elections), then a long run of log
+    // entries, purged as a node purges them after snapshots: without the bound, the vote's
+    // unflushed write kept every log file since it alive.
+    store.raft_meta_put(RaftMetaKey::Vote, b"vote", true).unwrap();
+    let entry = vec![7u8; 64 * 1024];
+    for batch in 0..64u64 {
+        let first = batch * 64;
+        store
+            .log_append((first..first + 64).map(|i| (i, entry.clone())))
+            .unwrap();
+        store.log_purge(first + 63, b"purged").unwrap();
+    }
+    let written = 64 * 64 * entry.len() as u64;
+    let wal = wal_bytes(&dir.path().join("db"));
+    assert!(written > 3 * MAX_TOTAL_WAL_BYTES, "the test writes well past the bound");
+    assert!(
+        wal < 2 * MAX_TOTAL_WAL_BYTES,
+        "{wal} bytes of write-ahead log after {written} bytes written (bound {MAX_TOTAL_WAL_BYTES})"
+    );
+}
