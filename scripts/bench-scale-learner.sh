@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A new learner catching up from empty as the collections grow (docs/benchmarks.md, "A million
+# collections"): `seal-node local-cluster` (three voters, one seal-signer, fsync on), its learner
+# taken out; then for each count, the collections are grown to it through the leader (`seal-bench
+# scale seed`), and a learner with an empty data directory is added: the time until its matched
+# index reaches the leader's last log index at the moment it was added, the size of its data
+# directory and of the snapshot it was sent, and the bytes per second that makes.
+# Usage: scripts/bench-scale-learner.sh [count ...]   (default: 10000 30000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/seal-target}
+if [ $# -eq 0 ]; then set -- 10000 30000; fi
+scripts/install-deps.sh
+cargo build --release --locked --bin seal-node --bin seal-signer --bin seal-bench
+bin="$CARGO_TARGET_DIR/release"
+dir=$(mktemp -d "${SEAL_SCALE_DIR:-/var/tmp}/seal-learner.XXXXXX")
+base=${SEAL_BENCH_PORT:-17300}
+prefix=scale.example.com/$$
+learner=
+SEAL_LOG=warn "$bin/seal-node" local-cluster --dir "$dir/cluster" --base-port "$base" >"$dir/out" &
+cluster=$!
+trap 'kill $learner 2>/dev/null; kill $cluster 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 300); do
+  grep -q '^ready' "$dir/out" && break
+  kill -0 $cluster 2>/dev/null || { cat "$dir/out"; exit 1; }
+  sleep 0.2
+done
+status=$(sed -n 's/^cluster status: seal-node cluster status //p' "$dir/out")
+admin() { local cmd=$1; shift; "$bin/seal-node" cluster "$cmd" $status "$@"; }
+json() { admin status --json; }
+get() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
+leader=$(json | get 'd["leader_id"]')
+at() { echo "127.0.0.1:$(( base + $1 ))"; }
+# The learner local-cluster made: out of the membership, its process stopped.
+admin remove --id 4 >/dev/null
+pkill -TERM -f "$dir/cluster/node4/config.json" || true
+sleep 1
+raft4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["raft"]["addr"])' "$dir/cluster/node4/config.json")
+printf '%-9s %10s %12s %14s %12s %12s %s\n' count seed/s "last index" "catch-up (s)" "MB/s" "data bytes" "snapshot bytes"
+seeded=0
+for n in "$@"; do
+  seed=$("$bin/seal-bench" scale seed "$(at "$leader")" --prefix "$prefix" --from "$seeded" --to "$n" | sed -n 's/^RESULT //p')
+  seeded=$n
+  rm -rf "$dir/cluster/node4/data"
+  : >"$dir/cluster/node4/node.log"
+  SEAL_LOG=info "$bin/seal-node" serve --config "$dir/cluster/node4/config.json" >>"$dir/cluster/node4/node.log" 2>&1 &
+  learner=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$(( base + 4 ))") 2>/dev/null && break; sleep 0.1; done
+  target=$(json | get 'd["last_log_index"]')
+  start=$(date +%s.%N)
+  admin add-learner --id 4 --raft-addr "$raft4" >/dev/null
+  until [ "$(json | get '[m.get("matched_index") or 0 for m in d["members"] if m["id"] == 4][0]')" -ge "$target" ]; do
+    kill -0 $learner 2>/dev/null || { tail -20 "$dir/cluster/node4/node.log"; exit 1; }
+    sleep 0.05
+  done
+  end=$(date +%s.%N)
+  size=$(du -sb "$dir/cluster/node4/data" | cut -f1)
+  snap=$(du -sb "$dir/cluster/node4/data/raft/snapshots" 2>/dev/null | cut -f1 || true)
+  printf '%-9s %10.0f %12s %14.2f %12.1f %12s %s\n' "$n" \
+    "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$seed")" "$target" \
+    "$(awk -v s="$start" -v e="$end" 'BEGIN { print e - s }')" \
+    "$(awk -v s="$start" -v e="$end" -v b="$size" 'BEGIN { print b / (e - s) / 1e6 }')" "$size" "${snap:-none}"
+  admin remove --id 4 >/dev/null
+  kill -TERM $learner; wait $learner 2>/dev/null || true
+  learner=
+done
