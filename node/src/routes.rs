@@ -93,6 +93,28 @@ pub enum Route {
     Metrics,
     /// `GET /_seal/ready`: whether this node serves reads now (Seal's, not a Notary route).
     Ready,
+    /// `GET /tuf/`: the TUF 1.0 repositories held.
+    Tuf1List,
+    /// `GET /tuf/<repository>/metadata/<file>`: a TUF 1.0 repository's metadata file.
+    Tuf1Metadata {
+        /// The repository, as written in the path (checked by the handler).
+        repository: String,
+        /// The file name (`timestamp.json`, `3.root.json`, `2.bins-0a.json`, …).
+        file: String,
+    },
+    /// `POST /tuf/<repository>/metadata`: signed metadata uploaded by the repository's owners.
+    Tuf1Upload {
+        /// The repository.
+        repository: String,
+    },
+    /// `GET` (read) or `POST` (create when missing) `/tuf/<repository>/keys`: the repository's
+    /// online keys, held by the signer.
+    Tuf1Keys {
+        /// The repository.
+        repository: String,
+        /// `POST`: make the keys the repository lacks.
+        create: bool,
+    },
     /// Anything else: 404 METADATA_NOT_FOUND without detail.
     NotFound,
 }
@@ -115,11 +137,27 @@ impl Route {
             Route::Health => "Health",
             Route::Metrics => "Metrics",
             Route::Ready => "Ready",
+            Route::Tuf1List => "Tuf1List",
+            Route::Tuf1Metadata { .. } => "Tuf1GetMetadata",
+            Route::Tuf1Upload { .. } => "Tuf1Upload",
+            Route::Tuf1Keys { create: false, .. } => "Tuf1GetKeys",
+            Route::Tuf1Keys { create: true, .. } => "Tuf1CreateKeys",
             Route::NotFound => "NotFound",
         }
     }
 
-    /// The GUN this route acts on, if any.
+    /// The TUF 1.0 repository this route acts on, if any.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            Route::Tuf1Metadata { repository, .. }
+            | Route::Tuf1Upload { repository }
+            | Route::Tuf1Keys { repository, .. } => Some(repository),
+            _ => None,
+        }
+    }
+
+    /// The GUN this route acts on, if any (never a TUF 1.0 repository's name: see
+    /// [`Route::repository`]).
     pub fn gun(&self) -> Option<&str> {
         match self {
             Route::Publish { gun }
@@ -141,7 +179,11 @@ pub fn parse(method: &Method, path: &str) -> Route {
         ("GET", "/metrics") => return Route::Metrics,
         ("GET", "/_seal/ready") => return Route::Ready,
         ("GET", "/v2/_trust/changefeed") => return Route::Changefeed { gun: None },
+        ("GET", "/tuf/") => return Route::Tuf1List,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/tuf/") {
+        return parse_tuf1(method, rest);
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Route::NotFound;
@@ -170,6 +212,34 @@ pub fn parse(method: &Method, path: &str) -> Route {
         }
     }
     Route::NotFound
+}
+
+/// `/tuf/<repository>/…`: one path segment of repository name, then `metadata/<file>` (GET),
+/// `metadata` (POST) or `keys` (GET, POST).
+fn parse_tuf1(method: &Method, rest: &str) -> Route {
+    let Some((repository, tail)) = rest.split_once('/') else {
+        return Route::NotFound;
+    };
+    let repository = repository.to_owned();
+    match (method.as_str(), tail) {
+        ("POST", "metadata") => Route::Tuf1Upload { repository },
+        ("GET", "keys") => Route::Tuf1Keys {
+            repository,
+            create: false,
+        },
+        ("POST", "keys") => Route::Tuf1Keys {
+            repository,
+            create: true,
+        },
+        ("GET", tail) => match tail.strip_prefix("metadata/") {
+            Some(file) if !file.is_empty() && !file.contains('/') => Route::Tuf1Metadata {
+                repository,
+                file: file.to_owned(),
+            },
+            _ => Route::NotFound,
+        },
+        _ => Route::NotFound,
+    }
 }
 
 fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
