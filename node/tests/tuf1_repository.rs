@@ -176,7 +176,11 @@ fn served(node: &Node) -> Vec<(u16, Vec<u8>)> {
 
 /// A dev node with a repository made by its owners: keys fetched, root and targets uploaded.
 fn repository(dir: &Path) -> (Node, Owners, serde_json::Value, Vec<u8>) {
-    let node = Node::dev(dir);
+    create(Node::dev(dir))
+}
+
+/// The repository made on `node` by its owners: keys fetched, root and targets uploaded.
+fn create(node: Node) -> (Node, Owners, serde_json::Value, Vec<u8>) {
     let owners = Owners::new();
     // No keys before they are asked for; POST makes them, and says the same the second time.
     assert_eq!(node.get(&path("keys")).status, 404);
@@ -495,4 +499,34 @@ fn python_tuf_ngclient_refreshes_through_a_root_rotation() {
         ngclient(&python, client.path(), &node, "absent.bin")["length"],
         json!(null)
     );
+}
+
+#[test]
+fn the_refresher_re_signs_timestamps_in_tuf1_form_before_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "server": {},
+        "storage": {"backend": "rocksdb"},
+        "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+        "timestamps": {"timestamp_lifetime_secs": 3, "refresh_margin_fraction": 0.5},
+    });
+    let (node, _owners, _online, root_v1) = create(Node::serve(dir.path(), config));
+    let mut versions = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while std::time::Instant::now() < deadline {
+        // Every timestamp served verifies (the client refuses an expired one), over snapshot 1.
+        let (set, found) = client_refresh(&node, &root_v1, "image.bin");
+        assert!(found.is_some());
+        assert_eq!(set.snapshot().unwrap().version(), 1);
+        versions.push(set.timestamp().unwrap().version());
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
+    // Unread for 4 s: a read of an expired timestamp would regenerate it once (one version);
+    // the refresher re-signed it ahead of expiry several times.
+    let last = *versions.last().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (set, _) = client_refresh(&node, &root_v1, "image.bin");
+    let now = set.timestamp().unwrap().version();
+    assert!(now >= last + 2, "refresher made versions {versions:?}, then {now}");
 }
