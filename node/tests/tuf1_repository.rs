@@ -2,12 +2,15 @@
 //! keys, sign a root offline, upload root and targets; the node makes and signs snapshot and
 //! timestamp; a client walks timestamp → snapshot → targets and verifies everything with
 //! seal-tuf's `TrustedSet`, and python-tuf's ngclient does the same over HTTP. Bad uploads are
-//! refused with their status and change nothing.
+//! refused with their status and change nothing. In a three-node cluster with a learner, the
+//! keys and uploads go through a follower and the clients read through a follower and the
+//! learner.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::cluster::{cluster_cmd, config, eventually, find_leader, one_cluster_at_a_time, spawn, start_cluster};
 use common::{Node, Response};
 use seal_tuf::cjson::Value;
 use seal_tuf::tuf1::client::{SearchStep, TargetSearch};
@@ -176,11 +179,14 @@ fn served(node: &Node) -> Vec<(u16, Vec<u8>)> {
 
 /// A dev node with a repository made by its owners: keys fetched, root and targets uploaded.
 fn repository(dir: &Path) -> (Node, Owners, serde_json::Value, Vec<u8>) {
-    create(Node::dev(dir))
+    let node = Node::dev(dir);
+    let (owners, online, root) = create(&node);
+    (node, owners, online, root)
 }
 
-/// The repository made on `node` by its owners: keys fetched, root and targets uploaded.
-fn create(node: Node) -> (Node, Owners, serde_json::Value, Vec<u8>) {
+/// The repository made through `node` by its owners: keys fetched, root and targets uploaded;
+/// the owners, the online keys (as `POST keys` answered) and root 1.
+fn create(node: &Node) -> (Owners, serde_json::Value, Vec<u8>) {
     let owners = Owners::new();
     // No keys before they are asked for; POST makes them, and says the same the second time.
     assert_eq!(node.get(&path("keys")).status, 404);
@@ -206,12 +212,12 @@ fn create(node: Node) -> (Node, Owners, serde_json::Value, Vec<u8>) {
         &[&owners.targets],
     );
     ok(
-        &upload(&node, REPO, &json!({"root": root, "targets": targets})),
+        &upload(node, REPO, &json!({"root": root, "targets": targets})),
         "first upload",
     );
     let root_bytes = node.get(&path("metadata/1.root.json"));
     ok(&root_bytes, "1.root.json");
-    (node, owners, online, root_bytes.body)
+    (owners, online, root_bytes.body)
 }
 
 #[test]
@@ -510,7 +516,8 @@ fn the_refresher_re_signs_timestamps_in_tuf1_form_before_they_expire() {
         "trust_service": {"type": "local", "key_algorithm": "ed25519"},
         "timestamps": {"timestamp_lifetime_secs": 3, "refresh_margin_fraction": 0.5},
     });
-    let (node, _owners, _online, root_v1) = create(Node::serve(dir.path(), config));
+    let node = Node::serve(dir.path(), config);
+    let (_owners, _online, root_v1) = create(&node);
     let mut versions = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
     while std::time::Instant::now() < deadline {
@@ -529,4 +536,76 @@ fn the_refresher_re_signs_timestamps_in_tuf1_form_before_they_expire() {
     let (set, _) = client_refresh(&node, &root_v1, "image.bin");
     let now = set.timestamp().unwrap().version();
     assert!(now >= last + 2, "refresher made versions {versions:?}, then {now}");
+}
+
+#[test]
+fn a_cluster_serves_a_repository_through_a_follower_and_a_learner() {
+    let _serial = one_cluster_at_a_time();
+    let cluster = start_cluster(1);
+    let leader = find_leader(&cluster.tls, &cluster.raft) as usize - 1;
+    let follower = &cluster.nodes[(0..3).find(|i| *i != leader).unwrap()];
+    // Keys made and uploads written through a follower (forwarded to the leader), signed by
+    // the cluster's seal-signer process.
+    let (owners, online, root_v1) = create(follower);
+
+    let learner = spawn(cluster.dir.path(), "n4", config(4, &cluster.raft[3], &cluster.tls, &[]));
+    let (added, out, err) = cluster_cmd(
+        &cluster.tls,
+        &cluster.raft[0],
+        &["add-learner", "--id", "4", "--raft-addr", &cluster.raft[3]],
+    );
+    assert!(added, "add-learner failed: {out}{err}");
+    let learner_serves = |file: &str| {
+        eventually(&format!("the learner serves {file}"), || {
+            common::try_request(&learner.addr, "GET", &path(&format!("metadata/{file}")), &[], &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        })
+    };
+    learner_serves("timestamp.json");
+    for node in [follower, &learner] {
+        let (_, found) = client_refresh(node, &root_v1, "image.bin");
+        assert_eq!(found.unwrap(), TargetFile::from_data(PAYLOAD), "through {}", node.addr);
+    }
+
+    // Root rotation and a new target, through the follower; then every reader sees them.
+    let new_root_key = SigningKey::generate_ed25519(&mut rand::rngs::OsRng).unwrap();
+    let root2 = signed(
+        root_json(2, &[&new_root_key], &owners, &online),
+        &[&owners.root[0], &new_root_key],
+    );
+    let targets2 = signed(
+        targets_json(
+            2,
+            json!({"image.bin": target_entry(PAYLOAD), "image-2.bin": target_entry(RELEASE)}),
+            None,
+        ),
+        &[&owners.targets],
+    );
+    ok(
+        &upload(follower, REPO, &json!({"root": root2, "targets": targets2})),
+        "root 2 and targets 2",
+    );
+    learner_serves("2.snapshot.json");
+    for node in [follower, &learner] {
+        let (set, found) = client_refresh(node, &root_v1, "image-2.bin");
+        assert_eq!(set.root().version(), 2);
+        assert_eq!(found.unwrap(), TargetFile::from_data(RELEASE), "through {}", node.addr);
+    }
+
+    // python-tuf's ngclient through the follower and the learner.
+    let Some(python) = python_tuf() else {
+        return;
+    };
+    for node in [follower, &learner] {
+        let client = tempfile::tempdir().unwrap();
+        std::fs::write(client.path().join("root.json"), &root_v1).unwrap();
+        let seen = ngclient(&python, client.path(), node, "image-2.bin");
+        assert_eq!(
+            seen,
+            json!({"length": RELEASE.len(), "sha256": common::sha256_hex(RELEASE), "root": 2, "timestamp": 2, "snapshot": 2}),
+            "through {}",
+            node.addr
+        );
+    }
 }
