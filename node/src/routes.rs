@@ -319,6 +319,56 @@ pub fn gun_allowed(prefixes: &[String], gun: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tuf1_routes() {
+        let get = |p: &str| parse(&Method::GET, p);
+        let post = |p: &str| parse(&Method::POST, p);
+        assert_eq!(get("/tuf/"), Route::Tuf1List);
+        assert_eq!(
+            get("/tuf/fw/metadata/3.root.json"),
+            Route::Tuf1Metadata {
+                repository: "fw".into(),
+                file: "3.root.json".into()
+            }
+        );
+        assert_eq!(
+            post("/tuf/fw/metadata"),
+            Route::Tuf1Upload {
+                repository: "fw".into()
+            }
+        );
+        assert_eq!(
+            get("/tuf/fw/keys"),
+            Route::Tuf1Keys {
+                repository: "fw".into(),
+                create: false
+            }
+        );
+        assert_eq!(
+            post("/tuf/fw/keys"),
+            Route::Tuf1Keys {
+                repository: "fw".into(),
+                create: true
+            }
+        );
+        for (m, p) in [
+            (Method::GET, "/tuf"),
+            (Method::GET, "/tuf/fw"),
+            (Method::GET, "/tuf/fw/metadata"),
+            (Method::GET, "/tuf/fw/metadata/"),
+            (Method::GET, "/tuf/fw/metadata/a/b.json"),
+            (Method::POST, "/tuf/fw/metadata/"),
+            (Method::POST, "/tuf/"),
+            (Method::DELETE, "/tuf/fw/metadata"),
+            (Method::PUT, "/tuf/fw/keys"),
+        ] {
+            assert_eq!(parse(&m, p), Route::NotFound, "{m} {p}");
+        }
+        // A repository is never a GUN: the prefix filter and Notary's scopes do not see it.
+        assert_eq!(post("/tuf/fw/metadata").gun(), None);
+        assert_eq!(post("/tuf/fw/metadata").repository(), Some("fw"));
+    }
+
     const SUM: &str = "78ef50942a62194c0dea5c8eb002a2bdefb891450d3fb38947606f6b2b8028af";
 
     fn get(path: &str) -> Route {
