@@ -761,6 +761,10 @@ impl Backend for RaftBackend {
         self.tuf1_online_keys(repository, create).await
     }
 
+    async fn tuf1_rotate_key(&self, repository: &str, role: KeyRole) -> Result<Vec<u8>, ApiError> {
+        self.tuf1_new_key(repository, role).await
+    }
+
     async fn tuf1_list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, ApiError> {
         self.tuf1_names(after, limit)
     }

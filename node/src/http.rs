@@ -169,6 +169,14 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Has the signer make a new online key for `role` of a TUF 1.0 repository, kept beside
+    /// the ones held (the service signs with whichever keys root lists); the keys as
+    /// `crate::tuf1::keys_body` writes them.
+    async fn tuf1_rotate_key(&self, repository: &str, role: KeyRole) -> Result<Vec<u8>, ApiError> {
+        let _ = (repository, role);
+        Err(ApiError::NoStorage)
+    }
+
     /// The names of TUF 1.0 repositories (once their first upload committed), in order, at most
     /// `limit`, after `after` when given.
     async fn tuf1_list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, ApiError> {
@@ -522,7 +530,8 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
         | Route::DeleteGun { .. }
         | Route::RotateKey { .. }
         | Route::Tuf1Upload { .. }
-        | Route::Tuf1Keys { create: true, .. } => {
+        | Route::Tuf1Keys { create: true, .. }
+        | Route::Tuf1RotateKey { .. } => {
             if let Some(writes) = request.extensions().get::<Arc<dyn ClusterWrites>>().cloned() {
                 if !writes.leads() {
                     match forward_write(state, writes.as_ref(), request).await? {
@@ -646,6 +655,11 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
                 .tuf1_keys(repository, *create)
                 .await?
                 .ok_or(ApiError::MetadataNotFound)?;
+            Ok(bytes_response(StatusCode::OK, METADATA_CONTENT_TYPE, body.into()).into())
+        }
+        Route::Tuf1RotateKey { repository, role } => {
+            check_repository_name(repository, true)?;
+            let body = backend.tuf1_rotate_key(repository, *role).await?;
             Ok(bytes_response(StatusCode::OK, METADATA_CONTENT_TYPE, body.into()).into())
         }
         Route::Tuf1Upload { repository } => {

@@ -115,6 +115,14 @@ pub enum Route {
         /// `POST`: make the keys the repository lacks.
         create: bool,
     },
+    /// `POST /tuf/<repository>/keys/<role>`: a new online key for `role`, added to those held
+    /// (a root listing it rotates to it).
+    Tuf1RotateKey {
+        /// The repository.
+        repository: String,
+        /// The key's role.
+        role: KeyRole,
+    },
     /// Anything else: 404 METADATA_NOT_FOUND without detail.
     NotFound,
 }
@@ -142,6 +150,7 @@ impl Route {
             Route::Tuf1Upload { .. } => "Tuf1Upload",
             Route::Tuf1Keys { create: false, .. } => "Tuf1GetKeys",
             Route::Tuf1Keys { create: true, .. } => "Tuf1CreateKeys",
+            Route::Tuf1RotateKey { .. } => "Tuf1RotateKey",
             Route::NotFound => "NotFound",
         }
     }
@@ -151,7 +160,8 @@ impl Route {
         match self {
             Route::Tuf1Metadata { repository, .. }
             | Route::Tuf1Upload { repository }
-            | Route::Tuf1Keys { repository, .. } => Some(repository),
+            | Route::Tuf1Keys { repository, .. }
+            | Route::Tuf1RotateKey { repository, .. } => Some(repository),
             _ => None,
         }
     }
@@ -230,6 +240,14 @@ fn parse_tuf1(method: &Method, rest: &str) -> Route {
         ("POST", "keys") => Route::Tuf1Keys {
             repository,
             create: true,
+        },
+        ("POST", "keys/snapshot") => Route::Tuf1RotateKey {
+            repository,
+            role: KeyRole::Snapshot,
+        },
+        ("POST", "keys/timestamp") => Route::Tuf1RotateKey {
+            repository,
+            role: KeyRole::Timestamp,
         },
         ("GET", tail) => match tail.strip_prefix("metadata/") {
             Some(file) if !file.is_empty() && !file.contains('/') => Route::Tuf1Metadata {
@@ -361,9 +379,18 @@ mod tests {
             (Method::POST, "/tuf/"),
             (Method::DELETE, "/tuf/fw/metadata"),
             (Method::PUT, "/tuf/fw/keys"),
+            (Method::GET, "/tuf/fw/keys/timestamp"),
+            (Method::POST, "/tuf/fw/keys/targets"),
         ] {
             assert_eq!(parse(&m, p), Route::NotFound, "{m} {p}");
         }
+        assert_eq!(
+            post("/tuf/fw/keys/timestamp"),
+            Route::Tuf1RotateKey {
+                repository: "fw".into(),
+                role: KeyRole::Timestamp
+            }
+        );
         // A repository is never a GUN: the prefix filter and Notary's scopes do not see it.
         assert_eq!(post("/tuf/fw/metadata").gun(), None);
         assert_eq!(post("/tuf/fw/metadata").repository(), Some("fw"));

@@ -290,10 +290,34 @@ fn a_repository_is_created_published_and_verified_by_a_tuf_client() {
     assert!(found.is_some());
     assert_eq!(set.snapshot().unwrap().version(), 3);
 
+    // Online key rotation: a new timestamp key held beside the old one; root 3 lists only it,
+    // and from then on the timestamp is signed with it.
+    let rotated = node.post(&path("keys/timestamp"), &[], b"");
+    ok(&rotated, "POST keys/timestamp");
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated.body).unwrap();
+    let ts_ids = rotated["roles"]["timestamp"].as_array().unwrap().clone();
+    assert_eq!(ts_ids.len(), 2, "{rotated}");
+    assert_eq!(ts_ids[0], online["roles"]["timestamp"][0]);
+    assert_eq!(rotated["roles"]["snapshot"], online["roles"]["snapshot"]);
+    let mut online3 = rotated.clone();
+    online3["roles"]["timestamp"] = json!([ts_ids[1]]);
+    let root3 = signed(root_json(3, &[&new_root_key], &owners, &online3), &[&new_root_key]);
+    ok(&upload(&node, REPO, &json!({"root": root3})), "root 3");
+    let (set, _) = client_refresh(&node, &root_v1, "image.bin");
+    assert_eq!(set.root().version(), 3);
+    let signers: Vec<&str> = set
+        .timestamp()
+        .unwrap()
+        .signatures()
+        .iter()
+        .map(|s| s.keyid.as_str())
+        .collect();
+    assert_eq!(signers, vec![ts_ids[1].as_str().unwrap()]);
+
     // Unknown repository, role, version: 404 with Notary's error body.
     for missing in [
         "/tuf/nothing/metadata/timestamp.json".to_owned(),
-        path("metadata/3.root.json"),
+        path("metadata/4.root.json"),
         path("metadata/9.snapshot.json"),
         path("metadata/1.nobody.json"),
         path("metadata/nobody.json"),

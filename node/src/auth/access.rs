@@ -39,7 +39,8 @@ pub fn required_access(route: &Route) -> Vec<AccessItem> {
         Route::Tuf1Keys {
             repository,
             create: true,
-        } => vec![item(TUF1_RESOURCE, repository, "*")],
+        }
+        | Route::Tuf1RotateKey { repository, .. } => vec![item(TUF1_RESOURCE, repository, "*")],
         Route::Health | Route::Metrics | Route::Ready | Route::NotFound => Vec::new(),
     }
 }

@@ -208,6 +208,13 @@ fn scopes_per_route_are_notarys() {
             },
             "tuf-repository:fw:*",
         ),
+        (
+            Route::Tuf1RotateKey {
+                repository: r(),
+                role: KeyRole::Timestamp,
+            },
+            "tuf-repository:fw:*",
+        ),
     ] {
         assert_eq!(scope_param(&required_access(&route)), scope, "{route:?}");
     }

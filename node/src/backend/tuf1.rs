@@ -20,6 +20,7 @@ use super::{signing_error, stored, unix_nanos, RaftBackend, PUBLISH_ATTEMPTS};
 use crate::config::KeyAlgorithm;
 use crate::error::{ApiError, Cause};
 use crate::http::StoredMetadata;
+use crate::routes::KeyRole;
 use crate::signer::{PublicKeyInfo, SignScope, SignatureMethod, SignerError};
 
 /// A repository's state as stored: the parsed roles and every role's current version.
@@ -253,8 +254,27 @@ impl RaftBackend {
         Ok(Some(crate::tuf1::keys_body(&out[0], &out[1])))
     }
 
+    /// `POST /tuf/<repository>/keys/<role>`: a new key for `role`, held beside the others; the
+    /// repository's online keys afterwards.
+    pub(super) async fn tuf1_new_key(&self, repository: &str, role: KeyRole) -> Result<Vec<u8>, ApiError> {
+        let collection = tuf1::collection(repository);
+        let _guard = self.key_lock.lock().await;
+        self.tuf1_mint_as(&collection, role.as_str(), true).await?;
+        let [timestamp, snapshot] = [TIMESTAMP, SNAPSHOT].map(|r| {
+            self.tuf1_held(&collection, r)
+                .map(|held| held.into_iter().map(|h| h.key).collect::<Vec<_>>())
+        });
+        Ok(crate::tuf1::keys_body(&timestamp?, &snapshot?))
+    }
+
     /// Has the signer make a key for `role` of `collection` and records it (active) through Raft.
     async fn tuf1_mint(&self, collection: &str, role: &str) -> Result<HeldKey, ApiError> {
+        self.tuf1_mint_as(collection, role, false).await
+    }
+
+    /// Has the signer make a key for `role` of `collection` and records it through Raft, as the
+    /// active key or, `pending`, after the ones held.
+    async fn tuf1_mint_as(&self, collection: &str, role: &str, pending: bool) -> Result<HeldKey, ApiError> {
         let info = self
             .signer
             .create_key(collection, role, self.key_algorithm)
@@ -272,7 +292,7 @@ impl RaftBackend {
             role: role.to_owned(),
             key_id: info.key_id.clone(),
             public_key_json: tuf1::cjson::to_json(key.to_value()),
-            pending: false,
+            pending,
         };
         match self.propose(cmd).await? {
             ApplyOutcome::Applied => Ok(HeldKey {
