@@ -633,3 +633,40 @@ fn a_cluster_serves_a_repository_through_a_follower_and_a_learner() {
         );
     }
 }
+
+#[test]
+fn timestamps_stay_fresh_across_a_leader_kill() {
+    let _serial = one_cluster_at_a_time();
+    let mut cluster = common::cluster::start_cluster_with(
+        0,
+        common::cluster::ClusterOptions {
+            extra: json!({"timestamps": {"timestamp_lifetime_secs": 3, "refresh_margin_fraction": 0.5}}),
+            ..Default::default()
+        },
+    );
+    let leader = find_leader(&cluster.tls, &cluster.raft);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i as u64 + 1 != leader).collect();
+    let (_owners, _online, root_v1) = create(&cluster.nodes[survivors[0]]);
+    let (before, _) = client_refresh(&cluster.nodes[survivors[0]], &root_v1, "image.bin");
+    let before = before.timestamp().unwrap().version();
+
+    cluster.nodes[leader as usize - 1].kill9();
+    let new_leader = eventually("a new leader", || {
+        let l = common::cluster::leader_of(&cluster.tls, &cluster.raft[survivors[0]])?;
+        (l != leader).then_some(l)
+    });
+    assert_ne!(new_leader, leader);
+    // Unread for 5 s: only the new leader's refresher can move the version by more than one.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    for &i in &survivors {
+        let node = &cluster.nodes[i];
+        let (set, found) = client_refresh(node, &root_v1, "image.bin");
+        assert!(found.is_some());
+        let now = set.timestamp().unwrap().version();
+        assert!(
+            now >= before + 2,
+            "timestamp {before} before the kill, {now} after, through {}",
+            node.addr
+        );
+    }
+}
