@@ -670,14 +670,14 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             }
             let body = read_body(request.into_body(), &limits).await?;
             let body_len = body.len() as u64;
-            let _slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
+            let slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
                 reason: "upload parsing pool closed".into(),
                 source: None,
             })?;
             let files = tokio::task::spawn_blocking(move || crate::tuf1::parse_upload(&body, &limits))
                 .await
                 .map_err(|e| ApiError::unknown(format!("upload parsing task: {e}"), e))??;
-            drop(_slot);
+            drop(slot);
             backend.tuf1_upload(repository, files).await?;
             Ok(Handled {
                 response: StatusCode::OK.into_response(),
