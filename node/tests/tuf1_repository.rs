@@ -4,7 +4,8 @@
 //! seal-tuf's `TrustedSet`, and python-tuf's ngclient does the same over HTTP. Bad uploads are
 //! refused with their status and change nothing. In a three-node cluster with a learner, the
 //! keys and uploads go through a follower and the clients read through a follower and the
-//! learner.
+//! learner, and the new leader keeps timestamps fresh after a leader kill; ngclient refuses a
+//! copy of the repository served by a static mirror once it is expired or rolled back.
 
 mod common;
 
@@ -669,4 +670,77 @@ fn timestamps_stay_fresh_across_a_leader_kill() {
             node.addr
         );
     }
+}
+
+/// python-tuf's ngclient against a static mirror of `mirror_dir` (served by Python's
+/// `http.server` on a free port): the name of the error its refresh raises, or `"ok"`.
+const NGCLIENT_MIRROR: &str = r#"
+import functools, http.server, sys, threading
+from tuf.ngclient import Updater
+metadata_dir, mirror_dir = sys.argv[1], sys.argv[2]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=mirror_dir)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = "http://127.0.0.1:%d/" % server.server_address[1]
+try:
+    Updater(metadata_dir=metadata_dir, metadata_base_url=url, bootstrap=None).refresh()
+    print("ok")
+except Exception as e:
+    print(type(e).__name__)
+"#;
+
+fn ngclient_mirror(python: &Path, metadata_dir: &Path, mirror: &Path) -> String {
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(NGCLIENT_MIRROR)
+        .arg(metadata_dir)
+        .arg(mirror)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn python_tuf_refuses_a_rolled_back_or_expired_copy_of_the_repository() {
+    let Some(python) = python_tuf() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({
+        "server": {},
+        "storage": {"backend": "rocksdb"},
+        "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
+        "timestamps": {"timestamp_lifetime_secs": 6, "refresh_margin_fraction": 0.5},
+    });
+    let node = Node::serve(dir.path(), config);
+    let (_owners, _online, root_v1) = create(&node);
+    // A mirror holding the repository as it is now, timestamp 1 included.
+    let mirror = tempfile::tempdir().unwrap();
+    for file in ["1.root.json", "timestamp.json", "1.snapshot.json", "1.targets.json"] {
+        let r = node.get(&path(&format!("metadata/{file}")));
+        ok(&r, file);
+        std::fs::write(mirror.path().join(file), &r.body).unwrap();
+    }
+    let trusting = |root: &[u8]| {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("root.json"), root).unwrap();
+        d
+    };
+    // Fresh, the copy is accepted.
+    assert_eq!(ngclient_mirror(&python, trusting(&root_v1).path(), mirror.path()), "ok");
+    // Once its timestamp has expired (the node has refreshed its own meanwhile), refused.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    assert_eq!(
+        ngclient_mirror(&python, trusting(&root_v1).path(), mirror.path()),
+        "ExpiredMetadataError"
+    );
+    // A client that saw a newer timestamp from the node refuses the copy's older one.
+    let client = trusting(&root_v1);
+    let seen = ngclient(&python, client.path(), &node, "image.bin");
+    assert!(seen["timestamp"].as_u64().unwrap() >= 2, "{seen}");
+    assert_eq!(
+        ngclient_mirror(&python, client.path(), mirror.path()),
+        "BadVersionNumberError"
+    );
 }
