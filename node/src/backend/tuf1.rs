@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use seal_tuf::cjson::Value;
 use seal_tuf::tuf1::keys::{ecdsa_p256_raw_to_der, KEYTYPE_ECDSA, KEYTYPE_ED25519, SCHEME_ECDSA_P256, SCHEME_ED25519};
+use seal_tuf::metadata::{set_signed_version, signed_version};
 use seal_tuf::tuf1::metadata::{ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use seal_tuf::tuf1::repo::{
     assemble, snapshot_to_sign, timestamp_to_sign, validate_first_root, validate_upload, Limits, RepoState,
@@ -39,16 +40,13 @@ fn upload_error(e: tuf1::Error) -> ApiError {
         _ => UpdateErrorKind::BadTargets,
     };
     match e {
-        tuf1::Error::TooLarge { ref role, .. } => ApiError::TooLarge {
+        tuf1::Error::TooLarge { ref role, max, .. } => ApiError::TooLarge {
             limit: if role == ROOT {
                 "TUF 1.0 root file (python-tuf's download limit)"
             } else {
                 "TUF 1.0 targets file (python-tuf's download limit)"
             },
-            max: match &e {
-                tuf1::Error::TooLarge { max, .. } => *max as u64,
-                _ => 0,
-            },
+            max: max as u64,
         },
         tuf1::Error::Signing(_) => ApiError::updating(e.to_string(), e),
         tuf1::Error::Json { ref role, .. }
@@ -106,19 +104,6 @@ fn tuf1_key(info: &PublicKeyInfo) -> Result<Key, ApiError> {
 struct HeldKey {
     signer_id: String,
     key: Key,
-}
-
-/// The version of a `signed` object, and a copy at another version.
-fn signed_version(signed: &Value) -> Option<u64> {
-    signed.get("version")?.as_int()?.try_into().ok()
-}
-
-fn with_version(signed: &Value, version: u64) -> Value {
-    let mut v = signed.clone();
-    if let Value::Object(o) = &mut v {
-        o.insert("version".into(), Value::Int(version.into()));
-    }
-    v
 }
 
 impl RaftBackend {
@@ -380,7 +365,7 @@ impl RaftBackend {
                         })?;
                         tracing::warn!(collection, role, version, mark, %message,
                             "the signer already signed this version; regenerating above it");
-                        signed = with_version(&signed, next);
+                        set_signed_version(&mut signed, next);
                         skips += 1;
                         continue 'attempt;
                     }
