@@ -744,3 +744,63 @@ fn python_tuf_refuses_a_rolled_back_or_expired_copy_of_the_repository() {
         "BadVersionNumberError"
     );
 }
+
+/// An owner using python-tuf's Metadata API: root 1 listing the service's online keys
+/// (`online.json`) beside a new ECDSA root key and Ed25519 targets key, and targets 1 listing
+/// `image.bin` (`hello\n`), written as python-tuf writes files.
+const PYTHON_OWNER: &str = r#"
+import json, os, sys
+from datetime import datetime, timedelta, timezone
+from securesystemslib.signer import CryptoSigner, Key
+from tuf.api.metadata import Metadata, Root, Targets, TargetFile
+os.chdir(sys.argv[1])
+online = json.load(open("online.json"))
+expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=365)
+root_signer, targets_signer = CryptoSigner.generate_ecdsa(), CryptoSigner.generate_ed25519()
+root = Root(expires=expires, consistent_snapshot=True)
+root.add_key(root_signer.public_key, "root")
+root.add_key(targets_signer.public_key, "targets")
+for role in ("timestamp", "snapshot"):
+    for keyid in online["roles"][role]:
+        root.add_key(Key.from_dict(keyid, dict(online["keys"][keyid])), role)
+md = Metadata(root)
+md.sign(root_signer)
+md.to_file("1.root.json")
+targets = Targets(expires=expires)
+targets.targets["image.bin"] = TargetFile.from_data("image.bin", b"hello\n")
+mt = Metadata(targets)
+mt.sign(targets_signer)
+mt.to_file("1.targets.json")
+"#;
+
+#[test]
+fn metadata_signed_with_python_tuf_creates_a_repository() {
+    let Some(python) = python_tuf() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::dev(dir.path());
+    let online = node.post(&path("keys"), &[], b"");
+    ok(&online, "POST keys");
+    let owner = tempfile::tempdir().unwrap();
+    std::fs::write(owner.path().join("online.json"), &online.body).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(PYTHON_OWNER)
+        .arg(owner.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(owner.path().join(f)).unwrap()).unwrap()
+    };
+    let files = json!({"root": read("1.root.json"), "targets": read("1.targets.json")});
+    ok(&upload(&node, REPO, &files), "upload of python-tuf's files");
+    let root_v1 = node.get(&path("metadata/1.root.json")).body;
+    let (_, found) = client_refresh(&node, &root_v1, "image.bin");
+    assert_eq!(found.unwrap(), TargetFile::from_data(b"hello\n"));
+    let client = tempfile::tempdir().unwrap();
+    std::fs::write(client.path().join("root.json"), &root_v1).unwrap();
+    let seen = ngclient(&python, client.path(), &node, "image.bin");
+    assert_eq!(seen["sha256"], json!(common::sha256_hex(b"hello\n")));
+}

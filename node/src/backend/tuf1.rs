@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use seal_tuf::cjson::Value;
-use seal_tuf::tuf1::keys::{ecdsa_p256_raw_to_der, KEYTYPE_ECDSA, KEYTYPE_ED25519, SCHEME_ECDSA_P256, SCHEME_ED25519};
 use seal_tuf::metadata::{set_signed_version, signed_version};
+use seal_tuf::tuf1::keys::{ecdsa_p256_raw_to_der, KEYTYPE_ECDSA, KEYTYPE_ED25519, SCHEME_ECDSA_P256, SCHEME_ED25519};
 use seal_tuf::tuf1::metadata::{ROOT, SNAPSHOT, TARGETS, TIMESTAMP};
 use seal_tuf::tuf1::repo::{
     assemble, snapshot_to_sign, timestamp_to_sign, validate_first_root, validate_upload, Limits, RepoState,
