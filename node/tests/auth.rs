@@ -695,6 +695,26 @@ fn tuf1_repositories_need_tuf_repository_grants_not_a_guns() {
         &challenge(realm, &all, Some("insufficient_scope")),
         "keys with pull",
     );
+    // With anonymous reads configured, a repository's files are read without a token too.
+    let open = start_node(&pki, "open", realm, true);
+    let r = request(
+        &open.addr,
+        "GET",
+        &format!("/tuf/{REPO}/metadata/timestamp.json"),
+        &[],
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "METADATA_NOT_FOUND"),
+        "{}",
+        r.text()
+    );
+    assert_401(
+        &request(&open.addr, "POST", &keys, &[], b""),
+        &challenge(realm, &all, None),
+        "anonymous keys",
+    );
     // The repository's own grant makes the keys.
     let owner = token(json!([{"type": "tuf-repository", "name": REPO, "actions": ["*"]}]));
     let r = post(&keys, Some(&owner));
