@@ -157,3 +157,36 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any body is an upload or a 400/413 error, never a panic; every file of an upload is
+        /// valid JSON named by a role that may be uploaded.
+        #[test]
+        fn any_body(body in proptest::collection::vec(any::<u8>(), 0..200), json in "[{}\\[\\]\":,a-z0-9 .]{0,80}") {
+            for b in [body, json.into_bytes()] {
+                match parse_upload(&b, &UploadLimits::default()) {
+                    Ok(files) => {
+                        for (role, bytes) in files {
+                            prop_assert!(is_role_name(&role) && role != SNAPSHOT && role != TIMESTAMP);
+                            prop_assert!(Value::parse(&bytes).is_ok());
+                        }
+                    }
+                    Err(e) => prop_assert!(matches!(e.status().as_u16(), 400 | 413), "{e:?}"),
+                }
+            }
+        }
+
+        /// Any file name reads as roles that may name stored files, never a panic.
+        #[test]
+        fn any_file_name(file in "[0-9a-z.~/-]{0,30}") {
+            for (role, _) in file_readings(&file) {
+                prop_assert!(is_role_name(role));
+            }
+        }
+    }
+}
