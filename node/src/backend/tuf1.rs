@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use seal_raft::SealRaft;
 use seal_storage::{ApplyOutcome, Command, MetaFile};
 use seal_tuf::cjson::Value;
 use seal_tuf::metadata::{set_signed_version, signed_version};
@@ -106,44 +107,50 @@ struct HeldKey {
     key: Key,
 }
 
+/// The stored state of the repository stored as `collection`, `None` before its first upload.
+/// Parses every stored role: CPU work, run on the blocking pool by publishes.
+fn read_stored(raft: &SealRaft, collection: &str) -> Result<Option<Stored>, ApiError> {
+    let reader = raft.read();
+    let versions: BTreeMap<String, u64> = reader.current_versions(collection)?.into_iter().collect();
+    let read =
+        |role: &str| -> Result<Option<Vec<u8>>, ApiError> { Ok(reader.current(collection, role)?.map(|(_, b)| b)) };
+    let Some(root) = read(ROOT)? else {
+        return Ok(None);
+    };
+    let root = Metadata::<Root>::from_bytes(ROOT, &root).map_err(|e| corrupt(collection, ROOT, e))?;
+    let mut targets = BTreeMap::new();
+    for role in versions
+        .keys()
+        .filter(|r| ![ROOT, SNAPSHOT, TIMESTAMP].contains(&r.as_str()))
+    {
+        if let Some(bytes) = read(role)? {
+            let md = Metadata::<Targets>::from_bytes(role, &bytes).map_err(|e| corrupt(collection, role, e))?;
+            targets.insert(role.clone(), md);
+        }
+    }
+    let snapshot = read(SNAPSHOT)?
+        .map(|b| Metadata::<Snapshot>::from_bytes(SNAPSHOT, &b))
+        .transpose()
+        .map_err(|e| corrupt(collection, SNAPSHOT, e))?;
+    let timestamp = read(TIMESTAMP)?
+        .map(|b| Metadata::<Timestamp>::from_bytes(TIMESTAMP, &b))
+        .transpose()
+        .map_err(|e| corrupt(collection, TIMESTAMP, e))?;
+    Ok(Some(Stored {
+        state: RepoState {
+            root,
+            targets,
+            snapshot,
+            timestamp,
+        },
+        versions,
+    }))
+}
+
 impl RaftBackend {
     /// The repository's stored state, `None` before its first upload.
     fn tuf1_stored(&self, collection: &str) -> Result<Option<Stored>, ApiError> {
-        let reader = self.raft.read();
-        let versions: BTreeMap<String, u64> = reader.current_versions(collection)?.into_iter().collect();
-        let read =
-            |role: &str| -> Result<Option<Vec<u8>>, ApiError> { Ok(reader.current(collection, role)?.map(|(_, b)| b)) };
-        let Some(root) = read(ROOT)? else {
-            return Ok(None);
-        };
-        let root = Metadata::<Root>::from_bytes(ROOT, &root).map_err(|e| corrupt(collection, ROOT, e))?;
-        let mut targets = BTreeMap::new();
-        for role in versions
-            .keys()
-            .filter(|r| ![ROOT, SNAPSHOT, TIMESTAMP].contains(&r.as_str()))
-        {
-            if let Some(bytes) = read(role)? {
-                let md = Metadata::<Targets>::from_bytes(role, &bytes).map_err(|e| corrupt(collection, role, e))?;
-                targets.insert(role.clone(), md);
-            }
-        }
-        let snapshot = read(SNAPSHOT)?
-            .map(|b| Metadata::<Snapshot>::from_bytes(SNAPSHOT, &b))
-            .transpose()
-            .map_err(|e| corrupt(collection, SNAPSHOT, e))?;
-        let timestamp = read(TIMESTAMP)?
-            .map(|b| Metadata::<Timestamp>::from_bytes(TIMESTAMP, &b))
-            .transpose()
-            .map_err(|e| corrupt(collection, TIMESTAMP, e))?;
-        Ok(Some(Stored {
-            state: RepoState {
-                root,
-                targets,
-                snapshot,
-                timestamp,
-            },
-            versions,
-        }))
+        read_stored(&self.raft, collection)
     }
 
     /// The online keys held for `role` of the repository stored as `collection`.
@@ -447,18 +454,21 @@ impl RaftBackend {
         files: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Option<()>, ApiError> {
         let now = self.clock.now();
-        let stored = self.tuf1_stored(collection)?;
-        let versions = stored.as_ref().map(|s| s.versions.clone()).unwrap_or_default();
-        let next = {
+        // Reading and parsing the stored roles and validating the upload are CPU work: on the
+        // blocking pool, at most one per core at once, as Notary uploads are.
+        let (versions, next) = {
             let _slot = self.validation_slots.acquire().await.map_err(|_| ApiError::Unknown {
                 reason: "validation pool closed".into(),
                 source: None,
             })?;
-            let files = files.clone();
-            let current = stored.map(|s| s.state);
-            tokio::task::spawn_blocking(move || validate(current, &files, now))
-                .await
-                .map_err(|e| ApiError::unknown(format!("validation task: {e}"), e))??
+            let (raft, collection, files) = (self.raft.clone(), collection.to_owned(), files.clone());
+            tokio::task::spawn_blocking(move || {
+                let stored = read_stored(&raft, &collection)?;
+                let versions = stored.as_ref().map(|s| s.versions.clone()).unwrap_or_default();
+                validate(stored.map(|s| s.state), &files, now).map(|next| (versions, next))
+            })
+            .await
+            .map_err(|e| ApiError::unknown(format!("validation task: {e}"), e))??
         };
         let (snapshot, timestamp, expires) = self.tuf1_sign_snapshot_and_timestamp(collection, &next, now).await?;
         let mut out: Vec<MetaFile> = files
