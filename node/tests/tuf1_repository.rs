@@ -804,3 +804,65 @@ fn metadata_signed_with_python_tuf_creates_a_repository() {
     let seen = ngclient(&python, client.path(), &node, "image.bin");
     assert_eq!(seen["sha256"], json!(common::sha256_hex(b"hello\n")));
 }
+
+/// Copies directory `from` to `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_publish_signed_but_never_stored_does_not_block_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::dev(dir.path());
+    let online = node.post(&path("keys"), &[], b"");
+    ok(&online, "POST keys");
+    let online: serde_json::Value = serde_json::from_slice(&online.body).unwrap();
+    // The node's state with the online keys and no repository yet.
+    node.kill9();
+    let raft = dir.path().join("raft");
+    let saved = tempfile::tempdir().unwrap();
+    copy_dir(&raft, saved.path());
+    node.restart();
+
+    let owners = Owners::new();
+    let root_keys: Vec<&SigningKey> = owners.root.iter().collect();
+    let root = signed(root_json(1, &root_keys, &owners, &online), &root_keys);
+    let targets = |data: &[u8]| {
+        signed(
+            targets_json(1, json!({"image.bin": target_entry(data)}), None),
+            &[&owners.targets],
+        )
+    };
+    ok(
+        &upload(&node, REPO, &json!({"root": root, "targets": targets(PAYLOAD)})),
+        "first upload",
+    );
+    // The node loses that write (its state restored from before it) but the signer keeps the
+    // versions it signed: snapshot 1 and timestamp 1.
+    node.kill9();
+    std::fs::remove_dir_all(&raft).unwrap();
+    copy_dir(saved.path(), &raft);
+    node.restart();
+    assert_eq!(node.get(&path("metadata/timestamp.json")).status, 404);
+
+    // The same upload with other targets: the signer refuses version 1 again with other
+    // content, and the node signs above its mark instead of failing for good.
+    ok(
+        &upload(&node, REPO, &json!({"root": root, "targets": targets(RELEASE)})),
+        "upload again",
+    );
+    let root_v1 = node.get(&path("metadata/1.root.json")).body;
+    let (set, found) = client_refresh(&node, &root_v1, "image.bin");
+    assert_eq!(found.unwrap(), TargetFile::from_data(RELEASE));
+    assert_eq!(set.snapshot().unwrap().version(), 2);
+    assert_eq!(set.timestamp().unwrap().version(), 2);
+}
