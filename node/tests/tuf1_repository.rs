@@ -5,7 +5,8 @@
 //! refused with their status and change nothing. In a three-node cluster with a learner, the
 //! keys and uploads go through a follower and the clients read through a follower and the
 //! learner, and the new leader keeps timestamps fresh after a leader kill; ngclient refuses a
-//! copy of the repository served by a static mirror once it is expired or rolled back.
+//! copy of the repository served by a static mirror once it is expired or rolled back; the
+//! online keys also work as 2-of-3 FROST shares held by three seal-signer processes.
 
 mod common;
 
@@ -865,4 +866,65 @@ fn a_publish_signed_but_never_stored_does_not_block_the_next_one() {
     assert_eq!(found.unwrap(), TargetFile::from_data(RELEASE));
     assert_eq!(set.snapshot().unwrap().version(), 2);
     assert_eq!(set.timestamp().unwrap().version(), 2);
+}
+
+#[test]
+fn online_keys_held_as_two_of_three_threshold_shares() {
+    use seal_signer::testing::{TestPki, ThresholdCluster};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "seal");
+    let (node_cert, node_key) = pki.leaf("seal-node");
+    let mut signers = ThresholdCluster::start(
+        &common::signer_binary(),
+        &pki,
+        dir.path(),
+        (2, 3),
+        &["seal-node"],
+        |_, _| {},
+    );
+    let node = Node::serve(
+        &dir.path().join("node"),
+        json!({
+            "server": {},
+            "trust_service": {"type": "remote", "hostname": "localhost", "port": signers.signers[0].port.to_string(),
+                              "tls_ca_file": pki.ca_file(), "tls_client_cert": node_cert,
+                              "tls_client_key": node_key, "key_algorithm": "ed25519"},
+            "storage": {"backend": "rocksdb"},
+        }),
+    );
+    // The online keys come from DKGs among the three signers; each signature is a FROST
+    // signature that verifies as Ed25519 under the group key.
+    let (owners, _online, root_v1) = create(&node);
+    let (set, found) = client_refresh(&node, &root_v1, "image.bin");
+    assert!(found.is_some());
+    assert_eq!(set.timestamp().unwrap().version(), 1);
+    // With one signer down the other two still reach the threshold.
+    signers.signer(3).kill();
+    let targets2 = signed(
+        targets_json(2, json!({"image-2.bin": target_entry(RELEASE)}), None),
+        &[&owners.targets],
+    );
+    ok(
+        &upload(&node, REPO, &json!({"targets": targets2})),
+        "targets 2 with two signers",
+    );
+    let (set, found) = client_refresh(&node, &root_v1, "image-2.bin");
+    assert_eq!(found.unwrap(), TargetFile::from_data(RELEASE));
+    assert_eq!(set.timestamp().unwrap().version(), 2);
+    // With two down, the upload is refused as unavailable and nothing changes.
+    signers.signer(2).kill();
+    let before = node.get(&path("metadata/timestamp.json")).body;
+    let targets3 = signed(
+        targets_json(3, json!({"image-3.bin": target_entry(PAYLOAD)}), None),
+        &[&owners.targets],
+    );
+    let r = upload(&node, REPO, &json!({"targets": targets3}));
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (503, "UNAVAILABLE"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(node.get(&path("metadata/timestamp.json")).body, before);
+    assert_eq!(node.get(&path("metadata/3.targets.json")).status, 404);
 }
