@@ -32,8 +32,8 @@
 //! * its `access` claim (`[{type, name, actions}]`) grants every action the
 //!   route needs (an action `*` grants every action).
 //!
-//! With `auth.options.anonymous_read`, routes that only need `pull` are
-//! served without a token (a token that is sent must still verify). The
+//! With `auth.options.anonymous_read`, routes that only need `pull` (of a Notary GUN or a TUF
+//! 1.0 repository) are served without a token (a token that is sent must still verify). The
 //! verification is a pure function of the token, the configuration and
 //! `now`; [`AuthHook::check`] supplies the system clock.
 
@@ -55,7 +55,7 @@ use crate::routes::Route;
 mod access;
 mod keys;
 
-pub use access::{required_access, scope_param, ChallengeError};
+pub use access::{required_access, scope_param, ChallengeError, TUF1_RESOURCE};
 pub use keys::{ed25519_pkcs8_v1, libtrust_key_id, verifier_for, KeyKind};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds (Docker's leeway).
@@ -468,7 +468,7 @@ impl TokenAuth {
         let anonymous = self.anonymous_read
             && needed
                 .iter()
-                .all(|a| a.resource_type == "repository" && a.action == "pull");
+                .all(|a| (a.resource_type == "repository" || a.resource_type == TUF1_RESOURCE) && a.action == "pull");
         let Some(token) = bearer_token(headers) else {
             if anonymous {
                 return Ok(());

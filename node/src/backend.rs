@@ -37,6 +37,8 @@ use crate::multipart::RoleFile;
 use crate::routes::KeyRole;
 use crate::signer::{CryptoService, PublicKeyInfo, SignScope, SignerError};
 
+mod tuf1;
+
 /// Notary's name for the health check of the trust service (the signer).
 pub const TRUST_OPERATIONAL: &str = "Trust operational";
 
@@ -442,6 +444,9 @@ impl RaftBackend {
     /// snapshot if it expires within the refresh margin). Used by the
     /// refresher and when a read finds an expired timestamp.
     pub async fn refresh_timestamp(&self, gun: &str) -> Result<(), ApiError> {
+        if seal_tuf::tuf1::repository_of(gun).is_some() {
+            return self.tuf1_refresh(gun).await;
+        }
         let _serial = self.gun_locks.lock(gun).await;
         let now = self.clock.now();
         let stored = self.stored_files(gun)?;
@@ -742,6 +747,26 @@ impl Backend for RaftBackend {
     async fn rotate_key(&self, gun: &str, role: KeyRole) -> Result<PublicKeyInfo, ApiError> {
         let _guard = self.key_lock.lock().await;
         self.mint_key(gun, role, true).await
+    }
+
+    async fn tuf1_metadata(&self, repository: &str, file: &str) -> Result<Option<(StoredMetadata, bool)>, ApiError> {
+        self.tuf1_get(repository, file).await
+    }
+
+    async fn tuf1_upload(&self, repository: &str, files: BTreeMap<String, Vec<u8>>) -> Result<(), ApiError> {
+        self.tuf1_publish(repository, files).await
+    }
+
+    async fn tuf1_keys(&self, repository: &str, create: bool) -> Result<Option<Vec<u8>>, ApiError> {
+        self.tuf1_online_keys(repository, create).await
+    }
+
+    async fn tuf1_rotate_key(&self, repository: &str, role: KeyRole) -> Result<Vec<u8>, ApiError> {
+        self.tuf1_new_key(repository, role).await
+    }
+
+    async fn tuf1_list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, ApiError> {
+        self.tuf1_names(after, limit)
     }
 
     async fn changefeed(&self, query: &ChangefeedQuery) -> Result<Vec<ChangeRecord>, ApiError> {

@@ -43,6 +43,7 @@ use crate::metrics::{Metrics, METRICS_CONTENT_TYPE};
 use crate::multipart::{parse_upload, RoleFile};
 use crate::routes::{self, KeyRole, MetadataSelector, Route};
 use crate::signer::PublicKeyInfo;
+use seal_tuf::tuf1::is_valid_repository_name;
 
 /// Content type of served metadata and keys.
 pub const METADATA_CONTENT_TYPE: &str = "application/json";
@@ -145,6 +146,43 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Mints a new pending key for `role`.
     async fn rotate_key(&self, gun: &str, role: KeyRole) -> Result<PublicKeyInfo, ApiError>;
+
+    /// A TUF 1.0 repository's metadata file named `file` (`3.root.json`, `timestamp.json`, …)
+    /// and whether it was named by version (immutable); `None` when the repository, role or
+    /// version is unknown. A timestamp is regenerated first if expired.
+    async fn tuf1_metadata(&self, repository: &str, file: &str) -> Result<Option<(StoredMetadata, bool)>, ApiError> {
+        let _ = (repository, file);
+        Ok(None)
+    }
+
+    /// Validates the metadata files (role → bytes) uploaded to a TUF 1.0 repository (the first
+    /// upload, with root, creates it) and commits them with the next snapshot and timestamp.
+    async fn tuf1_upload(&self, repository: &str, files: BTreeMap<String, Vec<u8>>) -> Result<(), ApiError> {
+        let _ = (repository, files);
+        Err(ApiError::NoStorage)
+    }
+
+    /// A TUF 1.0 repository's online keys as `crate::tuf1::keys_body` writes them, made first
+    /// when `create`; `None` when there are none and `create` is false.
+    async fn tuf1_keys(&self, repository: &str, create: bool) -> Result<Option<Vec<u8>>, ApiError> {
+        let _ = (repository, create);
+        Ok(None)
+    }
+
+    /// Has the signer make a new online key for `role` of a TUF 1.0 repository, kept beside
+    /// the ones held (the service signs with whichever keys root lists); the keys as
+    /// `crate::tuf1::keys_body` writes them.
+    async fn tuf1_rotate_key(&self, repository: &str, role: KeyRole) -> Result<Vec<u8>, ApiError> {
+        let _ = (repository, role);
+        Err(ApiError::NoStorage)
+    }
+
+    /// The names of TUF 1.0 repositories (once their first upload committed), in order, at most
+    /// `limit`, after `after` when given.
+    async fn tuf1_list(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, ApiError> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
 
     /// Changefeed records matching `query`.
     async fn changefeed(&self, query: &ChangefeedQuery) -> Result<Vec<ChangeRecord>, ApiError>;
@@ -476,14 +514,24 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
     admit(state, route, request.headers())?;
     // Admitted: now the cluster's work, which the cluster layers left to this point.
     match route {
-        Route::GetMetadata { .. } | Route::GetKey { .. } | Route::Changefeed { .. } => {
+        Route::GetMetadata { .. }
+        | Route::GetKey { .. }
+        | Route::Changefeed { .. }
+        | Route::Tuf1List
+        | Route::Tuf1Metadata { .. }
+        | Route::Tuf1Keys { create: false, .. } => {
             if let Some(reads) = request.extensions().get::<Arc<dyn ClusterReads>>().cloned() {
                 reads
                     .before_read(route, request.uri().query(), request.headers())
                     .await?;
             }
         }
-        Route::Publish { .. } | Route::DeleteGun { .. } | Route::RotateKey { .. } => {
+        Route::Publish { .. }
+        | Route::DeleteGun { .. }
+        | Route::RotateKey { .. }
+        | Route::Tuf1Upload { .. }
+        | Route::Tuf1Keys { create: true, .. }
+        | Route::Tuf1RotateKey { .. } => {
             if let Some(writes) = request.extensions().get::<Arc<dyn ClusterWrites>>().cloned() {
                 if !writes.leads() {
                     match forward_write(state, writes.as_ref(), request).await? {
@@ -568,6 +616,74 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             let records = backend.changefeed(&query).await?;
             Ok(text_response(StatusCode::OK, METADATA_CONTENT_TYPE, &changefeed_body(&records)).into())
         }
+        Route::Tuf1List => {
+            ready(backend.as_ref())?;
+            let after = query_value(request.uri().query(), "after");
+            let after = (!after.is_empty()).then_some(after.as_str());
+            let names = backend.tuf1_list(after, crate::tuf1::MAX_LISTED).await?;
+            Ok(bytes_response(
+                StatusCode::OK,
+                METADATA_CONTENT_TYPE,
+                crate::tuf1::list_body(&names).into(),
+            )
+            .into())
+        }
+        Route::Tuf1Metadata { repository, file } => {
+            ready(backend.as_ref())?;
+            if !is_valid_repository_name(repository) {
+                return Err(ApiError::MetadataNotFound);
+            }
+            let (meta, versioned) = backend
+                .tuf1_metadata(repository, file)
+                .await?
+                .ok_or(ApiError::MetadataNotFound)?;
+            let policy = if versioned {
+                &state.consistent_cache
+            } else {
+                &state.current_cache
+            };
+            let mut response = bytes_response(StatusCode::OK, METADATA_CONTENT_TYPE, meta.bytes);
+            policy.apply(response.headers_mut(), meta.last_modified);
+            Ok(response.into())
+        }
+        Route::Tuf1Keys { repository, create } => {
+            if !*create {
+                ready(backend.as_ref())?;
+            }
+            check_repository_name(repository, *create)?;
+            let body = backend
+                .tuf1_keys(repository, *create)
+                .await?
+                .ok_or(ApiError::MetadataNotFound)?;
+            Ok(bytes_response(StatusCode::OK, METADATA_CONTENT_TYPE, body.into()).into())
+        }
+        Route::Tuf1RotateKey { repository, role } => {
+            check_repository_name(repository, true)?;
+            let body = backend.tuf1_rotate_key(repository, *role).await?;
+            Ok(bytes_response(StatusCode::OK, METADATA_CONTENT_TYPE, body.into()).into())
+        }
+        Route::Tuf1Upload { repository } => {
+            check_repository_name(repository, true)?;
+            let limits = state.limits;
+            if content_length(request.headers()).is_some_and(|n| n > limits.max_body_bytes) {
+                return Err(too_large_body(&limits));
+            }
+            let body = read_body(request.into_body(), &limits).await?;
+            let body_len = body.len() as u64;
+            let slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
+                reason: "upload parsing pool closed".into(),
+                source: None,
+            })?;
+            let files = tokio::task::spawn_blocking(move || crate::tuf1::parse_upload(&body, &limits))
+                .await
+                .map_err(|e| ApiError::unknown(format!("upload parsing task: {e}"), e))??;
+            drop(slot);
+            backend.tuf1_upload(repository, files).await?;
+            Ok(Handled {
+                response: StatusCode::OK.into_response(),
+                body_len: Some(body_len),
+            })
+        }
         Route::Publish { gun } => {
             let limits = state.limits;
             if content_length(request.headers()).is_some_and(|n| n > limits.max_body_bytes) {
@@ -596,6 +712,24 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             })
         }
     }
+}
+
+/// A TUF 1.0 repository name in a path: 404 for a read (no such repository), 400 naming the
+/// rule for a write.
+fn check_repository_name(name: &str, write: bool) -> Result<(), ApiError> {
+    if is_valid_repository_name(name) {
+        return Ok(());
+    }
+    Err(if write {
+        ApiError::InvalidParameters {
+            detail: Some(format!(
+                "repository names are 1 to {} ASCII letters, digits, '-', '_' and '.', starting with a letter or digit",
+                seal_tuf::tuf1::MAX_REPOSITORY_NAME
+            )),
+        }
+    } else {
+        ApiError::MetadataNotFound
+    })
 }
 
 /// The answer of `GET /_seal/ready`: 200 `{"ready":true}`, or 503 `{"ready":false,"reason":…}`.

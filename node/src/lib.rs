@@ -4,6 +4,8 @@
 //! implementation [`backend::RaftBackend`] reads and writes through seal-raft
 //! and leaves every TUF rule to seal-tuf:
 //!
+//! * [`tuf1`] is the HTTP edge of standard TUF 1.0 repositories (`/tuf/…`, `docs/tuf.md`),
+//!   served beside Notary's API from the same storage, signers and refresher;
 //! * [`routes`] parses request paths into typed routes (GUNs with slashes,
 //!   checksum- and version-named files) and applies `repositories.gun_prefixes`;
 //! * [`multipart`] parses uploads, keeping delegation roles' raw filenames;
@@ -67,3 +69,4 @@ pub mod signer;
 pub mod testing;
 pub mod tls;
 pub mod token_server;
+pub mod tuf1;

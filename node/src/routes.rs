@@ -93,6 +93,36 @@ pub enum Route {
     Metrics,
     /// `GET /_seal/ready`: whether this node serves reads now (Seal's, not a Notary route).
     Ready,
+    /// `GET /tuf/`: the TUF 1.0 repositories held.
+    Tuf1List,
+    /// `GET /tuf/<repository>/metadata/<file>`: a TUF 1.0 repository's metadata file.
+    Tuf1Metadata {
+        /// The repository, as written in the path (checked by the handler).
+        repository: String,
+        /// The file name (`timestamp.json`, `3.root.json`, `2.bins-0a.json`, …).
+        file: String,
+    },
+    /// `POST /tuf/<repository>/metadata`: signed metadata uploaded by the repository's owners.
+    Tuf1Upload {
+        /// The repository.
+        repository: String,
+    },
+    /// `GET` (read) or `POST` (create when missing) `/tuf/<repository>/keys`: the repository's
+    /// online keys, held by the signer.
+    Tuf1Keys {
+        /// The repository.
+        repository: String,
+        /// `POST`: make the keys the repository lacks.
+        create: bool,
+    },
+    /// `POST /tuf/<repository>/keys/<role>`: a new online key for `role`, added to those held
+    /// (a root listing it rotates to it).
+    Tuf1RotateKey {
+        /// The repository.
+        repository: String,
+        /// The key's role.
+        role: KeyRole,
+    },
     /// Anything else: 404 METADATA_NOT_FOUND without detail.
     NotFound,
 }
@@ -115,11 +145,29 @@ impl Route {
             Route::Health => "Health",
             Route::Metrics => "Metrics",
             Route::Ready => "Ready",
+            Route::Tuf1List => "Tuf1List",
+            Route::Tuf1Metadata { .. } => "Tuf1GetMetadata",
+            Route::Tuf1Upload { .. } => "Tuf1Upload",
+            Route::Tuf1Keys { create: false, .. } => "Tuf1GetKeys",
+            Route::Tuf1Keys { create: true, .. } => "Tuf1CreateKeys",
+            Route::Tuf1RotateKey { .. } => "Tuf1RotateKey",
             Route::NotFound => "NotFound",
         }
     }
 
-    /// The GUN this route acts on, if any.
+    /// The TUF 1.0 repository this route acts on, if any.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            Route::Tuf1Metadata { repository, .. }
+            | Route::Tuf1Upload { repository }
+            | Route::Tuf1Keys { repository, .. }
+            | Route::Tuf1RotateKey { repository, .. } => Some(repository),
+            _ => None,
+        }
+    }
+
+    /// The GUN this route acts on, if any (never a TUF 1.0 repository's name: see
+    /// [`Route::repository`]).
     pub fn gun(&self) -> Option<&str> {
         match self {
             Route::Publish { gun }
@@ -141,7 +189,11 @@ pub fn parse(method: &Method, path: &str) -> Route {
         ("GET", "/metrics") => return Route::Metrics,
         ("GET", "/_seal/ready") => return Route::Ready,
         ("GET", "/v2/_trust/changefeed") => return Route::Changefeed { gun: None },
+        ("GET", "/tuf/") => return Route::Tuf1List,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/tuf/") {
+        return parse_tuf1(method, rest);
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Route::NotFound;
@@ -170,6 +222,42 @@ pub fn parse(method: &Method, path: &str) -> Route {
         }
     }
     Route::NotFound
+}
+
+/// `/tuf/<repository>/…`: one path segment of repository name, then `metadata/<file>` (GET),
+/// `metadata` (POST) or `keys` (GET, POST).
+fn parse_tuf1(method: &Method, rest: &str) -> Route {
+    let Some((repository, tail)) = rest.split_once('/') else {
+        return Route::NotFound;
+    };
+    let repository = repository.to_owned();
+    match (method.as_str(), tail) {
+        ("POST", "metadata") => Route::Tuf1Upload { repository },
+        ("GET", "keys") => Route::Tuf1Keys {
+            repository,
+            create: false,
+        },
+        ("POST", "keys") => Route::Tuf1Keys {
+            repository,
+            create: true,
+        },
+        ("POST", "keys/snapshot") => Route::Tuf1RotateKey {
+            repository,
+            role: KeyRole::Snapshot,
+        },
+        ("POST", "keys/timestamp") => Route::Tuf1RotateKey {
+            repository,
+            role: KeyRole::Timestamp,
+        },
+        ("GET", tail) => match tail.strip_prefix("metadata/") {
+            Some(file) if !file.is_empty() && !file.contains('/') => Route::Tuf1Metadata {
+                repository,
+                file: file.to_owned(),
+            },
+            _ => Route::NotFound,
+        },
+        _ => Route::NotFound,
+    }
 }
 
 fn parse_tuf_file(method: &Method, gun: &str, file: &str) -> Option<Route> {
@@ -248,6 +336,65 @@ pub fn gun_allowed(prefixes: &[String], gun: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuf1_routes() {
+        let get = |p: &str| parse(&Method::GET, p);
+        let post = |p: &str| parse(&Method::POST, p);
+        assert_eq!(get("/tuf/"), Route::Tuf1List);
+        assert_eq!(
+            get("/tuf/fw/metadata/3.root.json"),
+            Route::Tuf1Metadata {
+                repository: "fw".into(),
+                file: "3.root.json".into()
+            }
+        );
+        assert_eq!(
+            post("/tuf/fw/metadata"),
+            Route::Tuf1Upload {
+                repository: "fw".into()
+            }
+        );
+        assert_eq!(
+            get("/tuf/fw/keys"),
+            Route::Tuf1Keys {
+                repository: "fw".into(),
+                create: false
+            }
+        );
+        assert_eq!(
+            post("/tuf/fw/keys"),
+            Route::Tuf1Keys {
+                repository: "fw".into(),
+                create: true
+            }
+        );
+        for (m, p) in [
+            (Method::GET, "/tuf"),
+            (Method::GET, "/tuf/fw"),
+            (Method::GET, "/tuf/fw/metadata"),
+            (Method::GET, "/tuf/fw/metadata/"),
+            (Method::GET, "/tuf/fw/metadata/a/b.json"),
+            (Method::POST, "/tuf/fw/metadata/"),
+            (Method::POST, "/tuf/"),
+            (Method::DELETE, "/tuf/fw/metadata"),
+            (Method::PUT, "/tuf/fw/keys"),
+            (Method::GET, "/tuf/fw/keys/timestamp"),
+            (Method::POST, "/tuf/fw/keys/targets"),
+        ] {
+            assert_eq!(parse(&m, p), Route::NotFound, "{m} {p}");
+        }
+        assert_eq!(
+            post("/tuf/fw/keys/timestamp"),
+            Route::Tuf1RotateKey {
+                repository: "fw".into(),
+                role: KeyRole::Timestamp
+            }
+        );
+        // A repository is never a GUN: the prefix filter and Notary's scopes do not see it.
+        assert_eq!(post("/tuf/fw/metadata").gun(), None);
+        assert_eq!(post("/tuf/fw/metadata").repository(), Some("fw"));
+    }
 
     const SUM: &str = "78ef50942a62194c0dea5c8eb002a2bdefb891450d3fb38947606f6b2b8028af";
 

@@ -648,3 +648,76 @@ fn a_bad_root_bundle_stops_start_up() {
         );
     }
 }
+
+#[test]
+fn tuf1_repositories_need_tuf_repository_grants_not_a_guns() {
+    let pki = Pki::new();
+    let realm = "https://auth.example.com/token";
+    let node = start_node(&pki, "node", realm, false);
+    const REPO: &str = "firmware";
+    let token = |access: Value| pki.signer().sign(&claims(access)).unwrap();
+    let post = |path: &str, token: Option<&str>| {
+        let auth = token.map(bearer);
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        request(&node.addr, "POST", path, &headers, b"{}")
+    };
+    let keys = format!("/tuf/{REPO}/keys");
+    let all = format!("tuf-repository:{REPO}:*");
+
+    assert_401(&post(&keys, None), &challenge(realm, &all, None), "no token");
+    assert_401(
+        &request(&node.addr, "GET", "/tuf/", &[], &[]),
+        &challenge(realm, "registry:catalog:*", None),
+        "listing without a token",
+    );
+    // Every right on the Notary GUN of the same name grants nothing on the repository.
+    let gun_token = token(json!([{"type": "repository", "name": REPO, "actions": ["*"]}]));
+    assert_401(
+        &post(&keys, Some(&gun_token)),
+        &challenge(realm, &all, Some("insufficient_scope")),
+        "a GUN's grant",
+    );
+    assert_eq!(get_with(&node, &keys, &gun_token).status, 401);
+    // A pull grant reads but cannot upload or make keys.
+    let reader = token(json!([{"type": "tuf-repository", "name": REPO, "actions": ["pull"]}]));
+    assert_eq!(get_with(&node, &keys, &reader).status, 404, "no keys yet");
+    assert_401(
+        &post(&format!("/tuf/{REPO}/metadata"), Some(&reader)),
+        &challenge(
+            realm,
+            &format!("tuf-repository:{REPO}:push,pull"),
+            Some("insufficient_scope"),
+        ),
+        "upload with pull",
+    );
+    assert_401(
+        &post(&keys, Some(&reader)),
+        &challenge(realm, &all, Some("insufficient_scope")),
+        "keys with pull",
+    );
+    // With anonymous reads configured, a repository's files are read without a token too.
+    let open = start_node(&pki, "open", realm, true);
+    let r = request(
+        &open.addr,
+        "GET",
+        &format!("/tuf/{REPO}/metadata/timestamp.json"),
+        &[],
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (404, "METADATA_NOT_FOUND"),
+        "{}",
+        r.text()
+    );
+    assert_401(
+        &request(&open.addr, "POST", &keys, &[], b""),
+        &challenge(realm, &all, None),
+        "anonymous keys",
+    );
+    // The repository's own grant makes the keys.
+    let owner = token(json!([{"type": "tuf-repository", "name": REPO, "actions": ["*"]}]));
+    let r = post(&keys, Some(&owner));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get_with(&node, &keys, &reader).body, r.body);
+}

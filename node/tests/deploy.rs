@@ -544,30 +544,8 @@ fn kubernetes_validate() -> Option<PathBuf> {
         .and_then(Path::parent)
         .unwrap()
         .to_owned();
-    let venv = target.join("deploy-venv");
-    let tool = venv.join("bin/kubernetes-validate");
-    if !tool.exists() {
-        if Command::new("python3").arg("--version").output().is_err() {
-            seal_testkit::skip("python3 is not installed (scripts/install-deps.sh installs it)");
-            return None;
-        }
-        let (code, out, err) = run_to_end(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        if code != 0 {
-            seal_testkit::skip(&format!("python3 -m venv failed ({out}{err}); install python3-venv"));
-            return None;
-        }
-        let (code, out, err) = run_to_end(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            KUBERNETES_VALIDATE,
-        ]));
-        if code != 0 || !tool.exists() {
-            seal_testkit::skip(&format!("pip install {KUBERNETES_VALIDATE} failed: {out}{err}"));
-            return None;
-        }
-    }
-    Some(tool)
+    let venv = seal_testkit::python_venv(&target.join("deploy-venv"), &[KUBERNETES_VALIDATE])?;
+    Some(venv.join("bin/kubernetes-validate"))
 }
 
 #[test]

@@ -32,6 +32,11 @@
 //!   named file is refused unless `policy.notary_compat` is set (a real
 //!   Notary server as client, which never sends it).
 //!
+//! A key made for a TUF 1.0 repository (its collection is `*tuf1/<name>`,
+//! see `seal_tuf::tuf1::collection`) signs only that dialect's `timestamp`
+//! and `snapshot` objects, in its canonical JSON, under the same rules; a
+//! Notary key never signs a TUF 1.0 object, nor the other way round.
+//!
 //! A compromised server node can therefore neither get an older state
 //! signed again (rollback) nor a timestamp that never expires (freeze).
 //! A refusal carries the high-water mark, so an honest node whose signed
@@ -297,6 +302,10 @@ pub fn check(
             });
         }
     }
+    if seal_tuf::tuf1::repository_of(&scope.gun).is_some() {
+        let (version, expires, named_version) = check_tuf1(&scope.role, claimed, content, last, config)?;
+        return approve(version, expires, named_version, content, last, now, config, max_life);
+    }
     let v = Value::parse(content).map_err(|e| Refusal::NotMetadata(e.0))?;
     if v.to_canonical() != content {
         return Err(Refusal::NotMetadata("not in canonical form".into()));
@@ -341,6 +350,23 @@ pub fn check(
         });
     }
     let named_version = check_named(&scope.role, &meta, claimed, last, config)?;
+    approve(version, expires, named_version, content, last, now, config, max_life)
+}
+
+/// The checks every dialect shares: a version above the key's high-water
+/// mark (or a byte-identical retry) and not too far above it, an expiry in
+/// the future and within `max_life`.
+#[allow(clippy::too_many_arguments)]
+fn approve(
+    version: u64,
+    expires: OffsetDateTime,
+    named_version: u64,
+    content: &[u8],
+    last: Option<&HighWater>,
+    now: OffsetDateTime,
+    config: &PolicyConfig,
+    max_life: Duration,
+) -> Result<Approved, Refusal> {
     let sha: [u8; 32] = Sha256::digest(content).into();
     if let Some(hw) = last {
         let retry = version == hw.version && sha == hw.content_sha256;
@@ -414,6 +440,104 @@ fn check_named(
         });
     }
     Ok(got)
+}
+
+/// The content check for a key of a TUF 1.0 repository (its collection is
+/// `*tuf1/<name>`): the canonical JSON (TUF 1.0's escaping) of exactly the
+/// `timestamp` or `snapshot` object the service makes, every `meta` entry
+/// with a length and a sha256, a snapshot listing `targets.json`, and the
+/// file it names (the snapshot a timestamp lists, the targets a snapshot
+/// lists) given and matching. Returns (version, expires, named version).
+fn check_tuf1(
+    role: &str,
+    claimed: &Claimed,
+    content: &[u8],
+    last: Option<&HighWater>,
+    config: &PolicyConfig,
+) -> Result<(u64, OffsetDateTime, u64), Refusal> {
+    use seal_tuf::tuf1::metadata::{format_expires, MetaFile, Signed};
+    let v = Value::parse(content).map_err(|e| Refusal::NotMetadata(e.0))?;
+    if seal_tuf::tuf1::cjson::to_canonical(&v) != content {
+        return Err(Refusal::NotMetadata("not in canonical form".into()));
+    }
+    let found_type = v.get("_type").and_then(Value::as_str).unwrap_or("");
+    if found_type != role {
+        return Err(Refusal::WrongRole {
+            key_role: role.to_owned(),
+            found: if found_type.is_empty() {
+                "(no _type)".into()
+            } else {
+                found_type.to_owned()
+            },
+        });
+    }
+    let (object, named, named_file, common, meta) = if role == TIMESTAMP {
+        let t = seal_tuf::tuf1::Timestamp::from_signed(role, &v).map_err(|e| Refusal::NotMetadata(e.to_string()))?;
+        let meta = std::collections::BTreeMap::from([("snapshot.json".to_owned(), t.snapshot_meta)]);
+        (TIMESTAMP, SNAPSHOT, "snapshot.json", t.common, meta)
+    } else {
+        let s = seal_tuf::tuf1::Snapshot::from_signed(role, &v).map_err(|e| Refusal::NotMetadata(e.to_string()))?;
+        (SNAPSHOT, TARGETS, "targets.json", s.common, s.meta)
+    };
+    for (name, entry) in &meta {
+        let has_sha256 = entry.hashes.as_ref().is_some_and(|h| h.contains_key("sha256"));
+        if entry.length.is_none() || !has_sha256 {
+            return Err(Refusal::BadMeta(format!(
+                "{role}'s entry for {name} lacks a length or a sha256"
+            )));
+        }
+    }
+    let reproduced = Value::object([
+        ("_type", Value::str(role)),
+        ("spec_version", Value::str(&common.spec_version)),
+        ("version", Value::Int(common.version.into())),
+        ("expires", Value::str(format_expires(common.expires))),
+        (
+            "meta",
+            Value::Object(meta.iter().map(|(k, m)| (k.clone(), m.to_value())).collect()),
+        ),
+    ]);
+    if seal_tuf::tuf1::cjson::to_canonical(&reproduced) != content {
+        return Err(Refusal::NotExactly {
+            object,
+            detail: first_difference(&v, &reproduced, "signed"),
+        });
+    }
+    let before = last.map_or(0, |hw| hw.named_version);
+    let Some(bytes) = claimed.named.get(named) else {
+        return if config.notary_compat {
+            Ok((common.version, common.expires, before))
+        } else {
+            Err(Refusal::Unbound {
+                role: role.to_owned(),
+                named,
+            })
+        };
+    };
+    let mismatch = |detail: String| Refusal::NamedMismatch { named, detail };
+    let listed: &MetaFile = meta
+        .get(named_file)
+        .ok_or_else(|| mismatch(format!("the content lists no {named_file}")))?;
+    listed.verify(named, bytes).map_err(|e| mismatch(e.to_string()))?;
+    let got = Value::parse(bytes)
+        .ok()
+        .and_then(|f| f.get("signed")?.get("version")?.as_int())
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| mismatch("it has no version".into()))?;
+    if got != listed.version {
+        return Err(mismatch(format!(
+            "it is version {got}, the content lists version {}",
+            listed.version
+        )));
+    }
+    if got < before {
+        return Err(Refusal::NamedRollback {
+            named,
+            high_water: before,
+            got,
+        });
+    }
+    Ok((common.version, common.expires, got))
 }
 
 /// Where `got` (the request) holds something `model` (its re-encoding)
@@ -542,6 +666,87 @@ mod tests {
             ..Claimed::default()
         };
         check(&scope(role), &claimed, content, last, now(), &PolicyConfig::default())
+    }
+
+    /// A TUF 1.0 `signed` of `role` (`timestamp` or `snapshot`) at `version`, listing `named` (its
+    /// file name and bytes), in TUF 1.0 canonical form.
+    fn tuf1_signed(role: &str, version: u64, named: (&str, &[u8]), named_version: u64) -> Vec<u8> {
+        let meta = seal_tuf::tuf1::MetaFile::from_data(named_version, named.1).to_value();
+        let v = Value::object([
+            ("_type", Value::str(role)),
+            ("spec_version", Value::str(seal_tuf::tuf1::metadata::SPEC_VERSION)),
+            ("version", Value::Int(i128::from(version))),
+            (
+                "expires",
+                Value::str(seal_tuf::tuf1::metadata::format_expires(now() + Duration::days(1))),
+            ),
+            ("meta", Value::object([(named.0, meta)])),
+        ]);
+        seal_tuf::tuf1::cjson::to_canonical(&v)
+    }
+
+    fn tuf1_file(role: &str, version: u64) -> Vec<u8> {
+        let v = Value::object([(
+            "signed",
+            Value::object([
+                ("_type", Value::str(role)),
+                ("version", Value::Int(i128::from(version))),
+            ]),
+        )]);
+        seal_tuf::tuf1::cjson::to_json(&v)
+    }
+
+    #[test]
+    fn a_tuf1_repository_key_signs_tuf1_objects_only_and_bound_to_the_file_they_name() {
+        let tuf1 = |role: &str| KeyScope {
+            gun: seal_tuf::tuf1::collection("pypi"),
+            role: role.into(),
+        };
+        let named = |role: &str, bytes: &[u8]| Claimed {
+            named: [(role.to_owned(), bytes.to_vec())].into(),
+            ..Claimed::default()
+        };
+        let cfg = PolicyConfig::default();
+        let s3 = tuf1_file(SNAPSHOT, 3);
+        let ts = tuf1_signed(TIMESTAMP, 4, ("snapshot.json", &s3), 3);
+        let a = check(&tuf1(TIMESTAMP), &named(SNAPSHOT, &s3), &ts, None, now(), &cfg).unwrap();
+        assert_eq!((a.high_water.version, a.high_water.named_version), (4, 3));
+        let t2 = tuf1_file(TARGETS, 2);
+        let sn = tuf1_signed(SNAPSHOT, 3, ("targets.json", &t2), 2);
+        assert!(check(&tuf1(SNAPSHOT), &named(TARGETS, &t2), &sn, None, now(), &cfg).is_ok());
+        // Not bound to the file it names, or to another one.
+        let e = check(&tuf1(TIMESTAMP), &Claimed::default(), &ts, None, now(), &cfg).unwrap_err();
+        assert_eq!(e.reason(), "unbound");
+        let e = check(&tuf1(TIMESTAMP), &named(SNAPSHOT, &t2), &ts, None, now(), &cfg).unwrap_err();
+        assert_eq!(e.reason(), "named_mismatch");
+        // A field the service never writes rides along.
+        let mut extra = Value::parse(&ts).unwrap();
+        if let Value::Object(o) = &mut extra {
+            o.insert("x".into(), Value::str("y"));
+        }
+        let extra = seal_tuf::tuf1::cjson::to_canonical(&extra);
+        let e = check(&tuf1(TIMESTAMP), &named(SNAPSHOT, &s3), &extra, None, now(), &cfg).unwrap_err();
+        assert_eq!(e.reason(), "not_exactly", "{e}");
+        // Rollback of the version, as for Notary keys.
+        let e = check(
+            &tuf1(TIMESTAMP),
+            &named(SNAPSHOT, &s3),
+            &ts,
+            Some(&HighWater {
+                version: 9,
+                ..a.high_water
+            }),
+            now(),
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason(), "not_newer");
+        // Dialects do not cross: a Notary timestamp for a TUF 1.0 key, and the other way round.
+        let notary = ts_over(5, &file("Snapshot", 7));
+        let e = check(&tuf1(TIMESTAMP), &named(SNAPSHOT, &s3), &notary, None, now(), &cfg).unwrap_err();
+        assert_eq!(e.reason(), "wrong_role", "{e}");
+        let e = check(&scope(TIMESTAMP), &named(SNAPSHOT, &s3), &ts, None, now(), &cfg).unwrap_err();
+        assert_eq!(e.reason(), "wrong_role", "{e}");
     }
 
     #[test]

@@ -511,7 +511,8 @@ impl Store {
             batch.put_cf(cf_meta, meta_key(gun, &f.role, f.version), &f.bytes);
             batch.put_cf(cf_checksum, checksum_key(gun, &f.role, &sha), version);
             batch.put_cf(cf_current, gun_role(gun, &f.role), version);
-            if f.role == "timestamp" {
+            // Notary's changefeed lists Notary collections only, not TUF 1.0 repositories.
+            if f.role == "timestamp" && seal_tuf::tuf1::repository_of(gun).is_none() {
                 let id = self.next_change_id()?;
                 let record = ChangeRecord {
                     id: id.to_string(),
@@ -522,6 +523,8 @@ impl Store {
                     category: ChangeCategory::Update,
                 };
                 self.put_change(batch, &record, id)?;
+            }
+            if f.role == "timestamp" {
                 if let Some(expires) = ts_expires {
                     self.move_expiry(batch, gun, Some(expires))?;
                 }
@@ -755,6 +758,44 @@ impl Reader {
     }
 
     /// Every role of the GUN with its current version, ordered by role name.
+    /// The collections whose names start with `prefix` and hold a current file, in name order,
+    /// at most `limit` of them, starting after `after` (exclusive) when given.
+    pub fn collections_with_prefix(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let cf = self.inner.cf(CF_CURRENT)?;
+        let mut out: Vec<String> = Vec::new();
+        // Keys are `gun \0 role`: past every key of `gun` is `gun \x01`.
+        let past = |gun: &str| {
+            let mut k = gun.as_bytes().to_vec();
+            k.push(1);
+            k
+        };
+        let mut from = after.map_or_else(|| prefix.as_bytes().to_vec(), past);
+        while out.len() < limit {
+            let Some(item) = self
+                .inner
+                .db
+                .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward))
+                .next()
+            else {
+                break;
+            };
+            let (k, _) = item.map_err(rocks("iterate current"))?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+            let gun = String::from_utf8(k[..end].to_vec()).map_err(|e| Error::Corrupt {
+                cf: CF_CURRENT,
+                key_hex: hex::encode(&k[..]),
+                reason: e.to_string(),
+            })?;
+            from = past(&gun);
+            out.push(gun);
+        }
+        Ok(out)
+    }
+
+    /// Every role of `gun` with its current version.
     pub fn current_versions(&self, gun: &str) -> Result<Vec<(String, u64)>> {
         check_name("gun", gun)?;
         let prefix = gun_prefix(gun);

@@ -743,3 +743,38 @@ fn the_write_ahead_log_stays_bounded_when_one_family_is_written_rarely() {
         "{wal} bytes of write-ahead log after {written} bytes written (bound {MAX_TOTAL_WAL_BYTES})"
     );
 }
+
+#[test]
+fn tuf1_repositories_are_listed_by_prefix_keep_expiry_and_stay_out_of_the_changefeed() {
+    let (_dir, store) = open();
+    let repo = |name: &str| seal_tuf::tuf1::collection(name);
+    for (i, gun) in [repo("b"), "notary/app".to_owned(), repo("a"), repo("a-2")]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(apply(&store, i as u64 + 1, &first_publish(gun)), ApplyOutcome::Applied);
+    }
+    let r = store.reader();
+    let prefix = seal_tuf::tuf1::COLLECTION_PREFIX;
+    assert_eq!(
+        r.collections_with_prefix(prefix, None, 10).unwrap(),
+        vec![repo("a"), repo("a-2"), repo("b")]
+    );
+    assert_eq!(r.collections_with_prefix(prefix, None, 1).unwrap(), vec![repo("a")]);
+    assert_eq!(
+        r.collections_with_prefix(prefix, Some(&repo("a")), 10).unwrap(),
+        vec![repo("a-2"), repo("b")]
+    );
+    // Only the Notary collection's timestamp is in the changefeed; every timestamp is due.
+    let feed = r.changefeed(None, 0, 100).unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.gun.as_str()).collect::<Vec<_>>(),
+        vec!["notary/app"]
+    );
+    assert_eq!(r.due_timestamps(i64::MAX, 10).unwrap().len(), 4);
+    assert_eq!(r.timestamp_expiry(&repo("a")).unwrap(), Some(T0 + 14 * DAY));
+    assert_eq!(
+        r.by_version(&repo("a"), "root", 1).unwrap(),
+        Some(file("root", 1).bytes)
+    );
+}

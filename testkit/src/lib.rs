@@ -7,7 +7,8 @@
 //!   ([`process`]);
 //! * "how does a test talk HTTP to a node?" ([`http`]);
 //! * "where do certificates come from?" ([`pki`]);
-//! * "how is a link between processes cut?" ([`proxy`]).
+//! * "how is a link between processes cut?" ([`proxy`]);
+//! * "where is a Python tool from PyPI?" ([`python_venv`]).
 //!
 //! It depends on no Seal crate and has no feature, so the crates below
 //! seal-node (seal-raft's and seal-signer's tests, seal-signer's `testing`
@@ -26,6 +27,9 @@ pub mod http;
 pub mod pki;
 pub mod process;
 pub mod proxy;
+mod python;
+
+pub use python::python_venv;
 
 use std::path::PathBuf;
 

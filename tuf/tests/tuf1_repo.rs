@@ -5,7 +5,9 @@ mod tuf1_support;
 
 use std::collections::BTreeMap;
 
-use seal_tuf::tuf1::repo::{next_snapshot, next_timestamp, validate_root, validate_targets, Limits, RepoState};
+use seal_tuf::tuf1::repo::{
+    next_snapshot, next_timestamp, validate_first_root, validate_root, validate_targets, Limits, RepoState,
+};
 use seal_tuf::tuf1::{Error, Metadata, Snapshot, Timestamp, TrustedSet};
 use serde_json::json;
 use time::Duration;
@@ -18,6 +20,45 @@ fn state(repo: &Repo) -> RepoState {
         snapshot: Some(Metadata::from_bytes("snapshot", &repo.snapshot).unwrap()),
         timestamp: Some(Metadata::from_bytes("timestamp", &repo.timestamp).unwrap()),
     }
+}
+
+#[test]
+fn a_first_root_is_version_1_self_signed_and_complete() {
+    let keys = RootKeys::new();
+    let lim = Limits::default();
+    let good = signed(keys.root_json(1, EXPIRES), &keys.root_signers());
+    assert_eq!(validate_first_root(&good, NOW, &lim).unwrap().version(), 1);
+
+    let v2 = signed(keys.root_json(2, EXPIRES), &keys.root_signers());
+    assert_eq!(
+        validate_first_root(&v2, NOW, &lim).unwrap_err(),
+        Error::WrongVersion {
+            role: "root".into(),
+            expected: 1,
+            got: 2
+        }
+    );
+    let unsigned = signed(keys.root_json(1, EXPIRES), &[&keys.targets]);
+    assert!(matches!(
+        validate_first_root(&unsigned, NOW, &lim),
+        Err(Error::Threshold { valid: 0, .. })
+    ));
+    let expired = signed(keys.root_json(1, NOW), &keys.root_signers());
+    assert!(matches!(
+        validate_first_root(&expired, NOW, &lim),
+        Err(Error::Expired { .. })
+    ));
+    let mut body = keys.root_json(1, EXPIRES);
+    body.as_object_mut().unwrap().remove("consistent_snapshot");
+    let err = validate_first_root(&signed(body, &keys.root_signers()), NOW, &lim).unwrap_err();
+    assert!(
+        matches!(err, Error::Format { ref field, .. } if field == "signed.consistent_snapshot"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        validate_first_root(&good, NOW, &Limits { root: 100, ..lim }),
+        Err(Error::TooLarge { max: 100, .. })
+    ));
 }
 
 #[test]

@@ -4,6 +4,10 @@
 use crate::error::AccessItem;
 use crate::routes::Route;
 
+/// The resource type of TUF 1.0 repositories in tokens (`tuf-repository:<name>:push`): a
+/// grant on a Notary GUN never covers a repository of the same name.
+pub const TUF1_RESOURCE: &str = "tuf-repository";
+
 /// The access a route needs, in Notary's order (empty: no token needed).
 pub fn required_access(route: &Route) -> Vec<AccessItem> {
     let item = |resource_type: &str, name: &str, action: &str| AccessItem {
@@ -20,6 +24,23 @@ pub fn required_access(route: &Route) -> Vec<AccessItem> {
             vec![item("repository", gun, "push"), item("repository", gun, "pull")]
         }
         Route::DeleteGun { gun } | Route::RotateKey { gun, .. } => vec![item("repository", gun, "*")],
+        Route::Tuf1List => vec![item("registry", "catalog", "*")],
+        Route::Tuf1Metadata { repository, .. }
+        | Route::Tuf1Keys {
+            repository,
+            create: false,
+        } => {
+            vec![item(TUF1_RESOURCE, repository, "pull")]
+        }
+        Route::Tuf1Upload { repository } => vec![
+            item(TUF1_RESOURCE, repository, "push"),
+            item(TUF1_RESOURCE, repository, "pull"),
+        ],
+        Route::Tuf1Keys {
+            repository,
+            create: true,
+        }
+        | Route::Tuf1RotateKey { repository, .. } => vec![item(TUF1_RESOURCE, repository, "*")],
         Route::Health | Route::Metrics | Route::Ready | Route::NotFound => Vec::new(),
     }
 }

@@ -183,6 +183,41 @@ fn scopes_per_route_are_notarys() {
     for open in [Route::Health, Route::Metrics, Route::NotFound] {
         assert!(required_access(&open).is_empty());
     }
+    let r = || "fw".to_owned();
+    for (route, scope) in [
+        (Route::Tuf1List, "registry:catalog:*"),
+        (
+            Route::Tuf1Metadata {
+                repository: r(),
+                file: "timestamp.json".into(),
+            },
+            "tuf-repository:fw:pull",
+        ),
+        (
+            Route::Tuf1Keys {
+                repository: r(),
+                create: false,
+            },
+            "tuf-repository:fw:pull",
+        ),
+        (Route::Tuf1Upload { repository: r() }, "tuf-repository:fw:push,pull"),
+        (
+            Route::Tuf1Keys {
+                repository: r(),
+                create: true,
+            },
+            "tuf-repository:fw:*",
+        ),
+        (
+            Route::Tuf1RotateKey {
+                repository: r(),
+                role: KeyRole::Timestamp,
+            },
+            "tuf-repository:fw:*",
+        ),
+    ] {
+        assert_eq!(scope_param(&required_access(&route)), scope, "{route:?}");
+    }
 }
 
 #[test]

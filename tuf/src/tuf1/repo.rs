@@ -168,6 +168,35 @@ pub fn validate_root(
     Ok(new)
 }
 
+/// Validates the first root of a new repository: version 1, signed by
+/// the threshold of its own root role, not expired, `consistent_snapshot`
+/// present, every role's keys usable and enough of them for its threshold.
+pub fn validate_first_root(bytes: &[u8], now: OffsetDateTime, limits: &Limits) -> Result<Metadata<Root>, Error> {
+    check_size(ROOT, bytes, limits.root)?;
+    let new: Metadata<Root> = Metadata::from_bytes(ROOT, bytes)?;
+    check_signature_ids(ROOT, &new)?;
+    if new.version() != 1 {
+        return Err(Error::WrongVersion {
+            role: ROOT.to_owned(),
+            expected: 1,
+            got: new.version(),
+        });
+    }
+    if new.signed().consistent_snapshot.is_none() {
+        return Err(Error::format(
+            ROOT,
+            "signed.consistent_snapshot",
+            "missing (tough requires it)",
+        ));
+    }
+    for (name, r) in &new.signed().roles {
+        check_role_keys(ROOT, &format!("signed.roles.{name}"), &new.signed().keys, r)?;
+    }
+    new.verify_by(ROOT, ROOT, new.signed())?;
+    check_not_expired(ROOT, new.expires(), now)?;
+    Ok(new)
+}
+
 /// The roles that delegate `role` in `state` (root for `targets`).
 fn delegators<'a>(state: &'a RepoState, role: &str) -> Vec<(&'a str, &'a dyn Delegator)> {
     if role == TARGETS {
