@@ -151,17 +151,7 @@ pub fn validate_root(
             got: new.version(),
         });
     }
-    // tough reads `consistent_snapshot` as a required boolean.
-    if new.signed().consistent_snapshot.is_none() {
-        return Err(Error::format(
-            ROOT,
-            "signed.consistent_snapshot",
-            "missing (tough requires it)",
-        ));
-    }
-    for (name, r) in &new.signed().roles {
-        check_role_keys(ROOT, &format!("signed.roles.{name}"), &new.signed().keys, r)?;
-    }
+    check_root_shape(&new)?;
     new.verify_by(ROOT, ROOT, current.signed())?;
     new.verify_by(ROOT, ROOT, new.signed())?;
     check_not_expired(ROOT, new.expires(), now)?;
@@ -182,6 +172,15 @@ pub fn validate_first_root(bytes: &[u8], now: OffsetDateTime, limits: &Limits) -
             got: new.version(),
         });
     }
+    check_root_shape(&new)?;
+    new.verify_by(ROOT, ROOT, new.signed())?;
+    check_not_expired(ROOT, new.expires(), now)?;
+    Ok(new)
+}
+
+/// What every uploaded root must hold besides its signatures: `consistent_snapshot` (tough
+/// reads it as a required boolean), and usable keys enough for each role's threshold.
+fn check_root_shape(new: &Metadata<Root>) -> Result<(), Error> {
     if new.signed().consistent_snapshot.is_none() {
         return Err(Error::format(
             ROOT,
@@ -192,9 +191,7 @@ pub fn validate_first_root(bytes: &[u8], now: OffsetDateTime, limits: &Limits) -
     for (name, r) in &new.signed().roles {
         check_role_keys(ROOT, &format!("signed.roles.{name}"), &new.signed().keys, r)?;
     }
-    new.verify_by(ROOT, ROOT, new.signed())?;
-    check_not_expired(ROOT, new.expires(), now)?;
-    Ok(new)
+    Ok(())
 }
 
 /// The roles that delegate `role` in `state` (root for `targets`).
