@@ -1,7 +1,7 @@
 //! Standard TUF 1.0 repositories served by a real `seal-node dev`: the owners get the online
 //! keys, sign a root offline, upload root and targets; the node makes and signs snapshot and
 //! timestamp; a client walks timestamp → snapshot → targets and verifies everything with
-//! seal-tuf's `TrustedSet`, and python-tuf's ngclient does the same over HTTP. Bad uploads are
+//! seal-tuf's `TrustedSet`, and python-tuf's ngclient and tough do the same over HTTP. Bad uploads are
 //! refused with their status and change nothing. In a three-node cluster with a learner, the
 //! keys and uploads go through a follower and the clients read through a follower and the
 //! learner, and the new leader keeps timestamps fresh after a leader kill; ngclient refuses a
@@ -927,4 +927,121 @@ fn online_keys_held_as_two_of_three_threshold_shares() {
     );
     assert_eq!(node.get(&path("metadata/timestamp.json")).body, before);
     assert_eq!(node.get(&path("metadata/3.targets.json")).status, 404);
+}
+
+/// tough's transport over the test harness's HTTP client: `GET` of the URL's path on the
+/// node; 404 is "file not found" as the TUF client workflow needs it told apart.
+#[derive(Debug, Clone)]
+struct HarnessHttp;
+
+/// What a tough transport answers (tough names the type only privately).
+type ToughStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<tough::Bytes, tough::TransportError>> + Send>>;
+
+#[tough::async_trait]
+impl tough::Transport for HarnessHttp {
+    async fn fetch(&self, url: url::Url) -> Result<ToughStream, tough::TransportError> {
+        use tough::{TransportError, TransportErrorKind};
+        let addr = format!("{}:{}", url.host_str().unwrap_or_default(), url.port().unwrap_or(80));
+        let path = url.path().to_owned();
+        let answer = tokio::task::spawn_blocking(move || {
+            seal_testkit::http::send(&addr, "GET", &path, &[], &[], std::time::Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?
+        .map_err(|e| TransportError::new_with_cause(TransportErrorKind::Other, url.clone(), e))?;
+        match answer.status {
+            200 => {
+                let body = tough::Bytes::from(answer.body);
+                Ok(Box::pin(futures_util::stream::once(async move { Ok(body) })))
+            }
+            404 => Err(TransportError::new(TransportErrorKind::FileNotFound, url)),
+            status => Err(TransportError::new_with_cause(
+                TransportErrorKind::Other,
+                url,
+                std::io::Error::other(format!("HTTP {status}")),
+            )),
+        }
+    }
+}
+
+/// The repository as tough loads it from `trusted_root` over HTTP: (target name, length,
+/// sha256 hex) of every target, and the versions of root, timestamp and snapshot it trusts.
+/// Every target as (name, length, sha256 hex), in name order.
+type TargetList = Vec<(String, u64, String)>;
+
+fn tough_load(node: &Node, trusted_root: &[u8]) -> Result<(TargetList, [u64; 3]), String> {
+    let base = |tail: &str| url::Url::parse(&format!("http://{}/tuf/{REPO}/{tail}/", node.addr)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo = runtime
+        .block_on(
+            tough::RepositoryLoader::new(&trusted_root, base("metadata"), base("targets"))
+                .transport(HarnessHttp)
+                .load(),
+        )
+        .map_err(|e| format!("tough refused the repository: {e}"))?;
+    let mut targets: TargetList = repo
+        .all_targets()
+        .map(|(name, t)| (name.raw().to_owned(), t.length, hex_of(t.hashes.sha256.as_ref())))
+        .collect();
+    targets.sort();
+    let versions = [
+        repo.root().signed.version.get(),
+        repo.timestamp().signed.version.get(),
+        repo.snapshot().signed.version.get(),
+    ];
+    Ok((targets, versions))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn tough_loads_the_repository_over_http_through_a_root_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, owners, online, root_v1) = repository(dir.path());
+    let entry = |name: &str, data: &[u8]| (name.to_owned(), data.len() as u64, common::sha256_hex(data));
+
+    let (targets, versions) = tough_load(&node, &root_v1).unwrap();
+    assert_eq!(targets, vec![entry("image.bin", PAYLOAD)]);
+    assert_eq!(versions, [1, 1, 1]);
+
+    // The same root signed by keys the repository never used: tough does not take the served
+    // metadata on its word.
+    let strangers = Owners::new();
+    let foreign_root = signed(
+        root_json(1, &[&strangers.root[0]], &strangers, &online),
+        &[&strangers.root[0]],
+    );
+    let refused = tough_load(&node, &serde_json::to_vec(&foreign_root).unwrap()).unwrap_err();
+    assert!(refused.contains("tough refused"), "{refused}");
+
+    // Root 2 signed by the old and the new root key, and a new target: tough walks from root 1.
+    let new_root_key = SigningKey::generate_ed25519(&mut rand::rngs::OsRng).unwrap();
+    let root2 = signed(
+        root_json(2, &[&new_root_key], &owners, &online),
+        &[&owners.root[0], &new_root_key],
+    );
+    let targets2 = signed(
+        targets_json(
+            2,
+            json!({"image.bin": target_entry(PAYLOAD), "image-2.bin": target_entry(RELEASE)}),
+            None,
+        ),
+        &[&owners.targets],
+    );
+    ok(
+        &upload(&node, REPO, &json!({"root": root2, "targets": targets2})),
+        "root 2 and targets 2",
+    );
+    let (targets, versions) = tough_load(&node, &root_v1).unwrap();
+    assert_eq!(
+        targets,
+        vec![entry("image-2.bin", RELEASE), entry("image.bin", PAYLOAD)]
+    );
+    assert_eq!(versions, [2, 2, 2]);
 }
