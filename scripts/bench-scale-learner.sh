@@ -19,7 +19,7 @@ prefix=scale.example.com/$$
 learner=
 SEAL_LOG=warn "$bin/seal-node" local-cluster --dir "$dir/cluster" --base-port "$base" >"$dir/out" &
 cluster=$!
-trap 'kill $learner 2>/dev/null; kill $cluster 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $learner $cluster 2>/dev/null; wait $cluster 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 1 300); do
   grep -q '^ready' "$dir/out" && break
   kill -0 $cluster 2>/dev/null || { cat "$dir/out"; exit 1; }

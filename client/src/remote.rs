@@ -345,6 +345,80 @@ impl Remote {
         self.key_request(gun, role, true)
     }
 
+    /// `<base>/tuf/<repository>/<tail>`, the repository name escaped as a path segment.
+    fn tuf1_url(&self, repository: &str, tail: &str) -> String {
+        format!("{}/tuf/{}/{tail}", self.base, escape_path(repository))
+    }
+
+    /// A JSON answer of the TUF 1.0 routes (at most 1 MiB), or the server's error.
+    fn tuf1_json(&self, resp: reqwest::blocking::Response, what: &str) -> Result<serde_json::Value, ClientError> {
+        let resp = self.success(resp)?;
+        let body = self.body_within(resp, what, 1 << 20)?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Invalid(format!("the server's {what} is not JSON: {e}")))
+    }
+
+    /// `POST /tuf/<repository>/keys`: the repository's online keys, made by the server's signer
+    /// when it has none (docs/tuf.md).
+    pub fn tuf1_keys(&self, repository: &str) -> Result<serde_json::Value, ClientError> {
+        let url = self.tuf1_url(repository, "keys");
+        let resp = self.send(&format!("tuf-repository:{repository}:*"), || self.http.post(&url))?;
+        self.tuf1_json(resp, "keys")
+    }
+
+    /// `POST /tuf/<repository>/keys/<role>`: a new online key for `role` (timestamp or
+    /// snapshot), held beside the others until a root lists it.
+    pub fn tuf1_rotate_key(&self, repository: &str, role: &str) -> Result<serde_json::Value, ClientError> {
+        let url = self.tuf1_url(repository, &format!("keys/{}", escape_path(role)));
+        let resp = self.send(&format!("tuf-repository:{repository}:*"), || self.http.post(&url))?;
+        self.tuf1_json(resp, "keys")
+    }
+
+    /// `POST /tuf/<repository>/metadata`: signed files by role name, in one upload.
+    pub fn tuf1_upload(&self, repository: &str, files: &serde_json::Value) -> Result<(), ClientError> {
+        let url = self.tuf1_url(repository, "metadata");
+        let body = serde_json::to_vec(files).map_err(|e| ClientError::Invalid(format!("upload: {e}")))?;
+        let resp = self.send(&format!("tuf-repository:{repository}:push,pull"), || {
+            self.http
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+        })?;
+        self.success(resp).map(drop)
+    }
+
+    /// `GET /tuf/`: every repository's name, page by page.
+    pub fn tuf1_list(&self) -> Result<Vec<String>, ClientError> {
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let url = match names.last() {
+                None => format!("{}/tuf/", self.base),
+                Some(last) => format!("{}/tuf/?after={}", self.base, escape_path(last)),
+            };
+            let resp = self.send("registry:catalog:*", || self.http.get(&url))?;
+            let page = self.tuf1_json(resp, "repository list")?;
+            let Some(items) = page.get("repositories").and_then(|r| r.as_array()) else {
+                return Err(ClientError::Invalid(
+                    "the server's repository list has no \"repositories\"".into(),
+                ));
+            };
+            let before = names.len();
+            for item in items {
+                let name = item
+                    .as_str()
+                    .ok_or_else(|| ClientError::Invalid("a repository name is not a string".into()))?;
+                if names.last().is_some_and(|last| name <= last.as_str()) {
+                    return Err(ClientError::Invalid(format!(
+                        "the server's repository list is not in order at {name:?}"
+                    )));
+                }
+                names.push(name.to_owned());
+            }
+            if names.len() == before || items.len() < TUF1_LIST_PAGE {
+                return Ok(names);
+            }
+        }
+    }
+
     /// Deletes all of `gun`'s trust data on the server.
     pub fn delete(&self, gun: &str) -> Result<(), ClientError> {
         let url = self.tuf_url(gun, "");
@@ -352,6 +426,9 @@ impl Remote {
         self.success(resp).map(drop)
     }
 }
+
+/// Repositories a page of `GET /tuf/` holds at most (docs/tuf.md).
+const TUF1_LIST_PAGE: usize = 1000;
 
 /// Escapes each `/`-separated segment of `path` as Go's `url.PathEscape`
 /// does, keeping `/` as the separator: letters, digits, `-._~` and the

@@ -4,6 +4,7 @@
 
 mod delegation;
 mod key;
+mod tuf;
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -123,6 +124,9 @@ pub enum Command {
     /// Manage keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Administer standard TUF 1.0 repositories on the server (docs/tuf.md).
+    #[command(subcommand)]
+    Tuf(tuf::TufCmd),
 }
 
 #[derive(Args)]
@@ -444,6 +448,7 @@ pub fn run(ctx: &Ctx, command: Command) -> Result<(), ClientError> {
         }
         Command::Delegation(cmd) => delegation::run(ctx, cmd)?,
         Command::Key(cmd) => key::run(ctx, cmd)?,
+        Command::Tuf(cmd) => tuf::run(ctx, cmd)?,
     }
     Ok(())
 }
