@@ -228,6 +228,9 @@ fn cluster_main(args: ClusterArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // One rustls provider for every TLS use of the process (node, Raft, admin, signer client),
+    // chosen here rather than left to which of rustls's providers the build happens to enable.
+    seal_signer::install_crypto_provider();
     let cli = Cli::parse();
     let env = process_env();
     let mut config_path = None;

@@ -253,6 +253,7 @@ fn node_clock(faults_file: Option<PathBuf>) -> Result<Arc<dyn Clock>, StartError
 
 /// Opens everything `config` names and starts serving.
 pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, StartError> {
+    seal_signer::install_crypto_provider();
     // Before anything opens: fault injection also covers the store's first writes.
     let clock = node_clock(faults_file(env, cfg!(feature = "fault-injection"))?)?;
     let data_dir: PathBuf = config.storage.data_dir.clone();

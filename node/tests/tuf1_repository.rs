@@ -671,6 +671,23 @@ fn timestamps_stay_fresh_across_a_leader_kill() {
             node.addr
         );
     }
+    // python-tuf's ngclient too, from the first root, through each survivor.
+    let Some(python) = python_tuf() else {
+        return;
+    };
+    for &i in &survivors {
+        let node = &cluster.nodes[i];
+        let client = tempfile::tempdir().unwrap();
+        std::fs::write(client.path().join("root.json"), &root_v1).unwrap();
+        let seen = ngclient(&python, client.path(), node, "image.bin");
+        assert_eq!(seen["length"], json!(PAYLOAD.len()), "through {}", node.addr);
+        let now = seen["timestamp"].as_u64().unwrap();
+        assert!(
+            now >= before + 2,
+            "ngclient saw timestamp {now} through {}, {before} before the kill",
+            node.addr
+        );
+    }
 }
 
 /// python-tuf's ngclient against a static mirror of `mirror_dir` (served by Python's
