@@ -127,6 +127,7 @@ impl std::fmt::Debug for TlsMaterial {
 
 impl TlsMaterial {
     pub(crate) fn server_config(&self) -> ServerTlsConfig {
+        install_crypto_provider();
         ServerTlsConfig::new()
             .identity(self.identity.clone())
             .client_ca_root(self.ca.clone())
@@ -135,6 +136,7 @@ impl TlsMaterial {
     }
 
     pub(crate) fn client_config(&self, server_name: &str) -> ClientTlsConfig {
+        install_crypto_provider();
         ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone())
@@ -143,6 +145,13 @@ impl TlsMaterial {
 }
 
 /// The host part of a Raft address `host:port` (`[v6]:port` for IPv6), as TLS checks it.
+/// Installs ring as the process's rustls provider, which tonic's TLS takes as its own. A build
+/// that compiles in a second rustls provider (a test dependency can) leaves rustls without a
+/// default, so the choice is made here, before any TLS configuration is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub(crate) fn peer_host(addr: &str) -> Result<&str, String> {
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| "expected host:port".to_string())?;
     port.parse::<u16>().map_err(|_| format!("invalid port {port:?}"))?;

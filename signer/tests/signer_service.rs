@@ -186,6 +186,7 @@ async fn software_keys_over_mutual_tls_with_the_signing_policy() {
     let other = client(signer.port, &ca, &other_cert, &other_key, Duration::from_secs(5));
     assert!(other.get_key_info(&ts_key.key_id).await.is_err());
     // So is a client with no certificate at all.
+    seal_signer::install_crypto_provider();
     let anonymous = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", signer.port))
         .unwrap()
         .tls_config(
