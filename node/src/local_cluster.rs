@@ -92,10 +92,9 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-/// A free loopback port.
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io("picking a free port"))?;
-    Ok(l.local_addr().map_err(io("picking a free port"))?.port())
+/// A listener on a free loopback port; the port is free again once it is dropped.
+fn free_port() -> Result<TcpListener, String> {
+    TcpListener::bind("127.0.0.1:0").map_err(io("picking a free port"))
 }
 
 /// `GET /_notary_server/health` answered 200.
@@ -208,7 +207,12 @@ fn ports(dir: &Path, base: u16, signers: u16) -> Result<Vec<u16>, String> {
         ));
     }
     let ports: Vec<u16> = if base == 0 {
-        (0..count).map(|_| free_port()).collect::<Result<_, _>>()?
+        // Every listener is held until all ports are drawn: a port let go at once could be drawn
+        // again for another of this cluster's listeners.
+        let held = (0..count).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+        held.iter()
+            .map(|l| l.local_addr().map(|a| a.port()).map_err(io("picking a free port")))
+            .collect::<Result<_, _>>()?
     } else {
         let at = |off: u16| {
             base.checked_add(off)
