@@ -63,35 +63,7 @@ impl Value {
 
     /// Appends the canonical encoding of this value to `out`.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
-        match self {
-            Value::Null => out.extend_from_slice(b"null"),
-            Value::Bool(true) => out.extend_from_slice(b"true"),
-            Value::Bool(false) => out.extend_from_slice(b"false"),
-            Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
-            Value::String(s) => write_string(s, out),
-            Value::Array(items) => {
-                out.push(b'[');
-                for (n, item) in items.iter().enumerate() {
-                    if n > 0 {
-                        out.push(b',');
-                    }
-                    item.write_canonical(out);
-                }
-                out.push(b']');
-            }
-            Value::Object(map) => {
-                out.push(b'{');
-                for (n, (k, v)) in map.iter().enumerate() {
-                    if n > 0 {
-                        out.push(b',');
-                    }
-                    write_string(k, out);
-                    out.push(b':');
-                    v.write_canonical(out);
-                }
-                out.push(b'}');
-            }
-        }
+        write_with(self, out, write_string);
     }
 
     /// The object's map, if this is an object.
@@ -143,6 +115,41 @@ impl Value {
         K: Into<String>,
     {
         Value::Object(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+}
+
+/// Writes `value` compactly, object keys in their (sorted) map order, each string (keys too)
+/// by `string`: the walk every canonical-JSON dialect of this crate shares (Notary's here,
+/// TUF 1.0's in [`crate::tuf1::cjson`]), which differ only in how strings are escaped.
+pub(crate) fn write_with(value: &Value, out: &mut Vec<u8>, string: fn(&str, &mut Vec<u8>)) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Value::String(s) => string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_with(item, out, string);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (n, (k, v)) in map.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                string(k, out);
+                out.push(b':');
+                write_with(v, out, string);
+            }
+            out.push(b'}');
+        }
     }
 }
 

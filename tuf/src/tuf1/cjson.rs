@@ -17,7 +17,7 @@
 //! Parsing is [`crate::cjson::Value::parse`], which refuses duplicate keys,
 //! numbers with a fraction or exponent, and trailing data.
 
-use crate::cjson::Value;
+use crate::cjson::{write_with, Value};
 
 /// The canonical encoding of `value`.
 pub fn to_canonical(value: &Value) -> Vec<u8> {
@@ -37,40 +37,6 @@ pub fn to_json(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     write_with(value, &mut out, write_json_string);
     out
-}
-
-fn write_with(value: &Value, out: &mut Vec<u8>, string: fn(&str, &mut Vec<u8>)) {
-    let write = |v: &Value, out: &mut Vec<u8>| write_with(v, out, string);
-    let write_string = string;
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write(item, out);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            out.push(b'{');
-            for (n, (k, v)) in map.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_string(k, out);
-                out.push(b':');
-                write(v, out);
-            }
-            out.push(b'}');
-        }
-    }
 }
 
 fn write_json_string(s: &str, out: &mut Vec<u8>) {

@@ -148,18 +148,10 @@ pub fn metadata_file_name(role: &str, version: Option<u64>, consistent_snapshot:
     }
 }
 
-/// Formats a time as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
+/// Formats a time as `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds): Notary's RFC 3339 form of
+/// the time with its fraction of a second dropped.
 pub fn format_expires(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::time::format_rfc3339_nano(t - time::Duration::nanoseconds(i64::from(t.nanosecond())))
 }
 
 /// The fields every role's `signed` carries.
