@@ -157,6 +157,28 @@ fn client_refresh(node: &Node, trusted_root: &[u8], target: &str) -> (TrustedSet
     (set, found)
 }
 
+/// Root 2 with a new root key, signed by the old and the new, and targets 2 adding
+/// `image-2.bin` (RELEASE), uploaded together through `node`.
+fn rotate_root_and_add_image_2(node: &Node, owners: &Owners, online: &serde_json::Value) {
+    let new_root_key = SigningKey::generate_ed25519(&mut rand::rngs::OsRng).unwrap();
+    let root2 = signed(
+        root_json(2, &[&new_root_key], owners, online),
+        &[&owners.root[0], &new_root_key],
+    );
+    let targets2 = signed(
+        targets_json(
+            2,
+            json!({"image.bin": target_entry(PAYLOAD), "image-2.bin": target_entry(RELEASE)}),
+            None,
+        ),
+        &[&owners.targets],
+    );
+    ok(
+        &upload(node, REPO, &json!({"root": root2, "targets": targets2})),
+        "root 2 and targets 2",
+    );
+}
+
 /// Every file a client can fetch now, to show a refused request changed nothing.
 fn served(node: &Node) -> Vec<(u16, Vec<u8>)> {
     [
@@ -504,23 +526,7 @@ fn python_tuf_ngclient_refreshes_through_a_root_rotation() {
     );
 
     // Root 2 signed by the old and the new root key, and a new target.
-    let new_root_key = SigningKey::generate_ed25519(&mut rand::rngs::OsRng).unwrap();
-    let root2 = signed(
-        root_json(2, &[&new_root_key], &owners, &online),
-        &[&owners.root[0], &new_root_key],
-    );
-    let targets2 = signed(
-        targets_json(
-            2,
-            json!({"image.bin": target_entry(PAYLOAD), "image-2.bin": target_entry(RELEASE)}),
-            None,
-        ),
-        &[&owners.targets],
-    );
-    ok(
-        &upload(&node, REPO, &json!({"root": root2, "targets": targets2})),
-        "root 2 and targets 2",
-    );
+    rotate_root_and_add_image_2(&node, &owners, &online);
     let seen = ngclient(&python, client.path(), &node, "image-2.bin");
     assert_eq!(
         seen,
@@ -595,23 +601,7 @@ fn a_cluster_serves_a_repository_through_a_follower_and_a_learner() {
     }
 
     // Root rotation and a new target, through the follower; then every reader sees them.
-    let new_root_key = SigningKey::generate_ed25519(&mut rand::rngs::OsRng).unwrap();
-    let root2 = signed(
-        root_json(2, &[&new_root_key], &owners, &online),
-        &[&owners.root[0], &new_root_key],
-    );
-    let targets2 = signed(
-        targets_json(
-            2,
-            json!({"image.bin": target_entry(PAYLOAD), "image-2.bin": target_entry(RELEASE)}),
-            None,
-        ),
-        &[&owners.targets],
-    );
-    ok(
-        &upload(follower, REPO, &json!({"root": root2, "targets": targets2})),
-        "root 2 and targets 2",
-    );
+    rotate_root_and_add_image_2(follower, &owners, &online);
     learner_serves("2.snapshot.json");
     for node in [follower, &learner] {
         let (set, found) = client_refresh(node, &root_v1, "image-2.bin");
@@ -1038,23 +1028,7 @@ fn tough_loads_the_repository_over_http_through_a_root_rotation() {
     assert!(refused.contains("tough refused"), "{refused}");
 
     // Root 2 signed by the old and the new root key, and a new target: tough walks from root 1.
-    let new_root_key = SigningKey::generate_ed25519(&mut rand::rngs::OsRng).unwrap();
-    let root2 = signed(
-        root_json(2, &[&new_root_key], &owners, &online),
-        &[&owners.root[0], &new_root_key],
-    );
-    let targets2 = signed(
-        targets_json(
-            2,
-            json!({"image.bin": target_entry(PAYLOAD), "image-2.bin": target_entry(RELEASE)}),
-            None,
-        ),
-        &[&owners.targets],
-    );
-    ok(
-        &upload(&node, REPO, &json!({"root": root2, "targets": targets2})),
-        "root 2 and targets 2",
-    );
+    rotate_root_and_add_image_2(&node, &owners, &online);
     let (targets, versions) = tough_load(&node, &root_v1).unwrap();
     assert_eq!(
         targets,
