@@ -49,6 +49,7 @@ pub mod network;
 mod node;
 pub mod recovery;
 mod server;
+pub mod snapshot_data;
 pub mod state_machine;
 pub mod tls;
 pub mod types;

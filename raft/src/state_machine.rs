@@ -1,13 +1,14 @@
-//! [`StateMachine`]: openraft's state machine over the state-machine column
-//! families, with snapshots streamed through files.
+//! [`StateMachine`]: openraft's state machine over the state machine's own RocksDB, with
+//! snapshots as RocksDB checkpoints.
 //!
-//! Snapshot files live in `<data dir>/snapshots/<snapshot id>.snap`; the
-//! metadata of the current one in `<data dir>/snapshots/current.meta`
-//! (written after the file, via a temporary file, fsync and rename, so it never
-//! names a missing or partial file). Older snapshot files are removed once a
-//! newer one is current. Installing a received snapshot first copies it to its
-//! own `.snap` file (fsync'd), then lets [`seal_storage::Store::install_snapshot`]
-//! replace the state machine crash-safely from that file.
+//! A snapshot is a checkpoint directory `<data dir>/snapshots/<snapshot id>/` (SST files
+//! hard-linked from the state machine's database: its cost does not grow with the state); the
+//! metadata of the current one is in `<data dir>/snapshots/current.meta` (written after the
+//! directory, via a temporary file, fsync and rename, so it never names a missing or partial
+//! one). Older snapshot directories are removed once a newer one is current. A snapshot is sent
+//! and received as one stream of its files, each with its SHA-256 ([`SnapshotData`]); a received
+//! one is written into `incoming-…/`, checked, renamed to its id, and installed by
+//! [`seal_storage::Store::install_checkpoint`] as the state machine's next generation.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +17,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
-use seal_storage::{Applied, ApplyOutcome, Store};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use seal_storage::{Applied, ApplyOutcome, CheckpointInfo, Store};
 
 use crate::codec::{decode, encode, io_err, join_err};
+use crate::snapshot_data::SnapshotData;
 use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const CURRENT_META: &str = "current.meta";
-const SNAP_EXT: &str = "snap";
+const INCOMING: &str = "incoming-";
 
 fn snap_err(verb: ErrorVerb) -> impl Fn(std::io::Error) -> StorageError {
     move |e| io_err(ErrorSubject::Snapshot(None), verb, &e)
@@ -40,9 +41,18 @@ struct Snapshots {
     current: Mutex<Option<SnapshotMeta>>,
 }
 
+/// Nanoseconds since the epoch, to make names unique.
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 impl Snapshots {
-    fn file(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.{SNAP_EXT}"))
+    /// The checkpoint directory of snapshot `id`.
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
     }
 
     fn current(&self) -> Option<SnapshotMeta> {
@@ -56,8 +66,8 @@ impl Snapshots {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cur.as_ref() {
             if c.last_log_id > meta.last_log_id {
-                // A newer snapshot won the race; drop this one's file.
-                remove_quietly(&self.file(&meta.snapshot_id));
+                // A newer snapshot won the race; drop this one.
+                remove_quietly(&self.path(&meta.snapshot_id));
                 return Ok(());
             }
         }
@@ -74,17 +84,18 @@ impl Snapshots {
         let previous = cur.replace(meta);
         if let Some(prev) = previous {
             if cur.as_ref().map(|m| &m.snapshot_id) != Some(&prev.snapshot_id) {
-                // Open handles (a snapshot being sent) keep reading it on Unix.
-                remove_quietly(&self.file(&prev.snapshot_id));
+                // Files a sender has open stay readable on Unix; a sender that must reopen one
+                // fails, and replication starts again from the new snapshot.
+                remove_quietly(&self.path(&prev.snapshot_id));
             }
         }
         Ok(())
     }
 
-    /// At start-up: remove every file except the current snapshot and its metadata
-    /// (older snapshots, partial builds, temporary copies).
+    /// At start-up: remove everything except the current snapshot and its metadata (older
+    /// snapshots, partial builds and receptions, files of on-disk format 1).
     fn prune(&self) {
-        let keep = self.current().map(|m| format!("{}.{SNAP_EXT}", m.snapshot_id));
+        let keep = self.current().map(|m| m.snapshot_id);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -98,11 +109,65 @@ impl Snapshots {
 }
 
 fn remove_quietly(path: &Path) {
-    if let Err(err) = std::fs::remove_file(path) {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    if let Err(err) = removed {
         if err.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(file = %path.display(), %err, "cannot remove old snapshot file");
+            tracing::warn!(path = %path.display(), %err, "cannot remove an old snapshot");
         }
     }
+}
+
+/// The snapshot metadata of a checkpoint.
+#[allow(clippy::result_large_err)] // openraft's StorageError, returned by the trait methods
+fn meta_of(info: &CheckpointInfo, snapshot_id: String) -> Result<SnapshotMeta, StorageError> {
+    let last_log_id: Option<LogId> = match &info.last_applied {
+        Some(b) => Some(decode(b, ErrorSubject::Snapshot(None))?),
+        None => None,
+    };
+    let last_membership: StoredMembership = match &info.membership {
+        Some(b) => decode(b, ErrorSubject::Snapshot(None))?,
+        None => StoredMembership::default(),
+    };
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership,
+        snapshot_id,
+    })
+}
+
+/// A new snapshot id for a checkpoint of `info`: its last log id, then a unique suffix.
+#[allow(clippy::result_large_err)]
+fn snapshot_id(info: &CheckpointInfo) -> Result<String, StorageError> {
+    let nanos = nanos();
+    let last: Option<LogId> = match &info.last_applied {
+        Some(b) => Some(decode(b, ErrorSubject::Snapshot(None))?),
+        None => None,
+    };
+    Ok(match last {
+        Some(l) => format!("{}-{}-{}-{nanos}", l.leader_id.term, l.leader_id.node_id, l.index),
+        None => format!("0-0-0-{nanos}"),
+    })
+}
+
+/// Build a snapshot of `store` as a checkpoint in `snapshots`: the directory is made under a
+/// temporary name and renamed to the snapshot's id. Blocking.
+#[allow(clippy::result_large_err)]
+fn build_checkpoint(store: &Store, snapshots: &Snapshots) -> Result<(SnapshotMeta, CheckpointInfo), StorageError> {
+    let tmp = snapshots.dir.join(format!("building-{}", nanos()));
+    let info = store
+        .checkpoint_state(&tmp)
+        .map_err(store_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+    let id = snapshot_id(&info)?;
+    let path = snapshots.path(&id);
+    std::fs::rename(&tmp, &path).map_err(snap_err(ErrorVerb::Write))?;
+    std::fs::File::open(&snapshots.dir)
+        .and_then(|d| d.sync_all())
+        .map_err(snap_err(ErrorVerb::Write))?;
+    Ok((meta_of(&info, id)?, info))
 }
 
 /// How far readers of the store may see the applied log. openraft publishes its applied index
@@ -169,7 +234,7 @@ pub(crate) struct SnapshotSizes {
     applied: AtomicU64,
     /// `applied` when the current snapshot was taken.
     at_snapshot: AtomicU64,
-    /// Size of the current snapshot file.
+    /// Size of the current snapshot's files.
     snapshot: AtomicU64,
 }
 
@@ -198,7 +263,7 @@ impl SnapshotSizes {
             .saturating_sub(self.at_snapshot.load(Ordering::Relaxed))
     }
 
-    /// Size of the current snapshot file (0: none).
+    /// Size of the current snapshot's files (0: none).
     pub(crate) fn snapshot_bytes(&self) -> u64 {
         self.snapshot.load(Ordering::Relaxed)
     }
@@ -226,11 +291,20 @@ impl StateMachine {
             dir: snapshot_dir.to_path_buf(),
             current: Mutex::new(current),
         };
-        snapshots.prune();
-        let snapshot_bytes = snapshots
+        let mut snapshot_bytes = snapshots
             .current()
-            .and_then(|m| std::fs::metadata(snapshots.file(&m.snapshot_id)).ok())
-            .map_or(0, |m| m.len());
+            .map_or(0, |m| dir_bytes(&snapshots.path(&m.snapshot_id)));
+        if snapshots
+            .current()
+            .is_some_and(|m| !snapshots.path(&m.snapshot_id).is_dir())
+        {
+            // A snapshot file of on-disk format 1: the log may be purged up to it, so a
+            // checkpoint of the state (which holds at least as much) takes its place.
+            let (meta, info) = build_checkpoint(&store, &snapshots).map_err(std::io::Error::other)?;
+            snapshots.set_current(meta).map_err(std::io::Error::other)?;
+            snapshot_bytes = info.bytes;
+        }
+        snapshots.prune();
         let (applied, _) = store.applied_state().map_err(std::io::Error::other)?;
         let applied = match applied {
             Some(b) => {
@@ -264,7 +338,20 @@ impl StateMachine {
     }
 }
 
-/// Builds snapshots from a consistent RocksDB snapshot into a file.
+/// Total size of the files in `dir` (0 when it cannot be read).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Builds snapshots as checkpoints of the state machine's database.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     store: Store,
@@ -274,54 +361,26 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        // The id is unique per build; the applied state comes from the file itself.
-        let tmp_path = self.snapshots.dir.join(format!("building-{nanos}.partial"));
         let store = self.store.clone();
-        let path = tmp_path.clone();
+        let snapshots = self.snapshots.clone();
         // Taken before the build: the build covers at least what was applied by now.
         let applied_before = self.sizes.applied.load(Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let info = tokio::task::spawn_blocking(move || store.write_snapshot(&path))
+        let (meta, info) = tokio::task::spawn_blocking(move || build_checkpoint(&store, &snapshots))
             .await
-            .map_err(|e| join_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?
-            .map_err(store_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+            .map_err(|e| join_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))??;
         tracing::info!(
-            records = info.records,
+            files = info.files,
             bytes = info.bytes,
             millis = started.elapsed().as_millis() as u64,
-            "built a state-machine snapshot"
+            "built a state-machine snapshot (checkpoint)"
         );
-        let last_log_id: Option<LogId> = match &info.last_applied {
-            Some(b) => Some(decode(b, ErrorSubject::Snapshot(None))?),
-            None => None,
-        };
-        let last_membership: StoredMembership = match &info.membership {
-            Some(b) => decode(b, ErrorSubject::Snapshot(None))?,
-            None => StoredMembership::default(),
-        };
-        let snapshot_id = match &last_log_id {
-            Some(l) => format!("{}-{}-{}-{nanos}", l.leader_id.term, l.leader_id.node_id, l.index),
-            None => format!("0-0-0-{nanos}"),
-        };
-        let final_path = self.snapshots.file(&snapshot_id);
-        std::fs::rename(tmp_path.as_path(), final_path.as_path()).map_err(snap_err(ErrorVerb::Write))?;
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-            snapshot_id,
-        };
         self.snapshots.set_current(meta.clone())?;
         self.sizes.taken(applied_before, info.bytes);
-        let file = tokio::fs::File::open(final_path.as_path())
-            .await
-            .map_err(snap_err(ErrorVerb::Read))?;
+        let data = SnapshotData::send(&self.snapshots.path(&meta.snapshot_id)).map_err(snap_err(ErrorVerb::Read))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(data),
         })
     }
 }
@@ -405,44 +464,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        // An unlinked temporary file: never left behind, whatever happens.
-        let f = tempfile::tempfile_in(&self.snapshots.dir).map_err(snap_err(ErrorVerb::Write))?;
-        Ok(Box::new(tokio::fs::File::from_std(f)))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        // Removed at the next start if never installed.
+        let dir = self.snapshots.dir.join(format!("{INCOMING}{}", nanos()));
+        let data = SnapshotData::receive(&dir).map_err(snap_err(ErrorVerb::Write))?;
+        Ok(Box::new(data))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let io = |verb| move |e: std::io::Error| io_err(ErrorSubject::Snapshot(Some(meta.signature())), verb, &e);
-        let mut src = *snapshot;
-        src.flush().await.map_err(io(ErrorVerb::Write))?;
-        src.seek(std::io::SeekFrom::Start(0))
+        let data = *snapshot;
+        // Every file arrived whole and matches its checksum (or this fails, changing nothing).
+        let copy_to = self.snapshots.dir.join(format!("{INCOMING}{}", nanos()));
+        let partial = data.receiving_dir().unwrap_or(&copy_to).to_path_buf();
+        let to = copy_to.clone();
+        let received = tokio::task::spawn_blocking(move || data.into_dir(&to))
             .await
-            .map_err(io(ErrorVerb::Seek))?;
-        // Keep our own durable copy: it is the current snapshot afterwards and
-        // the source of crash recovery while installing.
-        let final_path = self.snapshots.file(&meta.snapshot_id);
-        let tmp_path = self.snapshots.dir.join(format!("{}.{SNAP_EXT}.tmp", meta.snapshot_id));
-        let mut dst = tokio::fs::File::create(&tmp_path).await.map_err(io(ErrorVerb::Write))?;
-        tokio::io::copy(&mut src, &mut dst)
-            .await
-            .map_err(io(ErrorVerb::Write))?;
-        dst.sync_all().await.map_err(io(ErrorVerb::Write))?;
-        drop(dst);
-        tokio::fs::rename(tmp_path.as_path(), final_path.as_path())
-            .await
+            .map_err(|e| join_err(subject(), ErrorVerb::Read, &e))?;
+        let received = match received {
+            Ok(dir) => dir,
+            Err(e) => {
+                remove_quietly(&partial);
+                return Err(io(ErrorVerb::Read)(e));
+            }
+        };
+        let path = self.snapshots.path(&meta.snapshot_id);
+        if path.exists() && path != received {
+            remove_quietly(&path);
+        }
+        std::fs::rename(&received, &path).map_err(io(ErrorVerb::Write))?;
+        std::fs::File::open(&self.snapshots.dir)
+            .and_then(|d| d.sync_all())
             .map_err(io(ErrorVerb::Write))?;
 
         let store = self.store.clone();
-        let path = final_path.clone();
+        let src = path.clone();
         if let Some(l) = &meta.last_log_id {
             self.watermark.begin(l.index);
         }
-        let info = tokio::task::spawn_blocking(move || store.install_snapshot(&path))
+        let info = tokio::task::spawn_blocking(move || store.install_checkpoint(&src))
             .await
             .map_err(|e| join_err(subject(), ErrorVerb::Write, &e))?
             .map_err(store_err(subject(), ErrorVerb::Write))?;
@@ -469,12 +530,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(meta) = self.snapshots.current() else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(self.snapshots.file(&meta.snapshot_id))
-            .await
-            .map_err(snap_err(ErrorVerb::Read))?;
+        let data = SnapshotData::send(&self.snapshots.path(&meta.snapshot_id)).map_err(snap_err(ErrorVerb::Read))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(data),
         }))
     }
 }

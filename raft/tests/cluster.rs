@@ -356,10 +356,16 @@ async fn learner_added_after_log_purge_catches_up_by_snapshot_and_is_promoted() 
     let snapshot_len = std::fs::read_dir(root.path().join(format!("node{leader_id}/snapshots")))
         .unwrap()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
-        .map(|e| e.metadata().unwrap().len())
+        .filter(|e| e.path().is_dir())
+        .map(|e| {
+            std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .map(|f| f.metadata().unwrap().len())
+                .sum::<u64>()
+        })
         .max()
-        .expect("a snapshot file");
+        .expect("a snapshot");
     assert!(
         snapshot_len > 3 * 4096,
         "snapshot of {snapshot_len} bytes would not need several chunks"

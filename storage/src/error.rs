@@ -56,9 +56,12 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// A previous snapshot install was interrupted and its source file is gone,
-    /// so the state machine cannot be recovered from this directory.
-    #[error("interrupted snapshot install from {path} cannot be resumed: file missing")]
+    /// A snapshot install by a release of on-disk format 1 was interrupted: this release does not
+    /// finish it (nor move such a database to format 2).
+    #[error(
+        "a snapshot install from {path} was interrupted under an earlier release (on-disk format 1): \
+         start that release once to finish it, then this one"
+    )]
     InstallUnrecoverable {
         /// The snapshot file the install was reading.
         path: PathBuf,

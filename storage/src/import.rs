@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::command::{ApplyOutcome, ChangeCategory, ChangeRecord, ImportedCollection, ServerKeys};
 use crate::error::{Error, Result};
 use crate::keys::*;
-use crate::store::Store;
+use crate::state::StateDb;
 
-impl Store {
+impl StateDb {
     pub(crate) fn apply_import(&self, batch: &mut WriteBatch, c: &ImportedCollection) -> Result<ApplyOutcome> {
         let reject = |reason: String| Ok(ApplyOutcome::Rejected { reason });
         let gun = c.gun.as_str();
@@ -76,12 +76,12 @@ impl Store {
 
         // Already imported (the same command applied before) or holding other data?
         let prefix = gun_prefix(gun);
-        let held_current = self.inner.prefix_keys(CF_CURRENT, &prefix)?;
-        let held_changes = self.inner.prefix_keys(CF_CHANGEFEED_GUN, &prefix)?.len();
+        let held_current = self.prefix_keys(CF_CURRENT, &prefix)?;
+        let held_changes = self.prefix_keys(CF_CHANGEFEED_GUN, &prefix)?.len();
         if !held_current.is_empty() || held_changes > 0 {
             let mut same = held_changes == c.changes.len() && held_current.len() == current.len();
             for (role, version) in &current {
-                same = same && self.current_version_of(gun, role)? == Some(*version);
+                same = same && self.current_version(gun, role)? == Some(*version);
             }
             return if same {
                 Ok(ApplyOutcome::Applied)
@@ -92,9 +92,9 @@ impl Store {
             };
         }
 
-        let cf_meta = self.inner.cf(CF_META)?;
-        let cf_checksum = self.inner.cf(CF_CHECKSUM)?;
-        let cf_current = self.inner.cf(CF_CURRENT)?;
+        let cf_meta = self.cf(CF_META)?;
+        let cf_checksum = self.cf(CF_CHECKSUM)?;
+        let cf_current = self.cf(CF_CURRENT)?;
         for f in &c.files {
             let sha = hex::encode(Sha256::digest(&f.bytes));
             batch.put_cf(cf_meta, meta_key(gun, &f.role, f.version), &f.bytes);
@@ -119,7 +119,7 @@ impl Store {
         if let Some(expires) = c.timestamp_expires_unix_nanos {
             self.move_expiry(batch, gun, Some(expires))?;
         }
-        let cf_keys = self.inner.cf(CF_SERVER_KEYS)?;
+        let cf_keys = self.cf(CF_SERVER_KEYS)?;
         for (role, key) in &c.server_keys {
             let keys = ServerKeys {
                 active: Some(key.clone()),
@@ -132,10 +132,6 @@ impl Store {
             batch.put_cf(cf_keys, gun_role(gun, role), bytes);
         }
         Ok(ApplyOutcome::Applied)
-    }
-
-    fn current_version_of(&self, gun: &str, role: &str) -> Result<Option<u64>> {
-        Ok(self.reader().current(gun, role)?.map(|(v, _)| v))
     }
 }
 

@@ -8,8 +8,9 @@ use crate::error::{Error, Result};
 
 /// Raft log: index (u64 BE) -> serialized entry.
 pub const CF_RAFT_LOG: &str = "raft_log";
-/// Raft metadata: vote, committed, last purged, install marker; and this node's own records:
-/// on-disk format version, node id, cluster id (never replicated, never in snapshots).
+/// Raft metadata: vote, committed, last purged, the state machine's current generation; and this
+/// node's own records: on-disk format version, node id, cluster id (never replicated, never in
+/// snapshots).
 pub const CF_RAFT_META: &str = "raft_meta";
 /// State-machine metadata: last applied, membership, changefeed sequence.
 pub const CF_SM_META: &str = "sm_meta";
@@ -43,7 +44,7 @@ pub const SM_CFS: [&str; 9] = [
     CF_SERVER_KEYS,
 ];
 
-/// The Raft column families; with [`SM_CFS`], every column family of the database.
+/// The Raft database's column families; [`SM_CFS`] are the state machine's own database's.
 pub const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
 
 pub(crate) const SM_LAST_APPLIED: &[u8] = b"last_applied";
@@ -53,7 +54,10 @@ pub(crate) const SM_CHANGE_SEQ: &[u8] = b"changefeed_seq";
 pub(crate) const RM_VOTE: &[u8] = b"vote";
 pub(crate) const RM_COMMITTED: &[u8] = b"committed";
 pub(crate) const RM_LAST_PURGED: &[u8] = b"last_purged";
+/// Format 1 only: the snapshot file an interrupted install was reading.
 pub(crate) const RM_INSTALLING: &[u8] = b"sm_installing_from";
+/// The state machine's current generation (u64 BE, [`crate::state`]).
+pub(crate) const RM_SM_GENERATION: &[u8] = b"sm_generation";
 pub(crate) const RM_FORMAT: &[u8] = b"format_version";
 pub(crate) const RM_NODE_ID: &[u8] = b"node_id";
 pub(crate) const RM_CLUSTER_ID: &[u8] = b"cluster_id";

@@ -1,4 +1,5 @@
-//! `seal-storage`: Seal's on-disk state in one RocksDB instance.
+//! `seal-storage`: Seal's on-disk state in two RocksDB instances: the Raft database (log, Raft
+//! metadata, the node's own records) and, inside its directory, the state machine's.
 //!
 //! * [`keys`] names the column families and key encodings (Raft log and
 //!   metadata, and the state machine: metadata files by version, checksum
@@ -10,9 +11,10 @@
 //! * `local`: the node's own records beside the replicated state (on-disk format version,
 //!   node id, cluster id) and checkpoints of the whole database, for backups.
 //! * [`Reader`] serves lock-free reads of the state machine.
-//! * [`snapshot`] streams state-machine snapshots to files and installs them
-//!   crash-safely; the same stream, hashed, is the [`StateDigest`] by which
-//!   replicas are compared ([`Store::state_digest`]).
+//! * `state`: the state machine's own database, one generation directory at a time.
+//! * [`snapshot`] makes state-machine snapshots as RocksDB checkpoints and installs them
+//!   crash-safely as a new generation; and the [`StateDigest`] by which replicas are compared
+//!   ([`Store::state_digest`]).
 //! * `faults` (feature `fault-injection`, tests only) delays synced writes
 //!   to simulate a slow disk (`set_sync_delay`).
 //!
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod archive;
 mod cache;
 pub mod command;
 pub mod error;
@@ -30,6 +33,7 @@ mod import;
 pub mod keys;
 mod local;
 pub mod snapshot;
+mod state;
 mod store;
 
 pub use cache::{CurrentFile, CACHE_BYTES};
@@ -42,5 +46,6 @@ pub use error::{Error, Result};
 pub use faults::set_sync_delay;
 pub use keys::rfc3339_nanos;
 pub use local::FORMAT_VERSION;
-pub use snapshot::{verify_snapshot, SnapshotInfo, StateDigest};
-pub use store::{Applied, RaftMetaKey, Reader, Store, MAX_TOTAL_WAL_BYTES};
+pub use snapshot::{CheckpointInfo, StateDigest, INSTALL_STEPS};
+pub use state::MAX_TOTAL_WAL_BYTES;
+pub use store::{Applied, RaftMetaKey, Reader, Store};

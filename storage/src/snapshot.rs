@@ -1,215 +1,83 @@
-//! State-machine snapshots: a streamed file, built from a RocksDB snapshot
-//! (one consistent point in time) and installed crash-safely.
+//! State-machine snapshots as RocksDB checkpoints, and the state digest.
 //!
-//! File format: the magic `SEALSNAP1`, then records
-//! `[cf index u8][key len u32 BE][key][value len u32 BE][value]` for every key
-//! of every state-machine column family ([`crate::keys::SM_CFS`] order, each in
-//! key order), then the end byte `0xFF`, then the 32-byte sha256 of everything
-//! before it. Nothing is held in memory beyond one record and one write batch.
+//! Build ([`Store::checkpoint_state`]): a checkpoint of the state machine's database, its SST
+//! files hard-linked, so the cost does not grow with the state (a memtable flush and a link per
+//! file); the writers wait only for the second of two flushes, which finds the memtables nearly
+//! empty, and for the links.
 //!
-//! Install: the file is verified end to end first; then an "installing from
-//! <path>" marker is written (fsync'd) to `raft_meta`; the state-machine column
-//! families are cleared and refilled in bounded batches (not fsync'd); the last
-//! batch removes the marker and is fsync'd, which also persists every earlier
-//! batch (one shared WAL). If the process dies in between, [`Store::open`] finds
-//! the marker and redoes the install from the same file before anything else
-//! can read the half-installed state.
+//! Install ([`Store::install_checkpoint`]): the checkpoint becomes the next generation of the
+//! state machine beside the current one (SST files linked, the others copied, all fsync'd), is
+//! opened, and is then recorded as current in the Raft database with one synced write: the
+//! commit point. A crash before it leaves the old generation current (the new directory is
+//! removed at the next open); after it, the new one. Readers holding the old generation finish
+//! on it; its directory goes when they let go.
 //!
-//! Digest: [`Store::state_digest`] hashes the same stream (magic, records, end byte) as
-//! [`Store::write_snapshot`] writes — one walk serves both — without writing a file, so a
-//! store's digest equals the trailer of a snapshot taken of it at the same point.
+//! Digest: [`Store::state_digest`] hashes one stream over every state-machine column family at
+//! one consistent point (the magic `SEALSNAP1`, then records `[cf index u8][key len u32 BE][key]
+//! [value len u32 BE][value]` in [`crate::keys::SM_CFS`] order, each in key order, then the end
+//! byte `0xFF`): two stores whose state machines hold the same keys and values have the same
+//! digest, whatever their files, logs or compaction history.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
 
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::IteratorMode;
 use sha2::{Digest, Sha256};
 
 use crate::error::{rocks, Error, Result};
-use crate::keys::{CF_RAFT_META, CF_SM_META, RM_INSTALLING, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
+use crate::keys::{CF_SM_META, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
+use crate::local::record_generation;
+use crate::state::{generation_dir, link_or_copy_dir, StateDb};
 use crate::store::{Inner, Reader, Store};
 
 const MAGIC: &[u8; 9] = b"SEALSNAP1";
 const END: u8 = 0xFF;
-const BATCH_BYTES: usize = 4 << 20;
 const MAX_KEY: u32 = 1 << 16;
 const MAX_VALUE: u32 = 1 << 30;
 
-/// What a snapshot file holds, as found while writing or verifying it.
+/// What a state-machine checkpoint holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SnapshotInfo {
-    /// Serialized last applied log id stored in the snapshot (`sm_meta`).
+pub struct CheckpointInfo {
+    /// Serialized last applied log id stored in it (`sm_meta`).
     pub last_applied: Option<Vec<u8>>,
-    /// Serialized membership stored in the snapshot (`sm_meta`).
+    /// Serialized membership stored in it (`sm_meta`).
     pub membership: Option<Vec<u8>>,
-    /// Number of key/value records.
-    pub records: u64,
-    /// File size in bytes.
+    /// Number of files in the checkpoint directory.
+    pub files: u64,
+    /// Their total size in bytes.
     pub bytes: u64,
-    /// Hex sha256 trailer of the file.
-    pub sha256: String,
 }
 
 struct HashWriter<W: Write> {
     inner: W,
     hasher: Sha256,
-    bytes: u64,
 }
 
 impl<W: Write> HashWriter<W> {
     fn put(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.hasher.update(buf);
-        self.bytes += buf.len() as u64;
         self.inner.write_all(buf)
     }
 }
 
-struct HashReader<R: Read> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
+/// The steps of [`Store::install_checkpoint`] after which a test may crash the process, in
+/// order: the checkpoint checked, its first file placed, all placed, the new generation opened,
+/// the new generation recorded (the commit point).
+pub const INSTALL_STEPS: [&str; 5] = ["checked", "linking", "linked", "opened", "committed"];
 
-impl<R: Read> HashReader<R> {
-    fn take(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read_exact(buf)?;
-        self.hasher.update(&*buf);
-        self.bytes += buf.len() as u64;
-        Ok(())
-    }
-
-    fn take_vec(&mut self, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut v = vec![0u8; len];
-        self.take(&mut v)?;
-        Ok(v)
-    }
-
-    fn take_u32(&mut self) -> std::io::Result<u32> {
-        let mut b = [0u8; 4];
-        self.take(&mut b)?;
-        Ok(u32::from_be_bytes(b))
+/// In test builds (and with the `fault-injection` feature): abort the process at `step` when
+/// `SEAL_CRASH_AT` names it, as a crash there would.
+#[cfg(any(test, feature = "fault-injection"))]
+fn crash_point(step: &str) {
+    if std::env::var_os("SEAL_CRASH_AT").is_some_and(|v| v == step) {
+        std::process::abort();
     }
 }
 
-/// A record read from a snapshot file.
-enum Item {
-    Record(usize, Vec<u8>, Vec<u8>),
-    End,
-}
-
-/// Sequential reader of a snapshot file that checks structure and the trailer.
-struct SnapReader {
-    path: PathBuf,
-    r: HashReader<BufReader<File>>,
-}
-
-impl SnapReader {
-    fn open(path: &Path) -> Result<SnapReader> {
-        let file = File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut sr = SnapReader {
-            path: path.to_path_buf(),
-            r: HashReader {
-                inner: BufReader::with_capacity(1 << 16, file),
-                hasher: Sha256::new(),
-                bytes: 0,
-            },
-        };
-        let mut magic = [0u8; 9];
-        sr.r.take(&mut magic).map_err(|e| sr.io(e))?;
-        if &magic != MAGIC {
-            return Err(sr.invalid("bad magic"));
-        }
-        Ok(sr)
-    }
-
-    fn io(&self, source: std::io::Error) -> Error {
-        if source.kind() == std::io::ErrorKind::UnexpectedEof {
-            return self.invalid("truncated");
-        }
-        Error::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn invalid(&self, reason: &str) -> Error {
-        Error::InvalidSnapshot {
-            path: self.path.clone(),
-            reason: reason.to_owned(),
-        }
-    }
-
-    fn next_item(&mut self) -> Result<Item> {
-        let mut tag = [0u8; 1];
-        self.r.take(&mut tag).map_err(|e| self.io(e))?;
-        if tag[0] == END {
-            return Ok(Item::End);
-        }
-        let cf = usize::from(tag[0]);
-        if cf >= SM_CFS.len() {
-            return Err(self.invalid("unknown column family index"));
-        }
-        let klen = self.r.take_u32().map_err(|e| self.io(e))?;
-        if klen > MAX_KEY {
-            return Err(self.invalid("key too long"));
-        }
-        let key = self.r.take_vec(klen as usize).map_err(|e| self.io(e))?;
-        let vlen = self.r.take_u32().map_err(|e| self.io(e))?;
-        if vlen > MAX_VALUE {
-            return Err(self.invalid("value too long"));
-        }
-        let value = self.r.take_vec(vlen as usize).map_err(|e| self.io(e))?;
-        Ok(Item::Record(cf, key, value))
-    }
-
-    /// After [`Item::End`]: check the trailer and that nothing follows. Returns the hex digest.
-    fn finish(mut self) -> Result<(String, u64)> {
-        let computed = std::mem::take(&mut self.r.hasher).finalize();
-        let mut trailer = [0u8; 32];
-        self.r.inner.read_exact(&mut trailer).map_err(|e| self.io(e))?;
-        if trailer[..] != computed[..] {
-            return Err(self.invalid("checksum mismatch"));
-        }
-        let mut extra = [0u8; 1];
-        match self.r.inner.read(&mut extra) {
-            Ok(0) => {}
-            Ok(_) => return Err(self.invalid("trailing bytes")),
-            Err(e) => return Err(self.io(e)),
-        }
-        Ok((hex::encode(trailer), self.r.bytes + 32))
-    }
-}
-
-/// Read a snapshot file end to end, checking its structure and checksum.
-pub fn verify_snapshot(path: &Path) -> Result<SnapshotInfo> {
-    let mut sr = SnapReader::open(path)?;
-    let mut info = SnapshotInfo::default();
-    let mut last: Option<(usize, Vec<u8>)> = None;
-    while let Item::Record(cf, key, value) = sr.next_item()? {
-        if let Some((lcf, lkey)) = &last {
-            if (cf, &key) <= (*lcf, lkey) {
-                return Err(sr.invalid("records out of order"));
-            }
-        }
-        if SM_CFS[cf] == CF_SM_META {
-            if key == SM_LAST_APPLIED {
-                info.last_applied = Some(value);
-            } else if key == SM_MEMBERSHIP {
-                info.membership = Some(value);
-            }
-        }
-        info.records += 1;
-        last = Some((cf, key));
-    }
-    let (sha, bytes) = sr.finish()?;
-    info.sha256 = sha;
-    info.bytes = bytes;
-    Ok(info)
-}
+#[cfg(not(any(test, feature = "fault-injection")))]
+fn crash_point(_step: &str) {}
 
 fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
@@ -218,48 +86,46 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-fn sync_parent(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_at(dir))?;
+/// Number and total size of the files in `dir`.
+fn dir_size(dir: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir(dir).map_err(io_at(dir))? {
+        let entry = entry.map_err(io_at(dir))?;
+        files += 1;
+        bytes += entry.metadata().map_err(io_at(&entry.path()))?.len();
     }
-    Ok(())
+    Ok((files, bytes))
 }
 
 /// A digest of the whole state machine, as [`Store::state_digest`] computes it.
 ///
-/// `sha256` is the hash of exactly the bytes a snapshot file taken at the same point would hold
-/// before its trailer (so it equals that file's [`SnapshotInfo::sha256`]): two stores whose
+/// `sha256` is the hash of the stream described in the module documentation: two stores whose
 /// state machines hold the same keys and values (the last applied log id and membership
 /// included) have the same digest, whatever their Raft logs, snapshots or compaction history.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct StateDigest {
-    /// Serialized last applied log id the digest covers (`sm_meta`), as in [`SnapshotInfo`].
+    /// Serialized last applied log id the digest covers (`sm_meta`).
     pub last_applied: Option<Vec<u8>>,
-    /// Hex sha256 of the state machine's snapshot stream.
+    /// Hex sha256 of the state machine's stream.
     pub sha256: String,
     /// Number of key/value records covered.
     pub records: u64,
 }
 
-/// Stream the state machine, read at one consistent point (a RocksDB snapshot), into `w` in
-/// the snapshot file format (magic, records, end byte; no trailer): the one walk behind both
-/// [`Store::write_snapshot`] and [`Store::state_digest`]. Fills `last_applied`, `membership`
-/// and `records` of the returned info; `io` maps a failure of `w`.
+/// Stream the state machine, read at one consistent point (a RocksDB snapshot), into `w` (magic,
+/// records, end byte). Fills `last_applied` and `records` of the returned digest; `io` maps a
+/// failure of `w`.
 fn stream_state<W: Write>(
     inner: &Inner,
     w: &mut HashWriter<W>,
     io: &dyn Fn(std::io::Error) -> Error,
-) -> Result<SnapshotInfo> {
-    let mut info = SnapshotInfo::default();
+) -> Result<StateDigest> {
+    let mut digest = StateDigest::default();
     w.put(MAGIC).map_err(io)?;
-    let snap = inner.db.snapshot();
+    let sm = inner.sm();
+    let snap = sm.db().snapshot();
     for (i, name) in SM_CFS.iter().enumerate() {
-        let cf = inner.cf(name)?;
+        let cf = sm.cf(name)?;
         let tag = u8::try_from(i).map_err(|_| Error::Encode {
             what: "snapshot",
             reason: "too many column families".into(),
@@ -283,19 +149,15 @@ fn stream_state<W: Write>(
             w.put(&k).map_err(io)?;
             w.put(&vlen.to_be_bytes()).map_err(io)?;
             w.put(&v).map_err(io)?;
-            if *name == CF_SM_META {
-                if &*k == SM_LAST_APPLIED {
-                    info.last_applied = Some(v.to_vec());
-                } else if &*k == SM_MEMBERSHIP {
-                    info.membership = Some(v.to_vec());
-                }
+            if *name == CF_SM_META && &*k == SM_LAST_APPLIED {
+                digest.last_applied = Some(v.to_vec());
             }
-            info.records += 1;
+            digest.records += 1;
         }
     }
     drop(snap);
     w.put(&[END]).map_err(io)?;
-    Ok(info)
+    Ok(digest)
 }
 
 /// See [`Store::state_digest`]; shared with [`crate::Reader::state_digest`].
@@ -303,119 +165,106 @@ pub(crate) fn digest_state(inner: &Inner) -> Result<StateDigest> {
     let mut w = HashWriter {
         inner: std::io::sink(),
         hasher: Sha256::new(),
-        bytes: 0,
     };
     let path = inner.path.clone();
-    let info = stream_state(inner, &mut w, &|source| Error::Io {
+    let mut digest = stream_state(inner, &mut w, &|source| Error::Io {
         path: path.clone(),
         source,
     })?;
-    Ok(StateDigest {
-        last_applied: info.last_applied,
-        sha256: hex::encode(w.hasher.finalize()),
-        records: info.records,
-    })
+    digest.sha256 = hex::encode(w.hasher.finalize());
+    Ok(digest)
 }
 
 impl Store {
-    /// Write a snapshot of the state machine, taken at one consistent point, to
-    /// `path` (via `path.tmp`, fsync'd and renamed, so `path` is complete or absent).
-    pub fn write_snapshot(&self, path: &Path) -> Result<SnapshotInfo> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let file = File::create(&tmp).map_err(io_at(&tmp))?;
-        let mut w = HashWriter {
-            inner: BufWriter::with_capacity(1 << 16, file),
-            hasher: Sha256::new(),
-            bytes: 0,
+    /// Make a checkpoint of the state machine in `dir`, which must not exist (its parent must):
+    /// see the module documentation. Returns what it holds, read at the point it was taken.
+    pub fn checkpoint_state(&self, dir: &Path) -> Result<CheckpointInfo> {
+        if dir.exists() {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
+            });
+        }
+        // Most of the memtables go to disk without stopping the writers.
+        self.inner.sm().db().flush().map_err(rocks("flush for a checkpoint"))?;
+        let (last_applied, membership) = {
+            let _guard = self.inner.lock();
+            let sm = self.inner.sm();
+            let applied = (sm.get(CF_SM_META, SM_LAST_APPLIED)?, sm.get(CF_SM_META, SM_MEMBERSHIP)?);
+            Checkpoint::new(sm.db())
+                .and_then(|c| c.create_checkpoint(dir))
+                .map_err(rocks("checkpoint"))?;
+            applied
         };
-        let mut info = stream_state(&self.inner, &mut w, &io_at(&tmp))?;
-        let digest = std::mem::take(&mut w.hasher).finalize();
-        w.inner.write_all(&digest).map_err(io_at(&tmp))?;
-        info.bytes = w.bytes + 32;
-        info.sha256 = hex::encode(digest);
-        let file = w.inner.into_inner().map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io_at(&tmp))?;
-        drop(file);
-        std::fs::rename(tmp.as_path(), path).map_err(io_at(path))?;
-        sync_parent(path)?;
+        let (files, bytes) = dir_size(dir)?;
+        Ok(CheckpointInfo {
+            last_applied,
+            membership,
+            files,
+            bytes,
+        })
+    }
+
+    /// Replace the whole state machine with the checkpoint in `src` (made by
+    /// [`Store::checkpoint_state`], here or on another node), crash-safely: see the module
+    /// documentation. `src` is left as it is. Returns what the installed state holds.
+    pub fn install_checkpoint(&self, src: &Path) -> Result<CheckpointInfo> {
+        let (files, bytes) = dir_size(src)?;
+        if !src.join("CURRENT").is_file() {
+            return Err(Error::InvalidSnapshot {
+                path: src.to_path_buf(),
+                reason: "not a RocksDB checkpoint (no CURRENT)".into(),
+            });
+        }
+        crash_point("checked");
+        let _guard = self.inner.lock();
+        let old = self.inner.sm();
+        let generation = old.generation() + 1;
+        let dir = generation_dir(&self.inner.path, generation);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+        }
+        let new = link_or_copy_dir(src, &dir, &mut || crash_point("linking"))
+            .and_then(|()| {
+                crash_point("linked");
+                StateDb::open(&dir, generation)
+            })
+            .and_then(|new| {
+                let info = CheckpointInfo {
+                    last_applied: new.get(CF_SM_META, SM_LAST_APPLIED)?,
+                    membership: new.get(CF_SM_META, SM_MEMBERSHIP)?,
+                    files,
+                    bytes,
+                };
+                Ok((new, info))
+            });
+        let (new, info) = match new {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        crash_point("opened");
+        if let Err(e) = record_generation(&self.inner.db, generation) {
+            new.retire();
+            return Err(e);
+        }
+        crash_point("committed");
+        self.inner.cache.clear();
+        *self.inner.sm.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        old.retire();
+        drop(old);
+        // Reads that began on the old generation may have filled the cache since the first clear.
+        self.inner.cache.clear();
         Ok(info)
     }
 
-    /// A digest of the state machine read at one consistent point: the sha256 of the bytes a
-    /// snapshot taken now would hold (see [`StateDigest`]), computed without writing any file.
-    /// Reads the whole state machine: call it from a blocking context.
+    /// A digest of the state machine read at one consistent point (see [`StateDigest`]),
+    /// computed without writing any file. Reads the whole state machine: call it from a
+    /// blocking context.
     pub fn state_digest(&self) -> Result<StateDigest> {
         digest_state(&self.inner)
-    }
-
-    /// Replace the whole state machine with the contents of the snapshot file at
-    /// `path`, crash-safely (see the module documentation). `path` must stay in
-    /// place until a later snapshot replaces it: recovery after a crash reads it.
-    pub fn install_snapshot(&self, path: &Path) -> Result<SnapshotInfo> {
-        let info = verify_snapshot(path)?;
-        let path_str = path.to_str().ok_or_else(|| Error::InvalidSnapshot {
-            path: path.to_path_buf(),
-            reason: "snapshot path is not UTF-8".into(),
-        })?;
-        let _guard = self.inner.lock();
-        let mut marker = WriteBatch::default();
-        marker.put_cf(self.inner.cf(CF_RAFT_META)?, RM_INSTALLING, path_str.as_bytes());
-        self.inner.write(marker, true)?;
-        self.refill_from(path)?;
-        Ok(info)
-    }
-
-    /// Called by [`Store::open`]: finish an install a crash interrupted.
-    pub(crate) fn recover_interrupted_install(&self) -> Result<()> {
-        let Some(marker) = self.inner.get(CF_RAFT_META, RM_INSTALLING)? else {
-            return Ok(());
-        };
-        let path = PathBuf::from(String::from_utf8_lossy(&marker).into_owned());
-        if !path.exists() {
-            return Err(Error::InstallUnrecoverable { path });
-        }
-        verify_snapshot(&path)?;
-        let _guard = self.inner.lock();
-        self.refill_from(&path)
-    }
-
-    /// Clear the state-machine column families and load `path` into them; the
-    /// final, fsync'd batch removes the install marker. Caller holds the write lock.
-    fn refill_from(&self, path: &Path) -> Result<()> {
-        // Readers see the state change under them during the refill (as without a cache); the
-        // cache must not keep any of it, nor anything from before.
-        self.inner.cache.clear();
-        for name in SM_CFS {
-            let cf = self.inner.cf(name)?;
-            let mut batch = WriteBatch::default();
-            for item in self.inner.db.iterator_cf(cf, IteratorMode::Start) {
-                let (k, _) = item.map_err(rocks("iterate for clear"))?;
-                batch.delete_cf(cf, k);
-                if batch.size_in_bytes() >= BATCH_BYTES {
-                    self.inner.write(std::mem::take(&mut batch), false)?;
-                }
-            }
-            self.inner.write(batch, false)?;
-        }
-        let mut sr = SnapReader::open(path)?;
-        let mut batch = WriteBatch::default();
-        while let Item::Record(cf, key, value) = sr.next_item()? {
-            batch.put_cf(self.inner.cf(SM_CFS[cf])?, key, value);
-            if batch.size_in_bytes() >= BATCH_BYTES {
-                self.inner.write(std::mem::take(&mut batch), false)?;
-            }
-        }
-        // A file that changed since verification leaves the marker in place.
-        sr.finish()?;
-        batch.delete_cf(self.inner.cf(CF_RAFT_META)?, RM_INSTALLING);
-        self.inner.write(batch, true)?;
-        self.inner.cache.clear();
-        Ok(())
     }
 }
 

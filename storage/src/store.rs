@@ -2,18 +2,16 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use rocksdb::{
-    ColumnFamily, DBCompressionType, Direction, IteratorMode, Options, SnapshotWithThreadMode, WriteBatch,
-    WriteOptions, DB,
-};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB};
 use sha2::{Digest, Sha256};
 
 use crate::cache::{CurrentCache, CurrentFile, CACHE_BYTES};
 use crate::command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
 use crate::error::{rocks, Error, Result};
 use crate::keys::*;
+use crate::state::{db_options, StateDb};
 
 /// Opaque Raft bookkeeping recorded in the same write batch as an applied command.
 ///
@@ -47,9 +45,12 @@ impl RaftMetaKey {
 }
 
 pub(crate) struct Inner {
+    /// The Raft database: log, Raft metadata, the node's own records.
     pub(crate) db: DB,
     pub(crate) path: PathBuf,
-    /// Serialises writers to the state-machine column families. Readers never take it.
+    /// The state machine's current generation ([`crate::state`]), replaced by an install.
+    pub(crate) sm: RwLock<Arc<StateDb>>,
+    /// Serialises writers to the state machine (and its replacement). Readers never take it.
     pub(crate) write_lock: Mutex<()>,
     /// Current files in memory, invalidated by every change ([`crate::cache`]).
     pub(crate) cache: CurrentCache,
@@ -58,6 +59,11 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {
         self.db.cf_handle(name).ok_or(Error::MissingColumnFamily { cf: name })
+    }
+
+    /// The state machine's current generation.
+    pub(crate) fn sm(&self) -> Arc<StateDb> {
+        self.sm.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
@@ -78,22 +84,6 @@ impl Inner {
             crate::faults::before_sync();
         }
         self.db.write_opt(batch, &wo).map_err(rocks("write"))
-    }
-
-    /// Keys of `cf` starting with `prefix`, in order.
-    pub(crate) fn prefix_keys(&self, cf: &'static str, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
-        let it = self
-            .db
-            .iterator_cf(self.cf(cf)?, IteratorMode::From(prefix, Direction::Forward));
-        for item in it {
-            let (k, _) = item.map_err(rocks("iterate"))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push(k.into_vec());
-        }
-        Ok(out)
     }
 }
 
@@ -130,41 +120,49 @@ impl std::fmt::Debug for Reader {
     }
 }
 
-/// The write-ahead log's size past which RocksDB flushes the column families that keep its
-/// oldest file alive (docs/security.md).
-pub const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
-
 impl Store {
-    /// Open (creating if needed) the database in directory `path`.
-    ///
-    /// If a snapshot install was interrupted (the install marker is present),
-    /// the install is redone from the recorded snapshot file before returning.
+    /// Open (creating if needed) the database in directory `path`: the Raft database there and
+    /// the state machine's current generation under `path/state` ([`crate::state`]). A database
+    /// of format 1 (the state machine's column families inside the Raft database) is moved to
+    /// format 2 first, crash-safely ([`Store::migrate_format_1`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_compression_type(DBCompressionType::Lz4);
-        opts.set_keep_log_file_num(4);
-        // Eleven column families share one write-ahead log, and a log file is deleted only once
-        // every family with writes in it has flushed them. The Raft metadata (the vote) and the
-        // server keys are written rarely, so their memtables never fill and, by RocksDB's
-        // default (4 × the families' write buffers, several GB here), the log grew with every
-        // publish: 170 MB of a 10,000-collection node's 320 MB, all replayed at each start.
-        // Past this bound RocksDB flushes the families holding the oldest log file.
-        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
-        let db = DB::open_cf(&opts, &path, RAFT_CFS.iter().chain(SM_CFS.iter())).map_err(rocks("open"))?;
-        let store = Store {
+        let opts = db_options();
+        let existing = if path.join("CURRENT").exists() {
+            DB::list_cf(&opts, &path).map_err(rocks("list column families"))?
+        } else {
+            Vec::new()
+        };
+        let legacy: Vec<&'static str> = SM_CFS
+            .iter()
+            .copied()
+            .filter(|cf| existing.iter().any(|e| e == cf))
+            .collect();
+        let mut db =
+            DB::open_cf(&opts, &path, RAFT_CFS.iter().copied().chain(legacy.iter().copied())).map_err(rocks("open"))?;
+        let generation = crate::local::check_format(&db, &path)?;
+        let generation = match generation {
+            Some(g) => g,
+            None if !legacy.is_empty() => crate::local::migrate_format_1(&db, &path)?,
+            None => crate::local::create_format_2(&db, &path)?,
+        };
+        if !legacy.is_empty() {
+            // Format 2 is recorded: the old families are copies (or were just copied).
+            for cf in &legacy {
+                db.drop_cf(cf).map_err(rocks("drop a format-1 column family"))?;
+            }
+        }
+        crate::state::prune_generations(&path, generation)?;
+        let sm = StateDb::open(&crate::state::generation_dir(&path, generation), generation)?;
+        Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 path,
+                sm: RwLock::new(Arc::new(sm)),
                 write_lock: Mutex::new(()),
                 cache: CurrentCache::new(CACHE_BYTES),
             }),
-        };
-        store.check_format()?;
-        store.recover_interrupted_install()?;
-        Ok(store)
+        })
     }
 
     /// How many handles ([`Store`] and [`Reader`] clones) share this database.
@@ -217,8 +215,8 @@ impl Store {
         self.inner.write(batch, sync)
     }
 
-    /// Fsync the write-ahead log: every write made before the call (log appends and applied
-    /// state alike, all column families share the WAL) is durable when it returns.
+    /// Fsync the Raft database's write-ahead log: every log append and Raft metadata write made
+    /// before the call is durable when it returns.
     pub fn sync_wal(&self) -> Result<()> {
         #[cfg(feature = "fault-injection")]
         crate::faults::before_sync();
@@ -269,9 +267,9 @@ impl Store {
     /// Delete log entries with index `<= upto` and record `purged` (the serialized
     /// last purged log id) in the same batch, fsync'd.
     ///
-    /// The sync also makes every earlier (unsynced) state-machine write durable,
-    /// because all column families share one WAL: so no entry is ever purged
-    /// while its effect could still be lost.
+    /// The state machine's writes are not synced, but openraft purges only entries a snapshot
+    /// holds, and a snapshot is a checkpoint, which flushes the state machine to synced files
+    /// first: no entry is purged while its effect could still be lost.
     pub fn log_purge(&self, upto: u64, purged: &[u8]) -> Result<()> {
         let cf = self.inner.cf(CF_RAFT_LOG)?;
         let mut batch = WriteBatch::default();
@@ -314,27 +312,17 @@ impl Store {
 
     /// Serialized (last applied log id, last membership) recorded by the latest apply.
     pub fn applied_state(&self) -> Result<AppliedState> {
-        Ok((
-            self.inner.get(CF_SM_META, SM_LAST_APPLIED)?,
-            self.inner.get(CF_SM_META, SM_MEMBERSHIP)?,
-        ))
+        let sm = self.inner.sm();
+        Ok((sm.get(CF_SM_META, SM_LAST_APPLIED)?, sm.get(CF_SM_META, SM_MEMBERSHIP)?))
     }
 
     /// Record an entry that carries no command (blank or membership entry).
     pub fn record_applied(&self, applied: Applied<'_>) -> Result<()> {
         let _guard = self.inner.lock();
+        let sm = self.inner.sm();
         let mut batch = WriteBatch::default();
-        self.put_applied(&mut batch, applied)?;
-        self.inner.write(batch, false)
-    }
-
-    fn put_applied(&self, batch: &mut WriteBatch, applied: Applied<'_>) -> Result<()> {
-        let cf = self.inner.cf(CF_SM_META)?;
-        batch.put_cf(cf, SM_LAST_APPLIED, applied.last_applied);
-        if let Some(m) = applied.membership {
-            batch.put_cf(cf, SM_MEMBERSHIP, m);
-        }
-        Ok(())
+        sm.put_applied(&mut batch, applied)?;
+        sm.write(batch)
     }
 
     /// Apply one command: ONE write batch holding its effects (if any) and `applied`.
@@ -343,10 +331,11 @@ impl Store {
     /// apply is atomic and replaying a log entry after a crash is harmless (the
     /// entry is either fully reflected, including `last_applied`, or not at all).
     ///
-    /// The batch is not fsync'd: the entry is already durable in the Raft log,
-    /// and the next synced write (append, vote, purge) persists it (shared WAL).
+    /// The batch is not fsync'd: the entry is already durable in the Raft log, and no entry is
+    /// purged from the log before a snapshot (a checkpoint, which flushes) holds its effects.
     pub fn apply(&self, cmd: &Command, applied: Applied<'_>) -> Result<ApplyOutcome> {
         let _guard = self.inner.lock();
+        let sm = self.inner.sm();
         let mut batch = WriteBatch::default();
         let outcome = match cmd {
             Command::Publish {
@@ -355,7 +344,7 @@ impl Store {
                 expected,
                 timestamp_expires_unix_nanos,
                 at_unix_nanos,
-            } => self.apply_files(
+            } => sm.apply_files(
                 &mut batch,
                 gun,
                 files,
@@ -370,7 +359,7 @@ impl Store {
                 expected,
                 timestamp_expires_unix_nanos,
                 at_unix_nanos,
-            } => self.apply_files(
+            } => sm.apply_files(
                 &mut batch,
                 gun,
                 files,
@@ -379,37 +368,48 @@ impl Store {
                 *at_unix_nanos,
                 true,
             )?,
-            Command::DeleteGun { gun, at_unix_nanos } => self.apply_delete(&mut batch, gun, *at_unix_nanos)?,
+            Command::DeleteGun { gun, at_unix_nanos } => sm.apply_delete(&mut batch, gun, *at_unix_nanos)?,
             Command::SetServerKey {
                 gun,
                 role,
                 key_id,
                 public_key_json,
                 pending,
-            } => self.apply_server_key(&mut batch, gun, role, key_id, public_key_json, *pending)?,
-            Command::ImportCollection(c) => self.apply_import(&mut batch, c)?,
+            } => sm.apply_server_key(&mut batch, gun, role, key_id, public_key_json, *pending)?,
+            Command::ImportCollection(c) => sm.apply_import(&mut batch, c)?,
         };
         if outcome != ApplyOutcome::Applied {
             batch = WriteBatch::default();
         }
-        self.put_applied(&mut batch, applied)?;
-        self.inner.write(batch, false)?;
+        sm.put_applied(&mut batch, applied)?;
+        sm.write(batch)?;
         if outcome == ApplyOutcome::Applied {
             self.inner.cache.invalidate(cmd.gun());
         }
         Ok(outcome)
     }
+}
 
-    fn current_version(&self, gun: &str, role: &str) -> Result<Option<u64>> {
+impl StateDb {
+    pub(crate) fn put_applied(&self, batch: &mut WriteBatch, applied: Applied<'_>) -> Result<()> {
+        let cf = self.cf(CF_SM_META)?;
+        batch.put_cf(cf, SM_LAST_APPLIED, applied.last_applied);
+        if let Some(m) = applied.membership {
+            batch.put_cf(cf, SM_MEMBERSHIP, m);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn current_version(&self, gun: &str, role: &str) -> Result<Option<u64>> {
         let key = gun_role(gun, role);
-        match self.inner.get(CF_CURRENT, &key)? {
+        match self.get(CF_CURRENT, &key)? {
             None => Ok(None),
             Some(v) => Ok(Some(be_u64(CF_CURRENT, &key, &v)?)),
         }
     }
 
     pub(crate) fn next_change_id(&self) -> Result<u64> {
-        let last = match self.inner.get(CF_SM_META, SM_CHANGE_SEQ)? {
+        let last = match self.get(CF_SM_META, SM_CHANGE_SEQ)? {
             None => 0,
             Some(v) => be_u64(CF_SM_META, SM_CHANGE_SEQ, &v)?,
         };
@@ -421,9 +421,9 @@ impl Store {
             what: "changefeed record",
             reason: e.to_string(),
         })?;
-        batch.put_cf(self.inner.cf(CF_CHANGEFEED)?, id.to_be_bytes(), bytes);
-        batch.put_cf(self.inner.cf(CF_CHANGEFEED_GUN)?, change_gun_key(&record.gun, id), b"");
-        batch.put_cf(self.inner.cf(CF_SM_META)?, SM_CHANGE_SEQ, id.to_be_bytes());
+        batch.put_cf(self.cf(CF_CHANGEFEED)?, id.to_be_bytes(), bytes);
+        batch.put_cf(self.cf(CF_CHANGEFEED_GUN)?, change_gun_key(&record.gun, id), b"");
+        batch.put_cf(self.cf(CF_SM_META)?, SM_CHANGE_SEQ, id.to_be_bytes());
         Ok(())
     }
 
@@ -502,9 +502,9 @@ impl Store {
             }
         }
 
-        let cf_meta = self.inner.cf(CF_META)?;
-        let cf_checksum = self.inner.cf(CF_CHECKSUM)?;
-        let cf_current = self.inner.cf(CF_CURRENT)?;
+        let cf_meta = self.cf(CF_META)?;
+        let cf_checksum = self.cf(CF_CHECKSUM)?;
+        let cf_current = self.cf(CF_CURRENT)?;
         for f in files {
             let sha = hex::encode(Sha256::digest(&f.bytes));
             let version = f.version.to_be_bytes();
@@ -535,9 +535,9 @@ impl Store {
 
     /// Replace the GUN's entry in the expiry index (remove it when `expires` is None).
     pub(crate) fn move_expiry(&self, batch: &mut WriteBatch, gun: &str, expires: Option<i64>) -> Result<()> {
-        let cf_expiry = self.inner.cf(CF_EXPIRY)?;
-        let cf_gun_expiry = self.inner.cf(CF_GUN_EXPIRY)?;
-        if let Some(old) = self.inner.get(CF_GUN_EXPIRY, gun.as_bytes())? {
+        let cf_expiry = self.cf(CF_EXPIRY)?;
+        let cf_gun_expiry = self.cf(CF_GUN_EXPIRY)?;
+        if let Some(old) = self.get(CF_GUN_EXPIRY, gun.as_bytes())? {
             let old: [u8; 8] = old.as_slice().try_into().map_err(|_| Error::Corrupt {
                 cf: CF_GUN_EXPIRY,
                 key_hex: hex::encode(gun),
@@ -570,11 +570,11 @@ impl Store {
             });
         };
         let prefix = gun_prefix(gun);
-        let current_keys = self.inner.prefix_keys(CF_CURRENT, &prefix)?;
+        let current_keys = self.prefix_keys(CF_CURRENT, &prefix)?;
         let existed = !current_keys.is_empty();
         for cf_name in [CF_META, CF_CHECKSUM, CF_CURRENT, CF_SERVER_KEYS] {
-            let cf = self.inner.cf(cf_name)?;
-            for k in self.inner.prefix_keys(cf_name, &prefix)? {
+            let cf = self.cf(cf_name)?;
+            for k in self.prefix_keys(cf_name, &prefix)? {
                 batch.delete_cf(cf, k);
             }
         }
@@ -611,7 +611,7 @@ impl Store {
                 reason: format!("empty key id for gun {gun:?} role {role:?}"),
             });
         }
-        let mut keys = self.reader().server_key(gun, role)?.unwrap_or_default();
+        let mut keys = self.server_key(gun, role)?.unwrap_or_default();
         let entry = KeyEntry {
             key_id: key_id.to_owned(),
             public_key_json: public_key_json.to_vec(),
@@ -630,8 +630,23 @@ impl Store {
             what: "server keys",
             reason: e.to_string(),
         })?;
-        batch.put_cf(self.inner.cf(CF_SERVER_KEYS)?, gun_role(gun, role), bytes);
+        batch.put_cf(self.cf(CF_SERVER_KEYS)?, gun_role(gun, role), bytes);
         Ok(ApplyOutcome::Applied)
+    }
+
+    /// Keys the server holds for (gun, role): active and pending.
+    pub(crate) fn server_key(&self, gun: &str, role: &str) -> Result<Option<ServerKeys>> {
+        check_name("gun", gun)?;
+        check_name("role", role)?;
+        let key = gun_role(gun, role);
+        match self.get(CF_SERVER_KEYS, &key)? {
+            None => Ok(None),
+            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|e| Error::Corrupt {
+                cf: CF_SERVER_KEYS,
+                key_hex: hex::encode(key.as_slice()),
+                reason: e.to_string(),
+            }),
+        }
     }
 }
 
@@ -653,13 +668,15 @@ impl Reader {
         if let Some(hit) = self.inner.cache.get(gun, role) {
             return Ok(Some(hit));
         }
+        // The ticket before the generation: an install swaps generations, then clears the cache.
         let ticket = self.inner.cache.ticket();
-        let snap = self.inner.db.snapshot();
-        let Some((version, bytes)) = self.current_at(&snap, gun, role)? else {
+        let sm = self.inner.sm();
+        let snap = sm.db().snapshot();
+        let Some((version, bytes)) = self.current_at(&sm, &snap, gun, role)? else {
             return Ok(None);
         };
         let timestamp_expiry = if role == "timestamp" {
-            snap.get_cf(self.inner.cf(CF_GUN_EXPIRY)?, gun.as_bytes())
+            snap.get_cf(sm.cf(CF_GUN_EXPIRY)?, gun.as_bytes())
                 .map_err(rocks("get expiry"))?
                 .map(|v| expiry_from(gun, &v))
                 .transpose()?
@@ -700,12 +717,14 @@ impl Reader {
 
     /// Current version and bytes of (gun, role), read at one consistent point.
     pub fn current(&self, gun: &str, role: &str) -> Result<Option<(u64, Vec<u8>)>> {
-        let snap = self.inner.db.snapshot();
-        self.current_at(&snap, gun, role)
+        let sm = self.inner.sm();
+        let snap = sm.db().snapshot();
+        self.current_at(&sm, &snap, gun, role)
     }
 
     fn current_at(
         &self,
+        sm: &StateDb,
         snap: &SnapshotWithThreadMode<'_, DB>,
         gun: &str,
         role: &str,
@@ -713,15 +732,12 @@ impl Reader {
         check_name("gun", gun)?;
         check_name("role", role)?;
         let key = gun_role(gun, role);
-        let Some(v) = snap
-            .get_cf(self.inner.cf(CF_CURRENT)?, &key)
-            .map_err(rocks("get current"))?
-        else {
+        let Some(v) = snap.get_cf(sm.cf(CF_CURRENT)?, &key).map_err(rocks("get current"))? else {
             return Ok(None);
         };
         let version = be_u64(CF_CURRENT, &key, &v)?;
         let mkey = meta_key(gun, role, version);
-        match snap.get_cf(self.inner.cf(CF_META)?, &mkey).map_err(rocks("get meta"))? {
+        match snap.get_cf(sm.cf(CF_META)?, &mkey).map_err(rocks("get meta"))? {
             Some(bytes) => Ok(Some((version, bytes))),
             None => Err(Error::Corrupt {
                 cf: CF_META,
@@ -733,35 +749,35 @@ impl Reader {
 
     /// Version and bytes of the (gun, role) file whose sha256 is `sha256_hex` (lower-case hex).
     pub fn by_checksum(&self, gun: &str, role: &str, sha256_hex: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let sm = self.inner.sm();
         check_name("gun", gun)?;
         check_name("role", role)?;
-        let snap = self.inner.db.snapshot();
+        let snap = sm.db().snapshot();
         let key = checksum_key(gun, role, sha256_hex);
-        let Some(v) = snap
-            .get_cf(self.inner.cf(CF_CHECKSUM)?, &key)
-            .map_err(rocks("get checksum"))?
-        else {
+        let Some(v) = snap.get_cf(sm.cf(CF_CHECKSUM)?, &key).map_err(rocks("get checksum"))? else {
             return Ok(None);
         };
         let version = be_u64(CF_CHECKSUM, &key, &v)?;
         Ok(snap
-            .get_cf(self.inner.cf(CF_META)?, meta_key(gun, role, version))
+            .get_cf(sm.cf(CF_META)?, meta_key(gun, role, version))
             .map_err(rocks("get meta"))?
             .map(|bytes| (version, bytes)))
     }
 
     /// Bytes of (gun, role) at `version`.
     pub fn by_version(&self, gun: &str, role: &str, version: u64) -> Result<Option<Vec<u8>>> {
+        let sm = self.inner.sm();
         check_name("gun", gun)?;
         check_name("role", role)?;
-        self.inner.get(CF_META, &meta_key(gun, role, version))
+        sm.get(CF_META, &meta_key(gun, role, version))
     }
 
     /// Every role of the GUN with its current version, ordered by role name.
     /// The collections whose names start with `prefix` and hold a current file, in name order,
     /// at most `limit` of them, starting after `after` (exclusive) when given.
     pub fn collections_with_prefix(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let cf = self.inner.cf(CF_CURRENT)?;
+        let sm = self.inner.sm();
+        let cf = sm.cf(CF_CURRENT)?;
         let mut out: Vec<String> = Vec::new();
         // Keys are `gun \0 role`: past every key of `gun` is `gun \x01`.
         let past = |gun: &str| {
@@ -771,9 +787,8 @@ impl Reader {
         };
         let mut from = after.map_or_else(|| prefix.as_bytes().to_vec(), past);
         while out.len() < limit {
-            let Some(item) = self
-                .inner
-                .db
+            let Some(item) = sm
+                .db()
                 .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward))
                 .next()
             else {
@@ -797,13 +812,13 @@ impl Reader {
 
     /// Every role of `gun` with its current version.
     pub fn current_versions(&self, gun: &str) -> Result<Vec<(String, u64)>> {
+        let sm = self.inner.sm();
         check_name("gun", gun)?;
         let prefix = gun_prefix(gun);
         let mut out = Vec::new();
-        let it = self.inner.db.iterator_cf(
-            self.inner.cf(CF_CURRENT)?,
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
+        let it = sm
+            .db()
+            .iterator_cf(sm.cf(CF_CURRENT)?, IteratorMode::From(&prefix, Direction::Forward));
         for item in it {
             let (k, v) = item.map_err(rocks("iterate current"))?;
             if !k.starts_with(&prefix) {
@@ -821,8 +836,9 @@ impl Reader {
 
     /// Expiry (unix nanos) of the GUN's current timestamp, if it has one.
     pub fn timestamp_expiry(&self, gun: &str) -> Result<Option<i64>> {
+        let sm = self.inner.sm();
         check_name("gun", gun)?;
-        match self.inner.get(CF_GUN_EXPIRY, gun.as_bytes())? {
+        match sm.get(CF_GUN_EXPIRY, gun.as_bytes())? {
             None => Ok(None),
             Some(v) => Ok(Some(expiry_from(gun, &v)?)),
         }
@@ -837,6 +853,7 @@ impl Reader {
     /// Notary, this page is then returned in ascending ID order. `gun` filters
     /// by collection through a per-GUN index.
     pub fn changefeed(&self, gun: Option<&str>, change_id: i64, records: i64) -> Result<Vec<ChangeRecord>> {
+        let sm = self.inner.sm();
         if let Some(g) = gun {
             check_name("gun", g)?;
         }
@@ -850,13 +867,13 @@ impl Reader {
             limit = 100;
         }
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let snap = self.inner.db.snapshot();
-        let cf_feed = self.inner.cf(CF_CHANGEFEED)?;
+        let snap = sm.db().snapshot();
+        let cf_feed = sm.cf(CF_CHANGEFEED)?;
 
         // Collect the ids first, through the per-GUN index when filtering.
         let mut ids = Vec::new();
         let (index_cf, prefix) = match gun {
-            Some(g) => (self.inner.cf(CF_CHANGEFEED_GUN)?, gun_prefix(g)),
+            Some(g) => (sm.cf(CF_CHANGEFEED_GUN)?, gun_prefix(g)),
             None => (cf_feed, Vec::new()),
         };
         let with_prefix = |id: u64| {
@@ -918,15 +935,12 @@ impl Reader {
     /// soonest first, at most `limit`. Cost is proportional to the result, not to
     /// the number of GUNs (index scan).
     pub fn due_timestamps(&self, before_unix_nanos: i64, limit: usize) -> Result<Vec<(String, i64)>> {
+        let sm = self.inner.sm();
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        for item in self
-            .inner
-            .db
-            .iterator_cf(self.inner.cf(CF_EXPIRY)?, IteratorMode::Start)
-        {
+        for item in sm.db().iterator_cf(sm.cf(CF_EXPIRY)?, IteratorMode::Start) {
             let (k, _) = item.map_err(rocks("iterate expiry"))?;
             let corrupt = |reason: &str| Error::Corrupt {
                 cf: CF_EXPIRY,
@@ -953,17 +967,7 @@ impl Reader {
 
     /// Keys the server holds for (gun, role): active and pending.
     pub fn server_key(&self, gun: &str, role: &str) -> Result<Option<ServerKeys>> {
-        check_name("gun", gun)?;
-        check_name("role", role)?;
-        let key = gun_role(gun, role);
-        match self.inner.get(CF_SERVER_KEYS, &key)? {
-            None => Ok(None),
-            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|e| Error::Corrupt {
-                cf: CF_SERVER_KEYS,
-                key_hex: hex::encode(key.as_slice()),
-                reason: e.to_string(),
-            }),
-        }
+        self.inner.sm().server_key(gun, role)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Apply rules, reads, log API and snapshots against a real RocksDB in a tempdir.
 
 use super::*;
-use crate::{verify_snapshot, StateDigest};
+use crate::{StateDigest, INSTALL_STEPS, MAX_TOTAL_WAL_BYTES};
 
 const T0: i64 = 1_795_305_296_210_447_549; // 2026-11-21T23:54:56.210447549Z
 const DAY: i64 = 86_400_000_000_000;
@@ -488,8 +488,18 @@ fn raft_log_append_read_truncate_purge() {
     assert_eq!(store.log_last().unwrap(), None);
 }
 
+/// The state machine's generation directories of the database at `db`.
+fn generations(db: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(db.join(crate::state::STATE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn snapshot_round_trip_gives_the_same_digest() {
+fn a_checkpoint_installed_elsewhere_gives_the_same_digest() {
     let (dir, src) = open();
     apply(&src, 1, &first_publish("a"));
     apply(&src, 2, &first_publish("b"));
@@ -499,24 +509,63 @@ fn snapshot_round_trip_gives_the_same_digest() {
     })
     .unwrap();
     let snap = dir.path().join("snap-1");
-    let info = src.write_snapshot(&snap).unwrap();
+    let info = src.checkpoint_state(&snap).unwrap();
     assert_eq!(info.last_applied.as_deref(), Some(&b"applied-3"[..]));
     assert_eq!(info.membership.as_deref(), Some(&b"members"[..]));
-    assert_eq!(verify_snapshot(&snap).unwrap(), info);
+    assert!(info.files >= 3 && info.bytes > 0, "{info:?}");
+    // A checkpoint is a new directory: never over another.
+    assert!(matches!(src.checkpoint_state(&snap), Err(Error::Io { .. })));
+    // Writes after the checkpoint are not in it.
+    apply(&src, 4, &first_publish("after"));
 
-    let dst = Store::open(dir.path().join("dst")).unwrap();
+    let dst_path = dir.path().join("dst");
+    let dst = Store::open(&dst_path).unwrap();
     apply(&dst, 1, &first_publish("stale")); // replaced entirely
-    dst.install_snapshot(&snap).unwrap();
+    let installed = dst.install_checkpoint(&snap).unwrap();
     assert_eq!(
-        dst.reader().state_digest().unwrap(),
-        src.reader().state_digest().unwrap()
+        (installed.last_applied, installed.membership),
+        (info.last_applied, info.membership)
     );
     assert_eq!(dst.reader().current_versions("stale").unwrap(), vec![]);
-    assert_eq!(dst.applied_state().unwrap(), src.applied_state().unwrap());
+    assert_eq!(dst.reader().current_versions("after").unwrap(), vec![]);
+    assert_eq!(dst.applied_state().unwrap().0.as_deref(), Some(&b"applied-3"[..]));
+    // The new generation is current and the old one is gone; the source is left as it was.
+    assert_eq!(generations(&dst_path), vec![format!("{:020}", 2)]);
+    assert!(snap.join("CURRENT").is_file());
+    // Same state as the source had at the checkpoint: the source, rolled forward the same way.
+    apply(&dst, 4, &first_publish("after"));
+    assert_eq!(dst.state_digest().unwrap(), src.state_digest().unwrap());
+    // It stays installed across a restart, and takes writes.
+    drop(dst);
+    let dst = Store::open(&dst_path).unwrap();
+    assert_eq!(dst.state_digest().unwrap(), src.state_digest().unwrap());
+    apply(&dst, 5, &first_publish("c"));
+    apply(&src, 5, &first_publish("c"));
+    assert_eq!(dst.state_digest().unwrap(), src.state_digest().unwrap());
 }
 
 #[test]
-fn state_digest_is_the_snapshot_stream_hash_and_equal_for_equal_states() {
+fn a_reader_on_the_old_generation_finishes_on_it() {
+    let (dir, store) = open();
+    apply(&store, 1, &first_publish("old"));
+    let other = Store::open(dir.path().join("other")).unwrap();
+    apply(&other, 1, &first_publish("new"));
+    let snap = dir.path().join("snap");
+    other.checkpoint_state(&snap).unwrap();
+    // A reader in the middle of a read holds the generation it began on.
+    let held = store.inner.sm();
+    let before = store.inner.sm().generation();
+    store.install_checkpoint(&snap).unwrap();
+    assert!(held.get(CF_CURRENT, &gun_role("old", "root")).unwrap().is_some());
+    assert_eq!(store.reader().current_versions("old").unwrap(), vec![]);
+    let old_dir = crate::state::generation_dir(&dir.path().join("db"), before);
+    assert!(old_dir.exists(), "removed while still read");
+    drop(held);
+    assert!(!old_dir.exists(), "kept after the last reader let go");
+}
+
+#[test]
+fn state_digest_is_equal_for_equal_states() {
     let (dir, src) = open();
     assert_eq!(
         src.state_digest().unwrap(),
@@ -531,20 +580,16 @@ fn state_digest_is_the_snapshot_stream_hash_and_equal_for_equal_states() {
     let digest = src.state_digest().unwrap();
     assert_eq!(digest.last_applied.as_deref(), Some(&marker(2)[..]));
     assert_eq!(digest.sha256, src.reader().state_digest().unwrap());
-    // No file is written, and the digest is what a snapshot file of the same state carries.
+    // No file is written.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    let snap = dir.path().join("snap");
-    let info = src.write_snapshot(&snap).unwrap();
-    assert_eq!(
-        (info.sha256.as_str(), info.records, info.last_applied.as_ref()),
-        (digest.sha256.as_str(), digest.records, digest.last_applied.as_ref())
-    );
 
-    // A store that installed that snapshot (over other state) has the same digest.
+    // A store that installed a checkpoint of it (over other state) has the same digest.
+    let snap = dir.path().join("snap");
+    src.checkpoint_state(&snap).unwrap();
     let dst = Store::open(dir.path().join("dst")).unwrap();
     apply(&dst, 1, &first_publish("stale"));
     assert_ne!(dst.state_digest().unwrap(), digest);
-    dst.install_snapshot(&snap).unwrap();
+    dst.install_checkpoint(&snap).unwrap();
     assert_eq!(dst.state_digest().unwrap(), digest);
 
     // Any difference shows: another value, or only another last applied id.
@@ -584,68 +629,179 @@ fn sync_delay_applies_to_synced_writes_only() {
 }
 
 #[test]
-fn corrupt_snapshot_is_refused_before_touching_state() {
+fn a_broken_checkpoint_is_refused_and_changes_nothing() {
     let (dir, src) = open();
     apply(&src, 1, &first_publish("a"));
-    let snap = dir.path().join("snap");
-    src.write_snapshot(&snap).unwrap();
-    let mut bytes = std::fs::read(&snap).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 1;
-    let bad = dir.path().join("bad");
-    std::fs::write(&bad, &bytes).unwrap();
-    let dst = Store::open(dir.path().join("dst")).unwrap();
+    let dst_path = dir.path().join("dst");
+    let dst = Store::open(&dst_path).unwrap();
     apply(&dst, 1, &first_publish("keep"));
-    let before = dst.reader().state_digest().unwrap();
-    assert!(matches!(dst.install_snapshot(&bad), Err(Error::InvalidSnapshot { .. })));
-    std::fs::write(&bad, &bytes[..bytes.len() - 40]).unwrap();
-    assert!(matches!(dst.install_snapshot(&bad), Err(Error::InvalidSnapshot { .. })));
-    assert_eq!(dst.reader().state_digest().unwrap(), before);
+    let before = dst.state_digest().unwrap();
+    let broken = |name: &str, damage: &dyn Fn(&std::path::Path)| {
+        let snap = dir.path().join(name);
+        src.checkpoint_state(&snap).unwrap();
+        damage(&snap);
+        let err = dst.install_checkpoint(&snap).unwrap_err();
+        assert!(
+            matches!(err, Error::Rocks { .. } | Error::InvalidSnapshot { .. }),
+            "{name}: {err}"
+        );
+        assert_eq!(dst.state_digest().unwrap(), before, "{name}");
+        assert_eq!(generations(&dst_path), vec![format!("{:020}", 1)], "{name}");
+    };
+    let files_ending = |snap: &std::path::Path, ext: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(snap)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(ext))
+            .collect()
+    };
+    broken("no-current", &|snap| {
+        std::fs::remove_file(snap.join("CURRENT")).unwrap()
+    });
+    broken("no-sst", &|snap| {
+        let ssts = files_ending(snap, ".sst");
+        assert!(!ssts.is_empty());
+        for f in ssts {
+            std::fs::remove_file(f).unwrap();
+        }
+    });
+    broken("no-manifest", &|snap| {
+        for f in files_ending(snap, "") {
+            if f.file_name().unwrap().to_string_lossy().starts_with("MANIFEST") {
+                std::fs::remove_file(f).unwrap();
+            }
+        }
+    });
+    broken("a-directory-inside", &|snap| {
+        std::fs::create_dir(snap.join("sub")).unwrap()
+    });
+    // The store still takes writes and restarts as it was.
+    drop(dst);
+    let dst = Store::open(&dst_path).unwrap();
+    assert_eq!(dst.state_digest().unwrap(), before);
+}
+
+/// In the child process of [`a_crash_at_every_install_step_restarts_consistent`]: install the
+/// checkpoint named by the environment into the store named by it, crashing where it says.
+#[test]
+fn install_child() {
+    let (Some(store), Some(snap)) = (std::env::var_os("SEAL_TEST_STORE"), std::env::var_os("SEAL_TEST_SNAP")) else {
+        return; // run as a normal test: nothing to do
+    };
+    let store = Store::open(std::path::PathBuf::from(store)).unwrap();
+    store.install_checkpoint(std::path::Path::new(&snap)).unwrap();
+    // Crashing at "committed" aborts above; past every step the install is simply done.
 }
 
 #[test]
-fn interrupted_install_is_redone_on_open() {
+fn a_crash_at_every_install_step_restarts_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let src = Store::open(dir.path().join("src")).unwrap();
-    apply(&src, 1, &first_publish("a"));
+    for i in 1..=20 {
+        apply(&src, i, &first_publish(&format!("new-{i}")));
+    }
     let snap = dir.path().join("snap");
-    src.write_snapshot(&snap).unwrap();
-    let want = src.reader().state_digest().unwrap();
-
-    let dst_path = dir.path().join("dst");
-    {
-        // Simulate a crash mid-install: marker written, state half cleared.
-        let dst = Store::open(&dst_path).unwrap();
-        apply(&dst, 1, &first_publish("old"));
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            dst.inner.cf(CF_RAFT_META).unwrap(),
-            RM_INSTALLING,
-            snap.to_str().unwrap().as_bytes(),
+    src.checkpoint_state(&snap).unwrap();
+    let new_digest = src.state_digest().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for step in INSTALL_STEPS {
+        let dst_path = dir.path().join(format!("dst-{step}"));
+        let old_digest = {
+            let dst = Store::open(&dst_path).unwrap();
+            apply(&dst, 1, &first_publish("old"));
+            dst.state_digest().unwrap()
+        };
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "store::tests::install_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SEAL_TEST_STORE", &dst_path)
+            .env("SEAL_TEST_SNAP", &snap)
+            .env("SEAL_CRASH_AT", step)
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{step}: the child did not abort there: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        batch.delete_cf(dst.inner.cf(CF_CURRENT).unwrap(), gun_role("old", "root"));
-        dst.inner.write(batch, true).unwrap();
-    }
-    let dst = Store::open(&dst_path).unwrap();
-    assert_eq!(dst.reader().state_digest().unwrap(), want);
-    assert_eq!(dst.inner.get(CF_RAFT_META, RM_INSTALLING).unwrap(), None);
-    drop(dst);
-
-    // Marker pointing at a vanished file: refuse to open rather than serve half a state.
-    {
         let dst = Store::open(&dst_path).unwrap();
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            dst.inner.cf(CF_RAFT_META).unwrap(),
-            RM_INSTALLING,
-            dir.path().join("gone").to_str().unwrap().as_bytes(),
+        let got = dst.state_digest().unwrap();
+        let committed = step == "committed";
+        assert_eq!(
+            got,
+            if committed {
+                new_digest.clone()
+            } else {
+                old_digest.clone()
+            },
+            "{step}"
         );
-        dst.inner.write(batch, true).unwrap();
+        // One generation is left, the current one; it takes writes, and a new install works.
+        assert_eq!(generations(&dst_path).len(), 1, "{step}");
+        apply(&dst, 100, &first_publish("later"));
+        dst.install_checkpoint(&snap).unwrap();
+        assert_eq!(dst.state_digest().unwrap(), new_digest, "{step}");
     }
-    assert!(matches!(
-        Store::open(dst_path.as_path()),
-        Err(Error::InstallUnrecoverable { .. })
-    ));
+}
+
+/// A format-1 database: the state machine's families inside the Raft database, holding `from`'s.
+fn format_1_copy_of(from: &Store, path: &std::path::Path, installing: Option<&[u8]>) {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let db = DB::open_cf(&opts, path, RAFT_CFS.iter().chain(SM_CFS.iter())).unwrap();
+    let sm = from.inner.sm();
+    let mut batch = WriteBatch::default();
+    for name in SM_CFS {
+        for item in sm.db().iterator_cf(sm.cf(name).unwrap(), IteratorMode::Start) {
+            let (k, v) = item.unwrap();
+            batch.put_cf(db.cf_handle(name).unwrap(), k, v);
+        }
+    }
+    let meta = db.cf_handle(CF_RAFT_META).unwrap();
+    batch.put_cf(meta, RM_FORMAT, 1u32.to_be_bytes());
+    batch.put_cf(meta, RM_NODE_ID, 7u64.to_be_bytes());
+    if let Some(from) = installing {
+        batch.put_cf(meta, RM_INSTALLING, from);
+    }
+    db.put_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), 5u64.to_be_bytes(), b"entry")
+        .unwrap();
+    db.write(batch).unwrap();
+}
+
+#[test]
+fn a_format_1_database_moves_to_format_2_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Store::open(dir.path().join("src")).unwrap();
+    for i in 1..=5 {
+        apply(&src, i, &first_publish(&format!("gun-{i}")));
+    }
+    let old = dir.path().join("old");
+    format_1_copy_of(&src, &old, None);
+    let store = Store::open(&old).unwrap();
+    assert_eq!(store.format_version().unwrap(), crate::FORMAT_VERSION);
+    assert_eq!(store.state_digest().unwrap(), src.state_digest().unwrap());
+    assert_eq!(store.node_id().unwrap(), Some(7));
+    assert_eq!(store.log_last().unwrap(), Some((5, b"entry".to_vec())));
+    drop(store);
+    let mut families = DB::list_cf(&rocksdb::Options::default(), &old).unwrap();
+    families.sort();
+    assert_eq!(families, vec!["default", CF_RAFT_LOG, CF_RAFT_META]);
+    let store = Store::open(&old).unwrap();
+    assert_eq!(store.state_digest().unwrap(), src.state_digest().unwrap());
+
+    // A format-1 install left unfinished: refused, untouched.
+    let unfinished = dir.path().join("unfinished");
+    format_1_copy_of(&src, &unfinished, Some(b"/somewhere/snap"));
+    let err = Store::open(&unfinished).unwrap_err();
+    assert!(matches!(err, Error::InstallUnrecoverable { .. }), "{err}");
+    assert!(err.to_string().contains("/somewhere/snap"), "{err}");
 }
 
 #[test]
@@ -703,9 +859,9 @@ fn the_current_file_cache_follows_every_change() {
     let src = Store::open(dir.path().join("src")).unwrap();
     apply(&src, 1, &first_publish("c"));
     let snap = dir.path().join("snap");
-    src.write_snapshot(&snap).unwrap();
+    src.checkpoint_state(&snap).unwrap();
     assert!(served("b", "timestamp").is_some());
-    store.install_snapshot(&snap).unwrap();
+    store.install_checkpoint(&snap).unwrap();
     assert_eq!(served("b", "timestamp"), None);
     assert_eq!(served("c", "timestamp"), Some((1, file("timestamp", 1).bytes)));
 }
