@@ -9,6 +9,7 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 use seal_storage::{RaftMetaKey, Store};
 
 use crate::codec::{decode, encode, io_err};
+use crate::state_machine::Watermark;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The Raft log and vote, stored in Seal's RocksDB instance.
@@ -22,13 +23,33 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 pub struct LogStore {
     store: Store,
     syncer: Arc<WalSyncer>,
+    /// The state machine's applied mark: a purge waits until what it removes is applied.
+    applied: Option<Arc<Watermark>>,
 }
+
+/// How long a purge waits for the state machine to apply (install) what it removes.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl LogStore {
     /// Wrap an open store.
     pub fn new(store: Store) -> LogStore {
         let syncer = Arc::new(WalSyncer::start(store.clone()));
-        LogStore { store, syncer }
+        LogStore {
+            store,
+            syncer,
+            applied: None,
+        }
+    }
+
+    /// Make every purge wait until the state machine whose mark this is holds what it removes.
+    ///
+    /// openraft 0.9 has a follower that accepts a snapshot purge its log up to it in the same
+    /// step as it hands the snapshot to the state machine, and the two run apart: a crash
+    /// between them left a log purged beyond anything applied, and openraft's start-up then
+    /// panics (`purge_upto <= committed`). Waiting here orders the purge after the install.
+    pub(crate) fn wait_for_applied(mut self, applied: Arc<Watermark>) -> LogStore {
+        self.applied = Some(applied);
+        self
     }
 }
 
@@ -200,14 +221,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        match self
+        let saved: LogId = match self
             .store
             .raft_meta_get(RaftMetaKey::Committed)
             .map_err(rerr(ErrorSubject::Store, ErrorVerb::Read))?
         {
-            Some(b) => Ok(Some(decode(&b, ErrorSubject::Store)?)),
-            None => Ok(None),
-        }
+            Some(b) => decode(&b, ErrorSubject::Store)?,
+            None => return Ok(None),
+        };
+        // openraft records a follower's commit index as soon as it accepts a snapshot, before the
+        // state machine has installed it. After a crash in between, the entries up to that index
+        // are in no log here, and openraft's start-up would fail re-applying them. A commit
+        // index is a hint (the leader tells it again): never report one past the log.
+        let last = self.get_log_state().await?.last_log_id;
+        Ok(std::cmp::min(Some(saved), last))
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
@@ -238,6 +265,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if let Some(applied) = &self.applied {
+            if !applied.wait_done(log_id.index, PURGE_WAIT).await {
+                let e = std::io::Error::other(format!(
+                    "the state machine did not apply up to {} (a failed snapshot install?): not purging",
+                    log_id.index
+                ));
+                return Err(io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e));
+            }
+        }
         let bytes = encode(&log_id, ErrorSubject::Logs)?;
         self.store
             .log_purge(log_id.index, &bytes)

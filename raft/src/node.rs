@@ -684,7 +684,7 @@ async fn start<N: RaftNetworkFactory<TypeConfig>>(
     })?;
     let watermark = sm.watermark();
     let sizes = sm.sizes();
-    let log = LogStore::new(store.clone());
+    let log = LogStore::new(store.clone()).wait_for_applied(watermark.clone());
     let raft = Raft::new(node_id, oconfig, network, log, sm)
         .await
         .map_err(|e| Error::Fatal {

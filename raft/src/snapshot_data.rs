@@ -20,15 +20,63 @@ use tokio::io::ReadBuf;
 /// written into a new directory).
 #[derive(Debug)]
 pub enum SnapshotData {
-    /// The checkpoint directory read as an archive stream.
-    Sending(ArchiveReader),
-    /// An archive stream written into `dir`; `None` once finished or failed.
+    /// The checkpoint directory read as an archive stream: a private copy (hard links) of the
+    /// snapshot's directory, so that a newer snapshot replacing this one cannot remove a file
+    /// from under the sender; removed when the sender is dropped.
+    Sending(ArchiveReader, DirGuard),
+    /// An archive stream written into `dir`, removed if dropped before [`SnapshotData::into_dir`]
+    /// hands it over.
     Receiving {
         /// The directory the files go to.
         dir: PathBuf,
-        /// The writer, until [`SnapshotData::finish`].
+        /// The writer.
         writer: Option<ArchiveWriter>,
+        /// Removes `dir` unless disarmed.
+        guard: DirGuard,
     },
+}
+
+/// Removes a directory when dropped, unless disarmed.
+#[derive(Debug)]
+pub struct DirGuard {
+    path: Option<PathBuf>,
+}
+
+impl DirGuard {
+    /// Remove `path` when this guard drops.
+    pub fn new(path: &Path) -> DirGuard {
+        DirGuard {
+            path: Some(path.to_path_buf()),
+        }
+    }
+
+    /// Keep the directory.
+    fn disarm(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: what is left is removed at the next start.
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// Make `to` (new) hold hard links to every file of `from` (copies where linking fails).
+/// Checkpoint files are never written after the checkpoint is made, so the links share them.
+fn link_files(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dst = to.join(entry.file_name());
+        if std::fs::hard_link(entry.path(), &dst).is_err() {
+            std::fs::copy(entry.path(), &dst)?;
+        }
+    }
+    Ok(())
 }
 
 /// Run `f`, which does file IO, telling tokio first when it can move other tasks off this thread.
@@ -47,9 +95,15 @@ fn wrong_side(what: &str) -> std::io::Error {
 }
 
 impl SnapshotData {
-    /// Read the checkpoint directory `dir` as a stream.
-    pub fn send(dir: &Path) -> std::io::Result<SnapshotData> {
-        blocking(|| ArchiveReader::open(dir)).map(SnapshotData::Sending)
+    /// Read the checkpoint directory `dir` as a stream, through `private`, a new directory of
+    /// links to its files that lives as long as the returned value. The caller keeps `dir` from
+    /// being removed during this call.
+    pub fn send(dir: &Path, private: &Path) -> std::io::Result<SnapshotData> {
+        blocking(|| {
+            let guard = DirGuard::new(private);
+            link_files(dir, private)?;
+            Ok(SnapshotData::Sending(ArchiveReader::open(private)?, guard))
+        })
     }
 
     /// Receive a stream into the new directory `dir`.
@@ -58,6 +112,7 @@ impl SnapshotData {
         Ok(SnapshotData::Receiving {
             dir: dir.to_path_buf(),
             writer: Some(writer),
+            guard: DirGuard::new(dir),
         })
     }
 
@@ -65,7 +120,7 @@ impl SnapshotData {
     pub fn receiving_dir(&self) -> Option<&Path> {
         match self {
             SnapshotData::Receiving { dir, .. } => Some(dir),
-            SnapshotData::Sending(_) => None,
+            SnapshotData::Sending(..) => None,
         }
     }
 
@@ -75,18 +130,21 @@ impl SnapshotData {
     /// `copy_to` the same way. Blocking.
     pub fn into_dir(self, copy_to: &Path) -> std::io::Result<PathBuf> {
         match self {
-            SnapshotData::Receiving { dir, writer } => {
+            SnapshotData::Receiving { dir, writer, guard } => {
                 let w = writer.ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "snapshot stream already finished")
                 })?;
                 w.finish()?;
+                guard.disarm();
                 Ok(dir)
             }
-            SnapshotData::Sending(mut reader) => {
+            SnapshotData::Sending(mut reader, _private) => {
+                let guard = DirGuard::new(copy_to);
                 let mut w = ArchiveWriter::create(copy_to)?;
                 reader.seek(SeekFrom::Start(0))?;
                 std::io::copy(&mut reader, &mut w)?;
                 w.finish()?;
+                guard.disarm();
                 Ok(copy_to.to_path_buf())
             }
         }
@@ -99,14 +157,14 @@ impl SnapshotData {
                 std::io::ErrorKind::InvalidData,
                 "snapshot stream already finished",
             )),
-            SnapshotData::Sending(_) => Err(wrong_side("sent")),
+            SnapshotData::Sending(..) => Err(wrong_side("sent")),
         }
     }
 }
 
 impl tokio::io::AsyncRead for SnapshotData {
     fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let SnapshotData::Sending(reader) = self.get_mut() else {
+        let SnapshotData::Sending(reader, _) = self.get_mut() else {
             return Poll::Ready(Err(wrong_side("received")));
         };
         let n = blocking(|| reader.read(buf.initialize_unfilled()));
@@ -125,7 +183,7 @@ impl tokio::io::AsyncWrite for SnapshotData {
         Poll::Ready(match this {
             // Every file is synced as it completes; `finish` syncs the directory.
             SnapshotData::Receiving { .. } => this.writer().map(|_| ()),
-            SnapshotData::Sending(_) => Ok(()),
+            SnapshotData::Sending(..) => Ok(()),
         })
     }
 
@@ -137,14 +195,14 @@ impl tokio::io::AsyncWrite for SnapshotData {
 impl tokio::io::AsyncSeek for SnapshotData {
     fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> std::io::Result<()> {
         match self.get_mut() {
-            SnapshotData::Sending(reader) => blocking(|| reader.seek(position)).map(|_| ()),
+            SnapshotData::Sending(reader, _) => blocking(|| reader.seek(position)).map(|_| ()),
             receiving => receiving.writer().and_then(|w| w.seek(position)).map(|_| ()),
         }
     }
 
     fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
         Poll::Ready(match self.get_mut() {
-            SnapshotData::Sending(reader) => reader.stream_position(),
+            SnapshotData::Sending(reader, _) => reader.stream_position(),
             receiving => receiving.writer().map(|w| w.position()),
         })
     }

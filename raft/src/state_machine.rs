@@ -24,7 +24,22 @@ use crate::snapshot_data::SnapshotData;
 use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const CURRENT_META: &str = "current.meta";
+
+/// The points of a snapshot install at which a test may crash a node (`SEAL_CRASH_AT`, with the
+/// `fault-injection` feature), in order: the stream received whole, its directory renamed to the
+/// snapshot's id, seal-storage's [`seal_storage::INSTALL_STEPS`], the snapshot made current.
+pub const INSTALL_CRASH_POINTS: [&str; 8] = [
+    "received",
+    "renamed",
+    "checked",
+    "linking",
+    "linked",
+    "opened",
+    "committed",
+    "current",
+];
 const INCOMING: &str = "incoming-";
+const SENDING: &str = "sending-";
 
 fn snap_err(verb: ErrorVerb) -> impl Fn(std::io::Error) -> StorageError {
     move |e| io_err(ErrorSubject::Snapshot(None), verb, &e)
@@ -49,10 +64,25 @@ fn nanos() -> u128 {
         .unwrap_or(0)
 }
 
+/// A name no other call of this process returns: the time, then a counter.
+fn unique() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", nanos(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 impl Snapshots {
     /// The checkpoint directory of snapshot `id`.
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(id)
+    }
+
+    /// Snapshot `id` to send: read through a private directory of links to its files, made
+    /// while no newer snapshot can remove them (under the lock [`Snapshots::set_current`] takes).
+    #[allow(clippy::result_large_err)]
+    fn send(&self, id: &str) -> Result<SnapshotData, StorageError> {
+        let _cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let private = self.dir.join(format!("{SENDING}{}", unique()));
+        SnapshotData::send(&self.path(id), &private).map_err(snap_err(ErrorVerb::Read))
     }
 
     fn current(&self) -> Option<SnapshotMeta> {
@@ -157,7 +187,7 @@ fn snapshot_id(info: &CheckpointInfo) -> Result<String, StorageError> {
 /// temporary name and renamed to the snapshot's id. Blocking.
 #[allow(clippy::result_large_err)]
 fn build_checkpoint(store: &Store, snapshots: &Snapshots) -> Result<(SnapshotMeta, CheckpointInfo), StorageError> {
-    let tmp = snapshots.dir.join(format!("building-{}", nanos()));
+    let tmp = snapshots.dir.join(format!("building-{}", unique()));
     let info = store
         .checkpoint_state(&tmp)
         .map_err(store_err(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
@@ -186,6 +216,8 @@ fn build_checkpoint(store: &Store, snapshots: &Snapshots) -> Result<(SnapshotMet
 pub(crate) struct Watermark {
     begun: AtomicU64,
     done: tokio::sync::watch::Sender<u64>,
+    /// Set when a snapshot install failed: nothing will be applied past it.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Watermark {
@@ -193,7 +225,14 @@ impl Watermark {
         Watermark {
             begun: AtomicU64::new(applied),
             done: tokio::sync::watch::Sender::new(applied),
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// A snapshot install failed (openraft stops the node): wake every waiter, for good.
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.done.send_modify(|_| {});
     }
 
     fn begin(&self, index: u64) {
@@ -215,12 +254,15 @@ impl Watermark {
         self.begun.load(Ordering::SeqCst)
     }
 
-    /// Wait until every write up to `index` is visible to readers; whether it was within `timeout`.
+    /// Wait until every write up to `index` is visible to readers; whether it was within
+    /// `timeout` (false at once after a failed install).
     pub(crate) async fn wait_done(&self, index: u64, timeout: std::time::Duration) -> bool {
         let mut rx = self.done.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|d| *d >= index))
+        let failed = || self.failed.load(Ordering::SeqCst);
+        tokio::time::timeout(timeout, rx.wait_for(|d| *d >= index || failed()))
             .await
             .is_ok_and(|r| r.is_ok())
+            && *self.done.borrow() >= index
     }
 }
 
@@ -377,7 +419,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         );
         self.snapshots.set_current(meta.clone())?;
         self.sizes.taken(applied_before, info.bytes);
-        let data = SnapshotData::send(&self.snapshots.path(&meta.snapshot_id)).map_err(snap_err(ErrorVerb::Read))?;
+        let data = self.snapshots.send(&meta.snapshot_id)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(data),
@@ -466,17 +508,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
         // Removed at the next start if never installed.
-        let dir = self.snapshots.dir.join(format!("{INCOMING}{}", nanos()));
+        let dir = self.snapshots.dir.join(format!("{INCOMING}{}", unique()));
         let data = SnapshotData::receive(&dir).map_err(snap_err(ErrorVerb::Write))?;
         Ok(Box::new(data))
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
+        let result = self.install(meta, snapshot).await;
+        if result.is_err() {
+            self.watermark.fail();
+        }
+        result
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(meta) = self.snapshots.current() else {
+            return Ok(None);
+        };
+        let data = self.snapshots.send(&meta.snapshot_id)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(data),
+        }))
+    }
+}
+
+impl StateMachine {
+    /// [`RaftStateMachine::install_snapshot`], without marking the watermark failed.
+    async fn install(&mut self, meta: &SnapshotMeta, snapshot: Box<SnapshotData>) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let io = |verb| move |e: std::io::Error| io_err(ErrorSubject::Snapshot(Some(meta.signature())), verb, &e);
         let data = *snapshot;
         // Every file arrived whole and matches its checksum (or this fails, changing nothing).
-        let copy_to = self.snapshots.dir.join(format!("{INCOMING}{}", nanos()));
+        let copy_to = self.snapshots.dir.join(format!("{INCOMING}{}", unique()));
         let partial = data.receiving_dir().unwrap_or(&copy_to).to_path_buf();
         let to = copy_to.clone();
         let received = tokio::task::spawn_blocking(move || data.into_dir(&to))
@@ -489,6 +553,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 return Err(io(ErrorVerb::Read)(e));
             }
         };
+        seal_storage::crash_point("received");
         let path = self.snapshots.path(&meta.snapshot_id);
         if path.exists() && path != received {
             remove_quietly(&path);
@@ -497,6 +562,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         std::fs::File::open(&self.snapshots.dir)
             .and_then(|d| d.sync_all())
             .map_err(io(ErrorVerb::Write))?;
+        seal_storage::crash_point("renamed");
 
         let store = self.store.clone();
         let src = path.clone();
@@ -522,18 +588,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.watermark.finish(l.index);
         }
         self.snapshots.set_current(meta.clone())?;
+        seal_storage::crash_point("current");
         self.sizes.taken(self.sizes.applied.load(Ordering::Relaxed), info.bytes);
         Ok(())
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some(meta) = self.snapshots.current() else {
-            return Ok(None);
-        };
-        let data = SnapshotData::send(&self.snapshots.path(&meta.snapshot_id)).map_err(snap_err(ErrorVerb::Read))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(data),
-        }))
     }
 }

@@ -7,7 +7,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
 use seal_raft::{RaftConfig, SealRaft, StateMachine, WriteError};
 use seal_storage::{ApplyOutcome, Command, MetaFile, Store};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const T0: i64 = 1_795_305_296_210_447_549;
 const DAY: i64 = 86_400_000_000_000;
@@ -214,8 +214,26 @@ async fn snapshot_installed_into_a_fresh_store_has_the_same_digest() {
 
     // Ship it as openraft would: read the leader's stream, write it into the receiver's.
     let mut current = src.get_current_snapshot().await.unwrap().expect("current snapshot");
-    let mut bytes = Vec::new();
+    let want = src_store.reader().state_digest().unwrap();
+    // A newer snapshot replaces it (its directory removed) while it is being sent: the sender
+    // reads through links of its own and finishes.
+    let mut first = vec![0u8; 100];
+    current.snapshot.read_exact(&mut first).await.unwrap();
+    src.apply([Entry {
+        log_id: log_id(22),
+        payload: EntryPayload::Normal(publish("later", 1, None)),
+    }])
+    .await
+    .unwrap();
+    let newer = src.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert!(!dir.path().join("a/snapshots").join(&current.meta.snapshot_id).exists());
+    let mut bytes = first;
     current.snapshot.read_to_end(&mut bytes).await.unwrap();
+    current.snapshot.seek(std::io::SeekFrom::Start(0)).await.unwrap();
+    let mut again = Vec::new();
+    current.snapshot.read_to_end(&mut again).await.unwrap();
+    assert_eq!(again, bytes);
+    drop(newer);
 
     let dst_store = Store::open(dir.path().join("b/db")).unwrap();
     let mut dst = StateMachine::new(dst_store.clone(), &dir.path().join("b/snapshots")).unwrap();
@@ -225,10 +243,7 @@ async fn snapshot_installed_into_a_fresh_store_has_the_same_digest() {
     }
     dst.install_snapshot(&current.meta, recv).await.unwrap();
 
-    assert_eq!(
-        dst_store.reader().state_digest().unwrap(),
-        src_store.reader().state_digest().unwrap()
-    );
+    assert_eq!(dst_store.reader().state_digest().unwrap(), want);
     let (applied, membership) = dst.applied_state().await.unwrap();
     assert_eq!(applied, Some(log_id(21)));
     assert_eq!(membership.log_id(), &Some(log_id(1)));

@@ -9,8 +9,8 @@ use std::time::Duration;
 static SYNC_DELAY_NANOS: AtomicU64 = AtomicU64::new(0);
 
 /// Make every synced write of this process (the WAL fsync of a group of Raft log appends,
-/// truncations and purges, vote writes, the last batch of a snapshot install: every write with
-/// `sync`) sleep `delay` first.
+/// truncations and purges, vote writes, the record of a newly installed state-machine generation:
+/// every write with `sync`) sleep `delay` first.
 /// `Duration::ZERO` turns it off. Process-global: it affects every open [`crate::Store`].
 pub fn set_sync_delay(delay: Duration) {
     let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);

@@ -67,17 +67,22 @@ impl<W: Write> HashWriter<W> {
 /// the new generation recorded (the commit point).
 pub const INSTALL_STEPS: [&str; 5] = ["checked", "linking", "linked", "opened", "committed"];
 
-/// In test builds (and with the `fault-injection` feature): abort the process at `step` when
-/// `SEAL_CRASH_AT` names it, as a crash there would.
+/// In this crate's tests and with the `fault-injection` feature (tests only): abort the process
+/// at `step` when the environment variable `SEAL_CRASH_AT` names it, as a crash there would.
+/// Otherwise nothing: shipping builds have no check.
 #[cfg(any(test, feature = "fault-injection"))]
-fn crash_point(step: &str) {
+pub fn crash_point(step: &str) {
     if std::env::var_os("SEAL_CRASH_AT").is_some_and(|v| v == step) {
         std::process::abort();
     }
 }
 
+/// In this crate's tests and with the `fault-injection` feature (tests only): abort the process
+/// at `step` when the environment variable `SEAL_CRASH_AT` names it, as a crash there would.
+/// Otherwise nothing: shipping builds have no check.
 #[cfg(not(any(test, feature = "fault-injection")))]
-fn crash_point(_step: &str) {}
+#[inline(always)]
+pub fn crash_point(_step: &str) {}
 
 fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
