@@ -11,7 +11,8 @@
 //! thing to Seal and another to a client that keeps the first occurrence
 //! (Cure53 TUF-01-001).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -48,10 +49,9 @@ impl Value {
     /// Parses JSON bytes, refusing duplicate keys, non-integer numbers and
     /// trailing data. Nesting is bounded by serde_json's recursion limit.
     pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = Value::deserialize(&mut de).map_err(|e| JsonError(e.to_string()))?;
-        de.end().map_err(|e| JsonError(e.to_string()))?;
-        Ok(value)
+        // One parser for both trees, so that bytes [`Json::parse`] accepts are exactly the
+        // bytes this accepts (a file parsed into a `Json` builds its `Value` later, on demand).
+        Json::parse(bytes).map(|j| j.to_value())
     }
 
     /// The canonical encoding of this value.
@@ -177,6 +177,332 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// A JSON value parsed from bytes that it borrows from: strings without escapes are slices of
+/// the input, and an object is one vector of its members sorted by key bytes (the order
+/// canonical JSON writes) instead of a map of owned keys. It accepts and refuses exactly what
+/// [`Value::parse`] does (which is this parse followed by [`Json::to_value`]); validation reads
+/// uploads through it, so that a file is parsed without an allocation per string and per
+/// member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Json<'a> {
+    /// `null`
+    Null,
+    /// `true` or `false`
+    Bool(bool),
+    /// An integer.
+    Int(i128),
+    /// A string, borrowed unless it held an escape.
+    Str(Cow<'a, str>),
+    /// An array.
+    Array(Vec<Json<'a>>),
+    /// An object's members, sorted by key bytes, keys distinct.
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+impl<'a> Json<'a> {
+    /// Parses JSON bytes with [`Value::parse`]'s rules: duplicate keys, non-integer numbers
+    /// and trailing data are refused, nesting is bounded by serde_json's recursion limit.
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Json<'a>, JsonError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let value = Json::deserialize(&mut de).map_err(|e| JsonError(e.to_string()))?;
+        de.end().map_err(|e| JsonError(e.to_string()))?;
+        Ok(value)
+    }
+
+    /// The same value as an owned [`Value`].
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Int(i) => Value::Int(*i),
+            Json::Str(s) => Value::String(s.as_ref().to_owned()),
+            Json::Array(items) => Value::Array(items.iter().map(Json::to_value).collect()),
+            // Already sorted and distinct: the map is built from a sorted run.
+            Json::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.as_ref().to_owned(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The canonical encoding of this value: the same bytes as [`Value::to_canonical`] of
+    /// [`Json::to_value`].
+    pub(crate) fn to_canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        match self {
+            Json::Null => out.extend_from_slice(b"null"),
+            Json::Bool(true) => out.extend_from_slice(b"true"),
+            Json::Bool(false) => out.extend_from_slice(b"false"),
+            Json::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            Json::Str(s) => write_string(s, out),
+            Json::Array(items) => {
+                out.push(b'[');
+                for (n, item) in items.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    item.write_canonical(out);
+                }
+                out.push(b']');
+            }
+            Json::Object(members) => {
+                out.push(b'{');
+                for (n, (k, v)) in members.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    write_string(k, out);
+                    out.push(b':');
+                    v.write_canonical(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+/// Read access shared by [`Value`] and [`Json`], so that metadata and keys are read by one
+/// implementation from either tree.
+pub(crate) trait JsonView: Sized {
+    /// Member `key` of an object (None for other values or a missing key).
+    fn get(&self, key: &str) -> Option<&Self>;
+    /// The string, if this is a string.
+    fn as_str(&self) -> Option<&str>;
+    /// The integer, if this is an integer.
+    fn as_int(&self) -> Option<i128>;
+    /// The boolean, if this is a boolean.
+    fn as_bool(&self) -> Option<bool>;
+    /// Whether this is `null`.
+    fn is_null(&self) -> bool;
+    /// The items, if this is an array.
+    fn as_array(&self) -> Option<&[Self]>;
+    /// Whether this is an object.
+    fn is_object(&self) -> bool;
+    /// The members of an object in key byte order, if this is an object.
+    fn members(&self) -> Option<impl ExactSizeIterator<Item = (&str, &Self)>>;
+    /// The value as an owned [`Value`].
+    fn to_value(&self) -> Value;
+}
+
+impl JsonView for Value {
+    fn get(&self, key: &str) -> Option<&Value> {
+        Value::get(self, key)
+    }
+    fn as_str(&self) -> Option<&str> {
+        Value::as_str(self)
+    }
+    fn as_int(&self) -> Option<i128> {
+        Value::as_int(self)
+    }
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+    fn as_array(&self) -> Option<&[Value]> {
+        Value::as_array(self)
+    }
+    fn is_object(&self) -> bool {
+        matches!(self, Value::Object(_))
+    }
+    fn members(&self) -> Option<impl ExactSizeIterator<Item = (&str, &Value)>> {
+        self.as_object().map(|m| m.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl<'a> JsonView for Json<'a> {
+    fn get(&self, key: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Object(members) => members
+                .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+                .ok()
+                .map(|i| &members[i].1),
+            _ => None,
+        }
+    }
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn as_int(&self) -> Option<i128> {
+        match self {
+            Json::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Json::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+    fn as_array(&self) -> Option<&[Json<'a>]> {
+        match self {
+            Json::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+    fn is_object(&self) -> bool {
+        matches!(self, Json::Object(_))
+    }
+    fn members(&self) -> Option<impl ExactSizeIterator<Item = (&str, &Json<'a>)>> {
+        match self {
+            Json::Object(members) => Some(members.iter().map(|(k, v)| (k.as_ref(), v))),
+            _ => None,
+        }
+    }
+    fn to_value(&self) -> Value {
+        Json::to_value(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json<'de>, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value with integer numbers")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Int(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Int(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Json<'de>, E> {
+        Err(E::custom(
+            "non-integer or out-of-range number: canonical JSON carries integers only",
+        ))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
+        // Keys in increasing byte order (as canonical JSON writes them) are distinct by that
+        // alone. From the first key out of order on, every key so far is kept in a set, so a
+        // duplicate is refused as soon as it is read, as [`Value`]'s own parse refuses it.
+        let mut seen: Option<BTreeSet<String>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value: Json<'de> = map.next_value()?;
+            match &mut seen {
+                None => {
+                    if let Some((last, _)) = members.last() {
+                        if key.as_bytes() <= last.as_bytes() {
+                            let mut set: BTreeSet<String> =
+                                members.iter().map(|(k, _)| k.as_ref().to_owned()).collect();
+                            if !set.insert(key.as_ref().to_owned()) {
+                                return Err(de::Error::custom(format!("duplicate object key {key:?}")));
+                            }
+                            seen = Some(set);
+                        }
+                    }
+                }
+                Some(set) => {
+                    if !set.insert(key.as_ref().to_owned()) {
+                        return Err(de::Error::custom(format!("duplicate object key {key:?}")));
+                    }
+                }
+            }
+            members.push((key, value));
+        }
+        if seen.is_some() {
+            members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+/// An object key, borrowed from the input unless it held an escape.
+struct KeySeed;
+
+impl<'de> de::DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cow<'de, str>, D::Error> {
+        deserializer.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
         deserializer.deserialize_any(ValueVisitor)
@@ -283,6 +609,140 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(100_000);
         assert!(Value::parse(deep.as_bytes()).is_err());
+    }
+
+    /// The owned tree's own parse ([`Value`]'s `Deserialize`), which `Value::parse` was
+    /// before it became [`Json::parse`] and a conversion.
+    fn owned_parse(bytes: &[u8]) -> Result<Value, JsonError> {
+        serde_json::from_slice::<Value>(bytes).map_err(|e| JsonError(e.to_string()))
+    }
+
+    #[test]
+    fn borrowed_tree_reads_and_encodes_as_the_owned_one() {
+        let docs: [&str; 6] = [
+            r#"{"signed":{"b":[1,-2,{"z":null,"a":true}],"a":"x"},"signatures":[]}"#,
+            r#" { "z" : 1 , "\u0061" : "\n\"", "\u00e9":{"y":[],"x":{}}, "B": false } "#,
+            r#"{"k":"-----BEGIN\nx\ty\u0001\"\\\u2028","é":"é","e":18446744073709551615}"#,
+            r#"[{"b":1,"a":2},{"a":2,"b":1},"",[[]]]"#,
+            r#""plain""#,
+            "-9223372036854775808",
+        ];
+        for doc in docs.map(str::as_bytes) {
+            let json = Json::parse(doc).unwrap();
+            let value = owned_parse(doc).unwrap();
+            assert_eq!(json.to_value(), value);
+            assert_eq!(json.to_canonical(), value.to_canonical());
+            if let Json::Object(members) = &json {
+                assert!(members.windows(2).all(|w| w[0].0.as_bytes() < w[1].0.as_bytes()));
+            }
+        }
+        // Strings without escapes are borrowed, keys too.
+        let doc = br#"{"a":"plain","b\n":"esc\n"}"#;
+        let Json::Object(members) = Json::parse(doc).unwrap() else {
+            panic!("not an object")
+        };
+        assert!(matches!(
+            &members[0],
+            (Cow::Borrowed("a"), Json::Str(Cow::Borrowed("plain")))
+        ));
+        assert!(matches!(&members[1], (Cow::Owned(k), Json::Str(Cow::Owned(v))) if k == "b\n" && v == "esc\n"));
+        assert_eq!(
+            Json::parse(doc).unwrap().get("b\n").and_then(JsonView::as_str),
+            Some("esc\n")
+        );
+        assert!(Json::parse(doc).unwrap().get("c").is_none());
+    }
+
+    #[test]
+    fn borrowed_tree_refuses_what_the_owned_one_refuses() {
+        for bad in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"b":1,"a":2,"b":3}"#,
+            br#"{"b":1,"a":2,"a":3}"#,
+            br#"{"a":1,"\u0061":2}"#,
+            br#"{"a":{"x":1,"x":1}}"#,
+            b"1.5",
+            b"1e3",
+            b"{} {}",
+            b"[1,]",
+            b"99999999999999999999999",
+            b"\"\x01\"",
+        ] {
+            let (j, v) = (Json::parse(bad).unwrap_err(), owned_parse(bad).unwrap_err());
+            assert_eq!(j, v, "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(Json::parse("[".repeat(100_000).as_bytes()).is_err());
+        // The first duplicate read is the one named, as the owned parse names it.
+        let e = Json::parse(br#"{"c":1,"b":2,"c":3,"b":4}"#).unwrap_err();
+        assert!(e.0.contains("duplicate object key \"c\""), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Byte strings made of JSON tokens (mostly well-formed, often not): the borrowed
+        /// parse accepts the same ones as the owned parse, with the same value and canonical
+        /// bytes, and refuses the others with the same message.
+        #[test]
+        fn borrowed_and_owned_parses_agree(tokens in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "{", "}", "[", "]", ",", ":", " ", "\"a\"", "\"b\"", "\"B\"", "\"\\u0061\"",
+                "\"a\\\"b\"", "\"\u{e9}\"", "\"\u{2028}\"", "1", "-2", "1.5", "null", "true",
+                "18446744073709551616", "\"\\n\"", "\"x", "{\"a\":", "{\"b\":", ",\"a\":",
+                ",\"b\":", ",\"c\":",
+            ]),
+            0..40,
+        )) {
+            agree(&tokens.concat())?;
+        }
+
+        /// Documents of nested objects and arrays whose keys come in any order and repeat.
+        #[test]
+        fn borrowed_and_owned_parses_agree_on_objects(doc in documents()) {
+            agree(&doc)?;
+        }
+    }
+
+    fn documents() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = proptest::sample::select(vec![
+            "1",
+            "-2",
+            "null",
+            "true",
+            "\"a\"",
+            "\"\\u0061\"",
+            "\"\u{e9}\"",
+            "1.5",
+            "18446744073709551616",
+            "\"\\n\"",
+        ])
+        .prop_map(str::to_owned);
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            let key = proptest::sample::select(vec!["a", "b", "B", "\\u0061", "\u{e9}", "_type", "ab", ""]);
+            prop_oneof![
+                proptest::collection::vec((key, inner.clone(), any::<bool>()), 0..8).prop_map(|members| {
+                    let body: Vec<String> = members
+                        .iter()
+                        .map(|(k, v, space)| format!("\"{k}\"{}:{v}", if *space { " " } else { "" }))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+                proptest::collection::vec(inner, 0..6).prop_map(|items| format!("[{}]", items.join(", "))),
+            ]
+        })
+    }
+
+    fn agree(doc: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        {
+            match (Json::parse(doc.as_bytes()), owned_parse(doc.as_bytes())) {
+                (Ok(j), Ok(v)) => {
+                    proptest::prop_assert_eq!(j.to_canonical(), v.to_canonical());
+                    proptest::prop_assert_eq!(j.to_value(), v);
+                }
+                (Err(j), Err(v)) => proptest::prop_assert_eq!(j, v),
+                (j, v) => proptest::prop_assert!(false, "{doc}: {j:?} against {v:?}"),
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use x509_cert::der::{Encode, Tagged};
 use zeroize::Zeroizing;
 
-use crate::cjson::Value;
+use crate::cjson::{JsonView, Value};
 
 /// A key ID: lowercase hex sha256.
 pub type KeyId = String;
@@ -202,25 +202,36 @@ impl PublicKey {
     /// Parses `{"keytype":…,"keyval":{"public":…,"private":…}}`; a private
     /// part must be null or absent.
     pub fn from_value(v: &Value) -> Result<PublicKey, KeyError> {
+        PublicKey::from_view(v, &[])
+    }
+
+    /// [`PublicKey::from_value`] from either JSON tree. A key whose type and public bytes are
+    /// those of a key in `known` (keys already built and checked, such as the server's own) is
+    /// that key, cloned, instead of being decoded and checked again.
+    pub(crate) fn from_view<V: JsonView>(v: &V, known: &[&PublicKey]) -> Result<PublicKey, KeyError> {
         let kt = v
             .get("keytype")
-            .and_then(Value::as_str)
+            .and_then(V::as_str)
             .ok_or_else(|| KeyError::Malformed("missing keytype".into()))?;
         let key_type = KeyType::parse(kt).ok_or_else(|| KeyError::UnknownType(kt.to_owned()))?;
         let keyval = v
             .get("keyval")
             .ok_or_else(|| KeyError::Malformed("missing keyval".into()))?;
         match keyval.get("private") {
-            None | Some(Value::Null) => {}
+            None => {}
+            Some(p) if p.is_null() => {}
             Some(_) => return Err(KeyError::Malformed("public key carries private material".into())),
         }
         let public = keyval
             .get("public")
-            .and_then(Value::as_str)
+            .and_then(V::as_str)
             .ok_or_else(|| KeyError::Malformed("missing keyval.public".into()))?;
         let public = B64
             .decode(public)
             .map_err(|e| KeyError::Malformed(format!("keyval.public is not base64: {e}")))?;
+        if let Some(k) = known.iter().find(|k| k.key_type == key_type && k.public == public) {
+            return Ok((*k).clone());
+        }
         PublicKey::new(key_type, public)
     }
 

@@ -8,7 +8,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256, Sha512};
 use time::OffsetDateTime;
 
-use crate::cjson::Value;
+use crate::cjson::{Json, JsonView, Value};
 use crate::error::Error;
 use crate::keys::{KeyId, PublicKey, Signature};
 use crate::time::{format_rfc3339_nano, parse_rfc3339};
@@ -108,7 +108,9 @@ pub fn parent_role(role: &str) -> Option<&str> {
 pub struct SignedFile {
     role: String,
     bytes: Vec<u8>,
-    signed: Value,
+    /// Built from `bytes` on first use by a file parsed for validation
+    /// ([`SignedFile::parse_with`]), which reads `signed` as a borrowed tree instead.
+    signed: std::sync::OnceLock<Value>,
     /// Encoded on first use: a stored file read for its contents is never verified again.
     canonical: std::sync::OnceLock<Vec<u8>>,
     signatures: Vec<Signature>,
@@ -117,32 +119,42 @@ pub struct SignedFile {
 impl SignedFile {
     /// Parses `{"signed":…,"signatures":[{keyid,method,sig}]}` for `role`.
     pub fn parse(role: &str, bytes: Vec<u8>) -> Result<SignedFile, Error> {
-        let json_err = |reason: String| Error::Json {
-            role: role.to_owned(),
-            reason,
-        };
-        let Value::Object(mut obj) = Value::parse(&bytes).map_err(|e| json_err(e.0))? else {
-            return Err(json_err("not a JSON object".into()));
-        };
-        let signed = obj
-            .remove("signed")
-            .filter(|v| v.as_object().is_some())
-            .ok_or_else(|| json_err("missing \"signed\" object".into()))?;
-        let signatures = match obj.get("signatures") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|s| parse_signature(role, s))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(json_err("\"signatures\" is not an array".into())),
+        let (signed, signatures) = {
+            let json = Json::parse(&bytes).map_err(|e| json_error(role, e.0))?;
+            let (signed, signatures) = envelope(role, &json)?;
+            (signed.to_value(), signatures)
         };
         Ok(SignedFile {
             role: role.to_owned(),
             bytes,
-            signed,
+            signed: std::sync::OnceLock::from(signed),
             canonical: std::sync::OnceLock::new(),
             signatures,
         })
+    }
+
+    /// [`SignedFile::parse`] for a file about to be verified: `read` gets the `signed` object
+    /// as a tree borrowed from `bytes` (no owned [`Value`] is built unless
+    /// [`SignedFile::signed`] is called later), and the canonical bytes the signatures cover
+    /// are encoded at once from that tree.
+    pub(crate) fn parse_with<T>(
+        role: &str,
+        bytes: Vec<u8>,
+        read: impl FnOnce(&Json<'_>) -> T,
+    ) -> Result<(SignedFile, T), Error> {
+        let (canonical, signatures, read) = {
+            let json = Json::parse(&bytes).map_err(|e| json_error(role, e.0))?;
+            let (signed, signatures) = envelope(role, &json)?;
+            (signed.to_canonical(), signatures, read(signed))
+        };
+        let file = SignedFile {
+            role: role.to_owned(),
+            bytes,
+            signed: std::sync::OnceLock::new(),
+            canonical: std::sync::OnceLock::from(canonical),
+            signatures,
+        };
+        Ok((file, read))
     }
 
     /// Builds the file Notary would write for `signed` with `signatures`:
@@ -153,7 +165,7 @@ impl SignedFile {
         SignedFile {
             role: role.to_owned(),
             bytes,
-            signed,
+            signed: std::sync::OnceLock::from(signed),
             canonical: std::sync::OnceLock::from(canonical),
             signatures,
         }
@@ -176,12 +188,16 @@ impl SignedFile {
 
     /// The `signed` value.
     pub fn signed(&self) -> &Value {
-        &self.signed
+        self.signed.get_or_init(|| {
+            // `bytes` parsed when the file was made, and `Value::parse` is this same parse.
+            let json = Json::parse(&self.bytes).expect("a parsed file's bytes parse again");
+            json.get("signed").map(Json::to_value).unwrap_or(Value::Null)
+        })
     }
 
     /// The canonical bytes of `signed`: what the signatures cover.
     pub fn canonical_signed(&self) -> &[u8] {
-        self.canonical.get_or_init(|| self.signed.to_canonical())
+        self.canonical.get_or_init(|| self.signed().to_canonical())
     }
 
     /// The signatures.
@@ -224,7 +240,34 @@ fn envelope_bytes(canonical: &[u8], signatures: &[Signature]) -> Vec<u8> {
     out
 }
 
-fn parse_signature(role: &str, v: &Value) -> Result<Signature, Error> {
+fn json_error(role: &str, reason: String) -> Error {
+    Error::Json {
+        role: role.to_owned(),
+        reason,
+    }
+}
+
+/// The `signed` object and the signatures of a file's envelope.
+fn envelope<'j, 'a>(role: &str, json: &'j Json<'a>) -> Result<(&'j Json<'a>, Vec<Signature>), Error> {
+    if !json.is_object() {
+        return Err(json_error(role, "not a JSON object".into()));
+    }
+    let signed = json
+        .get("signed")
+        .filter(|v| v.is_object())
+        .ok_or_else(|| json_error(role, "missing \"signed\" object".into()))?;
+    let signatures = match json.get("signatures") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(items)) => items
+            .iter()
+            .map(|s| parse_signature(role, s))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(json_error(role, "\"signatures\" is not an array".into())),
+    };
+    Ok((signed, signatures))
+}
+
+fn parse_signature<V: JsonView>(role: &str, v: &V) -> Result<Signature, Error> {
     let field = |f: &str, reason: &str| Error::Field {
         role: role.to_owned(),
         field: format!("signatures.{f}"),
@@ -232,17 +275,17 @@ fn parse_signature(role: &str, v: &Value) -> Result<Signature, Error> {
     };
     let keyid = v
         .get("keyid")
-        .and_then(Value::as_str)
+        .and_then(V::as_str)
         .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric()))
         .ok_or_else(|| field("keyid", "missing or not an alphanumeric string"))?;
     let method = v
         .get("method")
-        .and_then(Value::as_str)
+        .and_then(V::as_str)
         .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .ok_or_else(|| field("method", "missing or not a plain string"))?;
     let sig = v
         .get("sig")
-        .and_then(Value::as_str)
+        .and_then(V::as_str)
         .ok_or_else(|| field("sig", "missing"))?;
     let sig = B64.decode(sig).map_err(|_| field("sig", "not base64"))?;
     Ok(Signature {
@@ -329,7 +372,7 @@ impl FileMeta {
 
     /// [`FileMeta::parse`] with the path written only for an error (a
     /// snapshot or targets file parses one entry per file it lists).
-    fn parse_at(role: &str, path: &dyn std::fmt::Display, v: &Value) -> Result<FileMeta, Error> {
+    fn parse_at<V: JsonView>(role: &str, path: &dyn std::fmt::Display, v: &V) -> Result<FileMeta, Error> {
         let field = |f: &str, reason: &str| Error::Field {
             role: role.to_owned(),
             field: format!("{path}.{f}"),
@@ -337,21 +380,21 @@ impl FileMeta {
         };
         let length = v
             .get("length")
-            .and_then(Value::as_int)
+            .and_then(V::as_int)
             .and_then(|l| i64::try_from(l).ok())
             .filter(|l| *l >= 0)
             .ok_or_else(|| field("length", "missing or not a non-negative integer"))?;
         let mut hashes = BTreeMap::new();
         let hv = v
             .get("hashes")
-            .and_then(Value::as_object)
+            .and_then(V::members)
             .ok_or_else(|| field("hashes", "missing or not an object"))?;
         for (alg, h) in hv {
             let h = h
                 .as_str()
                 .and_then(|s| B64.decode(s).ok())
                 .ok_or_else(|| field("hashes", "hash is not base64"))?;
-            let expect_len = match alg.as_str() {
+            let expect_len = match alg {
                 "sha256" => Some(32),
                 "sha512" => Some(64),
                 _ => None,
@@ -359,14 +402,15 @@ impl FileMeta {
             if expect_len.is_some_and(|n| n != h.len()) {
                 return Err(field("hashes", &format!("{alg} has the wrong length")));
             }
-            hashes.insert(alg.clone(), h);
+            hashes.insert(alg.to_owned(), h);
         }
         if hashes.is_empty() {
             return Err(field("hashes", "no hashes"));
         }
         let custom = match v.get("custom") {
-            None | Some(Value::Null) => None,
-            Some(c) => Some(c.clone()),
+            None => None,
+            Some(c) if c.is_null() => None,
+            Some(c) => Some(c.to_value()),
         };
         Ok(FileMeta { length, hashes, custom })
     }
@@ -488,12 +532,12 @@ pub struct Timestamp {
     pub meta: BTreeMap<String, FileMeta>,
 }
 
-struct Reader<'a> {
+struct Reader<'a, V> {
     role: &'a str,
-    v: &'a Value,
+    v: &'a V,
 }
 
-impl<'a> Reader<'a> {
+impl<'a, V: JsonView> Reader<'a, V> {
     fn err(&self, field: &str, reason: impl Into<String>) -> Error {
         Error::Field {
             role: self.role.to_owned(),
@@ -503,7 +547,7 @@ impl<'a> Reader<'a> {
     }
 
     fn check_type(&self, expected: &'static str) -> Result<(), Error> {
-        match self.v.get("_type").and_then(Value::as_str) {
+        match self.v.get("_type").and_then(V::as_str) {
             Some(t) if t == expected => Ok(()),
             other => Err(Error::WrongType {
                 role: self.role.to_owned(),
@@ -517,7 +561,7 @@ impl<'a> Reader<'a> {
         let v = self
             .v
             .get("version")
-            .and_then(Value::as_int)
+            .and_then(V::as_int)
             .ok_or_else(|| self.err("version", "missing or not an integer"))?;
         // Notary refuses version 0 (and below) for every role.
         if v < 1 {
@@ -536,34 +580,36 @@ impl<'a> Reader<'a> {
         let s = self
             .v
             .get("expires")
-            .and_then(Value::as_str)
+            .and_then(V::as_str)
             .ok_or_else(|| self.err("expires", "missing or not a string"))?;
         parse_rfc3339(s).ok_or_else(|| self.err("expires", format!("not an RFC 3339 time: {s:?}")))
     }
 
-    fn object(&self, field: &str) -> Result<&'a BTreeMap<String, Value>, Error> {
+    fn object(&self, field: &str) -> Result<&'a V, Error> {
         match self.v.get(field) {
-            Some(Value::Object(m)) => Ok(m),
+            Some(m) if m.is_object() => Ok(m),
             _ => Err(self.err(field, "missing or not an object")),
         }
     }
 
-    fn keys(&self, field: &str, m: &BTreeMap<String, Value>) -> Result<BTreeMap<KeyId, PublicKey>, Error> {
+    /// The keys of object `m` (found at `field`); a key equal to one of `known` is not
+    /// decoded again.
+    fn keys(&self, field: &str, m: &V, known: &[&PublicKey]) -> Result<BTreeMap<KeyId, PublicKey>, Error> {
         let mut keys = BTreeMap::new();
-        for (id, kv) in m {
-            let key = PublicKey::from_value(kv).map_err(|e| Error::BadKey {
+        for (id, kv) in m.members().into_iter().flatten() {
+            let key = PublicKey::from_view(kv, known).map_err(|e| Error::BadKey {
                 role: self.role.to_owned(),
-                keyid: id.clone(),
+                keyid: id.to_owned(),
                 reason: e.to_string(),
             })?;
             if key.id() != id {
                 return Err(Error::BadKey {
                     role: self.role.to_owned(),
-                    keyid: id.clone(),
+                    keyid: id.to_owned(),
                     reason: format!("{field}: listed ID does not match the key's ID {}", key.id()),
                 });
             }
-            keys.insert(id.clone(), key);
+            keys.insert(id.to_owned(), key);
         }
         Ok(keys)
     }
@@ -574,11 +620,11 @@ impl<'a> Reader<'a> {
 /// as Go's decoder reads them: such a role is valid metadata that can sign
 /// nothing until keys are added, since no signature can count towards its
 /// threshold of at least 1.
-fn role_keys(r: &Reader<'_>, field: &str, v: &Value) -> Result<RoleKeys, Error> {
+fn role_keys<V: JsonView>(r: &Reader<'_, V>, field: &str, v: &V) -> Result<RoleKeys, Error> {
     let keyids = strings(r, &format!("{field}.keyids"), v.get("keyids"))?;
     let threshold = v
         .get("threshold")
-        .and_then(Value::as_int)
+        .and_then(V::as_int)
         .and_then(|t| u32::try_from(t).ok())
         .filter(|t| *t >= 1)
         .ok_or_else(|| r.err(&format!("{field}.threshold"), "missing or below 1"))?;
@@ -594,25 +640,30 @@ impl std::fmt::Display for EntryPath<'_> {
     }
 }
 
-fn meta_map(r: &Reader<'_>, field: &str) -> Result<BTreeMap<String, FileMeta>, Error> {
+fn meta_map<V: JsonView>(r: &Reader<'_, V>, field: &str) -> Result<BTreeMap<String, FileMeta>, Error> {
     r.object(field)?
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), FileMeta::parse_at(r.role, &EntryPath(field, k), v)?)))
+        .members()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| Ok((k.to_owned(), FileMeta::parse_at(r.role, &EntryPath(field, k), v)?)))
         .collect()
 }
 
-fn strings(r: &Reader<'_>, field: &str, v: Option<&Value>) -> Result<Vec<String>, Error> {
+fn strings<V: JsonView>(r: &Reader<'_, V>, field: &str, v: Option<&V>) -> Result<Vec<String>, Error> {
     match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| r.err(field, "not a string"))
-            })
-            .collect(),
-        Some(_) => Err(r.err(field, "not an array")),
+        None => Ok(Vec::new()),
+        Some(v) if v.is_null() => Ok(Vec::new()),
+        Some(v) => match v.as_array() {
+            Some(items) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| r.err(field, "not a string"))
+                })
+                .collect(),
+            None => Err(r.err(field, "not an array")),
+        },
     }
 }
 
@@ -628,19 +679,27 @@ impl Root {
     /// Parses and checks the structure of a root's `signed` value: all four
     /// base roles, thresholds ≥ 1, every listed key present.
     pub fn from_signed(v: &Value) -> Result<Root, Error> {
+        Root::from_view(v, &[])
+    }
+
+    /// [`Root::from_signed`] from either JSON tree; a listed key equal to one of `known` is
+    /// not decoded again.
+    pub(crate) fn from_view<V: JsonView>(v: &V, known: &[&PublicKey]) -> Result<Root, Error> {
         let r = Reader { role: ROOT, v };
         r.check_type("Root")?;
         let version = r.version()?;
         let expires = r.expires()?;
         let consistent_snapshot = match v.get("consistent_snapshot") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(r.err("consistent_snapshot", "not a boolean")),
+            None => false,
+            Some(c) if c.is_null() => false,
+            Some(c) => c
+                .as_bool()
+                .ok_or_else(|| r.err("consistent_snapshot", "not a boolean"))?,
         };
-        let keys = r.keys("keys", r.object("keys")?)?;
+        let keys = r.keys("keys", r.object("keys")?, known)?;
         let mut roles = BTreeMap::new();
-        for (name, rv) in r.object("roles")? {
-            if !BASE_ROLES.contains(&name.as_str()) {
+        for (name, rv) in r.object("roles")?.members().into_iter().flatten() {
+            if !BASE_ROLES.contains(&name) {
                 return Err(r.err("roles", format!("unknown role {name:?}")));
             }
             let rk = role_keys(&r, &format!("roles.{name}"), rv)?;
@@ -649,7 +708,7 @@ impl Root {
                     return Err(r.err(&format!("roles.{name}"), format!("key {id} is not listed in keys")));
                 }
             }
-            roles.insert(name.clone(), rk);
+            roles.insert(name.to_owned(), rk);
         }
         for base in BASE_ROLES {
             if !roles.contains_key(base) {
@@ -712,33 +771,41 @@ impl Targets {
     /// `role`: delegations name only direct children of `role`, with
     /// thresholds ≥ 1 and listed keys.
     pub fn from_signed(role: &str, v: &Value) -> Result<Targets, Error> {
+        Targets::from_view(role, v)
+    }
+
+    /// [`Targets::from_signed`] from either JSON tree.
+    pub(crate) fn from_view<V: JsonView>(role: &str, v: &V) -> Result<Targets, Error> {
         let r = Reader { role, v };
         r.check_type("Targets")?;
         let version = r.version()?;
         let expires = r.expires()?;
         let targets = match v.get("targets") {
-            None | Some(Value::Null) => BTreeMap::new(),
+            None => BTreeMap::new(),
+            Some(t) if t.is_null() => BTreeMap::new(),
             Some(_) => meta_map(&r, "targets")?,
         };
         let delegations = match v.get("delegations") {
-            None | Some(Value::Null) => Delegations::default(),
+            None => Delegations::default(),
+            Some(d) if d.is_null() => Delegations::default(),
             Some(d) => {
                 let dr = Reader { role, v: d };
                 let keys = match d.get("keys") {
-                    None | Some(Value::Null) => BTreeMap::new(),
-                    Some(_) => dr.keys("delegations.keys", dr.object("keys")?)?,
+                    None => BTreeMap::new(),
+                    Some(k) if k.is_null() => BTreeMap::new(),
+                    Some(_) => dr.keys("delegations.keys", dr.object("keys")?, &[])?,
                 };
                 let mut roles = Vec::new();
                 let items = match d.get("roles") {
-                    None | Some(Value::Null) => &[][..],
-                    Some(Value::Array(a)) => a.as_slice(),
-                    Some(_) => return Err(r.err("delegations.roles", "not an array")),
+                    None => &[][..],
+                    Some(a) if a.is_null() => &[][..],
+                    Some(a) => a.as_array().ok_or_else(|| r.err("delegations.roles", "not an array"))?,
                 };
                 let mut seen = std::collections::BTreeSet::new();
                 for item in items {
                     let name = item
                         .get("name")
-                        .and_then(Value::as_str)
+                        .and_then(V::as_str)
                         .ok_or_else(|| r.err("delegations.roles.name", "missing"))?;
                     if !is_delegation(name) || parent_role(name) != Some(role) {
                         return Err(r.err(
@@ -832,6 +899,11 @@ fn meta_value(meta: &BTreeMap<String, FileMeta>) -> Value {
 impl Snapshot {
     /// Parses a snapshot's `signed` value.
     pub fn from_signed(v: &Value) -> Result<Snapshot, Error> {
+        Snapshot::from_view(v)
+    }
+
+    /// [`Snapshot::from_signed`] from either JSON tree.
+    pub(crate) fn from_view<V: JsonView>(v: &V) -> Result<Snapshot, Error> {
         let r = Reader { role: SNAPSHOT, v };
         r.check_type("Snapshot")?;
         Ok(Snapshot {
@@ -925,6 +997,50 @@ mod tests {
         assert_eq!(parent_role("targets/a/b"), Some("targets/a"));
         assert_eq!(parent_role("targets/a"), Some("targets"));
         assert_eq!(parent_role("targets"), None);
+    }
+
+    #[test]
+    fn a_file_parsed_for_validation_is_the_file_parse_reads() {
+        let bytes = br#" {"signatures":[{"keyid":"ab12","method":"ecdsa","sig":"AAAA"}],
+            "signed":{"z":"a\nb","_type":"Targets","version":3,"\u00e9":[1,{"b":null,"a":"\u2028"}]}} "#;
+        let parsed = SignedFile::parse("targets", bytes.to_vec()).unwrap();
+        let (file, version) = SignedFile::parse_with("targets", bytes.to_vec(), |signed| {
+            signed.get("version").and_then(JsonView::as_int)
+        })
+        .unwrap();
+        assert_eq!(version, Some(3));
+        assert_eq!(file.canonical_signed(), parsed.canonical_signed());
+        assert_eq!(file.signatures(), parsed.signatures());
+        // Built from the bytes on first use.
+        assert_eq!(file.signed(), parsed.signed());
+        assert_eq!(file.reserialize(), parsed.reserialize());
+        assert_eq!(file.bytes(), parsed.bytes());
+        for bad in [
+            &b"[]"[..],
+            br#"{"signed":[]}"#,
+            br#"{"signed":{},"signatures":{}}"#,
+            b"{",
+        ] {
+            let a = SignedFile::parse("targets", bad.to_vec()).unwrap_err();
+            let b = SignedFile::parse_with("targets", bad.to_vec(), |_| ()).unwrap_err();
+            assert_eq!(a.to_string(), b.to_string());
+        }
+    }
+
+    #[test]
+    fn a_root_read_with_known_keys_is_the_root_read_without() {
+        let repo = crate::testing::TestRepo::new("example.com/a", time::macros::datetime!(2026-11-22 00:00 UTC));
+        let file = SignedFile::parse(ROOT, repo.root_file(1)).unwrap();
+        let keys = repo.server_keys(true);
+        let known: Vec<&PublicKey> = keys.timestamp.iter().chain(&keys.snapshot).collect();
+        let json = Json::parse(file.bytes()).unwrap();
+        let with = Root::from_view(json.get("signed").unwrap(), &known).unwrap();
+        assert_eq!(with, Root::from_signed(file.signed()).unwrap());
+        for k in known {
+            let listed = &with.keys[k.id()];
+            assert_eq!(listed.public_bytes(), k.public_bytes());
+            assert_eq!(listed.canonical_id(), k.canonical_id());
+        }
     }
 
     #[test]
