@@ -157,6 +157,15 @@ impl SignedFile {
         Ok((file, read))
     }
 
+    /// What `read` makes of the `signed` object of `bytes`, a file [`SignedFile::parse`]
+    /// accepts (the same errors otherwise), without building the file: for a stored file
+    /// read for its contents and never verified again.
+    pub(crate) fn read_signed<T>(role: &str, bytes: &[u8], read: impl FnOnce(&Json<'_>) -> T) -> Result<T, Error> {
+        let json = Json::parse(bytes).map_err(|e| json_error(role, e.0))?;
+        let (signed, _) = envelope(role, &json)?;
+        Ok(read(signed))
+    }
+
     /// Builds the file Notary would write for `signed` with `signatures`:
     /// `{"signed":<canonical>,"signatures":[…]}`.
     pub fn assemble(role: &str, signed: Value, signatures: Vec<Signature>) -> SignedFile {
@@ -373,6 +382,19 @@ impl FileMeta {
     /// [`FileMeta::parse`] with the path written only for an error (a
     /// snapshot or targets file parses one entry per file it lists).
     fn parse_at<V: JsonView>(role: &str, path: &dyn std::fmt::Display, v: &V) -> Result<FileMeta, Error> {
+        let mut scratch = Vec::new();
+        FileMeta::read_at(role, path, v, true, &mut scratch).map(|m| m.unwrap_or_else(|| unreachable!()))
+    }
+
+    /// [`FileMeta::parse_at`] when `keep`; otherwise the same checks, in the same order with
+    /// the same errors, without building the entry (hashes are decoded into `scratch`).
+    fn read_at<V: JsonView>(
+        role: &str,
+        path: &dyn std::fmt::Display,
+        v: &V,
+        keep: bool,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<FileMeta>, Error> {
         let field = |f: &str, reason: &str| Error::Field {
             role: role.to_owned(),
             field: format!("{path}.{f}"),
@@ -389,30 +411,37 @@ impl FileMeta {
             .get("hashes")
             .and_then(V::members)
             .ok_or_else(|| field("hashes", "missing or not an object"))?;
+        let mut listed = 0;
         for (alg, h) in hv {
-            let h = h
-                .as_str()
-                .and_then(|s| B64.decode(s).ok())
+            scratch.clear();
+            h.as_str()
+                .and_then(|s| B64.decode_vec(s, scratch).ok())
                 .ok_or_else(|| field("hashes", "hash is not base64"))?;
             let expect_len = match alg {
                 "sha256" => Some(32),
                 "sha512" => Some(64),
                 _ => None,
             };
-            if expect_len.is_some_and(|n| n != h.len()) {
+            if expect_len.is_some_and(|n| n != scratch.len()) {
                 return Err(field("hashes", &format!("{alg} has the wrong length")));
             }
-            hashes.insert(alg.to_owned(), h);
+            listed += 1;
+            if keep {
+                hashes.insert(alg.to_owned(), std::mem::take(scratch));
+            }
         }
-        if hashes.is_empty() {
+        if listed == 0 {
             return Err(field("hashes", "no hashes"));
+        }
+        if !keep {
+            return Ok(None);
         }
         let custom = match v.get("custom") {
             None => None,
             Some(c) if c.is_null() => None,
             Some(c) => Some(c.to_value()),
         };
-        Ok(FileMeta { length, hashes, custom })
+        Ok(Some(FileMeta { length, hashes, custom }))
     }
 
     /// The JSON value (`custom` omitted when absent, as Notary's omitempty).
@@ -649,6 +678,17 @@ fn meta_map<V: JsonView>(r: &Reader<'_, V>, field: &str) -> Result<BTreeMap<Stri
         .collect()
 }
 
+/// The number of entries of object `field`, each checked as [`meta_map`] checks it.
+fn check_meta_map<V: JsonView>(r: &Reader<'_, V>, field: &str) -> Result<usize, Error> {
+    let mut scratch = Vec::with_capacity(64);
+    let mut count = 0;
+    for (k, v) in r.object(field)?.members().into_iter().flatten() {
+        FileMeta::read_at(r.role, &EntryPath(field, k), v, false, &mut scratch)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
 fn strings<V: JsonView>(r: &Reader<'_, V>, field: &str, v: Option<&V>) -> Result<Vec<String>, Error> {
     match v {
         None => Ok(Vec::new()),
@@ -776,14 +816,31 @@ impl Targets {
 
     /// [`Targets::from_signed`] from either JSON tree.
     pub(crate) fn from_view<V: JsonView>(role: &str, v: &V) -> Result<Targets, Error> {
+        Targets::read(role, v, true).map(|(t, _)| t)
+    }
+
+    /// [`Targets::from_view`] with every target entry checked as it checks them but none
+    /// kept: `targets` is left empty, and the number of entries is returned with it. For a
+    /// validation that needs the role's delegations but not its targets (those of the
+    /// top-level role, which no delegation restricts).
+    pub(crate) fn from_view_unlisted<V: JsonView>(role: &str, v: &V) -> Result<(Targets, usize), Error> {
+        Targets::read(role, v, false)
+    }
+
+    fn read<V: JsonView>(role: &str, v: &V, keep: bool) -> Result<(Targets, usize), Error> {
         let r = Reader { role, v };
         r.check_type("Targets")?;
         let version = r.version()?;
         let expires = r.expires()?;
-        let targets = match v.get("targets") {
-            None => BTreeMap::new(),
-            Some(t) if t.is_null() => BTreeMap::new(),
-            Some(_) => meta_map(&r, "targets")?,
+        let (targets, listed) = match v.get("targets") {
+            None => (BTreeMap::new(), 0),
+            Some(t) if t.is_null() => (BTreeMap::new(), 0),
+            Some(_) if keep => {
+                let targets = meta_map(&r, "targets")?;
+                let listed = targets.len();
+                (targets, listed)
+            }
+            Some(_) => (BTreeMap::new(), check_meta_map(&r, "targets")?),
         };
         let delegations = match v.get("delegations") {
             None => Delegations::default(),
@@ -840,12 +897,13 @@ impl Targets {
                 Delegations { keys, roles }
             }
         };
-        Ok(Targets {
+        let targets = Targets {
             version,
             expires,
             targets,
             delegations,
-        })
+        };
+        Ok((targets, listed))
     }
 
     /// The delegation of child role `name`, if this role delegates it.
@@ -1040,6 +1098,54 @@ mod tests {
             let listed = &with.keys[k.id()];
             assert_eq!(listed.public_bytes(), k.public_bytes());
             assert_eq!(listed.canonical_id(), k.canonical_id());
+        }
+    }
+
+    #[test]
+    fn targets_checked_but_not_kept_are_checked_alike() {
+        let entry = |e: &str| {
+            format!(
+                r#"{{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":2,"targets":{{"a":{{"length":1,"hashes":{{"sha256":"{}"}}}},"b":{e}}}}}"#,
+                B64.encode([1u8; 32])
+            )
+        };
+        let sha256 = B64.encode([2u8; 32]);
+        let good = [
+            format!(r#"{{"length":0,"hashes":{{"sha256":"{sha256}"}}}}"#),
+            format!(r#"{{"length":5,"hashes":{{"sha256":"{sha256}","md5":"AAAA"}},"custom":{{"x":1}}}}"#),
+        ];
+        for e in &good {
+            let doc = entry(e);
+            let json = Json::parse(doc.as_bytes()).unwrap();
+            let (unlisted, n) = Targets::from_view_unlisted(TARGETS, &json).unwrap();
+            let full = Targets::from_view(TARGETS, &json).unwrap();
+            assert_eq!(n, 2);
+            assert_eq!(full.targets.len(), 2);
+            assert!(unlisted.targets.is_empty());
+            assert_eq!(
+                Targets {
+                    targets: full.targets.clone(),
+                    ..unlisted
+                },
+                full
+            );
+        }
+        let bad = [
+            r#"{"length":-1,"hashes":{"sha256":"AAAA"}}"#.to_owned(),
+            r#"{"hashes":{"sha256":"AAAA"}}"#.to_owned(),
+            r#"{"length":1,"hashes":{}}"#.to_owned(),
+            r#"{"length":1,"hashes":[]}"#.to_owned(),
+            r#"{"length":1,"hashes":{"sha256":"AAAA"}}"#.to_owned(),
+            r#"{"length":1,"hashes":{"sha512":"not base64!"}}"#.to_owned(),
+            r#"{"length":1,"hashes":{"x":1}}"#.to_owned(),
+            "7".to_owned(),
+        ];
+        for e in &bad {
+            let doc = entry(e);
+            let json = Json::parse(doc.as_bytes()).unwrap();
+            let full = Targets::from_view(TARGETS, &json).unwrap_err();
+            let unlisted = Targets::from_view_unlisted(TARGETS, &json).unwrap_err();
+            assert_eq!(full.to_string(), unlisted.to_string(), "{e}");
         }
     }
 

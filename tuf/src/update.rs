@@ -82,9 +82,13 @@ impl ParsedRoot {
     /// Parses a root file's structure (not its signatures: a stored root was
     /// verified when it was stored).
     pub fn parse(bytes: Vec<u8>) -> Result<ParsedRoot, Error> {
-        let file = SignedFile::parse(ROOT, bytes)?;
-        let root = Root::from_signed(file.signed())?;
-        Ok(ParsedRoot::new(file.into_bytes(), root))
+        ParsedRoot::parse_knowing(bytes, &[])
+    }
+
+    /// [`ParsedRoot::parse`]; a listed key equal to one of `known` is not decoded again.
+    fn parse_knowing(bytes: Vec<u8>, known: &[&PublicKey]) -> Result<ParsedRoot, Error> {
+        let root = SignedFile::read_signed(ROOT, &bytes, |signed| Root::from_view(signed, known))??;
+        Ok(ParsedRoot::new(bytes, root))
     }
 
     fn new(bytes: Vec<u8>, root: Root) -> ParsedRoot {
@@ -393,7 +397,8 @@ pub fn validate_update_cached(
         Some(bytes) => match cached_root {
             Some(cached) if cached.bytes() == bytes.as_slice() => Some(cached),
             _ => Some(Arc::new(
-                ParsedRoot::parse(bytes.clone()).map_err(|e| UpdateError::from_error(Validation, &e))?,
+                ParsedRoot::parse_knowing(bytes.clone(), &known)
+                    .map_err(|e| UpdateError::from_error(Validation, &e))?,
             )),
         },
     };
@@ -511,9 +516,12 @@ pub fn validate_update_cached(
             };
             (&ptargets.delegations.keys, rk, chain)
         };
-        let targets = match reads.get_mut(role.as_str()).map(Read::take) {
+        let (targets, listed) = match reads.get_mut(role.as_str()).map(Read::take) {
             Some(Typed::Targets(t)) => t,
-            _ => Targets::from_signed(role, file.signed()),
+            _ => Targets::from_signed(role, file.signed()).map(|t| {
+                let listed = t.targets.len();
+                (t, listed)
+            }),
         }
         .map_err(|e| bad(&e))?;
         check_count(role, "keys", targets.delegations.keys.len(), limits.max_keys).map_err(|e| bad(&e))?;
@@ -524,10 +532,12 @@ pub fn validate_update_cached(
             limits.max_delegations,
         )
         .map_err(|e| bad(&e))?;
-        check_count(role, "targets", targets.targets.len(), limits.max_targets).map_err(|e| bad(&e))?;
+        check_count(role, "targets", listed, limits.max_targets).map_err(|e| bad(&e))?;
         check_signature_list(file, role_keys.keyids.len()).map_err(|e| bad(&e))?;
         verify_threshold(file, &listed_keys(keys, &role_keys), role_keys.threshold).map_err(|e| bad(&e))?;
         check_expiry(role, targets.expires, now).map_err(|e| bad(&e))?;
+        // The top-level role's chain is empty: its targets (not kept) need no path check.
+        debug_assert!(role != TARGETS || chain.is_empty());
         let chain_refs: Vec<&DelegatedRole> = chain.iter().collect();
         check_delegated_paths(role, &targets, &chain_refs).map_err(|e| bad(&e))?;
         chains.insert(role.clone(), chain);
@@ -682,7 +692,10 @@ struct Read {
 
 enum Typed {
     Root(Result<Root, Error>),
-    Targets(Result<Targets, Error>),
+    /// With the number of targets it lists: the top-level role's are checked but not kept
+    /// ([`Targets::from_view_unlisted`]), since no delegation restricts them and nothing
+    /// after validation reads them.
+    Targets(Result<(Targets, usize), Error>),
     Snapshot(Result<Snapshot, Error>),
     None,
 }
@@ -694,7 +707,11 @@ impl Read {
         let typed = match role {
             ROOT => Typed::Root(Root::from_view(signed, known)),
             SNAPSHOT => Typed::Snapshot(Snapshot::from_view(signed)),
-            r if is_targets_role(r) => Typed::Targets(Targets::from_view(r, signed)),
+            TARGETS => Typed::Targets(Targets::from_view_unlisted(TARGETS, signed)),
+            r if is_targets_role(r) => Typed::Targets(Targets::from_view(r, signed).map(|t| {
+                let listed = t.targets.len();
+                (t, listed)
+            })),
             _ => Typed::None,
         };
         let version = signed
