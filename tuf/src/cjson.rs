@@ -203,6 +203,24 @@ impl<'a> Json<'a> {
     /// Parses JSON bytes with [`Value::parse`]'s rules: duplicate keys, non-integer numbers
     /// and trailing data are refused, nesting is bounded by serde_json's recursion limit.
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<Json<'a>, JsonError> {
+        if let Some(parsed) = fast::parse(bytes, "") {
+            return Ok(parsed.json);
+        }
+        Json::parse_serde(bytes)
+    }
+
+    /// [`Json::parse`], with the raw text of the top-level object's member `member` when
+    /// that text is its canonical encoding (a compact, sorted, escape-free file as Notary
+    /// writes it): then it is the bytes [`Json::to_canonical`] would write.
+    pub(crate) fn parse_noting(bytes: &'a [u8], member: &str) -> Result<(Json<'a>, Option<&'a [u8]>), JsonError> {
+        if let Some(parsed) = fast::parse(bytes, member) {
+            return Ok((parsed.json, parsed.canonical_member));
+        }
+        Ok((Json::parse_serde(bytes)?, None))
+    }
+
+    /// [`Json::parse`] by serde_json alone.
+    fn parse_serde(bytes: &'a [u8]) -> Result<Json<'a>, JsonError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let value = Json::deserialize(&mut de).map_err(|e| JsonError(e.to_string()))?;
         de.end().map_err(|e| JsonError(e.to_string()))?;
@@ -263,6 +281,241 @@ impl<'a> Json<'a> {
                     v.write_canonical(out);
                 }
                 out.push(b'}');
+            }
+        }
+    }
+}
+
+/// A parser for the JSON Notary writes, tried before serde_json: compact or not, but with
+/// no escape in any string, no negative or non-integer number, and every object's keys in
+/// strictly increasing byte order. It gives up (None) on anything else, and the input is
+/// then parsed by serde_json, whose result (value or error) stands. What it accepts,
+/// serde_json accepts too, as the same tree, so it changes what a parse costs, never what
+/// it yields. It also finds the raw text of one member of the top-level object when that
+/// text is already canonical, so that the canonical bytes need not be written again.
+mod fast {
+    use std::borrow::Cow;
+    use std::collections::BTreeSet;
+
+    use super::Json;
+
+    /// Below serde_json's recursion limit (128), so anything deeper is left to it.
+    const MAX_DEPTH: usize = 100;
+
+    pub(super) struct Parsed<'a> {
+        pub(super) json: Json<'a>,
+        /// The text of the wanted member's value, if it is canonical as written.
+        pub(super) canonical_member: Option<&'a [u8]>,
+    }
+
+    /// Parses `bytes`, noting the raw text of top-level member `want`.
+    pub(super) fn parse<'a>(bytes: &'a [u8], want: &str) -> Option<Parsed<'a>> {
+        let mut p = Parser {
+            b: bytes,
+            i: 0,
+            want,
+            found: None,
+        };
+        p.ws();
+        let (json, _) = p.value(0)?;
+        p.ws();
+        if p.i != bytes.len() {
+            return None;
+        }
+        Some(Parsed {
+            json,
+            canonical_member: p.found,
+        })
+    }
+
+    struct Parser<'a, 'w> {
+        b: &'a [u8],
+        i: usize,
+        want: &'w str,
+        found: Option<&'a [u8]>,
+    }
+
+    impl<'a> Parser<'a, '_> {
+        /// Skips JSON whitespace; whether there was any.
+        fn ws(&mut self) -> bool {
+            let start = self.i;
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            self.i != start
+        }
+
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        /// A value, and whether its text is its canonical encoding (no whitespace inside,
+        /// no U+2028 or U+2029 in a string, which the encoder escapes; the rest of the
+        /// canonical form is what this parser accepts at all).
+        fn value(&mut self, depth: usize) -> Option<(Json<'a>, bool)> {
+            match self.peek()? {
+                b'{' => self.object(depth + 1),
+                b'[' => self.array(depth + 1),
+                b'"' => {
+                    let (s, canonical) = self.string()?;
+                    Some((Json::Str(Cow::Borrowed(s)), canonical))
+                }
+                b't' => self.literal(b"true", Json::Bool(true)),
+                b'f' => self.literal(b"false", Json::Bool(false)),
+                b'n' => self.literal(b"null", Json::Null),
+                b'0'..=b'9' => self.integer(),
+                _ => None,
+            }
+        }
+
+        fn literal(&mut self, word: &[u8], value: Json<'a>) -> Option<(Json<'a>, bool)> {
+            if !self.b[self.i..].starts_with(word) {
+                return None;
+            }
+            self.i += word.len();
+            Some((value, true))
+        }
+
+        /// A non-negative integer that fits a u64, without a leading zero, fraction or
+        /// exponent: what serde_json reads as a u64.
+        fn integer(&mut self) -> Option<(Json<'a>, bool)> {
+            let start = self.i;
+            let mut n: u64 = 0;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                self.i += 1;
+            }
+            if self.i - start > 1 && self.b[start] == b'0' {
+                return None;
+            }
+            if let Some(b'.' | b'e' | b'E') = self.peek() {
+                return None;
+            }
+            Some((Json::Int(i128::from(n)), true))
+        }
+
+        /// A string without escapes or control characters, as valid UTF-8.
+        fn string(&mut self) -> Option<(&'a str, bool)> {
+            let start = self.i + 1;
+            // One pass: the closing quote, and whether an escape, a control character or a
+            // byte outside ASCII comes before it.
+            let mut end = start;
+            let mut ascii = true;
+            loop {
+                match *self.b.get(end)? {
+                    b'"' => break,
+                    b'\\' | 0..=0x1f => return None,
+                    c => ascii &= c.is_ascii(),
+                }
+                end += 1;
+            }
+            let raw = &self.b[start..end];
+            let s = std::str::from_utf8(raw).ok()?;
+            self.i = end + 1;
+            let canonical =
+                ascii || memchr::memchr_iter(0xE2, raw).all(|p| !matches!(raw[p..], [0xE2, 0x80, 0xA8 | 0xA9, ..]));
+            Some((s, canonical))
+        }
+
+        fn object(&mut self, depth: usize) -> Option<(Json<'a>, bool)> {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            self.i += 1;
+            let mut canonical = !self.ws();
+            let mut members: Vec<(Cow<'a, str>, Json<'a>)> = Vec::new();
+            if self.peek()? == b'}' {
+                self.i += 1;
+                return Some((Json::Object(members), canonical));
+            }
+            // Every key so far, from the first one out of order on (a file's envelope: Go
+            // writes `signed` before `signatures`). A duplicate is left to serde_json.
+            let mut seen: Option<BTreeSet<&'a str>> = None;
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let (key, key_canonical) = self.string()?;
+                if let Some(seen) = &mut seen {
+                    if !seen.insert(key) {
+                        return None;
+                    }
+                } else if members
+                    .last()
+                    .is_some_and(|(last, _)| key.as_bytes() <= last.as_bytes())
+                {
+                    // Every key this parser reads is borrowed.
+                    let mut keys: BTreeSet<&'a str> = members
+                        .iter()
+                        .filter_map(|(k, _)| match k {
+                            Cow::Borrowed(k) => Some(*k),
+                            Cow::Owned(_) => None,
+                        })
+                        .collect();
+                    if !keys.insert(key) {
+                        return None;
+                    }
+                    seen = Some(keys);
+                }
+                canonical &= key_canonical & !self.ws();
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.i += 1;
+                canonical &= !self.ws();
+                let start = self.i;
+                let (value, value_canonical) = self.value(depth)?;
+                if depth == 1 && key == self.want && value_canonical {
+                    self.found = Some(&self.b[start..self.i]);
+                }
+                canonical &= value_canonical & !self.ws();
+                members.push((Cow::Borrowed(key), value));
+                match self.peek()? {
+                    b',' => {
+                        self.i += 1;
+                        canonical &= !self.ws();
+                    }
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+            if seen.is_some() {
+                // Written out of order: not canonical, and sorted here as the tree keeps it.
+                members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+                canonical = false;
+            }
+            Some((Json::Object(members), canonical))
+        }
+
+        fn array(&mut self, depth: usize) -> Option<(Json<'a>, bool)> {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            self.i += 1;
+            let mut canonical = !self.ws();
+            let mut items = Vec::new();
+            if self.peek()? == b']' {
+                self.i += 1;
+                return Some((Json::Array(items), canonical));
+            }
+            loop {
+                let (item, item_canonical) = self.value(depth)?;
+                canonical &= item_canonical & !self.ws();
+                items.push(item);
+                match self.peek()? {
+                    b',' => {
+                        self.i += 1;
+                        canonical &= !self.ws();
+                    }
+                    b']' => {
+                        self.i += 1;
+                        return Some((Json::Array(items), canonical));
+                    }
+                    _ => return None,
+                }
             }
         }
     }
@@ -666,12 +919,57 @@ mod tests {
             b"{} {}",
             b"[1,]",
             b"99999999999999999999999",
+            b"18446744073709551616",
             b"\"\x01\"",
+            b"\"\xff\"",
+            b"\"\xe2\x80\"",
+            b"01",
+            b"[00]",
+            b"-0",
+            b"1.0",
+            b"[1e2]",
+            b"-",
+            br#"{"a":1,}"#,
+            br#"{"a" 1}"#,
+            br#"{"a":1 "b":2}"#,
+            br#"{"a":tru}"#,
+            br#"[nul]"#,
+            br#"[truex]"#,
+            b"{",
+            b"[",
+            b"\"abc",
+            b"",
+            b" ",
+            b"\xef\xbb\xbf{}",
+            b"{}\x00",
+            br#"{1:2}"#,
+            br#"["a" "b"]"#,
+            b"[1,\x0c2]",
         ] {
             let (j, v) = (Json::parse(bad).unwrap_err(), owned_parse(bad).unwrap_err());
             assert_eq!(j, v, "{}", String::from_utf8_lossy(bad));
         }
         assert!(Json::parse("[".repeat(100_000).as_bytes()).is_err());
+        for depth in [99, 100, 101, 127, 128, 129] {
+            let doc = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let (j, v) = (Json::parse(doc.as_bytes()), owned_parse(doc.as_bytes()));
+            assert_eq!(j.map(|j| j.to_value()), v, "{depth}");
+        }
+        for good in [
+            &b"0"[..],
+            b"18446744073709551615",
+            b"-9223372036854775808",
+            b" \t\r\n{} ",
+            b"[[],{},\"\",true,false,null]",
+            br#"{"a":{"b":[1,2]},"b":"\u2028"}"#,
+        ] {
+            assert_eq!(
+                Json::parse(good).map(|j| j.to_value()),
+                owned_parse(good),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
         // The first duplicate read is the one named, as the owned parse names it.
         let e = Json::parse(br#"{"c":1,"b":2,"c":3,"b":4}"#).unwrap_err();
         assert!(e.0.contains("duplicate object key \"c\""), "{e}");
@@ -699,6 +997,67 @@ mod tests {
         fn borrowed_and_owned_parses_agree_on_objects(doc in documents()) {
             agree(&doc)?;
         }
+
+        /// Canonical documents (the fast parser's usual input) as a file's `signed` member,
+        /// as they are or with one space or U+2028 put anywhere: parsed alike by both parsers,
+        /// and when their text is taken as the canonical bytes, it is the canonical encoding.
+        #[test]
+        fn canonical_text_is_taken_only_when_it_is_the_encoding(
+            v in canonical_values(),
+            insert in proptest::option::of((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<bool>())),
+        ) {
+            let mut doc = String::from_utf8(v.to_canonical()).unwrap();
+            if let Some((at, space)) = insert {
+                let mut at = at.index(doc.len() + 1);
+                while !doc.is_char_boundary(at) {
+                    at -= 1;
+                }
+                doc.insert(at, if space { ' ' } else { '\u{2028}' });
+            }
+            let file = format!(r#"{{"signatures":[],"signed":{doc}}}"#);
+            agree(&file)?;
+            if let Ok((json, raw)) = Json::parse_noting(file.as_bytes(), "signed") {
+                let member = json.get("signed").unwrap();
+                if insert.is_none() {
+                    proptest::prop_assert_eq!(member.to_value(), v.clone());
+                    // Without an escape (U+2028 and U+2029 are written as escapes) or a
+                    // negative number, the text is taken.
+                    proptest::prop_assert_eq!(raw.is_some(), !doc.contains(['\\', '-']));
+                }
+                if let Some(raw) = raw {
+                    proptest::prop_assert_eq!(raw.to_vec(), member.to_canonical());
+                }
+            }
+        }
+    }
+
+    fn canonical_values() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<u64>().prop_map(|i| Value::Int(i.into())),
+            (-5i64..5).prop_map(|i| Value::Int(i.into())),
+            proptest::sample::select(vec![
+                "",
+                "a",
+                "\u{e9}",
+                "a\"b",
+                "c\\d",
+                "x\u{2028}y",
+                "\u{2029}",
+                "\u{e2}"
+            ])
+            .prop_map(Value::str),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = proptest::sample::select(vec!["a", "b", "B", "\u{e9}", "_type", "ab", "", "k\"", "\u{2028}"]);
+            prop_oneof![
+                proptest::collection::btree_map(key.prop_map(str::to_owned), inner.clone(), 0..6)
+                    .prop_map(Value::Object),
+                proptest::collection::vec(inner, 0..5).prop_map(Value::Array),
+            ]
+        })
     }
 
     fn documents() -> impl proptest::strategy::Strategy<Value = String> {
@@ -743,6 +1102,40 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_member_text_is_taken_only_when_canonical() {
+        let taken = |doc: &str| {
+            Json::parse_noting(doc.as_bytes(), "signed")
+                .unwrap()
+                .1
+                .map(<[u8]>::to_vec)
+        };
+        assert_eq!(
+            taken(r#"{"signed":{"a":[1,{}],"b":"x"}}"#),
+            Some(br#"{"a":[1,{}],"b":"x"}"#.to_vec())
+        );
+        assert_eq!(taken(r#" { "a" : 1 , "signed" : [true] } "#), Some(b"[true]".to_vec()));
+        for doc in [
+            r#"{"signed":{ "a":1}}"#,
+            r#"{"signed":{"a" :1}}"#,
+            r#"{"signed":{"a": 1}}"#,
+            r#"{"signed":{"a":1 }}"#,
+            r#"{"signed":{"a":1, "b":2}}"#,
+            r#"{"signed":[ 1]}"#,
+            r#"{"signed":[1 ]}"#,
+            r#"{"signed":[1 ,2]}"#,
+            r#"{"signed":[1, 2]}"#,
+            r#"{"signed":[1,2 ]}"#,
+            "{\"signed\":{\"a\":\"\u{2028}\"}}",
+            "{\"signed\":{\"\u{2029}\":1}}",
+            r#"{"signed":{"a":"\n"}}"#,
+            r#"{"signed":{"a":-1}}"#,
+            r#"{"signed":{"b":1,"a":2}}"#,
+        ] {
+            assert_eq!(taken(doc), None, "{doc}");
+        }
     }
 
     #[test]

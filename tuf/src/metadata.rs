@@ -136,16 +136,23 @@ impl SignedFile {
     /// [`SignedFile::parse`] for a file about to be verified: `read` gets the `signed` object
     /// as a tree borrowed from `bytes` (no owned [`Value`] is built unless
     /// [`SignedFile::signed`] is called later), and the canonical bytes the signatures cover
-    /// are encoded at once from that tree.
+    /// are taken at once: the text of `signed` itself when it is already canonical, else
+    /// encoded from that tree.
     pub(crate) fn parse_with<T>(
         role: &str,
         bytes: Vec<u8>,
         read: impl FnOnce(&Json<'_>) -> T,
     ) -> Result<(SignedFile, T), Error> {
         let (canonical, signatures, read) = {
-            let json = Json::parse(&bytes).map_err(|e| json_error(role, e.0))?;
+            let (json, raw) = Json::parse_noting(&bytes, "signed").map_err(|e| json_error(role, e.0))?;
             let (signed, signatures) = envelope(role, &json)?;
-            (signed.to_canonical(), signatures, read(signed))
+            // A file as Notary writes it holds `signed` in canonical form already.
+            let canonical = match raw {
+                Some(raw) => raw.to_vec(),
+                None => signed.to_canonical(),
+            };
+            debug_assert_eq!(canonical, signed.to_canonical());
+            (canonical, signatures, read(signed))
         };
         let file = SignedFile {
             role: role.to_owned(),
