@@ -127,13 +127,18 @@ impl Eq for PublicKey {}
 
 /// The key ID of a key of `key_type` with public bytes `public`.
 pub fn key_id(key_type: KeyType, public: &[u8]) -> KeyId {
+    key_id_of_base64(key_type, &B64.encode(public))
+}
+
+/// [`key_id`] of the key whose public bytes have the standard base64 `public_b64`.
+fn key_id_of_base64(key_type: KeyType, public_b64: &str) -> KeyId {
     // The canonical form of `key_json`, written directly: the key type and
     // base64 need no escaping, and the keys are already in sorted order.
     let mut h = Sha256::new();
     h.update(b"{\"keytype\":\"");
     h.update(key_type.as_str().as_bytes());
     h.update(b"\",\"keyval\":{\"private\":null,\"public\":\"");
-    h.update(B64.encode(public).as_bytes());
+    h.update(public_b64.as_bytes());
     h.update(b"\"}}");
     hex::encode(h.finalize())
 }
@@ -162,6 +167,11 @@ fn key_json(key_type: KeyType, public: &[u8]) -> Value {
 impl PublicKey {
     /// Builds a key from its type and public bytes (for x509 types, the PEM).
     pub fn new(key_type: KeyType, public: Vec<u8>) -> Result<PublicKey, KeyError> {
+        PublicKey::with_id(key_type, public, None)
+    }
+
+    /// [`PublicKey::new`], given the key's ID when the caller has it.
+    fn with_id(key_type: KeyType, public: Vec<u8>, id: Option<KeyId>) -> Result<PublicKey, KeyError> {
         let (verifying, cert) = match key_type {
             KeyType::Ed25519 => {
                 let bytes: [u8; 32] = public
@@ -184,7 +194,8 @@ impl PublicKey {
                 (verifying, Some(cert))
             }
         };
-        let id = key_id(key_type, &public);
+        let id = id.unwrap_or_else(|| key_id(key_type, &public));
+        debug_assert_eq!(id, key_id(key_type, &public));
         Ok(PublicKey {
             key_type,
             public,
@@ -222,17 +233,19 @@ impl PublicKey {
             Some(p) if p.is_null() => {}
             Some(_) => return Err(KeyError::Malformed("public key carries private material".into())),
         }
-        let public = keyval
+        let public_b64 = keyval
             .get("public")
             .and_then(V::as_str)
             .ok_or_else(|| KeyError::Malformed("missing keyval.public".into()))?;
         let public = B64
-            .decode(public)
+            .decode(public_b64)
             .map_err(|e| KeyError::Malformed(format!("keyval.public is not base64: {e}")))?;
         if let Some(k) = known.iter().find(|k| k.key_type == key_type && k.public == public) {
             return Ok((*k).clone());
         }
-        PublicKey::new(key_type, public)
+        // The standard engine decodes only canonical base64 (padding required, no stray
+        // bits), so the string read is the base64 the key ID hashes: no need to encode it.
+        PublicKey::with_id(key_type, public, Some(key_id_of_base64(key_type, public_b64)))
     }
 
     /// Parses the JSON body Notary serves for `GET <role>.key`.

