@@ -310,7 +310,12 @@ mod fast {
 
     /// Parses `bytes`, noting the raw text of top-level member `want`.
     pub(super) fn parse<'a>(bytes: &'a [u8], want: &str) -> Option<Parsed<'a>> {
+        // JSON that serde_json accepts is valid UTF-8 throughout (any byte outside ASCII
+        // must be inside a string, where it must be UTF-8): checked once here, so that a
+        // string is a slice of this `str`.
+        let text = std::str::from_utf8(bytes).ok()?;
         let mut p = Parser {
+            text,
             b: bytes,
             i: 0,
             want,
@@ -329,6 +334,7 @@ mod fast {
     }
 
     struct Parser<'a, 'w> {
+        text: &'a str,
         b: &'a [u8],
         i: usize,
         want: &'w str,
@@ -397,23 +403,24 @@ mod fast {
         /// A string without escapes or control characters, as valid UTF-8.
         fn string(&mut self) -> Option<(&'a str, bool)> {
             let start = self.i + 1;
-            // One pass: the closing quote, and whether an escape, a control character or a
-            // byte outside ASCII comes before it.
-            let mut end = start;
-            let mut ascii = true;
-            loop {
-                match *self.b.get(end)? {
-                    b'"' => break,
-                    b'\\' | 0..=0x1f => return None,
-                    c => ascii &= c.is_ascii(),
-                }
-                end += 1;
+            let rest = self.b.get(start..)?;
+            let len = memchr::memchr2(b'"', b'\\', rest)?;
+            if rest[len] != b'"' {
+                return None;
             }
-            let raw = &self.b[start..end];
-            let s = std::str::from_utf8(raw).ok()?;
-            self.i = end + 1;
-            let canonical =
-                ascii || memchr::memchr_iter(0xE2, raw).all(|p| !matches!(raw[p..], [0xE2, 0x80, 0xA8 | 0xA9, ..]));
+            let raw = &rest[..len];
+            // Control characters (refused) and bytes outside ASCII, in one branch-free pass.
+            let seen = raw
+                .iter()
+                .fold(0u8, |seen, c| seen | u8::from(*c < 0x20) | (u8::from(*c >= 0x80) << 1));
+            if seen & 1 != 0 {
+                return None;
+            }
+            // Both ends are ASCII quotes, so both are character boundaries.
+            let s = self.text.get(start..start + len)?;
+            self.i = start + len + 1;
+            let canonical = seen & 2 == 0
+                || memchr::memchr_iter(0xE2, raw).all(|p| !matches!(raw[p..], [0xE2, 0x80, 0xA8 | 0xA9, ..]));
             Some((s, canonical))
         }
 
