@@ -409,17 +409,18 @@ mod fast {
                 return None;
             }
             let raw = &rest[..len];
-            // Control characters (refused) and bytes outside ASCII, in one branch-free pass.
-            let seen = raw
+            // Control characters (refused) and bytes outside ASCII: the smallest and the
+            // largest byte, a pass that vectorises.
+            let (low, high) = raw
                 .iter()
-                .fold(0u8, |seen, c| seen | u8::from(*c < 0x20) | (u8::from(*c >= 0x80) << 1));
-            if seen & 1 != 0 {
+                .fold((u8::MAX, 0u8), |(low, high), c| (low.min(*c), high.max(*c)));
+            if low < 0x20 {
                 return None;
             }
             // Both ends are ASCII quotes, so both are character boundaries.
             let s = self.text.get(start..start + len)?;
             self.i = start + len + 1;
-            let canonical = seen & 2 == 0
+            let canonical = high < 0x80
                 || memchr::memchr_iter(0xE2, raw).all(|p| !matches!(raw[p..], [0xE2, 0x80, 0xA8 | 0xA9, ..]));
             Some((s, canonical))
         }
