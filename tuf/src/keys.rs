@@ -758,6 +758,9 @@ mod tests {
         for empty in [&b""[..], b"\n", b"\r\n\n"] {
             let e = load_pem_chain(empty).unwrap_err();
             assert_eq!(e.to_string(), load_pem_chain(b"xx").unwrap_err().to_string());
+            // An uploaded x509 key with such a certificate is refused, not a panic.
+            assert!(PublicKey::new(KeyType::EcdsaX509, empty.to_vec()).is_err());
+            assert!(PublicKey::new(KeyType::RsaX509, empty.to_vec()).is_err());
         }
     }
 
