@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use x509_cert::der::{Encode, Tagged};
 use zeroize::Zeroizing;
 
-use crate::cjson::Value;
+use crate::cjson::{JsonView, Value};
 
 /// A key ID: lowercase hex sha256.
 pub type KeyId = String;
@@ -127,13 +127,18 @@ impl Eq for PublicKey {}
 
 /// The key ID of a key of `key_type` with public bytes `public`.
 pub fn key_id(key_type: KeyType, public: &[u8]) -> KeyId {
+    key_id_of_base64(key_type, &B64.encode(public))
+}
+
+/// [`key_id`] of the key whose public bytes have the standard base64 `public_b64`.
+fn key_id_of_base64(key_type: KeyType, public_b64: &str) -> KeyId {
     // The canonical form of `key_json`, written directly: the key type and
     // base64 need no escaping, and the keys are already in sorted order.
     let mut h = Sha256::new();
     h.update(b"{\"keytype\":\"");
     h.update(key_type.as_str().as_bytes());
     h.update(b"\",\"keyval\":{\"private\":null,\"public\":\"");
-    h.update(B64.encode(public).as_bytes());
+    h.update(public_b64.as_bytes());
     h.update(b"\"}}");
     hex::encode(h.finalize())
 }
@@ -162,6 +167,11 @@ fn key_json(key_type: KeyType, public: &[u8]) -> Value {
 impl PublicKey {
     /// Builds a key from its type and public bytes (for x509 types, the PEM).
     pub fn new(key_type: KeyType, public: Vec<u8>) -> Result<PublicKey, KeyError> {
+        PublicKey::with_id(key_type, public, None)
+    }
+
+    /// [`PublicKey::new`], given the key's ID when the caller has it.
+    fn with_id(key_type: KeyType, public: Vec<u8>, id: Option<KeyId>) -> Result<PublicKey, KeyError> {
         let (verifying, cert) = match key_type {
             KeyType::Ed25519 => {
                 let bytes: [u8; 32] = public
@@ -184,7 +194,8 @@ impl PublicKey {
                 (verifying, Some(cert))
             }
         };
-        let id = key_id(key_type, &public);
+        let id = id.unwrap_or_else(|| key_id(key_type, &public));
+        debug_assert_eq!(id, key_id(key_type, &public));
         Ok(PublicKey {
             key_type,
             public,
@@ -202,26 +213,39 @@ impl PublicKey {
     /// Parses `{"keytype":…,"keyval":{"public":…,"private":…}}`; a private
     /// part must be null or absent.
     pub fn from_value(v: &Value) -> Result<PublicKey, KeyError> {
+        PublicKey::from_view(v, &[])
+    }
+
+    /// [`PublicKey::from_value`] from either JSON tree. A key whose type and public bytes are
+    /// those of a key in `known` (keys already built and checked, such as the server's own) is
+    /// that key, cloned, instead of being decoded and checked again.
+    pub(crate) fn from_view<V: JsonView>(v: &V, known: &[&PublicKey]) -> Result<PublicKey, KeyError> {
         let kt = v
             .get("keytype")
-            .and_then(Value::as_str)
+            .and_then(V::as_str)
             .ok_or_else(|| KeyError::Malformed("missing keytype".into()))?;
         let key_type = KeyType::parse(kt).ok_or_else(|| KeyError::UnknownType(kt.to_owned()))?;
         let keyval = v
             .get("keyval")
             .ok_or_else(|| KeyError::Malformed("missing keyval".into()))?;
         match keyval.get("private") {
-            None | Some(Value::Null) => {}
+            None => {}
+            Some(p) if p.is_null() => {}
             Some(_) => return Err(KeyError::Malformed("public key carries private material".into())),
         }
-        let public = keyval
+        let public_b64 = keyval
             .get("public")
-            .and_then(Value::as_str)
+            .and_then(V::as_str)
             .ok_or_else(|| KeyError::Malformed("missing keyval.public".into()))?;
         let public = B64
-            .decode(public)
+            .decode(public_b64)
             .map_err(|e| KeyError::Malformed(format!("keyval.public is not base64: {e}")))?;
-        PublicKey::new(key_type, public)
+        if let Some(k) = known.iter().find(|k| k.key_type == key_type && k.public == public) {
+            return Ok((*k).clone());
+        }
+        // The standard engine decodes only canonical base64 (padding required, no stray
+        // bits), so the string read is the base64 the key ID hashes: no need to encode it.
+        PublicKey::with_id(key_type, public, Some(key_id_of_base64(key_type, public_b64)))
     }
 
     /// Parses the JSON body Notary serves for `GET <role>.key`.
@@ -384,9 +408,56 @@ const SHA1_SIG_OIDS: [Oid; 4] = [
     Oid::new_unwrap("1.2.840.10040.4.3"),    // dsa-with-sha1
 ];
 
+/// `x509_cert::Certificate::load_pem_chain`, each block read by [`cert_from_pem`]: the same
+/// blocks, accepted and refused alike (the same loop, with its `len() - 1` written as the
+/// wrapping subtraction it is in a release build, so an empty input is an error here too
+/// rather than an overflow in a debug build).
+fn load_pem_chain(mut input: &[u8]) -> Result<Vec<x509_cert::Certificate>, x509_cert::der::Error> {
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    while let [rest @ .., b'\r' | b'\n'] = input {
+        input = rest;
+    }
+    let mut certs = Vec::new();
+    let mut position = 0;
+    while position < input.len().wrapping_sub(1) {
+        let rest = &input[position..];
+        let end = rest
+            .windows(END.len())
+            .position(|w| w == END)
+            .ok_or(x509_cert::der::pem::Error::PostEncapsulationBoundary)?
+            + END.len();
+        certs.push(cert_from_pem(&rest[..end])?);
+        position += end;
+    }
+    Ok(certs)
+}
+
+/// `Certificate::from_pem`, faster: the base64 is decoded in one pass and the certificate
+/// read from the decoded slice, instead of through der's streaming PEM reader. Only a
+/// success is taken from this path (the same bytes read by the same decoder give the same
+/// certificate, and whatever follows it in the block is ignored by both); any failure is
+/// left to `from_pem`, so errors are its own.
+fn cert_from_pem(pem: &[u8]) -> Result<x509_cert::Certificate, x509_cert::der::Error> {
+    use x509_cert::der::pem::{Decoder, PemLabel};
+    use x509_cert::der::{Decode, DecodePem, SliceReader};
+    let fast = || {
+        let mut decoder = Decoder::new(pem).ok()?;
+        if decoder.type_label() != x509_cert::Certificate::PEM_LABEL {
+            return None;
+        }
+        let mut der = vec![0; decoder.remaining_len()];
+        let der = decoder.decode(&mut der).ok()?;
+        let mut reader = SliceReader::new(der).ok()?;
+        x509_cert::Certificate::decode(&mut reader).ok()
+    };
+    match fast() {
+        Some(cert) => Ok(cert),
+        None => x509_cert::Certificate::from_pem(pem),
+    }
+}
+
 fn parse_leaf_cert(pem: &[u8]) -> Result<CertInfo, KeyError> {
-    let chain =
-        x509_cert::Certificate::load_pem_chain(pem).map_err(|e| KeyError::Malformed(format!("certificate: {e}")))?;
+    let chain = load_pem_chain(pem).map_err(|e| KeyError::Malformed(format!("certificate: {e}")))?;
     let leaf = chain
         .first()
         .ok_or_else(|| KeyError::Malformed("no certificate in PEM".into()))?;
@@ -625,6 +696,72 @@ mod tests {
         zeroize_on_drop::<ed25519_dalek::SigningKey>();
         zeroize_on_drop::<p256::ecdsa::SigningKey>();
         zeroize_on_drop::<zeroize::Zeroizing<Vec<u8>>>();
+    }
+
+    #[test]
+    fn certificate_chains_read_as_x509_cert_reads_them() {
+        let mut rng = rand::rngs::OsRng;
+        let from = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let until = OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap();
+        let mut pem = |cn: &str| {
+            let key = PrivateKey::generate_ecdsa(&mut rng);
+            String::from_utf8(crate::certs::self_signed_cert(&key, cn, from, until).unwrap()).unwrap()
+        };
+        let (a, b) = (pem("example.com/a"), pem("example.com/b"));
+        let lines: Vec<&str> = a.lines().collect();
+        let with_lines = |f: &dyn Fn(&mut Vec<String>)| {
+            let mut l: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+            f(&mut l);
+            l.join("\n") + "\n"
+        };
+        let cases = [
+            a.clone(),
+            format!("{a}{b}"),
+            format!("{a}\n{b}\n\n"),
+            a.replace('\n', "\r\n"),
+            format!("junk{a}"),
+            format!("{a}junk"),
+            format!("{a}\n-----BEGIN CERTIFICATE-----\n"),
+            a.replace("CERTIFICATE", "PUBLIC KEY"),
+            a.replace("-----END CERTIFICATE-----", ""),
+            with_lines(&|l| {
+                l[2] = l[2]
+                    .replacen('A', "!", 1)
+                    .replacen(|c: char| c.is_ascii_alphanumeric(), "!", 1)
+            }),
+            with_lines(&|l| {
+                let n = l.len();
+                l[n - 2] = "@@@@".into();
+            }),
+            with_lines(&|l| {
+                let n = l.len();
+                l.insert(n - 1, "AAAA".into());
+            }),
+            with_lines(&|l| {
+                l.remove(3);
+            }),
+            with_lines(&|l| l[1].truncate(60)),
+            "x".into(),
+        ];
+        for case in &cases {
+            let ours = load_pem_chain(case.as_bytes());
+            let theirs = x509_cert::Certificate::load_pem_chain(case.as_bytes());
+            match (ours, theirs) {
+                (Ok(o), Ok(t)) => assert_eq!(o, t, "{case}"),
+                (Err(o), Err(t)) => assert_eq!(o.to_string(), t.to_string(), "{case}"),
+                (o, t) => panic!("{case}: {o:?} against {t:?}"),
+            }
+        }
+        assert_eq!(load_pem_chain(format!("{a}{b}").as_bytes()).unwrap().len(), 2);
+        // An input that is empty once its trailing line ends are stripped is refused, as a
+        // release build of x509-cert refuses it (its loop underflows there in a debug build).
+        for empty in [&b""[..], b"\n", b"\r\n\n"] {
+            let e = load_pem_chain(empty).unwrap_err();
+            assert_eq!(e.to_string(), load_pem_chain(b"xx").unwrap_err().to_string());
+            // An uploaded x509 key with such a certificate is refused, not a panic.
+            assert!(PublicKey::new(KeyType::EcdsaX509, empty.to_vec()).is_err());
+            assert!(PublicKey::new(KeyType::RsaX509, empty.to_vec()).is_err());
+        }
     }
 
     use super::*;
