@@ -377,11 +377,13 @@ impl RaftBackend {
                 .await?,
         );
 
+        // The uploaded root, as validation parsed it (the plan's root is the uploaded one when
+        // there is one).
         let new_root = plan
             .files
             .iter()
-            .find(|f| f.role() == ROOT)
-            .and_then(|f| Root::from_signed(f.signed()).ok());
+            .any(|f| f.role() == ROOT)
+            .then(|| plan.root.root().clone());
         let cmd = Command::Publish {
             gun: gun.to_owned(),
             files,
