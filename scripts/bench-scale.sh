@@ -11,7 +11,8 @@
 #   cold        right after that restart (and with the kernel's page cache dropped, when this
 #               runs as root): GET timestamp.json of random collections among all: p50 / p99
 #   snapshot    the node's last state-machine snapshot build before the restart (from its log):
-#               a RocksDB checkpoint's files, bytes, milliseconds
+#               a RocksDB checkpoint's files, bytes, milliseconds, and the milliseconds of it
+#               during which the state machine's writers waited
 #   refresh/s   timestamps the refresher must re-sign per second at this count, with Notary's
 #               14-day timestamp lifetime (count / 14 days)
 # Usage: scripts/bench-scale.sh [count ...]   (default: 10000 100000)
@@ -38,7 +39,7 @@ field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d[sys.ar
 
 start_node
 for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break; sleep 0.2; done
-printf '%-9s %8s %10s %9s %20s %9s %20s %30s %10s\n' count seed/s disk rss "warm p50/p99 ms" restart "cold p50/p99 ms" "snapshot (files, bytes, ms)" refresh/s
+printf '%-9s %8s %10s %9s %20s %9s %20s %30s %10s\n' count seed/s disk rss "warm p50/p99 ms" restart "cold p50/p99 ms" "snapshot (files, bytes, ms, held ms)" refresh/s
 seeded=0
 for n in "$@"; do
   seed=$("$bin/seal-bench" scale seed "$addr" --prefix "$prefix" --from "$seeded" --to "$n" | result)
@@ -48,7 +49,7 @@ for n in "$@"; do
   "$bin/seal-bench" scale read "$addr" --prefix "$prefix" --count "$n" --hot 1000 --seconds 2 >/dev/null
   warm=$("$bin/seal-bench" scale read "$addr" --prefix "$prefix" --count "$n" --hot 1000 --seconds "$read_secs" | result)
   snap=$(grep 'built a state-machine snapshot' "$dir/node.log" | tail -1 |
-    sed -E 's/.*files[=":]+([0-9]+).*bytes[=":]+([0-9]+).*millis[=":]+([0-9]+).*/\1 \2 \3/' || true)
+    sed -E 's/.*[ "]files[=":]+([0-9]+).*[ "]bytes[=":]+([0-9]+).*[ "]millis[=":]+([0-9]+).*writers_waited_millis[=":]+([0-9]+).*/\1 \2 \3 \4/' || true)
   kill -TERM "$node"; wait "$node" 2>/dev/null || true
   if [ -w /proc/sys/vm/drop_caches ]; then sync; echo 3 >/proc/sys/vm/drop_caches || true; fi
   start_node

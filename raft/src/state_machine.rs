@@ -415,6 +415,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             files = info.files,
             bytes = info.bytes,
             millis = started.elapsed().as_millis() as u64,
+            writers_waited_millis = info.writers_waited.as_millis() as u64,
             "built a state-machine snapshot (checkpoint)"
         );
         self.snapshots.set_current(meta.clone())?;

@@ -48,6 +48,8 @@ pub struct CheckpointInfo {
     pub files: u64,
     /// Their total size in bytes.
     pub bytes: u64,
+    /// How long the state machine's writers waited for it (building only).
+    pub writers_waited: std::time::Duration,
 }
 
 struct HashWriter<W: Write> {
@@ -190,16 +192,24 @@ impl Store {
                 source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
             });
         }
-        // Most of the memtables go to disk without stopping the writers.
-        self.inner.sm().db().flush().map_err(rocks("flush for a checkpoint"))?;
-        let (last_applied, membership) = {
+        // Most of the memtables go to disk without stopping the writers (`DB::flush` would flush
+        // only the default column family, which holds nothing).
+        {
+            let sm = self.inner.sm();
+            let cfs = SM_CFS.iter().map(|name| sm.cf(name)).collect::<Result<Vec<_>>>()?;
+            sm.db()
+                .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+                .map_err(rocks("flush for a checkpoint"))?;
+        }
+        let (last_applied, membership, writers_waited) = {
             let _guard = self.inner.lock();
+            let locked = std::time::Instant::now();
             let sm = self.inner.sm();
             let applied = (sm.get(CF_SM_META, SM_LAST_APPLIED)?, sm.get(CF_SM_META, SM_MEMBERSHIP)?);
             Checkpoint::new(sm.db())
                 .and_then(|c| c.create_checkpoint(dir))
                 .map_err(rocks("checkpoint"))?;
-            applied
+            (applied.0, applied.1, locked.elapsed())
         };
         let (files, bytes) = dir_size(dir)?;
         Ok(CheckpointInfo {
@@ -207,6 +217,7 @@ impl Store {
             membership,
             files,
             bytes,
+            writers_waited,
         })
     }
 
@@ -240,6 +251,7 @@ impl Store {
                     membership: new.get(CF_SM_META, SM_MEMBERSHIP)?,
                     files,
                     bytes,
+                    writers_waited: std::time::Duration::ZERO,
                 };
                 Ok((new, info))
             });
