@@ -104,5 +104,12 @@ fn a_repository_is_administered_with_seal_tuf() {
     let ids = rotated["roles"]["timestamp"].as_array().unwrap();
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[0], online["roles"]["timestamp"][0]);
-    fails(&["tuf", "rotate-key", "firmware", "targets"], "");
+    fails(
+        &["tuf", "rotate-key", "firmware", "targets"],
+        "targets: the service rotates only its online keys, timestamp and snapshot",
+    );
+    // Nothing was rotated by the refusal.
+    let keys: serde_json::Value = serde_json::from_str(&seal.ok(&["tuf", "keys", "firmware"]).stdout).unwrap();
+    assert_eq!(keys["roles"]["timestamp"].as_array().unwrap().len(), 2);
+    assert_eq!(keys["roles"]["snapshot"], online["roles"]["snapshot"]);
 }

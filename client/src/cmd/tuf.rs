@@ -97,7 +97,15 @@ fn print_json(v: &serde_json::Value) -> Result<(), ClientError> {
 pub fn run(ctx: &Ctx, cmd: TufCmd) -> Result<(), ClientError> {
     match cmd {
         TufCmd::Keys { repository } => print_json(&remote(ctx)?.tuf1_keys(&repository)?),
-        TufCmd::RotateKey { repository, role } => print_json(&remote(ctx)?.tuf1_rotate_key(&repository, &role)?),
+        TufCmd::RotateKey { repository, role } => {
+            // The service holds only the online roles' keys; say so before asking it.
+            if role != "timestamp" && role != "snapshot" {
+                return Err(ClientError::Invalid(format!(
+                    "{role}: the service rotates only its online keys, timestamp and snapshot"
+                )));
+            }
+            print_json(&remote(ctx)?.tuf1_rotate_key(&repository, &role)?)
+        }
         TufCmd::Upload { repository, files } => {
             let body = upload_body(&files)?;
             let roles: Vec<&str> = body
