@@ -6,7 +6,7 @@
 //! `fault-injection` feature, kept apart from the seal-node every other test
 //! runs (which is built with the features that ship): `scripts/test.sh`
 //! builds it first and copies it to `$CARGO_TARGET_DIR/fault-injection/`
-//! ([`fault_switch_node`]). The `seal-signer` (and the shipping `seal-node`)
+//! ([`seal_testkit::process::fault_switch_node`]). The `seal-signer` (and the shipping `seal-node`)
 //! are those cargo builds beside this test (`cargo test --workspace`).
 
 use std::path::PathBuf;
@@ -16,32 +16,7 @@ use seal_chaos::checker::Check;
 use seal_chaos::nemesis::{Planned, Shape, SignerFault, Step, Who, ALL};
 use seal_chaos::report::render_text;
 use seal_chaos::run::{run, RunSpec};
-use seal_testkit::process::built_binary;
-
-/// `seal-node` with its fault switches, as `scripts/test.sh` leaves it:
-/// `cargo build -p seal-node --bin seal-node --features fault-injection`,
-/// then `target/debug/seal-node` copied to `target/fault-injection/`
-/// before `cargo test` links the shipping build back in its place. `None`,
-/// after saying so, when it is not there (a failure under `CI=true`).
-fn fault_switch_node() -> Option<PathBuf> {
-    // target/<profile>/deps/<this test>
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("fault-injection")
-        .join("seal-node");
-    if bin.exists() {
-        Some(bin)
-    } else {
-        seal_testkit::skip(&format!(
-            "{} is missing: run scripts/test.sh, which builds it",
-            bin.display()
-        ));
-        None
-    }
-}
+use seal_testkit::process::{built_binary, fault_switch_node};
 
 fn spec(out: PathBuf, node_bin: PathBuf, duration: Duration, seed: u64) -> RunSpec {
     RunSpec {

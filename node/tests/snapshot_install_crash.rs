@@ -7,34 +7,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::cluster::*;
 use seal_raft::state_machine::INSTALL_CRASH_POINTS;
-use seal_testkit::process::Process;
-
-/// `seal-node` with its fault switches, as `scripts/test.sh` leaves it (`None`, after saying so,
-/// when it is not there: a failure under `CI=true`).
-fn fault_switch_node() -> Option<PathBuf> {
-    // target/<profile>/deps/<this test>
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("fault-injection")
-        .join("seal-node");
-    if bin.exists() {
-        Some(bin)
-    } else {
-        seal_testkit::skip(&format!(
-            "{} is missing: run scripts/test.sh, which builds it",
-            bin.display()
-        ));
-        None
-    }
-}
+use seal_testkit::process::{fault_switch_node, Process};
 
 /// The state digest and the index it covers, as `seal-node cluster status --digest` prints them
 /// for the node at `raft_addr`.

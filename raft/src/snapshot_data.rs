@@ -65,20 +65,6 @@ impl Drop for DirGuard {
     }
 }
 
-/// Make `to` (new) hold hard links to every file of `from` (copies where linking fails).
-/// Checkpoint files are never written after the checkpoint is made, so the links share them.
-fn link_files(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let dst = to.join(entry.file_name());
-        if std::fs::hard_link(entry.path(), &dst).is_err() {
-            std::fs::copy(entry.path(), &dst)?;
-        }
-    }
-    Ok(())
-}
-
 /// Run `f`, which does file IO, telling tokio first when it can move other tasks off this thread.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
@@ -96,12 +82,13 @@ fn wrong_side(what: &str) -> std::io::Error {
 
 impl SnapshotData {
     /// Read the checkpoint directory `dir` as a stream, through `private`, a new directory of
-    /// links to its files that lives as long as the returned value. The caller keeps `dir` from
+    /// links to its files (copies of the small ones RocksDB would rewrite in a database, which
+    /// nothing does here) that lives as long as the returned value. The caller keeps `dir` from
     /// being removed during this call.
     pub fn send(dir: &Path, private: &Path) -> std::io::Result<SnapshotData> {
         blocking(|| {
             let guard = DirGuard::new(private);
-            link_files(dir, private)?;
+            seal_storage::copy_checkpoint(dir, private).map_err(std::io::Error::other)?;
             Ok(SnapshotData::Sending(ArchiveReader::open(private)?, guard))
         })
     }

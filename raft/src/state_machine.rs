@@ -333,9 +333,9 @@ impl StateMachine {
             dir: snapshot_dir.to_path_buf(),
             current: Mutex::new(current),
         };
-        let mut snapshot_bytes = snapshots
-            .current()
-            .map_or(0, |m| dir_bytes(&snapshots.path(&m.snapshot_id)));
+        let mut snapshot_bytes = snapshots.current().map_or(0, |m| {
+            seal_storage::dir_size(&snapshots.path(&m.snapshot_id)).map_or(0, |(_, bytes)| bytes)
+        });
         if snapshots
             .current()
             .is_some_and(|m| !snapshots.path(&m.snapshot_id).is_dir())
@@ -378,19 +378,6 @@ impl StateMachine {
     pub fn store(&self) -> &Store {
         &self.store
     }
-}
-
-/// Total size of the files in `dir` (0 when it cannot be read).
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Builds snapshots as checkpoints of the state machine's database.

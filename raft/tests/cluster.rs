@@ -357,13 +357,7 @@ async fn learner_added_after_log_purge_catches_up_by_snapshot_and_is_promoted() 
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_dir())
-        .map(|e| {
-            std::fs::read_dir(e.path())
-                .unwrap()
-                .flatten()
-                .map(|f| f.metadata().unwrap().len())
-                .sum::<u64>()
-        })
+        .map(|e| seal_storage::dir_size(&e.path()).unwrap().1)
         .max()
         .expect("a snapshot");
     assert!(

@@ -297,13 +297,7 @@ fn snapshot_bytes(dir: &Path) -> u64 {
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_dir())
-        .map(|e| {
-            std::fs::read_dir(e.path())
-                .unwrap()
-                .flatten()
-                .map(|f| f.metadata().unwrap().len())
-                .sum::<u64>()
-        })
+        .map(|e| seal_storage::dir_size(&e.path()).unwrap().1)
         .max()
         .expect("a snapshot")
 }

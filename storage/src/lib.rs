@@ -46,6 +46,6 @@ pub use error::{Error, Result};
 pub use faults::set_sync_delay;
 pub use keys::rfc3339_nanos;
 pub use local::FORMAT_VERSION;
-pub use snapshot::{crash_point, CheckpointInfo, StateDigest, INSTALL_STEPS};
-pub use state::MAX_TOTAL_WAL_BYTES;
+pub use snapshot::{crash_point, dir_size, CheckpointInfo, StateDigest, INSTALL_STEPS};
+pub use state::{copy_checkpoint, MAX_TOTAL_WAL_BYTES};
 pub use store::{Applied, RaftMetaKey, Reader, Store};

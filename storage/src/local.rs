@@ -164,16 +164,7 @@ impl Store {
 
     /// The node id this database belongs to, if one was recorded.
     pub fn node_id(&self) -> Result<Option<u64>> {
-        match self.inner.get(CF_RAFT_META, RM_NODE_ID)? {
-            None => Ok(None),
-            Some(b) => <[u8; 8]>::try_from(b.as_slice())
-                .map(|a| Some(u64::from_be_bytes(a)))
-                .map_err(|_| Error::Corrupt {
-                    cf: CF_RAFT_META,
-                    key_hex: hex::encode(RM_NODE_ID),
-                    reason: format!("node id of {} bytes", b.len()),
-                }),
-        }
+        read_u64(&self.inner.db, RM_NODE_ID)
     }
 
     /// Open this database as node `node_id`: record it the first time, refuse

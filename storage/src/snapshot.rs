@@ -93,8 +93,8 @@ fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Number and total size of the files in `dir`.
-fn dir_size(dir: &Path) -> Result<(u64, u64)> {
+/// Number and total size of the files in `dir` (a checkpoint: a flat directory).
+pub fn dir_size(dir: &Path) -> Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
     for entry in std::fs::read_dir(dir).map_err(io_at(dir))? {
         let entry = entry.map_err(io_at(dir))?;

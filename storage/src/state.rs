@@ -200,6 +200,12 @@ pub(crate) fn link_or_copy_dir(from: &Path, to: &Path, after_first: &mut dyn FnM
     Ok(())
 }
 
+/// Make `to` (which must not exist) a durable copy of the checkpoint directory `from`, as an
+/// install places it ([`link_or_copy_dir`]): SST files hard-linked, the others copied.
+pub fn copy_checkpoint(from: &Path, to: &Path) -> Result<()> {
+    link_or_copy_dir(from, to, &mut || {})
+}
+
 /// Fsync a directory (its entries).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)

@@ -410,6 +410,26 @@ pub fn cluster_admin(
         .output()
 }
 
+/// `seal-node` with its test-only fault switches, as `scripts/test.sh` leaves it: `cargo build -p
+/// seal-node --bin seal-node --features fault-injection`, then `target/<profile>/seal-node` copied
+/// to `target/fault-injection/` before `cargo test` links the shipping build back in its place.
+/// `None`, after saying so, when it is not there (a failure under `CI=true`).
+pub fn fault_switch_node() -> Option<PathBuf> {
+    let exe = std::env::current_exe().expect("the test's path");
+    // target/<profile>/deps/<test>
+    let target = exe.ancestors().nth(3).expect("target/");
+    let bin = target.join("fault-injection").join("seal-node");
+    if bin.exists() {
+        Some(bin)
+    } else {
+        crate::skip(&format!(
+            "{} is missing: run scripts/test.sh, which builds it",
+            bin.display()
+        ));
+        None
+    }
+}
+
 /// The binary `name` cargo built beside the running test (`$CARGO_TARGET_DIR/<profile>/`),
 /// which must exist.
 pub fn built_binary(name: &str) -> PathBuf {
