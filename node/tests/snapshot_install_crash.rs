@@ -108,9 +108,12 @@ fn a_node_crashing_at_any_point_of_a_snapshot_install_restarts_consistent() {
             caught_up,
             "node {id} crashed at {point:?}: digest (node, leader) {last:?}"
         );
-        // It serves what the leader serves.
-        let r = common::try_request(&http, "GET", &tuf("example.com/install-crash/7", "root.json"), &[], &[]).unwrap();
-        assert_eq!(r.status, 200, "node {id} after {point:?}");
+        // It serves what the leader serves (once its read gate has heard from the leader).
+        eventually(&format!("node {id} serving after {point:?}"), || {
+            let r =
+                common::try_request(&http, "GET", &tuf("example.com/install-crash/7", "root.json"), &[], &[]).ok()?;
+            (r.status == 200).then_some(())
+        });
         drop(again);
         let (ok, out, err) = cluster_cmd(&cluster.tls, &leader_raft, &["remove", "--id", &id.to_string()]);
         assert!(ok, "remove {id}: {out}{err}");
