@@ -5,6 +5,8 @@
 #   seed/s      first publishes per second while growing to this count
 #   disk        bytes of the data directory (du)
 #   rss         the node's resident memory (VmRSS)
+#   storage MB  of it, what the storage holds (seal_storage_memory_bytes): memtables, index and
+#               filter blocks of open files, block caches, the current-file cache
 #   warm        GET timestamp.json of 1,000 collections spread over the range, after a pass
 #               over them (the node's file cache holds them): p50 / p99
 #   restart     SIGTERM, start again, until the newest collection's timestamp is served
@@ -35,17 +37,29 @@ start_node() {
 }
 trap 'kill $node 2>/dev/null; wait $node 2>/dev/null; rm -rf "$dir"' EXIT
 result() { sed -n 's/^RESULT //p' | tail -1; }
+storage_memory() {
+  python3 - "$addr" <<'PY'
+import sys, urllib.request
+parts = {}
+for line in urllib.request.urlopen(f"http://{sys.argv[1]}/metrics").read().decode().splitlines():
+    if line.startswith("seal_storage_memory_bytes{part="):
+        name, value = line.split()
+        parts[name.split('"')[1]] = float(value) / 1e6
+print("/".join(f"{parts.get(p, 0):.0f}" for p in ["memtables", "table_readers", "block_cache", "current_files"]))
+PY
+}
 field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]])' "$1" "$2"; }
 
 start_node
 for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break; sleep 0.2; done
-printf '%-9s %8s %10s %9s %20s %9s %20s %30s %10s\n' count seed/s disk rss "warm p50/p99 ms" restart "cold p50/p99 ms" "snapshot (files, bytes, ms, held ms)" refresh/s
+printf '%-9s %8s %10s %9s %16s %20s %9s %20s %30s %10s\n' count seed/s disk rss "storage MB" "warm p50/p99 ms" restart "cold p50/p99 ms" "snapshot (files, bytes, ms, held ms)" refresh/s
 seeded=0
 for n in "$@"; do
   seed=$("$bin/seal-bench" scale seed "$addr" --prefix "$prefix" --from "$seeded" --to "$n" | result)
   seeded=$n
   disk=$(du -sb "$dir/data" | cut -f1)
   rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/$node/status")
+  mem=$(storage_memory)
   "$bin/seal-bench" scale read "$addr" --prefix "$prefix" --count "$n" --hot 1000 --seconds 2 >/dev/null
   warm=$("$bin/seal-bench" scale read "$addr" --prefix "$prefix" --count "$n" --hot 1000 --seconds "$read_secs" | result)
   snap=$(grep 'built a state-machine snapshot' "$dir/node.log" | tail -1 |
@@ -55,7 +69,7 @@ for n in "$@"; do
   start_node
   ready=$("$bin/seal-bench" scale ready "$addr" --prefix "$prefix" --index $((n - 1)) | result)
   cold=$("$bin/seal-bench" scale read "$addr" --prefix "$prefix" --count "$n" --seconds "$read_secs" | result)
-  printf '%-9s %8.0f %10s %9s %20s %8.2fs %20s %30s %10.3f\n' "$n" "$(field "$seed" rate)" "$disk" "$rss" \
+  printf '%-9s %8.0f %10s %9s %16s %20s %8.2fs %20s %30s %10.3f\n' "$n" "$(field "$seed" rate)" "$disk" "$rss" "$mem" \
     "$(field "$warm" p50_ms)/$(field "$warm" p99_ms)" "$(field "$ready" seconds)" \
     "$(field "$cold" p50_ms)/$(field "$cold" p99_ms)" "${snap:-none}" "$(awk -v n="$n" 'BEGIN { print n / (14 * 86400) }')"
 done

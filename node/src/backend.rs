@@ -929,6 +929,10 @@ impl RaftBackend {
             catch_up(&self.metrics.raft_accept_errors, c.accept_errors());
             self.metrics.raft_connections_open.set(as_i64(Some(c.open())));
         }
+        match self.raft.read().memory_usage() {
+            Ok(usage) => self.metrics.set_storage_memory(&usage),
+            Err(e) => tracing::warn!(error = %e, "reading the storage's memory use for metrics"),
+        }
         match self.soonest_timestamp_expiry() {
             Ok(soonest) => self.metrics.set_timestamps(soonest.map(|expires| {
                 let left = seconds_until(expires, unix_nanos(self.clock.now()));

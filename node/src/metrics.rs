@@ -85,6 +85,10 @@ pub struct Metrics {
     pub raft_accept_errors: IntCounter,
     /// `seal_raft_connections_open`: connections to the Raft gRPC port open now.
     pub raft_connections_open: IntGauge,
+    /// `seal_storage_memory_bytes{part}`: what the node's storage holds in memory (`memtables`,
+    /// `table_readers`: index and filter blocks of open files, `block_cache`, `current_files`: the
+    /// read path's cache of current files).
+    pub storage_memory: IntGaugeVec,
     /// The HTTP series of each (operation, status) answered so far, resolved once: looking up
     /// four labelled series (and formatting the status) cost as much as serving a cached file.
     http_series: Arc<RwLock<HashMap<(&'static str, u16), HttpSeries>>>,
@@ -222,6 +226,14 @@ impl Metrics {
         registry.register(Box::new(raft_connections_refused.clone()))?;
         registry.register(Box::new(raft_accept_errors.clone()))?;
         registry.register(Box::new(raft_connections_open.clone()))?;
+        let storage_memory = IntGaugeVec::new(
+            Opts::new(
+                "seal_storage_memory_bytes",
+                "What the node's storage holds in memory, by part (RocksDB's estimates and the current-file cache).",
+            ),
+            &["part"],
+        )?;
+        registry.register(Box::new(storage_memory.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(accept_errors.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
@@ -262,8 +274,23 @@ impl Metrics {
             raft_connections_refused,
             raft_accept_errors,
             raft_connections_open,
+            storage_memory,
             http_series: Arc::default(),
         })
+    }
+
+    /// Sets `seal_storage_memory_bytes` from the storage's figures.
+    pub fn set_storage_memory(&self, usage: &seal_storage::MemoryUsage) {
+        for (part, bytes) in [
+            ("memtables", usage.memtables),
+            ("table_readers", usage.table_readers),
+            ("block_cache", usage.block_cache),
+            ("current_files", usage.current_files),
+        ] {
+            self.storage_memory
+                .with_label_values(&[part])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     /// The HTTP listener's counters.

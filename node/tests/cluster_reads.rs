@@ -122,6 +122,17 @@ fn reads_on_any_node_are_bounded_linearizable_on_request_and_refused_when_cut_of
             v.is_finite().then_some(v)
         });
         assert!(remaining > 0.0, "remaining lifetime on {who}: {remaining}");
+        // And what its storage holds in memory, by part: the collection is in its memtables.
+        let memtables = eventually(&format!("seal_storage_memory_bytes on {who}"), || {
+            let r = get(&nodes[i], "/metrics", &[])?;
+            let line = r
+                .text()
+                .lines()
+                .find(|l| l.starts_with("seal_storage_memory_bytes{part=\"memtables\"} "))?
+                .to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        assert!(memtables > 0, "memtables on {who}: {memtables}");
     }
 
     // Cut one follower off: kill the leader and the other voter. Within a bounded wait it stops

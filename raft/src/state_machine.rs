@@ -318,6 +318,8 @@ pub struct StateMachine {
     snapshots: Arc<Snapshots>,
     watermark: Arc<Watermark>,
     sizes: Arc<SnapshotSizes>,
+    /// When the snapshot being received began arriving (for the install's log line).
+    receiving_since: Option<std::time::Instant>,
 }
 
 impl StateMachine {
@@ -361,6 +363,7 @@ impl StateMachine {
             snapshots: Arc::new(snapshots),
             watermark: Arc::new(Watermark::new(applied)),
             sizes: Arc::new(SnapshotSizes::new(snapshot_bytes)),
+            receiving_since: None,
         })
     }
 
@@ -498,6 +501,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Removed at the next start if never installed.
         let dir = self.snapshots.dir.join(format!("{INCOMING}{}", unique()));
         let data = SnapshotData::receive(&dir).map_err(snap_err(ErrorVerb::Write))?;
+        self.receiving_since = Some(std::time::Instant::now());
         Ok(Box::new(data))
     }
 
@@ -527,6 +531,11 @@ impl StateMachine {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let io = |verb| move |e: std::io::Error| io_err(ErrorSubject::Snapshot(Some(meta.signature())), verb, &e);
         let data = *snapshot;
+        let received_at = std::time::Instant::now();
+        let receiving_millis = self
+            .receiving_since
+            .take()
+            .map(|since| received_at.duration_since(since).as_millis() as u64);
         // Every file arrived whole and matches its checksum (or this fails, changing nothing).
         let copy_to = self.snapshots.dir.join(format!("{INCOMING}{}", unique()));
         let partial = data.receiving_dir().unwrap_or(&copy_to).to_path_buf();
@@ -578,6 +587,13 @@ impl StateMachine {
         self.snapshots.set_current(meta.clone())?;
         seal_storage::crash_point("current");
         self.sizes.taken(self.sizes.applied.load(Ordering::Relaxed), info.bytes);
+        tracing::info!(
+            files = info.files,
+            bytes = info.bytes,
+            receiving_millis,
+            install_millis = received_at.elapsed().as_millis() as u64,
+            "installed a state-machine snapshot (checkpoint)"
+        );
         Ok(())
     }
 }

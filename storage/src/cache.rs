@@ -130,7 +130,7 @@ impl CurrentCache {
         *e = Entries::default();
     }
 
-    #[cfg(test)]
+    /// What the entries cost now (at most the budget).
     pub(crate) fn bytes(&self) -> usize {
         self.read().bytes
     }

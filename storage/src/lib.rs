@@ -47,5 +47,7 @@ pub use faults::set_sync_delay;
 pub use keys::rfc3339_nanos;
 pub use local::FORMAT_VERSION;
 pub use snapshot::{crash_point, dir_size, CheckpointInfo, StateDigest, INSTALL_STEPS};
-pub use state::{copy_checkpoint, MAX_TOTAL_WAL_BYTES};
-pub use store::{Applied, RaftMetaKey, Reader, Store};
+pub use state::{
+    copy_checkpoint, MAX_TOTAL_WAL_BYTES, MEMTABLE_BUDGET_BYTES, RAFT_BLOCK_CACHE_BYTES, STATE_BLOCK_CACHE_BYTES,
+};
+pub use store::{Applied, MemoryUsage, RaftMetaKey, Reader, Store};

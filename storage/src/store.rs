@@ -11,7 +11,7 @@ use crate::cache::{CurrentCache, CurrentFile, CACHE_BYTES};
 use crate::command::{ApplyOutcome, ChangeCategory, ChangeRecord, Command, KeyEntry, MetaFile, ServerKeys};
 use crate::error::{rocks, Error, Result};
 use crate::keys::*;
-use crate::state::{db_options, StateDb};
+use crate::state::{open_db, DbKind, StateDb};
 
 /// Opaque Raft bookkeeping recorded in the same write batch as an applied command.
 ///
@@ -127,9 +127,8 @@ impl Store {
     /// format 2 first, crash-safely ([`Store::migrate_format_1`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
-        let opts = db_options();
         let existing = if path.join("CURRENT").exists() {
-            DB::list_cf(&opts, &path).map_err(rocks("list column families"))?
+            DB::list_cf(&rocksdb::Options::default(), &path).map_err(rocks("list column families"))?
         } else {
             Vec::new()
         };
@@ -138,8 +137,12 @@ impl Store {
             .copied()
             .filter(|cf| existing.iter().any(|e| e == cf))
             .collect();
-        let mut db =
-            DB::open_cf(&opts, &path, RAFT_CFS.iter().copied().chain(legacy.iter().copied())).map_err(rocks("open"))?;
+        let mut db = open_db(
+            DbKind::Raft,
+            &path,
+            RAFT_CFS.iter().copied().chain(legacy.iter().copied()),
+        )
+        .map_err(rocks("open"))?;
         let generation = crate::local::check_format(&db, &path)?;
         let generation = match generation {
             Some(g) => g,
@@ -658,6 +661,56 @@ fn expiry_from(gun: &str, v: &[u8]) -> Result<i64> {
         reason: "expected 8 bytes".into(),
     })?;
     Ok(unsortable(arr))
+}
+
+/// What the node's storage holds in memory, by part (RocksDB's own estimates, both databases).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Memtables, mutable and being flushed (bounded by [`crate::MEMTABLE_BUDGET_BYTES`] per
+    /// database).
+    pub memtables: u64,
+    /// Index and filter blocks of the open SST files: grows with the data (about 1 % of it).
+    pub table_readers: u64,
+    /// Block caches (bounded by [`crate::STATE_BLOCK_CACHE_BYTES`] and
+    /// [`crate::RAFT_BLOCK_CACHE_BYTES`]).
+    pub block_cache: u64,
+    /// The current-file cache of the read path (bounded by [`crate::CACHE_BYTES`]).
+    pub current_files: u64,
+}
+
+/// Sum of an integer property over column families `cfs` of `db`.
+fn sum_property(db: &DB, cfs: &[&'static str], property: &'static str) -> Result<u64> {
+    let mut total = 0u64;
+    for name in cfs {
+        let cf = db.cf_handle(name).ok_or(Error::MissingColumnFamily { cf: name })?;
+        let v = db
+            .property_int_value_cf(cf, property)
+            .map_err(rocks("read a property"))?;
+        total = total.saturating_add(v.unwrap_or(0));
+    }
+    Ok(total)
+}
+
+impl Reader {
+    /// What the storage holds in memory now, by part.
+    pub fn memory_usage(&self) -> Result<MemoryUsage> {
+        let sm = self.inner.sm();
+        let raft = &self.inner.db;
+        let mut usage = MemoryUsage {
+            current_files: self.inner.cache.bytes() as u64,
+            ..MemoryUsage::default()
+        };
+        for (db, cfs) in [(raft, &RAFT_CFS[..]), (sm.db(), &SM_CFS[..])] {
+            usage.memtables += sum_property(db, cfs, "rocksdb.cur-size-all-mem-tables")?;
+            usage.table_readers += sum_property(db, cfs, "rocksdb.estimate-table-readers-mem")?;
+            // One cache per database, shared by its families.
+            usage.block_cache += db
+                .property_int_value("rocksdb.block-cache-usage")
+                .map_err(rocks("read a property"))?
+                .unwrap_or(0);
+        }
+        Ok(usage)
+    }
 }
 
 impl Reader {
