@@ -10,12 +10,14 @@
 //! Either form names its alias, so keys made under an older alias stay
 //! usable while that alias's passphrase is configured, and
 //! [`SoftwareBackend::rewrap`] re-encrypts them in the new form under the
-//! current one (alias rotation). Decrypted keys and derived KEKs are cached
-//! in memory (zeroized on drop).
+//! current one (alias rotation). Derived KEKs are cached in memory, and so
+//! are decrypted keys, at most [`KEY_CACHE_KEYS`] of them (zeroized on drop;
+//! a key evicted is decrypted again at its next use: an AES-GCM open for the
+//! `seal-kw1` form, a PBES2 derivation for Notary's).
 
 pub mod kek;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +34,12 @@ use crate::backend::{Algorithm, BackendError, LocalBackend, NewKey};
 /// PBKDF2 iterations of the key-encryption keys Seal derives, and of PBES2
 /// for secrets it encrypts as JWE (OWASP's figure for PBKDF2-HMAC-SHA256).
 pub const PBES2_ITERATIONS: u64 = 600_000;
+/// The most decrypted keys a backend keeps in memory. Without a bound every
+/// key the signer ever used stayed decrypted in memory: a timestamp key per
+/// collection, millions on a large notary. Timestamps are re-signed once per
+/// lifetime (14 days by default), so the keys of collections that publish
+/// rarely are used rarely; the bound keeps the keys in use.
+pub const KEY_CACHE_KEYS: usize = 16_384;
 /// Salt length for PBES2.
 pub const PBES2_SALT_LEN: usize = 16;
 /// The most iterations a stored key may ask for (a larger count is a
@@ -207,7 +215,72 @@ pub struct SoftwareBackend {
     deriving: Mutex<()>,
     /// Passphrase key derivations run (KEKs, and PBES2 of JWE keys).
     kdf_runs: AtomicU64,
-    cache: Mutex<HashMap<[u8; 32], Arc<PrivateKey>>>,
+    cache: Mutex<KeyCache>,
+}
+
+/// Decrypted keys by the SHA-256 of their handle, at most `capacity`,
+/// evicted in CLOCK order: a key used since the sweep last passed it gets
+/// a second round, so keys in use stay and keys used once go first.
+struct KeyCache {
+    capacity: usize,
+    /// Each key and whether it was used since the sweep last passed it.
+    entries: HashMap<[u8; 32], (Arc<PrivateKey>, bool)>,
+    /// The sweep's order; may name keys since removed (skipped).
+    order: VecDeque<[u8; 32]>,
+}
+
+impl KeyCache {
+    fn new(capacity: usize) -> KeyCache {
+        KeyCache {
+            capacity: capacity.max(1),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&mut self, digest: &[u8; 32]) -> Option<Arc<PrivateKey>> {
+        let entry = self.entries.get_mut(digest)?;
+        entry.1 = true;
+        Some(entry.0.clone())
+    }
+
+    fn insert(&mut self, digest: [u8; 32], key: Arc<PrivateKey>) {
+        if let Some(entry) = self.entries.get_mut(&digest) {
+            *entry = (key, true);
+            return;
+        }
+        while self.entries.len() >= self.capacity {
+            let Some(victim) = self.order.pop_front() else {
+                break;
+            };
+            match self.entries.get_mut(&victim) {
+                Some(entry) if entry.1 => {
+                    entry.1 = false;
+                    self.order.push_back(victim);
+                }
+                Some(_) => {
+                    self.entries.remove(&victim);
+                }
+                None => {}
+            }
+        }
+        self.entries.insert(digest, (key, false));
+        self.order.push_back(digest);
+        if self.order.len() > 2 * self.capacity {
+            // Removed keys' names: drop them (each name once, in order).
+            let entries = &self.entries;
+            let mut seen = std::collections::HashSet::new();
+            self.order.retain(|d| entries.contains_key(d) && seen.insert(*d));
+        }
+    }
+
+    fn remove(&mut self, digest: &[u8; 32]) {
+        self.entries.remove(digest);
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 impl SoftwareBackend {
@@ -230,7 +303,7 @@ impl SoftwareBackend {
             keks: Mutex::new(HashMap::new()),
             deriving: Mutex::new(()),
             kdf_runs: AtomicU64::new(0),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(KeyCache::new(KEY_CACHE_KEYS)),
         };
         let alias = backend.passphrases.default_alias.clone();
         if let Some(passphrase) = backend.passphrases.get(&alias) {
@@ -249,6 +322,11 @@ impl SoftwareBackend {
     /// per key made.
     pub fn kdf_runs(&self) -> u64 {
         self.kdf_runs.load(Ordering::Relaxed)
+    }
+
+    /// How many decrypted keys this backend holds in memory now.
+    pub fn cached_keys(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
     }
 
     fn kek_iterations(&self) -> u32 {
@@ -457,6 +535,52 @@ mod tests {
             _ => None,
         };
         Passphrases::from_env(default, &["old".into(), "new".into()], env).unwrap()
+    }
+
+    #[test]
+    fn the_key_cache_is_bounded_and_keeps_keys_in_use() {
+        let key = || Arc::new(PrivateKey::generate_ed25519(&mut rand::rngs::OsRng));
+        let mut c = KeyCache::new(3);
+        for i in 0..3u8 {
+            c.insert([i; 32], key());
+        }
+        // Key 0 in use; keys 3 and 4 arrive: 1 and 2 (unused) go, 0 stays.
+        assert!(c.get(&[0; 32]).is_some());
+        c.insert([3; 32], key());
+        assert!(c.get(&[0; 32]).is_some());
+        c.insert([4; 32], key());
+        assert_eq!(c.len(), 3);
+        assert!(c.get(&[0; 32]).is_some());
+        assert!(c.get(&[1; 32]).is_none() && c.get(&[2; 32]).is_none());
+        // Removal and reinsertion, many times over: the bound and the sweep's order hold.
+        for round in 0..100u8 {
+            c.remove(&[3; 32]);
+            c.insert([3; 32], key());
+            c.insert([100u8.wrapping_add(round); 32], key());
+            assert!(c.len() <= 3);
+            assert!(c.order.len() <= 6, "{}", c.order.len());
+        }
+    }
+
+    #[test]
+    fn keys_evicted_from_the_cache_still_sign_without_a_passphrase_derivation() {
+        let mut b = SoftwareBackend::with_iterations(passphrases("old"), 1000);
+        b.cache = Mutex::new(KeyCache::new(4));
+        let keys: Vec<NewKey> = (0..10)
+            .map(|i| b.generate(Algorithm::Ecdsa, &format!("g{i}/timestamp")).unwrap())
+            .collect();
+        assert_eq!(b.cached_keys(), 4);
+        let kdf_runs = b.kdf_runs();
+        for round in 0..2 {
+            for k in &keys {
+                let public = seal_tuf::PublicKey::new(Algorithm::Ecdsa.key_type(), k.public.clone()).unwrap();
+                let sig = b.sign(Algorithm::Ecdsa, &k.handle, b"message").unwrap();
+                public.verify("ecdsa", b"message", &sig).unwrap();
+                assert!(b.cached_keys() <= 4, "round {round}");
+            }
+        }
+        // Evicted keys were opened again under the KEK already derived.
+        assert_eq!(b.kdf_runs(), kdf_runs);
     }
 
     #[test]
