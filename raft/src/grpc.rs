@@ -12,10 +12,12 @@
 //! node. A request also names the node id it is meant for: a node refuses one addressed to
 //! another id (a stale address in the membership).
 //!
-//! Snapshots use openraft 0.9's chunked transfer: the default `RaftNetwork::full_snapshot` reads
-//! the snapshot file in chunks of `snapshot_max_chunk_size` bytes and sends one `InstallSnapshot`
-//! call per chunk; the receiver hands each to `Raft::install_snapshot`, which reassembles the file
-//! and installs it after the last one.
+//! A snapshot travels as one `InstallSnapshotStream` call ([`stream`]): the chunks of
+//! `snapshot_max_chunk_size` bytes openraft's chunked transfer would send one `InstallSnapshot`
+//! call each, streamed in order, so the sender reads and encrypts the next chunks while the
+//! receiver writes the current one; the receiver hands each to `Raft::install_snapshot`, which
+//! reassembles the archive and installs it after the last one. A peer without the streaming call
+//! (UNIMPLEMENTED, an older build) gets the next attempt chunk by chunk, one call each.
 //!
 //! # Errors the sender sees
 //!
@@ -45,20 +47,25 @@
 //!
 //! The server side of the port (accept loop, connection cap) is `server.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Timeout, Unreachable,
 };
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::SnapshotResponse;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
 use openraft::BasicNode;
+use openraft::OptionalSend;
 use seal_proto::peer::AllowedNames;
 use seal_proto::raft::raft_client::RaftClient;
 use seal_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
@@ -72,7 +79,7 @@ use crate::contact::LeaderContact;
 use crate::error::Error;
 use crate::identity::{Check, ClusterIdentity};
 use crate::tls::{error_chain, peer_host, ClusterTls, TlsMaterial};
-use crate::types::{Raft, TypeConfig};
+use crate::types::{Raft, Snapshot, TypeConfig, Vote};
 
 /// How long establishing a TCP connection to a peer may take (the TLS handshake is bounded by the
 /// RPC's own deadline).
@@ -206,6 +213,8 @@ struct NetworkInner {
     channels: Mutex<HashMap<u64, (String, Channel)>>,
     /// This node's cluster id, carried by every RPC.
     identity: ClusterIdentity,
+    /// See [`GrpcClient`]'s field of the same name.
+    unstreamed: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl GrpcNetwork {
@@ -251,6 +260,7 @@ impl GrpcNetwork {
                 source_ip,
                 channels: Mutex::new(HashMap::new()),
                 identity,
+                unstreamed: Arc::default(),
             }),
         }
     }
@@ -303,6 +313,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             client,
             max_message_bytes: limit,
             identity: self.inner.identity.clone(),
+            unstreamed: self.inner.unstreamed.clone(),
         }
     }
 }
@@ -317,6 +328,9 @@ pub struct GrpcClient {
     client: Result<RaftClient<Channel>, TransportError>,
     max_message_bytes: usize,
     identity: ClusterIdentity,
+    /// Targets that answered `InstallSnapshotStream` with UNIMPLEMENTED (older builds): sent
+    /// snapshots chunk by chunk.
+    unstreamed: Arc<Mutex<HashSet<u64>>>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -363,6 +377,15 @@ impl GrpcClient {
             Ok(Err(status)) => return Err(self.status_error(rpc, ttl, &status)),
             Ok(Ok(reply)) => reply.into_inner(),
         };
+        self.decode_reply(rpc, reply)
+    }
+
+    /// The peer's answer in `reply`: its Raft's response, or its Raft's error.
+    fn decode_reply<Resp, E>(&self, rpc: RPCTypes, reply: RaftReply) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let decode_err = |reason: String| {
             RPCError::Network(NetworkError::new(&TransportError::Decode {
                 rpc: rpc_name(rpc),
@@ -458,6 +481,24 @@ impl RaftNetwork<TypeConfig> for GrpcClient {
         self.call(RPCTypes::InstallSnapshot, payload, option.hard_ttl()).await
     }
 
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+        let unstreamed = self
+            .unstreamed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.target);
+        if unstreamed {
+            return Chunked::send_snapshot(self, vote, snapshot, cancel, option).await;
+        }
+        self.stream_snapshot(vote, snapshot, cancel, option).await
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<u64>,
@@ -543,20 +584,26 @@ impl RaftService {
 
     /// Check a request and decode its payload.
     fn accept<T: DeserializeOwned>(&self, rpc: RPCTypes, request: Request<RaftRequest>) -> Result<T, Status> {
+        let sender = request.get_ref().sender;
+        self.admit(rpc, &request, sender)?;
+        self.decode(rpc, request.into_inner())
+    }
+
+    /// Check a call from node `sender`: this node open, the peer's certificate, its cluster.
+    fn admit<T>(&self, rpc: RPCTypes, request: &Request<T>, sender: u64) -> Result<(), Status> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(Status::unavailable(format!(
                 "raft node {} is shutting down",
                 self.node_id
             )));
         }
-        if let Err(refused) = self.allowed.check_request(&request) {
+        if let Err(refused) = self.allowed.check_request(request) {
             tracing::warn!(rpc = rpc_name(rpc), reason = refused.message(), "refused a Raft peer");
             return Err(refused);
         }
-        let sender = request.get_ref().sender;
         let raft = &self.raft;
         self.identity.check(
-            &request,
+            request,
             Check::Raft,
             &format!("{} from node {sender}", rpc_name(rpc)),
             || {
@@ -567,8 +614,11 @@ impl RaftService {
                     .get_node(&sender)
                     .is_some()
             },
-        )?;
-        let req = request.into_inner();
+        )
+    }
+
+    /// Decode one request's payload: its format, that it is meant for this node, its encoding.
+    fn decode<T: DeserializeOwned>(&self, rpc: RPCTypes, req: RaftRequest) -> Result<T, Status> {
         if req.format() != PayloadFormat::PostcardOpenraftV09 {
             return Err(Status::invalid_argument(format!(
                 "{}: unsupported payload format {}",
@@ -630,7 +680,15 @@ impl RaftRpc for RaftService {
         let req: InstallSnapshotRequest<TypeConfig> = self.accept(RPCTypes::InstallSnapshot, request)?;
         reply(RPCTypes::InstallSnapshot, self.raft.install_snapshot(req).await)
     }
+
+    async fn install_snapshot_stream(
+        &self,
+        request: Request<tonic::Streaming<RaftRequest>>,
+    ) -> Result<Response<RaftReply>, Status> {
+        self.receive_snapshot_stream(request).await
+    }
 }
 
+mod stream;
 #[cfg(test)]
 mod tests;

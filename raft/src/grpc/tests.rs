@@ -12,6 +12,7 @@ fn client() -> GrpcClient {
         }),
         max_message_bytes: 1,
         identity: ClusterIdentity::default(),
+        unstreamed: Arc::default(),
     }
 }
 
@@ -139,4 +140,267 @@ fn higher_vote_round_trips_in_responses() {
     };
     let bytes = postcard::to_allocvec(&vote).unwrap();
     assert_eq!(postcard::from_bytes::<VoteResponse<u64>>(&bytes).unwrap(), vote);
+}
+
+/// A peer speaking the Raft service without a Raft: it reassembles what it is sent and answers
+/// every chunk with `vote`; `streams` says whether it has `InstallSnapshotStream` (an older build
+/// answers UNIMPLEMENTED).
+#[derive(Clone)]
+struct FakePeer {
+    streams: bool,
+    vote: Vote,
+    received: Arc<Mutex<Vec<u8>>>,
+    calls: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl FakePeer {
+    fn take_chunk(&self, req: RaftRequest) -> Result<(bool, Response<RaftReply>), Status> {
+        let chunk: InstallSnapshotRequest<TypeConfig> =
+            postcard::from_bytes(&req.payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut received = self.received.lock().unwrap();
+        assert_eq!(chunk.offset, received.len() as u64, "chunks arrive in order");
+        received.extend_from_slice(&chunk.data);
+        let resp = InstallSnapshotResponse { vote: self.vote };
+        Ok((
+            chunk.done,
+            reply::<_, RaftError<u64, InstallSnapshotError>>(RPCTypes::InstallSnapshot, Ok(resp))?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftRpc for FakePeer {
+    async fn append_entries(&self, _: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn vote(&self, _: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.calls.lock().unwrap().push("InstallSnapshot");
+        Ok(self.take_chunk(request.into_inner())?.1)
+    }
+
+    async fn install_snapshot_stream(
+        &self,
+        request: Request<tonic::Streaming<RaftRequest>>,
+    ) -> Result<Response<RaftReply>, Status> {
+        if !self.streams {
+            return Err(Status::unimplemented("seal.raft.v1.Raft/InstallSnapshotStream"));
+        }
+        self.calls.lock().unwrap().push("InstallSnapshotStream");
+        let mut stream = request.into_inner();
+        while let Some(message) = stream.message().await? {
+            let (done, reply) = self.take_chunk(message)?;
+            if done {
+                return Ok(reply);
+            }
+        }
+        Err(Status::invalid_argument("ended early"))
+    }
+}
+
+/// A client of `peer`, served on a local port over plain HTTP/2.
+async fn client_of(peer: FakePeer) -> GrpcClient {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(RaftServer::new(peer))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    GrpcClient {
+        client: Ok(RaftClient::new(channel)),
+        node: BasicNode::new(addr.to_string()),
+        ..client()
+    }
+}
+
+/// A snapshot of a few files (one larger than a chunk), and the archive bytes it streams.
+async fn snapshot(dir: &std::path::Path) -> (Snapshot, Vec<u8>) {
+    use rand::RngCore as _;
+    use tokio::io::AsyncReadExt as _;
+    let files = dir.join("checkpoint");
+    std::fs::create_dir(&files).unwrap();
+    let mut big = vec![0u8; 7 * 1024 * 1024 + 17];
+    rand::thread_rng().fill_bytes(&mut big);
+    std::fs::write(files.join("000009.sst"), &big).unwrap();
+    std::fs::write(files.join("CURRENT"), b"MANIFEST-000005\n").unwrap();
+    std::fs::write(files.join("MANIFEST-000005"), b"manifest").unwrap();
+    let mut expected = Vec::new();
+    crate::snapshot_data::SnapshotData::send(&files, &dir.join("read-back"))
+        .unwrap()
+        .read_to_end(&mut expected)
+        .await
+        .unwrap();
+    let data = crate::snapshot_data::SnapshotData::send(&files, &dir.join("sending")).unwrap();
+    let meta = crate::types::SnapshotMeta {
+        snapshot_id: "1-2-3".into(),
+        ..Default::default()
+    };
+    (
+        Snapshot {
+            meta,
+            snapshot: Box::new(data),
+        },
+        expected,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_streams_in_one_call_and_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (snap, expected) = snapshot(dir.path()).await;
+    let peer = FakePeer {
+        streams: true,
+        vote: Vote::new(1, 1),
+        received: Arc::default(),
+        calls: Arc::default(),
+    };
+    let mut c = client_of(peer.clone()).await;
+    let resp = c
+        .full_snapshot(
+            Vote::new(1, 1),
+            snap,
+            std::future::pending(),
+            RPCOption::new(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.vote, Vote::new(1, 1));
+    assert_eq!(*peer.calls.lock().unwrap(), vec!["InstallSnapshotStream"]);
+    assert!(expected.len() > 2 * 3 * 1024 * 1024, "several chunks");
+    assert!(
+        *peer.received.lock().unwrap() == expected,
+        "the archive arrives byte for byte"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_without_the_stream_gets_later_snapshots_chunk_by_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (snap, _) = snapshot(dir.path()).await;
+    let peer = FakePeer {
+        streams: false,
+        vote: Vote::new(1, 1),
+        received: Arc::default(),
+        calls: Arc::default(),
+    };
+    let mut c = client_of(peer.clone()).await;
+    let err = c
+        .full_snapshot(
+            Vote::new(1, 1),
+            snap,
+            std::future::pending(),
+            RPCOption::new(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StreamingError::Network(_)), "{err}");
+    assert!(err.to_string().contains("Unimplemented"), "{err}");
+    // Remembered for the target, by every client of this network: the next attempt (openraft
+    // makes it with a fresh snapshot) takes openraft's chunked transfer.
+    assert!(c.unstreamed.lock().unwrap().contains(&c.target));
+    assert!(peer.received.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_higher_vote_comes_back_and_a_cancel_ends_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (snap, _) = snapshot(dir.path()).await;
+    // The peer has a higher vote: the answer carries it (openraft steps down on it).
+    let peer = FakePeer {
+        streams: true,
+        vote: Vote::new(5, 3),
+        received: Arc::default(),
+        calls: Arc::default(),
+    };
+    let mut c = client_of(peer).await;
+    let resp = c
+        .full_snapshot(
+            Vote::new(1, 1),
+            snap,
+            std::future::pending(),
+            RPCOption::new(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.vote, Vote::new(5, 3));
+    // Cancelled (replication closed): the call ends at once with that.
+    let (snap, _) = {
+        let dir2 = dir.path().join("again");
+        std::fs::create_dir(&dir2).unwrap();
+        snapshot(&dir2).await
+    };
+    let err = c
+        .full_snapshot(
+            Vote::new(1, 1),
+            snap,
+            std::future::ready(ReplicationClosed::new("test")),
+            RPCOption::new(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StreamingError::Closed(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_mixes_senders_stops_short_or_is_empty_is_refused_and_installs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, archive) = snapshot(dir.path()).await;
+    let node = crate::SealRaft::open(crate::RaftConfig::new(1, "127.0.0.1:1", dir.path().join("node")))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(RaftService::new(node.raft().clone(), 1).into_server(64 << 20))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let raw = RaftClient::new(channel);
+    let chunk = |sender: u64, target: u64, offset: usize, len: usize| {
+        let req = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(7, sender),
+            meta: crate::types::SnapshotMeta {
+                snapshot_id: "7-2-1".into(),
+                ..Default::default()
+            },
+            offset: offset as u64,
+            data: archive[offset..offset + len].to_vec(),
+            done: offset + len == archive.len(),
+        };
+        RaftRequest {
+            payload: postcard::to_allocvec(&req).unwrap(),
+            format: PayloadFormat::PostcardOpenraftV09 as i32,
+            target,
+            sender,
+        }
+    };
+    let send = |messages: Vec<RaftRequest>| {
+        let mut raw = raw.clone();
+        async move {
+            raw.install_snapshot_stream(tokio_stream::iter(messages))
+                .await
+                .unwrap_err()
+        }
+    };
+    let refused = send(vec![]).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("no chunk"), "{refused:?}");
+    let refused = send(vec![chunk(2, 1, 0, 4096), chunk(3, 1, 4096, 4096)]).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("a chunk from node 3"), "{refused:?}");
+    let refused = send(vec![chunk(2, 1, 0, 4096), chunk(2, 1, 4096, 4096)]).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("ended before its last chunk"), "{refused:?}");
+    let refused = send(vec![chunk(2, 5, 0, 4096)]).await;
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    // Nothing was installed.
+    assert_eq!(node.raft().metrics().borrow().snapshot, None);
+    node.shutdown().await.unwrap();
 }
