@@ -4,7 +4,9 @@
 # taken out; then for each count, the collections are grown to it through the leader (`seal-bench
 # scale seed`), and a learner with an empty data directory is added: the time until its matched
 # index reaches the leader's last log index at the moment it was added, the size of its data
-# directory and of the snapshot it was sent, and the bytes per second that makes.
+# directory and of the snapshot it was sent, and the bytes per second that makes; and from the
+# learner's log, the snapshot's own part: its bytes, how long it took to arrive (first chunk to
+# last) and to install.
 # Usage: scripts/bench-scale-learner.sh [count ...]   (default: 10000 30000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +38,7 @@ admin remove --id 4 >/dev/null
 pkill -TERM -f "$dir/cluster/node4/config.json" || true
 sleep 1
 raft4=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["raft"]["addr"])' "$dir/cluster/node4/config.json")
-printf '%-9s %10s %12s %14s %12s %12s %s\n' count seed/s "last index" "catch-up (s)" "MB/s" "data bytes" "snapshot bytes"
+printf '%-9s %10s %12s %14s %12s %12s %14s %s\n' count seed/s "last index" "catch-up (s)" "MB/s" "data bytes" "snapshot bytes" "snapshot: bytes, arrival ms, install ms, MB/s"
 seeded=0
 for n in "$@"; do
   seed=$("$bin/seal-bench" scale seed "$(at "$leader")" --prefix "$prefix" --from "$seeded" --to "$n" | sed -n 's/^RESULT //p')
@@ -56,10 +58,15 @@ for n in "$@"; do
   end=$(date +%s.%N)
   size=$(du -sb "$dir/cluster/node4/data" | cut -f1)
   snap=$(du -sb "$dir/cluster/node4/data/raft/snapshots" 2>/dev/null | cut -f1 || true)
-  printf '%-9s %10.0f %12s %14.2f %12.1f %12s %s\n' "$n" \
+  installed=$(grep 'installed a state-machine snapshot' "$dir/cluster/node4/node.log" | tail -1 |
+    sed -nE 's/.*[ "]bytes[=":]+([0-9]+).*receiving_millis[=":]+([0-9]+).*install_millis[=":]+([0-9]+).*/\1 \2 \3/p' || true)
+  if [ -n "$installed" ]; then
+    installed="$installed $(echo "$installed" | awk '{ printf "%.0f", $2 > 0 ? $1 / ($2 / 1000) / 1e6 : 0 }')"
+  fi
+  printf '%-9s %10.0f %12s %14.2f %12.1f %12s %14s %s\n' "$n" \
     "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$seed")" "$target" \
     "$(awk -v s="$start" -v e="$end" 'BEGIN { print e - s }')" \
-    "$(awk -v s="$start" -v e="$end" -v b="$size" 'BEGIN { print b / (e - s) / 1e6 }')" "$size" "${snap:-none}"
+    "$(awk -v s="$start" -v e="$end" -v b="$size" 'BEGIN { print b / (e - s) / 1e6 }')" "$size" "${snap:-none}" "${installed:-none}"
   admin remove --id 4 >/dev/null
   kill -TERM $learner; wait $learner 2>/dev/null || true
   learner=
