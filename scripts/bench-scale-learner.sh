@@ -61,7 +61,7 @@ for n in "$@"; do
   installed=$(grep 'installed a state-machine snapshot' "$dir/cluster/node4/node.log" | tail -1 |
     sed -nE 's/.*[ "]bytes[=":]+([0-9]+).*receiving_millis[=":]+([0-9]+).*install_millis[=":]+([0-9]+).*/\1 \2 \3/p' || true)
   if [ -n "$installed" ]; then
-    installed="$installed $(echo "$installed" | awk '{ printf "%.0f", $2 > 0 ? $1 / ($2 / 1000) / 1e6 : 0 }')"
+    installed="$installed $(echo "$installed" | awk '{ printf "%.0f", ($2 > 0 ? $1 / ($2 / 1000) / 1e6 : 0) }')"
   fi
   printf '%-9s %10.0f %12s %14.2f %12.1f %12s %14s %s\n' "$n" \
     "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$seed")" "$target" \

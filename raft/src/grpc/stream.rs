@@ -24,6 +24,9 @@ use super::*;
 /// Chunks the sender reads ahead of the one the receiver is working on.
 const READ_AHEAD: usize = 2;
 
+/// How long the sender waits for its reader task once the call is over.
+const READER_GRACE: Duration = Duration::from_secs(1);
+
 /// How long the receiver waits for the next chunk of a stream before refusing it
 /// (`DEADLINE_EXCEEDED`): a sender that stopped sending (but keeps its connection alive) would
 /// otherwise hold the receiving side's snapshot state until the call's own deadline.
@@ -140,13 +143,17 @@ impl GrpcClient {
             }
             r = call => r,
         };
-        // A local read failure first: the stream it cut short is not the peer's doing.
-        match reader.await {
-            Ok(Err(e)) => return Err(read_err(e).into()),
-            Err(e) if e.is_panic() => {
+        // A local read failure first: the stream it cut short is not the peer's doing. The reader
+        // is done by now, or blocked sending into a stream the call no longer drains (the peer
+        // answered early): it is not waited for long.
+        let stop_reader = reader.abort_handle();
+        match tokio::time::timeout(READER_GRACE, reader).await {
+            Ok(Ok(Err(e))) => return Err(read_err(e).into()),
+            Ok(Err(e)) if e.is_panic() => {
                 return Err(read_err(std::io::Error::other(format!("snapshot reader panicked: {e}"))).into())
             }
-            _ => {}
+            Ok(_) => {}
+            Err(_) => stop_reader.abort(),
         }
         let reply = match result {
             Err(_) => return Err(streaming_error(self.timeout(rpc, ttl))),

@@ -161,8 +161,9 @@ impl FakePeer {
         assert_eq!(chunk.offset, received.len() as u64, "chunks arrive in order");
         received.extend_from_slice(&chunk.data);
         let resp = InstallSnapshotResponse { vote: self.vote };
+        // A higher vote answers at once, as a Raft does, leaving the rest of a stream unread.
         Ok((
-            chunk.done,
+            chunk.done || self.vote > chunk.vote,
             reply::<_, RaftError<u64, InstallSnapshotError>>(RPCTypes::InstallSnapshot, Ok(resp))?,
         ))
     }
@@ -311,14 +312,16 @@ async fn a_peer_without_the_stream_gets_later_snapshots_chunk_by_chunk() {
 async fn a_higher_vote_comes_back_and_a_cancel_ends_the_call() {
     let dir = tempfile::tempdir().unwrap();
     let (snap, _) = snapshot(dir.path()).await;
-    // The peer has a higher vote: the answer carries it (openraft steps down on it).
+    // The peer has a higher vote: it answers the first chunk with it (openraft steps down on
+    // it), and the call ends promptly although the sender had more to stream.
     let peer = FakePeer {
         streams: true,
         vote: Vote::new(5, 3),
         received: Arc::default(),
         calls: Arc::default(),
     };
-    let mut c = client_of(peer).await;
+    let mut c = client_of(peer.clone()).await;
+    let started = std::time::Instant::now();
     let resp = c
         .full_snapshot(
             Vote::new(1, 1),
@@ -329,6 +332,8 @@ async fn a_higher_vote_comes_back_and_a_cancel_ends_the_call() {
         .await
         .unwrap();
     assert_eq!(resp.vote, Vote::new(5, 3));
+    assert_eq!(peer.received.lock().unwrap().len(), 3 * 1024 * 1024, "one chunk read");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     // Cancelled (replication closed): the call ends at once with that.
     let (snap, _) = {
         let dir2 = dir.path().join("again");
