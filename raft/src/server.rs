@@ -23,6 +23,12 @@ use crate::error::Error;
 use crate::grpc::RaftService;
 use crate::tls::{error_chain, TlsMaterial};
 
+/// The HTTP/2 receive window of each call on the Raft port: two snapshot chunks (3 MiB each by
+/// default) and then some.
+const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// The HTTP/2 receive window of each connection to the Raft port (all its calls together).
+const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
 /// What the Raft port's listener counted so far.
 #[derive(Debug, Default)]
 pub struct ConnectionCounts {
@@ -102,6 +108,11 @@ impl ServerHandle {
             source,
         })?;
         let mut builder = Server::builder()
+            // HTTP/2 flow-control windows: how far a peer streaming a snapshot may get ahead of
+            // this node writing it. At hyper's 1 MiB a 3 MiB chunk could not be in flight whole
+            // while the previous one was written.
+            .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
             .tls_config(tls.server_config())
             .map_err(|e| Error::Tls {
                 what: "configuration",

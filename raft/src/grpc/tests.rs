@@ -251,26 +251,32 @@ async fn snapshot(dir: &std::path::Path) -> (Snapshot, Vec<u8>) {
     )
 }
 
+fn fake_peer(streams: bool, vote: Vote) -> FakePeer {
+    FakePeer {
+        streams,
+        vote,
+        received: Arc::default(),
+        calls: Arc::default(),
+    }
+}
+
+/// `c.full_snapshot` as leader (1, 1), with a 10 s per-chunk limit.
+async fn send_snapshot(
+    c: &mut GrpcClient,
+    snap: Snapshot,
+    cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+) -> Result<SnapshotResponse<u64>, StreamingError<TypeConfig, Fatal<u64>>> {
+    c.full_snapshot(Vote::new(1, 1), snap, cancel, RPCOption::new(Duration::from_secs(10)))
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_streams_in_one_call_and_arrives_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (snap, expected) = snapshot(dir.path()).await;
-    let peer = FakePeer {
-        streams: true,
-        vote: Vote::new(1, 1),
-        received: Arc::default(),
-        calls: Arc::default(),
-    };
+    let peer = fake_peer(true, Vote::new(1, 1));
     let mut c = client_of(peer.clone()).await;
-    let resp = c
-        .full_snapshot(
-            Vote::new(1, 1),
-            snap,
-            std::future::pending(),
-            RPCOption::new(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap();
+    let resp = send_snapshot(&mut c, snap, std::future::pending()).await.unwrap();
     assert_eq!(resp.vote, Vote::new(1, 1));
     assert_eq!(*peer.calls.lock().unwrap(), vec!["InstallSnapshotStream"]);
     assert!(expected.len() > 2 * 3 * 1024 * 1024, "several chunks");
@@ -284,22 +290,9 @@ async fn a_snapshot_streams_in_one_call_and_arrives_whole() {
 async fn a_peer_without_the_stream_gets_later_snapshots_chunk_by_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let (snap, _) = snapshot(dir.path()).await;
-    let peer = FakePeer {
-        streams: false,
-        vote: Vote::new(1, 1),
-        received: Arc::default(),
-        calls: Arc::default(),
-    };
+    let peer = fake_peer(false, Vote::new(1, 1));
     let mut c = client_of(peer.clone()).await;
-    let err = c
-        .full_snapshot(
-            Vote::new(1, 1),
-            snap,
-            std::future::pending(),
-            RPCOption::new(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap_err();
+    let err = send_snapshot(&mut c, snap, std::future::pending()).await.unwrap_err();
     assert!(matches!(err, StreamingError::Network(_)), "{err}");
     assert!(err.to_string().contains("Unimplemented"), "{err}");
     // Remembered for the target, by every client of this network: the next attempt (openraft
@@ -314,23 +307,10 @@ async fn a_higher_vote_comes_back_and_a_cancel_ends_the_call() {
     let (snap, _) = snapshot(dir.path()).await;
     // The peer has a higher vote: it answers the first chunk with it (openraft steps down on
     // it), and the call ends promptly although the sender had more to stream.
-    let peer = FakePeer {
-        streams: true,
-        vote: Vote::new(5, 3),
-        received: Arc::default(),
-        calls: Arc::default(),
-    };
+    let peer = fake_peer(true, Vote::new(5, 3));
     let mut c = client_of(peer.clone()).await;
     let started = std::time::Instant::now();
-    let resp = c
-        .full_snapshot(
-            Vote::new(1, 1),
-            snap,
-            std::future::pending(),
-            RPCOption::new(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap();
+    let resp = send_snapshot(&mut c, snap, std::future::pending()).await.unwrap();
     assert_eq!(resp.vote, Vote::new(5, 3));
     assert_eq!(peer.received.lock().unwrap().len(), 3 * 1024 * 1024, "one chunk read");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
@@ -340,13 +320,7 @@ async fn a_higher_vote_comes_back_and_a_cancel_ends_the_call() {
         std::fs::create_dir(&dir2).unwrap();
         snapshot(&dir2).await
     };
-    let err = c
-        .full_snapshot(
-            Vote::new(1, 1),
-            snap,
-            std::future::ready(ReplicationClosed::new("test")),
-            RPCOption::new(Duration::from_secs(10)),
-        )
+    let err = send_snapshot(&mut c, snap, std::future::ready(ReplicationClosed::new("test")))
         .await
         .unwrap_err();
     assert!(matches!(err, StreamingError::Closed(_)), "{err}");
