@@ -30,7 +30,7 @@ const READER_GRACE: Duration = Duration::from_secs(1);
 /// How long the receiver waits for the next chunk of a stream before refusing it
 /// (`DEADLINE_EXCEEDED`): a sender that stopped sending (but keeps its connection alive) would
 /// otherwise hold the receiving side's snapshot state until the call's own deadline.
-pub(crate) const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The sender's error for what openraft's replication wants back.
 fn streaming_error(
