@@ -165,6 +165,20 @@ enum ScaleCommand {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// The first GET of timestamp.json of `reads` distinct random collections among the first
+    /// `count`, one at a time on one keep-alive connection (run right after a restart with the
+    /// page cache dropped: reads that no earlier request warmed).
+    First {
+        addr: String,
+        #[arg(long, default_value = "scale.example.com/run")]
+        prefix: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 2000)]
+        reads: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Waits until collection `index`'s timestamp.json is served and prints how long that took.
     Ready {
         addr: String,
@@ -345,6 +359,26 @@ fn scale_command(command: ScaleCommand) -> Result<(), String> {
                 "what": "read", "collections": n, "rate": run.rate(),
                 "p50_ms": run.quantile_ms(0.5), "p99_ms": run.quantile_ms(0.99), "p999_ms": run.quantile_ms(0.999),
                 "errors": run.errors,
+            });
+            println!("RESULT {json}");
+        }
+        ScaleCommand::First {
+            addr,
+            prefix,
+            count,
+            reads,
+            seed,
+        } => {
+            let indices = scale::distinct_sample(count, reads, seed);
+            let run = scale::first_reads(&host_port(&addr), &prefix, &indices)?;
+            println!(
+                "first GET timestamp.json of {} distinct collections of {count}: {}",
+                indices.len(),
+                run.line()
+            );
+            let json = serde_json::json!({
+                "what": "first", "collections": indices.len(), "rate": run.rate(),
+                "p50_ms": run.quantile_ms(0.5), "p99_ms": run.quantile_ms(0.99), "p999_ms": run.quantile_ms(0.999),
             });
             println!("RESULT {json}");
         }

@@ -86,6 +86,73 @@ pub fn read_paths(prefix: &str, count: usize, hot: Option<usize>) -> Vec<String>
     }
 }
 
+/// `reads` distinct collections among `0..count`, in a random order drawn from `seed` (all of
+/// them when `reads` ≥ `count`).
+pub fn distinct_sample(count: usize, reads: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    // splitmix64 of the seed: distinct seeds, distinct (and never zero) xorshift states.
+    let mut state = {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) | 1
+    };
+    let reads = reads.min(count);
+    // The first `reads` steps of a Fisher-Yates shuffle (xorshift64).
+    for i in 0..reads {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = i + (state % (count - i) as u64) as usize;
+        order.swap(i, j);
+    }
+    order.truncate(reads);
+    order
+}
+
+/// The first GET of `timestamp.json` of each collection in `indices`, one at a time on one
+/// keep-alive connection: each read's latency without queueing, and, right after a restart with
+/// the page cache dropped, a read of data no earlier request brought into memory. Any answer
+/// other than 200 is an error.
+pub fn first_reads(addr: &str, prefix: &str, indices: &[usize]) -> Result<Run, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| format!("timeout: {e}"))?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(indices.len());
+    let mut buf = Vec::with_capacity(16 * 1024);
+    for &i in indices {
+        let path = timestamp_path(prefix, i);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: seal-bench\r\n\r\n");
+        let sent = Instant::now();
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("{path}: send: {e}"))?;
+        buf.clear();
+        let status = loop {
+            match crate::read::parse_response(&buf).map_err(|e| format!("{path}: {e}"))? {
+                crate::read::Parsed::Done { status, close: false } => break status,
+                crate::read::Parsed::Done { close: true, .. } => return Err(format!("{path}: the server closed")),
+                crate::read::Parsed::Incomplete => {}
+            }
+            let mut chunk = [0u8; 8192];
+            let n = stream.read(&mut chunk).map_err(|e| format!("{path}: read: {e}"))?;
+            if n == 0 {
+                return Err(format!("{path}: the server closed"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        if status != 200 {
+            return Err(format!("{path}: status {status}"));
+        }
+        latencies.push(micros(sent.elapsed()));
+    }
+    Ok(Run::merge(started.elapsed(), [(0, latencies)]))
+}
+
 /// How long `timeout` allows for a collection's timestamp to answer 200:
 /// the time from now until it does (a restarted node's readiness, as a
 /// client sees it).
@@ -107,6 +174,17 @@ pub fn wait_ready(addr: &str, path: &str, timeout: Duration) -> Result<Duration,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_distinct_sample_has_no_repeat_and_stays_in_range() {
+        let sample = distinct_sample(1_000, 300, 42);
+        assert_eq!(sample.len(), 300);
+        let set: std::collections::BTreeSet<_> = sample.iter().copied().collect();
+        assert_eq!(set.len(), 300, "no collection read twice");
+        assert!(set.iter().all(|i| *i < 1_000));
+        assert_ne!(sample, distinct_sample(1_000, 300, 43), "another seed, another order");
+        assert_eq!(distinct_sample(5, 10, 1).len(), 5, "at most every collection");
+    }
 
     #[test]
     fn hot_paths_spread_over_the_range() {

@@ -32,8 +32,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The first eight bytes of every archive.
-pub const MAGIC: &[u8; 8] = b"SEALCKP1";
+/// The first eight bytes of every archive this build makes: a checkpoint of on-disk format 3
+/// (a timestamp's expiry and bytes in `current`), which a node of format 2 must not install, so
+/// it refuses it at its first bytes.
+pub const MAGIC: &[u8; 8] = b"SEALCKP2";
+/// The first eight bytes of an archive made by a node of on-disk format 2: still accepted, its
+/// checkpoint read as it is (format 3 reads format 2's values).
+pub const MAGIC_FORMAT_2: &[u8; 8] = b"SEALCKP1";
 /// The most files an archive may hold (1,000,000).
 pub const MAX_FILES: u32 = 1_000_000;
 /// The longest header accepted, its checksum included (64 MiB).
@@ -492,7 +497,7 @@ impl HeaderParser {
         let number = self.files.len() + 1;
         let next = match self.field {
             Field::Magic => {
-                if bytes != MAGIC {
+                if bytes != MAGIC && bytes != MAGIC_FORMAT_2 {
                     return Err(invalid_data(format!(
                         "not a checkpoint archive: magic is {} instead of {}",
                         hex::encode(bytes),
@@ -1140,6 +1145,31 @@ mod tests {
         let mut bad = stream;
         bad[8] = 0xff;
         expect_invalid(unpack(&tmp.path().join("count"), &bad, 1000), "files is over the limit");
+    }
+
+    #[test]
+    fn an_archive_of_format_2_is_accepted_and_an_unknown_one_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, files) = sample_dir(tmp.path(), 10_000);
+        let stream = stream_of(&dir);
+        assert_eq!(&stream[..8], MAGIC);
+        let header_len = ArchiveReader::open(&dir).unwrap().starts[0] as usize;
+        let with_magic = |magic: &[u8; 8]| {
+            let mut s = stream.clone();
+            s[..8].copy_from_slice(magic);
+            let checksum = Sha256::digest(&s[..header_len - HASH_LEN]);
+            s[header_len - HASH_LEN..header_len].copy_from_slice(&checksum);
+            s
+        };
+        // What a node of format 2 sends: installed as it is.
+        let dest = tmp.path().join("from-format-2");
+        unpack(&dest, &with_magic(MAGIC_FORMAT_2), 1000).unwrap();
+        assert_same_files(&dest, &files);
+        // A later format, whose checkpoint this build could misread, at its first bytes.
+        expect_invalid(
+            unpack(&tmp.path().join("later"), &with_magic(b"SEALCKP3"), 1000),
+            "magic",
+        );
     }
 
     #[test]

@@ -101,7 +101,20 @@ impl StateDb {
             batch.put_cf(cf_checksum, checksum_key(gun, &f.role, &sha), f.version.to_be_bytes());
         }
         for (role, version) in &current {
-            batch.put_cf(cf_current, gun_role(gun, role), version.to_be_bytes());
+            // As a publish writes it: a timestamp with its expiry and bytes when both are known.
+            let inline = match (*role, c.timestamp_expires_unix_nanos) {
+                ("timestamp", Some(expires)) => c
+                    .files
+                    .iter()
+                    .find(|f| f.role == "timestamp" && f.version == *version)
+                    .map(|f| (expires, &f.bytes[..])),
+                _ => None,
+            };
+            let entry = CurrentEntry {
+                version: *version,
+                inline,
+            };
+            batch.put_cf(cf_current, gun_role(gun, role), entry.encode());
         }
         let first = self.next_change_id()?;
         for (i, (ch, at)) in c.changes.iter().zip(created).enumerate() {

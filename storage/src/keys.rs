@@ -18,7 +18,8 @@ pub const CF_SM_META: &str = "sm_meta";
 pub const CF_META: &str = "meta";
 /// gun \0 role \0 sha256 hex -> version BE.
 pub const CF_CHECKSUM: &str = "checksum";
-/// gun \0 role -> current version BE.
+/// gun \0 role -> current version BE; for the timestamp role (format 3), followed by the
+/// timestamp's expiry (sortable BE) and its exact bytes: see [`CurrentEntry`].
 pub const CF_CURRENT: &str = "current";
 /// change id BE -> postcard(ChangeRecord).
 pub const CF_CHANGEFEED: &str = "changefeed";
@@ -148,6 +149,54 @@ pub(crate) fn be_u64(cf: &'static str, key: &[u8], v: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// A value of [`CF_CURRENT`], decoded.
+///
+/// Every role's value starts with its current version (8 bytes BE). Since on-disk format 3, the
+/// timestamp role's value also holds the collection's timestamp expiry (8 bytes, [`sortable`])
+/// and the current timestamp's exact bytes, copies of what `meta` and `gun_expiry` hold, written
+/// in the same batch: a node answers a `timestamp.json` that is not in memory with one RocksDB
+/// read instead of three. A value of 8 bytes (any role, and timestamps written before format 3)
+/// holds the version alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CurrentEntry<'a> {
+    pub(crate) version: u64,
+    /// For a timestamp written since format 3: its expiry (Unix nanoseconds) and bytes.
+    pub(crate) inline: Option<(i64, &'a [u8])>,
+}
+
+impl<'a> CurrentEntry<'a> {
+    /// Decode `v`, the value of `key` in [`CF_CURRENT`].
+    pub(crate) fn parse(key: &[u8], v: &'a [u8]) -> Result<CurrentEntry<'a>> {
+        let corrupt = || Error::Corrupt {
+            cf: CF_CURRENT,
+            key_hex: hex::encode(key),
+            reason: format!("expected 8 bytes, or at least 16, found {}", v.len()),
+        };
+        let (version, rest) = v.split_first_chunk::<8>().ok_or_else(corrupt)?;
+        let version = u64::from_be_bytes(*version);
+        if rest.is_empty() {
+            return Ok(CurrentEntry { version, inline: None });
+        }
+        let (expiry, bytes) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+        Ok(CurrentEntry {
+            version,
+            inline: Some((unsortable(*expiry), bytes)),
+        })
+    }
+
+    /// Encode: the version, then (a timestamp's) expiry and bytes.
+    pub(crate) fn encode(self) -> Vec<u8> {
+        let extra = self.inline.map_or(0, |(_, bytes)| 8 + bytes.len());
+        let mut v = Vec::with_capacity(8 + extra);
+        v.extend_from_slice(&self.version.to_be_bytes());
+        if let Some((expiry, bytes)) = self.inline {
+            v.extend_from_slice(&sortable(expiry));
+            v.extend_from_slice(bytes);
+        }
+        v
+    }
+}
+
 /// Format unix nanoseconds like Go's `time.RFC3339Nano` in UTC
 /// (`2026-11-21T23:54:56.210447549Z`, trailing fractional zeros trimmed).
 pub fn rfc3339_nanos(unix_nanos: i64) -> Option<String> {
@@ -179,6 +228,30 @@ mod tests {
         );
         assert_eq!(rfc3339_nanos(0).as_deref(), Some("1970-01-01T00:00:00Z"));
         assert_eq!(rfc3339_nanos(1_500_000_000).as_deref(), Some("1970-01-01T00:00:01.5Z"));
+    }
+
+    #[test]
+    fn current_entries_round_trip_and_refuse_odd_lengths() {
+        let key = gun_role("g", "timestamp");
+        let plain = CurrentEntry {
+            version: 7,
+            inline: None,
+        };
+        assert_eq!(plain.encode(), 7u64.to_be_bytes());
+        assert_eq!(CurrentEntry::parse(&key, &plain.encode()).unwrap(), plain);
+        for inline in [(-5, &b""[..]), (1_795_305_296_210_447_549, &b"{\"signed\":{}}"[..])] {
+            let entry = CurrentEntry {
+                version: u64::MAX,
+                inline: Some(inline),
+            };
+            let encoded = entry.encode();
+            assert_eq!(encoded.len(), 16 + inline.1.len());
+            assert_eq!(CurrentEntry::parse(&key, &encoded).unwrap(), entry);
+        }
+        for len in [0, 1, 7, 9, 15] {
+            let err = CurrentEntry::parse(&key, &vec![0; len]).unwrap_err();
+            assert!(err.to_string().contains(&format!("found {len}")), "{err}");
+        }
     }
 
     #[test]

@@ -19,7 +19,11 @@ use crate::store::{RaftMetaKey, Store};
 /// * 1: one RocksDB, the state machine's column families beside the Raft log's.
 /// * 2: the state machine in its own RocksDB, one generation directory of `state/` at a time
 ///   ([`crate::state`]), so that snapshots are checkpoints.
-pub const FORMAT_VERSION: u32 = 2;
+/// * 3: a timestamp's expiry and bytes kept in `current` beside its version
+///   ([`crate::keys::CurrentEntry`]). Format 3 reads format 2's values as they are, so a format-2
+///   database is recorded as format 3 at open with nothing rewritten; a build of format 2 refuses
+///   it afterwards, and refuses a format-3 snapshot ([`crate::archive::MAGIC`]).
+pub const FORMAT_VERSION: u32 = 3;
 
 fn read_u64(db: &DB, key: &[u8]) -> Result<Option<u64>> {
     let cf = db
@@ -60,23 +64,31 @@ pub(crate) fn check_format(db: &DB, path: &Path) -> Result<Option<u64>> {
     let cf = db
         .cf_handle(CF_RAFT_META)
         .ok_or(Error::MissingColumnFamily { cf: CF_RAFT_META })?;
+    let mut found = None;
     if let Some(bytes) = db.get_cf(cf, RM_FORMAT).map_err(rocks("get"))? {
-        let found = <[u8; 4]>::try_from(bytes.as_slice())
+        let format = <[u8; 4]>::try_from(bytes.as_slice())
             .map(u32::from_be_bytes)
             .map_err(|_| Error::Corrupt {
                 cf: CF_RAFT_META,
                 key_hex: hex::encode(RM_FORMAT),
                 reason: format!("format version of {} bytes", bytes.len()),
             })?;
-        if found > FORMAT_VERSION {
+        if format > FORMAT_VERSION {
             return Err(Error::FormatTooNew {
                 path: path.to_path_buf(),
-                found,
+                found: format,
                 supported: FORMAT_VERSION,
             });
         }
+        found = Some(format);
     }
-    read_u64(db, RM_SM_GENERATION)
+    let generation = read_u64(db, RM_SM_GENERATION)?;
+    // Format 2 to 3 rewrites nothing (format 3 reads format 2's values): it is only recorded, so
+    // that a build of format 2 no longer opens what this one writes.
+    if let (Some(2), Some(g)) = (found, generation) {
+        record_generation(db, g)?;
+    }
+    Ok(generation)
 }
 
 /// A new database: generation 1, empty.
@@ -156,7 +168,7 @@ impl Store {
             .map_or(1, u32::from_be_bytes))
     }
 
-    fn put_local(&self, key: &[u8], value: &[u8]) -> Result<()> {
+    pub(crate) fn put_local(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.inner.cf(CF_RAFT_META)?, key, value);
         self.inner.write(batch, true)

@@ -16,7 +16,10 @@
 //! one consistent point (the magic `SEALSNAP1`, then records `[cf index u8][key len u32 BE][key]
 //! [value len u32 BE][value]` in [`crate::keys::SM_CFS`] order, each in key order, then the end
 //! byte `0xFF`): two stores whose state machines hold the same keys and values have the same
-//! digest, whatever their files, logs or compaction history.
+//! digest, whatever their files, logs or compaction history. A value of `current` counts as its
+//! version alone: the timestamp's expiry and bytes that format 3 keeps beside it are copies of
+//! `gun_expiry` and `meta` (both hashed), so a node of format 2 and one of format 3 holding the
+//! same state agree ([`crate::keys::CurrentEntry`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -27,7 +30,7 @@ use rocksdb::IteratorMode;
 use sha2::{Digest, Sha256};
 
 use crate::error::{rocks, Error, Result};
-use crate::keys::{CF_SM_META, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
+use crate::keys::{CurrentEntry, CF_CURRENT, CF_SM_META, SM_CFS, SM_LAST_APPLIED, SM_MEMBERSHIP};
 use crate::local::record_generation;
 use crate::state::{generation_dir, link_or_copy_dir, StateDb};
 use crate::store::{Inner, Reader, Store};
@@ -139,6 +142,12 @@ fn stream_state<W: Write>(
         })?;
         for item in snap.iterator_cf(cf, IteratorMode::Start) {
             let (k, v) = item.map_err(rocks("iterate for snapshot"))?;
+            // The version alone (see the module documentation); the value is checked, not trusted.
+            let v = if *name == CF_CURRENT {
+                &v[..CurrentEntry::parse(&k, &v).map(|_| 8)?]
+            } else {
+                &v[..]
+            };
             let too_long = |what: &str| Error::Encode {
                 what: "snapshot",
                 reason: format!("{what} too long in {name}"),
@@ -155,7 +164,7 @@ fn stream_state<W: Write>(
             w.put(&klen.to_be_bytes()).map_err(io)?;
             w.put(&k).map_err(io)?;
             w.put(&vlen.to_be_bytes()).map_err(io)?;
-            w.put(&v).map_err(io)?;
+            w.put(v).map_err(io)?;
             if *name == CF_SM_META && &*k == SM_LAST_APPLIED {
                 digest.last_applied = Some(v.to_vec());
             }

@@ -407,7 +407,7 @@ impl StateDb {
         let key = gun_role(gun, role);
         match self.get(CF_CURRENT, &key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(be_u64(CF_CURRENT, &key, &v)?)),
+            Some(v) => Ok(Some(CurrentEntry::parse(&key, &v)?.version)),
         }
     }
 
@@ -513,7 +513,14 @@ impl StateDb {
             let version = f.version.to_be_bytes();
             batch.put_cf(cf_meta, meta_key(gun, &f.role, f.version), &f.bytes);
             batch.put_cf(cf_checksum, checksum_key(gun, &f.role, &sha), version);
-            batch.put_cf(cf_current, gun_role(gun, &f.role), version);
+            // A timestamp always comes with its expiry (checked above): both go in `current` too.
+            let current = CurrentEntry {
+                version: f.version,
+                inline: ts_expires
+                    .filter(|_| f.role == "timestamp")
+                    .map(|expires| (expires, &f.bytes[..])),
+            };
+            batch.put_cf(cf_current, gun_role(gun, &f.role), current.encode());
             // Notary's changefeed lists Notary collections only, not TUF 1.0 repositories.
             if f.role == "timestamp" && seal_tuf::tuf1::repository_of(gun).is_none() {
                 let id = self.next_change_id()?;
@@ -653,6 +660,14 @@ impl StateDb {
     }
 }
 
+/// A current file as [`Reader::current_at`] read it.
+struct Found {
+    version: u64,
+    bytes: Vec<u8>,
+    /// The timestamp's expiry, when `current` held it (format 3).
+    inline_expiry: Option<i64>,
+}
+
 /// A collection's timestamp expiry as [`CF_GUN_EXPIRY`] stores it.
 fn expiry_from(gun: &str, v: &[u8]) -> Result<i64> {
     let arr: [u8; 8] = v.try_into().map_err(|_| Error::Corrupt {
@@ -725,20 +740,22 @@ impl Reader {
         let ticket = self.inner.cache.ticket();
         let sm = self.inner.sm();
         let snap = sm.db().snapshot();
-        let Some((version, bytes)) = self.current_at(&sm, &snap, gun, role)? else {
+        let Some(found) = self.current_at(&sm, &snap, gun, role)? else {
             return Ok(None);
         };
-        let timestamp_expiry = if role == "timestamp" {
-            snap.get_cf(sm.cf(CF_GUN_EXPIRY)?, gun.as_bytes())
+        let timestamp_expiry = match found.inline_expiry {
+            Some(expiry) => Some(expiry),
+            // A timestamp written before format 3: its expiry is read beside it.
+            None if role == "timestamp" => snap
+                .get_cf(sm.cf(CF_GUN_EXPIRY)?, gun.as_bytes())
                 .map_err(rocks("get expiry"))?
                 .map(|v| expiry_from(gun, &v))
-                .transpose()?
-        } else {
-            None
+                .transpose()?,
+            None => None,
         };
         let file = CurrentFile {
-            version,
-            bytes: bytes.into(),
+            version: found.version,
+            bytes: found.bytes.into(),
             timestamp_expiry,
         };
         self.inner.cache.insert(ticket, gun, role, file.clone());
@@ -772,26 +789,42 @@ impl Reader {
     pub fn current(&self, gun: &str, role: &str) -> Result<Option<(u64, Vec<u8>)>> {
         let sm = self.inner.sm();
         let snap = sm.db().snapshot();
-        self.current_at(&sm, &snap, gun, role)
+        Ok(self
+            .current_at(&sm, &snap, gun, role)?
+            .map(|found| (found.version, found.bytes)))
     }
 
+    /// The current file of (gun, role) at `snap`: one read of `current` for a timestamp written
+    /// since format 3 (which holds its bytes and expiry), else that and one of `meta`.
     fn current_at(
         &self,
         sm: &StateDb,
         snap: &SnapshotWithThreadMode<'_, DB>,
         gun: &str,
         role: &str,
-    ) -> Result<Option<(u64, Vec<u8>)>> {
+    ) -> Result<Option<Found>> {
         check_name("gun", gun)?;
         check_name("role", role)?;
         let key = gun_role(gun, role);
         let Some(v) = snap.get_cf(sm.cf(CF_CURRENT)?, &key).map_err(rocks("get current"))? else {
             return Ok(None);
         };
-        let version = be_u64(CF_CURRENT, &key, &v)?;
+        let entry = CurrentEntry::parse(&key, &v)?;
+        if let Some((expiry, bytes)) = entry.inline {
+            return Ok(Some(Found {
+                version: entry.version,
+                bytes: bytes.to_vec(),
+                inline_expiry: Some(expiry),
+            }));
+        }
+        let version = entry.version;
         let mkey = meta_key(gun, role, version);
         match snap.get_cf(sm.cf(CF_META)?, &mkey).map_err(rocks("get meta"))? {
-            Some(bytes) => Ok(Some((version, bytes))),
+            Some(bytes) => Ok(Some(Found {
+                version,
+                bytes,
+                inline_expiry: None,
+            })),
             None => Err(Error::Corrupt {
                 cf: CF_META,
                 key_hex: hex::encode(mkey.as_slice()),
@@ -882,7 +915,7 @@ impl Reader {
                 key_hex: hex::encode(&k[..]),
                 reason: e.to_string(),
             })?;
-            out.push((role, be_u64(CF_CURRENT, &k, &v)?));
+            out.push((role, CurrentEntry::parse(&k, &v)?.version));
         }
         Ok(out)
     }

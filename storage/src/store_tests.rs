@@ -985,3 +985,101 @@ fn state_files_carry_bloom_filters_and_memory_is_reported_by_part() {
 fn file_bytes(role: &str, version: u64) -> Vec<u8> {
     file(role, version).bytes
 }
+
+/// The raw `current` value of (gun, role).
+fn raw_current(store: &Store, gun: &str, role: &str) -> Vec<u8> {
+    store.inner.sm().get(CF_CURRENT, &gun_role(gun, role)).unwrap().unwrap()
+}
+
+#[test]
+fn a_timestamp_is_kept_in_current_with_its_expiry() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("g"));
+    let ts = file("timestamp", 1);
+    let raw = raw_current(&store, "g", "timestamp");
+    let entry = CurrentEntry::parse(b"g\0timestamp", &raw).unwrap();
+    assert_eq!(entry.version, 1);
+    assert_eq!(entry.inline, Some((T0 + 14 * DAY, &ts.bytes[..])));
+    // The other roles keep their version alone.
+    assert_eq!(raw_current(&store, "g", "targets"), 2u64.to_be_bytes());
+
+    // A refresh replaces both; the file and its expiry are served from it.
+    let refresh = Command::RefreshTimestamp {
+        gun: "g".into(),
+        files: vec![file("timestamp", 2)],
+        expected: vec![("timestamp".into(), Some(1))],
+        timestamp_expires_unix_nanos: T0 + 20 * DAY,
+        at_unix_nanos: T0 + DAY,
+    };
+    assert_eq!(apply(&store, 2, &refresh), ApplyOutcome::Applied);
+    let raw = raw_current(&store, "g", "timestamp");
+    let entry = CurrentEntry::parse(b"g\0timestamp", &raw).unwrap();
+    assert_eq!(entry.inline, Some((T0 + 20 * DAY, &file("timestamp", 2).bytes[..])));
+    let served = store.reader().current_file("g", "timestamp").unwrap().unwrap();
+    assert_eq!(
+        (served.version, &served.bytes[..], served.timestamp_expiry),
+        (2, &file("timestamp", 2).bytes[..], Some(T0 + 20 * DAY))
+    );
+    assert_eq!(store.reader().timestamp_expiry("g").unwrap(), Some(T0 + 20 * DAY));
+}
+
+#[test]
+fn a_format_2_database_is_read_as_it_is_and_recorded_as_format_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (digest, served) = {
+        let store = Store::open(&path).unwrap();
+        for (i, gun) in ["a", "b"].iter().enumerate() {
+            apply(&store, i as u64 + 1, &first_publish(gun));
+        }
+        let served = store.reader().current_file("a", "timestamp").unwrap().unwrap();
+        // What format 2 wrote: every `current` value the version alone.
+        let sm = store.inner.sm();
+        let mut batch = WriteBatch::default();
+        for gun in ["a", "b"] {
+            batch.put_cf(
+                sm.cf(CF_CURRENT).unwrap(),
+                gun_role(gun, "timestamp"),
+                1u64.to_be_bytes(),
+            );
+        }
+        sm.write(batch).unwrap();
+        store.put_local(RM_FORMAT, &2u32.to_be_bytes()).unwrap();
+        (store.state_digest().unwrap(), served)
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.format_version().unwrap(), 3);
+    assert_eq!(
+        raw_current(&store, "a", "timestamp"),
+        1u64.to_be_bytes(),
+        "nothing rewritten"
+    );
+    // Served the same, its expiry read from `gun_expiry`; the digest counts versions alone.
+    assert_eq!(store.reader().current_file("a", "timestamp").unwrap().unwrap(), served);
+    assert_eq!(store.state_digest().unwrap(), digest);
+    // A new timestamp is written the format-3 way; the other collection reads as before.
+    let refresh = Command::RefreshTimestamp {
+        gun: "a".into(),
+        files: vec![file("timestamp", 2)],
+        expected: vec![("timestamp".into(), Some(1))],
+        timestamp_expires_unix_nanos: T0 + 20 * DAY,
+        at_unix_nanos: T0 + DAY,
+    };
+    assert_eq!(apply(&store, 3, &refresh), ApplyOutcome::Applied);
+    assert!(raw_current(&store, "a", "timestamp").len() > 16);
+    let b = store.reader().current_file("b", "timestamp").unwrap().unwrap();
+    assert_eq!(b.timestamp_expiry, Some(T0 + 14 * DAY));
+}
+
+#[test]
+fn a_current_value_of_another_length_is_corrupt() {
+    let (_d, store) = open();
+    apply(&store, 1, &first_publish("g"));
+    let sm = store.inner.sm();
+    sm.db()
+        .put_cf(sm.cf(CF_CURRENT).unwrap(), gun_role("g", "timestamp"), [0u8; 12])
+        .unwrap();
+    let err = store.reader().current_file("g", "timestamp").unwrap_err();
+    assert!(err.to_string().contains("found 12"), "{err}");
+    assert!(store.state_digest().is_err());
+}
