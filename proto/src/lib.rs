@@ -11,8 +11,9 @@
 //!   `signer::signer_client`, the messages (`CreateKeyRequest`, `PublicKey`, `KeyId`, ...) at
 //!   `signer::*`.
 //! * [`raft`]: the transport between the Raft nodes of one cluster (`raft.proto`, protobuf package
-//!   `seal.raft.v1`): service `seal.raft.v1.Raft` with `AppendEntries`, `Vote` and
-//!   `InstallSnapshot` (one call per snapshot chunk). The messages frame openraft's own requests and
+//!   `seal.raft.v1`): service `seal.raft.v1.Raft` with `AppendEntries`, `Vote`,
+//!   `InstallSnapshot` (one call per snapshot chunk) and `InstallSnapshotStream` (a snapshot's
+//!   chunks in one call, each chunk's bytes beside its request). The messages frame openraft's own requests and
 //!   responses, encoded by `seal-raft` (see [`raft::PayloadFormat`]); the server is
 //!   `raft::raft_server`, the client `raft::raft_client`. The same file declares the cluster admin
 //!   service `seal.raft.v1.ClusterAdmin` and the write-forwarding service `seal.raft.v1.Forwarding`.
@@ -326,8 +327,20 @@ mod tests {
                 format: PayloadFormat::PostcardOpenraftV09 as i32,
                 target: 2,
                 sender: 300,
+                chunk: Vec::new(),
             },
             &[0x0a, 2, 7, 8, 0x10, 1, 0x18, 2, 0x20, 0xac, 0x02],
+        );
+        // A snapshot chunk's bytes beside the request: chunk = 5 (bytes), format 2.
+        check(
+            &RaftRequest {
+                payload: vec![7],
+                format: PayloadFormat::PostcardOpenraftV09ChunkApart as i32,
+                target: 2,
+                sender: 3,
+                chunk: vec![5, 6],
+            },
+            &[0x0a, 1, 7, 0x10, 2, 0x18, 2, 0x20, 3, 0x2a, 2, 5, 6],
         );
         // The reply's oneof: ok = 1, error = 2; a member is sent even when empty.
         check(

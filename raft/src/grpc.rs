@@ -361,6 +361,7 @@ impl GrpcClient {
             format: PayloadFormat::PostcardOpenraftV09 as i32,
             target: self.target,
             sender: self.node_id,
+            chunk: Vec::new(),
         });
         // Sent as the gRPC deadline, so the peer gives up too.
         request.set_timeout(ttl);

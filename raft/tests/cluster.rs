@@ -458,6 +458,7 @@ fn raw_vote(to: &SealRaft, target: u64, sender: u64, vote: &VoteRequest<u64>) ->
         format: PayloadFormat::PostcardOpenraftV09 as i32,
         target,
         sender,
+        chunk: Vec::new(),
     });
     if let Some(id) = to.cluster_id() {
         request

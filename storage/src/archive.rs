@@ -387,7 +387,8 @@ impl Seek for ArchiveReader {
 /// limits, names valid and in strictly increasing order, header checksum) before any file is
 /// created; each file is then created with `create_new`, its content streamed into it, and on its
 /// trailer the content checksum is checked (a mismatch is `InvalidData` naming the file) and the
-/// file fsynced. Bytes after the end of the archive are an error. After any error the writer is
+/// file is handed to a thread that fsyncs it while the next arrives ([`ArchiveWriter::finish`]
+/// waits for them all). Bytes after the end of the archive are an error. After any error the writer is
 /// poisoned: every later call fails. It never removes what it wrote: on error the caller removes
 /// the directory.
 ///
@@ -406,6 +407,8 @@ pub struct ArchiveWriter {
     phase: Phase,
     /// The kind and message of the first error.
     poison: Option<(ErrorKind, String)>,
+    /// Syncs each file once complete.
+    syncer: Syncer,
 }
 
 impl std::fmt::Debug for ArchiveWriter {
@@ -593,8 +596,8 @@ struct FileSink {
 
 impl FileSink {
     /// Takes bytes of `data` into the file's content or trailer; returns how many, and whether the
-    /// file is now complete, verified and synced.
-    fn feed(&mut self, data: &[u8]) -> io::Result<(usize, bool)> {
+    /// file is now complete and verified (and queued on `syncer` for its sync).
+    fn feed(&mut self, data: &[u8], syncer: &Syncer) -> io::Result<(usize, bool)> {
         if self.written < self.size {
             let n = usize::try_from(self.size - self.written)
                 .unwrap_or(usize::MAX)
@@ -623,9 +626,60 @@ impl FileSink {
         }
         self.out
             .flush()
-            .and_then(|()| self.out.get_ref().sync_all())
-            .map_err(|err| with_context(err, format!("cannot write {}", self.path.display())))?;
+            .and_then(|()| self.out.get_ref().try_clone())
+            .map_err(|err| with_context(err, format!("cannot write {}", self.path.display())))
+            .and_then(|file| syncer.sync(self.path.clone(), file))?;
         Ok((n, true))
+    }
+}
+
+/// Syncs the files of an archive on a thread of its own as each completes, so that the disk
+/// writes one file while the next arrives, instead of the receiver stopping at every file to wait
+/// for its fsync. [`ArchiveWriter::finish`] waits for the last one.
+struct Syncer {
+    /// Files to sync, at most [`SYNC_QUEUE`] waiting: a disk slower than the stream slows the
+    /// receiver down rather than holding more of the archive unsynced.
+    tx: Option<std::sync::mpsc::SyncSender<(PathBuf, File)>>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+/// Completed files that may wait for their sync.
+const SYNC_QUEUE: usize = 4;
+
+impl Syncer {
+    fn start() -> io::Result<Syncer> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(PathBuf, File)>(SYNC_QUEUE);
+        let thread = std::thread::Builder::new().name("archive-sync".into()).spawn(move || {
+            let mut first_error = None;
+            for (path, file) in rx {
+                if let Err(err) = file.sync_all() {
+                    first_error.get_or_insert(with_context(err, format!("cannot sync {}", path.display())));
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })?;
+        Ok(Syncer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue `file` (complete and verified) for its sync.
+    fn sync(&self, path: PathBuf, file: File) -> io::Result<()> {
+        match &self.tx {
+            Some(tx) if tx.send((path, file)).is_ok() => Ok(()),
+            _ => Err(io::Error::other("the archive's sync thread is gone")),
+        }
+    }
+
+    /// Wait until every queued file is synced: the first error, if any.
+    fn wait(&mut self) -> io::Result<()> {
+        drop(self.tx.take());
+        match self.thread.take().map(|t| t.join()) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(err))) => Err(err),
+            Some(Err(_)) => Err(io::Error::other("the archive's sync thread panicked")),
+        }
     }
 }
 
@@ -654,6 +708,8 @@ impl ArchiveWriter {
             files: Vec::new(),
             phase: Phase::Header(HeaderParser::new()),
             poison: None,
+            syncer: Syncer::start()
+                .map_err(|err| with_context(err, format!("cannot start syncing {}", dir.display())))?,
         })
     }
 
@@ -694,9 +750,10 @@ impl ArchiveWriter {
     }
 
     /// Completes the unpacking: an error unless the whole archive has arrived (`UnexpectedEof`) or
-    /// if the writer is poisoned. Syncs the directory and its parent (every file was synced as it
-    /// completed) and returns the files, in stream order, with their sizes.
-    pub fn finish(self) -> io::Result<Vec<(String, u64)>> {
+    /// if the writer is poisoned. Waits until every file is synced (each began as it completed),
+    /// syncs the directory and its parent, and returns the files, in stream order, with their
+    /// sizes.
+    pub fn finish(mut self) -> io::Result<Vec<(String, u64)>> {
         self.check_poison()?;
         if !matches!(self.phase, Phase::Done) {
             let expected = match self.total {
@@ -712,6 +769,7 @@ impl ArchiveWriter {
                 ),
             ));
         }
+        self.syncer.wait()?;
         sync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
@@ -769,7 +827,7 @@ impl ArchiveWriter {
                 Ok(n)
             }
             Phase::File(sink) => {
-                let (n, done) = sink.feed(data)?;
+                let (n, done) = sink.feed(data, &self.syncer)?;
                 if done {
                     let next = sink.index + 1;
                     self.start_file(next)?;

@@ -986,6 +986,17 @@ fn file_bytes(role: &str, version: u64) -> Vec<u8> {
     file(role, version).bytes
 }
 
+/// A refresh of `gun`'s timestamp from version 1 to 2, expiring 20 days after T0.
+fn second_timestamp(gun: &str) -> Command {
+    Command::RefreshTimestamp {
+        gun: gun.into(),
+        files: vec![file("timestamp", 2)],
+        expected: vec![("timestamp".into(), Some(1))],
+        timestamp_expires_unix_nanos: T0 + 20 * DAY,
+        at_unix_nanos: T0 + DAY,
+    }
+}
+
 /// The raw `current` value of (gun, role).
 fn raw_current(store: &Store, gun: &str, role: &str) -> Vec<u8> {
     store.inner.sm().get(CF_CURRENT, &gun_role(gun, role)).unwrap().unwrap()
@@ -1004,14 +1015,7 @@ fn a_timestamp_is_kept_in_current_with_its_expiry() {
     assert_eq!(raw_current(&store, "g", "targets"), 2u64.to_be_bytes());
 
     // A refresh replaces both; the file and its expiry are served from it.
-    let refresh = Command::RefreshTimestamp {
-        gun: "g".into(),
-        files: vec![file("timestamp", 2)],
-        expected: vec![("timestamp".into(), Some(1))],
-        timestamp_expires_unix_nanos: T0 + 20 * DAY,
-        at_unix_nanos: T0 + DAY,
-    };
-    assert_eq!(apply(&store, 2, &refresh), ApplyOutcome::Applied);
+    assert_eq!(apply(&store, 2, &second_timestamp("g")), ApplyOutcome::Applied);
     let raw = raw_current(&store, "g", "timestamp");
     let entry = CurrentEntry::parse(b"g\0timestamp", &raw).unwrap();
     assert_eq!(entry.inline, Some((T0 + 20 * DAY, &file("timestamp", 2).bytes[..])));
@@ -1058,14 +1062,7 @@ fn a_format_2_database_is_read_as_it_is_and_recorded_as_format_3() {
     assert_eq!(store.reader().current_file("a", "timestamp").unwrap().unwrap(), served);
     assert_eq!(store.state_digest().unwrap(), digest);
     // A new timestamp is written the format-3 way; the other collection reads as before.
-    let refresh = Command::RefreshTimestamp {
-        gun: "a".into(),
-        files: vec![file("timestamp", 2)],
-        expected: vec![("timestamp".into(), Some(1))],
-        timestamp_expires_unix_nanos: T0 + 20 * DAY,
-        at_unix_nanos: T0 + DAY,
-    };
-    assert_eq!(apply(&store, 3, &refresh), ApplyOutcome::Applied);
+    assert_eq!(apply(&store, 3, &second_timestamp("a")), ApplyOutcome::Applied);
     assert!(raw_current(&store, "a", "timestamp").len() > 16);
     let b = store.reader().current_file("b", "timestamp").unwrap().unwrap();
     assert_eq!(b.timestamp_expiry, Some(T0 + 14 * DAY));

@@ -111,19 +111,21 @@ impl GrpcClient {
                         format!("snapshot ended at {offset} of {end} bytes"),
                     ));
                 }
+                // The chunk's bytes go beside the encoded request, not through postcard.
                 let req = InstallSnapshotRequest::<TypeConfig> {
                     vote,
                     meta: meta.clone(),
                     offset,
-                    data: buf,
+                    data: Vec::new(),
                     done,
                 };
                 let payload = postcard::to_allocvec(&req).map_err(std::io::Error::other)?;
                 let message = RaftRequest {
                     payload,
-                    format: PayloadFormat::PostcardOpenraftV09 as i32,
+                    format: PayloadFormat::PostcardOpenraftV09ChunkApart as i32,
                     target,
                     sender,
+                    chunk: buf,
                 };
                 // A send fails once the call is over (answered early, failed, or cancelled).
                 if tx.send(message).await.is_err() || done {
@@ -203,7 +205,7 @@ impl RaftService {
                     message.sender
                 )));
             }
-            let req: InstallSnapshotRequest<TypeConfig> = self.decode(rpc, message)?;
+            let req = self.decode_chunk(rpc, message)?;
             let (vote, done) = (req.vote, req.done);
             match self.raft.install_snapshot(req).await {
                 Err(e) => return reply::<InstallSnapshotResponse<u64>, _>(rpc, Err(e)),
@@ -217,6 +219,39 @@ impl RaftService {
         Err(Status::invalid_argument(format!(
             "InstallSnapshotStream from node {sender}: the stream ended before its last chunk"
         )))
+    }
+}
+
+impl RaftService {
+    /// One chunk of a stream: its bytes beside the encoded request
+    /// ([`PayloadFormat::PostcardOpenraftV09ChunkApart`]), or inside it (an earlier build's
+    /// sender, [`PayloadFormat::PostcardOpenraftV09`]); never both.
+    fn decode_chunk(
+        &self,
+        rpc: RPCTypes,
+        mut message: RaftRequest,
+    ) -> Result<InstallSnapshotRequest<TypeConfig>, Status> {
+        let apart = message.format() == PayloadFormat::PostcardOpenraftV09ChunkApart;
+        let chunk = std::mem::take(&mut message.chunk);
+        if apart {
+            message.format = PayloadFormat::PostcardOpenraftV09 as i32;
+        } else if message.format == PayloadFormat::PostcardOpenraftV09 as i32 && !chunk.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "InstallSnapshotStream from node {}: chunk bytes outside the request in payload format {}",
+                message.sender, message.format
+            )));
+        }
+        let sender = message.sender;
+        let mut req: InstallSnapshotRequest<TypeConfig> = self.decode(rpc, message)?;
+        if apart {
+            if !req.data.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "InstallSnapshotStream from node {sender}: chunk bytes both inside and outside the request"
+                )));
+            }
+            req.data = chunk;
+        }
+        Ok(req)
     }
 }
 

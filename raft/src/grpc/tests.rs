@@ -151,12 +151,18 @@ struct FakePeer {
     vote: Vote,
     received: Arc<Mutex<Vec<u8>>>,
     calls: Arc<Mutex<Vec<&'static str>>>,
+    formats: Arc<Mutex<Vec<PayloadFormat>>>,
 }
 
 impl FakePeer {
     fn take_chunk(&self, req: RaftRequest) -> Result<(bool, Response<RaftReply>), Status> {
-        let chunk: InstallSnapshotRequest<TypeConfig> =
+        let mut chunk: InstallSnapshotRequest<TypeConfig> =
             postcard::from_bytes(&req.payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.formats.lock().unwrap().push(req.format());
+        if req.format() == PayloadFormat::PostcardOpenraftV09ChunkApart {
+            assert!(chunk.data.is_empty(), "the bytes go beside the request, not in it");
+            chunk.data = req.chunk;
+        }
         let mut received = self.received.lock().unwrap();
         assert_eq!(chunk.offset, received.len() as u64, "chunks arrive in order");
         received.extend_from_slice(&chunk.data);
@@ -257,6 +263,7 @@ fn fake_peer(streams: bool, vote: Vote) -> FakePeer {
         vote,
         received: Arc::default(),
         calls: Arc::default(),
+        formats: Arc::default(),
     }
 }
 
@@ -280,6 +287,14 @@ async fn a_snapshot_streams_in_one_call_and_arrives_whole() {
     assert_eq!(resp.vote, Vote::new(1, 1));
     assert_eq!(*peer.calls.lock().unwrap(), vec!["InstallSnapshotStream"]);
     assert!(expected.len() > 2 * 3 * 1024 * 1024, "several chunks");
+    let formats = peer.formats.lock().unwrap().clone();
+    assert!(formats.len() >= 3, "{formats:?}");
+    assert!(
+        formats
+            .iter()
+            .all(|f| *f == PayloadFormat::PostcardOpenraftV09ChunkApart),
+        "{formats:?}"
+    );
     assert!(
         *peer.received.lock().unwrap() == expected,
         "the archive arrives byte for byte"
@@ -353,12 +368,23 @@ async fn a_stream_that_mixes_senders_stops_short_or_is_empty_is_refused_and_inst
             data: archive[offset..offset + len].to_vec(),
             done: offset + len == archive.len(),
         };
+        // As an earlier build sends it: the bytes inside the request.
         RaftRequest {
             payload: postcard::to_allocvec(&req).unwrap(),
             format: PayloadFormat::PostcardOpenraftV09 as i32,
             target,
             sender,
+            chunk: Vec::new(),
         }
+    };
+    // As this build sends it: the bytes beside the request.
+    let apart = |sender: u64, target: u64, offset: usize, len: usize| {
+        let mut message = chunk(sender, target, offset, len);
+        let mut req: InstallSnapshotRequest<TypeConfig> = postcard::from_bytes(&message.payload).unwrap();
+        message.chunk = std::mem::take(&mut req.data);
+        message.payload = postcard::to_allocvec(&req).unwrap();
+        message.format = PayloadFormat::PostcardOpenraftV09ChunkApart as i32;
+        message
     };
     let send = |messages: Vec<RaftRequest>| {
         let mut raw = raw.clone();
@@ -379,6 +405,26 @@ async fn a_stream_that_mixes_senders_stops_short_or_is_empty_is_refused_and_inst
     assert!(refused.message().contains("ended before its last chunk"), "{refused:?}");
     let refused = send(vec![chunk(2, 5, 0, 4096)]).await;
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    // Bytes beside the request are taken (the stream is refused only for ending early); in the
+    // earlier format, or both inside and beside, they are refused.
+    let refused = send(vec![apart(2, 1, 0, 4096), apart(2, 1, 4096, 4096)]).await;
+    assert!(refused.message().contains("ended before its last chunk"), "{refused:?}");
+    let mut beside_too = chunk(2, 1, 0, 4096);
+    beside_too.chunk = vec![1; 16];
+    let refused = send(vec![beside_too.clone()]).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("outside the request"), "{refused:?}");
+    beside_too.format = PayloadFormat::PostcardOpenraftV09ChunkApart as i32;
+    let refused = send(vec![beside_too]).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("both inside and outside"), "{refused:?}");
+    let mut unknown = apart(2, 1, 0, 4096);
+    unknown.format = 9;
+    let refused = send(vec![unknown]).await;
+    assert!(
+        refused.message().contains("unsupported payload format 9"),
+        "{refused:?}"
+    );
     // Nothing was installed.
     assert_eq!(node.raft().metrics().borrow().snapshot, None);
     node.shutdown().await.unwrap();
