@@ -627,6 +627,14 @@ impl RaftService {
                 req.format
             )));
         }
+        if !req.chunk.is_empty() {
+            // Only `InstallSnapshotStream` carries bytes beside the request, and takes them first.
+            return Err(Status::invalid_argument(format!(
+                "{} from node {}: chunk bytes outside the request, which only InstallSnapshotStream takes",
+                rpc_name(rpc),
+                req.sender
+            )));
+        }
         if req.target != self.node_id {
             return Err(Status::failed_precondition(format!(
                 "{} from node {} meant for node {}, but this is node {}",

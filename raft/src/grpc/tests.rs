@@ -418,6 +418,15 @@ async fn a_stream_that_mixes_senders_stops_short_or_is_empty_is_refused_and_inst
     let refused = send(vec![beside_too]).await;
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().contains("both inside and outside"), "{refused:?}");
+    // Outside a stream, bytes beside the request have no place.
+    let mut unary = chunk(2, 1, 0, 4096);
+    unary.chunk = vec![1; 16];
+    let refused = raw.clone().install_snapshot(unary).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("only InstallSnapshotStream takes"),
+        "{refused:?}"
+    );
     let mut unknown = apart(2, 1, 0, 4096);
     unknown.format = 9;
     let refused = send(vec![unknown]).await;
