@@ -92,7 +92,7 @@ impl ReadLoad {
 }
 
 /// A uniform index below `len` from a xorshift64 state (`len` ≥ 1).
-fn next_index(state: &mut u64, len: usize) -> usize {
+pub(crate) fn next_index(state: &mut u64, len: usize) -> usize {
     if len == 1 {
         return 0;
     }

@@ -98,12 +98,9 @@ pub fn distinct_sample(count: usize, reads: usize, seed: u64) -> Vec<usize> {
         (z ^ (z >> 31)) | 1
     };
     let reads = reads.min(count);
-    // The first `reads` steps of a Fisher-Yates shuffle (xorshift64).
+    // The first `reads` steps of a Fisher-Yates shuffle.
     for i in 0..reads {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let j = i + (state % (count - i) as u64) as usize;
+        let j = i + crate::read::next_index(&mut state, count - i);
         order.swap(i, j);
     }
     order.truncate(reads);

@@ -102,18 +102,13 @@ impl StateDb {
         }
         for (role, version) in &current {
             // As a publish writes it: a timestamp with its expiry and bytes when both are known.
-            let inline = match (*role, c.timestamp_expires_unix_nanos) {
-                ("timestamp", Some(expires)) => c
-                    .files
+            let timestamp = c.timestamp_expires_unix_nanos.and_then(|expires| {
+                c.files
                     .iter()
-                    .find(|f| f.role == "timestamp" && f.version == *version)
-                    .map(|f| (expires, &f.bytes[..])),
-                _ => None,
-            };
-            let entry = CurrentEntry {
-                version: *version,
-                inline,
-            };
+                    .find(|f| f.role == *role && f.version == *version)
+                    .map(|f| (expires, &f.bytes[..]))
+            });
+            let entry = CurrentEntry::of(role, *version, timestamp);
             batch.put_cf(cf_current, gun_role(gun, role), entry.encode());
         }
         let first = self.next_change_id()?;
@@ -151,6 +146,7 @@ impl StateDb {
 #[cfg(test)]
 mod tests {
     use crate::command::{ImportedChange, KeyEntry, MetaFile};
+    use crate::keys::{gun_role, CurrentEntry, CF_CURRENT};
     use crate::{Applied, ApplyOutcome, ChangeCategory, Command, ImportedCollection, Store};
 
     fn file(role: &str, version: u64) -> MetaFile {
@@ -230,6 +226,22 @@ mod tests {
             "k"
         );
         assert_eq!(r.timestamp_expiry("a/b").unwrap(), Some(5_000_000_000));
+        // The current timestamp is kept in `current` with its expiry, as a publish keeps it.
+        let held = store
+            .inner
+            .sm()
+            .get(CF_CURRENT, &gun_role("a/b", "timestamp"))
+            .unwrap()
+            .unwrap();
+        let entry = CurrentEntry::parse(b"a/b\0timestamp", &held).unwrap();
+        assert_eq!(entry.inline, Some((5_000_000_000, &b"timestamp 2"[..])));
+        let targets = store
+            .inner
+            .sm()
+            .get(CF_CURRENT, &gun_role("a/b", "targets"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(targets.len(), 8, "other roles: the version alone");
         let digest = store.state_digest().unwrap();
         // Resumed: the same command again changes nothing but the applied index.
         assert_eq!(apply(&store, cmd, 1), ApplyOutcome::Applied);

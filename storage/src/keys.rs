@@ -184,6 +184,15 @@ impl<'a> CurrentEntry<'a> {
         })
     }
 
+    /// What `current` holds for `role` at `version`: for the timestamp role, its expiry and bytes
+    /// when `timestamp` gives them; for any other role, the version alone.
+    pub(crate) fn of(role: &str, version: u64, timestamp: Option<(i64, &'a [u8])>) -> CurrentEntry<'a> {
+        CurrentEntry {
+            version,
+            inline: timestamp.filter(|_| role == "timestamp"),
+        }
+    }
+
     /// Encode: the version, then (a timestamp's) expiry and bytes.
     pub(crate) fn encode(self) -> Vec<u8> {
         let extra = self.inline.map_or(0, |(_, bytes)| 8 + bytes.len());

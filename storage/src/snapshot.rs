@@ -142,9 +142,10 @@ fn stream_state<W: Write>(
         })?;
         for item in snap.iterator_cf(cf, IteratorMode::Start) {
             let (k, v) = item.map_err(rocks("iterate for snapshot"))?;
-            // The version alone (see the module documentation); the value is checked, not trusted.
+            // The version alone (see the module documentation), once the value is known well formed.
             let v = if *name == CF_CURRENT {
-                &v[..CurrentEntry::parse(&k, &v).map(|_| 8)?]
+                CurrentEntry::parse(&k, &v)?;
+                &v[..8]
             } else {
                 &v[..]
             };

@@ -514,12 +514,7 @@ impl StateDb {
             batch.put_cf(cf_meta, meta_key(gun, &f.role, f.version), &f.bytes);
             batch.put_cf(cf_checksum, checksum_key(gun, &f.role, &sha), version);
             // A timestamp always comes with its expiry (checked above): both go in `current` too.
-            let current = CurrentEntry {
-                version: f.version,
-                inline: ts_expires
-                    .filter(|_| f.role == "timestamp")
-                    .map(|expires| (expires, &f.bytes[..])),
-            };
+            let current = CurrentEntry::of(&f.role, f.version, ts_expires.map(|e| (e, &f.bytes[..])));
             batch.put_cf(cf_current, gun_role(gun, &f.role), current.encode());
             // Notary's changefeed lists Notary collections only, not TUF 1.0 repositories.
             if f.role == "timestamp" && seal_tuf::tuf1::repository_of(gun).is_none() {

@@ -220,9 +220,7 @@ impl RaftService {
             "InstallSnapshotStream from node {sender}: the stream ended before its last chunk"
         )))
     }
-}
 
-impl RaftService {
     /// One chunk of a stream: its bytes beside the encoded request
     /// ([`PayloadFormat::PostcardOpenraftV09ChunkApart`]), or inside it (an earlier build's
     /// sender, [`PayloadFormat::PostcardOpenraftV09`]); never both.
