@@ -344,8 +344,8 @@ pub struct RaftConfig {
     /// `raft.snapshot_logs_since_last` (default 10000): build a snapshot of the state machine after
     /// this many log entries since the last one.
     pub snapshot_logs_since_last: u64,
-    /// `raft.snapshot_log_percent` (default 100): and only once the commands applied since the
-    /// last snapshot add up to this percentage of its size; 0: by entry count alone.
+    /// `raft.snapshot_log_percent` (default 0: by entry count alone): and only once the commands
+    /// applied since the last snapshot add up to this percentage of its size.
     pub snapshot_log_percent: u64,
     /// `raft.max_in_snapshot_log_to_keep` (default 1000): log entries kept after a snapshot, so a
     /// follower that lags by fewer catches up by log; one further behind gets the snapshot.

@@ -5,12 +5,19 @@
 use std::collections::BTreeMap;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use std::time::{Duration, Instant};
+
+use openraft::metrics::WaitError;
+use openraft::{BasicNode, ChangeMembers, ServerState};
 
 use crate::error::MembershipError;
 use crate::identity::ClusterIdentity;
 use crate::tls::peer_host;
 use crate::types::Raft;
+
+/// How long adding a learner waits for the snapshot built for it ([`Membership::fresh_snapshot_for`]):
+/// a checkpoint takes about 0.1 s at a million collections (docs/benchmarks.md).
+const FRESH_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 
 /// Membership operations over a Raft handle, shared by [`crate::SealRaft`] and the admin service.
 pub(crate) struct Membership {
@@ -72,11 +79,65 @@ impl Membership {
     /// See [`crate::SealRaft::add_learner`].
     pub(crate) async fn add_learner(&self, id: u64, addr: String, blocking: bool) -> Result<u64, MembershipError> {
         check_addr(id, &addr)?;
+        self.fresh_snapshot_for(id).await;
         self.raft
             .add_learner(id, BasicNode::new(addr), blocking)
             .await
             .map(|r| r.log_id.index)
             .map_err(|e| membership_error(self.node_id, e))
+    }
+
+    /// On the leader, before node `id` joins as a new learner: a snapshot of the state as it is
+    /// now, when more than `max_in_snapshot_log_to_keep` entries were applied since the last one.
+    /// A new learner is sent the latest snapshot, then every entry after it, which it applies one
+    /// by one: several times slower per byte than receiving the snapshot (docs/benchmarks.md, "A
+    /// million collections"), so a fresh snapshot leaves it little more than the transfer. Best
+    /// effort and bounded by [`FRESH_SNAPSHOT_WAIT`]: the learner is added whatever happens here.
+    async fn fresh_snapshot_for(&self, id: u64) {
+        let (applied, snapshot) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let member = m.membership_config.membership().nodes().any(|(n, _)| *n == id);
+            let Some(applied) = m.last_applied.map(|l| l.index) else {
+                return;
+            };
+            if m.state != ServerState::Leader || member {
+                return;
+            }
+            (applied, m.snapshot.map(|l| l.index))
+        };
+        let since = snapshot.map_or(applied.saturating_add(1), |s| applied.saturating_sub(s));
+        if since <= self.raft.config().max_in_snapshot_log_to_keep {
+            return;
+        }
+        let deadline = Instant::now() + FRESH_SNAPSHOT_WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if self.raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            // A build already under way ignores the trigger: after it lands, trigger again.
+            let built = self
+                .raft
+                .wait(Some(left.min(Duration::from_secs(1))))
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                    "a snapshot for a new learner",
+                )
+                .await;
+            match built {
+                Ok(_) => {
+                    tracing::info!(learner = id, index = applied, "built a snapshot for a new learner");
+                    return;
+                }
+                Err(WaitError::Timeout(..)) => continue,
+                Err(WaitError::ShuttingDown) => return,
+            }
+        }
+        tracing::warn!(
+            learner = id,
+            wait = ?FRESH_SNAPSHOT_WAIT,
+            "no fresh snapshot for a new learner in time: it is added with the last one"
+        );
     }
 
     /// Apply one membership change and return the log index of the final membership entry.

@@ -51,9 +51,11 @@ pub struct RaftConfig {
     /// Build a snapshot after this many log entries since the last one; `None`: only on request.
     pub snapshot_logs_since_last: Option<u64>,
     /// And only once the commands applied since the last snapshot add up to this percentage of
-    /// its size (0: by entry count alone). A snapshot writes the whole state, so building one
-    /// every fixed number of entries costs more per entry the larger the state grows; weighed
-    /// against the snapshot's size, the cost per byte written stays bounded (see [`snapshot_due`]).
+    /// its size (0, the default: by entry count alone; see [`snapshot_due`]). A larger value keeps
+    /// more log, so that a node further behind catches up from the log instead of a snapshot;
+    /// applying the log is several times slower per byte than receiving a snapshot
+    /// (docs/cluster.md, "Snapshots"), so that pays only where sending snapshots is dearer than
+    /// here.
     pub snapshot_log_percent: u64,
     /// Log entries kept after a snapshot, for lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
@@ -81,8 +83,7 @@ pub struct RaftConfig {
 
 impl RaftConfig {
     /// Defaults suited to a LAN: 50 ms heartbeats, 150-300 ms elections, a
-    /// snapshot once at least 10,000 entries and as many bytes as the last snapshot's size were
-    /// applied since it, keeping 1,000 entries; snapshots sent in 3 MiB chunks with
+    /// snapshot every 10,000 entries, keeping 1,000 entries; snapshots sent in 3 MiB chunks with
     /// 10 s per chunk; RPC messages up to 64 MiB; at most 1024 connections to the gRPC port.
     pub fn new(node_id: u64, addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> RaftConfig {
         RaftConfig {
@@ -93,7 +94,7 @@ impl RaftConfig {
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),
             snapshot_logs_since_last: Some(10_000),
-            snapshot_log_percent: 100,
+            snapshot_log_percent: 0,
             max_in_snapshot_log_to_keep: 1_000,
             snapshot_max_chunk_size: 3 * 1024 * 1024,
             install_snapshot_timeout: Duration::from_secs(10),

@@ -424,6 +424,70 @@ async fn learner_added_after_log_purge_catches_up_by_snapshot_and_is_promoted() 
     shutdown_all(nodes).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_learner_is_sent_a_snapshot_built_for_it_not_the_log_since_the_last() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = Ca::new("seal test cluster");
+    // No snapshot by policy; ten entries kept behind one.
+    let keep_ten = |c: &mut RaftConfig| {
+        c.snapshot_logs_since_last = None;
+        c.max_in_snapshot_log_to_keep = 10;
+    };
+    let mut nodes = start_voters(root.path(), &ca, 1, keep_ten).await;
+    let refs: Vec<&SealRaft> = nodes.iter().collect();
+    for i in 1..=60 {
+        assert_eq!(write_via_leader(&refs, publish(i)).await, ApplyOutcome::Applied);
+    }
+    let leader = refs[0];
+    let applied = leader.metrics().applied_index.expect("applied");
+    assert_eq!(leader.metrics().snapshot_index, None);
+
+    let join = |id: u64| {
+        let mut c = config(id, "127.0.0.1:0", &root.path().join(format!("node{id}")));
+        keep_ten(&mut c);
+        let tls = ca.node_tls(&format!("node{id}"));
+        async move { open(c, &tls).await }
+    };
+    let learner = join(4).await;
+    tokio::time::timeout(WAIT, leader.add_learner(4, addr_of(&learner), true))
+        .await
+        .expect("learner caught up in time")
+        .expect("add learner");
+    // More than ten entries since the last snapshot (none): one was built for the learner, and
+    // it was sent that instead of the 60 entries.
+    let built = leader
+        .metrics()
+        .snapshot_index
+        .expect("a snapshot built for the new learner");
+    assert!(built >= applied, "snapshot at {built}, applied {applied}");
+    applied_at_least(&learner, applied).await;
+    let lm = learner.metrics();
+    assert!(
+        lm.snapshot_index.is_some_and(|s| s >= applied),
+        "the learner was not sent the fresh snapshot: {lm:?}"
+    );
+
+    // Fewer than ten entries since it: the next learner is sent that snapshot and the log after.
+    for i in 61..=63 {
+        assert_eq!(write_via_leader(&refs, publish(i)).await, ApplyOutcome::Applied);
+    }
+    let second = join(5).await;
+    tokio::time::timeout(WAIT, leader.add_learner(5, addr_of(&second), true))
+        .await
+        .expect("second learner caught up in time")
+        .expect("add second learner");
+    assert_eq!(leader.metrics().snapshot_index, Some(built));
+    let mut all = refs.clone();
+    all.push(&learner);
+    all.push(&second);
+    check_replicated(&all, 1..=63).await;
+    drop(all);
+    drop(refs);
+    nodes.push(learner);
+    nodes.push(second);
+    shutdown_all(nodes).await;
+}
+
 /// A hand-made gRPC client (not seal-raft's, which refuses to load a certificate its CA does not
 /// sign) trusting `tls`'s CA file and presenting `tls`'s certificate, or none.
 fn raw_client(tls: &ClusterTls, addr: &str, present_certificate: bool) -> RaftClient<Channel> {

@@ -355,7 +355,7 @@ impl NodeConfig {
             bootstrap: raw.raft.bootstrap,
             allowed_peer_names: raw.raft.allowed_peer_names,
             snapshot_logs_since_last: raw.raft.snapshot_logs_since_last.unwrap_or(10_000),
-            snapshot_log_percent: raw.raft.snapshot_log_percent.unwrap_or(100),
+            snapshot_log_percent: raw.raft.snapshot_log_percent.unwrap_or(0),
             max_in_snapshot_log_to_keep: raw.raft.max_in_snapshot_log_to_keep.unwrap_or(1_000),
             max_connections: match raw.raft.max_connections {
                 None => seal_raft::DEFAULT_MAX_CONNECTIONS,

@@ -330,7 +330,7 @@ fn defaults_and_seal_keys() {
     assert_eq!(c.raft.node_id, 1);
     assert_eq!(c.raft.max_staleness_ms, DEFAULT_MAX_STALENESS_MS);
     assert_eq!(c.raft.snapshot_logs_since_last, 10_000);
-    assert_eq!(c.raft.snapshot_log_percent, 100);
+    assert_eq!(c.raft.snapshot_log_percent, 0);
     assert_eq!(c.raft.max_in_snapshot_log_to_keep, 1_000);
     assert_eq!(c.raft.max_connections, 1024);
     assert_eq!(c.limits, UploadLimits::default());
@@ -344,7 +344,7 @@ fn defaults_and_seal_keys() {
     let c = parse(
         r#"{"server":{"http_addr":"[::1]:80"},"trust_service":{"type":"local","key_algorithm":"ecdsa"},
         "data_dir":"/var/seal","raft":{"node_id":3,"heartbeat_ms":100,"election_timeout_min_ms":300,"election_timeout_max_ms":600,"max_staleness_ms":800,
-                "snapshot_logs_since_last":50,"snapshot_log_percent":0,"max_in_snapshot_log_to_keep":5,"max_connections":64,"source_ip":"127.0.0.7"},
+                "snapshot_logs_since_last":50,"snapshot_log_percent":25,"max_in_snapshot_log_to_keep":5,"max_connections":64,"source_ip":"127.0.0.7"},
         "limits":{"max_body_bytes":1000,"max_parts":5,"max_file_bytes":100},
         "caching":{"max_age":{"current_metadata":0,"consistent_metadata":60}},
         "repositories":{"gun_prefixes":["docker.io/"]},
@@ -357,7 +357,7 @@ fn defaults_and_seal_keys() {
     assert_eq!(c.raft.node_id, 3);
     assert_eq!(c.raft.max_staleness_ms, 800);
     assert_eq!(c.raft.snapshot_logs_since_last, 50);
-    assert_eq!(c.raft.snapshot_log_percent, 0);
+    assert_eq!(c.raft.snapshot_log_percent, 25);
     assert_eq!(c.raft.max_in_snapshot_log_to_keep, 5);
     assert_eq!(c.raft.max_connections, 64);
     assert_eq!(c.raft.source_ip, Some([127, 0, 0, 7].into()));
