@@ -20,6 +20,11 @@ use clap::{Args, Parser, Subcommand};
 use seal_node::config::{process_env, NodeConfig};
 use seal_node::server::{dev_config, start};
 
+/// mimalloc instead of glibc's malloc: per-thread free lists without glibc's arena locking and
+/// consolidation, which took about a tenth of the node's CPU under reads (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "seal-node",
