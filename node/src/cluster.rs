@@ -23,9 +23,9 @@
 //!
 //! # Reads
 //!
-//! [`read_layer`] wraps the router of every node (inside [`forward_layer`], so it also runs on
-//! requests forwarded to the leader). It hands the [`ReadGate`] to the router's handler (a request
-//! extension, [`crate::http::ClusterReads`]), which runs it once it has admitted the request
+//! Every node's router holds a [`ReadGate`] ([`crate::http::AppState::reads`], so it also runs
+//! on requests forwarded to the leader), which the router's handler runs once it has admitted the
+//! request
 //! (authentication and authorization first: an anonymous client of a private collection gets
 //! its 401 before any of this, and learns nothing of the collection). Before a read of metadata,
 //! keys or the changefeed the gate checks the node's freshness:
@@ -363,7 +363,8 @@ fn stamp_with(served_index: u64, state: ReadState, response: &mut Response) {
     }
 }
 
-/// The state of [`read_layer`]: which reads a node may serve from its local state.
+/// Which reads a node may serve from its local state, and the Raft headers of its answers
+/// ([`crate::http::ClusterReads`]).
 #[derive(Clone)]
 pub struct ReadGate {
     backend: Arc<RaftBackend>,
@@ -393,7 +394,7 @@ impl ReadGate {
     /// `raft.max_staleness_ms` of the leader's (always on a single node), else why not.
     fn within_bound(&self) -> Result<(), String> {
         match self.max_staleness {
-            Some(bound) => fresh_enough(self.raft().metrics().node_id, &self.raft().read_state(), bound),
+            Some(bound) => fresh_enough(self.raft().node_id(), &self.raft().read_state(), bound),
             None => Ok(()),
         }
     }
@@ -487,17 +488,10 @@ impl ClusterReads for ReadGate {
             }
         }
     }
-}
 
-/// Axum middleware of every node: the read checks of the module documentation, and the
-/// [`APPLIED_INDEX`] and [`LAST_CONTACT`] headers.
-pub async fn read_layer(State(gate): State<Arc<ReadGate>>, mut request: Request, next: Next) -> Response {
-    let raft = gate.backend.raft().clone();
-    let reads: Arc<dyn ClusterReads> = gate;
-    request.extensions_mut().insert(reads);
-    let mut response = next.run(request).await;
-    stamp(&raft, &mut response);
-    response
+    fn stamp(&self, response: &mut Response) {
+        stamp(self.raft(), response);
+    }
 }
 
 /// Whether a read asks to be linearizable: a `consistent` query parameter (any value) or

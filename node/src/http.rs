@@ -10,12 +10,11 @@
 //!
 //! The handler *admits* a request — GUN prefixes, then authentication and
 //! authorization — before any work that depends on the collection or costs
-//! the cluster anything. A cluster node's layers (`cluster::read_layer`,
-//! `cluster::forward_layer`) therefore do not do that work themselves: they
-//! hand it to the handler as request extensions, [`ClusterReads`] (the
-//! staleness bound, linearizable reads, `X-Seal-Min-Version` waits) and
-//! [`ClusterWrites`] (forwarding a write to the Raft leader), which the
-//! handler runs only on an admitted request. An anonymous client thus gets
+//! the cluster anything. The cluster's work is therefore handed to the
+//! handler, which runs it only on an admitted request: [`ClusterReads`] (the
+//! staleness bound, linearizable reads, `X-Seal-Min-Version` waits), held in
+//! [`AppState::reads`], and [`ClusterWrites`] (forwarding a write to the Raft
+//! leader), a request extension that `cluster::forward_layer` adds. An anonymous client thus gets
 //! the same 401 for a collection that exists and one that does not, starts
 //! no quorum round and no wait, and a follower reads no body of, and
 //! forwards nothing for, a caller the leader would refuse. Bodies read to be
@@ -216,9 +215,10 @@ pub trait AuthHook: Send + Sync + 'static {
     fn check(&self, route: &Route, headers: &HeaderMap) -> Result<(), ApiError>;
 }
 
-/// A cluster node's work before a read (`cluster::ReadGate`): the staleness bound, a
-/// linearizable read, an `X-Seal-Min-Version` wait. `cluster::read_layer` hands it to the handler
-/// as a request extension (`Arc<dyn ClusterReads>`); the handler runs it on admitted reads only.
+/// A node's work before a read (`cluster::ReadGate`): the staleness bound, a linearizable read,
+/// an `X-Seal-Min-Version` wait; and the Raft headers of every answer. Held in
+/// [`AppState::reads`] (not a middleware: a layer per request cost its boxing and a request
+/// extension); the handler runs it on admitted reads only.
 #[async_trait]
 pub trait ClusterReads: Send + Sync + 'static {
     /// `Ok` to serve the read of `route` here; otherwise the answer (`NotLeader`: the cluster
@@ -228,6 +228,10 @@ pub trait ClusterReads: Send + Sync + 'static {
     /// `Ok` when a plain read (no consistency or version asked for) would be served here now;
     /// otherwise why not. `GET /_seal/ready` answers with it.
     fn ready(&self) -> Result<(), String>;
+
+    /// Headers every answer carries (`X-Seal-Applied-Index`, `X-Seal-Last-Contact`), unless it
+    /// already has them (an answer forwarded from the leader keeps the leader's).
+    fn stamp(&self, response: &mut Response);
 }
 
 /// A cluster node's forwarding of writes to the Raft leader (`cluster::Forwarder`).
@@ -349,6 +353,9 @@ pub struct AppState {
     pub parse_slots: Arc<tokio::sync::Semaphore>,
     /// Whether this listener serves `GET /metrics` (`metrics.main_listener`).
     pub serve_metrics: bool,
+    /// The node's read checks and Raft headers (`cluster::ReadGate`); `None`: none (tests, the
+    /// metrics listener).
+    pub reads: Option<Arc<dyn ClusterReads>>,
 }
 
 fn parse_slots() -> Arc<tokio::sync::Semaphore> {
@@ -371,6 +378,7 @@ impl AppState {
             forward_budget: ForwardBudget::new(config.limits.max_forward_bytes_in_flight),
             parse_slots: parse_slots(),
             serve_metrics: config.metrics.main_listener,
+            reads: None,
         }
     }
 
@@ -387,6 +395,7 @@ impl AppState {
             forward_budget: ForwardBudget::new(UploadLimits::default().max_forward_bytes_in_flight),
             parse_slots: parse_slots(),
             serve_metrics: true,
+            reads: None,
         }
     }
 }
@@ -433,7 +442,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     let operation = route.operation();
     let request_len = content_length(request.headers()).unwrap_or(0);
-    let (response, body_len) = match handle(&state, &route, request).await {
+    let (mut response, body_len) = match handle(&state, &route, request).await {
         Ok(r) => (r.response, r.body_len.unwrap_or(request_len)),
         Err(e) => {
             let e = match e {
@@ -451,6 +460,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
             (e.into_response(), request_len)
         }
     };
+    if let Some(reads) = &state.reads {
+        reads.stamp(&mut response);
+    }
     if route == Route::Ready {
         // A probe, not a Notary request: a 503 here is no failed request.
         return response;
@@ -520,7 +532,7 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
         | Route::Tuf1List
         | Route::Tuf1Metadata { .. }
         | Route::Tuf1Keys { create: false, .. } => {
-            if let Some(reads) = request.extensions().get::<Arc<dyn ClusterReads>>().cloned() {
+            if let Some(reads) = &state.reads {
                 reads
                     .before_read(route, request.uri().query(), request.headers())
                     .await?;
@@ -558,7 +570,7 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             Ok(json_utf8(status, go_escape(&body)).into())
         }
         Route::Ready => {
-            let verdict = match request.extensions().get::<Arc<dyn ClusterReads>>() {
+            let verdict = match &state.reads {
                 Some(reads) => reads.ready(),
                 None => match backend.readiness() {
                     Readiness::Ready => Ok(()),

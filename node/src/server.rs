@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::auth::TokenAuth;
 use crate::backend::{run_refresher, RaftBackend, ServerLifetimes};
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::{forward_layer, read_layer, Forwarder, ReadGate, RouterHandler};
+use crate::cluster::{forward_layer, Forwarder, ReadGate, RouterHandler};
 use crate::config::{Env, NodeConfig, RaftTlsFiles, TrustServiceType, FAULTS_FILE_ENV};
 use crate::http::{router, AppState, AuthHook};
 use crate::metrics::Metrics;
@@ -358,8 +358,8 @@ pub async fn start(config: NodeConfig, env: &Env, dev: bool) -> Result<Running, 
         serve_metrics_listener(metrics_addr, state.clone(), config.connections).await?;
     }
     let max_staleness = cluster_mode.then(|| StdDuration::from_millis(config.raft.max_staleness_ms));
-    let gate = ReadGate::new(backend.clone(), max_staleness);
-    let app = router(state).layer(axum::middleware::from_fn_with_state(Arc::new(gate), read_layer));
+    state.reads = Some(Arc::new(ReadGate::new(backend.clone(), max_staleness)));
+    let app = router(state);
     let app = if cluster_mode {
         let raft = backend.raft().clone();
         raft.set_forward_handler(Arc::new(crate::import::leader::ImportHandler::new(

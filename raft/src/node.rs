@@ -492,6 +492,11 @@ impl SealRaft {
         }
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
     /// How fresh this node's applied state is now ([`ReadState`]).
     pub fn read_state(&self) -> ReadState {
         let (is_leader, applied, term, quorum_ack) = {

@@ -792,11 +792,16 @@ impl Hooks {
         })
     }
 
-    /// `builder` carrying these hooks as `cluster::read_layer` and `forward_layer` add them.
+    /// `builder` carrying these hooks as `cluster::forward_layer` adds them.
     fn on(self: &Arc<Self>, builder: axum::http::request::Builder) -> axum::http::request::Builder {
-        let reads: Arc<dyn ClusterReads> = self.clone();
         let writes: Arc<dyn ClusterWrites> = self.clone();
-        builder.extension(reads).extension(writes)
+        builder.extension(writes)
+    }
+
+    /// `state` with these hooks as its read gate, as a node's is.
+    fn gate(self: &Arc<Self>, mut state: AppState) -> AppState {
+        state.reads = Some(self.clone());
+        state
     }
 }
 
@@ -809,6 +814,11 @@ impl ClusterReads for Hooks {
     fn ready(&self) -> Result<(), String> {
         self.reads.lock().unwrap().push("ready");
         Err("node 2 was last in sync with the Raft leader 12300 ms ago".into())
+    }
+    fn stamp(&self, response: &mut Response) {
+        response
+            .headers_mut()
+            .insert("X-Seal-Applied-Index", HeaderValue::from_static("7"));
     }
 }
 
@@ -830,7 +840,7 @@ impl ClusterWrites for Hooks {
 #[tokio::test]
 async fn admission_comes_before_any_cluster_work() {
     let hooks = Hooks::new(false);
-    let mut state = AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap());
+    let mut state = hooks.gate(AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap()));
     let requests = || {
         let tuf = format!("/v2/{GUN}/_trust/tuf/");
         [
@@ -892,13 +902,12 @@ async fn admission_comes_before_any_cluster_work() {
 async fn ready_on_a_cluster_node_is_the_read_gates_verdict() {
     let hooks = Hooks::new(false);
     // The backend alone would say ready: the gate's staleness check decides.
-    let state = AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap());
-    let request = hooks
-        .on(Request::builder().uri("/_seal/ready"))
-        .body(Body::empty())
-        .unwrap();
+    let state = hooks.gate(AppState::new(Arc::new(MemBackend::default()), Metrics::new().unwrap()));
+    let request = Request::builder().uri("/_seal/ready").body(Body::empty()).unwrap();
     let a = call_with(state, request).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Every answer carries the gate's headers, a refusal too.
+    assert_eq!(a.headers.get("X-Seal-Applied-Index").unwrap(), "7");
     assert_eq!(
         a.text(),
         "{\"ready\":false,\"reason\":\"node 2 was last in sync with the Raft leader 12300 ms ago\"}"
