@@ -8,6 +8,8 @@
 //! node is left out (the `peer` series of the replication lag off the leader,
 //! the leader contact before any contact), never exported as NaN.
 
+mod sharded;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +18,8 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+pub use sharded::{ShardedHistogram, ShardedHistogramVec};
 
 /// The content type of the text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -26,12 +30,13 @@ pub struct Metrics {
     registry: Registry,
     /// `seal_http_requests_total{operation,code}`.
     pub http_requests: IntCounterVec,
-    /// `seal_http_request_duration_seconds{operation}`.
-    pub http_duration: HistogramVec,
+    /// `seal_http_request_duration_seconds{operation}` (sharded by thread: every request
+    /// observes it).
+    pub http_duration: ShardedHistogramVec,
     /// `seal_http_request_size_bytes{operation}`.
-    pub http_request_size: HistogramVec,
+    pub http_request_size: ShardedHistogramVec,
     /// `seal_http_response_size_bytes{operation}`.
-    pub http_response_size: HistogramVec,
+    pub http_response_size: ShardedHistogramVec,
     /// `seal_raft_term`: the node's current Raft term.
     pub raft_term: IntGauge,
     /// `seal_raft_leader`: the node id of the known leader (0 when unknown).
@@ -98,9 +103,9 @@ pub struct Metrics {
 #[derive(Clone)]
 struct HttpSeries {
     requests: IntCounter,
-    duration: Histogram,
-    request_size: Histogram,
-    response_size: Histogram,
+    duration: ShardedHistogram,
+    request_size: ShardedHistogram,
+    response_size: ShardedHistogram,
 }
 
 fn size_buckets() -> Vec<f64> {
@@ -118,20 +123,23 @@ impl Metrics {
             ),
             &["operation", "code"],
         )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "seal_http_request_duration_seconds",
-                "Time to answer an HTTP request, by operation.",
-            ),
+        let http_duration = ShardedHistogramVec::new(
+            "seal_http_request_duration_seconds",
+            "Time to answer an HTTP request, by operation.",
             &["operation"],
+            prometheus::DEFAULT_BUCKETS.to_vec(),
         )?;
-        let http_request_size = HistogramVec::new(
-            HistogramOpts::new("seal_http_request_size_bytes", "HTTP request body sizes.").buckets(size_buckets()),
+        let http_request_size = ShardedHistogramVec::new(
+            "seal_http_request_size_bytes",
+            "HTTP request body sizes.",
             &["operation"],
+            size_buckets(),
         )?;
-        let http_response_size = HistogramVec::new(
-            HistogramOpts::new("seal_http_response_size_bytes", "HTTP response body sizes.").buckets(size_buckets()),
+        let http_response_size = ShardedHistogramVec::new(
+            "seal_http_response_size_bytes",
+            "HTTP response body sizes.",
             &["operation"],
+            size_buckets(),
         )?;
         let raft_term = IntGauge::new("seal_raft_term", "Current Raft term of this node.")?;
         let raft_leader = IntGauge::new(
@@ -331,11 +339,15 @@ impl Metrics {
         {
             return record(series);
         }
+        let one_label = |vec: &ShardedHistogramVec| {
+            vec.with_label_values(&[operation])
+                .expect("one label value for the one label of the HTTP histograms")
+        };
         let series = HttpSeries {
             requests: self.http_requests.with_label_values(&[operation, &status.to_string()]),
-            duration: self.http_duration.with_label_values(&[operation]),
-            request_size: self.http_request_size.with_label_values(&[operation]),
-            response_size: self.http_response_size.with_label_values(&[operation]),
+            duration: one_label(&self.http_duration),
+            request_size: one_label(&self.http_request_size),
+            response_size: one_label(&self.http_response_size),
         };
         record(&series);
         self.http_series
