@@ -9,11 +9,14 @@
 # Notary is the real notary-server given by NOTARY_SERVER_BIN, run with its memory storage and
 # local signing (no durability). Without it, the Notary rows are skipped and said so.
 # Usage: [NOTARY_SERVER_BIN=…/notary-server] scripts/bench-compare.sh [seconds-per-run] [rounds]
+#   [read-rounds]: rounds of the read comparisons (default: rounds). nginx's rate on this machine
+#   varies by up to 1.5x from one 5-second run to the next, so the read ratios want more rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/seal-target}
 secs=${1:-5}
 rounds=${2:-3}
+read_rounds=${3:-$rounds}
 scripts/install-deps.sh
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   sudo_cmd=()
@@ -43,10 +46,12 @@ wait_port() {
   echo "nothing listens on $1" >&2
   return 1
 }
-echo "date: $(date -u +%F), $(nproc) CPUs, seconds per run: $secs, rounds: $rounds"
+echo "date: $(date -u +%F), $(nproc) CPUs, seconds per run: $secs, rounds: $rounds (reads: $read_rounds)"
 compare() {
   echo "== $*"
-  "$bench" compare "$@" --rounds "$rounds" --seconds "$secs" 2>"$work/compare.err" | tee -a "$work/results" ||
+  local r=$rounds
+  if [ "$1" = read ]; then r=$read_rounds; fi
+  "$bench" compare "$@" --rounds "$r" --seconds "$secs" 2>"$work/compare.err" | tee -a "$work/results" ||
     { cat "$work/compare.err"; exit 1; }
 }
 
@@ -72,7 +77,9 @@ http {
   fastcgi_temp_path $work/nginx-tmp;
   uwsgi_temp_path $work/nginx-tmp;
   scgi_temp_path $work/nginx-tmp;
-  server { listen $static; root $work/static; }
+  # reuseport: the kernel spreads the load generator's connections over the workers; without it
+  # a worker could take most of them, and nginx's rate varied by 1.5x from run to run.
+  server { listen $static reuseport; root $work/static; }
 }
 CONF
 "$nginx_bin" -c "$work/nginx.conf" -g 'daemon off;' &
