@@ -10,16 +10,17 @@
 //!
 //! The handler *admits* a request — GUN prefixes, then authentication and
 //! authorization — before any work that depends on the collection or costs
-//! the cluster anything. The cluster's work is therefore handed to the
-//! handler, which runs it only on an admitted request: [`ClusterReads`] (the
-//! staleness bound, linearizable reads, `X-Seal-Min-Version` waits), held in
+//! the cluster anything. The cluster's work is therefore left to the handler,
+//! which runs it only on an admitted request: [`ClusterReads`] (the staleness
+//! bound, linearizable reads, `X-Seal-Min-Version` waits), held in
 //! [`AppState::reads`], and [`ClusterWrites`] (forwarding a write to the Raft
-//! leader), a request extension that `cluster::forward_layer` adds. An anonymous client thus gets
-//! the same 401 for a collection that exists and one that does not, starts
-//! no quorum round and no wait, and a follower reads no body of, and
-//! forwards nothing for, a caller the leader would refuse. Bodies read to be
-//! forwarded are bounded together by `limits.max_forward_bytes_in_flight`
-//! ([`ForwardBudget`]); past it the answer is 503 `UNAVAILABLE`.
+//! leader), a request extension that `cluster::forward_layer` adds. An
+//! anonymous client thus gets the same 401 for a collection that exists and
+//! one that does not, starts no quorum round and no wait, and a follower reads
+//! no body of, and forwards nothing for, a caller the leader would refuse.
+//! Bodies read to be forwarded are bounded together by
+//! `limits.max_forward_bytes_in_flight` ([`ForwardBudget`]); past it the
+//! answer is 503 `UNAVAILABLE`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

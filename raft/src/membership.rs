@@ -3,10 +3,9 @@
 //! [`MembershipError`]s.
 
 use std::collections::BTreeMap;
-
-use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
 use std::time::{Duration, Instant};
 
+use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::WaitError;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 

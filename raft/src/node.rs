@@ -429,7 +429,10 @@ impl SealRaft {
     /// Add node `id` at Raft address `addr` as a learner (a non-voting replica) and return the
     /// log index of the membership entry. With `blocking`, also wait until the leader believes the
     /// learner's log has caught up; that waits as long as the learner cannot be reached, so bound
-    /// it with a timeout. Adding an existing member does not change its address.
+    /// it with a timeout. Adding an existing member does not change its address. On the leader, a
+    /// new learner is preceded by a snapshot of the state as it is when more than
+    /// `max_in_snapshot_log_to_keep` entries were applied since the last one (waited for at most
+    /// 5 s), so that it is sent that instead of an older one and the log since.
     pub async fn add_learner(&self, id: u64, addr: impl Into<String>, blocking: bool) -> Result<u64, MembershipError> {
         Membership::new(self.raft.clone(), self.node_id)
             .add_learner(id, addr.into(), blocking)
