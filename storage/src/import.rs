@@ -146,7 +146,7 @@ impl StateDb {
 #[cfg(test)]
 mod tests {
     use crate::command::{ImportedChange, KeyEntry, MetaFile};
-    use crate::keys::{gun_role, CurrentEntry, CF_CURRENT};
+    use crate::keys::CurrentEntry;
     use crate::{Applied, ApplyOutcome, ChangeCategory, Command, ImportedCollection, Store};
 
     fn file(role: &str, version: u64) -> MetaFile {
@@ -227,21 +227,14 @@ mod tests {
         );
         assert_eq!(r.timestamp_expiry("a/b").unwrap(), Some(5_000_000_000));
         // The current timestamp is kept in `current` with its expiry, as a publish keeps it.
-        let held = store
-            .inner
-            .sm()
-            .get(CF_CURRENT, &gun_role("a/b", "timestamp"))
-            .unwrap()
-            .unwrap();
+        let held = store.raw_current("a/b", "timestamp");
         let entry = CurrentEntry::parse(b"a/b\0timestamp", &held).unwrap();
         assert_eq!(entry.inline, Some((5_000_000_000, &b"timestamp 2"[..])));
-        let targets = store
-            .inner
-            .sm()
-            .get(CF_CURRENT, &gun_role("a/b", "targets"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(targets.len(), 8, "other roles: the version alone");
+        assert_eq!(
+            store.raw_current("a/b", "targets").len(),
+            8,
+            "other roles: the version alone"
+        );
         let digest = store.state_digest().unwrap();
         // Resumed: the same command again changes nothing but the applied index.
         assert_eq!(apply(&store, cmd, 1), ApplyOutcome::Applied);

@@ -1053,5 +1053,17 @@ impl Reader {
 }
 
 #[cfg(test)]
+impl Store {
+    /// The raw `current` value of (gun, role), for tests of its on-disk form.
+    pub(crate) fn raw_current(&self, gun: &str, role: &str) -> Vec<u8> {
+        self.inner
+            .sm()
+            .get(crate::keys::CF_CURRENT, &crate::keys::gun_role(gun, role))
+            .unwrap()
+            .unwrap()
+    }
+}
+
+#[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;

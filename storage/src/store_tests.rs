@@ -997,26 +997,21 @@ fn second_timestamp(gun: &str) -> Command {
     }
 }
 
-/// The raw `current` value of (gun, role).
-fn raw_current(store: &Store, gun: &str, role: &str) -> Vec<u8> {
-    store.inner.sm().get(CF_CURRENT, &gun_role(gun, role)).unwrap().unwrap()
-}
-
 #[test]
 fn a_timestamp_is_kept_in_current_with_its_expiry() {
     let (_d, store) = open();
     apply(&store, 1, &first_publish("g"));
     let ts = file("timestamp", 1);
-    let raw = raw_current(&store, "g", "timestamp");
+    let raw = store.raw_current("g", "timestamp");
     let entry = CurrentEntry::parse(b"g\0timestamp", &raw).unwrap();
     assert_eq!(entry.version, 1);
     assert_eq!(entry.inline, Some((T0 + 14 * DAY, &ts.bytes[..])));
     // The other roles keep their version alone.
-    assert_eq!(raw_current(&store, "g", "targets"), 2u64.to_be_bytes());
+    assert_eq!(store.raw_current("g", "targets"), 2u64.to_be_bytes());
 
     // A refresh replaces both; the file and its expiry are served from it.
     assert_eq!(apply(&store, 2, &second_timestamp("g")), ApplyOutcome::Applied);
-    let raw = raw_current(&store, "g", "timestamp");
+    let raw = store.raw_current("g", "timestamp");
     let entry = CurrentEntry::parse(b"g\0timestamp", &raw).unwrap();
     assert_eq!(entry.inline, Some((T0 + 20 * DAY, &file("timestamp", 2).bytes[..])));
     let served = store.reader().current_file("g", "timestamp").unwrap().unwrap();
@@ -1054,7 +1049,7 @@ fn a_format_2_database_is_read_as_it_is_and_recorded_as_format_3() {
     let store = Store::open(&path).unwrap();
     assert_eq!(store.format_version().unwrap(), 3);
     assert_eq!(
-        raw_current(&store, "a", "timestamp"),
+        store.raw_current("a", "timestamp"),
         1u64.to_be_bytes(),
         "nothing rewritten"
     );
@@ -1063,7 +1058,7 @@ fn a_format_2_database_is_read_as_it_is_and_recorded_as_format_3() {
     assert_eq!(store.state_digest().unwrap(), digest);
     // A new timestamp is written the format-3 way; the other collection reads as before.
     assert_eq!(apply(&store, 3, &second_timestamp("a")), ApplyOutcome::Applied);
-    assert!(raw_current(&store, "a", "timestamp").len() > 16);
+    assert!(store.raw_current("a", "timestamp").len() > 16);
     let b = store.reader().current_file("b", "timestamp").unwrap().unwrap();
     assert_eq!(b.timestamp_expiry, Some(T0 + 14 * DAY));
 }
