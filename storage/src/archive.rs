@@ -1,5 +1,5 @@
 //! Checkpoint archives: a RocksDB checkpoint directory (a flat directory of regular files) as one
-//! seekable byte stream, and back, file by file with SHA-256 checksums.
+//! seekable byte stream, and back, file by file with checksums.
 //!
 //! openraft 0.9 ships a snapshot as one byte stream in chunks: the sender seeks to the end to learn
 //! the length, then seeks to each chunk's offset and reads it (a failed chunk is resent at the same
@@ -13,8 +13,17 @@
 //!
 //! 1. Header: the magic [`MAGIC`], a `u32` file count, then per file a `u16` name length, the name
 //!    bytes and a `u64` size; then the 32-byte SHA-256 of all the header bytes before it.
-//! 2. Then, for each file in header order, its content (exactly `size` bytes) followed by the
-//!    32-byte SHA-256 of that content (its trailer).
+//! 2. Then, for each file in header order, its content (exactly `size` bytes) followed by its
+//!    trailer, the checksum of that content the magic names ([`FileCheck`]): the 4-byte CRC-32
+//!    (IEEE 802.3) in archives this build makes ([`MAGIC`]), the 32-byte SHA-256 in those of
+//!    earlier releases ([`MAGIC_SHA256`], [`MAGIC_FORMAT_2`]), which it still accepts.
+//!
+//! Why a CRC and not a hash: the stream travels inside mutual TLS, which already authenticates
+//! every byte, so the per-file checksum guards only against corruption between the sender's disk
+//! and the receiver's (a torn read, a bad page); SHA-256 of every byte on both sides was the
+//! largest part of a snapshot's transfer (docs/benchmarks.md). A CRC-32 misses a random
+//! corruption of a file with probability 2^-32, and what it misses RocksDB's own block checksums
+//! and `cluster status --digest` still see.
 //!
 //! The total length is therefore known from the header. Files are listed in strictly increasing
 //! byte order of name; a name is 1 to 255 bytes of `[A-Za-z0-9._-]`, and not `.` or `..` (see
@@ -33,11 +42,14 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The first eight bytes of every archive this build makes: a checkpoint of on-disk format 3
-/// (a timestamp's expiry and bytes in `current`), which a node of format 2 must not install, so
-/// it refuses it at its first bytes.
-pub const MAGIC: &[u8; 8] = b"SEALCKP2";
-/// The first eight bytes of an archive made by a node of on-disk format 2: still accepted, its
-/// checkpoint read as it is (format 3 reads format 2's values).
+/// (a timestamp's expiry and bytes in `current`), each file checked by CRC-32. A release that
+/// knows only SHA-256 trailers refuses it at its first bytes.
+pub const MAGIC: &[u8; 8] = b"SEALCKP3";
+/// The first eight bytes of an archive of on-disk format 3 made by an earlier release, each file
+/// checked by SHA-256: still accepted. A node of format 2 refuses it at its first bytes.
+pub const MAGIC_SHA256: &[u8; 8] = b"SEALCKP2";
+/// The first eight bytes of an archive made by a node of on-disk format 2 (files checked by
+/// SHA-256): still accepted, its checkpoint read as it is (format 3 reads format 2's values).
 pub const MAGIC_FORMAT_2: &[u8; 8] = b"SEALCKP1";
 /// The most files an archive may hold (1,000,000).
 pub const MAX_FILES: u32 = 1_000_000;
@@ -49,8 +61,82 @@ pub const MAX_FILE_SIZE: u64 = 1 << 40;
 pub const MAX_NAME_LEN: usize = 255;
 
 const HASH_LEN: usize = 32;
-const HASH_LEN_U64: u64 = HASH_LEN as u64;
 const IO_BUF_LEN: usize = 64 * 1024;
+
+/// How an archive checks each file's content: the checksum in the trailer after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileCheck {
+    /// SHA-256, 32 bytes: archives of earlier releases ([`MAGIC_SHA256`], [`MAGIC_FORMAT_2`]).
+    Sha256,
+    /// CRC-32 (IEEE 802.3), 4 bytes big-endian: archives this build makes ([`MAGIC`]).
+    Crc32,
+}
+
+impl FileCheck {
+    /// The check an archive starting with `magic` uses, if it is one this build accepts.
+    fn of_magic(magic: &[u8]) -> Option<FileCheck> {
+        if magic == MAGIC {
+            Some(FileCheck::Crc32)
+        } else if magic == MAGIC_SHA256 || magic == MAGIC_FORMAT_2 {
+            Some(FileCheck::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// The magic of a format-3 archive whose files are checked this way.
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            FileCheck::Sha256 => MAGIC_SHA256,
+            FileCheck::Crc32 => MAGIC,
+        }
+    }
+
+    /// The length of each file's trailer, in bytes.
+    pub fn trailer_len(self) -> usize {
+        match self {
+            FileCheck::Sha256 => HASH_LEN,
+            FileCheck::Crc32 => 4,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FileCheck::Sha256 => "SHA-256",
+            FileCheck::Crc32 => "CRC-32",
+        }
+    }
+}
+
+/// A file's checksum being computed.
+enum Checker {
+    Sha256(Sha256),
+    Crc32(crc32fast::Hasher),
+}
+
+impl Checker {
+    fn new(check: FileCheck) -> Checker {
+        match check {
+            FileCheck::Sha256 => Checker::Sha256(Sha256::new()),
+            FileCheck::Crc32 => Checker::Crc32(crc32fast::Hasher::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Checker::Sha256(h) => h.update(data),
+            Checker::Crc32(h) => h.update(data),
+        }
+    }
+
+    /// The trailer: the checksum of everything given to `update`, in the archive's byte form.
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Checker::Sha256(h) => h.finalize().to_vec(),
+            Checker::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
+        }
+    }
+}
 
 /// Whether `name` may name a file in an archive: 1 to 255 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn is_valid_name(name: &[u8]) -> bool {
@@ -97,7 +183,7 @@ fn size_changed(path: &Path, recorded: u64, found: impl Display) -> io::Error {
 /// The sender's side: a directory of regular files read as an archive stream.
 ///
 /// [`ArchiveReader::open`] lists the files, records their sizes and builds the header in memory;
-/// contents are read from the files as the stream is read, each file's SHA-256 computed on the
+/// contents are read from the files as the stream is read, each file's checksum computed on the
 /// way. Any offset in `0..=len()` may be sought, by `SeekFrom::Start`, `End` or `Current`; seeking
 /// outside that range is an `InvalidInput` error. Header bytes are served from memory; for an
 /// offset inside a file's content the next read reopens the file and re-hashes the bytes before
@@ -110,6 +196,7 @@ pub struct ArchiveReader {
     files: Vec<(String, u64)>,
     /// The stream offset of each file's content.
     starts: Vec<u64>,
+    check: FileCheck,
     len: u64,
     pos: u64,
     open: Option<OpenFile>,
@@ -130,9 +217,10 @@ impl std::fmt::Debug for ArchiveReader {
 struct OpenFile {
     index: usize,
     file: File,
-    hasher: Sha256,
+    check: FileCheck,
+    hasher: Checker,
     hashed: u64,
-    digest: Option<[u8; HASH_LEN]>,
+    digest: Option<Vec<u8>>,
 }
 
 impl OpenFile {
@@ -157,20 +245,21 @@ impl OpenFile {
         Ok(())
     }
 
-    /// The whole file's SHA-256, once all of it has been hashed; checks the file has no more bytes.
-    fn digest(&mut self, size: u64, path: &Path) -> io::Result<[u8; HASH_LEN]> {
-        if let Some(digest) = self.digest {
-            return Ok(digest);
-        }
-        let mut probe = [0; 1];
-        let extra = read_retrying(&mut self.file, &mut probe)
-            .map_err(|err| with_context(err, format!("cannot read {}", path.display())))?;
-        if extra != 0 {
-            return Err(size_changed(path, size, "more"));
-        }
-        let digest: [u8; HASH_LEN] = std::mem::take(&mut self.hasher).finalize().into();
-        self.digest = Some(digest);
-        Ok(digest)
+    /// The whole file's trailer, once all of it has been hashed; checks the file has no more bytes.
+    fn digest(&mut self, size: u64, path: &Path) -> io::Result<&[u8]> {
+        let digest = match self.digest.take() {
+            Some(digest) => digest,
+            None => {
+                let mut probe = [0; 1];
+                let extra = read_retrying(&mut self.file, &mut probe)
+                    .map_err(|err| with_context(err, format!("cannot read {}", path.display())))?;
+                if extra != 0 {
+                    return Err(size_changed(path, size, "more"));
+                }
+                std::mem::replace(&mut self.hasher, Checker::new(self.check)).finish()
+            }
+        };
+        Ok(self.digest.insert(digest))
     }
 }
 
@@ -180,6 +269,11 @@ impl ArchiveReader {
     /// Errors: `InvalidData` for an entry that is not a regular file (a subdirectory, a symlink,
     /// ...), a name that is not valid in an archive, or a limit exceeded; the IO error otherwise.
     pub fn open(dir: &Path) -> io::Result<ArchiveReader> {
+        ArchiveReader::open_with(dir, FileCheck::Crc32)
+    }
+
+    /// [`open`](Self::open), the files checked by `check` (SHA-256: an earlier release's archive).
+    fn open_with(dir: &Path, check: FileCheck) -> io::Result<ArchiveReader> {
         let list_error = |err| with_context(err, format!("cannot list checkpoint directory {}", dir.display()));
         let mut files = Vec::new();
         for entry in fs::read_dir(dir).map_err(list_error)? {
@@ -229,7 +323,7 @@ impl ArchiveReader {
         files.sort_unstable();
 
         let mut header = Vec::new();
-        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(check.magic());
         header.extend_from_slice(&count.to_be_bytes());
         for (name, size) in &files {
             // A valid name is at most 255 bytes.
@@ -251,13 +345,14 @@ impl ArchiveReader {
         let mut len = header.len() as u64;
         for (_, size) in &files {
             starts.push(len);
-            len += size + HASH_LEN_U64;
+            len += size + check.trailer_len() as u64;
         }
         Ok(ArchiveReader {
             dir: dir.to_path_buf(),
             header,
             files,
             starts,
+            check,
             len,
             pos: 0,
             open: None,
@@ -300,7 +395,8 @@ impl ArchiveReader {
                 self.open.insert(OpenFile {
                     index,
                     file,
-                    hasher: Sha256::new(),
+                    check: self.check,
+                    hasher: Checker::new(self.check),
                     hashed: 0,
                     digest: None,
                 })
@@ -319,9 +415,9 @@ impl ArchiveReader {
             Ok(n)
         } else {
             let digest = open.digest(size, &path)?;
-            // rel - size < 32 as rel is inside this file's part of the stream.
+            // rel - size < the trailer's length as rel is inside this file's part of the stream.
             let offset = (rel - size) as usize;
-            let n = (HASH_LEN - offset).min(buf.len());
+            let n = (digest.len() - offset).min(buf.len());
             buf[..n].copy_from_slice(&digest[offset..offset + n]);
             Ok(n)
         }
@@ -404,6 +500,8 @@ pub struct ArchiveWriter {
     /// The stream's total length, once the header is known.
     total: Option<u64>,
     files: Vec<(String, u64)>,
+    /// How the files are checked, once the header is known.
+    check: FileCheck,
     phase: Phase,
     /// The kind and message of the first error.
     poison: Option<(ErrorKind, String)>,
@@ -448,6 +546,8 @@ struct HeaderParser {
     count: u32,
     files: Vec<(String, u64)>,
     name: String,
+    /// How the files are checked, once the magic is known.
+    check: FileCheck,
 }
 
 impl HeaderParser {
@@ -459,6 +559,7 @@ impl HeaderParser {
             count: 0,
             files: Vec::new(),
             name: String::new(),
+            check: FileCheck::Crc32,
         }
     }
 
@@ -500,13 +601,13 @@ impl HeaderParser {
         let number = self.files.len() + 1;
         let next = match self.field {
             Field::Magic => {
-                if bytes != MAGIC && bytes != MAGIC_FORMAT_2 {
-                    return Err(invalid_data(format!(
+                self.check = FileCheck::of_magic(bytes).ok_or_else(|| {
+                    invalid_data(format!(
                         "not a checkpoint archive: magic is {} instead of {}",
                         hex::encode(bytes),
                         hex::encode(MAGIC)
-                    )));
-                }
+                    ))
+                })?;
                 Field::Count
             }
             Field::Count => {
@@ -588,7 +689,8 @@ struct FileSink {
     index: usize,
     path: PathBuf,
     out: BufWriter<File>,
-    hasher: Sha256,
+    check: FileCheck,
+    hasher: Checker,
     size: u64,
     written: u64,
     trailer: Vec<u8>,
@@ -609,16 +711,18 @@ impl FileSink {
             self.written += n as u64;
             return Ok((n, false));
         }
-        let n = (HASH_LEN - self.trailer.len()).min(data.len());
+        let trailer_len = self.check.trailer_len();
+        let n = (trailer_len - self.trailer.len()).min(data.len());
         self.trailer.extend_from_slice(&data[..n]);
-        if self.trailer.len() < HASH_LEN {
+        if self.trailer.len() < trailer_len {
             return Ok((n, false));
         }
-        let computed = std::mem::take(&mut self.hasher).finalize();
-        if computed[..] != self.trailer[..] {
+        let computed = std::mem::replace(&mut self.hasher, Checker::new(self.check)).finish();
+        if computed != self.trailer {
             return Err(invalid_data(format!(
-                "{}: content checksum mismatch: archive says {}, the {} bytes received hash to {}",
+                "{}: content checksum mismatch: archive says {} {}, the {} bytes received give {}",
                 self.path.display(),
+                self.check.name(),
                 hex::encode(&self.trailer),
                 self.size,
                 hex::encode(computed)
@@ -706,6 +810,7 @@ impl ArchiveWriter {
             received: 0,
             total: None,
             files: Vec::new(),
+            check: FileCheck::Crc32,
             phase: Phase::Header(HeaderParser::new()),
             poison: None,
             syncer: Syncer::start()
@@ -821,7 +926,9 @@ impl ArchiveWriter {
                 if done {
                     let header_len = parser.buf.len() as u64;
                     self.files = std::mem::take(&mut parser.files);
-                    self.total = Some(self.files.iter().map(|(_, size)| size + HASH_LEN_U64).sum::<u64>() + header_len);
+                    self.check = parser.check;
+                    let trailer_len = self.check.trailer_len() as u64;
+                    self.total = Some(self.files.iter().map(|(_, size)| size + trailer_len).sum::<u64>() + header_len);
                     self.start_file(0)?;
                 }
                 Ok(n)
@@ -858,10 +965,11 @@ impl ArchiveWriter {
                     index,
                     path,
                     out: BufWriter::with_capacity(IO_BUF_LEN, file),
-                    hasher: Sha256::new(),
+                    check: self.check,
+                    hasher: Checker::new(self.check),
                     size: *size,
                     written: 0,
-                    trailer: Vec::with_capacity(HASH_LEN),
+                    trailer: Vec::with_capacity(self.check.trailer_len()),
                 })
             }
         };
@@ -969,7 +1077,12 @@ mod tests {
     }
 
     fn stream_of(dir: &Path) -> Vec<u8> {
-        let mut reader = ArchiveReader::open(dir).unwrap();
+        stream_with(dir, FileCheck::Crc32)
+    }
+
+    /// The archive of `dir` with its files checked by `check` (SHA-256: as an earlier release sends it).
+    fn stream_with(dir: &Path, check: FileCheck) -> Vec<u8> {
+        let mut reader = ArchiveReader::open_with(dir, check).unwrap();
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         assert_eq!(out.len() as u64, reader.len());
@@ -996,6 +1109,9 @@ mod tests {
             assert!(fs::read(dest.join(name)).unwrap() == *content, "{name} differs");
         }
     }
+
+    /// The trailer of an empty file: its CRC-32.
+    const EMPTY_CRC: [u8; 4] = [0; 4];
 
     /// Header entries: name bytes and size.
     type Entries<'a> = &'a [(&'a [u8], u64)];
@@ -1073,9 +1189,15 @@ mod tests {
     fn seeks_anywhere_give_the_same_bytes() {
         let tmp = tempfile::tempdir().unwrap();
         let (dir, _) = sample_dir(tmp.path(), 200_000);
-        let stream = stream_of(&dir);
+        for check in [FileCheck::Crc32, FileCheck::Sha256] {
+            seeks_anywhere_in(&dir, check);
+        }
+    }
+
+    fn seeks_anywhere_in(dir: &Path, check: FileCheck) {
+        let stream = stream_with(dir, check);
         let len = stream.len() as u64;
-        let mut reader = ArchiveReader::open(&dir).unwrap();
+        let mut reader = ArchiveReader::open_with(dir, check).unwrap();
         assert_eq!(reader.seek(SeekFrom::End(0)).unwrap(), len);
         assert_eq!(reader.read(&mut [0; 10]).unwrap(), 0);
 
@@ -1084,7 +1206,7 @@ mod tests {
         let mut offsets = vec![0, len];
         for (index, start) in reader.starts.clone().into_iter().enumerate() {
             let trailer = start + reader.files()[index].1;
-            for at in [start, trailer, trailer + HASH_LEN_U64] {
+            for at in [start, trailer, trailer + check.trailer_len() as u64] {
                 offsets.extend([at.saturating_sub(1), at, at + 1].into_iter().filter(|&o| o <= len));
             }
         }
@@ -1170,8 +1292,15 @@ mod tests {
     fn flipped_bytes_are_caught() {
         let tmp = tempfile::tempdir().unwrap();
         let (dir, _) = sample_dir(tmp.path(), 10_000);
-        let stream = stream_of(&dir);
-        let reader = ArchiveReader::open(&dir).unwrap();
+        for check in [FileCheck::Crc32, FileCheck::Sha256] {
+            flipped_bytes_are_caught_in(&tmp.path().join(check.name()), &dir, check);
+        }
+    }
+
+    fn flipped_bytes_are_caught_in(tmp: &Path, dir: &Path, check: FileCheck) {
+        fs::create_dir(tmp).unwrap();
+        let stream = stream_with(dir, check);
+        let reader = ArchiveReader::open_with(dir, check).unwrap();
         let header_len = reader.starts[0] as usize;
         // Files: 000012.sst (first), CURRENT (second).
         let first_name = 8 + 4 + 2;
@@ -1185,32 +1314,68 @@ mod tests {
             (header_len - 5, "header checksum mismatch"),
             (header_len + 1234, "000012.sst: content checksum mismatch"),
             (second_content + 3, "CURRENT: content checksum mismatch"),
-            (second_trailer + 31, "CURRENT: content checksum mismatch"),
+            (
+                second_trailer + check.trailer_len() - 1,
+                "CURRENT: content checksum mismatch",
+            ),
         ];
         for (i, (at, needle)) in cases.into_iter().enumerate() {
             let mut bad = stream.clone();
             bad[at] ^= 0x01;
-            let dest = tmp.path().join(format!("dest{i}"));
+            let dest = tmp.join(format!("dest{i}"));
             expect_invalid(unpack(&dest, &bad, 1000), needle);
+            if at > header_len {
+                expect_invalid(unpack(&tmp.join(format!("named{i}")), &bad, 1000), check.name());
+            }
         }
         // Sizes beyond the limits, and a corrupt name, fail before the checksum is read.
         let mut bad = stream.clone();
         bad[first_size] = 0xff;
-        expect_invalid(unpack(&tmp.path().join("big"), &bad, 1000), "over the limit");
+        expect_invalid(unpack(&tmp.join("big"), &bad, 1000), "over the limit");
         let mut bad = stream.clone();
         bad[first_name + 2] = b'/';
-        expect_invalid(unpack(&tmp.path().join("slash"), &bad, 1000), "not allowed");
+        expect_invalid(unpack(&tmp.join("slash"), &bad, 1000), "not allowed");
         let mut bad = stream;
         bad[8] = 0xff;
-        expect_invalid(unpack(&tmp.path().join("count"), &bad, 1000), "files is over the limit");
+        expect_invalid(unpack(&tmp.join("count"), &bad, 1000), "files is over the limit");
     }
 
     #[test]
-    fn an_archive_of_format_2_is_accepted_and_an_unknown_one_refused() {
+    fn the_stream_is_as_the_format_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("src");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a"), b"abc").unwrap();
+        fs::write(dir.join("b"), b"").unwrap();
+        let header = header_of(&[(b"a", 3), (b"b", 0)]);
+        assert_eq!(&header[..8], b"SEALCKP3");
+        let mut want = header.clone();
+        // CRC-32 (IEEE 802.3) of "abc" is 0x352441c2, big-endian; of nothing, 0.
+        want.extend_from_slice(b"abc\x35\x24\x41\xc2\0\0\0\0");
+        assert_eq!(stream_of(&dir), want);
+        // An earlier release's: the same header but its magic, SHA-256 trailers.
+        let mut want = header_of(&[(b"a", 3), (b"b", 0)]);
+        want[..8].copy_from_slice(b"SEALCKP2");
+        let checksum = Sha256::digest(&want[..header.len() - HASH_LEN]);
+        want.truncate(header.len() - HASH_LEN);
+        want.extend_from_slice(&checksum);
+        want.extend_from_slice(b"abc");
+        want.extend_from_slice(&Sha256::digest(b"abc"));
+        want.extend_from_slice(&Sha256::digest(b""));
+        assert_eq!(stream_with(&dir, FileCheck::Sha256), want);
+    }
+
+    #[test]
+    fn archives_of_earlier_releases_are_accepted_and_an_unknown_one_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let (dir, files) = sample_dir(tmp.path(), 10_000);
-        let stream = stream_of(&dir);
-        assert_eq!(&stream[..8], MAGIC);
+        assert_eq!(&stream_of(&dir)[..8], MAGIC);
+        // What an earlier release of format 3 sends: files checked by SHA-256.
+        let stream = stream_with(&dir, FileCheck::Sha256);
+        assert_eq!(&stream[..8], MAGIC_SHA256);
+        let dest = tmp.path().join("from-sha256");
+        unpack(&dest, &stream, 1000).unwrap();
+        assert_same_files(&dest, &files);
         let header_len = ArchiveReader::open(&dir).unwrap().starts[0] as usize;
         let with_magic = |magic: &[u8; 8]| {
             let mut s = stream.clone();
@@ -1225,7 +1390,7 @@ mod tests {
         assert_same_files(&dest, &files);
         // A later format, whose checkpoint this build could misread, at its first bytes.
         expect_invalid(
-            unpack(&tmp.path().join("later"), &with_magic(b"SEALCKP3"), 1000),
+            unpack(&tmp.path().join("later"), &with_magic(b"SEALCKP4"), 1000),
             "magic",
         );
     }
@@ -1288,14 +1453,14 @@ mod tests {
         for (i, (entries, needle)) in cases.into_iter().enumerate() {
             let dest = tmp.path().join(format!("dest{i}"));
             let mut stream = header_of(entries);
-            stream.extend_from_slice(&Sha256::digest(b""));
+            stream.extend_from_slice(&EMPTY_CRC);
             expect_invalid(unpack(&dest, &stream, 3), needle);
             assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "case {i} created a file");
         }
         // The same header with good names is fine.
         let mut stream = header_of(&[(b"a", 0), (b"b", 0)]);
-        stream.extend_from_slice(&Sha256::digest(b""));
-        stream.extend_from_slice(&Sha256::digest(b""));
+        stream.extend_from_slice(&EMPTY_CRC);
+        stream.extend_from_slice(&EMPTY_CRC);
         assert_eq!(unpack(&tmp.path().join("good"), &stream, 3).unwrap().len(), 2);
         // The sender refuses such names too, and anything but a regular file.
         let src = tmp.path().join("src-space");
