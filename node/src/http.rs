@@ -710,14 +710,17 @@ async fn handle(state: &AppState, route: &Route, mut request: Request) -> Result
             let body = read_body(request.into_body(), &limits).await?;
             let body_len = body.len() as u64;
             // Parsing every part's JSON (up to limits.max_body_bytes) is CPU work:
-            // off the runtime that serves reads and Raft, as validation is.
-            let _slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
+            // off the runtime that serves reads and Raft, as validation is. The slot is
+            // for the parse alone: held through the publish, it would let no more
+            // publishes be under way than there are cores, each waiting on its syncs.
+            let slot = state.parse_slots.acquire().await.map_err(|_| ApiError::Unknown {
                 reason: "upload parsing pool closed".into(),
                 source: None,
             })?;
             let files = tokio::task::spawn_blocking(move || parse_upload(content_type.as_deref(), &body, &limits))
                 .await
                 .map_err(|e| ApiError::unknown(format!("upload parsing task: {e}"), e))??;
+            drop(slot);
             backend.publish(gun, files).await?;
             Ok(Handled {
                 response: StatusCode::OK.into_response(),

@@ -18,6 +18,8 @@ struct MemBackend {
     queries: Mutex<Vec<ChangefeedQuery>>,
     changes: Vec<ChangeRecord>,
     publish_error: Option<ApiError>,
+    /// When set, each publish waits here until the barrier's count of publishes are in it.
+    publish_barrier: Option<Arc<tokio::sync::Barrier>>,
     unavailable: Option<String>,
     health: Health,
 }
@@ -77,6 +79,9 @@ impl Backend for MemBackend {
     async fn publish(&self, gun: &str, files: Vec<RoleFile>) -> Result<(), ApiError> {
         if let Some(e) = &self.publish_error {
             return Err(e.clone());
+        }
+        if let Some(barrier) = &self.publish_barrier {
+            barrier.wait().await;
         }
         self.published.lock().unwrap().push((gun.to_string(), files));
         Ok(())
@@ -341,6 +346,45 @@ async fn publish_passes_roles_to_backend() {
         "seal_http_request_size_bytes_sum{{operation=\"UpdateTUF\"}} {}",
         body.len()
     )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_slot_is_held_for_the_parse_not_the_publish() {
+    // Three publishes must be in the backend at once; the handler has one parse slot. Held
+    // through the publish, the slot would let one in at a time and the barrier never open.
+    let at_once = 3;
+    let backend = Arc::new(MemBackend {
+        publish_barrier: Some(Arc::new(tokio::sync::Barrier::new(at_once))),
+        ..MemBackend::default()
+    });
+    let mut state = AppState::new(backend.clone(), Metrics::new().unwrap());
+    state.parse_slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let body = concat!(
+        "--B\r\nContent-Disposition: form-data; name=\"files\"; filename=\"targets\"\r\n\r\n",
+        r#"{"signed":{"_type":"Targets","version":2},"signatures":[]}"#,
+        "\r\n--B--\r\n"
+    );
+    let calls: Vec<_> = (0..at_once)
+        .map(|i| {
+            let request = post(
+                &format!("/v2/{GUN}{i}/_trust/tuf/"),
+                "multipart/form-data; boundary=B",
+                body.as_bytes().to_vec(),
+            );
+            tokio::spawn(call_with(state.clone(), request))
+        })
+        .collect();
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::future::join_all(calls),
+    )
+    .await
+    .expect("publishes kept one at a time by the parse slot");
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    assert_eq!(backend.published.lock().unwrap().len(), at_once);
 }
 
 #[tokio::test]
