@@ -2,7 +2,7 @@
 //!
 //! A snapshot is a checkpoint directory of the state machine's database. Sent, it is read as one
 //! stream by [`seal_storage::archive::ArchiveReader`] (a header listing the files, then each
-//! file's bytes and SHA-256); received, the stream is written by
+//! file's bytes and checksum); received, the stream is written by
 //! [`seal_storage::archive::ArchiveWriter`] into a new directory, each file checked as it
 //! completes. openraft 0.9's chunked transport asks for `AsyncRead + AsyncWrite + AsyncSeek`;
 //! the archive does plain file IO, at most one chunk (`snapshot_max_chunk_size`) per call, run
