@@ -129,11 +129,20 @@ impl Checker {
         }
     }
 
-    /// The trailer: the checksum of everything given to `update`, in the archive's byte form.
-    fn finish(self) -> Vec<u8> {
+    /// Which check this computes.
+    fn check(&self) -> FileCheck {
         match self {
-            Checker::Sha256(h) => h.finalize().to_vec(),
-            Checker::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
+            Checker::Sha256(_) => FileCheck::Sha256,
+            Checker::Crc32(_) => FileCheck::Crc32,
+        }
+    }
+
+    /// The trailer: the checksum of everything given to `update` since the last `finish`, in the
+    /// archive's byte form; the checker starts afresh.
+    fn finish(&mut self) -> Vec<u8> {
+        match self {
+            Checker::Sha256(h) => h.finalize_reset().to_vec(),
+            Checker::Crc32(h) => std::mem::take(h).finalize().to_be_bytes().to_vec(),
         }
     }
 }
@@ -217,7 +226,6 @@ impl std::fmt::Debug for ArchiveReader {
 struct OpenFile {
     index: usize,
     file: File,
-    check: FileCheck,
     hasher: Checker,
     hashed: u64,
     digest: Option<Vec<u8>>,
@@ -256,7 +264,7 @@ impl OpenFile {
                 if extra != 0 {
                     return Err(size_changed(path, size, "more"));
                 }
-                std::mem::replace(&mut self.hasher, Checker::new(self.check)).finish()
+                self.hasher.finish()
             }
         };
         Ok(self.digest.insert(digest))
@@ -395,7 +403,6 @@ impl ArchiveReader {
                 self.open.insert(OpenFile {
                     index,
                     file,
-                    check: self.check,
                     hasher: Checker::new(self.check),
                     hashed: 0,
                     digest: None,
@@ -500,8 +507,6 @@ pub struct ArchiveWriter {
     /// The stream's total length, once the header is known.
     total: Option<u64>,
     files: Vec<(String, u64)>,
-    /// How the files are checked, once the header is known.
-    check: FileCheck,
     phase: Phase,
     /// The kind and message of the first error.
     poison: Option<(ErrorKind, String)>,
@@ -689,7 +694,6 @@ struct FileSink {
     index: usize,
     path: PathBuf,
     out: BufWriter<File>,
-    check: FileCheck,
     hasher: Checker,
     size: u64,
     written: u64,
@@ -711,18 +715,19 @@ impl FileSink {
             self.written += n as u64;
             return Ok((n, false));
         }
-        let trailer_len = self.check.trailer_len();
+        let check = self.hasher.check();
+        let trailer_len = check.trailer_len();
         let n = (trailer_len - self.trailer.len()).min(data.len());
         self.trailer.extend_from_slice(&data[..n]);
         if self.trailer.len() < trailer_len {
             return Ok((n, false));
         }
-        let computed = std::mem::replace(&mut self.hasher, Checker::new(self.check)).finish();
+        let computed = self.hasher.finish();
         if computed != self.trailer {
             return Err(invalid_data(format!(
                 "{}: content checksum mismatch: archive says {} {}, the {} bytes received give {}",
                 self.path.display(),
-                self.check.name(),
+                check.name(),
                 hex::encode(&self.trailer),
                 self.size,
                 hex::encode(computed)
@@ -810,7 +815,6 @@ impl ArchiveWriter {
             received: 0,
             total: None,
             files: Vec::new(),
-            check: FileCheck::Crc32,
             phase: Phase::Header(HeaderParser::new()),
             poison: None,
             syncer: Syncer::start()
@@ -926,18 +930,18 @@ impl ArchiveWriter {
                 if done {
                     let header_len = parser.buf.len() as u64;
                     self.files = std::mem::take(&mut parser.files);
-                    self.check = parser.check;
-                    let trailer_len = self.check.trailer_len() as u64;
+                    let check = parser.check;
+                    let trailer_len = check.trailer_len() as u64;
                     self.total = Some(self.files.iter().map(|(_, size)| size + trailer_len).sum::<u64>() + header_len);
-                    self.start_file(0)?;
+                    self.start_file(0, check)?;
                 }
                 Ok(n)
             }
             Phase::File(sink) => {
                 let (n, done) = sink.feed(data, &self.syncer)?;
                 if done {
-                    let next = sink.index + 1;
-                    self.start_file(next)?;
+                    let (next, check) = (sink.index + 1, sink.hasher.check());
+                    self.start_file(next, check)?;
                 }
                 Ok(n)
             }
@@ -950,8 +954,9 @@ impl ArchiveWriter {
         }
     }
 
-    /// Creates file `index` and makes it the one being written; `Done` past the last file.
-    fn start_file(&mut self, index: usize) -> io::Result<()> {
+    /// Creates file `index`, checked by `check`, and makes it the one being written; `Done` past
+    /// the last file.
+    fn start_file(&mut self, index: usize, check: FileCheck) -> io::Result<()> {
         self.phase = match self.files.get(index) {
             None => Phase::Done,
             Some((name, size)) => {
@@ -965,11 +970,10 @@ impl ArchiveWriter {
                     index,
                     path,
                     out: BufWriter::with_capacity(IO_BUF_LEN, file),
-                    check: self.check,
-                    hasher: Checker::new(self.check),
+                    hasher: Checker::new(check),
                     size: *size,
                     written: 0,
-                    trailer: Vec::with_capacity(self.check.trailer_len()),
+                    trailer: Vec::with_capacity(check.trailer_len()),
                 })
             }
         };
