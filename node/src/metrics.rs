@@ -339,15 +339,20 @@ impl Metrics {
         {
             return record(series);
         }
-        let one_label = |vec: &ShardedHistogramVec| {
-            vec.with_label_values(&[operation])
-                .expect("one label value for the one label of the HTTP histograms")
+        let one_label = |vec: &ShardedHistogramVec| vec.with_label_values(&[operation]);
+        let (Ok(duration), Ok(request_size), Ok(response_size)) = (
+            one_label(&self.http_duration),
+            one_label(&self.http_request_size),
+            one_label(&self.http_response_size),
+        ) else {
+            // Never: each HTTP histogram has the one label `operation` (Metrics::new).
+            return;
         };
         let series = HttpSeries {
             requests: self.http_requests.with_label_values(&[operation, &status.to_string()]),
-            duration: one_label(&self.http_duration),
-            request_size: one_label(&self.http_request_size),
-            response_size: one_label(&self.http_response_size),
+            duration,
+            request_size,
+            response_size,
         };
         record(&series);
         self.http_series
